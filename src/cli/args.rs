@@ -1,0 +1,95 @@
+//! Command-line arguments.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run unmodified Linux x86-64 programs in a KVM box and own every trap they make.
+#[derive(Parser, Debug)]
+#[command(name = "trapbox", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a program in the box; it behaves as natively, every syscall goes through trapbox.
+    Run(RunArgs),
+    /// Say what a file is and whether trapbox can run it.
+    Inspect {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// End the guest after SECS seconds (exit status 124).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Cap the guest's accessible memory (e.g. 512M, 2G); allocations beyond fail with ENOMEM.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Force a trap path instead of detecting the kind of KVM.
+    #[arg(long, value_enum)]
+    pub trap_path: Option<PathArg>,
+    /// Print the trap path at start and the exit count at the end.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// PROGRAM ARGS...
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PathArg {
+    /// Hardware KVM: syscall enters a ring-0 stub.
+    Hw,
+    /// PVM: syscall stays at CPL3 and rings a doorbell.
+    Pvm,
+}
+
+impl From<PathArg> for trapbox::vm::TrapPath {
+    fn from(p: PathArg) -> Self {
+        match p {
+            PathArg::Hw => trapbox::vm::TrapPath::Hardware,
+            PathArg::Pvm => trapbox::vm::TrapPath::Pvm,
+        }
+    }
+}
+
+/// Parses `512M`, `2G`, `1048576`, `64k`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_lowercase() {
+                'k' => 1u64 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M, G or T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_size_units() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+}

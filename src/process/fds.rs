@@ -1,0 +1,98 @@
+//! trapbox's own file descriptors, out of the guest's reach (invariant 4).
+//!
+//! Everything trapbox opens for itself (the KVM fds, its diagnostic stream, trace files) lives
+//! at high numbers, so the guest's descriptors number from 3 as natively. Any syscall argument
+//! naming one of them fails with EBADF as if it were closed, and a newly opened descriptor that
+//! turns out to be a way into trapbox (`/proc/<trapbox>/mem`, `/dev/kvm`) is closed again and
+//! the open fails with EACCES.
+
+use std::collections::BTreeSet;
+use std::os::fd::RawFd;
+
+/// The set of descriptors the guest must not name.
+#[derive(Debug, Default, Clone)]
+pub struct FdGuard {
+    reserved: BTreeSet<RawFd>,
+}
+
+/// Descriptors open in this process now.
+pub fn open_fds() -> BTreeSet<RawFd> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Lowest number for trapbox's own descriptors: just below the soft RLIMIT_NOFILE, so the
+/// guest reaches them only after opening nearly as many files as it may.
+pub fn private_fd_base() -> i32 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: r is a valid rlimit to write.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    let soft = r.rlim_cur.min(1 << 20) as i32;
+    (soft - 32).max(64)
+}
+
+impl FdGuard {
+    /// Reserves every descriptor open now that was not in `inherited` (those belong to the
+    /// guest, as they would natively).
+    pub fn from_difference(inherited: &BTreeSet<RawFd>) -> FdGuard {
+        FdGuard { reserved: open_fds().difference(inherited).copied().collect() }
+    }
+
+    /// Adds one descriptor.
+    pub fn reserve(&mut self, fd: RawFd) {
+        self.reserved.insert(fd);
+    }
+
+    /// Whether `fd` is trapbox's.
+    pub fn is_reserved(&self, fd: i64) -> bool {
+        i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd))
+    }
+
+    /// The reserved descriptors.
+    pub fn reserved(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.reserved.iter().copied()
+    }
+}
+
+/// Whether an open descriptor `fd` leads into trapbox: the memory of trapbox's process (the
+/// guest's pid is trapbox's) or the KVM device.
+pub fn leads_into_trapbox(fd: i64) -> bool {
+    let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { return false };
+    let t = target.to_string_lossy();
+    if t == "/dev/kvm" || t.starts_with("anon_inode:kvm") {
+        return true;
+    }
+    let pid = std::process::id().to_string();
+    let mut parts = t.trim_start_matches('/').split('/');
+    if parts.next() != Some("proc") || parts.next() != Some(pid.as_str()) {
+        return false;
+    }
+    let rest: Vec<&str> = parts.collect();
+    matches!(rest.as_slice(), ["mem"] | ["task", _, "mem"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn leads_into_trapbox_catches_proc_mem() {
+        let f = std::fs::File::open("/proc/self/mem").unwrap();
+        assert!(leads_into_trapbox(f.as_raw_fd() as i64));
+        let g = std::fs::File::open("/proc/self/maps").unwrap();
+        assert!(!leads_into_trapbox(g.as_raw_fd() as i64));
+    }
+
+    #[test]
+    fn from_difference_reserves_new_fds_only() {
+        let before = open_fds();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let g = FdGuard::from_difference(&before);
+        assert!(g.is_reserved(f.as_raw_fd() as i64));
+        assert!(!g.is_reserved(0));
+        assert!(!g.is_reserved(-100));
+        assert!(!g.is_reserved(1 << 40));
+    }
+}

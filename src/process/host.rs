@@ -1,0 +1,83 @@
+//! Thin wrappers over the host's memory-mapping syscalls, returning `-errno` style results.
+//!
+//! These change trapbox's own address space, which the guest shares 1:1; callers in
+//! `process` decide *where* they may act (only on guest ranges, or on free space), which is
+//! why each is `unsafe`.
+
+/// Result of a raw host call: the value, or the errno.
+pub type HostResult = Result<u64, i32>;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// `mmap`.
+///
+/// # Safety
+/// With MAP_FIXED, `[addr, addr+len)` must hold nothing trapbox relies on (guest memory or
+/// free space). Without it the kernel picks free space and any `addr` is a hint.
+pub unsafe fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, off: u64) -> HostResult {
+    // SAFETY: forwarded to the caller's contract above.
+    let p = unsafe { libc::mmap(addr as *mut libc::c_void, len as usize, prot, flags, fd, off as libc::off_t) };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p as u64)
+    }
+}
+
+/// `munmap`.
+///
+/// # Safety
+/// The range must be guest memory (or trapbox memory no longer referenced).
+pub unsafe fn munmap(addr: u64, len: u64) -> HostResult {
+    // SAFETY: forwarded to the caller's contract above.
+    match unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) } {
+        0 => Ok(0),
+        _ => Err(errno()),
+    }
+}
+
+/// `mprotect`.
+///
+/// # Safety
+/// The range must be guest memory.
+pub unsafe fn mprotect(addr: u64, len: u64, prot: i32) -> HostResult {
+    // SAFETY: forwarded to the caller's contract above.
+    match unsafe { libc::mprotect(addr as *mut libc::c_void, len as usize, prot) } {
+        0 => Ok(0),
+        _ => Err(errno()),
+    }
+}
+
+/// `mremap`.
+///
+/// # Safety
+/// The old range must be guest memory; with MREMAP_FIXED the new range must be guest memory
+/// or free space.
+pub unsafe fn mremap(old: u64, old_len: u64, new_len: u64, flags: i32, new: u64) -> HostResult {
+    // SAFETY: forwarded to the caller's contract above.
+    let p = unsafe {
+        libc::mremap(old as *mut libc::c_void, old_len as usize, new_len as usize, flags, new as *mut libc::c_void)
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p as u64)
+    }
+}
+
+/// Reserves `[addr, addr+len)` as inaccessible memory only if all of it is free, leaving a
+/// placeholder there. Fails with EEXIST when anything is mapped in the range.
+pub fn reserve_exact(addr: u64, len: u64) -> HostResult {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    let got = unsafe { mmap(addr, len, libc::PROT_NONE, flags, -1, 0) }?;
+    if got != addr {
+        // Kernels before 4.17 treat the flag as a hint; undo a mapping placed elsewhere.
+        // SAFETY: `got` is the fresh mapping just made.
+        let _ = unsafe { munmap(got, len) };
+        return Err(libc::EEXIST);
+    }
+    Ok(got)
+}

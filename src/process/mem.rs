@@ -1,0 +1,309 @@
+//! The guest's address space: which ranges of the (shared, 1:1) host address space are guest
+//! memory, with which rights — and the only place that turns a guest pointer into bytes.
+//!
+//! Every region here is a live host mapping made for the guest, registered with KVM and
+//! present in the guest page tables with the same rights (invariant 2: anything not listed is
+//! trapbox's or unmapped, and the guest cannot reach it). Pointer checks (invariant 3) ask
+//! this map. Reads and writes of guest memory on trapbox's side go through
+//! `process_vm_readv`/`process_vm_writev` on trapbox's own pid, so a page that faults (a file
+//! mapping past EOF, say) gives an error instead of a SIGBUS in trapbox.
+
+use std::collections::BTreeMap;
+
+use crate::trap::{GuestAddr, MemError};
+use crate::vm::{GuestMemory, MemoryError, PteFlags};
+
+/// Highest user address + 1 (47-bit user space, minus the guard page Linux keeps).
+pub const USER_END: u64 = 0x7fff_ffff_f000;
+
+/// One guest region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// End (exclusive).
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: i32,
+}
+
+/// Access direction for checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The kernel (or trapbox) reads guest memory.
+    Read,
+    /// The kernel (or trapbox) writes guest memory.
+    Write,
+}
+
+/// Guest page-table rights for PROT_* bits (None: no access).
+pub fn pte_flags(prot: i32) -> Option<PteFlags> {
+    if prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) == 0 {
+        return None;
+    }
+    Some(PteFlags { write: prot & libc::PROT_WRITE != 0, exec: prot & libc::PROT_EXEC != 0, user: true })
+}
+
+/// The guest's regions.
+#[derive(Debug, Default)]
+pub struct AddressSpace {
+    regions: BTreeMap<u64, Region>,
+    committed: u64,
+}
+
+impl AddressSpace {
+    /// An empty address space.
+    pub fn new() -> AddressSpace {
+        AddressSpace::default()
+    }
+
+    /// Splits the region containing `at` so that a region starts exactly at `at`.
+    fn split(&mut self, at: u64) {
+        if let Some((&s, &r)) = self.regions.range(..at).next_back() {
+            if r.end > at {
+                self.regions.insert(s, Region { end: at, prot: r.prot });
+                self.regions.insert(at, Region { end: r.end, prot: r.prot });
+            }
+        }
+    }
+
+    fn cut(&mut self, start: u64, end: u64) -> Vec<(u64, Region)> {
+        self.split(start);
+        self.split(end);
+        let keys: Vec<u64> = self.regions.range(start..end).map(|(k, _)| *k).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let r = self.regions.remove(&k).expect("key listed above");
+            if r.prot != libc::PROT_NONE {
+                self.committed -= r.end - k;
+            }
+            out.push((k, r));
+        }
+        out
+    }
+
+    /// Records a new guest mapping that the host already made at `[start, start+len)`,
+    /// replacing whatever guest regions were there, and makes it reachable in the guest.
+    pub fn insert(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
+        self.cut(start, start + len);
+        mem.map(start, len, pte_flags(prot))?;
+        self.regions.insert(start, Region { end: start + len, prot });
+        if prot != libc::PROT_NONE {
+            self.committed += len;
+        }
+        Ok(())
+    }
+
+    /// Forgets `[start, start+len)` (the host range is about to be unmapped or was).
+    pub fn remove(&mut self, mem: &mut GuestMemory, start: u64, len: u64) -> Result<(), MemoryError> {
+        if self.cut(start, start + len).is_empty() {
+            return Ok(());
+        }
+        mem.unmap(start, len)
+    }
+
+    /// Changes the rights of `[start, start+len)`, which must be covered.
+    pub fn protect(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
+        let pieces = self.cut(start, start + len);
+        for (s, r) in pieces {
+            self.regions.insert(s, Region { end: r.end, prot });
+            if prot != libc::PROT_NONE {
+                self.committed += r.end - s;
+            }
+        }
+        mem.protect(start, len, pte_flags(prot))
+    }
+
+    /// Whether every page of `[start, end)` is guest memory.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        // Walk forward from the region containing `start`.
+        let first = self.regions.range(..=start).next_back();
+        let mut iter = match first {
+            Some((&s, r)) if r.end > start => self.regions.range(s..),
+            _ => return start >= end,
+        };
+        while at < end {
+            match iter.next() {
+                Some((&s, r)) if s <= at => at = r.end,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The regions overlapping `[start, end)`, clipped to it.
+    pub fn overlapping(&self, start: u64, end: u64) -> Vec<(u64, u64, i32)> {
+        let first = self.regions.range(..=start).next_back().map(|(s, _)| *s).unwrap_or(start);
+        self.regions
+            .range(first..end)
+            .filter(|(_, r)| r.end > start)
+            .map(|(&s, r)| (s.max(start), r.end.min(end), r.prot))
+            .collect()
+    }
+
+    /// The region containing `addr`.
+    pub fn region_at(&self, addr: u64) -> Option<(u64, Region)> {
+        self.regions.range(..=addr).next_back().filter(|(_, r)| r.end > addr).map(|(s, r)| (*s, *r))
+    }
+
+    /// Checks that the kernel may access `len` bytes at `addr` in direction `access`. On
+    /// failure, returns the first bad address.
+    pub fn check(&self, addr: u64, len: u64, access: Access) -> Result<(), u64> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(addr)?;
+        let need = match access {
+            Access::Read => libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            Access::Write => libc::PROT_WRITE,
+        };
+        let mut at = addr;
+        while at < end {
+            match self.region_at(at) {
+                Some((_, r)) if r.prot & need != 0 => at = r.end,
+                _ => return Err(at),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes in regions with some access (for `--memory-limit`).
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// All regions, in address order.
+    pub fn regions(&self) -> impl Iterator<Item = (u64, Region)> + '_ {
+        self.regions.iter().map(|(s, r)| (*s, *r))
+    }
+
+    /// Reads guest memory after checking it.
+    pub fn read(&self, addr: GuestAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        self.check(addr.0, buf.len() as u64, Access::Read).map_err(MemError::Fault)?;
+        copy_self(addr.0, buf.as_mut_ptr() as u64, buf.len(), false).map_err(|_| MemError::Fault(addr.0))
+    }
+
+    /// Writes guest memory after checking it is writable.
+    pub fn write(&self, addr: GuestAddr, data: &[u8]) -> Result<(), MemError> {
+        self.check(addr.0, data.len() as u64, Access::Write).map_err(MemError::Fault)?;
+        copy_self(data.as_ptr() as u64, addr.0, data.len(), true).map_err(|_| MemError::Fault(addr.0))
+    }
+
+    /// Reads a u64 from guest memory.
+    pub fn read_u64(&self, addr: u64) -> Result<u64, MemError> {
+        let mut b = [0u8; 8];
+        self.read(GuestAddr(addr), &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes, page by page.
+    pub fn read_cstr(&self, addr: GuestAddr, max: usize) -> Result<Vec<u8>, MemError> {
+        let mut out = Vec::new();
+        let mut at = addr.0;
+        while out.len() < max {
+            let page_end = (at | 0xfff) + 1;
+            let n = ((page_end - at) as usize).min(max - out.len());
+            let mut chunk = vec![0u8; n];
+            self.read(GuestAddr(at), &mut chunk)?;
+            if let Some(z) = chunk.iter().position(|b| *b == 0) {
+                out.extend_from_slice(&chunk[..z]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            at += n as u64;
+        }
+        Err(MemError::Fault(at))
+    }
+}
+
+/// Copies `len` bytes inside trapbox's own address space with the kernel doing the access, so
+/// an unreadable or unwritable page gives EFAULT rather than a signal. `write_remote` says
+/// which side is the guest's (the "remote" side of process_vm_*).
+fn copy_self(src: u64, dst: u64, len: usize, write_remote: bool) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let local = libc::iovec { iov_base: (if write_remote { src } else { dst }) as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: (if write_remote { dst } else { src }) as *mut libc::c_void, iov_len: len };
+    // SAFETY: the kernel validates both ranges against this process's mappings and copies
+    // through them; `local` is a buffer the caller owns for `len` bytes; no Rust reference
+    // aliases the guest side.
+    let n = unsafe {
+        if write_remote {
+            libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0)
+        } else {
+            libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0)
+        }
+    };
+    if n == len as isize {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(libc::EFAULT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space(regions: &[(u64, u64, i32)]) -> AddressSpace {
+        let mut a = AddressSpace::new();
+        for &(s, e, p) in regions {
+            a.regions.insert(s, Region { end: e, prot: p });
+        }
+        a
+    }
+
+    const R: i32 = libc::PROT_READ;
+    const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+    #[test]
+    fn check_direction_and_gaps() {
+        let a = space(&[(0x1000, 0x3000, R), (0x3000, 0x5000, RW)]);
+        assert_eq!(a.check(0x1000, 0x4000, Access::Read), Ok(()));
+        assert_eq!(a.check(0x1000, 0x4000, Access::Write), Err(0x1000));
+        assert_eq!(a.check(0x3000, 0x2000, Access::Write), Ok(()));
+        assert_eq!(a.check(0x4000, 0x2000, Access::Read), Err(0x5000));
+        assert_eq!(a.check(0, 1, Access::Read), Err(0));
+        assert_eq!(a.check(u64::MAX - 1, 4, Access::Read), Err(u64::MAX - 1));
+    }
+
+    #[test]
+    fn check_prot_none_is_not_readable() {
+        let a = space(&[(0x1000, 0x2000, libc::PROT_NONE)]);
+        assert_eq!(a.check(0x1000, 1, Access::Read), Err(0x1000));
+    }
+
+    #[test]
+    fn covers_needs_contiguity() {
+        let a = space(&[(0x1000, 0x2000, R), (0x2000, 0x3000, libc::PROT_NONE), (0x4000, 0x5000, R)]);
+        assert!(a.covers(0x1000, 0x3000));
+        assert!(!a.covers(0x1000, 0x5000));
+        assert!(!a.covers(0x3000, 0x4000));
+        assert!(a.covers(0x4800, 0x4900));
+    }
+
+    #[test]
+    fn cut_splits_and_counts_commit() {
+        let mut a = space(&[(0x1000, 0x5000, RW)]);
+        a.committed = 0x4000;
+        let removed = a.cut(0x2000, 0x3000);
+        assert_eq!(removed, vec![(0x2000, Region { end: 0x3000, prot: RW })]);
+        assert_eq!(a.committed(), 0x3000);
+        assert_eq!(a.region_at(0x1fff).map(|r| r.1.end), Some(0x2000));
+        assert_eq!(a.region_at(0x3000).map(|r| r.0), Some(0x3000));
+        assert!(a.region_at(0x2800).is_none());
+    }
+
+    #[test]
+    fn read_cstr_stops_at_nul_and_unmapped() {
+        let buf = b"hello\0world".to_vec();
+        let p = buf.as_ptr() as u64;
+        let page = p & !0xfff;
+        let a = space(&[(page, page + 0x2000, R)]);
+        // The buffer may straddle into an unlisted page only if it is near a page end; the
+        // string itself is 6 bytes, so allow for that by listing two pages.
+        assert_eq!(a.read_cstr(GuestAddr(p), 64).unwrap(), b"hello");
+        let none = space(&[]);
+        assert_eq!(none.read_cstr(GuestAddr(p), 64), Err(MemError::Fault(p)));
+    }
+}

@@ -1,0 +1,412 @@
+//! The `process` layer: a guest program's image, address space, descriptors and signal state,
+//! and what happens to each of its syscalls.
+//!
+//! [`Process::syscall`] is the passthrough: it looks the call up in the one ABI table
+//! ([`abi`]), refuses what the table refuses, runs trapbox's emulation for what must not reach
+//! the host as is (memory, signals, identity of threads, exit), and forwards the rest after
+//! checking every pointer and descriptor ([`passthrough`]).
+
+pub mod abi;
+pub mod elf;
+pub mod fds;
+pub mod host;
+pub mod loader;
+pub mod mem;
+mod mm;
+pub mod passthrough;
+pub mod signals;
+pub mod symbols;
+
+use std::collections::HashSet;
+use std::fmt::Arguments;
+use std::io::Write;
+
+use abi::{Handling, Refusal};
+use fds::FdGuard;
+use mem::{Access, AddressSpace};
+use passthrough::{check_args, host_syscall, Checked};
+use signals::{Delivery, SigAction, SignalState};
+
+use crate::trap::{Action, GuestAddr, Syscall};
+use crate::vm::Machine;
+
+/// A guest process.
+pub struct Process {
+    /// Guest memory regions.
+    pub aspace: AddressSpace,
+    /// trapbox's descriptors, out of the guest's reach.
+    pub fds: FdGuard,
+    /// Emulated signal state.
+    pub signals: SignalState,
+    /// Current program break.
+    pub brk: u64,
+    /// Where the heap starts.
+    pub brk_start: u64,
+    /// How far it may grow.
+    pub brk_limit: u64,
+    /// `--memory-limit`: most bytes of accessible guest memory.
+    pub memory_limit: Option<u64>,
+    /// Function symbols of the loaded images.
+    pub symbols: symbols::Symbols,
+    /// Where trapbox's own messages go (a private duplicate of stderr).
+    pub diag: std::fs::File,
+    /// set_tid_address pointer.
+    clear_child_tid: u64,
+    /// set_robust_list head and length.
+    robust_list: (u64, u64),
+    warned: HashSet<String>,
+}
+
+fn neg(e: i32) -> i64 {
+    -(e as i64)
+}
+
+/// Runs syscall `name` (looked up in the ABI table) on the host after the caller's checks.
+fn forward(name: &str, a: &[u64; 6]) -> Result<i64, i32> {
+    let desc = abi::lookup_name(name).expect("emulated syscalls are in the ABI table");
+    match passthrough::raw_syscall(desc.nr, a) {
+        r if r < 0 => Err(-r as i32),
+        r => Ok(r),
+    }
+}
+
+impl Process {
+    /// A process with an empty address space.
+    pub fn new(fds: FdGuard, diag: std::fs::File) -> Process {
+        Process {
+            aspace: AddressSpace::new(),
+            fds,
+            signals: SignalState::default(),
+            brk: 0,
+            brk_start: 0,
+            brk_limit: 0,
+            memory_limit: None,
+            symbols: symbols::Symbols::default(),
+            diag,
+            clear_child_tid: 0,
+            robust_list: (0, 0),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Prints a `trapbox: warning: ...` line once per key.
+    pub fn warn_once(&mut self, key: &str, msg: Arguments<'_>) {
+        if self.warned.insert(key.to_string()) {
+            let _ = writeln!(self.diag, "trapbox: warning: {msg}");
+        }
+    }
+
+    /// Handles one guest syscall the way the default (passthrough) handler wants it.
+    pub fn syscall(&mut self, m: &mut Machine, call: &Syscall) -> Action {
+        let Some(desc) = call.desc() else {
+            self.warn_once(&format!("nosys-{}", call.nr), format_args!("unknown syscall {:#x}: returning ENOSYS", call.nr));
+            return Action::Return(neg(libc::ENOSYS));
+        };
+        match desc.handling {
+            Handling::Refused(why) => {
+                let (errno, what) = match why {
+                    Refusal::NotYetProcesses => (libc::ENOSYS, "threads and child processes are not supported yet"),
+                    Refusal::Escapes => (libc::EPERM, "it would reach outside the box"),
+                    Refusal::Obsolete => (libc::ENOSYS, "it is obsolete"),
+                };
+                self.warn_once(desc.name, format_args!("{} refused: {what}", desc.name));
+                Action::Return(neg(errno))
+            }
+            Handling::Emulated => self.emulate(m, desc.name, &call.args),
+            Handling::Host => match check_args(desc, &call.args, &self.aspace, &self.fds) {
+                Checked::Ok => Action::Return(host_syscall(desc, &call.args)),
+                Checked::Refuse(e) => Action::Return(neg(e)),
+                Checked::Unsupported(arg) => {
+                    self.warn_once(
+                        desc.name,
+                        format_args!("{}: argument `{arg}` cannot be checked yet; returning ENOSYS", desc.name),
+                    );
+                    Action::Return(neg(libc::ENOSYS))
+                }
+            },
+        }
+    }
+
+    fn read_struct<const N: usize>(&self, addr: u64) -> Result<[u8; N], i32> {
+        let mut b = [0u8; N];
+        self.aspace.read(GuestAddr(addr), &mut b).map_err(|_| libc::EFAULT)?;
+        Ok(b)
+    }
+
+    fn write_out(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        if addr == 0 {
+            return Ok(());
+        }
+        self.aspace.write(GuestAddr(addr), data).map_err(|_| libc::EFAULT)
+    }
+
+    fn check(&self, addr: u64, len: u64, acc: Access) -> Result<(), i32> {
+        if addr == 0 {
+            return Ok(());
+        }
+        self.aspace.check(addr, len, acc).map_err(|_| libc::EFAULT)
+    }
+
+    /// The syscalls trapbox implements itself.
+    fn emulate(&mut self, m: &mut Machine, name: &str, a: &[u64; 6]) -> Action {
+        let ret = |r: Result<i64, i32>| Action::Return(r.unwrap_or_else(|e| neg(e)));
+        match name {
+            "mmap" => Action::Return(self.sys_mmap(&mut m.mem, a)),
+            "munmap" => Action::Return(self.sys_munmap(&mut m.mem, a[0], a[1])),
+            "mprotect" => Action::Return(self.sys_mprotect(&mut m.mem, a[0], a[1], a[2] as i32)),
+            "mremap" => Action::Return(self.sys_mremap(&mut m.mem, a)),
+            "brk" => Action::Return(self.sys_brk(&mut m.mem, a[0])),
+            "exit" | "exit_group" => Action::Exit(a[0] as i32),
+            "arch_prctl" => ret(self.arch_prctl(m, a[0] as i32, a[1])),
+            "set_tid_address" => {
+                self.clear_child_tid = a[0];
+                Action::Return(std::process::id() as i64)
+            }
+            "set_robust_list" => {
+                if a[1] != 24 {
+                    return Action::Return(neg(libc::EINVAL));
+                }
+                self.robust_list = (a[0], a[1]);
+                Action::Return(0)
+            }
+            "get_robust_list" => ret(self.get_robust_list(a)),
+            // No rseq area is registered on the host: the kernel would write to it behind the
+            // guest's back from trapbox's thread. glibc runs without rseq on ENOSYS.
+            "rseq" => Action::Return(neg(libc::ENOSYS)),
+            "rt_sigaction" => ret(self.rt_sigaction(a)),
+            "rt_sigprocmask" => ret(self.rt_sigprocmask(a)),
+            "sigaltstack" => ret(self.sigaltstack(a)),
+            "rt_sigpending" => ret(self.write_out(a[0], &0u64.to_le_bytes()).map(|_| 0)),
+            // No signal frame was ever pushed, so there is nothing to return from: the kernel
+            // kills a process whose sigreturn finds a bad frame.
+            "rt_sigreturn" => Action::Kill { signal: libc::SIGSEGV, fault: None },
+            "kill" => self.kill(a[0] as i32, a[1] as i32, None),
+            "tgkill" => self.kill(a[0] as i32, a[2] as i32, Some(a[1] as i32)),
+            "tkill" => self.kill(std::process::id() as i32, a[1] as i32, Some(a[0] as i32)),
+            "futex" => ret(self.futex(a)),
+            "prctl" => ret(self.prctl(a)),
+            "close_range" => ret(self.close_range(a)),
+            "getsockopt" => ret(self.getsockopt(a)),
+            "mincore" => ret(self.mincore(a)),
+            "pselect6" => ret(self.pselect6(a)),
+            _ => {
+                self.warn_once(name, format_args!("{name} is not supported yet; returning ENOSYS"));
+                Action::Return(neg(libc::ENOSYS))
+            }
+        }
+    }
+
+    fn arch_prctl(&mut self, m: &Machine, code: i32, addr: u64) -> Result<i64, i32> {
+        const SET_GS: i32 = 0x1001;
+        const SET_FS: i32 = 0x1002;
+        const GET_FS: i32 = 0x1003;
+        const GET_GS: i32 = 0x1004;
+        let vm_err = |_| libc::EIO;
+        match code {
+            SET_FS | SET_GS if addr >= mem::USER_END => Err(libc::EPERM),
+            SET_FS => m.set_fs_base(addr).map(|_| 0).map_err(vm_err),
+            SET_GS => m.set_gs_base(addr).map(|_| 0).map_err(vm_err),
+            GET_FS => {
+                let v = m.fs_base().map_err(vm_err)?;
+                self.write_out(addr, &v.to_le_bytes()).map(|_| 0)
+            }
+            GET_GS => {
+                let v = m.gs_base().map_err(vm_err)?;
+                self.write_out(addr, &v.to_le_bytes()).map(|_| 0)
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    fn get_robust_list(&self, a: &[u64; 6]) -> Result<i64, i32> {
+        if a[0] != 0 && a[0] != std::process::id() as u64 {
+            return Err(libc::ESRCH);
+        }
+        self.check(a[1], 8, Access::Write)?;
+        self.check(a[2], 8, Access::Write)?;
+        self.write_out(a[1], &self.robust_list.0.to_le_bytes())?;
+        self.write_out(a[2], &self.robust_list.1.to_le_bytes())?;
+        Ok(0)
+    }
+
+    fn rt_sigaction(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        if a[3] != 8 {
+            return Err(libc::EINVAL);
+        }
+        let new = if a[1] != 0 { Some(SigAction::from_bytes(&self.read_struct::<32>(a[1])?)) } else { None };
+        self.check(a[2], 32, Access::Write)?;
+        let old = self.signals.set_action(a[0] as i32, new)?;
+        self.write_out(a[2], &old.to_bytes())?;
+        Ok(0)
+    }
+
+    fn rt_sigprocmask(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        if a[3] != 8 {
+            return Err(libc::EINVAL);
+        }
+        let set = if a[1] != 0 { Some(u64::from_le_bytes(self.read_struct::<8>(a[1])?)) } else { None };
+        self.check(a[2], 8, Access::Write)?;
+        let old = self.signals.set_mask(a[0] as i32, set)?;
+        self.write_out(a[2], &old.to_le_bytes())?;
+        Ok(0)
+    }
+
+    fn sigaltstack(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        let new = if a[0] != 0 { Some(self.read_struct::<24>(a[0])?) } else { None };
+        self.check(a[1], 24, Access::Write)?;
+        let old = self.signals.altstack;
+        if let Some(n) = new {
+            self.signals.altstack = n;
+        }
+        self.write_out(a[1], &old)?;
+        Ok(0)
+    }
+
+    /// kill/tgkill/tkill: signals to the guest itself are emulated; other processes are
+    /// signalled on the host; trapbox's other threads cannot be named.
+    fn kill(&mut self, pid: i32, sig: i32, tid: Option<i32>) -> Action {
+        let me = std::process::id() as i32;
+        let to_self = match tid {
+            Some(t) => pid == me && t == me,
+            None => pid == me || pid == 0,
+        };
+        if !(0..=signals::NSIG as i32).contains(&sig) {
+            return Action::Return(neg(libc::EINVAL));
+        }
+        if tid.is_some() && pid == me && !to_self {
+            return Action::Return(neg(libc::ESRCH));
+        }
+        if !to_self {
+            if pid == -1 {
+                return Action::Return(neg(libc::EPERM));
+            }
+            // SAFETY: kill has no memory arguments.
+            let r = unsafe { libc::kill(pid, sig) };
+            return Action::Return(if r == 0 { 0 } else { neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM)) });
+        }
+        if sig == 0 {
+            return Action::Return(0);
+        }
+        match self.signals.deliver(sig) {
+            Delivery::Nothing => Action::Return(0),
+            Delivery::Kill(s) => Action::Kill { signal: s, fault: None },
+            Delivery::HandlerUnsupported(s) => {
+                self.warn_once("sighandler", format_args!("signal {s} has a guest handler, which trapbox cannot run yet; taking the default action"));
+                match signals::default_action(s) {
+                    signals::DefaultAction::Terminate => Action::Kill { signal: s, fault: None },
+                    _ => Action::Return(0),
+                }
+            }
+        }
+    }
+
+    fn futex(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        let cmd = a[1] & 0x7f;
+        if a[0] & 3 != 0 {
+            return Err(libc::EINVAL);
+        }
+        self.aspace.check(a[0], 4, Access::Read).map_err(|_| libc::EFAULT)?;
+        // Which commands read a timeout in arg 4 and which use arg 5 as a second futex word.
+        let timeout = matches!(cmd, 0 | 6 | 9 | 11 | 13);
+        let uaddr2 = matches!(cmd, 3 | 4 | 5 | 11 | 12);
+        if timeout {
+            self.check(a[3], 16, Access::Read)?;
+        }
+        if uaddr2 {
+            self.aspace.check(a[4], 4, Access::Write).map_err(|_| libc::EFAULT)?;
+        }
+        forward("futex", a)
+    }
+
+    fn prctl(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        let opt = a[0] as i32;
+        match opt {
+            libc::PR_SET_NAME => {
+                self.aspace.read_cstr(GuestAddr(a[1]), 4096).map_err(|_| libc::EFAULT)?;
+            }
+            libc::PR_GET_NAME => self.aspace.check(a[1], 16, Access::Write).map_err(|_| libc::EFAULT)?,
+            libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER | libc::PR_GET_TSC => {
+                self.aspace.check(a[1], 4, Access::Write).map_err(|_| libc::EFAULT)?
+            }
+            libc::PR_SET_PDEATHSIG
+            | libc::PR_GET_DUMPABLE
+            | libc::PR_SET_DUMPABLE
+            | libc::PR_SET_NO_NEW_PRIVS
+            | libc::PR_GET_NO_NEW_PRIVS
+            | libc::PR_CAPBSET_READ
+            | libc::PR_GET_SECUREBITS
+            | libc::PR_SET_THP_DISABLE
+            | libc::PR_GET_THP_DISABLE
+            | libc::PR_GET_TIMERSLACK
+            | libc::PR_SET_TIMERSLACK
+            | libc::PR_SET_CHILD_SUBREAPER
+            | libc::PR_MCE_KILL_GET
+            | libc::PR_GET_KEEPCAPS => {}
+            // Naming anonymous memory: only the guest's own.
+            libc::PR_SET_VMA => {
+                let end = a[2].saturating_add(a[3]);
+                if !self.aspace.covers(a[2] & !0xfff, end) {
+                    return Err(libc::EINVAL);
+                }
+            }
+            _ => {
+                self.warn_once(&format!("prctl-{opt}"), format_args!("prctl option {opt} is not supported; returning EINVAL"));
+                return Err(libc::EINVAL);
+            }
+        }
+        forward("prctl", a)
+    }
+
+    /// close_range around trapbox's descriptors.
+    fn close_range(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        let (first, last, flags) = (a[0] as u32, a[1] as u32, a[2]);
+        if first > last {
+            return Err(libc::EINVAL);
+        }
+        let mut start = first as u64;
+        let ours: Vec<u64> = self.fds.reserved().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64).collect();
+        for f in ours.into_iter().chain(std::iter::once(last as u64 + 1)) {
+            if f > start {
+                forward("close_range", &[start, f - 1, flags, 0, 0, 0])?;
+            }
+            start = f + 1;
+        }
+        Ok(0)
+    }
+
+    fn getsockopt(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        if self.fds.is_reserved(a[0] as i32 as i64) {
+            return Err(libc::EBADF);
+        }
+        let len = u32::from_le_bytes(self.read_struct::<4>(a[4])?);
+        self.aspace.check(a[4], 4, Access::Write).map_err(|_| libc::EFAULT)?;
+        self.check(a[3], len as u64, Access::Write)?;
+        forward("getsockopt", a)
+    }
+
+    fn mincore(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        if a[0] & 0xfff != 0 {
+            return Err(libc::EINVAL);
+        }
+        let len = a[1].checked_add(0xfff).ok_or(libc::ENOMEM)? & !0xfff;
+        if !self.aspace.covers(a[0], a[0].saturating_add(len)) {
+            return Err(libc::ENOMEM);
+        }
+        self.aspace.check(a[2], len / 4096, Access::Write).map_err(|_| libc::EFAULT)?;
+        forward("mincore", a)
+    }
+
+    fn pselect6(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        let set_bytes = (a[0].min(1 << 20)).div_ceil(64) * 8;
+        for p in [a[1], a[2], a[3]] {
+            self.check(p, set_bytes, Access::Write)?;
+        }
+        self.check(a[4], 16, Access::Write)?;
+        if a[5] != 0 {
+            let s = self.read_struct::<16>(a[5])?;
+            let (ptr, size) = (u64::from_le_bytes(s[..8].try_into().expect("8")), u64::from_le_bytes(s[8..].try_into().expect("8")));
+            self.check(ptr, size, Access::Read)?;
+        }
+        forward("pselect6", a)
+    }
+}

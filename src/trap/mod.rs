@@ -1,0 +1,372 @@
+//! The trap API: what happened ([`Trap`]), what to do about it ([`Action`]), and who decides
+//! ([`TrapHandler`]).
+//!
+//! Nothing here names a KVM type: a backend implements [`Guest`] (registers, checked guest
+//! memory, host passthrough), and handlers see only that trait, so a second backend without
+//! KVM can run the same handlers. Handlers compose by wrapping: a tracer or a policy wraps
+//! [`Passthrough`] instead of copying it (see [`Observe`] and [`Deny`]).
+
+#![forbid(unsafe_code)]
+
+mod fault;
+
+pub use fault::{Fault, FaultKind, SigInfo};
+
+use crate::process::abi::{self, SyscallDesc};
+
+/// A guest virtual address (equal to the host address of the same byte: invariant 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GuestAddr(pub u64);
+
+/// General-purpose registers, RIP and RFLAGS of the trapping thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Regs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub rsp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+/// A syscall as the guest made it: number and the six argument registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// Syscall number (RAX).
+    pub nr: u64,
+    /// RDI, RSI, RDX, R10, R8, R9.
+    pub args: [u64; 6],
+}
+
+impl Syscall {
+    /// Decodes the syscall in `regs` (at a syscall trap, RIP is the return address).
+    pub fn from_regs(r: &Regs) -> Syscall {
+        Syscall { nr: r.rax, args: [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] }
+    }
+
+    /// The ABI table's entry, if trapbox knows this syscall.
+    pub fn desc(&self) -> Option<&'static SyscallDesc> {
+        abi::lookup(self.nr)
+    }
+
+    /// Name as strace prints it (`syscall_0x1ab` when unknown).
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        match self.desc() {
+            Some(d) => d.name.into(),
+            None => format!("syscall_{:#x}", self.nr).into(),
+        }
+    }
+}
+
+/// What happened in the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trap {
+    /// The guest executed `syscall`.
+    Syscall(Syscall),
+    /// The guest raised a CPU exception other than a breakpoint or single-step.
+    Fault(Fault),
+    /// The guest executed `int3`; `rip` is the address after it, as the CPU reports.
+    Breakpoint {
+        /// Address after the `int3`.
+        rip: u64,
+    },
+    /// A single-step trap (#DB) after the instruction before `rip`.
+    SingleStep {
+        /// Address of the next instruction.
+        rip: u64,
+    },
+    /// The run's time limit passed while the guest was running.
+    Timeout,
+    /// trapbox itself received a signal (SIGINT, SIGTERM, SIGHUP) while the guest ran.
+    HostSignal(i32),
+}
+
+/// What to do about a trap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Resume after the syscall with this return value (negative: -errno).
+    Return(i64),
+    /// Resume with the (possibly changed) registers.
+    Resume,
+    /// End the guest as if it called `exit_group(code)`.
+    Exit(i32),
+    /// End the guest as if killed by `signal` (with the fault that caused it, if any).
+    Kill {
+        /// Signal number.
+        signal: i32,
+        /// The fault behind it.
+        fault: Option<Fault>,
+    },
+    /// Stop the run here (a stop condition matched); the guest is left as it is.
+    Stop,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest called exit or exit_group.
+    Exited(i32),
+    /// The guest was killed by a signal.
+    Killed {
+        /// Signal number.
+        signal: i32,
+        /// The fault behind it, for the crash report.
+        fault: Option<Fault>,
+    },
+    /// A handler stopped the run.
+    Stopped,
+    /// The time limit passed.
+    TimedOut,
+}
+
+impl Outcome {
+    /// Exit status as a shell reports it: the code, or 128 + signal; 124 for a timeout (as
+    /// `timeout(1)` does); 125 for a stop condition.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Outcome::Exited(c) => *c & 0xff,
+            Outcome::Killed { signal, .. } => 128 + signal,
+            Outcome::Stopped => 125,
+            Outcome::TimedOut => 124,
+        }
+    }
+}
+
+/// Errors when a handler touches guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemError {
+    /// Part of the range is not guest memory with the needed rights.
+    #[error("guest address {0:#x} is not mapped with the needed rights")]
+    Fault(u64),
+}
+
+/// The guest as a handler sees it. Implemented by each backend.
+pub trait Guest {
+    /// Registers of the trapping thread.
+    fn regs(&self) -> Regs;
+    /// Replaces the registers; they take effect when the guest resumes.
+    fn set_regs(&mut self, regs: &Regs);
+    /// Reads guest memory, checked against the guest's mappings.
+    fn read(&self, addr: GuestAddr, buf: &mut [u8]) -> Result<(), MemError>;
+    /// Writes guest memory, checked against the guest's mappings (must be writable).
+    fn write(&mut self, addr: GuestAddr, data: &[u8]) -> Result<(), MemError>;
+    /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
+    fn read_cstr(&self, addr: GuestAddr, max: usize) -> Result<Vec<u8>, MemError>;
+    /// Performs the syscall on the guest's behalf: pointers checked, memory calls mirrored
+    /// into the guest's page tables, trapbox's own resources out of reach. This is what
+    /// [`Passthrough`] does; other handlers call it to forward.
+    fn passthrough(&mut self, call: &Syscall) -> Action;
+    /// The nearest symbol for a code address (`main+0x10`), if the guest's ELF has symbols.
+    fn symbolize(&self, addr: u64) -> Option<String>;
+    /// VM exits (or the backend's equivalent) so far.
+    fn exits(&self) -> u64;
+}
+
+/// Decides what each trap means. One required method; the rest are hooks with defaults.
+pub trait TrapHandler {
+    /// Handles one trap.
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action;
+
+    /// Called once when the run ends.
+    fn on_end(&mut self, _guest: &mut dyn Guest, _outcome: &Outcome) {}
+}
+
+impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
+        (**self).on_trap(guest, trap)
+    }
+    fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
+        (**self).on_end(guest, outcome)
+    }
+}
+
+impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
+        (**self).on_trap(guest, trap)
+    }
+    fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
+        (**self).on_end(guest, outcome)
+    }
+}
+
+/// The default handler: the program behaves as it would natively. Syscalls go to the host
+/// through [`Guest::passthrough`]; faults end the guest with the signal the kernel would send.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Passthrough;
+
+impl TrapHandler for Passthrough {
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => guest.passthrough(call),
+            Trap::Fault(f) => Action::Kill { signal: f.siginfo().signo, fault: Some(f.clone()) },
+            Trap::Breakpoint { .. } | Trap::SingleStep { .. } => Action::Kill { signal: libc::SIGTRAP, fault: None },
+            Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
+            Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
+        }
+    }
+}
+
+/// Wraps a handler and shows every trap and the action chosen to a closure.
+pub struct Observe<H, F> {
+    inner: H,
+    f: F,
+}
+
+impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> Observe<H, F> {
+    /// Observes `inner` with `f`.
+    pub fn new(inner: H, f: F) -> Self {
+        Observe { inner, f }
+    }
+
+    /// The wrapped handler.
+    pub fn into_inner(self) -> H {
+        self.inner
+    }
+}
+
+impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> TrapHandler for Observe<H, F> {
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
+        let action = self.inner.on_trap(guest, trap);
+        (self.f)(guest, trap, &action);
+        action
+    }
+    fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(guest, outcome)
+    }
+}
+
+/// Wraps a handler and refuses the syscalls a policy names, with the errno it gives, before
+/// they reach the inner handler.
+pub struct Deny<H, P> {
+    inner: H,
+    policy: P,
+}
+
+impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> Deny<H, P> {
+    /// Refuses with `-errno` every syscall for which `policy` returns `Some(errno)`.
+    pub fn new(inner: H, policy: P) -> Self {
+        Deny { inner, policy }
+    }
+}
+
+impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> TrapHandler for Deny<H, P> {
+    fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
+        if let Trap::Syscall(call) = trap {
+            if let Some(errno) = (self.policy)(call) {
+                return Action::Return(-(errno as i64));
+            }
+        }
+        self.inner.on_trap(guest, trap)
+    }
+    fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(guest, outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scripted guest: no KVM, records passthrough calls.
+    #[derive(Default)]
+    struct FakeGuest {
+        regs: Regs,
+        forwarded: Vec<u64>,
+    }
+
+    impl Guest for FakeGuest {
+        fn regs(&self) -> Regs {
+            self.regs
+        }
+        fn set_regs(&mut self, regs: &Regs) {
+            self.regs = *regs;
+        }
+        fn read(&self, a: GuestAddr, _: &mut [u8]) -> Result<(), MemError> {
+            Err(MemError::Fault(a.0))
+        }
+        fn write(&mut self, a: GuestAddr, _: &[u8]) -> Result<(), MemError> {
+            Err(MemError::Fault(a.0))
+        }
+        fn read_cstr(&self, a: GuestAddr, _: usize) -> Result<Vec<u8>, MemError> {
+            Err(MemError::Fault(a.0))
+        }
+        fn passthrough(&mut self, call: &Syscall) -> Action {
+            self.forwarded.push(call.nr);
+            Action::Return(7)
+        }
+        fn symbolize(&self, _: u64) -> Option<String> {
+            None
+        }
+        fn exits(&self) -> u64 {
+            0
+        }
+    }
+
+    fn call(nr: u64) -> Trap {
+        Trap::Syscall(Syscall { nr, args: [0; 6] })
+    }
+
+    #[test]
+    fn passthrough_forwards_syscalls() {
+        let mut g = FakeGuest::default();
+        assert_eq!(Passthrough.on_trap(&mut g, &call(39)), Action::Return(7));
+        assert_eq!(g.forwarded, vec![39]);
+    }
+
+    #[test]
+    fn passthrough_kills_on_fault_with_kernel_signal() {
+        let mut g = FakeGuest::default();
+        let f = Fault { vector: 14, error_code: 4 | 2, addr: Some(0x10), rip: 0x401000 };
+        match Passthrough.on_trap(&mut g, &Trap::Fault(f)) {
+            Action::Kill { signal, .. } => assert_eq!(signal, libc::SIGSEGV),
+            a => panic!("unexpected {a:?}"),
+        }
+    }
+
+    #[test]
+    fn deny_refuses_before_inner_sees_it() {
+        let mut g = FakeGuest::default();
+        let mut h = Deny::new(Passthrough, |c: &Syscall| (c.nr == 2).then_some(libc::EPERM));
+        assert_eq!(h.on_trap(&mut g, &call(2)), Action::Return(-(libc::EPERM as i64)));
+        assert_eq!(h.on_trap(&mut g, &call(3)), Action::Return(7));
+        assert_eq!(g.forwarded, vec![3]);
+    }
+
+    #[test]
+    fn observe_sees_trap_and_action() {
+        let mut g = FakeGuest::default();
+        let mut seen = Vec::new();
+        {
+            let mut h = Observe::new(Passthrough, |_: &dyn Guest, t: &Trap, a: &Action| seen.push((t.clone(), a.clone())));
+            h.on_trap(&mut g, &call(1));
+        }
+        assert_eq!(seen, vec![(call(1), Action::Return(7))]);
+    }
+
+    #[test]
+    fn outcome_exit_status_like_a_shell() {
+        assert_eq!(Outcome::Exited(3).exit_status(), 3);
+        assert_eq!(Outcome::Exited(256).exit_status(), 0);
+        assert_eq!(Outcome::Killed { signal: 11, fault: None }.exit_status(), 139);
+        assert_eq!(Outcome::TimedOut.exit_status(), 124);
+    }
+
+    #[test]
+    fn syscall_name_unknown_is_hex() {
+        assert_eq!(Syscall { nr: 0x1ff, args: [0; 6] }.name(), "syscall_0x1ff");
+        assert_eq!(Syscall { nr: 0, args: [0; 6] }.name(), "read");
+    }
+}

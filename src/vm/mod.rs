@@ -1,0 +1,385 @@
+//! The `vm` layer: one KVM VM with one vCPU running guest code at CPL3 in 64-bit mode, and the
+//! trap paths that bring every syscall and exception back to trapbox.
+//!
+//! Owns all KVM objects and the system region: trapbox's own memory that the guest CPU needs
+//! (GDT, TSS, IDT, ring-0 stubs, ring-0 stack, page tables). The system region is mapped in
+//! the guest's page tables at its host address with the user bit clear — except the syscall
+//! trampoline page, which is user-executable on the PVM path — so the guest cannot read or
+//! write any of it (invariant 2).
+//!
+//! Files: `kvm` objects here, `vcpu.rs` (KVM_RUN, registers), `memory.rs` (slots and
+//! guest-physical space), `paging.rs` (page tables), `arch/` (x86-64 structures, CPUID),
+//! `entry/` (the two trap paths), `exit.rs` (exit decoding).
+
+pub mod arch;
+pub mod entry;
+pub mod exit;
+pub mod memory;
+pub mod paging;
+pub mod vcpu;
+
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+use kvm_ioctls::{Cap, Kvm};
+use thiserror::Error;
+
+pub use entry::TrapPath;
+pub use exit::{Exit, RawExit};
+pub use memory::{GuestMemory, MemoryError};
+pub use paging::PteFlags;
+
+use exit::Doorbell;
+use memory::PhysAllocator;
+use paging::{PageTables, TablePool, PAGE_SIZE};
+
+/// Errors of the VM layer.
+#[derive(Debug, Error)]
+pub enum VmError {
+    /// /dev/kvm could not be opened.
+    #[error("cannot open /dev/kvm: {0} (trapbox needs KVM: load kvm_intel/kvm_amd or kvm_pvm and run as a user who can open /dev/kvm)")]
+    NoKvm(kvm_ioctls::Error),
+    /// A KVM ioctl failed.
+    #[error("{0}: {1}")]
+    Ioctl(&'static str, kvm_ioctls::Error),
+    /// KVM lacks a capability trapbox needs.
+    #[error("KVM lacks capability {0}")]
+    MissingCap(&'static str),
+    /// KVM refused an MSR.
+    #[error("KVM refused MSR {0:#x}")]
+    MsrRejected(u32),
+    /// Host memory for the system region could not be reserved.
+    #[error("cannot reserve the system region: {0}")]
+    SysRegion(std::io::Error),
+    /// Guest memory management failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// Size of the system region (most of it is the page-table pool, reserved lazily).
+const SYS_SIZE: u64 = 256 << 20;
+/// Guest-physical base of the system region.
+const SYS_GPA: u64 = 1 << 20;
+/// Guest-physical page with no slot: stores to it are the PVM syscall doorbell.
+const DOORBELL_GPA: u64 = SYS_GPA + SYS_SIZE + PAGE_SIZE;
+/// Guest memory's guest-physical addresses start here.
+const GUEST_GPA_START: u64 = 1 << 30;
+
+/// Offsets inside the system region.
+mod layout {
+    pub const GDT: u64 = 0x0000;
+    pub const TSS: u64 = 0x0800;
+    pub const IDT: u64 = 0x1000;
+    pub const STUBS: u64 = 0x2000;
+    pub const HW_SYSCALL: u64 = 0x2400;
+    pub const TRAMPOLINE: u64 = 0x3000;
+    pub const DOORBELL: u64 = 0x4000;
+    pub const STACK: u64 = 0x5000;
+    pub const STACK_TOP: u64 = 0x9000;
+    pub const TABLES: u64 = 0x10000;
+}
+
+/// The interrupt frame an exception stub leaves on the ring-0 stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExceptionFrame {
+    /// Error code (vectors that push one), else 0.
+    pub error_code: u64,
+    /// Where the exception happened.
+    pub rip: u64,
+    /// Code segment at the exception (CPL in its low bits).
+    pub cs: u64,
+    /// RFLAGS at the exception.
+    pub rflags: u64,
+    /// Stack pointer at the exception.
+    pub rsp: u64,
+}
+
+/// One VM, one vCPU, the system region and the guest memory.
+pub struct Machine {
+    _kvm: Kvm,
+    /// Guest memory (slots, guest-physical space, page tables).
+    pub mem: GuestMemory,
+    vcpu: vcpu::Vcpu,
+    path: TrapPath,
+    sys: *mut u8,
+    doorbell: Doorbell,
+    exits: u64,
+}
+
+impl Machine {
+    /// Creates the VM for trap path `path`. Its file descriptors are moved to numbers at or
+    /// above `fd_base`, so the guest's own descriptors number from 3 as they would natively.
+    pub fn new(path: TrapPath, fd_base: i32) -> Result<Machine, VmError> {
+        let kvm = Kvm::new().map_err(VmError::NoKvm)?;
+        // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
+        let kvm = unsafe { Kvm::from_raw_fd(rehome(kvm.as_raw_fd(), fd_base)?) };
+        for (cap, name) in [(Cap::SyncRegs, "KVM_CAP_SYNC_REGS"), (Cap::UserMemory, "KVM_CAP_USER_MEMORY")] {
+            if !kvm.check_extension(cap) {
+                return Err(VmError::MissingCap(name));
+            }
+        }
+        let vm = kvm.create_vm().map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
+        // SAFETY: the rehomed fd is a fresh duplicate of the VM fd that nothing else owns.
+        let vm = unsafe { kvm.create_vmfd_from_rawfd(rehome(vm.as_raw_fd(), fd_base)?) }
+            .map_err(|e| VmError::Ioctl("KVM_GET_VCPU_MMAP_SIZE", e))?;
+        let supported = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| VmError::Ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
+        let cpuid = arch::cpuid::guest_cpuid(&supported);
+        let phys_end = 1u64 << arch::cpuid::phys_bits(&cpuid).min(46);
+
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it. NORESERVE
+        // keeps the mostly unused page-table pool from counting against memory.
+        let sys = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SYS_SIZE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if sys == libc::MAP_FAILED {
+            return Err(VmError::SysRegion(std::io::Error::last_os_error()));
+        }
+        let sys = sys.cast::<u8>();
+        let base = sys as u64;
+        // The doorbell page must never hold host memory the guest could reach by accident:
+        // PROT_NONE on the host, and its guest page points at a guest-physical hole.
+        // SAFETY: the page lies inside the region just mapped.
+        unsafe { libc::mprotect(sys.add(layout::DOORBELL as usize).cast(), PAGE_SIZE as usize, libc::PROT_NONE) };
+
+        let region = kvm_bindings::kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: SYS_GPA,
+            memory_size: SYS_SIZE,
+            userspace_addr: base,
+        };
+        // SAFETY: the system region stays mapped for the life of the Machine (unmapped in
+        // Drop after the VM fd is gone).
+        unsafe { vm.set_user_memory_region(region) }.map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
+
+        let pool_pages = ((SYS_SIZE - layout::TABLES) / PAGE_SIZE) as usize;
+        // SAFETY: the pool is the tail of the system region: page aligned, zeroed (fresh
+        // anonymous memory), and used only by the page tables.
+        let pool = unsafe { TablePool::new(sys.add(layout::TABLES as usize), SYS_GPA + layout::TABLES, pool_pages) };
+        let mut tables = PageTables::new(pool).map_err(MemoryError::from)?;
+
+        // System pages in the guest's view, each at its host address.
+        let sup_rw = PteFlags { write: true, exec: false, user: false };
+        let sup_x = PteFlags { write: false, exec: true, user: false };
+        let user_x = PteFlags { write: false, exec: true, user: true };
+        let gpa_of = |off: u64| SYS_GPA + off;
+        let map = |t: &mut PageTables, off: u64, len: u64, f: PteFlags| t.map(base + off, gpa_of(off), len, f);
+        map(&mut tables, layout::GDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
+        map(&mut tables, layout::IDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
+        map(&mut tables, layout::STUBS, 0x1000, sup_x).map_err(MemoryError::from)?;
+        map(&mut tables, layout::STACK, layout::STACK_TOP - layout::STACK, sup_rw).map_err(MemoryError::from)?;
+        let lstar = match path {
+            TrapPath::Pvm => {
+                map(&mut tables, layout::TRAMPOLINE, 0x1000, user_x).map_err(MemoryError::from)?;
+                let user_rw = PteFlags { write: true, exec: false, user: true };
+                tables.map(base + layout::DOORBELL, DOORBELL_GPA, PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
+                base + layout::TRAMPOLINE
+            }
+            TrapPath::Hardware => base + layout::HW_SYSCALL,
+        };
+
+        // SAFETY (for the writes below): every offset + length lies inside the first 64 KiB
+        // of the system region, which is mapped read/write and owned by this Machine.
+        let write = |off: u64, bytes: &[u8]| unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), sys.add(off as usize), bytes.len())
+        };
+        let gdt = arch::gdt(base + layout::TSS, 103);
+        write(layout::GDT, &gdt.map(u64::to_le_bytes).concat());
+        write(layout::TSS, &arch::tss(base + layout::STACK_TOP));
+        let stubs = entry::exception_stubs();
+        write(layout::STUBS, &stubs);
+        let mut idt = Vec::with_capacity(arch::IDT_ENTRIES * 16);
+        for v in 0..arch::IDT_ENTRIES as u64 {
+            // int3 (and into) must be allowed from CPL3 to raise #BP rather than #GP.
+            let dpl = if v == 3 || v == 4 { 3 } else { 0 };
+            for q in arch::idt_gate(base + layout::STUBS + v * 16, dpl) {
+                idt.extend_from_slice(&q.to_le_bytes());
+            }
+        }
+        write(layout::IDT, &idt);
+        write(layout::HW_SYSCALL, &entry::hw::syscall_stub());
+        let tramp = entry::pvm::trampoline(base + layout::DOORBELL);
+        write(layout::TRAMPOLINE, &tramp);
+
+        let setup = vcpu::CpuSetup {
+            gdt: (base + layout::GDT, (gdt.len() * 8 - 1) as u16),
+            idt: (base + layout::IDT, (arch::IDT_ENTRIES * 16 - 1) as u16),
+            tss: base + layout::TSS,
+            cr3: tables.root(),
+            lstar,
+        };
+        let vcpu_fd = vm.create_vcpu(0).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
+        let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
+            .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
+        let vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let max_slots = kvm.get_nr_memslots();
+        let mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots);
+        Ok(Machine {
+            _kvm: kvm,
+            mem,
+            vcpu,
+            path,
+            sys,
+            doorbell: Doorbell { gpa: DOORBELL_GPA, trampoline: base + layout::TRAMPOLINE, store_len: 9 },
+            exits: 0,
+        })
+    }
+
+    /// The trap path in use.
+    pub fn trap_path(&self) -> TrapPath {
+        self.path
+    }
+
+    /// Whether guest XSAVE/AVX state is enabled through KVM.
+    pub fn osxsave(&self) -> bool {
+        self.vcpu.osxsave()
+    }
+
+    /// Host address range of the system region (never guest memory).
+    pub fn system_region(&self) -> (u64, u64) {
+        (self.sys as u64, self.sys as u64 + SYS_SIZE)
+    }
+
+    /// Runs the guest to its next exit and decodes it.
+    pub fn run(&mut self) -> Result<Exit, VmError> {
+        if self.mem.take_flush() {
+            self.vcpu.flush_tlb()?;
+        }
+        let raw = self.vcpu.run()?;
+        self.exits += 1;
+        let rip = self.vcpu.regs().rip;
+        Ok(exit::classify(raw, self.path, &self.doorbell, rip))
+    }
+
+    /// Number of VM exits so far.
+    pub fn exits(&self) -> u64 {
+        self.exits
+    }
+
+    /// General registers as of the last exit.
+    pub fn regs(&mut self) -> &kvm_bindings::kvm_regs {
+        self.vcpu.regs()
+    }
+
+    /// General registers, written back on the next run.
+    pub fn regs_mut(&mut self) -> &mut kvm_bindings::kvm_regs {
+        self.vcpu.regs_mut()
+    }
+
+    /// Sets the instruction pointer, flags and stack pointer the guest starts with.
+    pub fn set_entry(&mut self, rip: u64, rsp: u64) {
+        let r = self.vcpu.regs_mut();
+        *r = Default::default();
+        r.rip = rip;
+        r.rsp = rsp;
+        r.rflags = 0x202;
+    }
+
+    /// Completes a syscall exit: the guest resumes at `rip` with `rflags`, RAX = `ret`, and
+    /// RCX/R11 holding the return point as `syscall` left them.
+    pub fn finish_syscall(&mut self, ret: u64, rip: u64, rflags: u64) {
+        let path = self.path;
+        let r = self.vcpu.regs_mut();
+        r.rax = ret;
+        r.rcx = rip;
+        r.r11 = rflags;
+        if path == TrapPath::Pvm {
+            // What sysret would do: the trampoline never returns by itself. RF, VM and the
+            // reserved bits are cleared, bit 1 set, as sysret does.
+            r.rip = rip;
+            r.rflags = (rflags & 0x3c_7fd7) | 0x2;
+        }
+    }
+
+    /// The frame of the exception being handled (valid right after an `Exit::Exception`).
+    pub fn exception_frame(&mut self, vector: u8) -> ExceptionFrame {
+        let rsp = self.vcpu.regs().rsp;
+        let q = self.frame_words(rsp);
+        let (e, f) = if arch::has_error_code(vector) { (q[0], &q[1..]) } else { (0, &q[..5]) };
+        ExceptionFrame { error_code: e, rip: f[0], cs: f[1], rflags: f[2], rsp: f[3] }
+    }
+
+    /// Rewrites where the guest resumes after the exception being handled.
+    pub fn set_exception_return(&mut self, vector: u8, rip: u64, rsp: u64, rflags: u64) {
+        let rsp0 = self.vcpu.regs().rsp;
+        let skip = usize::from(arch::has_error_code(vector));
+        let p = self.frame_ptr(rsp0);
+        // SAFETY: frame_ptr checked that the six words lie inside the ring-0 stack.
+        unsafe {
+            p.add(skip).write(rip);
+            p.add(skip + 2).write((rflags & 0x3c_7fd7) | 0x2);
+            p.add(skip + 3).write(rsp);
+        }
+    }
+
+    fn frame_ptr(&self, rsp: u64) -> *mut u64 {
+        let (lo, hi) = (self.sys as u64 + layout::STACK, self.sys as u64 + layout::STACK_TOP);
+        let rsp = if rsp >= lo && rsp + 48 <= hi { rsp } else { hi - 48 };
+        rsp as *mut u64
+    }
+
+    fn frame_words(&self, rsp: u64) -> [u64; 6] {
+        let p = self.frame_ptr(rsp);
+        let mut q = [0u64; 6];
+        for (i, w) in q.iter_mut().enumerate() {
+            // SAFETY: frame_ptr keeps the six words inside the ring-0 stack of the system
+            // region, which is mapped for the Machine's lifetime.
+            *w = unsafe { p.add(i).read() };
+        }
+        q
+    }
+
+    /// CR2 (the faulting address of the last #PF).
+    pub fn cr2(&self) -> Result<u64, VmError> {
+        self.vcpu.cr2()
+    }
+
+    /// The guest's FS base.
+    pub fn fs_base(&self) -> Result<u64, VmError> {
+        self.vcpu.get_msr(arch::msr::FS_BASE)
+    }
+
+    /// Sets the guest's FS base (TLS).
+    pub fn set_fs_base(&self, base: u64) -> Result<(), VmError> {
+        self.vcpu.set_msr(arch::msr::FS_BASE, base)
+    }
+
+    /// The guest's GS base.
+    pub fn gs_base(&self) -> Result<u64, VmError> {
+        self.vcpu.get_msr(0xc000_0101)
+    }
+
+    /// Sets the guest's GS base.
+    pub fn set_gs_base(&self, base: u64) -> Result<(), VmError> {
+        self.vcpu.set_msr(0xc000_0101, base)
+    }
+}
+
+/// Duplicates `fd` to the lowest free number at or above `base` (close-on-exec); the caller
+/// drops the original.
+fn rehome(fd: RawFd, base: i32) -> Result<RawFd, VmError> {
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base) };
+    if n < 0 {
+        return Err(VmError::Ioctl("F_DUPFD_CLOEXEC", kvm_ioctls::Error::last()));
+    }
+    Ok(n)
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // The VM and vCPU fds close after this body; the system region must outlive KVM's use
+        // of it, and KVM stops using it once the vCPU is no longer running, which holds here.
+        // SAFETY: the region was mapped in Machine::new with this size and is not used again.
+        unsafe { libc::munmap(self.sys.cast(), SYS_SIZE as usize) };
+    }
+}

@@ -1,0 +1,230 @@
+//! The vCPU: long-mode set-up, `KVM_RUN`, and register access through `kvm_run` sync regs.
+//!
+//! General registers travel in `kvm_run` on every exit (KVM_SYNC_X86_REGS), so the syscall
+//! fast path needs no GET/SET_REGS ioctl. Segment and control registers are read and written
+//! with ioctls only when needed (FS base, CR2 of a page fault, the CR3 toggle that flushes the
+//! guest TLB).
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_segment, kvm_xcrs, Msrs};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use super::arch::{self, cpuid::GUEST_XCR0, msr};
+use super::exit::RawExit;
+use super::VmError;
+
+/// The running vCPU's `kvm_run.immediate_exit`, for the kick signal handler.
+static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Makes the vCPU leave (or not enter) guest mode soon. Async-signal-safe: it is one store.
+pub fn kick_from_signal_handler() {
+    let p = IMMEDIATE_EXIT.load(Ordering::Relaxed);
+    if !p.is_null() {
+        // SAFETY: p points at the immediate_exit byte of the kvm_run mapping of the vCPU that
+        // registered it; the mapping lives until the vCPU is dropped, which clears the pointer
+        // first. A volatile byte store cannot tear.
+        unsafe { p.write_volatile(1) };
+    }
+}
+
+/// Static description of the ring-0 environment the vCPU starts with.
+pub struct CpuSetup {
+    /// GDT guest-virtual address and limit.
+    pub gdt: (u64, u16),
+    /// IDT guest-virtual address and limit.
+    pub idt: (u64, u16),
+    /// TSS guest-virtual address.
+    pub tss: u64,
+    /// Page-table root (guest-physical).
+    pub cr3: u64,
+    /// LSTAR: where `syscall` goes.
+    pub lstar: u64,
+}
+
+/// A vCPU in 64-bit mode with the guest at CPL3.
+pub struct Vcpu {
+    fd: VcpuFd,
+    osxsave: bool,
+}
+
+fn segment(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+fn null_segment() -> kvm_segment {
+    kvm_segment { unusable: 1, ..Default::default() }
+}
+
+impl Vcpu {
+    /// Configures `fd`: CPUID, long mode at CPL3, XCR0, syscall MSRs, sync regs.
+    pub fn new(fd: VcpuFd, cpuid: &kvm_bindings::CpuId, setup: &CpuSetup) -> Result<Vcpu, VmError> {
+        fd.set_cpuid2(cpuid).map_err(|e| VmError::Ioctl("KVM_SET_CPUID2", e))?;
+        let mut s = fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
+        s.cr0 = arch::CR0;
+        s.cr3 = setup.cr3;
+        s.cr4 = arch::CR4_BASE | arch::CR4_OSXSAVE;
+        s.efer = arch::EFER;
+        s.gdt.base = setup.gdt.0;
+        s.gdt.limit = setup.gdt.1;
+        s.idt.base = setup.idt.0;
+        s.idt.limit = setup.idt.1;
+        s.tr = kvm_segment {
+            base: setup.tss,
+            limit: 103,
+            selector: arch::TSS_SEL,
+            type_: 11, // busy 64-bit TSS
+            present: 1,
+            s: 0,
+            ..Default::default()
+        };
+        s.ldt = kvm_segment { type_: 2, present: 1, unusable: 1, ..Default::default() };
+        s.cs = segment(arch::USER_CS, 11, 3, true);
+        s.ss = segment(arch::USER_DS, 3, 3, false);
+        s.ds = null_segment();
+        s.es = null_segment();
+        s.fs = null_segment();
+        s.gs = null_segment();
+        // CR4.OSXSAVE is refused where KVM does not offer XSAVE to guests; the guest then
+        // runs with the host's XCR0 on PVM (user code runs natively) and glibc sees no OSXSAVE.
+        let osxsave = match fd.set_sregs(&s) {
+            Ok(()) => true,
+            Err(_) => {
+                s.cr4 &= !arch::CR4_OSXSAVE;
+                fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
+                false
+            }
+        };
+        if osxsave {
+            let mut x = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+            x.xcrs[0].xcr = 0;
+            x.xcrs[0].value = GUEST_XCR0;
+            // Best effort like CR4 above: without it the guest keeps KVM's default XCR0 (x87).
+            let _ = fd.set_xcrs(&x);
+        }
+        let entries = [
+            (msr::STAR, arch::star()),
+            (msr::LSTAR, setup.lstar),
+            (msr::CSTAR, setup.lstar),
+            (msr::SFMASK, arch::SFMASK),
+            (msr::SYSENTER_CS, 0),
+            (msr::KERNEL_GS_BASE, 0),
+            (msr::FS_BASE, 0),
+        ]
+        .map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() });
+        let msrs = Msrs::from_entries(&entries).expect("seven MSRs fit");
+        let n = fd.set_msrs(&msrs).map_err(|e| VmError::Ioctl("KVM_SET_MSRS", e))?;
+        if n != entries.len() {
+            return Err(VmError::MsrRejected(entries[n].index));
+        }
+        let mut vcpu = Vcpu { fd, osxsave };
+        vcpu.fd.set_sync_valid_reg(SyncReg::Register);
+        IMMEDIATE_EXIT.store(&mut vcpu.fd.get_kvm_run().immediate_exit, Ordering::Relaxed);
+        Ok(vcpu)
+    }
+
+    /// Whether the guest runs with CR4.OSXSAVE and XCR0 = x87|SSE|AVX.
+    pub fn osxsave(&self) -> bool {
+        self.osxsave
+    }
+
+    /// Runs until the next exit.
+    pub fn run(&mut self) -> Result<RawExit, VmError> {
+        let exit = match self.fd.run() {
+            Ok(VcpuExit::IoOut(port, _)) => RawExit::IoOut { port },
+            Ok(VcpuExit::IoIn(port, data)) => {
+                data.fill(0xff);
+                RawExit::IoIn { port }
+            }
+            Ok(VcpuExit::MmioWrite(gpa, _)) => RawExit::MmioWrite { gpa },
+            Ok(VcpuExit::MmioRead(gpa, data)) => {
+                data.fill(0xff);
+                RawExit::MmioRead { gpa }
+            }
+            Ok(VcpuExit::Hlt) => RawExit::Hlt,
+            Ok(VcpuExit::Shutdown) => RawExit::Shutdown,
+            Ok(VcpuExit::Intr) => RawExit::Interrupted,
+            Ok(VcpuExit::InternalError) => {
+                // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the live
+                // member of the union.
+                let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                RawExit::InternalError { suberror }
+            }
+            Ok(VcpuExit::FailEntry(reason, _)) => RawExit::FailEntry { reason },
+            Ok(VcpuExit::Debug(d)) => RawExit::Debug { exception: d.exception, pc: d.pc },
+            Ok(_) => RawExit::Other(self.fd.get_kvm_run().exit_reason),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => RawExit::Interrupted,
+            Err(e) => return Err(VmError::Ioctl("KVM_RUN", e)),
+        };
+        if exit == RawExit::Interrupted {
+            self.fd.set_kvm_immediate_exit(0);
+        }
+        Ok(exit)
+    }
+
+    /// General registers as of the last exit.
+    pub fn regs(&mut self) -> &kvm_regs {
+        &self.fd.sync_regs_mut().regs
+    }
+
+    /// General registers, to be written back on the next run.
+    pub fn regs_mut(&mut self) -> &mut kvm_regs {
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        &mut self.fd.sync_regs_mut().regs
+    }
+
+    /// Reads an MSR.
+    pub fn get_msr(&self, index: u32) -> Result<u64, VmError> {
+        let mut m = Msrs::from_entries(&[kvm_msr_entry { index, ..Default::default() }]).expect("one MSR fits");
+        self.fd.get_msrs(&mut m).map_err(|e| VmError::Ioctl("KVM_GET_MSRS", e))?;
+        Ok(m.as_slice()[0].data)
+    }
+
+    /// Writes an MSR.
+    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VmError> {
+        let m = Msrs::from_entries(&[kvm_msr_entry { index, data, ..Default::default() }]).expect("one MSR fits");
+        match self.fd.set_msrs(&m) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(VmError::MsrRejected(index)),
+            Err(e) => Err(VmError::Ioctl("KVM_SET_MSRS", e)),
+        }
+    }
+
+    /// CR2: the address of the last page fault.
+    pub fn cr2(&self) -> Result<u64, VmError> {
+        Ok(self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?.cr2)
+    }
+
+    /// Forces a full guest TLB flush by loading CR3 with its write-through bit toggled: KVM
+    /// treats a changed CR3 from KVM_SET_SREGS as a new address space.
+    pub fn flush_tlb(&self) -> Result<(), VmError> {
+        let mut s = self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
+        s.cr3 ^= arch::CR3_PWT;
+        self.fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))
+    }
+
+    /// The underlying vCPU fd (for capabilities not wrapped here).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+}
+
+impl Drop for Vcpu {
+    fn drop(&mut self) {
+        IMMEDIATE_EXIT.store(std::ptr::null_mut(), Ordering::Relaxed);
+    }
+}

@@ -299,8 +299,9 @@ pub(crate) mod tests {
         f[p..p + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
         f[p + 4..p + 8].copy_from_slice(&5u32.to_le_bytes());
         f[p + 16..p + 24].copy_from_slice(&0x40_0000u64.to_le_bytes());
-        f[p + 32..p + 40].copy_from_slice(&(f.len() as u64).to_le_bytes());
-        f[p + 40..p + 48].copy_from_slice(&(f.len() as u64).to_le_bytes());
+        let n = f.len() as u64;
+        f[p + 32..p + 40].copy_from_slice(&n.to_le_bytes());
+        f[p + 40..p + 48].copy_from_slice(&n.to_le_bytes());
         f[p + 48..p + 56].copy_from_slice(&0x1000u64.to_le_bytes());
         f
     }

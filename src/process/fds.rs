@@ -87,8 +87,11 @@ mod tests {
 
     #[test]
     fn from_difference_reserves_new_fds_only() {
-        let before = open_fds();
         let f = std::fs::File::open("/dev/null").unwrap();
+        // Other tests open and close descriptors concurrently: build "before" from the
+        // current set minus ours rather than from an earlier snapshot.
+        let mut before = open_fds();
+        before.remove(&f.as_raw_fd());
         let g = FdGuard::from_difference(&before);
         assert!(g.is_reserved(f.as_raw_fd() as i64));
         assert!(!g.is_reserved(0));

@@ -167,6 +167,12 @@ pub fn identify_other(head: &[u8]) -> ElfError {
 
 /// Parses and validates the headers of an x86-64 ELF executable held in `file`.
 pub fn parse(file: &[u8]) -> Result<ElfInfo, ElfError> {
+    parse_head(file, file.len() as u64)
+}
+
+/// Like [`parse`], from the first bytes of a file of `file_len` bytes: headers must lie in
+/// `file`, segments within `file_len`.
+pub fn parse_head(file: &[u8], file_len: u64) -> Result<ElfInfo, ElfError> {
     if file.get(0..4) != Some(b"\x7fELF") {
         return Err(identify_other(file));
     }
@@ -233,7 +239,7 @@ pub fn parse(file: &[u8]) -> Result<ElfInfo, ElfError> {
                 if p.filesz > p.memsz {
                     return Err(ElfError::Corrupt("segment file size exceeds its memory size"));
                 }
-                if p.offset.checked_add(p.filesz).is_none_or(|e| e > file.len() as u64) {
+                if p.offset.checked_add(p.filesz).is_none_or(|e| e > file_len) {
                     return Err(ElfError::Corrupt("segment lies past the end of the file (truncated?)"));
                 }
                 if p.vaddr.checked_add(p.memsz).is_none_or(|e| e > super::mem::USER_END) {

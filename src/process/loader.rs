@@ -152,7 +152,8 @@ pub fn resolve(program: &Path) -> Result<PathBuf, LoadError> {
     Err(LoadError::NotFound(program.display().to_string()))
 }
 
-fn read_file(path: &Path) -> Result<(File, Vec<u8>), LoadError> {
+/// Opens a program file: the file, its first bytes (headers), its length.
+fn read_file(path: &Path) -> Result<(File, Vec<u8>, u64), LoadError> {
     let open_err = |source| LoadError::Open { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(open_err)?;
     if meta.is_dir() {
@@ -163,7 +164,7 @@ fn read_file(path: &Path) -> Result<(File, Vec<u8>), LoadError> {
     let mut head = vec![0u8; meta.len().min(1 << 20) as usize];
     let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(open_err)?;
     head.truncate(n);
-    Ok((file, head))
+    Ok((file, head, meta.len()))
 }
 
 /// Parses a `#!` line: interpreter and optional single argument.
@@ -190,8 +191,8 @@ pub fn parse_shebang(head: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
 
 /// Checks that a file can be run, without loading it (`inspect`).
 pub fn probe(path: &Path) -> Result<ElfInfo, LoadError> {
-    let (_, head) = read_file(path)?;
-    elf::parse(&head).map_err(|source| LoadError::Elf { path: path.to_path_buf(), source })
+    let (_, head, len) = read_file(path)?;
+    elf::parse_head(&head, len).map_err(|source| LoadError::Elf { path: path.to_path_buf(), source })
 }
 
 fn map_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(i32) -> LoadError + 'a {
@@ -279,7 +280,7 @@ pub fn load(
     envp: &[OsString],
 ) -> Result<Loaded, LoadError> {
     let path = resolve(program)?;
-    let (mut file, mut head) = read_file(&path)?;
+    let (mut file, mut head, mut len) = read_file(&path)?;
     let mut argv = argv.to_vec();
     let mut exe_path = path.clone();
     if let Some((interp, arg)) = parse_shebang(&head) {
@@ -289,11 +290,11 @@ pub fn load(
             interp: interp_path.display().to_string(),
             why,
         };
-        let (f, h) = read_file(&interp_path).map_err(|e| bad(e.to_string()))?;
+        let (f, h, l) = read_file(&interp_path).map_err(|e| bad(e.to_string()))?;
         if h.starts_with(b"#!") {
             return Err(bad("it is a script too".into()));
         }
-        elf::parse(&h).map_err(|e| bad(e.to_string()))?;
+        elf::parse_head(&h, l).map_err(|e| bad(e.to_string()))?;
         let mut new_argv = vec![OsString::from_vec(interp)];
         new_argv.extend(arg.map(OsString::from_vec));
         new_argv.push(path.clone().into_os_string());
@@ -302,16 +303,17 @@ pub fn load(
         exe_path = interp_path;
         file = f;
         head = h;
+        len = l;
     }
-    let info = elf::parse(&head).map_err(|source| LoadError::Elf { path: exe_path.clone(), source })?;
+    let info = elf::parse_head(&head, len).map_err(|source| LoadError::Elf { path: exe_path.clone(), source })?;
     let interp_name = info.interp.clone();
     let exe = map_image(mem, aspace, &exe_path, &file, info, BRK_RESERVE)?;
 
     let interp = match interp_name {
         Some(name) => {
             let ip = PathBuf::from(&name);
-            let (ifile, ihead) = read_file(&ip)?;
-            let iinfo = elf::parse(&ihead).map_err(|source| LoadError::Elf { path: ip.clone(), source })?;
+            let (ifile, ihead, ilen) = read_file(&ip)?;
+            let iinfo = elf::parse_head(&ihead, ilen).map_err(|source| LoadError::Elf { path: ip.clone(), source })?;
             if iinfo.interp.is_some() {
                 return Err(LoadError::Elf { path: ip, source: ElfError::Corrupt("interpreter has an interpreter") });
             }

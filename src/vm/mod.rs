@@ -303,8 +303,9 @@ impl Machine {
     /// The frame of the exception being handled (valid right after an `Exit::Exception`).
     pub fn exception_frame(&mut self, vector: u8) -> ExceptionFrame {
         let rsp = self.vcpu.regs().rsp;
-        let q = self.frame_words(rsp);
-        let (e, f) = if arch::has_error_code(vector) { (q[0], &q[1..]) } else { (0, &q[..5]) };
+        let with_code = arch::has_error_code(vector);
+        let q = self.frame_words(rsp, if with_code { 6 } else { 5 });
+        let (e, f) = if with_code { (q[0], &q[1..]) } else { (0, &q[..5]) };
         ExceptionFrame { error_code: e, rip: f[0], cs: f[1], rflags: f[2], rsp: f[3] }
     }
 
@@ -312,8 +313,8 @@ impl Machine {
     pub fn set_exception_return(&mut self, vector: u8, rip: u64, rsp: u64, rflags: u64) {
         let rsp0 = self.vcpu.regs().rsp;
         let skip = usize::from(arch::has_error_code(vector));
-        let p = self.frame_ptr(rsp0);
-        // SAFETY: frame_ptr checked that the six words lie inside the ring-0 stack.
+        let p = self.frame_ptr(rsp0, 5 + skip as u64);
+        // SAFETY: frame_ptr checked that the frame's words lie inside the ring-0 stack.
         unsafe {
             p.add(skip).write(rip);
             p.add(skip + 2).write((rflags & 0x3c_7fd7) | 0x2);
@@ -321,17 +322,19 @@ impl Machine {
         }
     }
 
-    fn frame_ptr(&self, rsp: u64) -> *mut u64 {
+    /// Where a frame of `words` u64s starts: at `rsp` when it fits in the ring-0 stack
+    /// (it always does, since only the stubs run there), else at the top of that stack.
+    fn frame_ptr(&self, rsp: u64, words: u64) -> *mut u64 {
         let (lo, hi) = (self.sys as u64 + layout::STACK, self.sys as u64 + layout::STACK_TOP);
-        let rsp = if rsp >= lo && rsp + 48 <= hi { rsp } else { hi - 48 };
+        let rsp = if rsp >= lo && rsp + words * 8 <= hi { rsp } else { hi - words * 8 };
         rsp as *mut u64
     }
 
-    fn frame_words(&self, rsp: u64) -> [u64; 6] {
-        let p = self.frame_ptr(rsp);
+    fn frame_words(&self, rsp: u64, words: u64) -> [u64; 6] {
+        let p = self.frame_ptr(rsp, words);
         let mut q = [0u64; 6];
-        for (i, w) in q.iter_mut().enumerate() {
-            // SAFETY: frame_ptr keeps the six words inside the ring-0 stack of the system
+        for (i, w) in q.iter_mut().take(words as usize).enumerate() {
+            // SAFETY: frame_ptr keeps the frame's words inside the ring-0 stack of the system
             // region, which is mapped for the Machine's lifetime.
             *w = unsafe { p.add(i).read() };
         }

@@ -187,6 +187,14 @@ pub struct Sandbox {
     exe: PathBuf,
 }
 
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Guest memory is part of trapbox's own address space: give it back, so that another
+        // sandbox (another ET_EXEC image at the same fixed address) can be built afterwards.
+        self.process.release(&mut self.machine);
+    }
+}
+
 /// Set by trapbox's SIGINT/SIGTERM/SIGHUP handler.
 static HOST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 

@@ -89,6 +89,22 @@ impl Process {
         }
     }
 
+    /// Unmaps all guest memory and the brk reservation from the host (the guest is gone).
+    pub fn release(&mut self, m: &mut Machine) {
+        let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();
+        for (s, e) in regions {
+            let _ = self.aspace.remove(&mut m.mem, s, e - s);
+            // SAFETY: [s, e) was guest memory and the guest no longer runs.
+            let _ = unsafe { host::munmap(s, e - s) };
+        }
+        let heap_top = (self.brk + 0xfff) & !0xfff;
+        if self.brk_limit > heap_top {
+            // SAFETY: the rest of the brk reservation holds only trapbox's placeholder.
+            let _ = unsafe { host::munmap(heap_top, self.brk_limit - heap_top) };
+        }
+        self.brk_limit = heap_top;
+    }
+
     /// Prints a `trapbox: warning: ...` line once per key.
     pub fn warn_once(&mut self, key: &str, msg: Arguments<'_>) {
         if self.warned.insert(key.to_string()) {

@@ -1,0 +1,54 @@
+//! The engine's test programs, each built static, static-pie and dynamic, run natively and
+//! under `trapbox run`: stdout, stderr and exit status must match.
+
+mod common;
+
+use common::{assert_same_as_native, guest, tempdir, Form};
+
+/// Generates one test per link form for a guest.
+macro_rules! differential {
+    ($name:ident, $args:expr, $stdin:expr) => {
+        mod $name {
+            use super::*;
+            fn check(form: Form) {
+                let dir = tempdir(stringify!($name));
+                let exe = guest(stringify!($name), form);
+                let args: Vec<String> = $args(&dir);
+                let mut argv = vec![exe.to_string_lossy().into_owned()];
+                argv.extend(args);
+                assert_same_as_native(&argv, $stdin, &dir);
+            }
+            #[test]
+            fn static_() {
+                check(Form::Static)
+            }
+            #[test]
+            fn static_pie() {
+                check(Form::StaticPie)
+            }
+            #[test]
+            fn dynamic() {
+                check(Form::Dynamic)
+            }
+        }
+    };
+}
+
+fn none(_: &std::path::Path) -> Vec<String> {
+    Vec::new()
+}
+
+differential!(hello, none, b"");
+differential!(args, |_: &std::path::Path| vec!["one".into(), "two words".into(), "".into()], b"");
+differential!(fileio, |d: &std::path::Path| vec![d.to_string_lossy().into_owned()], b"");
+differential!(malloc, none, b"");
+differential!(mprotect, none, b"");
+differential!(tls, none, b"");
+differential!(random_clock, none, b"");
+differential!(bigstr, none, b"");
+differential!(cpuloop, |_: &std::path::Path| vec!["20000000".into()], b"");
+differential!(getppid_loop, |_: &std::path::Path| vec!["2000".into()], b"");
+differential!(stdin_echo, none, b"line one\nline two\n\x00binary\xff\n");
+differential!(exitcode, |_: &std::path::Path| vec!["42".into()], b"");
+differential!(regs, none, b"");
+differential!(adv_stack, none, b"");

@@ -1,1 +1,198 @@
-fn main() {}
+//! The engine benchmark: per-syscall cost, CPU-bound work, start-up and a large `cat`, each
+//! measured side by side in one run — native, `strace -f`, the cheapest exit from CPL3 (the
+//! floor for any syscall that leaves the guest), and `trapbox run` — printed as a table.
+//!
+//! `cargo bench --bench engine` (add `-- --quick` for fewer repetitions).
+
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use trapbox::vm::{GuestMemory, Machine, PteFlags, RawExit, TrapPath};
+
+fn build_guest(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests").join(format!("{name}.c"));
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-guests");
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join(name);
+    let st = Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&exe).arg(&src).status().expect("gcc");
+    assert!(st.success());
+    exe
+}
+
+fn time_cmd(argv: &[&str]) -> Duration {
+    let t = Instant::now();
+    let st = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let d = t.elapsed();
+    assert!(st.success(), "{argv:?} failed");
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Runs each command `reps` times, interleaved so that machine noise hits all alike.
+fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
+    for _ in 0..reps {
+        for (i, c) in cmds.iter().enumerate() {
+            let a: Vec<&str> = c.iter().map(String::as_str).collect();
+            samples[i].push(time_cmd(&a));
+        }
+    }
+    samples.into_iter().map(median).collect()
+}
+
+/// The floor: a CPL3 loop whose every iteration is one MMIO store, i.e. one exit, with the
+/// registers carried in kvm_run sync regs. trapbox's syscall path cannot be cheaper.
+fn exit_floor(iters: u32) -> Duration {
+    let mut m = Machine::new(TrapPath::detect(), 900).expect("KVM");
+    let page = unsafe_page();
+    let mmio = unsafe_page();
+    // mov [mmio], al ; jmp back
+    let mut code = vec![0xa2];
+    code.extend_from_slice(&mmio.to_le_bytes());
+    code.extend_from_slice(&[0xeb, 0xf5]);
+    write_page(page, &code);
+    map_code(&mut m.mem, page);
+    m.map_unbacked_page(mmio).unwrap();
+    m.set_entry(page, 0);
+    for _ in 0..100 {
+        m.run_raw().unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..iters {
+        match m.run_raw().unwrap() {
+            RawExit::MmioWrite { .. } => {}
+            e => panic!("unexpected exit {e:?}"),
+        }
+    }
+    t.elapsed() / iters
+}
+
+fn unsafe_page() -> u64 {
+    // SAFETY: a fresh anonymous page, leaked for the benchmark's lifetime.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as u64
+}
+
+fn write_page(page: u64, bytes: &[u8]) {
+    // SAFETY: `page` is a writable page made by unsafe_page and bytes fit in it.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page as *mut u8, bytes.len()) };
+}
+
+fn map_code(mem: &mut GuestMemory, page: u64) {
+    mem.map(page, 4096, Some(PteFlags { write: false, exec: true, user: true })).unwrap();
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let reps = if quick { 3 } else { 7 };
+    let trapbox = env!("CARGO_BIN_EXE_trapbox");
+    let has_strace = Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let path = TrapPath::detect();
+    let getppid = build_guest("getppid_loop");
+    let cpuloop = build_guest("cpuloop");
+    let g = getppid.to_str().unwrap();
+    let c = cpuloop.to_str().unwrap();
+
+    println!("trapbox engine benchmark — KVM kind: {}", path.name());
+    println!("(medians of {reps} interleaved runs; ratios are what to compare across machines)\n");
+
+    // Per-syscall cost: difference between N and 0 iterations, divided by N.
+    let n: u64 = if quick { 20_000 } else { 50_000 };
+    let ns = n.to_string();
+    let mut variants: Vec<(&str, Vec<String>)> = vec![("native", vec![])];
+    if has_strace {
+        variants.push(("strace -f", vec!["strace".into(), "-f".into(), "-o".into(), "/dev/null".into()]));
+    }
+    variants.push(("trapbox run", vec![trapbox.into(), "run".into(), "--".into()]));
+    let with = |prefix: &Vec<String>, rest: &[&str]| -> Vec<String> {
+        prefix.iter().cloned().chain(rest.iter().map(|s| s.to_string())).collect()
+    };
+    let mut cmds = Vec::new();
+    for (_, p) in &variants {
+        cmds.push(with(p, &[g, &ns]));
+        cmds.push(with(p, &[g, "0"]));
+    }
+    let t = side_by_side(&cmds, reps);
+    let per_call: Vec<Duration> =
+        (0..variants.len()).map(|i| t[2 * i].saturating_sub(t[2 * i + 1]) / n as u32).collect();
+    let floor = exit_floor(if quick { 2000 } else { 10_000 });
+    let tb = *per_call.last().unwrap();
+    println!("## per syscall (getppid loop, {n} calls)\n");
+    println!("| variant | per syscall | vs trapbox |");
+    println!("|---|---|---|");
+    for ((name, _), d) in variants.iter().zip(&per_call) {
+        println!("| {name} | {} | {:.2}× |", us(*d), d.as_secs_f64() / tb.as_secs_f64());
+    }
+    println!("| cheapest CPL3 exit (floor) | {} | {:.2}× |", us(floor), floor.as_secs_f64() / tb.as_secs_f64());
+    println!("\ntrapbox per syscall / floor = {:.2}× (target ≤ 1.5×)", tb.as_secs_f64() / floor.as_secs_f64());
+    if has_strace {
+        println!(
+            "strace -f / trapbox = {:.1}× faster (target ≥ 3× on PVM)",
+            per_call[1].as_secs_f64() / tb.as_secs_f64()
+        );
+    }
+
+    // CPU-bound, start-up, cat.
+    let big = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-guests/big.bin");
+    if !big.exists() {
+        let data: Vec<u8> = (0..(256u32 << 20) / 4).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes()).collect();
+        std::fs::write(&big, data).unwrap();
+    }
+    let b = big.to_str().unwrap();
+    let workloads: Vec<(&str, Vec<&str>)> = vec![
+        ("CPU-bound loop (cpuloop 300M)", vec![c, "300000000"]),
+        ("/bin/true start-up", vec!["/bin/true"]),
+        ("cat 256 MiB > /dev/null", vec!["/bin/cat", b]),
+    ];
+    println!("\n## programs\n");
+    println!("| workload | native | {}trapbox run | trapbox/native |", if has_strace { "strace -f | " } else { "" });
+    println!("|---|---|{}---|---|", if has_strace { "---|" } else { "" });
+    for (name, argv) in &workloads {
+        let mut cmds = vec![argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+        if has_strace {
+            cmds.push(with(&variants[1].1, argv));
+        }
+        cmds.push(with(variants.last().map(|v| &v.1).unwrap(), argv));
+        let t = side_by_side(&cmds, reps);
+        let (nat, tbx) = (t[0], *t.last().unwrap());
+        let st = if has_strace { format!("{} | ", ms(t[1])) } else { String::new() };
+        println!("| {name} | {} | {st}{} | {:.3}× |", ms(nat), ms(tbx), tbx.as_secs_f64() / nat.as_secs_f64());
+        if name.starts_with("/bin/true") {
+            println!(
+                "| ↳ start-up overhead | | {}{} | (target ≤ 20 ms) |",
+                if has_strace { " | " } else { "" },
+                ms(tbx.saturating_sub(nat))
+            );
+        }
+    }
+}

@@ -20,4 +20,6 @@ pub mod trap;
 pub mod vm;
 
 pub use sandbox::{Report, Sandbox, SandboxBuilder, SandboxError};
-pub use trap::{Action, Deny, Fault, Guest, GuestAddr, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler};
+pub use trap::{
+    Action, Deny, Fault, Guest, GuestAddr, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler,
+};

@@ -98,9 +98,37 @@ impl Report {
 /// The conventional name of a signal (`SIGSEGV`).
 pub fn signal_name(sig: i32) -> String {
     let names = [
-        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
-        "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP",
-        "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR",
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
         "SIGSYS",
     ];
     match names.get(sig as usize) {
@@ -458,20 +486,16 @@ impl Sandbox {
         };
         drop(watchdog);
         let outcome = match outcome {
-            Outcome::Killed { signal: libc::SIGKILL, fault: None } if self.timeout.is_some() && HOST_SIGNAL.load(Ordering::SeqCst) == 0 => {
+            Outcome::Killed { signal: libc::SIGKILL, fault: None }
+                if self.timeout.is_some() && HOST_SIGNAL.load(Ordering::SeqCst) == 0 =>
+            {
                 Outcome::TimedOut
             }
             o => o,
         };
         let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs: Regs::default(), dirty: false };
         handler.on_end(&mut g, &outcome);
-        Ok(Report {
-            outcome,
-            exits: self.machine.exits(),
-            syscalls,
-            trap_path: self.machine.trap_path(),
-            crash_site,
-        })
+        Ok(Report { outcome, exits: self.machine.exits(), syscalls, trap_path: self.machine.trap_path(), crash_site })
     }
 
     fn site(&self, rip: u64) -> String {
@@ -505,7 +529,8 @@ impl Sandbox {
         if dirty {
             store_gprs(self.machine.regs_mut(), &regs);
         }
-        if HOST_SIGNAL.load(Ordering::SeqCst) != 0 && matches!(action, Action::Return(r) if r == -(libc::EINTR as i64)) {
+        if HOST_SIGNAL.load(Ordering::SeqCst) != 0 && matches!(action, Action::Return(r) if r == -(libc::EINTR as i64))
+        {
             // The host call was interrupted by trapbox's own signal: let the loop end the run
             // instead of showing the guest an EINTR it did not cause. The guest re-executes
             // nothing: the loop ends before resuming it.
@@ -524,7 +549,12 @@ impl Sandbox {
         }
     }
 
-    fn on_exception<H: TrapHandler>(&mut self, handler: &mut H, vector: u8, site: &mut Option<String>) -> Result<Next, SandboxError> {
+    fn on_exception<H: TrapHandler>(
+        &mut self,
+        handler: &mut H,
+        vector: u8,
+        site: &mut Option<String>,
+    ) -> Result<Next, SandboxError> {
         let frame = self.machine.exception_frame(vector);
         if frame.cs & 3 != 3 {
             return Err(SandboxError::RingZeroFault { vector, rip: frame.rip });
@@ -605,7 +635,10 @@ mod tests {
     #[test]
     fn crash_line_mentions_signal_fault_and_site() {
         let r = Report {
-            outcome: Outcome::Killed { signal: 11, fault: Some(Fault { vector: 14, error_code: 6, addr: Some(0), rip: 0x401000 }) },
+            outcome: Outcome::Killed {
+                signal: 11,
+                fault: Some(Fault { vector: 14, error_code: 6, addr: Some(0), rip: 0x401000 }),
+            },
             exits: 1,
             syscalls: 0,
             trap_path: TrapPath::Pvm,

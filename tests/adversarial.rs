@@ -44,7 +44,12 @@ fn map_fixed_over_trapbox_fails_and_trapbox_survives() {
 fn proc_self_mem_cannot_be_opened() {
     let r = run_guest("adv_proc_mem", &[]);
     let out = r.stdout_str();
-    for line in ["open /proc/self/mem: EACCES", "open /proc/<pid>/mem: EACCES", "open /proc/thread-self/mem: EACCES", "open mem via openat(/proc/self): EACCES"] {
+    for line in [
+        "open /proc/self/mem: EACCES",
+        "open /proc/<pid>/mem: EACCES",
+        "open /proc/thread-self/mem: EACCES",
+        "open mem via openat(/proc/self): EACCES",
+    ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     assert!(!out.contains("pwrite own variable"), "{out}");
@@ -72,10 +77,17 @@ fn bad_pointers_get_efault_like_natively() {
 fn privileged_instructions_fault_like_natively() {
     let d = tempdir("priv");
     let exe = guest("adv_priv", Form::Static);
-    for insn in ["hlt", "cli", "sti", "wrmsr", "rdmsr", "out", "in", "lgdt", "lidt", "invlpg", "movcr3", "ud2", "int3", "sysenter"] {
+    for insn in [
+        "hlt", "cli", "sti", "wrmsr", "rdmsr", "out", "in", "lgdt", "lidt", "invlpg", "movcr3", "ud2", "int3",
+        "sysenter",
+    ] {
         let r = assert_same_as_native(&[exe.to_string_lossy().as_ref(), insn], b"", &d);
         assert!(r.status > 128, "{insn} did not kill the guest");
-        assert!(r.stderr_str().contains("trapbox: guest killed by SIG"), "{insn}: no crash report in {:?}", r.stderr_str());
+        assert!(
+            r.stderr_str().contains("trapbox: guest killed by SIG"),
+            "{insn}: no crash report in {:?}",
+            r.stderr_str()
+        );
     }
 }
 
@@ -83,7 +95,11 @@ fn privileged_instructions_fault_like_natively() {
 fn int80_is_refused_clearly() {
     let r = run_guest("adv_priv", &["int80"]);
     assert!(r.status > 128, "int 0x80 must not succeed in the box");
-    assert!(r.stderr_str().contains("int 0x80") && r.stderr_str().contains("32-bit syscall ABI is not supported"), "{}", r.stderr_str());
+    assert!(
+        r.stderr_str().contains("int 0x80") && r.stderr_str().contains("32-bit syscall ABI is not supported"),
+        "{}",
+        r.stderr_str()
+    );
     assert!(!r.stdout_str().contains("survived"));
 }
 
@@ -91,7 +107,11 @@ fn int80_is_refused_clearly() {
 fn infinite_loop_ends_at_timeout() {
     let exe = guest("adv_loop", Form::Static);
     let t = Instant::now();
-    let r = trapbox(&["run".as_ref(), "--timeout".as_ref(), "1".as_ref(), "--".as_ref(), exe.as_os_str()], b"", &tempdir("loop"));
+    let r = trapbox(
+        &["run".as_ref(), "--timeout".as_ref(), "1".as_ref(), "--".as_ref(), exe.as_os_str()],
+        b"",
+        &tempdir("loop"),
+    );
     let took = t.elapsed();
     assert_eq!(r.status, 124, "{}", r.stderr_str());
     assert_eq!(r.stdout_str(), "looping\n");

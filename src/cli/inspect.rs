@@ -17,7 +17,10 @@ pub fn inspect(file: &Path) -> Result<i32> {
     if let Some((interp, arg)) = loader::parse_shebang(&head) {
         let interp = String::from_utf8_lossy(&interp).into_owned();
         println!("  kind: script");
-        println!("  interpreter: {interp}{}", arg.map(|a| format!(" {}", String::from_utf8_lossy(&a))).unwrap_or_default());
+        println!(
+            "  interpreter: {interp}{}",
+            arg.map(|a| format!(" {}", String::from_utf8_lossy(&a))).unwrap_or_default()
+        );
         return Ok(match loader::probe(Path::new(&interp)) {
             Ok(_) => {
                 println!("  runnable: yes (through its interpreter)");
@@ -56,7 +59,11 @@ pub fn inspect(file: &Path) -> Result<i32> {
                 ElfError::MachO => "Mach-O",
                 ElfError::BzImage => "Linux kernel image (bzImage)",
                 ElfError::NotElf(what) => what,
-                ElfError::Elf32 | ElfError::BigEndian | ElfError::Machine(_) | ElfError::Type(_) | ElfError::Corrupt(_) => "ELF",
+                ElfError::Elf32
+                | ElfError::BigEndian
+                | ElfError::Machine(_)
+                | ElfError::Type(_)
+                | ElfError::Corrupt(_) => "ELF",
             };
             println!("  kind: {kind}");
             println!("  runnable: no: {e}");

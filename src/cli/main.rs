@@ -33,7 +33,9 @@ fn run_program(r: args::RunArgs) -> Result<i32> {
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
     }
-    let mut sandbox = builder.build().map_err(|e| anyhow::anyhow!("{}: {e}", program.to_string_lossy()).context("").context(""))
+    let mut sandbox = builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", program.to_string_lossy()).context("").context(""))
         .map_err(|e| anyhow::anyhow!("{}", e.root_cause()))?;
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());

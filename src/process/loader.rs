@@ -548,7 +548,10 @@ mod tests {
     #[test]
     fn parse_shebang_forms() {
         assert_eq!(parse_shebang(b"#!/bin/sh\n"), Some((b"/bin/sh".to_vec(), None)));
-        assert_eq!(parse_shebang(b"#! /usr/bin/env python3 \n"), Some((b"/usr/bin/env".to_vec(), Some(b"python3".to_vec()))));
+        assert_eq!(
+            parse_shebang(b"#! /usr/bin/env python3 \n"),
+            Some((b"/usr/bin/env".to_vec(), Some(b"python3".to_vec())))
+        );
         assert_eq!(parse_shebang(b"#!/bin/bash -e -x\n"), Some((b"/bin/bash".to_vec(), Some(b"-e -x".to_vec()))));
         assert_eq!(parse_shebang(b"#!\n"), None);
         assert_eq!(parse_shebang(b"\x7fELF"), None);

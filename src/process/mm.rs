@@ -79,7 +79,10 @@ impl Process {
                 return neg(libc::ENOMEM);
             }
             if let Err(e) = claim_gaps(&self.aspace, addr, addr + len) {
-                self.warn_once("mmap-fixed", format_args!("refused mmap(MAP_FIXED) at {addr:#x}: the range holds trapbox memory"));
+                self.warn_once(
+                    "mmap-fixed",
+                    format_args!("refused mmap(MAP_FIXED) at {addr:#x}: the range holds trapbox memory"),
+                );
                 return neg(e);
             }
         }
@@ -131,8 +134,13 @@ impl Process {
             return neg(libc::ENOMEM);
         }
         if prot != libc::PROT_NONE {
-            let newly: u64 =
-                self.aspace.overlapping(addr, end).iter().filter(|(_, _, p)| *p == libc::PROT_NONE).map(|(s, e, _)| e - s).sum();
+            let newly: u64 = self
+                .aspace
+                .overlapping(addr, end)
+                .iter()
+                .filter(|(_, _, p)| *p == libc::PROT_NONE)
+                .map(|(s, e, _)| e - s)
+                .sum();
             if self.over_limit(newly) {
                 return neg(libc::ENOMEM);
             }

@@ -115,7 +115,10 @@ impl Process {
     /// Handles one guest syscall the way the default (passthrough) handler wants it.
     pub fn syscall(&mut self, m: &mut Machine, call: &Syscall) -> Action {
         let Some(desc) = call.desc() else {
-            self.warn_once(&format!("nosys-{}", call.nr), format_args!("unknown syscall {:#x}: returning ENOSYS", call.nr));
+            self.warn_once(
+                &format!("nosys-{}", call.nr),
+                format_args!("unknown syscall {:#x}: returning ENOSYS", call.nr),
+            );
             return Action::Return(neg(libc::ENOSYS));
         };
         match desc.handling {
@@ -165,7 +168,7 @@ impl Process {
 
     /// The syscalls trapbox implements itself.
     fn emulate(&mut self, m: &mut Machine, name: &str, a: &[u64; 6]) -> Action {
-        let ret = |r: Result<i64, i32>| Action::Return(r.unwrap_or_else(|e| neg(e)));
+        let ret = |r: Result<i64, i32>| Action::Return(r.unwrap_or_else(neg));
         match name {
             "mmap" => Action::Return(self.sys_mmap(&mut m.mem, a)),
             "munmap" => Action::Return(self.sys_munmap(&mut m.mem, a[0], a[1])),
@@ -298,7 +301,11 @@ impl Process {
             }
             // SAFETY: kill has no memory arguments.
             let r = unsafe { libc::kill(pid, sig) };
-            return Action::Return(if r == 0 { 0 } else { neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM)) });
+            return Action::Return(if r == 0 {
+                0
+            } else {
+                neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM))
+            });
         }
         if sig == 0 {
             return Action::Return(0);
@@ -307,7 +314,12 @@ impl Process {
             Delivery::Nothing => Action::Return(0),
             Delivery::Kill(s) => Action::Kill { signal: s, fault: None },
             Delivery::HandlerUnsupported(s) => {
-                self.warn_once("sighandler", format_args!("signal {s} has a guest handler, which trapbox cannot run yet; taking the default action"));
+                self.warn_once(
+                    "sighandler",
+                    format_args!(
+                        "signal {s} has a guest handler, which trapbox cannot run yet; taking the default action"
+                    ),
+                );
                 match signals::default_action(s) {
                     signals::DefaultAction::Terminate => Action::Kill { signal: s, fault: None },
                     _ => Action::Return(0),
@@ -366,7 +378,10 @@ impl Process {
                 }
             }
             _ => {
-                self.warn_once(&format!("prctl-{opt}"), format_args!("prctl option {opt} is not supported; returning EINVAL"));
+                self.warn_once(
+                    &format!("prctl-{opt}"),
+                    format_args!("prctl option {opt} is not supported; returning EINVAL"),
+                );
                 return Err(libc::EINVAL);
             }
         }
@@ -380,7 +395,8 @@ impl Process {
             return Err(libc::EINVAL);
         }
         let mut start = first as u64;
-        let ours: Vec<u64> = self.fds.reserved().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64).collect();
+        let ours: Vec<u64> =
+            self.fds.reserved().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64).collect();
         for f in ours.into_iter().chain(std::iter::once(last as u64 + 1)) {
             if f > start {
                 forward("close_range", &[start, f - 1, flags, 0, 0, 0])?;
@@ -420,7 +436,8 @@ impl Process {
         self.check(a[4], 16, Access::Write)?;
         if a[5] != 0 {
             let s = self.read_struct::<16>(a[5])?;
-            let (ptr, size) = (u64::from_le_bytes(s[..8].try_into().expect("8")), u64::from_le_bytes(s[8..].try_into().expect("8")));
+            let (ptr, size) =
+                (u64::from_le_bytes(s[..8].try_into().expect("8")), u64::from_le_bytes(s[8..].try_into().expect("8")));
             self.check(ptr, size, Access::Read)?;
         }
         forward("pselect6", a)

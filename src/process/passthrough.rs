@@ -78,18 +78,18 @@ fn check_msghdr(mem: &AddressSpace, addr: u64, dir: Dir) -> Result<(), Errno> {
 fn ioctl_arg(request: u64) -> Option<Option<(u64, Access)>> {
     const TERMIOS: u64 = 36; // the kernel's struct termios
     Some(match request {
-        0x5401 => Some((TERMIOS, Access::Write)),        // TCGETS
+        0x5401 => Some((TERMIOS, Access::Write)),         // TCGETS
         0x5402..=0x5404 => Some((TERMIOS, Access::Read)), // TCSETS, TCSETSW, TCSETSF
-        0x5409 | 0x540a | 0x540b => None,                // TCSBRK, TCXONC, TCFLSH (values)
-        0x540f => Some((4, Access::Write)),              // TIOCGPGRP
-        0x5410 => Some((4, Access::Read)),               // TIOCSPGRP
-        0x5413 => Some((8, Access::Write)),              // TIOCGWINSZ
-        0x5414 => Some((8, Access::Read)),               // TIOCSWINSZ
-        0x541b => Some((4, Access::Write)),              // FIONREAD
-        0x5421 | 0x5452 => Some((4, Access::Read)),      // FIONBIO, FIOASYNC
-        0x5450 | 0x5451 => None,                         // FIONCLEX, FIOCLEX
-        0x5429 => Some((4, Access::Write)),              // TIOCGSID
-        0x80086601 => Some((8, Access::Write)),          // FS_IOC_GETFLAGS
+        0x5409..=0x540b => None,                          // TCSBRK, TCXONC, TCFLSH (values)
+        0x540f => Some((4, Access::Write)),               // TIOCGPGRP
+        0x5410 => Some((4, Access::Read)),                // TIOCSPGRP
+        0x5413 => Some((8, Access::Write)),               // TIOCGWINSZ
+        0x5414 => Some((8, Access::Read)),                // TIOCSWINSZ
+        0x541b => Some((4, Access::Write)),               // FIONREAD
+        0x5421 | 0x5452 => Some((4, Access::Read)),       // FIONBIO, FIOASYNC
+        0x5450 | 0x5451 => None,                          // FIONCLEX, FIOCLEX
+        0x5429 => Some((4, Access::Write)),               // TIOCGSID
+        0x80086601 => Some((8, Access::Write)),           // FS_IOC_GETFLAGS
         _ => return None,
     })
 }

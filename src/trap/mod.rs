@@ -350,7 +350,8 @@ mod tests {
         let mut g = FakeGuest::default();
         let mut seen = Vec::new();
         {
-            let mut h = Observe::new(Passthrough, |_: &dyn Guest, t: &Trap, a: &Action| seen.push((t.clone(), a.clone())));
+            let mut h =
+                Observe::new(Passthrough, |_: &dyn Guest, t: &Trap, a: &Action| seen.push((t.clone(), a.clone())));
             h.on_trap(&mut g, &call(1));
         }
         assert_eq!(seen, vec![(call(1), Action::Return(7))]);

@@ -164,8 +164,12 @@ impl GuestMemory {
         // SAFETY: a non-empty region maps host memory that the address space keeps mapped for
         // as long as the slot exists (slots are removed here before the host range is unmapped,
         // see process::mem); an empty region deletes the slot.
-        unsafe { self.vm.set_user_memory_region(region) }
-            .map_err(|source| MemoryError::Slot { slot: id, hva, len, source })
+        unsafe { self.vm.set_user_memory_region(region) }.map_err(|source| MemoryError::Slot {
+            slot: id,
+            hva,
+            len,
+            source,
+        })
     }
 
     fn new_id(&mut self) -> Result<u32, MemoryError> {

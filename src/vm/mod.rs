@@ -186,10 +186,11 @@ impl Machine {
             TrapPath::Hardware => base + layout::HW_SYSCALL,
         };
 
-        // SAFETY (for the writes below): every offset + length lies inside the first 64 KiB
-        // of the system region, which is mapped read/write and owned by this Machine.
-        let write = |off: u64, bytes: &[u8]| unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), sys.add(off as usize), bytes.len())
+        let write = |off: u64, bytes: &[u8]| {
+            assert!(off as usize + bytes.len() <= layout::TABLES as usize, "system structures overlap the pool");
+            // SAFETY: the range lies inside the first 64 KiB of the system region (asserted
+            // above), which is mapped read/write and owned by this Machine.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sys.add(off as usize), bytes.len()) }
         };
         let gdt = arch::gdt(base + layout::TSS, 103);
         write(layout::GDT, &gdt.map(u64::to_le_bytes).concat());
@@ -258,6 +259,22 @@ impl Machine {
         self.exits += 1;
         let rip = self.vcpu.regs().rip;
         Ok(exit::classify(raw, self.path, &self.doorbell, rip))
+    }
+
+    /// Maps the user page at `va` (outside any guest mapping) to guest-physical memory with no
+    /// slot, so that every store to it exits with KVM_EXIT_MMIO — the cheapest exit from CPL3.
+    /// For measuring that floor; the run loop reports such exits as stray MMIO.
+    pub fn map_unbacked_page(&mut self, va: u64) -> Result<(), VmError> {
+        let user_rw = PteFlags { write: true, exec: false, user: true };
+        self.mem.tables().map(va, DOORBELL_GPA + PAGE_SIZE, PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
+        Ok(())
+    }
+
+    /// Runs once and returns the raw exit, without decoding (for measuring exit costs).
+    pub fn run_raw(&mut self) -> Result<RawExit, VmError> {
+        let raw = self.vcpu.run()?;
+        self.exits += 1;
+        Ok(raw)
     }
 
     /// Number of VM exits so far.

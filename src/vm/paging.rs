@@ -56,11 +56,7 @@ impl PteFlags {
     }
 
     fn from_bits(b: u64) -> PteFlags {
-        PteFlags {
-            write: b & PTE_WRITE != 0,
-            exec: b & PTE_NX == 0,
-            user: b & PTE_USER != 0,
-        }
+        PteFlags { write: b & PTE_WRITE != 0, exec: b & PTE_NX == 0, user: b & PTE_USER != 0 }
     }
 }
 
@@ -424,10 +420,7 @@ mod tests {
     fn map_rejects_unaligned_and_kernel_addresses() {
         let (_m, mut pt) = tables(4);
         assert_eq!(pt.map(0x1001, 0, 0x1000, RW), Err(PagingError::Unaligned(0x1001)));
-        assert_eq!(
-            pt.map(0xffff_8000_0000_0000, 0, 0x1000, RW),
-            Err(PagingError::OutOfRange(0xffff_8000_0000_0000))
-        );
+        assert_eq!(pt.map(0xffff_8000_0000_0000, 0, 0x1000, RW), Err(PagingError::OutOfRange(0xffff_8000_0000_0000)));
     }
 
     #[test]

@@ -138,12 +138,7 @@ pub fn assert_same_as_native<S: AsRef<OsStr>>(argv: &[S], stdin: &[u8], cwd: &Pa
     let n = native(argv, stdin, cwd);
     let b = boxed(argv, stdin, cwd);
     let shown: Vec<String> = argv.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    assert_eq!(
-        b.stdout_str(),
-        n.stdout_str(),
-        "stdout differs for {shown:?}\ntrapbox stderr:\n{}",
-        b.stderr_str()
-    );
+    assert_eq!(b.stdout_str(), n.stdout_str(), "stdout differs for {shown:?}\ntrapbox stderr:\n{}", b.stderr_str());
     assert_eq!(b.guest_stderr(), n.guest_stderr(), "stderr differs for {shown:?}");
     assert_eq!(b.status, n.status, "exit status differs for {shown:?}\ntrapbox stderr:\n{}", b.stderr_str());
     b

@@ -101,33 +101,15 @@ const fn inbuf_fixed(name: &'static str, size: usize) -> Arg {
 }
 /// A buffer the kernel writes, sized by argument `len`.
 const fn outbuf(name: &'static str, len: usize, ret_is_len: bool) -> Arg {
-    arg(
-        name,
-        ArgKind::OutBuf {
-            len: Len::Arg(len),
-            ret_is_len,
-        },
-    )
+    arg(name, ArgKind::OutBuf { len: Len::Arg(len), ret_is_len })
 }
 /// A buffer the kernel writes, of `argument count` elements of `size` bytes.
 const fn outbuf_n(name: &'static str, count: usize, size: usize) -> Arg {
-    arg(
-        name,
-        ArgKind::OutBuf {
-            len: Len::ArgTimes(count, size),
-            ret_is_len: false,
-        },
-    )
+    arg(name, ArgKind::OutBuf { len: Len::ArgTimes(count, size), ret_is_len: false })
 }
 /// A buffer the kernel writes, of a fixed size.
 const fn outbuf_fixed(name: &'static str, size: usize) -> Arg {
-    arg(
-        name,
-        ArgKind::OutBuf {
-            len: Len::Fixed(size),
-            ret_is_len: false,
-        },
-    )
+    arg(name, ArgKind::OutBuf { len: Len::Fixed(size), ret_is_len: false })
 }
 const fn inp(name: &'static str, s: Struct) -> Arg {
     arg(name, ArgKind::In(s))
@@ -603,10 +585,7 @@ mod tests {
             (462, "mseal"),
         ];
         for (nr, name) in known {
-            let d = TABLE
-                .iter()
-                .find(|d| d.nr == nr)
-                .unwrap_or_else(|| panic!("{nr} missing"));
+            let d = TABLE.iter().find(|d| d.nr == nr).unwrap_or_else(|| panic!("{nr} missing"));
             assert_eq!(d.name, name, "syscall {nr}");
         }
     }
@@ -615,11 +594,7 @@ mod tests {
     fn table_is_dense_up_to_334_then_424_to_462() {
         assert_eq!(TABLE.len(), 335 + (462 - 424 + 1));
         for (i, d) in TABLE.iter().enumerate() {
-            let want = if i <= 334 {
-                i as u64
-            } else {
-                i as u64 - 335 + 424
-            };
+            let want = if i <= 334 { i as u64 } else { i as u64 - 335 + 424 };
             assert_eq!(d.nr, want, "{}", d.name);
         }
     }
@@ -646,26 +621,13 @@ mod tests {
     fn process_creation_is_refused_not_yet() {
         for name in ["clone", "clone3", "fork", "vfork", "execve", "execveat"] {
             let d = TABLE.iter().find(|d| d.name == name).unwrap();
-            assert_eq!(
-                d.handling,
-                Handling::Refused(Refusal::NotYetProcesses),
-                "{name}"
-            );
+            assert_eq!(d.handling, Handling::Refused(Refusal::NotYetProcesses), "{name}");
         }
     }
 
     #[test]
     fn new_fd_calls_return_fd() {
-        for name in [
-            "open",
-            "openat",
-            "openat2",
-            "dup",
-            "socket",
-            "accept4",
-            "eventfd2",
-            "memfd_create",
-        ] {
+        for name in ["open", "openat", "openat2", "dup", "socket", "accept4", "eventfd2", "memfd_create"] {
             let d = TABLE.iter().find(|d| d.name == name).unwrap();
             assert_eq!(d.ret, Ret::Fd, "{name}");
         }

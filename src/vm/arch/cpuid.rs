@@ -99,13 +99,7 @@ pub fn host_has_avx() -> bool {
 
 /// Guest-physical address width from a CPUID list (leaf 0x80000008), 36 if absent.
 pub fn phys_bits(cpuid: &CpuId) -> u32 {
-    cpuid
-        .as_slice()
-        .iter()
-        .find(|e| e.function == 0x8000_0008)
-        .map(|e| e.eax & 0xff)
-        .filter(|b| *b >= 32)
-        .unwrap_or(36)
+    cpuid.as_slice().iter().find(|e| e.function == 0x8000_0008).map(|e| e.eax & 0xff).filter(|b| *b >= 32).unwrap_or(36)
 }
 
 /// AT_HWCAP as Linux reports it on x86: CPUID leaf 1 EDX.

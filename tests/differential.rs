@@ -51,4 +51,5 @@ differential!(getppid_loop, |_: &std::path::Path| vec!["2000".into()], b"");
 differential!(stdin_echo, none, b"line one\nline two\n\x00binary\xff\n");
 differential!(exitcode, |_: &std::path::Path| vec!["42".into()], b"");
 differential!(regs, none, b"");
+differential!(cpu, none, b"");
 differential!(adv_stack, none, b"");

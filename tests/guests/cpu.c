@@ -13,7 +13,7 @@ int main(void) {
     printf("avx2 %d\n", __builtin_cpu_supports("avx2") != 0);
     printf("bmi2 %d\n", __builtin_cpu_supports("bmi2") != 0);
     printf("popcnt %d\n", __builtin_cpu_supports("popcnt") != 0);
-    unsigned a, b, c, d;
+    unsigned a = 0, b = 0, c = 0, d = 0;
     __get_cpuid(1, &a, &b, &c, &d);
     int osxsave = (c >> 27) & 1;
     printf("osxsave %d\n", osxsave);

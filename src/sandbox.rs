@@ -31,7 +31,7 @@ use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
 use crate::process::symbols::Symbols;
 use crate::process::Process;
-use crate::trap::{Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Syscall, Trap, TrapHandler};
+use crate::trap::{Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Start, Syscall, Trap, TrapHandler};
 use crate::vm::{self, Exit, Machine, TrapPath, VmError};
 
 /// Errors that stop a sandbox from being built or from running.
@@ -196,6 +196,7 @@ impl SandboxBuilder {
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let loaded = loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp)?;
+        process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
         process.brk = loaded.brk_start;
         process.brk_start = loaded.brk_start;
         process.brk_limit = loaded.brk_limit;
@@ -203,7 +204,13 @@ impl SandboxBuilder {
         images.extend(loaded.interp.as_ref());
         process.symbols = Symbols::load(&images);
         machine.set_entry(loaded.entry, loaded.sp);
-        Ok(Sandbox { machine, process, timeout: self.timeout, exe: loaded.exe.path.clone() })
+        let start = Start {
+            program: loaded.exec_path.clone(),
+            argv: loaded.argv.clone(),
+            env_count: self.envp.len(),
+            envp_addr: loaded.envp_addr,
+        };
+        Ok(Sandbox { machine, process, timeout: self.timeout, exe: loaded.exe.path.clone(), start })
     }
 }
 
@@ -213,6 +220,7 @@ pub struct Sandbox {
     process: Process,
     timeout: Option<Duration>,
     exe: PathBuf,
+    start: Start,
 }
 
 impl Drop for Sandbox {
@@ -447,6 +455,11 @@ impl Sandbox {
     pub fn run<H: TrapHandler>(&mut self, mut handler: H) -> Result<Report, SandboxError> {
         install_handlers();
         HOST_SIGNAL.store(0, Ordering::SeqCst);
+        {
+            let regs = user_regs(self.machine.regs());
+            let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+            handler.on_start(&mut g, &self.start);
+        }
         let watchdog = Watchdog::start(self.timeout);
         let mut syscalls = 0u64;
         let mut crash_site = None;

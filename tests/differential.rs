@@ -52,4 +52,5 @@ differential!(stdin_echo, none, b"line one\nline two\n\x00binary\xff\n");
 differential!(exitcode, |_: &std::path::Path| vec!["42".into()], b"");
 differential!(regs, none, b"");
 differential!(cpu, none, b"");
+differential!(selfexe, none, b"");
 differential!(adv_stack, none, b"");

@@ -135,6 +135,10 @@ pub struct Loaded {
     pub brk_limit: u64,
     /// argv as the program sees it (after `#!` expansion).
     pub argv: Vec<OsString>,
+    /// The path that was executed (the script for a `#!` file), as execve would name it.
+    pub exec_path: PathBuf,
+    /// Where the envp array starts on the initial stack.
+    pub envp_addr: u64,
 }
 
 /// Finds `program` the way a shell does: a path with a slash as is, else on $PATH.
@@ -361,7 +365,8 @@ pub fn load(
     // SAFETY: [sp, top) lies in the stack mapping just made (build_stack uses far less than
     // STACK_SIZE for any argv/envp the host's execve accepted), which is writable.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sp as *mut u8, bytes.len()) };
-    Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv })
+    let envp_addr = sp + 8 * (argv.len() as u64 + 2);
+    Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv, exec_path: path, envp_addr })
 }
 
 fn getrandom(buf: &mut [u8]) {

@@ -50,6 +50,8 @@ pub struct Process {
     pub symbols: symbols::Symbols,
     /// Where trapbox's own messages go (a private duplicate of stderr).
     pub diag: std::fs::File,
+    /// The guest program's absolute path (what `/proc/self/exe` names for the guest).
+    pub exe: std::path::PathBuf,
     /// set_tid_address pointer.
     clear_child_tid: u64,
     /// set_robust_list head and length.
@@ -83,6 +85,7 @@ impl Process {
             memory_limit: None,
             symbols: symbols::Symbols::default(),
             diag,
+            exe: std::path::PathBuf::new(),
             clear_child_tid: 0,
             robust_list: (0, 0),
             warned: HashSet::new(),
@@ -133,7 +136,10 @@ impl Process {
             }
             Handling::Emulated => self.emulate(m, desc.name, &call.args),
             Handling::Host => match check_args(desc, &call.args, &self.aspace, &self.fds) {
-                Checked::Ok => Action::Return(host_syscall(desc, &call.args)),
+                Checked::Ok => match self.own_exe_link(desc.name, &call.args) {
+                    Some(r) => Action::Return(r),
+                    None => Action::Return(host_syscall(desc, &call.args)),
+                },
                 Checked::Refuse(e) => Action::Return(neg(e)),
                 Checked::Unsupported(arg) => {
                     self.warn_once(
@@ -144,6 +150,30 @@ impl Process {
                 }
             },
         }
+    }
+
+    /// readlink of `/proc/self/exe` (and its aliases) names the guest's program, not trapbox:
+    /// the guest's process identity is its own even though it shares trapbox's pid.
+    fn own_exe_link(&self, name: &str, a: &[u64; 6]) -> Option<i64> {
+        let (path, buf, size) = match name {
+            "readlink" => (a[0], a[1], a[2]),
+            "readlinkat" => (a[1], a[2], a[3]),
+            _ => return None,
+        };
+        let p = self.aspace.read_cstr(GuestAddr(path), 4096).ok()?;
+        let pid = std::process::id().to_string();
+        let is_exe = p == b"/proc/self/exe"
+            || p == b"/proc/thread-self/exe"
+            || p.strip_prefix(b"/proc/").and_then(|r| r.strip_suffix(b"/exe")) == Some(pid.as_bytes());
+        if !is_exe || self.exe.as_os_str().is_empty() {
+            return None;
+        }
+        let target = std::os::unix::ffi::OsStrExt::as_bytes(self.exe.as_os_str());
+        let n = target.len().min(size as usize);
+        Some(match self.aspace.write(GuestAddr(buf), &target[..n]) {
+            Ok(()) => n as i64,
+            Err(_) => neg(libc::EFAULT),
+        })
     }
 
     fn read_struct<const N: usize>(&self, addr: u64) -> Result<[u8; N], i32> {

@@ -175,10 +175,26 @@ pub trait Guest {
     fn exits(&self) -> u64;
 }
 
+/// What the guest was started with (what `execve` would have been given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    /// The program as executed (a script for `#!` files).
+    pub program: std::path::PathBuf,
+    /// Its arguments as the guest sees them.
+    pub argv: Vec<std::ffi::OsString>,
+    /// Number of environment entries.
+    pub env_count: usize,
+    /// Guest address of the envp array.
+    pub envp_addr: u64,
+}
+
 /// Decides what each trap means. One required method; the rest are hooks with defaults.
 pub trait TrapHandler {
     /// Handles one trap.
     fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action;
+
+    /// Called once before the guest's first instruction.
+    fn on_start(&mut self, _guest: &mut dyn Guest, _start: &Start) {}
 
     /// Called once when the run ends.
     fn on_end(&mut self, _guest: &mut dyn Guest, _outcome: &Outcome) {}
@@ -188,6 +204,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
         (**self).on_trap(guest, trap)
     }
+    fn on_start(&mut self, guest: &mut dyn Guest, start: &Start) {
+        (**self).on_start(guest, start)
+    }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         (**self).on_end(guest, outcome)
     }
@@ -196,6 +215,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
         (**self).on_trap(guest, trap)
+    }
+    fn on_start(&mut self, guest: &mut dyn Guest, start: &Start) {
+        (**self).on_start(guest, start)
     }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         (**self).on_end(guest, outcome)
@@ -243,6 +265,9 @@ impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> TrapHandler for Obser
         (self.f)(guest, trap, &action);
         action
     }
+    fn on_start(&mut self, guest: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(guest, start)
+    }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(guest, outcome)
     }
@@ -270,6 +295,9 @@ impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> TrapHandler for Deny<H, 
             }
         }
         self.inner.on_trap(guest, trap)
+    }
+    fn on_start(&mut self, guest: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(guest, start)
     }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(guest, outcome)

@@ -16,6 +16,7 @@
 
 pub mod process;
 pub mod sandbox;
+pub mod tools;
 pub mod trap;
 pub mod vm;
 

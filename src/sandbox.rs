@@ -192,7 +192,7 @@ impl SandboxBuilder {
         }
         // SAFETY: diag_fd is a fresh descriptor owned by nothing else.
         let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
-        let mut process = Process::new(FdGuard::from_difference(&inherited), diag);
+        let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let loaded = loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp)?;

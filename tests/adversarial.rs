@@ -176,3 +176,12 @@ fn memory_limit_makes_allocations_fail_with_enomem() {
     assert!(out.contains("MiB: ENOMEM\nsbrk: failed at 0 MiB: ENOMEM\n"), "{out}");
     assert_eq!(r.status, 0);
 }
+
+#[test]
+fn descriptors_listed_in_proc_self_fd_cannot_be_used() {
+    let d = tempdir("procfd");
+    // trapbox's descriptors show up in the listing, but every use of them fails with EBADF,
+    // so the counts equal the native ones.
+    let r = assert_same_as_native(&[guest("adv_procfd", Form::Dynamic)], b"", &d);
+    assert!(r.stdout_str().contains("errors other than EBADF 0"), "{}", r.stdout_str());
+}

@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a program in the box; it behaves as natively, every syscall goes through trapbox.
     Run(RunArgs),
+    /// Run a program in the box and print its syscalls the way strace does.
+    Trace(TraceArgs),
     /// Say what a file is and whether trapbox can run it.
     Inspect {
         /// The file.
@@ -41,6 +43,50 @@ pub struct RunArgs {
     /// PROGRAM ARGS...
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// Which syscalls: `trace=NAME,...`, classes `%file %process %network %signal %ipc %desc
+    /// %memory %creds %stat %clock`, `!` to negate (`trace=` may be left out).
+    #[arg(short = 'e', value_name = "EXPR")]
+    pub expr: Option<String>,
+    /// Write the trace to FILE instead of stderr.
+    #[arg(short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Longest string shown before `...`.
+    #[arg(short = 's', value_name = "N", default_value_t = 32)]
+    pub strsize: usize,
+    /// Print a summary table (time, calls, errors per syscall) instead of the lines.
+    #[arg(short = 'c')]
+    pub summary: bool,
+    /// Print the lines and the summary table.
+    #[arg(short = 'C')]
+    pub summary_too: bool,
+    /// Show the time spent in each syscall.
+    #[arg(short = 'T')]
+    pub timing: bool,
+    /// Show the path behind each descriptor.
+    #[arg(short = 'y')]
+    pub fd_paths: bool,
+    /// Only syscalls that succeeded.
+    #[arg(short = 'z')]
+    pub only_ok: bool,
+    /// Only syscalls that failed.
+    #[arg(short = 'Z')]
+    pub only_failed: bool,
+    /// Follow child processes (prefixes lines with [pid N] once processes exist in the box).
+    #[arg(short = 'f')]
+    pub follow: bool,
+    /// One JSON object per syscall (name, nr, args, raw_args, ret, errno, duration_us).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop at the first syscall matching EXPR (`mmap:len>=0x80000`, `openat:path=~/etc/`):
+    /// print it, its result and the registers, and exit with status 125.
+    #[arg(long, value_name = "EXPR")]
+    pub stop_on: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -5,6 +5,7 @@ use clap::Parser;
 
 mod args;
 mod inspect;
+mod trace;
 
 fn main() {
     let cli = args::Cli::parse();
@@ -20,11 +21,13 @@ fn main() {
 fn run(cli: args::Cli) -> Result<i32> {
     match cli.command {
         args::Command::Run(r) => run_program(r),
+        args::Command::Trace(t) => trace::trace(t),
         args::Command::Inspect { file } => inspect::inspect(&file),
     }
 }
 
-fn run_program(r: args::RunArgs) -> Result<i32> {
+/// Builds the sandbox `run` and `trace` share.
+pub fn build(r: &args::RunArgs) -> Result<trapbox::Sandbox> {
     let program = r.command.first().expect("clap requires PROGRAM").clone();
     let mut builder = trapbox::Sandbox::builder(&program)
         .args(r.command.iter().cloned())
@@ -33,14 +36,15 @@ fn run_program(r: args::RunArgs) -> Result<i32> {
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
     }
-    let mut sandbox = builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", program.to_string_lossy()).context("").context(""))
-        .map_err(|e| anyhow::anyhow!("{}", e.root_cause()))?;
+    let sandbox = builder.build()?;
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
     }
-    let report = sandbox.run(trapbox::Passthrough)?;
+    Ok(sandbox)
+}
+
+/// Prints what `run` and `trace` print after the guest ended; returns its exit status.
+pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
     if let Some(line) = report.crash_line() {
         eprintln!("trapbox: {line}");
     }
@@ -50,5 +54,11 @@ fn run_program(r: args::RunArgs) -> Result<i32> {
     if r.verbose {
         eprintln!("trapbox: {} VM exits, {} syscalls", report.exits, report.syscalls);
     }
-    Ok(report.outcome.exit_status())
+    report.outcome.exit_status()
+}
+
+fn run_program(r: args::RunArgs) -> Result<i32> {
+    let mut sandbox = build(&r)?;
+    let report = sandbox.run(trapbox::Passthrough)?;
+    Ok(finish(&r, &report))
 }

@@ -34,9 +34,12 @@ pub fn private_fd_base() -> i32 {
 
 impl FdGuard {
     /// Reserves every descriptor open now that was not in `inherited` (those belong to the
-    /// guest, as they would natively).
-    pub fn from_difference(inherited: &BTreeSet<RawFd>) -> FdGuard {
-        FdGuard { reserved: open_fds().difference(inherited).copied().collect() }
+    /// guest, as they would natively), and every one at or above `private_base` (where trapbox
+    /// keeps its own, including those opened before the sandbox, like a trace file).
+    pub fn from_difference(inherited: &BTreeSet<RawFd>, private_base: RawFd) -> FdGuard {
+        FdGuard {
+            reserved: open_fds().into_iter().filter(|fd| !inherited.contains(fd) || *fd >= private_base).collect(),
+        }
     }
 
     /// Adds one descriptor.
@@ -53,6 +56,19 @@ impl FdGuard {
     pub fn reserved(&self) -> impl Iterator<Item = RawFd> + '_ {
         self.reserved.iter().copied()
     }
+}
+
+/// Moves a file trapbox opened for itself (a trace or record file) into the private range, so
+/// the guest's descriptors number as they would natively and the guest cannot name it.
+pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
+    let n = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, private_fd_base()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
+    Ok(unsafe { std::fs::File::from_raw_fd(n) })
 }
 
 /// Whether an open descriptor `fd` leads into trapbox: the memory of trapbox's process (the
@@ -78,6 +94,14 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     #[test]
+    fn privatize_moves_above_the_base() {
+        let f = privatize(std::fs::File::open("/dev/null").unwrap()).unwrap();
+        assert!(f.as_raw_fd() >= private_fd_base());
+        let g = FdGuard::from_difference(&open_fds(), f.as_raw_fd());
+        assert!(g.is_reserved(f.as_raw_fd() as i64));
+    }
+
+    #[test]
     fn leads_into_trapbox_catches_proc_mem() {
         let f = std::fs::File::open("/proc/self/mem").unwrap();
         assert!(leads_into_trapbox(f.as_raw_fd() as i64));
@@ -92,7 +116,7 @@ mod tests {
         // current set minus ours rather than from an earlier snapshot.
         let mut before = open_fds();
         before.remove(&f.as_raw_fd());
-        let g = FdGuard::from_difference(&before);
+        let g = FdGuard::from_difference(&before, i32::MAX);
         assert!(g.is_reserved(f.as_raw_fd() as i64));
         assert!(!g.is_reserved(0));
         assert!(!g.is_reserved(-100));

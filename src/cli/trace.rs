@@ -1,0 +1,47 @@
+//! `trapbox trace`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use trapbox::tools::trace::{Filter, StopCondition, Style, SummaryMode, TraceOptions, Tracer};
+
+use crate::args::TraceArgs;
+
+/// Runs the program under the tracer.
+pub fn trace(t: TraceArgs) -> Result<i32> {
+    let filter = match &t.expr {
+        Some(e) => {
+            let body = e.strip_prefix("trace=").unwrap_or(e);
+            Filter::parse(body).map_err(|err| anyhow::anyhow!("-e {e}: {err}"))?
+        }
+        None => Filter::all(),
+    };
+    let stop =
+        t.stop_on.as_deref().map(StopCondition::parse).transpose().map_err(|e| anyhow::anyhow!("--stop-on: {e}"))?;
+    let summary = match (t.summary, t.summary_too) {
+        (_, true) => SummaryMode::Also,
+        (true, false) => SummaryMode::Only,
+        _ => SummaryMode::Off,
+    };
+    let opts = TraceOptions {
+        filter,
+        style: Style { strsize: t.strsize, fd_paths: t.fd_paths },
+        timing: t.timing,
+        only_ok: t.only_ok,
+        only_failed: t.only_failed,
+        summary,
+        json: t.json,
+        stop,
+    };
+    let out: Box<dyn Write> = match &t.output {
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?;
+            Box::new(std::io::BufWriter::new(trapbox::process::fds::privatize(f)?))
+        }
+        None => Box::new(std::io::stderr()),
+    };
+    let mut sandbox = crate::build(&t.run)?;
+    let mut tracer = Tracer::new(trapbox::Passthrough, opts, out);
+    let report = sandbox.run(&mut tracer)?;
+    Ok(crate::finish(&t.run, &report))
+}

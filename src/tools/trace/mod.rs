@@ -1,0 +1,386 @@
+//! `trapbox trace`: a handler that wraps another (normally [`Passthrough`](crate::Passthrough))
+//! and writes each syscall the way strace does, decoding with the one ABI table.
+//!
+//! Lines are written when the call returns (inputs are read before the call, outputs after),
+//! to stderr or `-o FILE`, one at a time as the guest runs. `--json` writes one JSON object
+//! per syscall instead. A [`StopCondition`] ends the run at the first matching syscall, after
+//! printing it with its result and the guest's registers.
+
+pub mod filter;
+pub mod format;
+pub mod names;
+pub mod stop;
+pub mod summary;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub use filter::{Filter, FilterError};
+pub use format::Style;
+pub use stop::{StopCondition, StopError};
+pub use summary::Summary;
+
+use crate::process::abi::SyscallDesc;
+use crate::trap::{Action, Guest, Outcome, Regs, Start, Syscall, Trap, TrapHandler};
+
+/// `-c` / `-C`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SummaryMode {
+    /// Lines only.
+    #[default]
+    Off,
+    /// The table only (`-c`).
+    Only,
+    /// Lines and the table (`-C`).
+    Also,
+}
+
+/// What to trace and how to show it.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    /// `-e trace=`.
+    pub filter: Filter,
+    /// `-s`, `-y`.
+    pub style: Style,
+    /// `-T`: time spent in each syscall.
+    pub timing: bool,
+    /// `-z`: only successful calls.
+    pub only_ok: bool,
+    /// `-Z`: only failed calls.
+    pub only_failed: bool,
+    /// `-c` / `-C`.
+    pub summary: SummaryMode,
+    /// `--json`.
+    pub json: bool,
+    /// `--stop-on`.
+    pub stop: Option<StopCondition>,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            filter: Filter::all(),
+            style: Style::default(),
+            timing: false,
+            only_ok: false,
+            only_failed: false,
+            summary: SummaryMode::Off,
+            json: false,
+            stop: None,
+        }
+    }
+}
+
+/// Where a stop condition matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopReport {
+    /// The matching call as traced.
+    pub line: String,
+    /// Its return value.
+    pub ret: i64,
+    /// Registers after the call.
+    pub regs: Regs,
+}
+
+/// The tracing handler.
+pub struct Tracer<H> {
+    inner: H,
+    opts: TraceOptions,
+    out: Box<dyn Write>,
+    summary: Summary,
+    stopped: Option<StopReport>,
+}
+
+fn is_error(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
+impl<H: TrapHandler> Tracer<H> {
+    /// Traces `inner`'s run to `out`.
+    pub fn new(inner: H, opts: TraceOptions, out: Box<dyn Write>) -> Self {
+        Tracer { inner, opts, out, summary: Summary::default(), stopped: None }
+    }
+
+    /// Where the stop condition matched, if it did.
+    pub fn stop_report(&self) -> Option<&StopReport> {
+        self.stopped.as_ref()
+    }
+
+    fn lines_on(&self) -> bool {
+        self.opts.summary != SummaryMode::Only
+    }
+
+    fn emit(&mut self, s: &str) {
+        // A closed trace file must not take the guest down with it.
+        let _ = writeln!(self.out, "{s}");
+        let _ = self.out.flush();
+    }
+
+    fn call_text(
+        &self,
+        g: &dyn Guest,
+        desc: Option<&SyscallDesc>,
+        call: &Syscall,
+        inputs: &[Option<String>],
+        ret: Option<i64>,
+    ) -> (String, Vec<String>) {
+        let Some(d) = desc else {
+            let args: Vec<String> = call.args.iter().map(|a| format::chex(*a)).collect();
+            return (format!("syscall_{:#x}({})", call.nr, args.join(", ")), args);
+        };
+        let mut args = Vec::with_capacity(d.args.len());
+        for (i, inp) in inputs.iter().enumerate() {
+            let s = match inp {
+                Some(s) => s.clone(),
+                None => match ret {
+                    Some(r) => format::output(g, d, call, i, r, &self.opts.style),
+                    None => format::addr(call.args[i]),
+                },
+            };
+            args.push(s);
+        }
+        // An input printed as "" means "not shown" (openat's mode without O_CREAT).
+        let shown: Vec<&String> = args.iter().filter(|a| !a.is_empty()).collect();
+        let joined: Vec<&str> = shown.iter().map(|s| s.as_str()).collect();
+        (format!("{}({})", d.name, joined.join(", ")), args)
+    }
+
+    fn json_line(
+        &self,
+        d: Option<&SyscallDesc>,
+        call: &Syscall,
+        args: &[String],
+        ret: Option<i64>,
+        took: Duration,
+    ) -> String {
+        let errno = ret.filter(|r| is_error(*r)).and_then(|r| names::errno_name((-r) as i32));
+        serde_json::json!({
+            "name": call.name(),
+            "nr": call.nr,
+            "args": args,
+            "raw_args": &call.args[..d.map_or(6, |d| d.args.len())],
+            "ret": ret,
+            "errno": errno,
+            "duration_us": took.as_secs_f64() * 1e6,
+        })
+        .to_string()
+    }
+
+    fn on_syscall(&mut self, g: &mut dyn Guest, trap: &Trap, call: &Syscall) -> Action {
+        let desc = call.desc();
+        let traced = self.opts.filter.traces(call.nr);
+        let need_text = (traced && (self.lines_on() || self.opts.json)) || self.opts.stop.is_some();
+        let inputs: Vec<Option<String>> = match (need_text, desc) {
+            (true, Some(d)) => (0..d.args.len()).map(|i| format::input(g, d, call, i, &self.opts.style)).collect(),
+            _ => Vec::new(),
+        };
+        let t0 = Instant::now();
+        let action = self.inner.on_trap(g, trap);
+        let took = t0.elapsed();
+        let ret = match &action {
+            Action::Return(r) => Some(*r),
+            Action::Resume => Some(g.regs().rax as i64),
+            Action::Kill { fault: None, .. } => Some(0),
+            _ => None,
+        };
+        if traced {
+            self.summary.add(&call.name(), ret.is_some_and(is_error), took);
+        }
+        let failed = ret.is_some_and(is_error);
+        let filtered = (self.opts.only_ok && (failed || ret.is_none())) || (self.opts.only_failed && !failed);
+        let mut text = None;
+        if need_text {
+            let (c, args) = self.call_text(g, desc, call, &inputs, ret);
+            let result = match ret {
+                Some(r) => format::result(desc, r, &self.opts.style),
+                None => "?".into(),
+            };
+            let mut l = format::line(&c, &result);
+            if self.opts.timing && ret.is_some() {
+                l.push_str(&format!(" <{:.6}>", took.as_secs_f64()));
+            }
+            if traced && !filtered {
+                if self.opts.json {
+                    let j = self.json_line(desc, call, &args, ret, took);
+                    self.emit(&j);
+                } else if self.lines_on() {
+                    self.emit(&l);
+                }
+            }
+            text = Some(l);
+        }
+        if let Action::Kill { signal, fault: None } = &action {
+            if self.lines_on() && !self.opts.json {
+                let s = names::signal_name(*signal);
+                self.emit(&format!(
+                    "--- {s} {{si_signo={s}, si_code=SI_TKILL, si_pid={}, si_uid={}}} ---",
+                    std::process::id(),
+                    uid()
+                ));
+            }
+        }
+        if let (Some(stop), Some(r)) = (&self.opts.stop, ret) {
+            if matches!(action, Action::Return(_) | Action::Resume) && stop.matches(g, call, r) {
+                let line = text.unwrap_or_default();
+                let mut regs = g.regs();
+                // The registers as the guest will see them on return: RAX holds the result.
+                regs.rax = r as u64;
+                let msg = format!("trapbox: stopped at `{}`: {line}\n{}", stop.text(), format_regs(&regs));
+                self.emit(&msg);
+                self.stopped = Some(StopReport { line, ret: r, regs });
+                return Action::Stop;
+            }
+        }
+        action
+    }
+}
+
+/// The real uid, as the owner of /proc/self (tools stay free of unsafe code).
+fn uid() -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc is mounted"))
+}
+
+/// Registers as the stop report prints them.
+pub fn format_regs(r: &Regs) -> String {
+    let pairs = [
+        ("rax", r.rax),
+        ("rbx", r.rbx),
+        ("rcx", r.rcx),
+        ("rdx", r.rdx),
+        ("rsi", r.rsi),
+        ("rdi", r.rdi),
+        ("rbp", r.rbp),
+        ("rsp", r.rsp),
+        ("r8", r.r8),
+        ("r9", r.r9),
+        ("r10", r.r10),
+        ("r11", r.r11),
+        ("r12", r.r12),
+        ("r13", r.r13),
+        ("r14", r.r14),
+        ("r15", r.r15),
+        ("rip", r.rip),
+        ("rflags", r.rflags),
+    ];
+    pairs
+        .chunks(4)
+        .map(|c| c.iter().map(|(n, v)| format!("{n:>6}={v:#018x}")).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn execve_line(start: &Start, style: &Style) -> String {
+    let q = |s: &std::ffi::OsStr| {
+        let b = std::os::unix::ffi::OsStrExt::as_bytes(s);
+        if b.len() > style.strsize {
+            format!("{}...", format::quote(&b[..style.strsize], false))
+        } else {
+            format::quote(b, false)
+        }
+    };
+    let argv: Vec<String> = start.argv.iter().map(|a| q(a)).collect();
+    let call = format!(
+        "execve({}, [{}], {} /* {} vars */)",
+        format::quote(std::os::unix::ffi::OsStrExt::as_bytes(start.program.as_os_str()), false),
+        argv.join(", "),
+        format::addr(start.envp_addr),
+        start.env_count
+    );
+    format::line(&call, "0")
+}
+
+impl<H: TrapHandler> TrapHandler for Tracer<H> {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
+        let execve = crate::process::abi::lookup_name("execve").map(|d| d.nr).unwrap_or(59);
+        if self.opts.filter.traces(execve) {
+            if self.opts.summary != SummaryMode::Off {
+                self.summary.add("execve", false, Duration::ZERO);
+            }
+            if self.lines_on() && !self.opts.json {
+                let mut l = execve_line(start, &self.opts.style);
+                if self.opts.timing {
+                    l.push_str(" <0.000000>");
+                }
+                self.emit(&l);
+            }
+        }
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if let Trap::Syscall(call) = trap {
+            return self.on_syscall(g, trap, call);
+        }
+        let action = self.inner.on_trap(g, trap);
+        if self.lines_on() && !self.opts.json {
+            match (trap, &action) {
+                (Trap::Fault(f), Action::Kill { .. }) => {
+                    let si = f.siginfo();
+                    let s = names::signal_name(si.signo);
+                    let a = format::addr(si.addr);
+                    self.emit(&format!(
+                        "--- {s} {{si_signo={s}, si_code={}, si_addr={a}}} ---",
+                        names::si_code(si.signo, si.code)
+                    ));
+                }
+                (Trap::Breakpoint { .. }, Action::Kill { .. }) => {
+                    self.emit("--- SIGTRAP {si_signo=SIGTRAP, si_code=SI_KERNEL} ---");
+                }
+                _ => {}
+            }
+        }
+        action
+    }
+
+    fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(g, outcome);
+        if self.lines_on() {
+            let end = match outcome {
+                Outcome::Exited(c) => Some(format!("+++ exited with {} +++", c & 0xff)),
+                Outcome::Killed { signal, .. } => Some(format!("+++ killed by {} +++", names::signal_name(*signal))),
+                Outcome::TimedOut => Some("+++ killed by SIGKILL +++".to_string()),
+                Outcome::Stopped => None,
+            };
+            if let Some(e) = end {
+                if self.opts.json {
+                    let j = serde_json::json!({ "end": e.trim_matches(|c| c == '+' || c == ' ') }).to_string();
+                    self.emit(&j);
+                } else {
+                    self.emit(&e);
+                }
+            }
+        }
+        if self.opts.summary != SummaryMode::Off {
+            let t = self.summary.render();
+            let _ = write!(self.out, "{t}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execve_line_matches_strace_shape() {
+        let s = Start {
+            program: "/bin/ls".into(),
+            argv: vec!["ls".into(), "-la".into()],
+            env_count: 35,
+            envp_addr: 0x7ffe_1000,
+        };
+        assert_eq!(
+            execve_line(&s, &Style::default()),
+            "execve(\"/bin/ls\", [\"ls\", \"-la\"], 0x7ffe1000 /* 35 vars */) = 0"
+        );
+    }
+
+    #[test]
+    fn format_regs_has_all_registers() {
+        let r = Regs { rip: 0x401000, ..Default::default() };
+        let t = format_regs(&r);
+        assert!(t.contains("rip=0x0000000000401000"));
+        assert_eq!(t.lines().count(), 5);
+    }
+}

@@ -6,51 +6,13 @@
 
 #![allow(missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::*;
+
 use trapbox::vm::{GuestMemory, Machine, PteFlags, RawExit, TrapPath};
-
-fn build_guest(name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests").join(format!("{name}.c"));
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-guests");
-    std::fs::create_dir_all(&out).unwrap();
-    let exe = out.join(name);
-    let st = Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&exe).arg(&src).status().expect("gcc");
-    assert!(st.success());
-    exe
-}
-
-fn time_cmd(argv: &[&str]) -> Duration {
-    let t = Instant::now();
-    let st = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let d = t.elapsed();
-    assert!(st.success(), "{argv:?} failed");
-    d
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Runs each command `reps` times, interleaved so that machine noise hits all alike.
-fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
-    for _ in 0..reps {
-        for (i, c) in cmds.iter().enumerate() {
-            let a: Vec<&str> = c.iter().map(String::as_str).collect();
-            samples[i].push(time_cmd(&a));
-        }
-    }
-    samples.into_iter().map(median).collect()
-}
 
 /// The floor: a CPL3 loop whose every iteration is one MMIO store, i.e. one exit, with the
 /// registers carried in kvm_run sync regs. trapbox's syscall path cannot be cheaper.
@@ -104,19 +66,11 @@ fn map_code(mem: &mut GuestMemory, page: u64) {
     mem.map(page, 4096, Some(PteFlags { write: false, exec: true, user: true })).unwrap();
 }
 
-fn us(d: Duration) -> String {
-    format!("{:.2} µs", d.as_secs_f64() * 1e6)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 3 } else { 7 };
     let trapbox = env!("CARGO_BIN_EXE_trapbox");
-    let has_strace = Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let has_strace = has_strace();
     let path = TrapPath::detect();
     let getppid = build_guest("getppid_loop");
     let cpuloop = build_guest("cpuloop");
@@ -129,14 +83,11 @@ fn main() {
     // Per-syscall cost: difference between N and 0 iterations, divided by N.
     let n: u64 = if quick { 20_000 } else { 50_000 };
     let ns = n.to_string();
-    let mut variants: Vec<(&str, Vec<String>)> = vec![("native", vec![])];
+    let mut variants: Vec<(&str, Vec<&str>)> = vec![("native", vec![])];
     if has_strace {
-        variants.push(("strace -f", vec!["strace".into(), "-f".into(), "-o".into(), "/dev/null".into()]));
+        variants.push(("strace -f", vec!["strace", "-f", "-o", "/dev/null"]));
     }
-    variants.push(("trapbox run", vec![trapbox.into(), "run".into(), "--".into()]));
-    let with = |prefix: &Vec<String>, rest: &[&str]| -> Vec<String> {
-        prefix.iter().cloned().chain(rest.iter().map(|s| s.to_string())).collect()
-    };
+    variants.push(("trapbox run", vec![trapbox, "run", "--"]));
     let mut cmds = Vec::new();
     for (_, p) in &variants {
         cmds.push(with(p, &[g, &ns]));
@@ -163,11 +114,7 @@ fn main() {
     }
 
     // CPU-bound, start-up, cat.
-    let big = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-guests/big.bin");
-    if !big.exists() {
-        let data: Vec<u8> = (0..(256u32 << 20) / 4).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes()).collect();
-        std::fs::write(&big, data).unwrap();
-    }
+    let big = data_file(256);
     let b = big.to_str().unwrap();
     let workloads: Vec<(&str, Vec<&str>)> = vec![
         ("CPU-bound loop (cpuloop 300M)", vec![c, "300000000"]),

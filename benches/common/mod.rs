@@ -1,0 +1,77 @@
+//! Shared benchmark helpers: building guests, timing commands side by side.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Builds tests/guests/NAME.c statically into target/bench-guests.
+pub fn build_guest(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests").join(format!("{name}.c"));
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-guests");
+    std::fs::create_dir_all(&out).expect("target dir");
+    let exe = out.join(name);
+    let st = Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&exe).arg(&src).status().expect("gcc");
+    assert!(st.success());
+    exe
+}
+
+/// A file of `mib` MiB of deterministic bytes in target/bench-guests.
+pub fn data_file(mib: u32) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-guests/data-{mib}.bin"));
+    if !p.exists() {
+        let data: Vec<u8> = (0..(mib << 20) / 4).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes()).collect();
+        std::fs::write(&p, data).expect("write data file");
+    }
+    p
+}
+
+/// Whether strace is installed.
+pub fn has_strace() -> bool {
+    Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn time_cmd(argv: &[String]) -> Duration {
+    let t = Instant::now();
+    let st = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let d = t.elapsed();
+    assert!(st.success(), "{argv:?} failed");
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Runs each command `reps` times, interleaved so that machine noise hits all alike; medians.
+pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
+    for _ in 0..reps {
+        for (i, c) in cmds.iter().enumerate() {
+            samples[i].push(time_cmd(c));
+        }
+    }
+    samples.into_iter().map(median).collect()
+}
+
+/// `prefix` followed by `rest`.
+pub fn with(prefix: &[&str], rest: &[&str]) -> Vec<String> {
+    prefix.iter().chain(rest).map(|s| s.to_string()).collect()
+}
+
+/// Microseconds.
+pub fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Milliseconds.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}

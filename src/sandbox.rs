@@ -195,7 +195,8 @@ impl SandboxBuilder {
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
-        let loaded = loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp)?;
+        let hwcap = machine.hwcap();
+        let loaded = loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp, hwcap)?;
         process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
         process.brk = loaded.brk_start;
         process.brk_start = loaded.brk_start;

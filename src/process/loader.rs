@@ -275,13 +275,15 @@ fn map_image(
     Ok(Image { path: path.to_path_buf(), bias, info })
 }
 
-/// Loads `program` with `argv` and `envp` into guest memory and builds its stack.
+/// Loads `program` with `argv` and `envp` into guest memory and builds its stack. `hwcap` is
+/// AT_HWCAP as the guest's CPUID has it.
 pub fn load(
     mem: &mut GuestMemory,
     aspace: &mut AddressSpace,
     program: &Path,
     argv: &[OsString],
     envp: &[OsString],
+    hwcap: u64,
 ) -> Result<Loaded, LoadError> {
     let path = resolve(program)?;
     let (mut file, mut head, mut len) = read_file(&path)?;
@@ -352,7 +354,7 @@ pub fn load(
     getrandom(&mut random);
     let execfn = path.as_os_str().as_bytes().to_vec();
     let entry = interp.as_ref().map(Image::entry).unwrap_or_else(|| exe.entry());
-    let aux = auxv(&exe, interp.as_ref());
+    let aux = auxv(&exe, interp.as_ref(), hwcap);
     let spec = StackSpec {
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: envp.iter().map(|e| e.as_bytes().to_vec()).collect(),
@@ -403,7 +405,7 @@ pub mod at {
 /// Values patched in by `build_stack` (pointers to strings it places).
 const PLACEHOLDER: u64 = u64::MAX;
 
-fn auxv(exe: &Image, interp: Option<&Image>) -> Vec<(u64, u64)> {
+fn auxv(exe: &Image, interp: Option<&Image>, hwcap: u64) -> Vec<(u64, u64)> {
     // SAFETY: the id getters and getauxval have no preconditions.
     let (uid, euid, gid, egid, hwcap2, minsig) = unsafe {
         (
@@ -417,7 +419,7 @@ fn auxv(exe: &Image, interp: Option<&Image>) -> Vec<(u64, u64)> {
     };
     // HWCAP2_FSGSBASE (bit 1) is hidden: the guest runs without CR4.FSGSBASE.
     let mut v = vec![
-        (at::HWCAP, crate::vm::arch::cpuid::hwcap()),
+        (at::HWCAP, hwcap),
         (at::PAGESZ, 4096),
         (at::CLKTCK, 100),
         (at::PHDR, exe.phdr_addr()),

@@ -3,9 +3,10 @@
 //!
 //! Owns all KVM objects and the system region: trapbox's own memory that the guest CPU needs
 //! (GDT, TSS, IDT, ring-0 stubs, ring-0 stack, page tables). The system region is mapped in
-//! the guest's page tables at its host address with the user bit clear — except the syscall
-//! trampoline page, which is user-executable on the PVM path — so the guest cannot read or
-//! write any of it (invariant 2).
+//! the guest's page tables at its host address with the user bit clear — except the
+//! trampoline page (PVM's syscall entry and the start-up CPUID probe: read/execute) and the
+//! doorbell page (no memory behind it) — so the guest cannot read or write any of it
+//! (invariant 2).
 //!
 //! Files: `kvm` objects here, `vcpu.rs` (KVM_RUN, registers), `memory.rs` (slots and
 //! guest-physical space), `paging.rs` (page tables), `arch/` (x86-64 structures, CPUID),
@@ -72,6 +73,7 @@ mod layout {
     pub const STUBS: u64 = 0x2000;
     pub const HW_SYSCALL: u64 = 0x2400;
     pub const TRAMPOLINE: u64 = 0x3000;
+    pub const CPUID_PROBE: u64 = 0x3100;
     pub const DOORBELL: u64 = 0x4000;
     pub const STACK: u64 = 0x5000;
     pub const STACK_TOP: u64 = 0x9000;
@@ -103,6 +105,7 @@ pub struct Machine {
     sys: *mut u8,
     doorbell: Doorbell,
     exits: u64,
+    hwcap: u64,
 }
 
 impl Machine {
@@ -176,13 +179,14 @@ impl Machine {
         map(&mut tables, layout::IDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
         map(&mut tables, layout::STUBS, 0x1000, sup_x).map_err(MemoryError::from)?;
         map(&mut tables, layout::STACK, layout::STACK_TOP - layout::STACK, sup_rw).map_err(MemoryError::from)?;
+        // The trampoline page (PVM's syscall entry, and the start-up CPUID probe) and the
+        // doorbell are user-visible on both paths; on hardware KVM the doorbell only ever sees
+        // the probe.
+        map(&mut tables, layout::TRAMPOLINE, 0x1000, user_x).map_err(MemoryError::from)?;
+        let user_rw = PteFlags { write: true, exec: false, user: true };
+        tables.map(base + layout::DOORBELL, DOORBELL_GPA, PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
         let lstar = match path {
-            TrapPath::Pvm => {
-                map(&mut tables, layout::TRAMPOLINE, 0x1000, user_x).map_err(MemoryError::from)?;
-                let user_rw = PteFlags { write: true, exec: false, user: true };
-                tables.map(base + layout::DOORBELL, DOORBELL_GPA, PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
-                base + layout::TRAMPOLINE
-            }
+            TrapPath::Pvm => base + layout::TRAMPOLINE,
             TrapPath::Hardware => base + layout::HW_SYSCALL,
         };
 
@@ -209,6 +213,7 @@ impl Machine {
         write(layout::HW_SYSCALL, &entry::hw::syscall_stub());
         let tramp = entry::pvm::trampoline(base + layout::DOORBELL);
         write(layout::TRAMPOLINE, &tramp);
+        write(layout::CPUID_PROBE, &cpuid_probe(base + layout::DOORBELL));
 
         let setup = vcpu::CpuSetup {
             gdt: (base + layout::GDT, (gdt.len() * 8 - 1) as u16),
@@ -221,7 +226,8 @@ impl Machine {
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
-        let vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let hwcap = probe_hwcap(&mut vcpu, base + layout::CPUID_PROBE).unwrap_or_else(|| arch::cpuid::hwcap(&cpuid));
         let max_slots = kvm.get_nr_memslots();
         let mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots);
         Ok(Machine {
@@ -232,12 +238,18 @@ impl Machine {
             sys,
             doorbell: Doorbell { gpa: DOORBELL_GPA, trampoline: base + layout::TRAMPOLINE, store_len: 9 },
             exits: 0,
+            hwcap,
         })
     }
 
     /// The trap path in use.
     pub fn trap_path(&self) -> TrapPath {
         self.path
+    }
+
+    /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.
+    pub fn hwcap(&self) -> u64 {
+        self.hwcap
     }
 
     /// Whether guest XSAVE/AVX state is enabled through KVM.
@@ -382,6 +394,31 @@ impl Machine {
     pub fn set_gs_base(&self, base: u64) -> Result<(), VmError> {
         self.vcpu.set_msr(0xc000_0101, base)
     }
+}
+
+/// `mov eax, 1; xor ecx, ecx; cpuid; mov [doorbell], al`: leaf 1 as guest user code sees it.
+fn cpuid_probe(doorbell: u64) -> Vec<u8> {
+    let mut c = vec![0xb8, 1, 0, 0, 0, 0x31, 0xc9, 0x0f, 0xa2, 0xa2];
+    c.extend_from_slice(&doorbell.to_le_bytes());
+    c
+}
+
+/// Runs the CPUID probe at CPL3 and returns leaf 1 EDX as the guest sees it (AT_HWCAP).
+/// Whether KVM answers `cpuid` from the table given to it (hardware KVM) or the CPU answers
+/// directly (PVM runs user code natively) is measured here rather than assumed.
+fn probe_hwcap(vcpu: &mut vcpu::Vcpu, probe: u64) -> Option<u64> {
+    {
+        let r = vcpu.regs_mut();
+        *r = Default::default();
+        r.rip = probe;
+        r.rflags = 0x2;
+    }
+    let got = match vcpu.run() {
+        Ok(RawExit::MmioWrite { gpa }) if gpa & !0xfff == DOORBELL_GPA => Some(vcpu.regs().rdx & 0xffff_ffff),
+        _ => None,
+    };
+    *vcpu.regs_mut() = Default::default();
+    got
 }
 
 /// Duplicates `fd` to the lowest free number at or above `base` (close-on-exec); the caller

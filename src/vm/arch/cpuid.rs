@@ -102,9 +102,16 @@ pub fn phys_bits(cpuid: &CpuId) -> u32 {
     cpuid.as_slice().iter().find(|e| e.function == 0x8000_0008).map(|e| e.eax & 0xff).filter(|b| *b >= 32).unwrap_or(36)
 }
 
-/// AT_HWCAP as Linux reports it on x86: CPUID leaf 1 EDX.
-pub fn hwcap() -> u64 {
-    host_cpuid(1, 0)[3] as u64
+/// AT_HWCAP as Linux reports it on x86: CPUID leaf 1 EDX — of the CPUID view the guest gets
+/// (on hardware KVM, KVM answers the guest's `cpuid` from this list, which can differ from
+/// the host's).
+pub fn hwcap(cpuid: &CpuId) -> u64 {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 1)
+        .map(|e| e.edx as u64)
+        .unwrap_or_else(|| host_cpuid(1, 0)[3] as u64)
 }
 
 #[cfg(test)]

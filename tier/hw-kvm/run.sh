@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The hardware-KVM test tier: boots Debian's kernel under QEMU's TCG emulator with `-cpu max`
+# (AMD SVM with nested paging), loads kvm_amd there, and runs trapbox's tests inside against
+# a real hardware-style /dev/kvm — the trap path PVM machines cannot exercise.
+#
+# usage: tier/hw-kvm/run.sh TRAPBOX_BINARY [WORKDIR]
+# Prints the guest's console, then "hw-kvm tier: N passed, N failed"; exits non-zero if any
+# test failed or the guest did not finish.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+trapbox=${1:?usage: tier/hw-kvm/run.sh TRAPBOX_BINARY [WORKDIR]}
+work=${2:-$root/target/hw-kvm}
+cache=$root/target/hw-kvm-cache
+mkdir -p "$work" "$cache"
+
+die() { echo "hw-kvm tier: $*" >&2; exit 2; }
+
+for tool in qemu-system-x86_64 busybox cpio gcc apt-get dpkg-deb; do
+  command -v "$tool" >/dev/null || die "$tool is missing: apt-get install qemu-system-x86 busybox-static cpio gcc (.ci/run does)"
+done
+busybox_bin=/bin/busybox
+[ -x "$busybox_bin" ] && ! ldd "$busybox_bin" >/dev/null 2>&1 || die "need a static busybox: apt-get install busybox-static"
+
+# Debian's kernel, fetched at test time (never committed), cached between runs.
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (run apt-get update)"
+kdir=$cache/$kpkg
+if [ ! -d "$kdir/lib/modules" ]; then
+  (cd "$cache" && apt-get download "$kpkg" >/dev/null 2>&1) || die "cannot download $kpkg"
+  rm -rf "$kdir" && mkdir -p "$kdir"
+  dpkg-deb -x "$cache/${kpkg}"_*.deb "$kdir"
+fi
+vmlinuz=$(ls "$kdir"/boot/vmlinuz-*)
+moddir=$(ls -d "$kdir"/lib/modules/*)
+
+# The root file system.
+rootfs=$work/rootfs
+rm -rf "$rootfs"
+mkdir -p "$rootfs"/{bin,sbin,proc,sys,dev,tmp,lib/modules,tb/guests,tb/data,etc}
+cp "$busybox_bin" "$rootfs/bin/busybox"
+# init's stdin/stdout are /dev/console, opened by the kernel before devtmpfs is mounted.
+mknod -m 600 "$rootfs/dev/console" c 5 1
+for applet in sh mount mknod insmod poweroff cat echo cmp grep ls mkdir sleep sync uname head tail wc tr seq \
+              test [ printf rm cp diff timeout env true false sed cut sort; do
+  ln -sf busybox "$rootfs/bin/$applet"
+done
+
+# A binary and the shared libraries it needs, at their host paths.
+add_binary() {
+  local b=$1
+  mkdir -p "$rootfs$(dirname "$b")"
+  # Remove first: the path may be a busybox applet link, which cp would write through.
+  rm -f "$rootfs$b"
+  cp -L "$b" "$rootfs$b"
+  ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+    mkdir -p "$rootfs$(dirname "$lib")"
+    rm -f "$rootfs$lib"
+    cp -L "$lib" "$rootfs$lib"
+  done
+}
+cp "$trapbox" "$rootfs/tb/trapbox"
+add_binary "$trapbox"
+rm -f "$rootfs$trapbox"
+for b in /bin/cat /bin/echo /usr/bin/sha256sum /usr/bin/sort /bin/gzip /bin/ls; do add_binary "$b"; done
+
+# The engine's guest programs in their three forms.
+for src in "$root"/tests/guests/*.c; do
+  name=$(basename "$src" .c)
+  gcc -O2 -static -o "$rootfs/tb/guests/$name-static" "$src"
+  gcc -O2 -static-pie -fPIE -o "$rootfs/tb/guests/$name-static-pie" "$src"
+  gcc -O2 -o "$rootfs/tb/guests/$name-dynamic" "$src"
+done
+seq 1 20000 | sed 's/$/ trapbox hw tier line/' > "$rootfs/tb/data/lines.txt"
+
+for m in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
+  cp "$moddir/kernel/$m.ko" "$rootfs/lib/modules/"
+done
+cp "$here/init" "$rootfs/init"
+cp "$here/tests.sh" "$rootfs/tb/tests.sh"
+chmod +x "$rootfs/init"
+
+(cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
+
+echo "hw-kvm tier: booting $(basename "$vmlinuz") under QEMU TCG -cpu max"
+console=$work/console.log
+set +e
+timeout 1200 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot -nic none \
+  -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+  -append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null >"$console" 2>&1
+qrc=$?
+set -e
+tr -d '\r' < "$console" | sed -n '/TIER-BEGIN/,/TIER-END/p' | grep -v '^ok '
+summary=$(tr -d '\r' < "$console" | grep -E '^hw-kvm tier: [0-9]+ passed, [0-9]+ failed' | tail -1 || true)
+if [ -z "$summary" ]; then
+  echo "hw-kvm tier: the guest did not finish (qemu exit $qrc); its console:"
+  tr -d '\r' < "$console" | tail -60
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "$summary"
+echo "${summary#hw-kvm tier: }"
+case "$summary" in
+  *" 0 failed") exit 0 ;;
+  *) exit 1 ;;
+esac

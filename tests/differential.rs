@@ -53,4 +53,5 @@ differential!(exitcode, |_: &std::path::Path| vec!["42".into()], b"");
 differential!(regs, none, b"");
 differential!(cpu, none, b"");
 differential!(selfexe, none, b"");
+differential!(remap_churn, none, b"");
 differential!(adv_stack, none, b"");

@@ -83,7 +83,17 @@ impl AddressSpace {
     /// Records a new guest mapping that the host already made at `[start, start+len)`,
     /// replacing whatever guest regions were there, and makes it reachable in the guest.
     pub fn insert(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
-        self.cut(start, start + len);
+        if !self.cut(start, start + len).is_empty() {
+            // Replacing guest memory: its entries go first (and get flushed).
+            mem.unmap(start, len)?;
+        }
+        if mem.slots_low() {
+            // Reclaim slots whose host range holds no guest memory any more.
+            let end = start + len;
+            mem.collect(|s, e| {
+                (s < end && e > start) || self.regions.range(..e).next_back().is_some_and(|(_, r)| r.end > s)
+            })?;
+        }
         mem.map(start, len, pte_flags(prot))?;
         self.regions.insert(start, Region { end: start + len, prot });
         if prot != libc::PROT_NONE {
@@ -103,13 +113,14 @@ impl AddressSpace {
     /// Changes the rights of `[start, start+len)`, which must be covered.
     pub fn protect(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
         let pieces = self.cut(start, start + len);
+        let reduces = pieces.iter().any(|(_, r)| r.prot & !prot != 0);
         for (s, r) in pieces {
             self.regions.insert(s, Region { end: r.end, prot });
             if prot != libc::PROT_NONE {
                 self.committed += r.end - s;
             }
         }
-        mem.protect(start, len, pte_flags(prot))
+        mem.protect(start, len, pte_flags(prot), reduces)
     }
 
     /// Whether every page of `[start, end)` is guest memory.

@@ -108,17 +108,31 @@ struct Slot {
 }
 
 /// Guest memory: slots, guest-physical space and the page tables that tie them together.
+///
+/// Slots are windows from host addresses to guest-physical ones and outlive the mappings that
+/// created them: a later mapping over the same host range reuses the window (KVM resolves
+/// the host address at fault time, so it sees whatever is mapped there now). Deleting a slot
+/// makes a shadow-paging KVM (PVM) drop every translation it holds, so trapbox deletes slots
+/// only to reclaim them when slots run short ([`GuestMemory::collect`]).
+///
+/// Removing or reducing rights must reach KVM before the guest runs again, because trapbox
+/// writes the guest page tables from the host side: a shadow-paging KVM (PVM) keeps shadow
+/// copies of guest page tables that only guest writes invalidate, and neither a CR3 reload
+/// nor the MMU notifier's invalidation of the host range drops them (measured: without it a
+/// freed page stays reachable through its old address once the host reuses it). So such a
+/// change sets a flag, and before the next run [`GuestMemory::flush`] deletes and re-creates a
+/// one-page "zap" slot, which makes x86 KVM discard all its translations (shadow pages or
+/// TDP entries) and flush the guest TLB — once per exit however many changes there were.
 pub struct GuestMemory {
     vm: VmFd,
     tables: PageTables,
     phys: PhysAllocator,
-    /// Slots by host start address.
+    /// Slots by host start address; never overlapping.
     slots: BTreeMap<u64, Slot>,
     free_ids: Vec<u32>,
     next_id: u32,
     max_slots: usize,
-    /// Set when an entry lost rights or vanished: the guest TLB must be flushed before the
-    /// guest runs again.
+    /// An entry lost rights or vanished: flush the guest TLB before the next run.
     flush_needed: bool,
 }
 
@@ -148,9 +162,16 @@ impl GuestMemory {
         &mut self.tables
     }
 
-    /// Whether a TLB flush is due, clearing the flag.
-    pub fn take_flush(&mut self) -> bool {
-        std::mem::take(&mut self.flush_needed)
+    /// If rights were removed since the last run, makes KVM drop every translation it holds:
+    /// deleting a slot does that on x86; the zap slot (id `zap.0`, one page of trapbox memory
+    /// at host `zap.1`, guest-physical `zap.2`) exists only for this and is re-created at once.
+    pub fn flush(&mut self, zap: (u32, u64, u64)) -> Result<bool, MemoryError> {
+        if !std::mem::take(&mut self.flush_needed) {
+            return Ok(false);
+        }
+        self.set_slot(zap.0, zap.2, zap.1, 0)?;
+        self.set_slot(zap.0, zap.2, zap.1, PAGE_SIZE)?;
+        Ok(true)
     }
 
     fn set_slot(&self, id: u32, gpa: u64, hva: u64, len: u64) -> Result<(), MemoryError> {
@@ -161,9 +182,10 @@ impl GuestMemory {
             memory_size: len,
             userspace_addr: hva,
         };
-        // SAFETY: a non-empty region maps host memory that the address space keeps mapped for
-        // as long as the slot exists (slots are removed here before the host range is unmapped,
-        // see process::mem); an empty region deletes the slot.
+        // SAFETY: a slot only names host addresses; KVM resolves them through the host page
+        // tables at fault time (MMU notifiers track changes), so the range need not stay
+        // mapped. Guest access is bounded by the guest page tables, which point only at
+        // ranges that are guest memory now. An empty region deletes the slot.
         unsafe { self.vm.set_user_memory_region(region) }.map_err(|source| MemoryError::Slot {
             slot: id,
             hva,
@@ -183,38 +205,50 @@ impl GuestMemory {
         Ok(self.next_id - 1)
     }
 
-    /// Makes `[hva, hva+len)` guest memory with the given rights (None: reserved but
-    /// inaccessible). Whatever was mapped there before is replaced.
-    pub fn map(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
-        self.unmap(hva, len)?;
-        let gpa = self.phys.alloc(len, hva).ok_or(MemoryError::NoPhysSpace(len))?;
-        let id = match self.new_id() {
-            Ok(id) => id,
-            Err(e) => {
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        let first = self.slots.range(..=start).next_back().map(|(s, _)| *s).unwrap_or(start);
+        self.slots.range(first..end).filter(move |(_, sl)| sl.end > start).map(|(s, sl)| (*s, *sl))
+    }
+
+    /// Makes sure every byte of `[start, end)` lies in some slot, adding slots for the gaps.
+    fn cover(&mut self, start: u64, end: u64) -> Result<(), MemoryError> {
+        let mut gaps = Vec::new();
+        let mut at = start;
+        for (s, sl) in self.overlapping(start, end).collect::<Vec<_>>() {
+            if s > at {
+                gaps.push((at, s));
+            }
+            at = at.max(sl.end);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        for (a, b) in gaps {
+            let len = b - a;
+            let gpa = self.phys.alloc(len, a).ok_or(MemoryError::NoPhysSpace(len))?;
+            let id = match self.new_id() {
+                Ok(id) => id,
+                Err(e) => {
+                    self.phys.release(gpa, len);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = self.set_slot(id, gpa, a, len) {
+                self.free_ids.push(id);
                 self.phys.release(gpa, len);
                 return Err(e);
             }
-        };
-        if let Err(e) = self.set_slot(id, gpa, hva, len) {
-            self.free_ids.push(id);
-            self.phys.release(gpa, len);
-            return Err(e);
-        }
-        self.slots.insert(hva, Slot { id, end: hva + len, gpa });
-        if let Some(f) = flags {
-            self.tables.map(hva, gpa, len, f)?;
+            self.slots.insert(a, Slot { id, end: b, gpa });
         }
         Ok(())
     }
 
-    /// Changes the rights of `[hva, hva+len)`, which must be covered by slots (None removes
-    /// access but keeps the memory).
-    pub fn protect(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
-        let end = hva + len;
+    /// Sets the page-table entries of `[start, end)` (covered by slots) to `flags`.
+    fn set_rights(&mut self, start: u64, end: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
         let pieces: Vec<(u64, u64, u64)> = self
-            .overlapping(hva, end)
+            .overlapping(start, end)
             .map(|(s, slot)| {
-                let (a, b) = (s.max(hva), slot.end.min(end));
+                let (a, b) = (s.max(start), slot.end.min(end));
                 (a, b, slot.gpa + (a - s))
             })
             .collect();
@@ -224,46 +258,69 @@ impl GuestMemory {
                 None => self.tables.unmap(a, b - a)?,
             }
         }
-        // Any change may remove a right the TLB still holds.
-        self.flush_needed = true;
         Ok(())
     }
 
-    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Slot)> + '_ {
-        let first = self.slots.range(..=start).next_back().map(|(s, _)| *s).unwrap_or(start);
-        self.slots.range(first..end).filter(move |(_, sl)| sl.end > start).map(|(s, sl)| (*s, *sl))
-    }
-
-    /// Removes `[hva, hva+len)` from the guest: page-table entries, then the slot coverage
-    /// (slots cut in two keep the guest-physical addresses of their remaining pieces).
-    pub fn unmap(&mut self, hva: u64, len: u64) -> Result<(), MemoryError> {
-        let end = hva + len;
-        let hit: Vec<(u64, Slot)> = self.overlapping(hva, end).collect();
-        if hit.is_empty() {
+    /// Makes `[hva, hva+len)` guest memory with the given rights (None: reserved but
+    /// inaccessible). The range must hold no guest memory now (unmap it first), so nothing
+    /// stale can be cached for it and no flush is needed.
+    pub fn map(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
+        self.cover(hva, hva + len)?;
+        if flags.is_none() {
+            self.tables.unmap(hva, len)?;
             return Ok(());
         }
+        self.set_rights(hva, hva + len, flags)
+    }
+
+    /// Changes the rights of `[hva, hva+len)` (None removes access but keeps the memory).
+    /// `reduces`: some page loses a right it had, so cached translations must go.
+    pub fn protect(&mut self, hva: u64, len: u64, flags: Option<PteFlags>, reduces: bool) -> Result<(), MemoryError> {
+        self.cover(hva, hva + len)?;
+        self.flush_needed |= reduces;
+        self.set_rights(hva, hva + len, flags)
+    }
+
+    /// Removes `[hva, hva+len)` from the guest's page tables. The slots stay for reuse.
+    pub fn unmap(&mut self, hva: u64, len: u64) -> Result<(), MemoryError> {
         self.tables.unmap(hva, len)?;
         self.flush_needed = true;
-        for (s, slot) in hit {
-            self.slots.remove(&s);
-            self.set_slot(slot.id, slot.gpa, s, 0)?;
-            self.free_ids.push(slot.id);
-            let (cut_a, cut_b) = (s.max(hva), slot.end.min(end));
-            self.phys.release(slot.gpa + (cut_a - s), cut_b - cut_a);
-            if s < cut_a {
-                self.keep_piece(s, cut_a, slot.gpa)?;
-            }
-            if cut_b < slot.end {
-                self.keep_piece(cut_b, slot.end, slot.gpa + (cut_b - s))?;
-            }
-        }
         Ok(())
     }
 
-    fn keep_piece(&mut self, start: u64, end: u64, gpa: u64) -> Result<(), MemoryError> {
-        let id = self.new_id()?;
-        self.set_slot(id, gpa, start, end - start)?;
-        self.slots.insert(start, Slot { id, end, gpa });
+    /// Deletes the slots that hold no live guest memory, as `live(start, end)` says, to make
+    /// room when slots run short.
+    pub fn collect(&mut self, live: impl Fn(u64, u64) -> bool) -> Result<usize, MemoryError> {
+        let dead: Vec<(u64, Slot)> =
+            self.slots.iter().filter(|(s, sl)| !live(**s, sl.end)).map(|(s, sl)| (*s, *sl)).collect();
+        for (s, sl) in &dead {
+            self.slots.remove(s);
+            self.set_slot(sl.id, sl.gpa, *s, 0)?;
+            self.free_ids.push(sl.id);
+            self.phys.release(sl.gpa, sl.end - s);
+        }
+        Ok(dead.len())
+    }
+
+    /// Whether few slots are left.
+    pub fn slots_low(&self) -> bool {
+        self.slots.len() + 64 >= self.max_slots
+    }
+
+    /// Checks that every present page-table entry in `[start, end)` points at the guest-physical
+    /// address its slot gives that host address (the window invariant). Returns the first
+    /// address where it does not.
+    pub fn check_windows(&mut self, start: u64, end: u64) -> Result<(), u64> {
+        let mut va = start;
+        while va < end {
+            if let Some((gpa, _)) = self.tables.translate(va) {
+                let want = self.overlapping(va, va + 1).next().map(|(s, sl)| sl.gpa + (va - s));
+                if want != Some(gpa) {
+                    return Err(va);
+                }
+            }
+            va += PAGE_SIZE;
+        }
         Ok(())
     }
 

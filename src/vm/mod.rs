@@ -62,6 +62,8 @@ const SYS_SIZE: u64 = 256 << 20;
 const SYS_GPA: u64 = 1 << 20;
 /// Guest-physical page with no slot: stores to it are the PVM syscall doorbell.
 const DOORBELL_GPA: u64 = SYS_GPA + SYS_SIZE + PAGE_SIZE;
+/// Guest-physical page of the zap slot (see GuestMemory::flush).
+const ZAP_GPA: u64 = DOORBELL_GPA + 2 * PAGE_SIZE;
 /// Guest memory's guest-physical addresses start here.
 const GUEST_GPA_START: u64 = 1 << 30;
 
@@ -77,6 +79,7 @@ mod layout {
     pub const DOORBELL: u64 = 0x4000;
     pub const STACK: u64 = 0x5000;
     pub const STACK_TOP: u64 = 0x9000;
+    pub const ZAP: u64 = 0xa000;
     pub const TABLES: u64 = 0x10000;
 }
 
@@ -106,6 +109,8 @@ pub struct Machine {
     doorbell: Doorbell,
     exits: u64,
     hwcap: u64,
+    /// The zap slot: id, host address, guest-physical address (see GuestMemory::flush).
+    zap: (u32, u64, u64),
 }
 
 impl Machine {
@@ -228,8 +233,21 @@ impl Machine {
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
         let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
         let hwcap = probe_hwcap(&mut vcpu, base + layout::CPUID_PROBE).unwrap_or_else(|| arch::cpuid::hwcap(&cpuid));
+        // The last slot id is the zap slot; guest slots use the others.
         let max_slots = kvm.get_nr_memslots();
-        let mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots);
+        let zap = ((max_slots - 1) as u32, base + layout::ZAP, ZAP_GPA);
+        let zap_region = kvm_bindings::kvm_userspace_memory_region {
+            slot: zap.0,
+            flags: 0,
+            guest_phys_addr: zap.2,
+            memory_size: PAGE_SIZE,
+            userspace_addr: zap.1,
+        };
+        // SAFETY: the zap page lies in the system region, mapped for the Machine's lifetime;
+        // no guest page table points at it.
+        unsafe { vm.set_user_memory_region(zap_region) }
+            .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
+        let mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots - 1);
         Ok(Machine {
             _kvm: kvm,
             mem,
@@ -239,6 +257,7 @@ impl Machine {
             doorbell: Doorbell { gpa: DOORBELL_GPA, trampoline: base + layout::TRAMPOLINE, store_len: 9 },
             exits: 0,
             hwcap,
+            zap,
         })
     }
 
@@ -264,9 +283,7 @@ impl Machine {
 
     /// Runs the guest to its next exit and decodes it.
     pub fn run(&mut self) -> Result<Exit, VmError> {
-        if self.mem.take_flush() {
-            self.vcpu.flush_tlb()?;
-        }
+        self.mem.flush(self.zap)?;
         let raw = self.vcpu.run()?;
         self.exits += 1;
         let rip = self.vcpu.regs().rip;

@@ -209,14 +209,6 @@ impl Vcpu {
         Ok(self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?.cr2)
     }
 
-    /// Forces a full guest TLB flush by loading CR3 with its write-through bit toggled: KVM
-    /// treats a changed CR3 from KVM_SET_SREGS as a new address space.
-    pub fn flush_tlb(&self) -> Result<(), VmError> {
-        let mut s = self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
-        s.cr3 ^= arch::CR3_PWT;
-        self.fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))
-    }
-
     /// The underlying vCPU fd (for capabilities not wrapped here).
     pub fn fd(&self) -> &VcpuFd {
         &self.fd

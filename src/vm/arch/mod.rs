@@ -27,8 +27,6 @@ pub const CR4_BASE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 pub const CR4_OSXSAVE: u64 = 1 << 18;
 /// EFER: SCE, LME, LMA, NXE.
 pub const EFER: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
-/// CR3 page-level write-through bit: toggled to force a guest TLB flush from the host.
-pub const CR3_PWT: u64 = 1 << 3;
 
 /// MSR numbers used at start-up.
 pub mod msr {

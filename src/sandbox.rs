@@ -146,9 +146,17 @@ pub struct SandboxBuilder {
     timeout: Option<Duration>,
     memory_limit: Option<u64>,
     trap_path: Option<TrapPath>,
+    placement: loader::Placement,
 }
 
 impl SandboxBuilder {
+    /// Imposes where the loader puts the images and the stack, and the stack's contents (a
+    /// replay reproduces the recorded layout this way).
+    pub fn placement(mut self, p: loader::Placement) -> Self {
+        self.placement = p;
+        self
+    }
+
     /// Arguments, including argv[0].
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
         self.argv = args.into_iter().map(Into::into).collect();
@@ -196,7 +204,15 @@ impl SandboxBuilder {
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let hwcap = machine.hwcap();
-        let loaded = loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp, hwcap)?;
+        let loaded = loader::load(
+            &mut machine.mem,
+            &mut process.aspace,
+            &self.program,
+            &argv,
+            &self.envp,
+            hwcap,
+            &self.placement,
+        )?;
         process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
         process.brk = loaded.brk_start;
         process.brk_start = loaded.brk_start;
@@ -208,8 +224,10 @@ impl SandboxBuilder {
         let start = Start {
             program: loaded.exec_path.clone(),
             argv: loaded.argv.clone(),
+            envp: self.envp.clone(),
             env_count: self.envp.len(),
             envp_addr: loaded.envp_addr,
+            placement: loaded.placement.clone(),
         };
         Ok(Sandbox { machine, process, timeout: self.timeout, exe: loaded.exe.path.clone(), start })
     }
@@ -364,6 +382,15 @@ impl Guest for KvmGuest<'_> {
     fn exits(&self) -> u64 {
         self.m.exits()
     }
+    fn mappings(&self) -> Vec<(u64, u64, i32)> {
+        self.p.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect()
+    }
+    fn patch_code(&mut self, addr: GuestAddr, bytes: &[u8]) -> Result<(), MemError> {
+        self.p.patch_code(&mut self.m.mem, addr.0, bytes)
+    }
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        self.m.cpuid(leaf, subleaf)
+    }
 }
 
 fn user_regs(k: &kvm_bindings::kvm_regs) -> Regs {
@@ -439,6 +466,7 @@ impl Sandbox {
             timeout: None,
             memory_limit: None,
             trap_path: None,
+            placement: loader::Placement::default(),
         }
     }
 

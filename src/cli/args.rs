@@ -19,7 +19,11 @@ pub enum Command {
     Run(RunArgs),
     /// Run a program in the box and print its syscalls the way strace does.
     Trace(TraceArgs),
-    /// Say what a file is and whether trapbox can run it.
+    /// Run a program like `run` and record everything nondeterministic to a trace.
+    Record(RecordArgs),
+    /// Re-run a recorded program, answering every syscall from the trace.
+    Replay(ReplayArgs),
+    /// Say what a file is and whether trapbox can run it (or summarise a trace).
     Inspect {
         /// The file.
         file: PathBuf,
@@ -87,6 +91,27 @@ pub struct TraceArgs {
     pub stop_on: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    /// Where to write the trace.
+    #[arg(short = 'o', value_name = "TRACE", required = true)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The trace written by `trapbox record`.
+    pub trace: PathBuf,
+    /// Stop just before trace event N (exit status 125).
+    #[arg(long, value_name = "N")]
+    pub stop_at: Option<u64>,
+    /// Print the trap path and the exit count.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

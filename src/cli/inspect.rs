@@ -13,6 +13,9 @@ pub fn inspect(file: &Path) -> Result<i32> {
         bail!("{}: is a directory", file.display());
     }
     let head = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    if crate::record::is_trace(&head) {
+        return crate::record::inspect_trace(file);
+    }
     println!("{}:", file.display());
     if let Some((interp, arg)) = loader::parse_shebang(&head) {
         let interp = String::from_utf8_lossy(&interp).into_owned();

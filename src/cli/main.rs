@@ -5,10 +5,18 @@ use clap::Parser;
 
 mod args;
 mod inspect;
+mod record;
 mod trace;
 
 fn main() {
     let cli = args::Cli::parse();
+    if matches!(cli.command, args::Command::Record(_) | args::Command::Replay(_)) {
+        if let Err(e) = trapbox::process::host::reexec_without_aslr() {
+            eprintln!("trapbox: cannot turn off address-space randomisation for record/replay: {e}");
+            std::process::exit(127);
+        }
+        trapbox::process::host::keep_allocations_off_mmap();
+    }
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -22,6 +30,8 @@ fn run(cli: args::Cli) -> Result<i32> {
     match cli.command {
         args::Command::Run(r) => run_program(r),
         args::Command::Trace(t) => trace::trace(t),
+        args::Command::Record(r) => record::record(r),
+        args::Command::Replay(r) => record::replay(r),
         args::Command::Inspect { file } => inspect::inspect(&file),
     }
 }

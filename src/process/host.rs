@@ -81,3 +81,43 @@ pub fn reserve_exact(addr: u64, len: u64) -> HostResult {
     }
     Ok(got)
 }
+
+/// The host CPU's time-stamp counter (what `rdtsc` would give the guest).
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The host's TSC and TSC_AUX (what `rdtscp` would give the guest).
+pub fn tscp() -> (u64, u32) {
+    let mut aux = 0u32;
+    // SAFETY: rdtscp writes only `aux`; the CPUs KVM runs on have it.
+    let t = unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    (t, aux)
+}
+
+/// Re-executes trapbox with address-space randomisation off, once: recording and replaying
+/// then lay trapbox's own memory out the same way, so the guest addresses a recording chose
+/// are free when it is replayed. Returns only if trapbox already runs without randomisation
+/// (or the re-exec failed).
+pub fn reexec_without_aslr() -> std::io::Result<()> {
+    const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+    // SAFETY: personality(0xffffffff) only queries.
+    let cur = unsafe { libc::personality(0xffff_ffff) };
+    if cur < 0 || cur as libc::c_ulong & ADDR_NO_RANDOMIZE != 0 {
+        return Ok(());
+    }
+    // SAFETY: sets a flag that takes effect at the next execve.
+    unsafe { libc::personality(cur as libc::c_ulong | ADDR_NO_RANDOMIZE) };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe").args(std::env::args_os().skip(1)).exec();
+    Err(err)
+}
+
+/// Makes trapbox's own allocations come from its brk heap (up to 32 MiB each, glibc's limit)
+/// instead of fresh mmaps: during record and replay the guest's mappings then meet the same
+/// free address space on both sides, whatever trapbox allocates for itself along the way.
+pub fn keep_allocations_off_mmap() {
+    // SAFETY: mallopt only tunes glibc's allocator.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
+}

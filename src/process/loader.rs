@@ -118,6 +118,21 @@ impl Image {
     }
 }
 
+/// Where the loader puts things: chosen freely on a normal run, imposed on a replay so the
+/// guest sees exactly the recorded layout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Lowest address of the main image (position-independent images only).
+    pub exe_base: Option<u64>,
+    /// Lowest address of the interpreter's image.
+    pub interp_base: Option<u64>,
+    /// Lowest address of the stack mapping.
+    pub stack_base: Option<u64>,
+    /// The initial stack pointer and the bytes of `[sp, stack top)` (argv, envp, auxv with
+    /// AT_RANDOM and AT_HWCAP as recorded).
+    pub stack_image: Option<(u64, Vec<u8>)>,
+}
+
 /// What the loader produced.
 #[derive(Debug)]
 pub struct Loaded {
@@ -139,6 +154,8 @@ pub struct Loaded {
     pub exec_path: PathBuf,
     /// Where the envp array starts on the initial stack.
     pub envp_addr: u64,
+    /// Where everything went (with the stack image), for a recorder.
+    pub placement: Placement,
 }
 
 /// Finds `program` the way a shell does: a path with a slash as is, else on $PATH.
@@ -212,10 +229,18 @@ fn map_image(
     file: &File,
     info: ElfInfo,
     tail: u64,
+    at: Option<u64>,
 ) -> Result<Image, LoadError> {
     let (lo, hi) = info.span();
     let span = hi - lo;
-    let base = if info.pie {
+    let base = if let (true, Some(at)) = (info.pie, at) {
+        host::reserve_exact(at, span + tail).map_err(|e| match e {
+            libc::EEXIST => LoadError::AddressInUse { path: path.to_path_buf(), addr: at },
+            e => map_err(path, "image")(e),
+        })?;
+        // As on a normal load, the tail stays trapbox's reservation (the brk room).
+        at
+    } else if info.pie {
         let align = info.max_align();
         let total = span + tail + align;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
@@ -284,6 +309,7 @@ pub fn load(
     argv: &[OsString],
     envp: &[OsString],
     hwcap: u64,
+    placement: &Placement,
 ) -> Result<Loaded, LoadError> {
     let path = resolve(program)?;
     let (mut file, mut head, mut len) = read_file(&path)?;
@@ -313,7 +339,7 @@ pub fn load(
     }
     let info = elf::parse_head(&head, len).map_err(|source| LoadError::Elf { path: exe_path.clone(), source })?;
     let interp_name = info.interp.clone();
-    let exe = map_image(mem, aspace, &exe_path, &file, info, BRK_RESERVE)?;
+    let exe = map_image(mem, aspace, &exe_path, &file, info, BRK_RESERVE, placement.exe_base)?;
 
     let interp = match interp_name {
         Some(name) => {
@@ -323,7 +349,7 @@ pub fn load(
             if iinfo.interp.is_some() {
                 return Err(LoadError::Elf { path: ip, source: ElfError::Corrupt("interpreter has an interpreter") });
             }
-            Some(map_image(mem, aspace, &ip, &ifile, iinfo, 0)?)
+            Some(map_image(mem, aspace, &ip, &ifile, iinfo, 0, placement.interp_base)?)
         }
         None => None,
     };
@@ -345,8 +371,17 @@ pub fn load(
 
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    // SAFETY: no MAP_FIXED: the kernel picks free space.
-    let stack = unsafe { host::mmap(0, STACK_SIZE, rw, flags, -1, 0) }.map_err(map_err(&exe_path, "stack"))?;
+    let stack = match placement.stack_base {
+        Some(at) => {
+            host::reserve_exact(at, STACK_SIZE)
+                .map_err(|_| LoadError::AddressInUse { path: exe_path.clone(), addr: at })?;
+            // SAFETY: replaces the placeholder just reserved.
+            unsafe { host::mmap(at, STACK_SIZE, rw, flags | libc::MAP_FIXED, -1, 0) }
+                .map_err(map_err(&exe_path, "stack"))?
+        }
+        // SAFETY: no MAP_FIXED: the kernel picks free space.
+        None => unsafe { host::mmap(0, STACK_SIZE, rw, flags, -1, 0) }.map_err(map_err(&exe_path, "stack"))?,
+    };
     aspace.insert(mem, stack, STACK_SIZE, rw)?;
     let top = stack + STACK_SIZE;
 
@@ -363,12 +398,29 @@ pub fn load(
         random,
         aux,
     };
-    let (bytes, sp) = build_stack(top, &spec);
+    let (bytes, sp) = match &placement.stack_image {
+        Some((sp, bytes)) if *sp >= stack && sp + bytes.len() as u64 == top => (bytes.clone(), *sp),
+        Some(_) => {
+            return Err(LoadError::Elf {
+                path: exe_path,
+                source: ElfError::Corrupt("recorded stack image does not fit the stack"),
+            })
+        }
+        None => build_stack(top, &spec),
+    };
     // SAFETY: [sp, top) lies in the stack mapping just made (build_stack uses far less than
-    // STACK_SIZE for any argv/envp the host's execve accepted), which is writable.
+    // STACK_SIZE for any argv/envp the host's execve accepted; a recorded image was checked
+    // above), which is writable.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sp as *mut u8, bytes.len()) };
     let envp_addr = sp + 8 * (argv.len() as u64 + 2);
-    Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv, exec_path: path, envp_addr })
+    let image_base = |i: &Image| i.bias + i.info.span().0;
+    let placement = Placement {
+        exe_base: exe.info.pie.then(|| image_base(&exe)),
+        interp_base: interp.as_ref().map(image_base),
+        stack_base: Some(stack),
+        stack_image: Some((sp, bytes)),
+    };
+    Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv, exec_path: path, envp_addr, placement })
 }
 
 fn getrandom(buf: &mut [u8]) {

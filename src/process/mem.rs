@@ -226,6 +226,12 @@ impl AddressSpace {
     }
 }
 
+/// Copies `data` to guest address `addr` without consulting the address space map (the
+/// caller made the host pages writable); the kernel does the access, so a bad page is EFAULT.
+pub(crate) fn copy_into_guest(addr: u64, data: &[u8]) -> std::io::Result<()> {
+    copy_self(data.as_ptr() as u64, addr, data.len(), true)
+}
+
 /// Copies `len` bytes inside trapbox's own address space with the kernel doing the access, so
 /// an unreadable or unwritable page gives EFAULT rather than a signal. `write_remote` says
 /// which side is the guest's (the "remote" side of process_vm_*).

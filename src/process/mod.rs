@@ -92,6 +92,37 @@ impl Process {
         }
     }
 
+    /// Overwrites guest code at `addr`, read-only pages included: the pages are made writable
+    /// on the host for the copy (a private mapping takes its own copy of the page), then get
+    /// their rights back, and KVM is told to drop what it cached for them.
+    pub fn patch_code(
+        &mut self,
+        mem: &mut crate::vm::GuestMemory,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Result<(), crate::trap::MemError> {
+        let fault = crate::trap::MemError::Fault(addr);
+        let end = addr.checked_add(bytes.len() as u64).ok_or(fault)?;
+        let (p0, p1) = (addr & !0xfff, (end + 0xfff) & !0xfff);
+        let pieces = self.aspace.overlapping(p0, p1);
+        if !self.aspace.covers(p0, p1) || pieces.iter().any(|(_, _, p)| *p == libc::PROT_NONE) {
+            return Err(fault);
+        }
+        for (s, e, p) in &pieces {
+            // SAFETY: guest memory (checked above); rights are restored below.
+            unsafe { host::mprotect(*s, e - s, p | libc::PROT_WRITE) }.map_err(|_| fault)?;
+        }
+        // Guest memory writes go through the address space's checked path, which needs the
+        // region to be writable in its map too: use the raw host copy instead.
+        let r = mem::copy_into_guest(addr, bytes);
+        for (s, e, p) in &pieces {
+            // SAFETY: restores the rights the guest had.
+            let _ = unsafe { host::mprotect(*s, e - s, *p) };
+        }
+        mem.invalidate();
+        r.map_err(|_| fault)
+    }
+
     /// Unmaps all guest memory and the brk reservation from the host (the guest is gone).
     pub fn release(&mut self, m: &mut Machine) {
         let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();

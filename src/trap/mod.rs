@@ -173,19 +173,41 @@ pub trait Guest {
     fn symbolize(&self, addr: u64) -> Option<String>;
     /// VM exits (or the backend's equivalent) so far.
     fn exits(&self) -> u64;
+
+    /// The guest's mappings: start, end, PROT_* bits. Backends that cannot list them return
+    /// an empty list.
+    fn mappings(&self) -> Vec<(u64, u64, i32)> {
+        Vec::new()
+    }
+
+    /// Overwrites guest code (read-only pages included) and makes sure the guest executes the
+    /// new bytes. Used to turn instructions the CPU cannot trap into breakpoints.
+    fn patch_code(&mut self, addr: GuestAddr, _bytes: &[u8]) -> Result<(), MemError> {
+        Err(MemError::Fault(addr.0))
+    }
+
+    /// The CPUID leaf the guest is meant to see (the backend's fixed view), if it has one.
+    fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
+        None
+    }
 }
 
-/// What the guest was started with (what `execve` would have been given).
+/// What the guest was started with (what `execve` would have been given) and where the
+/// loader put it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Start {
     /// The program as executed (a script for `#!` files).
     pub program: std::path::PathBuf,
     /// Its arguments as the guest sees them.
     pub argv: Vec<std::ffi::OsString>,
+    /// Its environment.
+    pub envp: Vec<std::ffi::OsString>,
     /// Number of environment entries.
     pub env_count: usize,
     /// Guest address of the envp array.
     pub envp_addr: u64,
+    /// Where everything was placed (what a replay must reproduce).
+    pub placement: crate::process::loader::Placement,
 }
 
 /// Decides what each trap means. One required method; the rest are hooks with defaults.

@@ -162,6 +162,12 @@ impl GuestMemory {
         &mut self.tables
     }
 
+    /// Makes KVM drop its cached translations before the next run (guest memory changed
+    /// behind the guest page tables' back, e.g. code was patched).
+    pub fn invalidate(&mut self) {
+        self.flush_needed = true;
+    }
+
     /// If rights were removed since the last run, makes KVM drop every translation it holds:
     /// deleting a slot does that on x86; the zap slot (id `zap.0`, one page of trapbox memory
     /// at host `zap.1`, guest-physical `zap.2`) exists only for this and is re-created at once.

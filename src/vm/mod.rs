@@ -111,6 +111,8 @@ pub struct Machine {
     hwcap: u64,
     /// The zap slot: id, host address, guest-physical address (see GuestMemory::flush).
     zap: (u32, u64, u64),
+    /// The CPUID view given to KVM.
+    cpuid: kvm_bindings::CpuId,
 }
 
 impl Machine {
@@ -258,12 +260,27 @@ impl Machine {
             exits: 0,
             hwcap,
             zap,
+            cpuid,
         })
     }
 
     /// The trap path in use.
     pub fn trap_path(&self) -> TrapPath {
         self.path
+    }
+
+    /// A leaf of the CPUID view trapbox gives the guest (what hardware KVM answers `cpuid`
+    /// with; PVM lets the CPU answer, which is why record/replay emulates `cpuid` itself).
+    pub fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        let e = self.cpuid.as_slice().iter().find(|e| {
+            e.function == leaf && (e.flags & kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX == 0 || e.index == subleaf)
+        })?;
+        let mut r = [e.eax, e.ebx, e.ecx, e.edx];
+        if leaf == 1 && self.osxsave() {
+            // KVM reflects CR4.OSXSAVE into its own copy at run time; do the same here.
+            r[2] |= 1 << 27;
+        }
+        Some(r)
     }
 
     /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.

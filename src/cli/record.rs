@@ -1,0 +1,150 @@
+//! `trapbox record`, `trapbox replay`, and `inspect` of a trace.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use trapbox::process::loader::Placement;
+use trapbox::tools::record::{file_crc, EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
+
+use crate::args::{RecordArgs, ReplayArgs};
+
+/// Runs the program under the recorder.
+pub fn record(r: RecordArgs) -> Result<i32> {
+    let f = std::fs::File::create(&r.output).with_context(|| format!("-o {}", r.output.display()))?;
+    let f = trapbox::process::fds::privatize(f)?;
+    let mut sandbox = crate::build(&r.run)?;
+    let mut rec = Recorder::new(trapbox::Passthrough, f).with_context(|| format!("{}", r.output.display()))?;
+    let report = sandbox.run(&mut rec)?;
+    if let Some(e) = rec.error() {
+        eprintln!("trapbox: writing {} failed: {e} (the trace is incomplete)", r.output.display());
+    }
+    if r.run.verbose {
+        let (events, bytes) = rec.stats();
+        eprintln!(
+            "trapbox: recorded {events} events, {bytes} bytes ({:.1} bytes per syscall), {} machine-dependent instructions patched",
+            bytes as f64 / report.syscalls.max(1) as f64,
+            rec.patched_sites()
+        );
+    }
+    Ok(crate::finish(&r.run, &report))
+}
+
+/// Replays a trace.
+pub fn replay(r: ReplayArgs) -> Result<i32> {
+    let f = std::fs::File::open(&r.trace).with_context(|| format!("{}", r.trace.display()))?;
+    let f = trapbox::process::fds::privatize(f)?;
+    let (start, mut replayer) =
+        Replayer::open(std::io::BufReader::new(f)).with_context(|| format!("{}", r.trace.display()))?;
+    if let Some(n) = r.stop_at {
+        replayer = replayer.stop_at(n);
+    }
+    let program = PathBuf::from(OsString::from_vec(start.program.clone()));
+    let now = file_crc(&program).with_context(|| format!("the recorded program {}", program.display()))?;
+    if now != start.program_crc {
+        bail!(
+            "{}: the program changed since it was recorded (CRC-32/length {:08x}/{} then, {:08x}/{} now)",
+            program.display(),
+            start.program_crc.0,
+            start.program_crc.1,
+            now.0,
+            now.1
+        );
+    }
+    let placement = Placement {
+        exe_base: start.exe_base,
+        interp_base: start.interp_base,
+        stack_base: Some(start.stack_base),
+        stack_image: Some((start.sp, start.stack.clone())),
+    };
+    let bytes = |v: &Vec<u8>| OsString::from_vec(v.clone());
+    let mut sandbox = trapbox::Sandbox::builder(&program)
+        .args(start.argv.iter().map(bytes))
+        .env(start.envp.iter().map(bytes))
+        .placement(placement)
+        .build()?;
+    if r.verbose {
+        eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
+    }
+    let report = sandbox.run(&mut replayer)?;
+    if let Some(stop) = replayer.stopped() {
+        eprintln!("trapbox: {stop}");
+        return Ok(match stop {
+            ReplayStop::Diverged { .. } | ReplayStop::Corrupt(_) => 127,
+            ReplayStop::TraceEnds { .. } | ReplayStop::StoppedAt(_) => 125,
+        });
+    }
+    if let Some(line) = report.crash_line() {
+        eprintln!("trapbox: {line}");
+    }
+    Ok(report.outcome.exit_status())
+}
+
+/// Whether `head` starts like a trace.
+pub fn is_trace(head: &[u8]) -> bool {
+    head.starts_with(trapbox::tools::record::file::MAGIC)
+}
+
+/// `inspect` for a trace: program, events, per-syscall counts, size.
+pub fn inspect_trace(path: &Path) -> Result<i32> {
+    let size = std::fs::metadata(path)?.len();
+    let f = std::fs::File::open(path)?;
+    let mut r = TraceReader::new(std::io::BufReader::new(f))?;
+    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut events, mut insns, mut written) = (0u64, 0u64, 0u64);
+    let mut end = None;
+    println!("{}:", path.display());
+    println!("  kind: trapbox trace (format version {})", trapbox::tools::record::file::VERSION);
+    let status = loop {
+        match r.next_event() {
+            Ok(Some(e)) => {
+                events += 1;
+                match e {
+                    Event::Start(s) => {
+                        let argv: Vec<String> =
+                            s.argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                        println!("  program: {}", String::from_utf8_lossy(&s.program));
+                        println!("  argv: {argv:?}");
+                    }
+                    Event::Syscall(s) => {
+                        let name = trapbox::process::abi::lookup(s.nr)
+                            .map(|d| d.name.to_string())
+                            .unwrap_or_else(|| format!("syscall_{:#x}", s.nr));
+                        *calls.entry(name).or_default() += 1;
+                        written += s.writes.iter().map(|w| w.1.len() as u64).sum::<u64>();
+                    }
+                    Event::Insn(_) => insns += 1,
+                    Event::End(e) => end = Some(e),
+                }
+            }
+            Ok(None) => break 0,
+            Err(e) => {
+                println!("  damaged: {e}");
+                break 1;
+            }
+        }
+    };
+    let syscalls: u64 = calls.values().sum();
+    println!("  events: {events} ({syscalls} syscalls, {insns} machine-dependent instructions)");
+    println!(
+        "  size: {size} bytes ({:.1} per syscall; {written} bytes of guest memory recorded)",
+        size as f64 / syscalls.max(1) as f64
+    );
+    match (end, r.tail()) {
+        (Some(EndEvent::Exited(c)), _) => println!("  end: exited with {c}"),
+        (Some(EndEvent::Killed(s)), _) => println!("  end: killed by signal {s}"),
+        (None, Some(Tail::Truncated { .. })) => {
+            println!("  end: none recorded — the trace was cut short; its complete prefix replays")
+        }
+        (None, _) => println!("  end: none recorded"),
+    }
+    println!("  syscalls:");
+    let mut rows: Vec<(&String, &u64)> = calls.iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (name, n) in rows {
+        println!("  {n:>8}  {name}");
+    }
+    Ok(status)
+}

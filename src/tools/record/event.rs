@@ -1,0 +1,307 @@
+//! The events of a trace and their byte encoding (little-endian, length-prefixed byte
+//! strings; see docs/TRACE_FORMAT.md).
+
+/// Everything that happened that the guest could not compute by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// How the guest started (always the first event).
+    Start(StartEvent),
+    /// A syscall, its result and the guest memory the kernel wrote.
+    Syscall(SyscallEvent),
+    /// An instruction whose result depends on the machine (rdtsc, rdtscp, cpuid).
+    Insn(InsnEvent),
+    /// How the guest ended.
+    End(EndEvent),
+}
+
+/// The initial state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartEvent {
+    /// The program as executed.
+    pub program: Vec<u8>,
+    /// argv.
+    pub argv: Vec<Vec<u8>>,
+    /// envp.
+    pub envp: Vec<Vec<u8>>,
+    /// CRC-32 and length of the program file (a changed binary is refused before replay).
+    pub program_crc: (u32, u64),
+    /// Lowest address of a position-independent main image.
+    pub exe_base: Option<u64>,
+    /// Lowest address of the interpreter's image.
+    pub interp_base: Option<u64>,
+    /// Lowest address of the stack mapping.
+    pub stack_base: u64,
+    /// Initial stack pointer.
+    pub sp: u64,
+    /// The bytes of `[sp, stack top)`: argv, envp, auxv with AT_RANDOM.
+    pub stack: Vec<u8>,
+}
+
+/// One syscall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallEvent {
+    /// Number.
+    pub nr: u64,
+    /// Argument registers.
+    pub args: [u64; 6],
+    /// Result (-errno on failure).
+    pub ret: i64,
+    /// Guest memory after the call where the kernel may have written: (address, bytes).
+    pub writes: Vec<(u64, Vec<u8>)>,
+}
+
+/// Which machine-dependent instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insn {
+    /// `rdtsc`.
+    Rdtsc,
+    /// `rdtscp`.
+    Rdtscp,
+    /// `cpuid`.
+    Cpuid,
+}
+
+/// One emulated instruction and the registers it produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InsnEvent {
+    /// Which.
+    pub insn: Insn,
+    /// Its address.
+    pub rip: u64,
+    /// RAX, RBX, RCX, RDX after it.
+    pub regs: [u64; 4],
+}
+
+/// The end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndEvent {
+    /// exit or exit_group with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Killed(i32),
+}
+
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(b: &mut Vec<u8>, v: &[u8]) {
+    b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    b.extend_from_slice(v);
+}
+
+fn put_opt(b: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(x) => {
+            b.push(1);
+            put_u64(b, x);
+        }
+        None => b.push(0),
+    }
+}
+
+/// Reads fields back, failing with a description instead of panicking on bad input.
+pub struct Decoder<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Decoder<'a> {
+    /// Decodes from `b`.
+    pub fn new(b: &'a [u8]) -> Self {
+        Decoder { b, at: 0 }
+    }
+
+    /// Bytes consumed so far.
+    pub fn consumed(&self) -> usize {
+        self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.b.len()).ok_or("event ends early")?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn opt(&mut self) -> Result<Option<u64>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            t => Err(format!("bad option tag {t}")),
+        }
+    }
+
+    fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
+        let n = self.u32()? as usize;
+        if n > self.b.len() {
+            return Err("list longer than its chunk".into());
+        }
+        (0..n).map(|_| f(self)).collect()
+    }
+}
+
+impl Event {
+    /// Appends the encoding of `self` to `b`.
+    pub fn encode(&self, b: &mut Vec<u8>) {
+        match self {
+            Event::Start(s) => {
+                b.push(1);
+                put_bytes(b, &s.program);
+                b.extend_from_slice(&(s.argv.len() as u32).to_le_bytes());
+                s.argv.iter().for_each(|a| put_bytes(b, a));
+                b.extend_from_slice(&(s.envp.len() as u32).to_le_bytes());
+                s.envp.iter().for_each(|e| put_bytes(b, e));
+                b.extend_from_slice(&s.program_crc.0.to_le_bytes());
+                put_u64(b, s.program_crc.1);
+                put_opt(b, s.exe_base);
+                put_opt(b, s.interp_base);
+                put_u64(b, s.stack_base);
+                put_u64(b, s.sp);
+                put_bytes(b, &s.stack);
+            }
+            Event::Syscall(s) => {
+                b.push(2);
+                put_u64(b, s.nr);
+                s.args.iter().for_each(|a| put_u64(b, *a));
+                put_u64(b, s.ret as u64);
+                b.extend_from_slice(&(s.writes.len() as u32).to_le_bytes());
+                for (a, d) in &s.writes {
+                    put_u64(b, *a);
+                    put_bytes(b, d);
+                }
+            }
+            Event::Insn(i) => {
+                b.push(3);
+                b.push(match i.insn {
+                    Insn::Rdtsc => 1,
+                    Insn::Rdtscp => 2,
+                    Insn::Cpuid => 3,
+                });
+                put_u64(b, i.rip);
+                i.regs.iter().for_each(|r| put_u64(b, *r));
+            }
+            Event::End(e) => {
+                b.push(4);
+                let (k, v) = match e {
+                    EndEvent::Exited(c) => (0, *c),
+                    EndEvent::Killed(s) => (1, *s),
+                };
+                b.push(k);
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// Decodes one event.
+    pub fn decode(d: &mut Decoder<'_>) -> Result<Event, String> {
+        Ok(match d.u8()? {
+            1 => Event::Start(StartEvent {
+                program: d.bytes()?,
+                argv: d.list(|d| d.bytes())?,
+                envp: d.list(|d| d.bytes())?,
+                program_crc: (d.u32()?, d.u64()?),
+                exe_base: d.opt()?,
+                interp_base: d.opt()?,
+                stack_base: d.u64()?,
+                sp: d.u64()?,
+                stack: d.bytes()?,
+            }),
+            2 => {
+                let nr = d.u64()?;
+                let mut args = [0u64; 6];
+                for a in &mut args {
+                    *a = d.u64()?;
+                }
+                let ret = d.u64()? as i64;
+                let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
+                Event::Syscall(SyscallEvent { nr, args, ret, writes })
+            }
+            3 => {
+                let insn = match d.u8()? {
+                    1 => Insn::Rdtsc,
+                    2 => Insn::Rdtscp,
+                    3 => Insn::Cpuid,
+                    t => return Err(format!("bad instruction kind {t}")),
+                };
+                let rip = d.u64()?;
+                let mut regs = [0u64; 4];
+                for r in &mut regs {
+                    *r = d.u64()?;
+                }
+                Event::Insn(InsnEvent { insn, rip, regs })
+            }
+            4 => {
+                let k = d.u8()?;
+                let v = i32::from_le_bytes(d.take(4)?.try_into().expect("4 bytes"));
+                match k {
+                    0 => Event::End(EndEvent::Exited(v)),
+                    1 => Event::End(EndEvent::Killed(v)),
+                    t => return Err(format!("bad end kind {t}")),
+                }
+            }
+            t => return Err(format!("bad event tag {t}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_roundtrip_all_kinds() {
+        let events = vec![
+            Event::Start(StartEvent {
+                program: b"/bin/x".to_vec(),
+                argv: vec![b"x".to_vec(), b"-a".to_vec()],
+                envp: vec![b"A=1".to_vec()],
+                program_crc: (7, 99),
+                exe_base: Some(0x5000),
+                interp_base: None,
+                stack_base: 0x7000,
+                sp: 0x7ff0,
+                stack: vec![9; 16],
+            }),
+            Event::Syscall(SyscallEvent {
+                nr: 0,
+                args: [1, 2, 3, 4, 5, 6],
+                ret: -2,
+                writes: vec![(0x10, b"ab".to_vec())],
+            }),
+            Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
+            Event::End(EndEvent::Killed(11)),
+        ];
+        let mut b = Vec::new();
+        events.iter().for_each(|e| e.encode(&mut b));
+        let mut d = Decoder::new(&b);
+        for e in &events {
+            assert_eq!(&Event::decode(&mut d).unwrap(), e);
+        }
+        assert_eq!(d.consumed(), b.len());
+    }
+
+    #[test]
+    fn decode_rejects_garbage_without_panicking() {
+        for bad in [&[9u8][..], &[2, 1, 2], &[3, 7], &[1, 255, 255, 255, 255]] {
+            assert!(Event::decode(&mut Decoder::new(bad)).is_err());
+        }
+    }
+}

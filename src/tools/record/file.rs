@@ -1,0 +1,326 @@
+//! The trace file: a header, then chunks of events, each zstd-compressed with a CRC-32 of its
+//! compressed bytes. Written as the run goes, so a run killed at any point leaves a trace
+//! whose complete chunks replay. docs/TRACE_FORMAT.md describes the layout.
+
+use std::io::{Read, Write};
+
+use super::event::{Decoder, Event};
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
+/// Format version.
+pub const VERSION: u16 = 1;
+/// Chunk magic.
+const CHUNK: &[u8; 4] = b"TBCK";
+/// Chunk header size: magic, first event index, events, raw length, compressed length, CRC.
+const CHUNK_HEADER: usize = 4 + 8 + 4 + 4 + 4 + 4;
+/// Largest chunk accepted when reading (a corrupt length must not allocate gigabytes).
+const MAX_CHUNK: u32 = 256 << 20;
+
+/// Problems reading a trace.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// Not a trapbox trace.
+    #[error("not a trapbox trace (bad magic)")]
+    NotATrace,
+    /// A version this trapbox cannot read.
+    #[error("trace format version {0} is not supported (this trapbox reads version {VERSION})")]
+    Version(u16),
+    /// A chunk's checksum does not match.
+    #[error("chunk {index} (at byte {offset}) is corrupt: checksum mismatch")]
+    Checksum {
+        /// Chunk number, from 0.
+        index: u64,
+        /// Byte offset in the file.
+        offset: u64,
+    },
+    /// A chunk cannot be decoded.
+    #[error("chunk {index} (at byte {offset}) is corrupt: {why}")]
+    Corrupt {
+        /// Chunk number.
+        index: u64,
+        /// Byte offset.
+        offset: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes events, compressing and flushing a chunk when it is large or old enough.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    events_in_buf: u32,
+    next_event: u64,
+    bytes_written: u64,
+    last_flush: std::time::Instant,
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// Starts a trace on `out` (writes the header).
+    pub fn new(mut out: W) -> std::io::Result<Self> {
+        out.write_all(MAGIC)?;
+        out.write_all(&VERSION.to_le_bytes())?;
+        out.flush()?;
+        Ok(TraceWriter {
+            out,
+            buf: Vec::new(),
+            events_in_buf: 0,
+            next_event: 0,
+            bytes_written: 10,
+            last_flush: std::time::Instant::now(),
+        })
+    }
+
+    /// Appends an event; flushes a chunk every 256 KiB of events or 50 ms, whichever first.
+    pub fn push(&mut self, e: &Event) -> std::io::Result<()> {
+        e.encode(&mut self.buf);
+        self.events_in_buf += 1;
+        if self.buf.len() >= 256 << 10 || self.last_flush.elapsed() >= std::time::Duration::from_millis(50) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending events as one chunk.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.events_in_buf == 0 {
+            return Ok(());
+        }
+        let comp = zstd::bulk::compress(&self.buf, 3)?;
+        let crc = crc32fast::hash(&comp);
+        let mut h = Vec::with_capacity(CHUNK_HEADER);
+        h.extend_from_slice(CHUNK);
+        h.extend_from_slice(&self.next_event.to_le_bytes());
+        h.extend_from_slice(&self.events_in_buf.to_le_bytes());
+        h.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
+        h.extend_from_slice(&(comp.len() as u32).to_le_bytes());
+        h.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&h)?;
+        self.out.write_all(&comp)?;
+        self.out.flush()?;
+        self.bytes_written += (h.len() + comp.len()) as u64;
+        self.next_event += self.events_in_buf as u64;
+        self.buf.clear();
+        self.events_in_buf = 0;
+        self.last_flush = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Events pushed so far.
+    pub fn events(&self) -> u64 {
+        self.next_event + self.events_in_buf as u64
+    }
+
+    /// Bytes on disk so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_written
+    }
+}
+
+/// How a trace ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// The file ends at a chunk boundary.
+    Clean,
+    /// The file ends inside a chunk (the recording was cut short): the complete prefix is
+    /// usable.
+    Truncated {
+        /// Bytes of the incomplete chunk present.
+        bytes: u64,
+    },
+}
+
+/// Reads events chunk by chunk, verifying each chunk's checksum.
+pub struct TraceReader<R: Read> {
+    input: R,
+    chunk: Vec<u8>,
+    pos: usize,
+    left_in_chunk: u32,
+    chunk_index: u64,
+    offset: u64,
+    next_event: u64,
+    tail: Option<Tail>,
+}
+
+impl<R: Read> TraceReader<R> {
+    /// Opens a trace (checks the header).
+    pub fn new(mut input: R) -> Result<Self, TraceError> {
+        let mut h = [0u8; 10];
+        input.read_exact(&mut h).map_err(|_| TraceError::NotATrace)?;
+        if &h[..8] != MAGIC {
+            return Err(TraceError::NotATrace);
+        }
+        let v = u16::from_le_bytes([h[8], h[9]]);
+        if v != VERSION {
+            return Err(TraceError::Version(v));
+        }
+        Ok(TraceReader {
+            input,
+            chunk: Vec::new(),
+            pos: 0,
+            left_in_chunk: 0,
+            chunk_index: 0,
+            offset: 10,
+            next_event: 0,
+            tail: None,
+        })
+    }
+
+    /// Where the trace ended, once the reader reached its end.
+    pub fn tail(&self) -> Option<&Tail> {
+        self.tail.as_ref()
+    }
+
+    /// Index of the next event.
+    pub fn position(&self) -> u64 {
+        self.next_event
+    }
+
+    fn read_full(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.input.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+
+    fn load_chunk(&mut self) -> Result<bool, TraceError> {
+        let mut h = [0u8; CHUNK_HEADER];
+        let got = self.read_full(&mut h)?;
+        if got == 0 {
+            self.tail = Some(Tail::Clean);
+            return Ok(false);
+        }
+        if got < CHUNK_HEADER {
+            self.tail = Some(Tail::Truncated { bytes: got as u64 });
+            return Ok(false);
+        }
+        let (index, offset) = (self.chunk_index, self.offset);
+        let corrupt = |why: &str| TraceError::Corrupt { index, offset, why: why.into() };
+        if &h[..4] != CHUNK {
+            return Err(corrupt("bad chunk magic"));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
+        let first = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
+        let (events, raw_len, comp_len, crc) = (u32_at(12), u32_at(16), u32_at(20), u32_at(24));
+        if first != self.next_event {
+            return Err(corrupt("events out of sequence"));
+        }
+        if raw_len > MAX_CHUNK || comp_len > MAX_CHUNK {
+            return Err(corrupt("chunk length out of range"));
+        }
+        let mut comp = vec![0u8; comp_len as usize];
+        let got = self.read_full(&mut comp)?;
+        if got < comp.len() {
+            self.tail = Some(Tail::Truncated { bytes: (CHUNK_HEADER + got) as u64 });
+            return Ok(false);
+        }
+        if crc32fast::hash(&comp) != crc {
+            return Err(TraceError::Checksum { index, offset });
+        }
+        let raw = zstd::bulk::decompress(&comp, raw_len as usize).map_err(|e| corrupt(&format!("zstd: {e}")))?;
+        if raw.len() != raw_len as usize {
+            return Err(corrupt("wrong decompressed length"));
+        }
+        self.chunk = raw;
+        self.pos = 0;
+        self.left_in_chunk = events;
+        self.chunk_index += 1;
+        self.offset += (CHUNK_HEADER + comp.len()) as u64;
+        Ok(true)
+    }
+
+    /// The next event, or None at the end of the trace (see [`TraceReader::tail`]).
+    pub fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        while self.left_in_chunk == 0 {
+            if self.tail.is_some() || !self.load_chunk()? {
+                return Ok(None);
+            }
+        }
+        let (index, offset) = (self.chunk_index - 1, self.offset);
+        let mut d = Decoder::new(&self.chunk[self.pos..]);
+        let e = Event::decode(&mut d).map_err(|why| TraceError::Corrupt { index, offset, why })?;
+        self.pos += d.consumed();
+        self.left_in_chunk -= 1;
+        self.next_event += 1;
+        Ok(Some(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::record::event::SyscallEvent;
+
+    fn sample(n: u64) -> Event {
+        Event::Syscall(SyscallEvent { nr: n, args: [n; 6], ret: -2, writes: vec![(0x1000, vec![1, 2, 3])] })
+    }
+
+    fn write(n: u64) -> Vec<u8> {
+        let mut w = TraceWriter::new(Vec::new()).unwrap();
+        for i in 0..n {
+            w.push(&sample(i)).unwrap();
+            if i % 3 == 2 {
+                w.flush().unwrap();
+            }
+        }
+        w.flush().unwrap();
+        w.out
+    }
+
+    #[test]
+    fn roundtrip_and_clean_tail() {
+        let bytes = write(10);
+        let mut r = TraceReader::new(&bytes[..]).unwrap();
+        for i in 0..10 {
+            assert_eq!(r.next_event().unwrap(), Some(sample(i)));
+        }
+        assert_eq!(r.next_event().unwrap(), None);
+        assert_eq!(r.tail(), Some(&Tail::Clean));
+    }
+
+    #[test]
+    fn truncated_trace_gives_complete_prefix() {
+        let bytes = write(10);
+        let cut = &bytes[..bytes.len() - 5];
+        let mut r = TraceReader::new(cut).unwrap();
+        let mut n = 0;
+        while r.next_event().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 9, "the last chunk (event 9) is incomplete");
+        assert!(matches!(r.tail(), Some(Tail::Truncated { .. })));
+    }
+
+    #[test]
+    fn corrupt_chunk_is_named() {
+        let mut bytes = write(10);
+        // Flip a byte inside the second chunk's payload.
+        let first_len = CHUNK_HEADER + u32::from_le_bytes(bytes[10 + 20..10 + 24].try_into().unwrap()) as usize;
+        let at = 10 + first_len + CHUNK_HEADER + 2;
+        bytes[at] ^= 0xff;
+        let mut r = TraceReader::new(&bytes[..]).unwrap();
+        for _ in 0..3 {
+            r.next_event().unwrap();
+        }
+        match r.next_event() {
+            Err(TraceError::Checksum { index: 1, .. }) => {}
+            other => panic!("want checksum error for chunk 1, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_magic_and_version() {
+        assert!(matches!(TraceReader::new(&b"ELF......."[..]), Err(TraceError::NotATrace)));
+        let mut v = MAGIC.to_vec();
+        v.extend_from_slice(&9u16.to_le_bytes());
+        assert!(matches!(TraceReader::new(&v[..]), Err(TraceError::Version(9))));
+    }
+}

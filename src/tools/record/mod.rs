@@ -1,0 +1,624 @@
+//! `trapbox record` / `trapbox replay`: a [`Recorder`] handler that wraps another (normally
+//! Passthrough) and writes everything nondeterministic to a trace as the run goes, and a
+//! [`Replayer`] handler that runs the same program again and answers every syscall and every
+//! machine-dependent instruction from the trace, touching the host only to reproduce the
+//! guest's writes to stdout and stderr.
+//!
+//! Which guest bytes the kernel wrote comes from the ABI table's argument kinds
+//! ([`output_ranges`]), not from guessing through pointers.
+
+pub mod event;
+pub mod file;
+pub mod nondet;
+
+use std::io::{Read, Write};
+
+pub use event::{EndEvent, Event, Insn, InsnEvent, StartEvent, SyscallEvent};
+pub use file::{Tail, TraceError, TraceReader, TraceWriter};
+use nondet::Patcher;
+
+use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
+use crate::process::host;
+use crate::trap::{Action, Guest, GuestAddr, Outcome, Start, Syscall, Trap, TrapHandler};
+
+/// The guest ranges a syscall that returned `ret` may have written, from its ABI entry.
+pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let read_u32 = |p: u64| {
+        let mut b = [0u8; 4];
+        g.read(GuestAddr(p), &mut b).ok().map(|_| u32::from_le_bytes(b) as u64)
+    };
+    let read_u64 = |p: u64| {
+        let mut b = [0u8; 8];
+        g.read(GuestAddr(p), &mut b).ok().map(|_| u64::from_le_bytes(b))
+    };
+    let len_of = |l: Len| match l {
+        Len::Arg(i) => a[i],
+        Len::Fixed(n) => n as u64,
+        Len::ArgTimes(i, n) => a[i].saturating_mul(n as u64),
+    };
+    let ok = ret >= 0;
+    for (i, arg) in desc.args.iter().enumerate() {
+        let v = a[i];
+        if v == 0 {
+            continue;
+        }
+        match arg.kind {
+            ArgKind::OutBuf { len, ret_is_len } if ok => {
+                out.push((v, if ret_is_len { ret as u64 } else { len_of(len) }))
+            }
+            ArgKind::Out(s) | ArgKind::InOut(s) => out.push((v, s.size() as u64)),
+            ArgKind::Iovec { count, dir: Dir::Out } if ok => {
+                let mut left = ret as u64;
+                for k in 0..a[count].min(1024) {
+                    let (Some(base), Some(len)) = (read_u64(v + k * 16), read_u64(v + k * 16 + 8)) else { break };
+                    let n = left.min(len);
+                    if n > 0 {
+                        out.push((base, n));
+                    }
+                    left -= n;
+                }
+            }
+            ArgKind::Msghdr(Dir::Out) if ok => {
+                out.push((v, 56));
+                if let (Some(name), Some(namelen)) = (read_u64(v), read_u32(v + 8)) {
+                    if name != 0 {
+                        out.push((name, namelen));
+                    }
+                }
+                if let (Some(ctl), Some(ctllen)) = (read_u64(v + 32), read_u64(v + 40)) {
+                    if ctl != 0 {
+                        out.push((ctl, ctllen));
+                    }
+                }
+                let (Some(iov), Some(n)) = (read_u64(v + 16), read_u64(v + 24)) else { continue };
+                let mut left = ret as u64;
+                for k in 0..n.min(1024) {
+                    let (Some(base), Some(len)) = (read_u64(iov + k * 16), read_u64(iov + k * 16 + 8)) else { break };
+                    let m = left.min(len);
+                    if m > 0 {
+                        out.push((base, m));
+                    }
+                    left -= m;
+                }
+            }
+            ArgKind::SockLenPtr => out.push((v, 4)),
+            ArgKind::SockAddrOut { len } if ok => {
+                if let Some(n) = read_u32(a[len]) {
+                    out.push((v, n.min(128)));
+                }
+            }
+            ArgKind::PollFds { count } => out.push((v, a[count].saturating_mul(8))),
+            ArgKind::FdSet { nfds } => out.push((v, a[nfds].min(1 << 20).div_ceil(64) * 8)),
+            ArgKind::IoctlArg if ok => {
+                if let Some(n) = match a[1] & 0xffff_ffff {
+                    0x5401 => Some(36),
+                    0x540f | 0x541b | 0x5429 => Some(4),
+                    0x5413 => Some(8),
+                    0x8008_6601 => Some(8),
+                    _ => None,
+                } {
+                    out.push((v, n));
+                }
+            }
+            ArgKind::FcntlArg if ok && matches!(a[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK) => out.push((v, 32)),
+            _ => {}
+        }
+    }
+    match desc.name {
+        // A file mapping's contents: replay maps anonymous memory and fills it from the trace,
+        // so it works after the file changed or vanished.
+        "mmap" if ok && a[3] as i32 & libc::MAP_ANONYMOUS == 0 => out.push((ret as u64, a[1])),
+        "getsockopt" => {
+            if let Some(n) = read_u32(a[4]) {
+                out.push((a[3], n));
+            }
+            out.push((a[4], 4));
+        }
+        "mincore" if ok => out.push((a[2], a[1].div_ceil(4096))),
+        "pselect6" => {
+            let set = a[0].min(1 << 20).div_ceil(64) * 8;
+            out.extend([(a[1], set), (a[2], set), (a[3], set), (a[4], 16)].into_iter().filter(|(p, _)| *p != 0));
+        }
+        "prctl" if ok && a[0] as i32 == libc::PR_GET_NAME => out.push((a[1], 16)),
+        "prctl" if ok && matches!(a[0] as i32, libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER) => {
+            out.push((a[1], 4))
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Reads `[addr, addr+len)` for the trace, page by page so unreadable pages are skipped.
+fn snapshot(g: &dyn Guest, addr: u64, len: u64, into: &mut Vec<(u64, Vec<u8>)>) {
+    let len = len.min(1 << 30);
+    let mut buf = vec![0u8; len as usize];
+    if g.read(GuestAddr(addr), &mut buf).is_ok() {
+        into.push((addr, buf));
+        return;
+    }
+    let mut at = addr;
+    let end = addr + len;
+    while at < end {
+        let next = ((at | 0xfff) + 1).min(end);
+        let mut b = vec![0u8; (next - at) as usize];
+        if g.read(GuestAddr(at), &mut b).is_ok() {
+            into.push((at, b));
+        }
+        at = next;
+    }
+}
+
+/// Memory calls after which executable mappings may have changed.
+fn maps_changed(name: &str) -> bool {
+    matches!(name, "mmap" | "munmap" | "mprotect" | "mremap")
+}
+
+fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
+    let name = call.name();
+    if !maps_changed(&name) || ret < 0 {
+        return;
+    }
+    let (start, len) = match name.as_ref() {
+        "mmap" => (ret as u64, call.args[1]),
+        "mremap" => {
+            p.forget(call.args[0], call.args[0].saturating_add(call.args[1]));
+            (ret as u64, call.args[2])
+        }
+        _ => (call.args[0], call.args[1]),
+    };
+    p.forget(start, start.saturating_add(len));
+    p.scan(g);
+}
+
+/// CRC-32 and length of a file (the program, so a replay can refuse a changed binary).
+pub fn file_crc(path: &std::path::Path) -> std::io::Result<(u32, u64)> {
+    let data = std::fs::read(path)?;
+    Ok((crc32fast::hash(&data), data.len() as u64))
+}
+
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    std::os::unix::ffi::OsStrExt::as_bytes(s).to_vec()
+}
+
+/// Answers a patched instruction at `site` with machine values; the registers it sets.
+fn emulate(g: &mut dyn Guest, site: nondet::Site) -> [u64; 4] {
+    let r = g.regs();
+    match site.insn {
+        Insn::Rdtsc => {
+            let t = host::tsc();
+            [t & 0xffff_ffff, r.rbx, r.rcx, t >> 32]
+        }
+        Insn::Rdtscp => {
+            let (t, aux) = host::tscp();
+            [t & 0xffff_ffff, r.rbx, aux as u64, t >> 32]
+        }
+        Insn::Cpuid => {
+            let (leaf, sub) = (r.rax as u32, r.rcx as u32);
+            let mut v = g.cpuid(leaf, sub).unwrap_or([0; 4]);
+            match leaf {
+                // The fixed view advertises no hardware random numbers: they could not be
+                // replayed.
+                1 => v[2] &= !(1 << 30),
+                7 if sub == 0 => v[1] &= !(1 << 18),
+                _ => {}
+            }
+            v.map(u64::from)
+        }
+    }
+}
+
+fn apply_insn(g: &mut dyn Guest, site: nondet::Site, regs: [u64; 4]) {
+    let mut r = g.regs();
+    (r.rax, r.rbx, r.rcx, r.rdx) = (regs[0], regs[1], regs[2], regs[3]);
+    r.rip = site.addr + site.len;
+    g.set_regs(&r);
+}
+
+/// Records a run.
+pub struct Recorder<H, W: Write> {
+    inner: H,
+    out: TraceWriter<W>,
+    patcher: Patcher,
+    error: Option<std::io::Error>,
+}
+
+impl<H: TrapHandler, W: Write> Recorder<H, W> {
+    /// Records `inner`'s run into `out`.
+    pub fn new(inner: H, out: W) -> std::io::Result<Self> {
+        Ok(Recorder { inner, out: TraceWriter::new(out)?, patcher: Patcher::default(), error: None })
+    }
+
+    fn push(&mut self, e: &Event) {
+        if self.error.is_none() {
+            if let Err(err) = self.out.push(e) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    /// The first error writing the trace, if any (the guest keeps running regardless).
+    pub fn error(&self) -> Option<&std::io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Events and bytes written.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.out.events(), self.out.bytes())
+    }
+
+    /// Machine-dependent instructions patched into breakpoints.
+    pub fn patched_sites(&self) -> usize {
+        self.patcher.sites()
+    }
+}
+
+impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
+        self.patcher.scan(g);
+        let pl = &start.placement;
+        let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
+        let ev = StartEvent {
+            program: os_bytes(start.program.as_os_str()),
+            argv: start.argv.iter().map(|a| os_bytes(a)).collect(),
+            envp: start.envp.iter().map(|e| os_bytes(e)).collect(),
+            program_crc: file_crc(&start.program).unwrap_or((0, 0)),
+            exe_base: pl.exe_base,
+            interp_base: pl.interp_base,
+            stack_base: pl.stack_base.unwrap_or(0),
+            sp,
+            stack,
+        };
+        self.push(&Event::Start(ev));
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => {
+                let action = self.inner.on_trap(g, trap);
+                let ret = match &action {
+                    Action::Return(r) => *r,
+                    Action::Resume => g.regs().rax as i64,
+                    _ => 0,
+                };
+                let mut writes = Vec::new();
+                if let Some(d) = call.desc() {
+                    for (addr, len) in output_ranges(g, d, &call.args, ret) {
+                        snapshot(g, addr, len, &mut writes);
+                    }
+                }
+                self.push(&Event::Syscall(SyscallEvent { nr: call.nr, args: call.args, ret, writes }));
+                rescan(&mut self.patcher, g, call, ret);
+                action
+            }
+            Trap::Breakpoint { rip } => match self.patcher.site_at_breakpoint(*rip) {
+                Some(site) => {
+                    let regs = emulate(g, site);
+                    apply_insn(g, site, regs);
+                    self.push(&Event::Insn(InsnEvent { insn: site.insn, rip: site.addr, regs }));
+                    Action::Resume
+                }
+                None => self.inner.on_trap(g, trap),
+            },
+            _ => self.inner.on_trap(g, trap),
+        }
+    }
+
+    fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(g, outcome);
+        let end = match outcome {
+            Outcome::Exited(c) => Some(EndEvent::Exited(*c)),
+            Outcome::Killed { signal, .. } => Some(EndEvent::Killed(*signal)),
+            Outcome::TimedOut => Some(EndEvent::Killed(libc::SIGKILL)),
+            Outcome::Stopped => None,
+        };
+        if let Some(e) = end {
+            self.push(&Event::End(e));
+        }
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Why a replay stopped early.
+#[derive(Debug)]
+pub enum ReplayStop {
+    /// The guest did something other than what the trace says.
+    Diverged {
+        /// Index of the trace event.
+        index: u64,
+        /// What the trace has there.
+        expected: String,
+        /// What the guest did.
+        actual: String,
+    },
+    /// The trace ends before the run does (a recording cut short).
+    TraceEnds {
+        /// Events replayed.
+        events: u64,
+        /// Whether the file ends inside a chunk.
+        truncated: bool,
+    },
+    /// The trace is damaged.
+    Corrupt(TraceError),
+    /// [`Replayer::stop_at`] was reached.
+    StoppedAt(u64),
+}
+
+impl std::fmt::Display for ReplayStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayStop::Diverged { index, expected, actual } => {
+                write!(f, "replay diverged at event {index}: the trace has {expected}, the program made {actual}")
+            }
+            ReplayStop::TraceEnds { events, truncated: true } => write!(
+                f,
+                "the trace ends after event {} (it was cut short, e.g. the recording was killed): replayed its complete prefix of {events} events",
+                events.saturating_sub(1)
+            ),
+            ReplayStop::TraceEnds { events, truncated: false } => {
+                write!(f, "the trace ends after {events} events without recording the end of the run")
+            }
+            ReplayStop::Corrupt(e) => write!(f, "{e}"),
+            ReplayStop::StoppedAt(i) => write!(f, "stopped before event {i} as asked"),
+        }
+    }
+}
+
+/// Replays a trace.
+pub struct Replayer<R: Read> {
+    reader: TraceReader<R>,
+    peeked: Option<Event>,
+    patcher: Patcher,
+    stop_at: Option<u64>,
+    stop: Option<ReplayStop>,
+}
+
+fn describe_call(nr: u64, args: &[u64; 6]) -> String {
+    let name = abi::lookup(nr).map(|d| d.name.to_string()).unwrap_or_else(|| format!("syscall_{nr:#x}"));
+    let n = abi::lookup(nr).map_or(6, |d| d.args.len());
+    let a: Vec<String> = args[..n].iter().map(|v| format!("{v:#x}")).collect();
+    format!("{name}({})", a.join(", "))
+}
+
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Start(_) => "the start of a run".into(),
+        Event::Syscall(s) => describe_call(s.nr, &s.args),
+        Event::Insn(i) => format!("{:?} at {:#x}", i.insn, i.rip).to_lowercase(),
+        Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
+        Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
+    }
+}
+
+/// Syscalls a replay performs for real: they only change the guest's own state (memory, TLS,
+/// signal dispositions), and the replayed run needs that state.
+fn replay_reexecutes(name: &str) -> bool {
+    matches!(
+        name,
+        "mmap"
+            | "munmap"
+            | "mprotect"
+            | "mremap"
+            | "brk"
+            | "madvise"
+            | "arch_prctl"
+            | "set_tid_address"
+            | "set_robust_list"
+            | "rseq"
+            | "rt_sigaction"
+            | "rt_sigprocmask"
+            | "sigaltstack"
+            | "rt_sigreturn"
+            | "exit"
+            | "exit_group"
+    )
+}
+
+impl<R: Read> Replayer<R> {
+    /// Opens a trace: its start event (to build the sandbox from) and the replayer.
+    pub fn open(input: R) -> Result<(StartEvent, Self), TraceError> {
+        let mut reader = TraceReader::new(input)?;
+        match reader.next_event()? {
+            Some(Event::Start(s)) => {
+                Ok((s, Replayer { reader, peeked: None, patcher: Patcher::default(), stop_at: None, stop: None }))
+            }
+            _ => Err(TraceError::Corrupt {
+                index: 0,
+                offset: 10,
+                why: "the trace does not begin with a start event".into(),
+            }),
+        }
+    }
+
+    /// Stops the replay (Action::Stop) just before event `index` (for a debugger to take over).
+    pub fn stop_at(mut self, index: u64) -> Self {
+        self.stop_at = Some(index);
+        self
+    }
+
+    /// Why the replay stopped early, if it did.
+    pub fn stopped(&self) -> Option<&ReplayStop> {
+        self.stop.as_ref()
+    }
+
+    /// Index of the next event.
+    pub fn position(&self) -> u64 {
+        self.reader.position() - u64::from(self.peeked.is_some())
+    }
+
+    fn next(&mut self) -> Result<Option<Event>, TraceError> {
+        match self.peeked.take() {
+            Some(e) => Ok(Some(e)),
+            None => self.reader.next_event(),
+        }
+    }
+
+    fn peek(&mut self) -> Result<Option<&Event>, TraceError> {
+        if self.peeked.is_none() {
+            self.peeked = self.reader.next_event()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+
+    fn halt(&mut self, why: ReplayStop) -> Action {
+        self.stop = Some(why);
+        Action::Stop
+    }
+
+    /// The next event, or an Action::Stop with the reason there is none.
+    fn expect(&mut self) -> Result<Event, Action> {
+        let index = self.position();
+        if self.stop_at == Some(index) {
+            return Err(self.halt(ReplayStop::StoppedAt(index)));
+        }
+        match self.next() {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => {
+                let truncated = matches!(self.reader.tail(), Some(Tail::Truncated { .. }));
+                Err(self.halt(ReplayStop::TraceEnds { events: index, truncated }))
+            }
+            Err(e) => Err(self.halt(ReplayStop::Corrupt(e))),
+        }
+    }
+
+    fn diverged(&mut self, index: u64, expected: String, actual: String) -> Action {
+        self.halt(ReplayStop::Diverged { index, expected, actual })
+    }
+
+    fn replay_syscall(&mut self, g: &mut dyn Guest, call: &Syscall) -> Action {
+        let index = self.position();
+        let ev = match self.expect() {
+            Ok(Event::Syscall(e)) => e,
+            Ok(other) => return self.diverged(index, describe(&other), describe_call(call.nr, &call.args)),
+            Err(a) => return a,
+        };
+        let n = call.desc().map_or(6, |d| d.args.len());
+        if ev.nr != call.nr || ev.args[..n] != call.args[..n] {
+            return self.diverged(index, describe_call(ev.nr, &ev.args), describe_call(call.nr, &call.args));
+        }
+        let name = call.name();
+        let to_console = matches!(name.as_ref(), "write" | "writev" | "pwrite64" | "pwritev" | "pwritev2")
+            && matches!(call.args[0], 1 | 2);
+        let action = if replay_reexecutes(&name) {
+            match self.reexecute(g, call, &ev) {
+                Ok(a) => a,
+                Err(actual) => {
+                    return self.diverged(index, format!("{} = {:#x}", describe_call(ev.nr, &ev.args), ev.ret), actual)
+                }
+            }
+        } else {
+            if to_console {
+                // The user sees the same output; the guest sees the recorded result.
+                let _ = g.passthrough(call);
+            }
+            for (addr, data) in &ev.writes {
+                let _ = g.write(GuestAddr(*addr), data);
+            }
+            Action::Return(ev.ret)
+        };
+        rescan(&mut self.patcher, g, call, ev.ret);
+        // A syscall after which the recording ended (a signal the guest sent itself).
+        if let Ok(Some(Event::End(EndEvent::Killed(sig)))) = self.peek() {
+            let sig = *sig;
+            if matches!(action, Action::Return(_)) {
+                let _ = self.next();
+                return Action::Kill { signal: sig, fault: None };
+            }
+        }
+        if matches!(action, Action::Exit(_)) {
+            let _ = self.next();
+        }
+        action
+    }
+
+    /// Performs a memory or state syscall for real, at the recorded addresses; Err describes
+    /// a result that differs from the trace.
+    fn reexecute(&mut self, g: &mut dyn Guest, call: &Syscall, ev: &SyscallEvent) -> Result<Action, String> {
+        let name = call.name();
+        let a = call.args;
+        let mut forced = *call;
+        let fixed_bits = libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE;
+        let mut fill = false;
+        match name.as_ref() {
+            "mmap" | "mremap" if ev.ret < 0 => return Ok(Action::Return(ev.ret)),
+            "mmap" => {
+                let flags = a[3] as i32;
+                let fixed = if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 {
+                    libc::MAP_FIXED
+                } else {
+                    libc::MAP_FIXED_NOREPLACE
+                };
+                forced.args[0] = ev.ret as u64;
+                if flags & libc::MAP_ANONYMOUS == 0 {
+                    // The file's bytes come from the trace: map anonymous memory there.
+                    forced.args[2] = a[2] | libc::PROT_WRITE as u64;
+                    forced.args[3] = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed) as u64;
+                    forced.args[4] = u64::MAX;
+                    forced.args[5] = 0;
+                    fill = true;
+                } else {
+                    forced.args[3] = ((flags & !fixed_bits) | fixed) as u64;
+                }
+            }
+            "mremap" if ev.ret as u64 != a[0] => {
+                forced.args[3] = a[3] | (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+                forced.args[4] = ev.ret as u64;
+            }
+            _ => {}
+        }
+        let action = g.passthrough(&forced);
+        let got = match action {
+            Action::Return(r) => r,
+            ref other => return Ok(other.clone()),
+        };
+        if fill {
+            for (addr, data) in &ev.writes {
+                g.write(GuestAddr(*addr), data).map_err(|_| format!("mmap: cannot fill {addr:#x} from the trace"))?;
+            }
+            if a[2] as i32 & libc::PROT_WRITE == 0 {
+                let mp = abi::lookup_name("mprotect").map_or(10, |d| d.nr);
+                g.passthrough(&Syscall { nr: mp, args: [ev.ret as u64, a[1], a[2], 0, 0, 0] });
+            }
+        }
+        // Results that name the host (a pid) are the recorded ones; memory results must match.
+        if name != "set_tid_address" && got != ev.ret {
+            return Err(format!("{} = {got:#x}", describe_call(call.nr, &call.args)));
+        }
+        Ok(Action::Return(ev.ret))
+    }
+}
+
+impl<R: Read> TrapHandler for Replayer<R> {
+    fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
+        self.patcher.scan(g);
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => self.replay_syscall(g, call),
+            Trap::Breakpoint { rip } => match self.patcher.site_at_breakpoint(*rip) {
+                Some(site) => {
+                    let index = self.position();
+                    match self.expect() {
+                        Ok(Event::Insn(i)) if i.insn == site.insn && i.rip == site.addr => {
+                            apply_insn(g, site, i.regs);
+                            Action::Resume
+                        }
+                        Ok(other) => {
+                            let actual = format!("{:?} at {:#x}", site.insn, site.addr).to_lowercase();
+                            self.diverged(index, describe(&other), actual)
+                        }
+                        Err(a) => a,
+                    }
+                }
+                None => crate::trap::Passthrough.on_trap(g, trap),
+            },
+            _ => crate::trap::Passthrough.on_trap(g, trap),
+        }
+    }
+}

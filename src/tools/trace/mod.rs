@@ -369,6 +369,7 @@ mod tests {
             argv: vec!["ls".into(), "-la".into()],
             env_count: 35,
             envp_addr: 0x7ffe_1000,
+            ..Default::default()
         };
         assert_eq!(
             execve_line(&s, &Style::default()),

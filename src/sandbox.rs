@@ -382,6 +382,9 @@ impl Guest for KvmGuest<'_> {
     fn exits(&self) -> u64 {
         self.m.exits()
     }
+    fn read_runs(&self, addr: GuestAddr, len: u64) -> Vec<(u64, Vec<u8>)> {
+        self.p.aspace.read_runs(addr.0, len)
+    }
     fn mappings(&self) -> Vec<(u64, u64, i32)> {
         self.p.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect()
     }

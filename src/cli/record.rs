@@ -117,6 +117,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     }
                     Event::Insn(_) => insns += 1,
                     Event::End(e) => end = Some(e),
+                    Event::File(f) => written += f.data.len() as u64,
                 }
             }
             Ok(None) => break 0,

@@ -193,6 +193,35 @@ impl AddressSpace {
         copy_self(addr.0, buf.as_mut_ptr() as u64, buf.len(), false).map_err(|_| MemError::Fault(addr.0))
     }
 
+    /// Reads as much of `buf.len()` bytes at `addr` as is readable, skipping unreadable pages
+    /// (a file mapping past its end): the readable runs, as (address, bytes). Only ranges the
+    /// guest may read are read.
+    pub fn read_runs(&self, addr: u64, len: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let end = addr.saturating_add(len);
+        let mut at = addr;
+        while at < end {
+            // Stop at the end of what the guest may read.
+            let Some((_, r)) = self.region_at(at).filter(|(_, r)| r.prot != libc::PROT_NONE) else {
+                at = (at | 0xfff) + 1;
+                continue;
+            };
+            let stop = r.end.min(end);
+            let mut buf = vec![0u8; (stop - at) as usize];
+            let n = copy_self_partial(at, buf.as_mut_ptr() as u64, buf.len(), false);
+            if n > 0 {
+                buf.truncate(n);
+                out.push((at, buf));
+            }
+            at += n as u64;
+            if at < stop {
+                // Skip the page that failed.
+                at = (at | 0xfff) + 1;
+            }
+        }
+        out
+    }
+
     /// Writes guest memory after checking it is writable.
     pub fn write(&self, addr: GuestAddr, data: &[u8]) -> Result<(), MemError> {
         self.check(addr.0, data.len() as u64, Access::Write).map_err(MemError::Fault)?;
@@ -232,12 +261,27 @@ pub(crate) fn copy_into_guest(addr: u64, data: &[u8]) -> std::io::Result<()> {
     copy_self(data.as_ptr() as u64, addr, data.len(), true)
 }
 
+/// trapbox's pid, asked once (glibc does not cache getpid).
+fn own_pid() -> libc::pid_t {
+    static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
+    // SAFETY: getpid has no preconditions.
+    *PID.get_or_init(|| unsafe { libc::getpid() })
+}
+
 /// Copies `len` bytes inside trapbox's own address space with the kernel doing the access, so
 /// an unreadable or unwritable page gives EFAULT rather than a signal. `write_remote` says
 /// which side is the guest's (the "remote" side of process_vm_*).
 fn copy_self(src: u64, dst: u64, len: usize, write_remote: bool) -> std::io::Result<()> {
+    match copy_self_partial(src, dst, len, write_remote) {
+        n if n == len => Ok(()),
+        _ => Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
+    }
+}
+
+/// Like copy_self, but returns how many bytes were copied before the first bad page.
+fn copy_self_partial(src: u64, dst: u64, len: usize, write_remote: bool) -> usize {
     if len == 0 {
-        return Ok(());
+        return 0;
     }
     let local = libc::iovec { iov_base: (if write_remote { src } else { dst }) as *mut libc::c_void, iov_len: len };
     let remote = libc::iovec { iov_base: (if write_remote { dst } else { src }) as *mut libc::c_void, iov_len: len };
@@ -246,16 +290,12 @@ fn copy_self(src: u64, dst: u64, len: usize, write_remote: bool) -> std::io::Res
     // aliases the guest side.
     let n = unsafe {
         if write_remote {
-            libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0)
+            libc::process_vm_writev(own_pid(), &local, 1, &remote, 1, 0)
         } else {
-            libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0)
+            libc::process_vm_readv(own_pid(), &local, 1, &remote, 1, 0)
         }
     };
-    if n == len as isize {
-        Ok(())
-    } else {
-        Err(std::io::Error::from_raw_os_error(libc::EFAULT))
-    }
+    n.max(0) as usize
 }
 
 #[cfg(test)]

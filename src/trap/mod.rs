@@ -174,6 +174,16 @@ pub trait Guest {
     /// VM exits (or the backend's equivalent) so far.
     fn exits(&self) -> u64;
 
+    /// Reads what is readable of `[addr, addr+len)`, skipping pages that cannot be read: the
+    /// readable runs as (address, bytes). The default reads all or nothing.
+    fn read_runs(&self, addr: GuestAddr, len: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut b = vec![0u8; len as usize];
+        match self.read(addr, &mut b) {
+            Ok(()) => vec![(addr.0, b)],
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The guest's mappings: start, end, PROT_* bits. Backends that cannot list them return
     /// an empty list.
     fn mappings(&self) -> Vec<(u64, u64, i32)> {

@@ -12,6 +12,17 @@ pub enum Event {
     Insn(InsnEvent),
     /// How the guest ended.
     End(EndEvent),
+    /// The contents of a file the guest mapped (stored once; mmap events refer to it).
+    File(FileEvent),
+}
+
+/// A mapped file's contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEvent {
+    /// Number that mmap events use to refer to it.
+    pub id: u32,
+    /// The file's bytes.
+    pub data: Vec<u8>,
 }
 
 /// The initial state.
@@ -48,6 +59,8 @@ pub struct SyscallEvent {
     pub ret: i64,
     /// Guest memory after the call where the kernel may have written: (address, bytes).
     pub writes: Vec<(u64, Vec<u8>)>,
+    /// For a file mmap: the recorded file (a File event's id) and the offset mapped.
+    pub file: Option<(u32, u64)>,
 }
 
 /// Which machine-dependent instruction.
@@ -187,6 +200,15 @@ impl Event {
                     put_u64(b, *a);
                     put_bytes(b, d);
                 }
+                put_opt(b, s.file.map(|(id, _)| id as u64));
+                if let Some((_, off)) = s.file {
+                    put_u64(b, off);
+                }
+            }
+            Event::File(f) => {
+                b.push(5);
+                b.extend_from_slice(&f.id.to_le_bytes());
+                put_bytes(b, &f.data);
             }
             Event::Insn(i) => {
                 b.push(3);
@@ -232,8 +254,13 @@ impl Event {
                 }
                 let ret = d.u64()? as i64;
                 let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
-                Event::Syscall(SyscallEvent { nr, args, ret, writes })
+                let file = match d.opt()? {
+                    Some(id) => Some((u32::try_from(id).map_err(|_| "file id out of range")?, d.u64()?)),
+                    None => None,
+                };
+                Event::Syscall(SyscallEvent { nr, args, ret, writes, file })
             }
+            5 => Event::File(FileEvent { id: d.u32()?, data: d.bytes()? }),
             3 => {
                 let insn = match d.u8()? {
                     1 => Insn::Rdtsc,
@@ -285,7 +312,10 @@ mod tests {
                 args: [1, 2, 3, 4, 5, 6],
                 ret: -2,
                 writes: vec![(0x10, b"ab".to_vec())],
+                file: None,
             }),
+            Event::Syscall(SyscallEvent { nr: 9, args: [0; 6], ret: 0x1000, writes: vec![], file: Some((3, 0x2000)) }),
+            Event::File(FileEvent { id: 3, data: b"contents".to_vec() }),
             Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
             Event::End(EndEvent::Killed(11)),
         ];

@@ -90,7 +90,9 @@ impl<W: Write> TraceWriter<W> {
         if self.events_in_buf == 0 {
             return Ok(());
         }
-        let comp = zstd::bulk::compress(&self.buf, 3)?;
+        // Level 1: recording must keep up with the guest; the trace stays a few times smaller than
+        // the raw events.
+        let comp = zstd::bulk::compress(&self.buf, 1)?;
         let crc = crc32fast::hash(&comp);
         let mut h = Vec::with_capacity(CHUNK_HEADER);
         h.extend_from_slice(CHUNK);
@@ -118,6 +120,11 @@ impl<W: Write> TraceWriter<W> {
     /// Bytes on disk so far.
     pub fn bytes(&self) -> u64 {
         self.bytes_written
+    }
+
+    /// The underlying writer (flush first).
+    pub fn into_inner(self) -> W {
+        self.out
     }
 }
 
@@ -260,7 +267,7 @@ mod tests {
     use crate::tools::record::event::SyscallEvent;
 
     fn sample(n: u64) -> Event {
-        Event::Syscall(SyscallEvent { nr: n, args: [n; 6], ret: -2, writes: vec![(0x1000, vec![1, 2, 3])] })
+        Event::Syscall(SyscallEvent { nr: n, args: [n; 6], ret: -2, writes: vec![(0x1000, vec![1, 2, 3])], file: None })
     }
 
     fn write(n: u64) -> Vec<u8> {

@@ -13,7 +13,7 @@ pub mod nondet;
 
 use std::io::{Read, Write};
 
-pub use event::{EndEvent, Event, Insn, InsnEvent, StartEvent, SyscallEvent};
+pub use event::{EndEvent, Event, FileEvent, Insn, InsnEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
 
@@ -106,9 +106,6 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
         }
     }
     match desc.name {
-        // A file mapping's contents: replay maps anonymous memory and fills it from the trace,
-        // so it works after the file changed or vanished.
-        "mmap" if ok && a[3] as i32 & libc::MAP_ANONYMOUS == 0 => out.push((ret as u64, a[1])),
         "getsockopt" => {
             if let Some(n) = read_u32(a[4]) {
                 out.push((a[3], n));
@@ -129,24 +126,9 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
     out
 }
 
-/// Reads `[addr, addr+len)` for the trace, page by page so unreadable pages are skipped.
+/// Reads `[addr, addr+len)` for the trace, skipping unreadable pages.
 fn snapshot(g: &dyn Guest, addr: u64, len: u64, into: &mut Vec<(u64, Vec<u8>)>) {
-    let len = len.min(1 << 30);
-    let mut buf = vec![0u8; len as usize];
-    if g.read(GuestAddr(addr), &mut buf).is_ok() {
-        into.push((addr, buf));
-        return;
-    }
-    let mut at = addr;
-    let end = addr + len;
-    while at < end {
-        let next = ((at | 0xfff) + 1).min(end);
-        let mut b = vec![0u8; (next - at) as usize];
-        if g.read(GuestAddr(at), &mut b).is_ok() {
-            into.push((at, b));
-        }
-        at = next;
-    }
+    into.extend(g.read_runs(GuestAddr(addr), len.min(1 << 30)));
 }
 
 /// Memory calls after which executable mappings may have changed.
@@ -215,18 +197,50 @@ fn apply_insn(g: &mut dyn Guest, site: nondet::Site, regs: [u64; 4]) {
     g.set_regs(&r);
 }
 
+/// Largest file whose whole contents a recording stores once (bigger ones: what was mapped).
+const FILE_LIMIT: u64 = 64 << 20;
+
 /// Records a run.
 pub struct Recorder<H, W: Write> {
     inner: H,
     out: TraceWriter<W>,
     patcher: Patcher,
     error: Option<std::io::Error>,
+    /// Files stored so far: (device, inode, size, mtime) -> id.
+    files: std::collections::HashMap<(u64, u64, u64, i64), u32>,
 }
 
 impl<H: TrapHandler, W: Write> Recorder<H, W> {
     /// Records `inner`'s run into `out`.
     pub fn new(inner: H, out: W) -> std::io::Result<Self> {
-        Ok(Recorder { inner, out: TraceWriter::new(out)?, patcher: Patcher::default(), error: None })
+        Ok(Recorder {
+            inner,
+            out: TraceWriter::new(out)?,
+            patcher: Patcher::default(),
+            error: None,
+            files: Default::default(),
+        })
+    }
+
+    /// The File event id for the file behind guest descriptor `fd`, storing its contents the
+    /// first time (replay maps anonymous memory and fills it from them, so it works after the
+    /// file changed or vanished). None for files too big to store whole.
+    fn file_id(&mut self, fd: u64) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let link = format!("/proc/self/fd/{}", fd as i32);
+        let m = std::fs::metadata(&link).ok()?;
+        if !m.is_file() || m.len() > FILE_LIMIT {
+            return None;
+        }
+        let key = (m.dev(), m.ino(), m.len(), m.mtime_nsec() ^ m.mtime());
+        if let Some(id) = self.files.get(&key) {
+            return Some(*id);
+        }
+        let data = std::fs::read(&link).ok()?;
+        let id = self.files.len() as u32;
+        self.files.insert(key, id);
+        self.push(&Event::File(FileEvent { id, data }));
+        Some(id)
     }
 
     fn push(&mut self, e: &Event) {
@@ -271,6 +285,12 @@ impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
             stack,
         };
         self.push(&Event::Start(ev));
+        // The start goes to disk at once: a trace cut short anywhere still replays a prefix.
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(e);
+            }
+        }
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
@@ -288,7 +308,15 @@ impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
                         snapshot(g, addr, len, &mut writes);
                     }
                 }
-                self.push(&Event::Syscall(SyscallEvent { nr: call.nr, args: call.args, ret, writes }));
+                let mut file = None;
+                if call.name() == "mmap" && ret >= 0 && call.args[3] as i32 & libc::MAP_ANONYMOUS == 0 {
+                    match self.file_id(call.args[4]) {
+                        Some(id) => file = Some((id, call.args[5])),
+                        // Too big to store whole: store what was mapped.
+                        None => snapshot(g, ret as u64, call.args[1], &mut writes),
+                    }
+                }
+                self.push(&Event::Syscall(SyscallEvent { nr: call.nr, args: call.args, ret, writes, file }));
                 rescan(&mut self.patcher, g, call, ret);
                 action
             }
@@ -355,14 +383,12 @@ impl std::fmt::Display for ReplayStop {
             ReplayStop::Diverged { index, expected, actual } => {
                 write!(f, "replay diverged at event {index}: the trace has {expected}, the program made {actual}")
             }
-            ReplayStop::TraceEnds { events, truncated: true } => write!(
+            ReplayStop::TraceEnds { events, truncated } => write!(
                 f,
-                "the trace ends after event {} (it was cut short, e.g. the recording was killed): replayed its complete prefix of {events} events",
-                events.saturating_sub(1)
+                "the trace ends after event {} {}: it was cut short (the recording was killed?); replayed its complete prefix of {events} events",
+                events.saturating_sub(1),
+                if *truncated { "inside a chunk" } else { "without the end of the run" }
             ),
-            ReplayStop::TraceEnds { events, truncated: false } => {
-                write!(f, "the trace ends after {events} events without recording the end of the run")
-            }
             ReplayStop::Corrupt(e) => write!(f, "{e}"),
             ReplayStop::StoppedAt(i) => write!(f, "stopped before event {i} as asked"),
         }
@@ -376,6 +402,8 @@ pub struct Replayer<R: Read> {
     patcher: Patcher,
     stop_at: Option<u64>,
     stop: Option<ReplayStop>,
+    /// Contents of the files the recording mapped, by id.
+    files: std::collections::HashMap<u32, Vec<u8>>,
 }
 
 fn describe_call(nr: u64, args: &[u64; 6]) -> String {
@@ -392,6 +420,7 @@ fn describe(e: &Event) -> String {
         Event::Insn(i) => format!("{:?} at {:#x}", i.insn, i.rip).to_lowercase(),
         Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
         Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
+        Event::File(f) => format!("stored file {}", f.id),
     }
 }
 
@@ -424,9 +453,17 @@ impl<R: Read> Replayer<R> {
     pub fn open(input: R) -> Result<(StartEvent, Self), TraceError> {
         let mut reader = TraceReader::new(input)?;
         match reader.next_event()? {
-            Some(Event::Start(s)) => {
-                Ok((s, Replayer { reader, peeked: None, patcher: Patcher::default(), stop_at: None, stop: None }))
-            }
+            Some(Event::Start(s)) => Ok((
+                s,
+                Replayer {
+                    reader,
+                    peeked: None,
+                    patcher: Patcher::default(),
+                    stop_at: None,
+                    stop: None,
+                    files: Default::default(),
+                },
+            )),
             _ => Err(TraceError::Corrupt {
                 index: 0,
                 offset: 10,
@@ -451,16 +488,28 @@ impl<R: Read> Replayer<R> {
         self.reader.position() - u64::from(self.peeked.is_some())
     }
 
+    /// The next event that is not file contents (those are kept for the mmaps that follow).
+    fn read_event(&mut self) -> Result<Option<Event>, TraceError> {
+        loop {
+            match self.reader.next_event()? {
+                Some(Event::File(f)) => {
+                    self.files.insert(f.id, f.data);
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
     fn next(&mut self) -> Result<Option<Event>, TraceError> {
         match self.peeked.take() {
             Some(e) => Ok(Some(e)),
-            None => self.reader.next_event(),
+            None => self.read_event(),
         }
     }
 
     fn peek(&mut self) -> Result<Option<&Event>, TraceError> {
         if self.peeked.is_none() {
-            self.peeked = self.reader.next_event()?;
+            self.peeked = self.read_event()?;
         }
         Ok(self.peeked.as_ref())
     }
@@ -577,6 +626,14 @@ impl<R: Read> Replayer<R> {
             ref other => return Ok(other.clone()),
         };
         if fill {
+            if let Some((id, off)) = ev.file {
+                let data =
+                    self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))?;
+                let from = (off as usize).min(data.len());
+                let to = from.saturating_add(a[1] as usize).min(data.len());
+                g.write(GuestAddr(ev.ret as u64), &data[from..to])
+                    .map_err(|_| "mmap: cannot fill the mapping from the trace".to_string())?;
+            }
             for (addr, data) in &ev.writes {
                 g.write(GuestAddr(*addr), data).map_err(|_| format!("mmap: cannot fill {addr:#x} from the trace"))?;
             }

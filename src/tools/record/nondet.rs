@@ -35,8 +35,32 @@ pub struct Patcher {
     failed: usize,
 }
 
-/// Finds the machine-dependent instructions in `code`, which sits at `ip`.
+/// Whether `page` contains the opcode bytes of rdtsc (0F 31), cpuid (0F A2) or rdtscp
+/// (0F 01 F9).
+fn has_candidate(page: &[u8]) -> bool {
+    page.windows(2).any(|w| w[0] == 0x0f && matches!(w[1], 0x31 | 0xa2 | 0x01))
+}
+
+/// Finds the machine-dependent instructions in `code`, which sits at `ip`, decoding only the
+/// pages whose bytes could hold one, each preceded by a page of lead-in so that the linear
+/// sweep is back on instruction boundaries when it reaches them (x86 decoding resynchronises
+/// within a few instructions). Sites found in a lead-in are left to their own page's pass.
 pub fn find_sites(code: &[u8], ip: u64) -> Vec<Site> {
+    const PAGE: usize = 4096;
+    let mut out = Vec::new();
+    for (i, page) in code.chunks(PAGE).enumerate() {
+        if !has_candidate(page) {
+            continue;
+        }
+        let (start, end) = (i.saturating_sub(1) * PAGE, ((i + 1) * PAGE).min(code.len()));
+        let page_lo = ip + (i * PAGE) as u64;
+        out.extend(sweep(&code[start..end], ip + start as u64).into_iter().filter(|s| s.addr >= page_lo));
+    }
+    out
+}
+
+/// A plain linear sweep of `code` at `ip`.
+fn sweep(code: &[u8], ip: u64) -> Vec<Site> {
     let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
     for i in &mut d {
@@ -72,16 +96,10 @@ impl Patcher {
     }
 
     fn scan_range(&mut self, g: &mut dyn Guest, start: u64, end: u64) {
-        let mut code = vec![0u8; (end - start) as usize];
-        if g.read(GuestAddr(start), &mut code).is_err() {
-            // Partly unreadable (a file mapping past its end): scan page by page.
-            for (i, page) in code.chunks_mut(4096).enumerate() {
-                if g.read(GuestAddr(start + i as u64 * 4096), page).is_err() {
-                    page.fill(0);
-                }
-            }
-        }
-        for site in find_sites(&code, start) {
+        // A file mapping past its end has unreadable pages: scan the readable runs.
+        let found: Vec<Site> =
+            g.read_runs(GuestAddr(start), end - start).iter().flat_map(|(a, code)| find_sites(code, *a)).collect();
+        for site in found {
             if self.sites.contains_key(&site.addr) {
                 continue;
             }
@@ -122,6 +140,21 @@ mod tests {
                 Site { addr: 0x100a, insn: Insn::Rdtscp, len: 3 },
             ]
         );
+    }
+
+    #[test]
+    fn find_sites_with_prefilter_equals_full_sweep() {
+        // Generated code: many pages of `add eax, imm32`, with cpuid and rdtsc in page 5.
+        let mut code = Vec::new();
+        while code.len() < 5 * 4096 + 100 {
+            code.extend_from_slice(&[0x05, 0x11, 0x22, 0x33, 0x44]);
+        }
+        code.extend_from_slice(&[0x0f, 0xa2, 0x0f, 0x31]);
+        while code.len() < 8 * 4096 {
+            code.extend_from_slice(&[0x05, 0x11, 0x22, 0x33, 0x44]);
+        }
+        assert_eq!(find_sites(&code, 0x10000), sweep(&code, 0x10000));
+        assert_eq!(find_sites(&code, 0x10000).len(), 2);
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! The record/replay benchmark: `trapbox run`, `trapbox record` and `trapbox replay` side by
+//! side on a syscall-heavy loop, python3 with imports and sha256sum of a large file, with the
+//! trace size per syscall.
+//!
+//! `cargo bench --bench record` (add `-- --quick` for fewer repetitions).
+
+#![allow(missing_docs)]
+
+mod common;
+
+use common::*;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let reps = if quick { 3 } else { 7 };
+    let tb = env!("CARGO_BIN_EXE_trapbox");
+    let getppid = build_guest("getppid_loop");
+    let data = data_file(64);
+    let tmp = std::env::temp_dir().join(format!("trapbox-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let py = "import json, hashlib; print(hashlib.sha256(json.dumps(list(range(1000))).encode()).hexdigest())";
+    let workloads: Vec<(&str, Vec<&str>)> = vec![
+        ("getppid × 20000", vec![getppid.to_str().expect("utf-8"), "20000"]),
+        ("python3 -c (json, hashlib)", vec!["/usr/bin/python3", "-c", py]),
+        ("sha256sum 64 MiB", vec!["/usr/bin/sha256sum", data.to_str().expect("utf-8")]),
+    ];
+    println!("trapbox record/replay benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
+    println!("(medians of {reps} interleaved runs)\n");
+    println!("| workload | run | record | replay | record/run | replay/record | trace bytes | bytes/syscall |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (i, (name, argv)) in workloads.iter().enumerate() {
+        let trace = tmp.join(format!("{i}.trace"));
+        let t = trace.to_str().expect("utf-8");
+        let run = with(&[tb, "run", "--"], argv);
+        let rec = with(&[tb, "record", "-o", t, "--"], argv);
+        let rep = with(&[tb, "replay", t], &[]);
+        // Record once first so replay has a trace from the first round on.
+        side_by_side(std::slice::from_ref(&rec), 1);
+        let times = side_by_side(&[run, rec, rep], reps);
+        let size = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+        let out = std::process::Command::new(tb).args(["inspect", t]).output().expect("inspect");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let syscalls: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("events: ")
+                    .and_then(|r| r.split('(').nth(1))
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(1);
+        println!(
+            "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {size} | {:.0} |",
+            ms(times[0]),
+            ms(times[1]),
+            ms(times[2]),
+            times[1].as_secs_f64() / times[0].as_secs_f64(),
+            times[2].as_secs_f64() / times[1].as_secs_f64(),
+            size as f64 / syscalls.max(1) as f64
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

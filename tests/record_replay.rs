@@ -1,0 +1,217 @@
+//! `trapbox record` / `trapbox replay`: replays reproduce recorded output byte for byte, need
+//! no host input, and stop clearly on divergence, truncation and corruption.
+
+mod common;
+
+use common::{guest, native, tempdir, trapbox, Form};
+use std::path::{Path, PathBuf};
+use trapbox::tools::record::{Event, TraceReader, TraceWriter};
+
+fn record(dir: &Path, trace: &Path, argv: &[String], stdin: &[u8]) -> common::Run {
+    let mut a = vec!["record".to_string(), "-o".into(), trace.to_string_lossy().into_owned(), "--".into()];
+    a.extend(argv.iter().cloned());
+    trapbox(&a, stdin, dir)
+}
+
+fn replay(dir: &Path, trace: &Path) -> common::Run {
+    trapbox(&["replay".as_ref(), trace.as_os_str()], b"this stdin is ignored\n", dir)
+}
+
+fn setup(tag: &str, form: Form) -> (PathBuf, PathBuf, Vec<String>) {
+    common::require_kvm();
+    let d = tempdir(tag);
+    let input = d.join("input.txt");
+    std::fs::write(&input, "recorded file contents\n").unwrap();
+    let argv = vec![guest("nondet", form).to_string_lossy().into_owned(), input.to_string_lossy().into_owned()];
+    let trace = d.join("run.trace");
+    (d, trace, argv)
+}
+
+#[test]
+fn replay_reproduces_nondeterministic_output_without_its_inputs() {
+    for form in [Form::Static, Form::Dynamic] {
+        let (d, trace, argv) = setup("rr-nondet", form);
+        // The output really is nondeterministic.
+        let a = native(&argv, b"x\n", &d);
+        let b = native(&argv, b"x\n", &d);
+        assert_ne!(a.stdout, b.stdout, "two native runs printed the same");
+        let rec = record(&d, &trace, &argv, b"typed on stdin\n");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        let out = rec.stdout_str();
+        assert!(out.contains("file recorded file contents\n") && out.ends_with("stdin typed on stdin\n"), "{out}");
+        // Replay needs neither the input file nor stdin.
+        std::fs::remove_file(d.join("input.txt")).unwrap();
+        for _ in 0..3 {
+            let rep = replay(&d, &trace);
+            assert_eq!(rep.stdout_str(), out, "replay differs from the recording\n{}", rep.stderr_str());
+            assert_eq!(rep.status, 0, "{}", rep.stderr_str());
+        }
+    }
+}
+
+#[test]
+fn replay_reproduces_python_and_system_binaries() {
+    common::require_kvm();
+    let d = tempdir("rr-sys");
+    std::fs::write(d.join("data.txt"), "b\nc\na\n".repeat(1000)).unwrap();
+    let runs: Vec<Vec<String>> = vec![
+        vec!["/usr/bin/python3".into(), "-c".into(), "import os, time, json, hashlib; print(os.urandom(8).hex(), time.time(), hashlib.sha256(json.dumps([1,2]).encode()).hexdigest())".into()],
+        vec!["/usr/bin/sort".into(), "data.txt".into()],
+        vec!["/usr/bin/sha256sum".into(), "data.txt".into()],
+    ];
+    for (i, argv) in runs.iter().enumerate() {
+        let trace = d.join(format!("{i}.trace"));
+        let rec = record(&d, &trace, argv, b"");
+        assert_eq!(rec.status, 0, "{argv:?}: {}", rec.stderr_str());
+        std::fs::write(d.join("data.txt"), "changed after recording\n").unwrap();
+        let rep = replay(&d, &trace);
+        assert_eq!(rep.stdout, rec.stdout, "{argv:?}\n{}", rep.stderr_str());
+        assert_eq!(rep.status, 0);
+        std::fs::write(d.join("data.txt"), "b\nc\na\n".repeat(1000)).unwrap();
+    }
+}
+
+#[test]
+fn crash_and_exit_status_replay() {
+    common::require_kvm();
+    let d = tempdir("rr-crash");
+    let trace = d.join("c.trace");
+    let rec = record(&d, &trace, &[guest("mprotect", Form::Static).to_string_lossy().into_owned()], b"");
+    assert_eq!(rec.status, 139);
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 139, "{}", rep.stderr_str());
+    assert_eq!(rep.stdout, rec.stdout);
+    let rec = record(&d, &trace, &[guest("exitcode", Form::Dynamic).to_string_lossy().into_owned(), "42".into()], b"");
+    assert_eq!(rec.status, 42);
+    let rep = replay(&d, &trace);
+    assert_eq!((rep.status, rep.guest_stderr()), (42, "exiting with 42\n".to_string()));
+}
+
+/// Rewrites a trace, changing the result of the first `read` from stdin to `new_len` bytes.
+fn edit_first_stdin_read(trace: &Path, new_len: i64) {
+    let bytes = std::fs::read(trace).unwrap();
+    let mut r = TraceReader::new(&bytes[..]).unwrap();
+    let mut w = TraceWriter::new(Vec::new()).unwrap();
+    let mut done = false;
+    while let Some(mut e) = r.next_event().unwrap() {
+        if let Event::Syscall(s) = &mut e {
+            if !done && s.nr == 0 && s.args[0] == 0 {
+                s.ret = new_len;
+                done = true;
+            }
+        }
+        w.push(&e).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(done, "no read from stdin in the trace");
+    std::fs::write(trace, fs_bytes(w)).unwrap();
+}
+
+fn fs_bytes(w: TraceWriter<Vec<u8>>) -> Vec<u8> {
+    w.into_inner()
+}
+
+#[test]
+fn edited_trace_diverges_with_a_clear_report() {
+    let (d, trace, argv) = setup("rr-diverge", Form::Static);
+    let rec = record(&d, &trace, &argv, b"input\n");
+    assert_eq!(rec.status, 0);
+    // The guest prints what it read; claiming it read 2 bytes changes the next write.
+    edit_first_stdin_read(&trace, 2);
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    let err = rep.stderr_str();
+    assert!(err.contains("replay diverged at event "), "{err}");
+    assert!(err.contains("the trace has write(0x1, ") && err.contains("the program made write(0x1, "), "{err}");
+}
+
+#[test]
+fn changed_binary_is_refused() {
+    common::require_kvm();
+    let d = tempdir("rr-binary");
+    let exe = d.join("prog");
+    std::fs::copy(guest("hello", Form::Static), &exe).unwrap();
+    let trace = d.join("t.trace");
+    assert_eq!(record(&d, &trace, &[exe.to_string_lossy().into_owned()], b"").status, 0);
+    std::fs::copy(guest("exitcode", Form::Static), &exe).unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127);
+    assert!(rep.stderr_str().contains("the program changed since it was recorded"), "{}", rep.stderr_str());
+}
+
+#[test]
+fn truncated_trace_replays_its_prefix() {
+    common::require_kvm();
+    let d = tempdir("rr-trunc");
+    let trace = d.join("t.trace");
+    // Long enough to span many chunks (one every 50 ms).
+    let rec =
+        record(&d, &trace, &[guest("getppid_loop", Form::Dynamic).to_string_lossy().into_owned(), "20000".into()], b"");
+    assert_eq!(rec.status, 0);
+    let full = std::fs::read(&trace).unwrap();
+    std::fs::write(&trace, &full[..full.len() * 2 / 3]).unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 125, "{}", rep.stderr_str());
+    assert!(
+        rep.stderr_str().contains("it was cut short") && rep.stderr_str().contains("replayed its complete prefix"),
+        "{}",
+        rep.stderr_str()
+    );
+    assert!(rec.stdout.starts_with(&rep.stdout), "the prefix's output is a prefix of the recorded output");
+}
+
+#[test]
+fn recording_killed_with_sigkill_leaves_a_replayable_prefix() {
+    use std::process::{Command, Stdio};
+    common::require_kvm();
+    let d = tempdir("rr-kill");
+    let trace = d.join("k.trace");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trapbox"))
+        .args(["record", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(guest("getppid_loop", Form::Static))
+        .arg("100000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let size = std::fs::metadata(&trace).unwrap().len();
+    assert!(size > 1000, "the recording streamed nothing in 1.5 s ({size} bytes)");
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 125, "{}", rep.stderr_str());
+    assert!(rep.stderr_str().contains("the trace ends after event"), "{}", rep.stderr_str());
+}
+
+#[test]
+fn corrupt_chunk_is_named() {
+    let (d, trace, argv) = setup("rr-corrupt", Form::Dynamic);
+    assert_eq!(record(&d, &trace, &argv, b"in\n").status, 0);
+    let mut bytes = std::fs::read(&trace).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&trace, &bytes).unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    let err = rep.stderr_str();
+    assert!(err.contains("chunk ") && err.contains(" is corrupt"), "{err}");
+}
+
+#[test]
+fn inspect_summarises_a_trace() {
+    let (d, trace, argv) = setup("rr-inspect", Form::Static);
+    assert_eq!(record(&d, &trace, &argv, b"in\n").status, 0);
+    let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
+    let out = r.stdout_str();
+    assert_eq!(r.status, 0, "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 1)"), "{out}");
+    assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
+    assert!(out.contains("end: exited with 0"), "{out}");
+    let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
+    assert!(getrandom.trim_start().starts_with('1') || getrandom.trim_start().starts_with('2'), "{getrandom}");
+    assert!(out.contains("machine-dependent instructions"));
+    assert!(out.contains(" bytes ("), "{out}");
+}

@@ -51,7 +51,7 @@ fn main() {
             })
             .unwrap_or(1);
         println!(
-            "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {size} | {:.0} |",
+            "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {size} | {:.1} |",
             ms(times[0]),
             ms(times[1]),
             ms(times[2]),

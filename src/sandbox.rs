@@ -31,7 +31,9 @@ use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
 use crate::process::symbols::Symbols;
 use crate::process::Process;
-use crate::trap::{Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Start, Syscall, Trap, TrapHandler};
+use crate::trap::{
+    signal_name, Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Start, Syscall, Trap, TrapHandler,
+};
 use crate::vm::{self, Exit, Machine, TrapPath, VmError};
 
 /// Errors that stop a sandbox from being built or from running.
@@ -92,48 +94,6 @@ impl Report {
             line.push_str(&format!(", {site}"));
         }
         Some(line)
-    }
-}
-
-/// The conventional name of a signal (`SIGSEGV`).
-pub fn signal_name(sig: i32) -> String {
-    let names = [
-        "",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    match names.get(sig as usize) {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => format!("signal {sig}"),
     }
 }
 

@@ -102,13 +102,8 @@ fn edit_first_stdin_read(trace: &Path, new_len: i64) {
         }
         w.push(&e).unwrap();
     }
-    w.flush().unwrap();
     assert!(done, "no read from stdin in the trace");
-    std::fs::write(trace, fs_bytes(w)).unwrap();
-}
-
-fn fs_bytes(w: TraceWriter<Vec<u8>>) -> Vec<u8> {
-    w.into_inner()
+    std::fs::write(trace, w.finish().unwrap()).unwrap();
 }
 
 #[test]

@@ -1,5 +1,49 @@
 //! CPU exceptions and the signals Linux turns them into.
 
+/// Names of signals 1..=31 (index 0 unused).
+pub const SIGNAL_NAMES: [&str; 32] = [
+    "0",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// The conventional name of a signal (`SIGSEGV`), `signal N` for the others.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        1..=31 => SIGNAL_NAMES[sig as usize].to_string(),
+        _ => format!("signal {sig}"),
+    }
+}
+
 /// A CPU exception raised by guest code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {

@@ -54,9 +54,18 @@ pub fn guest(name: &str, form: Form) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
     let out = dir.join(format!("{name}-{}", form.suffix()));
     let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    // Up to date when newer than its source and every shared header beside it.
     let fresh = |o: &Path| -> bool {
-        let (Ok(a), Ok(b)) = (std::fs::metadata(o), std::fs::metadata(&src)) else { return false };
-        a.modified().ok() >= b.modified().ok()
+        let Ok(out) = std::fs::metadata(o).and_then(|m| m.modified()) else { return false };
+        let headers = std::fs::read_dir(src.parent().expect("guests dir"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "h"));
+        std::iter::once(src.clone())
+            .chain(headers)
+            .all(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t <= out))
     };
     if !fresh(&out) {
         std::fs::create_dir_all(&dir).unwrap();

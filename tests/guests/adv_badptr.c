@@ -22,33 +22,8 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#include "adv_common.h"
 
-static const char *errname(int e)
-{
-    static char other[32];
-    switch (e) {
-    case EFAULT: return "EFAULT";
-    case ENOMEM: return "ENOMEM";
-    case EPERM: return "EPERM";
-    case EACCES: return "EACCES";
-    case EINVAL: return "EINVAL";
-    case EEXIST: return "EEXIST";
-    case EBADF: return "EBADF";
-    case ENOENT: return "ENOENT";
-    case ENOSYS: return "ENOSYS";
-    case EIO: return "EIO";
-    case ESRCH: return "ESRCH";
-    case EAGAIN: return "EAGAIN";
-    case EBUSY: return "EBUSY";
-    case EMFILE: return "EMFILE";
-    case ENODEV: return "ENODEV";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case ENOTDIR: return "ENOTDIR";
-    case ENXIO: return "ENXIO";
-    }
-    snprintf(other, sizeof other, "errno %d", e);
-    return other;
-}
 
 /* Launder constant addresses so the compiler cannot reason about them. */
 static void *bad(uintptr_t v)

@@ -49,33 +49,75 @@ pub enum TraceError {
     Io(#[from] std::io::Error),
 }
 
-/// Writes events, compressing and flushing a chunk when it is large or old enough.
-pub struct TraceWriter<W: Write> {
-    out: W,
+/// Compresses and writes one chunk.
+fn write_chunk<W: Write>(out: &mut W, first_event: u64, events: u32, raw: &[u8]) -> std::io::Result<u64> {
+    // Level 1: recording must keep up with the guest; the trace stays a few times smaller than
+    // the raw events.
+    let comp = zstd::bulk::compress(raw, 1)?;
+    let crc = crc32fast::hash(&comp);
+    let mut h = Vec::with_capacity(CHUNK_HEADER);
+    h.extend_from_slice(CHUNK);
+    h.extend_from_slice(&first_event.to_le_bytes());
+    h.extend_from_slice(&events.to_le_bytes());
+    h.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    h.extend_from_slice(&(comp.len() as u32).to_le_bytes());
+    h.extend_from_slice(&crc.to_le_bytes());
+    out.write_all(&h)?;
+    out.write_all(&comp)?;
+    out.flush()?;
+    Ok((h.len() + comp.len()) as u64)
+}
+
+/// A chunk on its way to the writer thread.
+struct Pending {
+    first_event: u64,
+    events: u32,
+    raw: Vec<u8>,
+}
+
+/// Writes events, handing a chunk to a compressing thread when it is large or old enough, so
+/// compression overlaps the guest's run. Chunks reach the file in order; one still queued when
+/// trapbox is killed is lost, the complete ones before it replay.
+pub struct TraceWriter<W: Write + Send + 'static> {
+    tx: Option<std::sync::mpsc::SyncSender<Pending>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<(W, u64)>>>,
     buf: Vec<u8>,
     events_in_buf: u32,
     next_event: u64,
-    bytes_written: u64,
     last_flush: std::time::Instant,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl<W: Write> TraceWriter<W> {
+impl<W: Write + Send + 'static> TraceWriter<W> {
     /// Starts a trace on `out` (writes the header).
     pub fn new(mut out: W) -> std::io::Result<Self> {
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;
         out.flush()?;
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(10));
+        let counter = bytes.clone();
+        // A few chunks of slack: the guest runs on while the thread compresses.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(4);
+        let thread = std::thread::Builder::new().name("trapbox-trace-writer".into()).spawn(move || {
+            let mut written = 10u64;
+            for p in rx {
+                written += write_chunk(&mut out, p.first_event, p.events, &p.raw)?;
+                counter.store(written, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok((out, written))
+        })?;
         Ok(TraceWriter {
-            out,
+            tx: Some(tx),
+            thread: Some(thread),
             buf: Vec::new(),
             events_in_buf: 0,
             next_event: 0,
-            bytes_written: 10,
             last_flush: std::time::Instant::now(),
+            bytes,
         })
     }
 
-    /// Appends an event; flushes a chunk every 256 KiB of events or 50 ms, whichever first.
+    /// Appends an event; hands a chunk over every 256 KiB of events or 50 ms, whichever first.
     pub fn push(&mut self, e: &Event) -> std::io::Result<()> {
         e.encode(&mut self.buf);
         self.events_in_buf += 1;
@@ -85,31 +127,46 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
-    /// Writes the pending events as one chunk.
+    /// Hands the pending events over as one chunk.
     pub fn flush(&mut self) -> std::io::Result<()> {
         if self.events_in_buf == 0 {
             return Ok(());
         }
-        // Level 1: recording must keep up with the guest; the trace stays a few times smaller than
-        // the raw events.
-        let comp = zstd::bulk::compress(&self.buf, 1)?;
-        let crc = crc32fast::hash(&comp);
-        let mut h = Vec::with_capacity(CHUNK_HEADER);
-        h.extend_from_slice(CHUNK);
-        h.extend_from_slice(&self.next_event.to_le_bytes());
-        h.extend_from_slice(&self.events_in_buf.to_le_bytes());
-        h.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
-        h.extend_from_slice(&(comp.len() as u32).to_le_bytes());
-        h.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&comp)?;
-        self.out.flush()?;
-        self.bytes_written += (h.len() + comp.len()) as u64;
+        let p =
+            Pending { first_event: self.next_event, events: self.events_in_buf, raw: std::mem::take(&mut self.buf) };
         self.next_event += self.events_in_buf as u64;
-        self.buf.clear();
         self.events_in_buf = 0;
         self.last_flush = std::time::Instant::now();
+        let tx = self.tx.as_ref().ok_or_else(|| std::io::Error::other("trace writer finished"))?;
+        if tx.send(p).is_err() {
+            // The thread stopped: its error is the one to report.
+            return Err(self.join().err().unwrap_or_else(|| std::io::Error::other("trace writer stopped")));
+        }
         Ok(())
+    }
+
+    fn join_all(&mut self) -> std::io::Result<(W, u64)> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| std::io::Error::other("trace writer panicked"))?,
+            None => Err(std::io::Error::other("trace writer finished")),
+        }
+    }
+
+    fn join(&mut self) -> std::io::Result<W> {
+        self.join_all().map(|(w, _)| w)
+    }
+
+    /// Flushes, waits for every chunk to be on disk and returns the writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.flush()?;
+        self.join()
+    }
+
+    /// Like [`TraceWriter::finish`], returning the trace's size in bytes instead.
+    pub fn finish_counting(mut self) -> std::io::Result<u64> {
+        self.flush()?;
+        self.join_all().map(|(_, n)| n)
     }
 
     /// Events pushed so far.
@@ -119,12 +176,14 @@ impl<W: Write> TraceWriter<W> {
 
     /// Bytes on disk so far.
     pub fn bytes(&self) -> u64 {
-        self.bytes_written
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
 
-    /// The underlying writer (flush first).
-    pub fn into_inner(self) -> W {
-        self.out
+impl<W: Write + Send + 'static> Drop for TraceWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+        let _ = self.join();
     }
 }
 
@@ -278,8 +337,7 @@ mod tests {
                 w.flush().unwrap();
             }
         }
-        w.flush().unwrap();
-        w.out
+        w.finish().unwrap()
     }
 
     #[test]

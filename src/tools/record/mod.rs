@@ -201,21 +201,26 @@ fn apply_insn(g: &mut dyn Guest, site: nondet::Site, regs: [u64; 4]) {
 const FILE_LIMIT: u64 = 64 << 20;
 
 /// Records a run.
-pub struct Recorder<H, W: Write> {
+pub struct Recorder<H, W: Write + Send + 'static> {
     inner: H,
-    out: TraceWriter<W>,
+    /// None once the run ended and the trace is complete on disk.
+    out: Option<TraceWriter<W>>,
+    events: u64,
+    bytes: u64,
     patcher: Patcher,
     error: Option<std::io::Error>,
     /// Files stored so far: (device, inode, size, mtime) -> id.
     files: std::collections::HashMap<(u64, u64, u64, i64), u32>,
 }
 
-impl<H: TrapHandler, W: Write> Recorder<H, W> {
+impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     /// Records `inner`'s run into `out`.
     pub fn new(inner: H, out: W) -> std::io::Result<Self> {
         Ok(Recorder {
             inner,
-            out: TraceWriter::new(out)?,
+            out: Some(TraceWriter::new(out)?),
+            events: 0,
+            bytes: 0,
             patcher: Patcher::default(),
             error: None,
             files: Default::default(),
@@ -244,8 +249,16 @@ impl<H: TrapHandler, W: Write> Recorder<H, W> {
     }
 
     fn push(&mut self, e: &Event) {
-        if self.error.is_none() {
-            if let Err(err) = self.out.push(e) {
+        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+            if let Err(err) = out.push(e) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+            if let Err(err) = out.flush() {
                 self.error = Some(err);
             }
         }
@@ -258,7 +271,10 @@ impl<H: TrapHandler, W: Write> Recorder<H, W> {
 
     /// Events and bytes written.
     pub fn stats(&self) -> (u64, u64) {
-        (self.out.events(), self.out.bytes())
+        match &self.out {
+            Some(o) => (o.events(), o.bytes()),
+            None => (self.events, self.bytes),
+        }
     }
 
     /// Machine-dependent instructions patched into breakpoints.
@@ -267,7 +283,7 @@ impl<H: TrapHandler, W: Write> Recorder<H, W> {
     }
 }
 
-impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
+impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
         self.inner.on_start(g, start);
         self.patcher.scan(g);
@@ -286,11 +302,7 @@ impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
         };
         self.push(&Event::Start(ev));
         // The start goes to disk at once: a trace cut short anywhere still replays a prefix.
-        if self.error.is_none() {
-            if let Err(e) = self.out.flush() {
-                self.error = Some(e);
-            }
-        }
+        self.flush();
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
@@ -344,9 +356,12 @@ impl<H: TrapHandler, W: Write> TrapHandler for Recorder<H, W> {
         if let Some(e) = end {
             self.push(&Event::End(e));
         }
-        if self.error.is_none() {
-            if let Err(e) = self.out.flush() {
-                self.error = Some(e);
+        if let Some(out) = self.out.take() {
+            self.events = out.events();
+            match out.finish_counting() {
+                Ok(n) => self.bytes = n,
+                Err(e) if self.error.is_none() => self.error = Some(e),
+                Err(_) => {}
             }
         }
     }

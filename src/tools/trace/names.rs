@@ -122,40 +122,7 @@ pub fn error_return(e: i32) -> String {
 
 // ---- signals -------------------------------------------------------------------------------
 
-const SIGNALS: [&str; 32] = [
-    "0",
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
+use crate::trap::SIGNAL_NAMES as SIGNALS;
 
 /// Signal name as strace prints it: `SIGSEGV`; 32 is `SIGRTMIN` and 33..=64 are `SIGRT_1` ..
 /// `SIGRT_32` (strace numbers real-time signals from the kernel's SIGRTMIN, 32, not glibc's

@@ -410,9 +410,102 @@ impl std::fmt::Display for ReplayStop {
     }
 }
 
+/// What the read-ahead thread hands the replayer.
+enum Item {
+    Event(Event),
+    /// The trace ended (with how).
+    End(Option<Tail>),
+    Err(TraceError),
+}
+
+/// Decodes the trace on its own thread, a few thousand events ahead of the replay, so
+/// decompression overlaps the guest's run. The thread starts when the guest does, as the
+/// recorder's writer thread did, so trapbox's own mappings are laid out alike in both runs
+/// and the recorded guest addresses stay free.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<Item>,
+    position: u64,
+    tail: Option<Tail>,
+    done: bool,
+}
+
+impl ReadAhead {
+    fn start<R: Read + Send + 'static>(mut reader: TraceReader<R>) -> ReadAhead {
+        let position = reader.position();
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        std::thread::Builder::new()
+            .name("trapbox-trace-reader".into())
+            .spawn(move || loop {
+                let item = match reader.next_event() {
+                    Ok(Some(e)) => Item::Event(e),
+                    Ok(None) => Item::End(reader.tail().cloned()),
+                    Err(e) => Item::Err(e),
+                };
+                let last = !matches!(item, Item::Event(_));
+                if tx.send(item).is_err() || last {
+                    return;
+                }
+            })
+            .expect("spawning the trace reader thread");
+        ReadAhead { rx, position, tail: None, done: false }
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Item::Event(e)) => {
+                self.position += 1;
+                Ok(Some(e))
+            }
+            Ok(Item::End(tail)) => {
+                self.done = true;
+                self.tail = tail;
+                Ok(None)
+            }
+            Ok(Item::Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn tail(&self) -> Option<&Tail> {
+        self.tail.as_ref()
+    }
+}
+
+/// The trace, before and after its read-ahead thread starts.
+enum Source {
+    Waiting(Option<Box<dyn FnOnce() -> ReadAhead + Send>>),
+    Running(ReadAhead),
+}
+
+impl Source {
+    fn running(&mut self) -> &mut ReadAhead {
+        if let Source::Waiting(start) = self {
+            let start = start.take().expect("started once");
+            *self = Source::Running(start());
+        }
+        match self {
+            Source::Running(r) => r,
+            Source::Waiting(_) => unreachable!("started just above"),
+        }
+    }
+}
+
 /// Replays a trace.
-pub struct Replayer<R: Read> {
-    reader: TraceReader<R>,
+pub struct Replayer {
+    reader: Source,
     peeked: Option<Event>,
     patcher: Patcher,
     stop_at: Option<u64>,
@@ -463,11 +556,13 @@ fn replay_reexecutes(name: &str) -> bool {
     )
 }
 
-impl<R: Read> Replayer<R> {
+impl Replayer {
     /// Opens a trace: its start event (to build the sandbox from) and the replayer.
-    pub fn open(input: R) -> Result<(StartEvent, Self), TraceError> {
+    pub fn open<R: Read + Send + 'static>(input: R) -> Result<(StartEvent, Self), TraceError> {
         let mut reader = TraceReader::new(input)?;
-        match reader.next_event()? {
+        let first = reader.next_event()?;
+        let reader = Source::Waiting(Some(Box::new(move || ReadAhead::start(reader))));
+        match first {
             Some(Event::Start(s)) => Ok((
                 s,
                 Replayer {
@@ -499,14 +594,14 @@ impl<R: Read> Replayer<R> {
     }
 
     /// Index of the next event.
-    pub fn position(&self) -> u64 {
-        self.reader.position() - u64::from(self.peeked.is_some())
+    pub fn position(&mut self) -> u64 {
+        self.reader.running().position() - u64::from(self.peeked.is_some())
     }
 
     /// The next event that is not file contents (those are kept for the mmaps that follow).
     fn read_event(&mut self) -> Result<Option<Event>, TraceError> {
         loop {
-            match self.reader.next_event()? {
+            match self.reader.running().next_event()? {
                 Some(Event::File(f)) => {
                     self.files.insert(f.id, f.data);
                 }
@@ -543,7 +638,7 @@ impl<R: Read> Replayer<R> {
         match self.next() {
             Ok(Some(e)) => Ok(e),
             Ok(None) => {
-                let truncated = matches!(self.reader.tail(), Some(Tail::Truncated { .. }));
+                let truncated = matches!(self.reader.running().tail(), Some(Tail::Truncated { .. }));
                 Err(self.halt(ReplayStop::TraceEnds { events: index, truncated }))
             }
             Err(e) => Err(self.halt(ReplayStop::Corrupt(e))),
@@ -665,8 +760,9 @@ impl<R: Read> Replayer<R> {
     }
 }
 
-impl<R: Read> TrapHandler for Replayer<R> {
+impl TrapHandler for Replayer {
     fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
+        self.reader.running();
         self.patcher.scan(g);
     }
 

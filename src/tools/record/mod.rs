@@ -423,7 +423,8 @@ enum Item {
 /// recorder's writer thread did, so trapbox's own mappings are laid out alike in both runs
 /// and the recorded guest addresses stay free.
 struct ReadAhead {
-    rx: std::sync::mpsc::Receiver<Item>,
+    rx: std::sync::mpsc::Receiver<Vec<Item>>,
+    batch: std::collections::VecDeque<Item>,
     position: u64,
     tail: Option<Tail>,
     done: bool,
@@ -432,29 +433,44 @@ struct ReadAhead {
 impl ReadAhead {
     fn start<R: Read + Send + 'static>(mut reader: TraceReader<R>) -> ReadAhead {
         let position = reader.position();
-        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        // Batches of events: one hand-over per batch, not per event.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(16);
         std::thread::Builder::new()
             .name("trapbox-trace-reader".into())
             .spawn(move || loop {
-                let item = match reader.next_event() {
-                    Ok(Some(e)) => Item::Event(e),
-                    Ok(None) => Item::End(reader.tail().cloned()),
-                    Err(e) => Item::Err(e),
-                };
-                let last = !matches!(item, Item::Event(_));
-                if tx.send(item).is_err() || last {
+                let mut batch = Vec::with_capacity(256);
+                let mut last = false;
+                while batch.len() < 256 && !last {
+                    let item = match reader.next_event() {
+                        Ok(Some(e)) => Item::Event(e),
+                        Ok(None) => Item::End(reader.tail().cloned()),
+                        Err(e) => Item::Err(e),
+                    };
+                    last = !matches!(item, Item::Event(_));
+                    batch.push(item);
+                }
+                if tx.send(batch).is_err() || last {
                     return;
                 }
             })
             .expect("spawning the trace reader thread");
-        ReadAhead { rx, position, tail: None, done: false }
+        ReadAhead { rx, batch: Default::default(), position, tail: None, done: false }
     }
 
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         if self.done {
             return Ok(None);
         }
-        match self.rx.recv() {
+        if self.batch.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.batch.extend(b),
+                Err(_) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
+        }
+        match self.batch.pop_front().ok_or(()) {
             Ok(Item::Event(e)) => {
                 self.position += 1;
                 Ok(Some(e))

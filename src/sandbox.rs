@@ -107,9 +107,18 @@ pub struct SandboxBuilder {
     memory_limit: Option<u64>,
     trap_path: Option<TrapPath>,
     placement: loader::Placement,
+    vdso: bool,
 }
 
 impl SandboxBuilder {
+    /// Whether the guest gets the host's vDSO (default: yes), so time calls need no exit. Off
+    /// for record/replay: the vDSO reads time from memory the kernel updates, which neither a
+    /// trap nor a trace can capture.
+    pub fn vdso(mut self, on: bool) -> Self {
+        self.vdso = on;
+        self
+    }
+
     /// Imposes where the loader puts the images and the stack, and the stack's contents (a
     /// replay reproduces the recorded layout this way).
     pub fn placement(mut self, p: loader::Placement) -> Self {
@@ -163,14 +172,15 @@ impl SandboxBuilder {
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
-        let hwcap = machine.hwcap();
+        let vdso = if self.vdso { machine.share_vdso()? } else { None };
+        let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso };
         let loaded = loader::load(
             &mut machine.mem,
             &mut process.aspace,
             &self.program,
             &argv,
             &self.envp,
-            hwcap,
+            facts,
             &self.placement,
         )?;
         process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
@@ -430,6 +440,7 @@ impl Sandbox {
             memory_limit: None,
             trap_path: None,
             placement: loader::Placement::default(),
+            vdso: true,
         }
     }
 

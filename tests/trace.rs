@@ -4,9 +4,8 @@
 //! docs/ARCHITECTURE.md): addresses differ run to run (every 0x... becomes ADDR); pids
 //! differ; getrandom's bytes are random; glibc's `rseq` registration fails with ENOSYS in the
 //! box (trapbox does not register rseq areas on the host), so rseq lines are left out of both;
-//! the environment address in the execve line differs; the box has no vDSO yet, so
-//! clock_gettime & co. are real syscalls there (left out), and ld.so's first minimal-malloc
-//! pages come at other points (it allocates a link map for the vDSO natively).
+//! the environment address in the execve line differs. (The box shares the host's vDSO, so
+//! time calls and ld.so's early allocations are the same as natively.)
 
 mod common;
 

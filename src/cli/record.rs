@@ -15,7 +15,7 @@ use crate::args::{RecordArgs, ReplayArgs};
 pub fn record(r: RecordArgs) -> Result<i32> {
     let f = std::fs::File::create(&r.output).with_context(|| format!("-o {}", r.output.display()))?;
     let f = trapbox::process::fds::privatize(f)?;
-    let mut sandbox = crate::build(&r.run)?;
+    let mut sandbox = crate::build(&r.run, false)?;
     let mut rec = Recorder::new(trapbox::Passthrough, f).with_context(|| format!("{}", r.output.display()))?;
     let report = sandbox.run(&mut rec)?;
     if let Some(e) = rec.error() {
@@ -64,6 +64,7 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
         .args(start.argv.iter().map(bytes))
         .env(start.envp.iter().map(bytes))
         .placement(placement)
+        .vdso(false)
         .build()?;
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());

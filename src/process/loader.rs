@@ -300,15 +300,23 @@ fn map_image(
     Ok(Image { path: path.to_path_buf(), bias, info })
 }
 
-/// Loads `program` with `argv` and `envp` into guest memory and builds its stack. `hwcap` is
-/// AT_HWCAP as the guest's CPUID has it.
+/// What the machine tells the program through its auxiliary vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineFacts {
+    /// AT_HWCAP as the guest's CPUID has it.
+    pub hwcap: u64,
+    /// AT_SYSINFO_EHDR: the vDSO shared with the guest, if any.
+    pub vdso: Option<u64>,
+}
+
+/// Loads `program` with `argv` and `envp` into guest memory and builds its stack.
 pub fn load(
     mem: &mut GuestMemory,
     aspace: &mut AddressSpace,
     program: &Path,
     argv: &[OsString],
     envp: &[OsString],
-    hwcap: u64,
+    facts: MachineFacts,
     placement: &Placement,
 ) -> Result<Loaded, LoadError> {
     let path = resolve(program)?;
@@ -389,7 +397,7 @@ pub fn load(
     getrandom(&mut random);
     let execfn = path.as_os_str().as_bytes().to_vec();
     let entry = interp.as_ref().map(Image::entry).unwrap_or_else(|| exe.entry());
-    let aux = auxv(&exe, interp.as_ref(), hwcap);
+    let aux = auxv(&exe, interp.as_ref(), facts);
     let spec = StackSpec {
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: envp.iter().map(|e| e.as_bytes().to_vec()).collect(),
@@ -452,12 +460,13 @@ pub mod at {
     pub const HWCAP2: u64 = 26;
     pub const EXECFN: u64 = 31;
     pub const MINSIGSTKSZ: u64 = 51;
+    pub const SYSINFO_EHDR: u64 = 33;
 }
 
 /// Values patched in by `build_stack` (pointers to strings it places).
 const PLACEHOLDER: u64 = u64::MAX;
 
-fn auxv(exe: &Image, interp: Option<&Image>, hwcap: u64) -> Vec<(u64, u64)> {
+fn auxv(exe: &Image, interp: Option<&Image>, facts: MachineFacts) -> Vec<(u64, u64)> {
     // SAFETY: the id getters and getauxval have no preconditions.
     let (uid, euid, gid, egid, hwcap2, minsig) = unsafe {
         (
@@ -471,7 +480,7 @@ fn auxv(exe: &Image, interp: Option<&Image>, hwcap: u64) -> Vec<(u64, u64)> {
     };
     // HWCAP2_FSGSBASE (bit 1) is hidden: the guest runs without CR4.FSGSBASE.
     let mut v = vec![
-        (at::HWCAP, hwcap),
+        (at::HWCAP, facts.hwcap),
         (at::PAGESZ, 4096),
         (at::CLKTCK, 100),
         (at::PHDR, exe.phdr_addr()),
@@ -492,6 +501,9 @@ fn auxv(exe: &Image, interp: Option<&Image>, hwcap: u64) -> Vec<(u64, u64)> {
     ];
     if minsig != 0 {
         v.push((at::MINSIGSTKSZ, minsig));
+    }
+    if let Some(base) = facts.vdso {
+        v.push((at::SYSINFO_EHDR, base));
     }
     v
 }

@@ -283,6 +283,33 @@ impl Machine {
         Some(r)
     }
 
+    /// Makes the host's vDSO (`[vvar]`, `[vvar_vclock]`, `[vdso]`) readable to the guest at its
+    /// host address — read-only, the code executable — and returns the vDSO's base for
+    /// AT_SYSINFO_EHDR. Time calls then run in the guest without an exit. On PVM guest user code
+    /// reads the host TSC natively; on hardware KVM the guest TSC offset is set to zero first.
+    /// None when the host has no vDSO or the TSC cannot be shared.
+    pub fn share_vdso(&mut self) -> Result<Option<u64>, VmError> {
+        if self.path == TrapPath::Hardware && self.vcpu.zero_tsc_offset().is_err() {
+            return Ok(None);
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let mut base = None;
+        for line in maps.lines() {
+            let name = line.split_whitespace().last().unwrap_or("");
+            if !matches!(name, "[vvar]" | "[vvar_vclock]" | "[vdso]") {
+                continue;
+            }
+            let Some((a, b)) = line.split_whitespace().next().and_then(|r| r.split_once('-')) else { continue };
+            let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+            let exec = name == "[vdso]";
+            self.mem.map(a, b - a, Some(PteFlags { write: false, exec, user: true }))?;
+            if exec {
+                base = Some(a);
+            }
+        }
+        Ok(base)
+    }
+
     /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.
     pub fn hwcap(&self) -> u64 {
         self.hwcap

@@ -187,6 +187,28 @@ impl Vcpu {
         &mut self.fd.sync_regs_mut().regs
     }
 
+    /// Makes the guest's TSC equal the host's (KVM_SET_DEVICE_ATTR, KVM_VCPU_TSC_OFFSET = 0),
+    /// so host time data (the vDSO's) is valid in the guest.
+    pub fn zero_tsc_offset(&self) -> Result<(), VmError> {
+        let offset: u64 = 0;
+        let attr = kvm_bindings::kvm_device_attr {
+            group: kvm_bindings::KVM_VCPU_TSC_CTRL,
+            attr: kvm_bindings::KVM_VCPU_TSC_OFFSET as u64,
+            addr: &offset as *const u64 as u64,
+            flags: 0,
+        };
+        // KVM_SET_DEVICE_ATTR = _IOW(KVMIO, 0xe1, struct kvm_device_attr); kvm-ioctls offers it
+        // for vCPUs on aarch64 only.
+        const KVM_SET_DEVICE_ATTR: libc::c_ulong = 0x4018_aee1;
+        // SAFETY: the ioctl reads `attr` (a valid kvm_device_attr) and, through attr.addr, the
+        // u64 `offset`, both alive for the call; it touches no other memory of ours.
+        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.fd), KVM_SET_DEVICE_ATTR, &attr) };
+        if r != 0 {
+            return Err(VmError::Ioctl("KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)", kvm_ioctls::Error::last()));
+        }
+        Ok(())
+    }
+
     /// Reads an MSR.
     pub fn get_msr(&self, index: u32) -> Result<u64, VmError> {
         let mut m = Msrs::from_entries(&[kvm_msr_entry { index, ..Default::default() }]).expect("one MSR fits");

@@ -79,6 +79,10 @@ if grep -qF 'write(1, "hello, world\n", 13)' /tmp/b.err; then ok "trace"; else b
 timeout 120 $T trace -o /tmp/t.txt -- $G/hello-static > /dev/null 2>&1
 if grep -q '^exit_group(0)' /tmp/t.txt && grep -q '^+++ exited with 0 +++' /tmp/t.txt; then ok "trace -o"; else bad "trace -o"; fi
 
+# The shared vDSO reads the host clock correctly (guest TSC offset zero on hardware KVM).
+t_box=$($T run -- $G/clock_now-dynamic | cut -d' ' -f1); t_host=$(date +%s)
+if [ -n "$t_box" ] && [ $((t_host - t_box)) -le 2 ] && [ $((t_box - t_host)) -le 2 ]; then ok "vdso clock ($t_box vs $t_host)"; else bad "vdso clock (box '$t_box', host $t_host)"; fi
+
 # record / replay on the hardware path: rdtsc, cpuid and getrandom come back identical, and
 # replay needs neither the input file nor stdin.
 for f in static dynamic; do

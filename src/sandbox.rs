@@ -56,6 +56,9 @@ pub enum SandboxError {
         /// Guest RIP.
         rip: u64,
     },
+    /// The guest already exited or was killed; there is nothing to run.
+    #[error("the guest has already ended")]
+    Ended,
     /// trapbox's own ring-0 code faulted (a trapbox bug, reported instead of hidden).
     #[error("exception {vector} in trapbox's ring-0 code at {rip:#x}")]
     RingZeroFault {
@@ -199,8 +202,25 @@ impl SandboxBuilder {
             envp_addr: loaded.envp_addr,
             placement: loaded.placement.clone(),
         };
-        Ok(Sandbox { machine, process, timeout: self.timeout, exe: loaded.exe.path.clone(), start })
+        Ok(Sandbox {
+            machine,
+            process,
+            timeout: self.timeout,
+            exe: loaded.exe.path.clone(),
+            start,
+            started: false,
+            ended: false,
+            pending: None,
+        })
     }
+}
+
+/// A trap a handler stopped at (Action::Stop) and has not answered: the next run delivers it
+/// again before the guest continues.
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Syscall,
+    Exception(u8),
 }
 
 /// One program loaded in one VM.
@@ -210,6 +230,9 @@ pub struct Sandbox {
     timeout: Option<Duration>,
     exe: PathBuf,
     start: Start,
+    started: bool,
+    ended: bool,
+    pending: Option<Pending>,
 }
 
 impl Drop for Sandbox {
@@ -417,7 +440,7 @@ fn end_of(action: &Action) -> Option<Outcome> {
     match action {
         Action::Exit(c) => Some(Outcome::Exited(*c)),
         Action::Kill { signal, fault } => Some(Outcome::Killed { signal: *signal, fault: fault.clone() }),
-        Action::Stop => Some(Outcome::Stopped),
+        Action::Stop | Action::ReturnAndStop(_) => Some(Outcome::Stopped),
         Action::Return(_) | Action::Resume => None,
     }
 }
@@ -454,11 +477,17 @@ impl Sandbox {
         &self.exe
     }
 
-    /// Runs the guest to its end, handing every trap to `handler`.
+    /// Runs the guest to its end (or until a handler stops it), handing every trap to
+    /// `handler`. After an [`Outcome::Stopped`] the sandbox can be run again, with the same
+    /// handler or another: the trap that was stopped at is delivered again first, then the
+    /// guest continues. `on_start` is called on the first run only.
     pub fn run<H: TrapHandler>(&mut self, mut handler: H) -> Result<Report, SandboxError> {
+        if self.ended {
+            return Err(SandboxError::Ended);
+        }
         install_handlers();
         HOST_SIGNAL.store(0, Ordering::SeqCst);
-        {
+        if !std::mem::replace(&mut self.started, true) {
             let regs = user_regs(self.machine.regs());
             let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
             handler.on_start(&mut g, &self.start);
@@ -466,7 +495,18 @@ impl Sandbox {
         let watchdog = Watchdog::start(self.timeout);
         let mut syscalls = 0u64;
         let mut crash_site = None;
+        let mut redeliver = self.pending.take();
         let outcome = loop {
+            if let Some(p) = redeliver.take() {
+                let next = match p {
+                    Pending::Syscall => self.on_syscall(&mut handler),
+                    Pending::Exception(v) => self.on_exception(&mut handler, v, &mut crash_site)?,
+                };
+                if let Next::End(o) = next {
+                    break o;
+                }
+                continue;
+            }
             let host_sig = HOST_SIGNAL.swap(0, Ordering::SeqCst);
             let pending = if watchdog.fired() {
                 Some(Trap::Timeout)
@@ -509,6 +549,7 @@ impl Sandbox {
             }
             o => o,
         };
+        self.ended = outcome != Outcome::Stopped;
         let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs: Regs::default(), dirty: false };
         handler.on_end(&mut g, &outcome);
         Ok(Report { outcome, exits: self.machine.exits(), syscalls, trap_path: self.machine.trap_path(), crash_site })
@@ -561,6 +602,14 @@ impl Sandbox {
                 self.machine.finish_syscall(regs.rax, regs.rip, regs.rflags);
                 Next::Continue
             }
+            Action::ReturnAndStop(v) => {
+                self.machine.finish_syscall(v as u64, regs.rip, regs.rflags);
+                Next::End(Outcome::Stopped)
+            }
+            Action::Stop => {
+                self.pending = Some(Pending::Syscall);
+                Next::End(Outcome::Stopped)
+            }
             a => Next::End(end_of(&a).expect("non-resuming action")),
         }
     }
@@ -593,19 +642,23 @@ impl Sandbox {
         let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
         let action = handler.on_trap(&mut g, &trap);
         let (regs, dirty) = (g.regs, g.dirty);
-        if let Some(o) = end_of(&action) {
+        if action == Action::Stop {
+            self.pending = Some(Pending::Exception(vector));
+            return Ok(Next::End(Outcome::Stopped));
+        }
+        if let Some(o) = end_of(&action).filter(|_| !matches!(action, Action::ReturnAndStop(_))) {
             return Ok(Next::End(o));
         }
         if dirty {
             let k = self.machine.regs_mut();
             store_gprs(k, &regs);
         }
-        if let Action::Return(v) = action {
+        if let Action::Return(v) | Action::ReturnAndStop(v) = action {
             self.machine.regs_mut().rax = v as u64;
         }
         self.machine.set_exception_return(vector, regs.rip, regs.rsp, regs.rflags);
         *site = None;
-        Ok(Next::Continue)
+        Ok(if matches!(action, Action::ReturnAndStop(_)) { Next::End(Outcome::Stopped) } else { Next::Continue })
     }
 
     fn dispatch_fault<H: TrapHandler>(&mut self, handler: &mut H, f: Fault) -> Next {

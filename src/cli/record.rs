@@ -1,12 +1,9 @@
 //! `trapbox record`, `trapbox replay`, and `inspect` of a trace.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use trapbox::process::loader::Placement;
 use trapbox::tools::record::{file_crc, EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
 
 use crate::args::{RecordArgs, ReplayArgs};
@@ -41,7 +38,7 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     if let Some(n) = r.stop_at {
         replayer = replayer.stop_at(n);
     }
-    let program = PathBuf::from(OsString::from_vec(start.program.clone()));
+    let program = start.program_path();
     let now = file_crc(&program).with_context(|| format!("the recorded program {}", program.display()))?;
     if now != start.program_crc {
         bail!(
@@ -53,19 +50,7 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
             now.1
         );
     }
-    let placement = Placement {
-        exe_base: start.exe_base,
-        interp_base: start.interp_base,
-        stack_base: Some(start.stack_base),
-        stack_image: Some((start.sp, start.stack.clone())),
-    };
-    let bytes = |v: &Vec<u8>| OsString::from_vec(v.clone());
-    let mut sandbox = trapbox::Sandbox::builder(&program)
-        .args(start.argv.iter().map(bytes))
-        .env(start.envp.iter().map(bytes))
-        .placement(placement)
-        .vdso(false)
-        .build()?;
+    let mut sandbox = start.sandbox().build()?;
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
     }

@@ -110,8 +110,12 @@ pub enum Action {
         /// The fault behind it.
         fault: Option<Fault>,
     },
-    /// Stop the run here (a stop condition matched); the guest is left as it is.
+    /// Stop the run before answering the trap; a later run delivers the same trap again first
+    /// (a replay paused at an event, a debugger attaching).
     Stop,
+    /// Answer the syscall with this return value, then stop the run before the guest goes on;
+    /// a later run continues after the syscall (a stop condition on a call's result).
+    ReturnAndStop(i64),
 }
 
 /// How a run ended.

@@ -367,6 +367,32 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
     }
 }
 
+impl StartEvent {
+    /// The program path.
+    pub fn program_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+            self.program.clone(),
+        ))
+    }
+
+    /// A sandbox builder that reproduces the recorded start: program, argv, environment, the
+    /// images and stack at their recorded addresses with the recorded stack image, no vDSO.
+    pub fn sandbox(&self) -> crate::SandboxBuilder {
+        use std::os::unix::ffi::OsStringExt;
+        let os = |v: &Vec<u8>| std::ffi::OsString::from_vec(v.clone());
+        crate::Sandbox::builder(self.program_path())
+            .args(self.argv.iter().map(os))
+            .env(self.envp.iter().map(os))
+            .placement(crate::process::loader::Placement {
+                exe_base: self.exe_base,
+                interp_base: self.interp_base,
+                stack_base: Some(self.stack_base),
+                stack_image: Some((self.sp, self.stack.clone())),
+            })
+            .vdso(false)
+    }
+}
+
 /// Why a replay stopped early.
 #[derive(Debug)]
 pub enum ReplayStop {
@@ -607,6 +633,14 @@ impl Replayer {
     /// Why the replay stopped early, if it did.
     pub fn stopped(&self) -> Option<&ReplayStop> {
         self.stop.as_ref()
+    }
+
+    /// After a stop at [`Replayer::stop_at`]: forgets the stop so that running the sandbox
+    /// again (it delivers the stopped syscall first) replays on from that event, optionally up
+    /// to the next stop index.
+    pub fn resume(&mut self, next_stop: Option<u64>) {
+        self.stop = None;
+        self.stop_at = next_stop;
     }
 
     /// Index of the next event.

@@ -228,7 +228,8 @@ impl<H: TrapHandler> Tracer<H> {
                 let msg = format!("trapbox: stopped at `{}`: {line}\n{}", stop.text(), format_regs(&regs));
                 self.emit(&msg);
                 self.stopped = Some(StopReport { line, ret: r, regs });
-                return Action::Stop;
+                // The call ran: answer it, then stop before the guest goes on.
+                return Action::ReturnAndStop(r);
             }
         }
         action

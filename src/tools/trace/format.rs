@@ -360,13 +360,13 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
         ArgKind::In(s) => struct_value(g, s, v),
         ArgKind::Iovec { count, dir: crate::process::abi::Dir::In } => iovecs(g, v, call.args[count], None, st),
         ArgKind::SockAddrIn { len } => sockaddr(g, v, call.args[len]),
+        ArgKind::PollFds { count } => pollfds(g, v, call.args[count], "events", false),
         ArgKind::OutBuf { .. }
         | ArgKind::Out(_)
         | ArgKind::InOut(_)
         | ArgKind::Iovec { .. }
         | ArgKind::SockAddrOut { .. }
         | ArgKind::SockLenPtr
-        | ArgKind::PollFds { .. }
         | ArgKind::FdSet { .. } => return None,
         _ => addr(v),
     })
@@ -406,15 +406,35 @@ pub fn output(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, ret: 
         ArgKind::SockLenPtr => {
             read_n::<4>(g, v).map(|b| format!("[{}]", u32::from_le_bytes(b))).unwrap_or_else(|| addr(v))
         }
-        ArgKind::PollFds { count } => {
-            let mut items = Vec::new();
-            for k in 0..call.args[count].min(64) {
-                let Some(b) = read_n::<8>(g, v + k * 8) else { return addr(v) };
-                items.push(format!("{{fd={}, events={:#x}}}", u32_at(&b, 0) as i32, u16::from_le_bytes([b[4], b[5]])));
-            }
-            format!("[{}]", items.join(", "))
-        }
         _ => addr(v),
+    }
+}
+
+/// A pollfd array: `[{fd=3, events=POLLIN}]`, or with `returned` the entries whose `revents`
+/// are set, as strace appends them to the result.
+fn pollfds(g: &dyn Guest, a: u64, n: u64, field: &str, returned: bool) -> String {
+    if a == 0 {
+        return "NULL".into();
+    }
+    let mut items = Vec::new();
+    for k in 0..n.min(1024) {
+        let Some(b) = read_n::<8>(g, a + k * 8) else { return addr(a) };
+        let off = if returned { 6 } else { 4 };
+        let ev = u16::from_le_bytes([b[off], b[off + 1]]) as u64;
+        if returned && ev == 0 {
+            continue;
+        }
+        items.push(format!("{{fd={}, {field}={}}}", u32_at(&b, 0) as i32, names::poll_events(ev)));
+    }
+    format!("[{}]", items.join(", "))
+}
+
+/// What strace appends after some results: poll's returned events, ` (Timeout)`.
+pub fn result_suffix(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, ret: i64) -> String {
+    match desc.name {
+        "poll" | "ppoll" if ret == 0 => " (Timeout)".into(),
+        "poll" | "ppoll" if ret > 0 => format!(" ({})", pollfds(g, call.args[0], call.args[1], "revents", true)),
+        _ => String::new(),
     }
 }
 

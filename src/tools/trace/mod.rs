@@ -191,9 +191,10 @@ impl<H: TrapHandler> Tracer<H> {
         let mut text = None;
         if need_text {
             let (c, args) = self.call_text(g, desc, call, &inputs, ret);
-            let result = match ret {
-                Some(r) => format::result(desc, r, &self.opts.style),
-                None => "?".into(),
+            let result = match (ret, desc) {
+                (Some(r), Some(d)) => format::result(desc, r, &self.opts.style) + &format::result_suffix(g, d, call, r),
+                (Some(r), None) => format::result(desc, r, &self.opts.style),
+                (None, _) => "?".into(),
             };
             let mut l = format::line(&c, &result);
             if self.opts.timing && ret.is_some() {

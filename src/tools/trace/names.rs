@@ -1420,6 +1420,34 @@ const IOCTLS: &[(u32, &str)] = &[
 // The strace lines in the comments below are what strace 6.1 printed on x86-64 for the same
 // values (calls made with raw syscall(2) and failed with EPERM by a seccomp filter, so the
 // result column is always the same).
+/// poll(2) event bits as strace prints them: `POLLIN|POLLPRI`; `0` for none; unknown bits in
+/// hex after the names.
+pub fn poll_events(v: u64) -> String {
+    const NAMES: [(u64, &str); 12] = [
+        (0x1, "POLLIN"),
+        (0x2, "POLLPRI"),
+        (0x4, "POLLOUT"),
+        (0x8, "POLLERR"),
+        (0x10, "POLLHUP"),
+        (0x20, "POLLNVAL"),
+        (0x40, "POLLRDNORM"),
+        (0x80, "POLLRDBAND"),
+        (0x100, "POLLWRNORM"),
+        (0x200, "POLLWRBAND"),
+        (0x400, "POLLMSG"),
+        (0x2000, "POLLRDHUP"),
+    ];
+    if v == 0 {
+        return "0".into();
+    }
+    let mut parts: Vec<String> = NAMES.iter().filter(|(b, _)| v & b != 0).map(|(_, n)| n.to_string()).collect();
+    let rest = NAMES.iter().fold(v, |r, (b, _)| r & !b);
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1461,6 +1489,15 @@ mod tests {
         assert_eq!(errno_message(516), "Interrupted by signal");
         // getppid() = -1 ENOIOCTLCMD (Unknown error 515)
         assert_eq!(errno_message(515), "Unknown error 515");
+    }
+
+    #[test]
+    fn poll_events_names() {
+        // poll([{fd=3, events=POLLIN|POLLPRI}, {fd=4, events=POLLOUT}], 2, 100) = 2 (...)
+        assert_eq!(poll_events(0x3), "POLLIN|POLLPRI");
+        assert_eq!(poll_events(0x4), "POLLOUT");
+        assert_eq!(poll_events(0), "0");
+        assert_eq!(poll_events(0x8001), "POLLIN|0x8000");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! space, syscall ABI table, passthrough), [`trap`] (the backend-neutral API), [`sandbox`]
 //! (the run loop that joins them). See docs/ARCHITECTURE.md.
 
+pub mod boot;
 pub mod process;
 pub mod sandbox;
 pub mod tools;

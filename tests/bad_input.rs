@@ -114,14 +114,35 @@ fn inspect_describes_each_kind() {
     let r = trapbox(&["inspect".as_ref(), p.as_os_str()], b"", &d);
     assert!(r.stdout_str().contains("runnable: no: ELF for ARM64"), "{}", r.stdout_str());
     assert_eq!(r.status, 1);
-    let mut bz = vec![0u8; 0x400];
-    bz[0x1fe] = 0x55;
-    bz[0x1ff] = 0xaa;
-    bz[0x202..0x206].copy_from_slice(b"HdrS");
     let k = d.join("bzImage");
-    std::fs::write(&k, bz).unwrap();
+    let bz = trapbox::boot::bzimage::synthetic(0x020f, 1 | 2, 8192);
+    std::fs::write(&k, &bz).unwrap();
     let r = trapbox(&["inspect".as_ref(), k.as_os_str()], b"", &d);
-    assert!(r.stdout_str().contains("kind: Linux kernel image (bzImage)"), "{}", r.stdout_str());
+    let out = r.stdout_str();
+    for want in [
+        "kind: Linux kernel image (bzImage)",
+        "boot protocol: 2.15",
+        "kernel version: 6.1.0-trapbox-test (synthetic)",
+        "XLF_KERNEL_64 (64-bit entry)",
+        "relocatable: yes (alignment 0x200000)",
+        "preferred load address: 0x1000000",
+        "cmdline_size: 2048",
+        "initrd_addr_max: 0x7fffffff",
+        "bootable: yes, through the 64-bit entry",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // A kernel without a 64-bit entry is explained, not just refused.
+    std::fs::write(&k, trapbox::boot::bzimage::synthetic(0x020f, 0, 8192)).unwrap();
+    let r = trapbox(&["inspect".as_ref(), k.as_os_str()], b"", &d);
+    assert!(
+        r.stdout_str().contains("bootable: no: the kernel has no 64-bit entry point (xloadflags bit 0"),
+        "{}",
+        r.stdout_str()
+    );
+    // `run` on a kernel says to use boot.
+    let r = trapbox(&["run".as_ref(), "--".as_ref(), k.as_os_str()], b"", &d);
+    assert!(r.stderr_str().contains("Linux kernel image (bzImage)"), "{}", r.stderr_str());
     let r = trapbox(&["inspect", "/nonexistent"], b"", &d);
     assert_one_line_error(&r, "No such file");
 }

@@ -57,6 +57,24 @@ pub fn inspect(file: &Path) -> Result<i32> {
             }
             Ok(0)
         }
+        Err(ElfError::BzImage) => {
+            println!("  kind: Linux kernel image (bzImage)");
+            match trapbox::boot::BzImage::parse(&head, head.len() as u64) {
+                Ok(b) => {
+                    for (k, v) in b.describe() {
+                        println!("  {k}: {v}");
+                    }
+                    match b.check_bootable() {
+                        Ok(()) => {
+                            println!("  bootable: yes, through the 64-bit entry (`trapbox boot` is not built yet)")
+                        }
+                        Err(e) => println!("  bootable: no: {e}"),
+                    }
+                }
+                Err(e) => println!("  bootable: no: {e}"),
+            }
+            Ok(1)
+        }
         Err(e) => {
             let kind = match &e {
                 ElfError::MachO => "Mach-O",

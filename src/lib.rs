@@ -15,6 +15,7 @@
 //! (the run loop that joins them). See docs/ARCHITECTURE.md.
 
 pub mod boot;
+mod le;
 pub mod process;
 pub mod sandbox;
 pub mod tools;

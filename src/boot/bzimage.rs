@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 /// loadflags bit 0: the protected-mode kernel is loaded at 0x100000 (a bzImage).
 pub const LOADED_HIGH: u8 = 1 << 0;
 /// xloadflags bit 0: the kernel has the legacy 64-bit entry point at 0x200.
@@ -91,16 +93,6 @@ pub struct BzImage {
     pub init_size: u32,
     /// Length of the file.
     pub file_len: u64,
-}
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
 }
 
 impl BzImage {

@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 /// `PT_LOAD`.
 pub const PT_LOAD: u32 = 1;
 /// `PT_INTERP`.
@@ -117,16 +119,6 @@ impl ElfInfo {
             (None, false) => "static",
         }
     }
-}
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
 }
 
 fn machine_name(m: u16) -> &'static str {

@@ -313,23 +313,6 @@ impl GuestMemory {
         self.slots.len() + 64 >= self.max_slots
     }
 
-    /// Checks that every present page-table entry in `[start, end)` points at the guest-physical
-    /// address its slot gives that host address (the window invariant). Returns the first
-    /// address where it does not.
-    pub fn check_windows(&mut self, start: u64, end: u64) -> Result<(), u64> {
-        let mut va = start;
-        while va < end {
-            if let Some((gpa, _)) = self.tables.translate(va) {
-                let want = self.overlapping(va, va + 1).next().map(|(s, sl)| sl.gpa + (va - s));
-                if want != Some(gpa) {
-                    return Err(va);
-                }
-            }
-            va += PAGE_SIZE;
-        }
-        Ok(())
-    }
-
     /// Number of guest slots in use.
     pub fn slot_count(&self) -> usize {
         self.slots.len()

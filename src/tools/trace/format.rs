@@ -111,12 +111,13 @@ fn read_n<const N: usize>(g: &dyn Guest, a: u64) -> Option<[u8; N]> {
     Some(b)
 }
 
+/// Fields of a struct read whole from the guest: the offsets are within its fixed size.
 fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+    crate::le::u64_at(b, o).expect("field inside the struct")
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+    crate::le::u32_at(b, o).expect("field inside the struct")
 }
 
 /// A descriptor, with `-y` its path: `3</etc/passwd>`.

@@ -34,7 +34,7 @@ use crate::process::Process;
 use crate::trap::{
     signal_name, Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Start, Syscall, Trap, TrapHandler,
 };
-use crate::vm::{self, Exit, Machine, TrapPath, VmError};
+use crate::vm::{self, Exit, Machine, ResumeFrom, TrapPath, VmError};
 
 /// Errors that stop a sandbox from being built or from running.
 #[derive(Debug, Error)]
@@ -176,6 +176,7 @@ impl SandboxBuilder {
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let vdso = if self.vdso { machine.share_vdso()? } else { None };
+        process.vdso = vdso;
         let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso };
         let loaded = loader::load(
             &mut machine.mem,
@@ -347,6 +348,15 @@ struct KvmGuest<'a> {
     p: &'a mut Process,
     regs: Regs,
     dirty: bool,
+    /// The passthrough replaced the user context (execve, a child's new stack): resume with
+    /// every register as given, RCX and R11 included.
+    replaced: bool,
+}
+
+impl<'a> KvmGuest<'a> {
+    fn new(m: &'a mut Machine, p: &'a mut Process, regs: Regs) -> Self {
+        KvmGuest { m, p, regs, dirty: false, replaced: false }
+    }
 }
 
 impl Guest for KvmGuest<'_> {
@@ -367,7 +377,13 @@ impl Guest for KvmGuest<'_> {
         self.p.aspace.read_cstr(addr, max)
     }
     fn passthrough(&mut self, call: &Syscall) -> Action {
-        self.p.syscall(self.m, call)
+        let before = self.regs;
+        let action = self.p.syscall(self.m, call, &mut self.regs);
+        if self.regs != before {
+            self.dirty = true;
+            self.replaced = true;
+        }
+        action
     }
     fn symbolize(&self, addr: u64) -> Option<String> {
         self.p.symbols.lookup(addr)
@@ -412,6 +428,12 @@ fn user_regs(k: &kvm_bindings::kvm_regs) -> Regs {
     }
 }
 
+fn kvm_regs_of(r: &Regs) -> kvm_bindings::kvm_regs {
+    let mut k = kvm_bindings::kvm_regs { rsp: r.rsp, rip: r.rip, rflags: r.rflags, ..Default::default() };
+    store_gprs(&mut k, r);
+    k
+}
+
 fn store_gprs(k: &mut kvm_bindings::kvm_regs, r: &Regs) {
     k.rax = r.rax;
     k.rbx = r.rbx;
@@ -428,6 +450,36 @@ fn store_gprs(k: &mut kvm_bindings::kvm_regs, r: &Regs) {
     k.r13 = r.r13;
     k.r14 = r.r14;
     k.r15 = r.r15;
+}
+
+/// Ends a forked copy of trapbox the way its guest ended, so the guest's parent sees the same
+/// status from wait4 as it would natively: an exit code, or death by the same signal.
+fn end_forked_child(outcome: &Outcome) -> ! {
+    let signal = match outcome {
+        Outcome::Exited(c) => {
+            // SAFETY: _exit ends the process; the handler has flushed what it writes (on_end).
+            unsafe { libc::_exit(*c & 0xff) }
+        }
+        Outcome::Killed { signal, .. } => *signal,
+        Outcome::TimedOut => libc::SIGKILL,
+        Outcome::Stopped => {
+            // SAFETY: as above.
+            unsafe { libc::_exit(125) }
+        }
+    };
+    // SAFETY: the process ends here: no core file of trapbox's memory, the default action for
+    // the signal, unblocked, then raised; _exit covers a signal whose default is to ignore.
+    unsafe {
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), signal);
+        libc::_exit(128 + signal)
+    }
 }
 
 /// What the run loop does after a handler decided.
@@ -489,10 +541,12 @@ impl Sandbox {
         HOST_SIGNAL.store(0, Ordering::SeqCst);
         if !std::mem::replace(&mut self.started, true) {
             let regs = user_regs(self.machine.regs());
-            let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+            let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
             handler.on_start(&mut g, &self.start);
         }
-        let watchdog = Watchdog::start(self.timeout);
+        let deadline = self.timeout.map(|t| std::time::Instant::now() + t);
+        let mut watchdog = Watchdog::start(self.timeout);
+        let mut was_forked = self.process.forked;
         let mut syscalls = 0u64;
         let mut crash_site = None;
         let mut redeliver = self.pending.take();
@@ -539,6 +593,15 @@ impl Sandbox {
             if let Next::End(o) = next {
                 break o;
             }
+            if self.process.forked && !was_forked {
+                // A forked child has none of its parent's other threads: the watchdog's
+                // handle names a thread that does not exist here. Start this process's own.
+                was_forked = true;
+                std::mem::forget(std::mem::replace(
+                    &mut watchdog,
+                    Watchdog::start(deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()))),
+                ));
+            }
         };
         drop(watchdog);
         let outcome = match outcome {
@@ -550,8 +613,11 @@ impl Sandbox {
             o => o,
         };
         self.ended = outcome != Outcome::Stopped;
-        let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs: Regs::default(), dirty: false };
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, Regs::default());
         handler.on_end(&mut g, &outcome);
+        if self.process.forked {
+            end_forked_child(&outcome);
+        }
         Ok(Report { outcome, exits: self.machine.exits(), syscalls, trap_path: self.machine.trap_path(), crash_site })
     }
 
@@ -565,7 +631,7 @@ impl Sandbox {
     /// A trap that did not come from the guest (timeout, trapbox's own signal).
     fn deliver_async<H: TrapHandler>(&mut self, handler: &mut H, trap: Trap) -> Next {
         let regs = user_regs(self.machine.regs());
-        let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
         let action = handler.on_trap(&mut g, &trap);
         match end_of(&action) {
             Some(o) => Next::End(o),
@@ -580,9 +646,26 @@ impl Sandbox {
         regs.rip = regs.rcx;
         regs.rflags = regs.r11;
         let call = Syscall::from_regs(&regs);
-        let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
         let action = handler.on_trap(&mut g, &Trap::Syscall(call));
-        let (regs, dirty) = (g.regs, g.dirty);
+        let (mut regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
+        if replaced {
+            let resumes = match action {
+                Action::Return(v) | Action::ReturnAndStop(v) => {
+                    regs.rax = v as u64;
+                    true
+                }
+                Action::Resume => true,
+                _ => false,
+            };
+            if resumes {
+                self.machine.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
+                return match action {
+                    Action::ReturnAndStop(_) => Next::End(Outcome::Stopped),
+                    _ => Next::Continue,
+                };
+            }
+        }
         if dirty {
             store_gprs(self.machine.regs_mut(), &regs);
         }
@@ -639,7 +722,7 @@ impl Sandbox {
             }
         };
         *site = Some(self.site(frame.rip));
-        let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
         let action = handler.on_trap(&mut g, &trap);
         let (regs, dirty) = (g.regs, g.dirty);
         if action == Action::Stop {
@@ -663,7 +746,7 @@ impl Sandbox {
 
     fn dispatch_fault<H: TrapHandler>(&mut self, handler: &mut H, f: Fault) -> Next {
         let regs = user_regs(self.machine.regs());
-        let mut g = KvmGuest { m: &mut self.machine, p: &mut self.process, regs, dirty: false };
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
         let action = handler.on_trap(&mut g, &Trap::Fault(f));
         match end_of(&action) {
             Some(o) => Next::End(o),

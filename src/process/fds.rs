@@ -47,6 +47,14 @@ impl FdGuard {
         self.reserved.insert(fd);
     }
 
+    /// Forgets the reserved descriptors that are no longer open and reserves `new` (a forked
+    /// child replaced its KVM descriptors).
+    pub fn replace_closed(&mut self, new: impl IntoIterator<Item = RawFd>) {
+        let open = open_fds();
+        self.reserved.retain(|fd| open.contains(fd));
+        self.reserved.extend(new);
+    }
+
     /// Whether `fd` is trapbox's.
     pub fn is_reserved(&self, fd: i64) -> bool {
         i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd))

@@ -261,11 +261,25 @@ pub(crate) fn copy_into_guest(addr: u64, data: &[u8]) -> std::io::Result<()> {
     copy_self(data.as_ptr() as u64, addr, data.len(), true)
 }
 
-/// trapbox's pid, asked once (glibc does not cache getpid).
+/// trapbox's pid, cached (glibc does not cache getpid); 0 until asked, reset in a forked child.
+static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 fn own_pid() -> libc::pid_t {
-    static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
-    // SAFETY: getpid has no preconditions.
-    *PID.get_or_init(|| unsafe { libc::getpid() })
+    use std::sync::atomic::Ordering;
+    match OWN_PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: getpid has no preconditions.
+            let p = unsafe { libc::getpid() };
+            OWN_PID.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// Drops the cached pid: the caller is a freshly forked child.
+pub(crate) fn forget_own_pid() {
+    OWN_PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Copies `len` bytes inside trapbox's own address space with the kernel doing the access, so

@@ -8,7 +8,9 @@
 
 pub mod abi;
 pub mod elf;
+mod exec;
 pub mod fds;
+mod fork;
 pub mod host;
 pub mod loader;
 pub mod mem;
@@ -27,7 +29,7 @@ use mem::{Access, AddressSpace};
 use passthrough::{check_args, host_syscall, Checked};
 use signals::{Delivery, SigAction, SignalState};
 
-use crate::trap::{Action, GuestAddr, Syscall};
+use crate::trap::{Action, GuestAddr, Regs, Syscall};
 use crate::vm::Machine;
 
 /// A guest process.
@@ -52,6 +54,13 @@ pub struct Process {
     pub diag: std::fs::File,
     /// The guest program's absolute path (what `/proc/self/exe` names for the guest).
     pub exe: std::path::PathBuf,
+    /// AT_SYSINFO_EHDR: the vDSO shared with the guest (an exec'd program gets it too).
+    pub vdso: Option<u64>,
+    /// Whether this process is a forked copy of trapbox running a guest's child: it ends
+    /// with its guest instead of returning to whoever started the sandbox.
+    pub forked: bool,
+    /// A vfork child's end of the pipe its parent waits on; closed at exec or exit.
+    vfork_done: Option<std::os::fd::OwnedFd>,
     /// set_tid_address pointer.
     clear_child_tid: u64,
     /// set_robust_list head and length.
@@ -86,6 +95,9 @@ impl Process {
             symbols: symbols::Symbols::default(),
             diag,
             exe: std::path::PathBuf::new(),
+            vdso: None,
+            forked: false,
+            vfork_done: None,
             clear_child_tid: 0,
             robust_list: (0, 0),
             warned: HashSet::new(),
@@ -146,8 +158,10 @@ impl Process {
         }
     }
 
-    /// Handles one guest syscall the way the default (passthrough) handler wants it.
-    pub fn syscall(&mut self, m: &mut Machine, call: &Syscall) -> Action {
+    /// Handles one guest syscall the way the default (passthrough) handler wants it. `regs` are
+    /// the trapping thread's registers: calls that replace the user context (execve, a child's
+    /// new stack) change them and return [`Action::Resume`] or [`Action::Return`].
+    pub fn syscall(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Action {
         let Some(desc) = call.desc() else {
             self.warn_once(
                 &format!("nosys-{}", call.nr),
@@ -158,14 +172,13 @@ impl Process {
         match desc.handling {
             Handling::Refused(why) => {
                 let (errno, what) = match why {
-                    Refusal::NotYetProcesses => (libc::ENOSYS, "threads and child processes are not supported yet"),
                     Refusal::Escapes => (libc::EPERM, "it would reach outside the box"),
                     Refusal::Obsolete => (libc::ENOSYS, "it is obsolete"),
                 };
                 self.warn_once(desc.name, format_args!("{} refused: {what}", desc.name));
                 Action::Return(neg(errno))
             }
-            Handling::Emulated => self.emulate(m, desc.name, &call.args),
+            Handling::Emulated => self.emulate(m, desc.name, &call.args, regs),
             Handling::Host => match check_args(desc, &call.args, &self.aspace, &self.fds) {
                 Checked::Ok => match self.own_exe_link(desc.name, &call.args) {
                     Some(r) => Action::Return(r),
@@ -228,9 +241,13 @@ impl Process {
     }
 
     /// The syscalls trapbox implements itself.
-    fn emulate(&mut self, m: &mut Machine, name: &str, a: &[u64; 6]) -> Action {
+    fn emulate(&mut self, m: &mut Machine, name: &str, a: &[u64; 6], regs: &mut Regs) -> Action {
         let ret = |r: Result<i64, i32>| Action::Return(r.unwrap_or_else(neg));
         match name {
+            "fork" | "vfork" | "clone" => self.sys_clone(m, regs, fork::CloneArgs::decode(name, a)),
+            // glibc falls back to clone when clone3 is missing; one entry point is enough.
+            "clone3" => Action::Return(neg(libc::ENOSYS)),
+            "execve" | "execveat" => self.sys_execve(m, regs, name, a),
             "mmap" => Action::Return(self.sys_mmap(&mut m.mem, a)),
             "munmap" => Action::Return(self.sys_munmap(&mut m.mem, a[0], a[1])),
             "mprotect" => Action::Return(self.sys_mprotect(&mut m.mem, a[0], a[1], a[2] as i32)),
@@ -274,6 +291,12 @@ impl Process {
                 Action::Return(neg(libc::ENOSYS))
             }
         }
+    }
+
+    /// A new thread needs a vCPU and a handler: only the sandbox can make one.
+    fn spawn_thread(&mut self, _m: &mut Machine, _regs: &mut Regs, _args: fork::CloneArgs) -> Action {
+        self.warn_once("threads", format_args!("threads are not supported yet; clone returns EAGAIN"));
+        Action::Return(neg(libc::EAGAIN))
     }
 
     fn arch_prctl(&mut self, m: &Machine, code: i32, addr: u64) -> Result<i64, i32> {

@@ -111,6 +111,16 @@ impl SignalState {
         Ok(old)
     }
 
+    /// What execve does to signal state: handlers go back to the default (ignored signals
+    /// stay ignored), the alternate stack is dropped, the mask is kept.
+    pub fn reset_for_exec(&mut self) {
+        for a in self.actions.iter_mut() {
+            let ignored = a.handler == 1;
+            *a = SigAction { handler: u64::from(ignored), ..SigAction::default() };
+        }
+        *self = SignalState { actions: self.actions, mask: self.mask, ..SignalState::default() };
+    }
+
     /// rt_sigprocmask's core.
     pub fn set_mask(&mut self, how: i32, set: Option<u64>) -> Result<u64, i32> {
         let old = self.mask;

@@ -216,6 +216,16 @@ impl GuestMemory {
         self.slots.range(first..end).filter(move |(_, sl)| sl.end > start).map(|(s, sl)| (*s, *sl))
     }
 
+    /// Moves guest memory to a new VM (a forked child's): every slot is registered again with
+    /// the same guest-physical and host addresses, so the page tables stay valid as they are.
+    pub fn rebind(&mut self, vm: VmFd) -> Result<(), MemoryError> {
+        self.vm = vm;
+        for (start, sl) in &self.slots {
+            self.set_slot(sl.id, sl.gpa, *start, sl.end - start)?;
+        }
+        Ok(())
+    }
+
     /// Makes sure every byte of `[start, end)` lies in some slot, adding slots for the gaps.
     fn cover(&mut self, start: u64, end: u64) -> Result<(), MemoryError> {
         let mut gaps = Vec::new();

@@ -113,6 +113,23 @@ pub struct Machine {
     zap: (u32, u64, u64),
     /// The CPUID view given to KVM.
     cpuid: kvm_bindings::CpuId,
+    /// The ring-0 environment every vCPU starts with.
+    setup: vcpu::CpuSetup,
+    /// Where trapbox's KVM descriptors are numbered from.
+    fd_base: i32,
+    /// Whether the guest TSC must equal the host's (the vDSO is shared on hardware KVM).
+    zero_tsc: bool,
+    /// The FPU state a new program starts with (execve).
+    initial_fpu: kvm_bindings::kvm_xsave,
+}
+
+/// Where the guest is stopped when trapbox resumes it with a whole new user context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// At a syscall exit.
+    Syscall,
+    /// At an exception exit with this vector.
+    Exception(u8),
 }
 
 impl Machine {
@@ -234,6 +251,7 @@ impl Machine {
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
         let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let initial_fpu = vcpu.get_xsave()?;
         let hwcap = probe_hwcap(&mut vcpu, base + layout::CPUID_PROBE).unwrap_or_else(|| arch::cpuid::hwcap(&cpuid));
         // The last slot id is the zap slot; guest slots use the others.
         let max_slots = kvm.get_nr_memslots();
@@ -261,7 +279,120 @@ impl Machine {
             hwcap,
             zap,
             cpuid,
+            setup,
+            fd_base,
+            zero_tsc: false,
+            initial_fpu,
         })
+    }
+
+    /// Gives a forked copy of trapbox a VM of its own: KVM objects belong to the process that
+    /// created them, so the child creates a new VM, registers the same memory slots (its guest
+    /// memory is the host's copy-on-write copy at the same addresses, page tables included)
+    /// and a vCPU resuming from `state`. Returns the new descriptors trapbox owns.
+    pub fn rebuild_after_fork(&mut self, state: &vcpu::CpuState) -> Result<Vec<RawFd>, VmError> {
+        let kvm = Kvm::new().map_err(VmError::NoKvm)?;
+        let kvm_fd = rehome(kvm.as_raw_fd(), self.fd_base)?;
+        // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
+        let kvm = unsafe { Kvm::from_raw_fd(kvm_fd) };
+        let vm = kvm.create_vm().map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
+        let vm_fd = rehome(vm.as_raw_fd(), self.fd_base)?;
+        // SAFETY: the rehomed fd is a fresh duplicate of the VM fd that nothing else owns.
+        let vm =
+            unsafe { kvm.create_vmfd_from_rawfd(vm_fd) }.map_err(|e| VmError::Ioctl("KVM_GET_VCPU_MMAP_SIZE", e))?;
+        for (slot, gpa, hva, len) in
+            [(0, SYS_GPA, self.sys as u64, SYS_SIZE), (self.zap.0, self.zap.2, self.zap.1, PAGE_SIZE)]
+        {
+            let region = kvm_bindings::kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: gpa,
+                memory_size: len,
+                userspace_addr: hva,
+            };
+            // SAFETY: as in Machine::new: the system region lives as long as the Machine.
+            unsafe { vm.set_user_memory_region(region) }
+                .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
+        }
+        let vcpu_fd = vm.create_vcpu(0).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let cpu_fd = rehome(vcpu_fd.as_raw_fd(), self.fd_base)?;
+        // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
+        let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(cpu_fd) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
+        drop(std::mem::replace(&mut self._kvm, kvm));
+        self.mem.rebind(vm)?;
+        let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &self.cpuid, &self.setup)?;
+        if self.zero_tsc {
+            vcpu.zero_tsc_offset()?;
+        }
+        vcpu.restore_state(state)?;
+        self.vcpu = vcpu;
+        Ok(vec![kvm_fd, vm_fd, cpu_fd])
+    }
+
+    /// The running vCPU's state, for [`Machine::rebuild_after_fork`].
+    pub fn save_cpu_state(&mut self) -> Result<vcpu::CpuState, VmError> {
+        self.vcpu.save_state()
+    }
+
+    /// Gives the guest the FPU state a freshly started program has.
+    pub fn reset_fpu(&mut self) -> Result<(), VmError> {
+        self.vcpu.set_xsave(&self.initial_fpu)
+    }
+
+    /// The guest's x87/SSE/AVX state (XSAVE standard form, as KVM gives it).
+    pub fn fpu(&self) -> Result<kvm_bindings::kvm_xsave, VmError> {
+        self.vcpu.get_xsave()
+    }
+
+    /// Replaces the guest's x87/SSE/AVX state.
+    pub fn set_fpu(&mut self, x: &kvm_bindings::kvm_xsave) -> Result<(), VmError> {
+        self.vcpu.set_xsave(x)
+    }
+
+    /// Resumes the guest with every user register as given — including RCX and R11, which a
+    /// plain syscall return overwrites (execve's new image, a signal handler's entry,
+    /// rt_sigreturn's restored context). On PVM the registers are set directly. On hardware
+    /// KVM the vCPU is in a ring-0 stub: a syscall exit whose RCX/R11 already hold the return
+    /// point leaves through `sysretq` as usual, anything else through an `iretq` frame on the
+    /// ring-0 stack.
+    pub fn resume_user(&mut self, from: ResumeFrom, r: &kvm_bindings::kvm_regs) {
+        let rflags = (r.rflags & 0x3c_7fd7) | 0x2;
+        match (self.path, from) {
+            (_, ResumeFrom::Exception(v)) => {
+                let k = self.vcpu.regs_mut();
+                let (rsp0, rip0) = (k.rsp, k.rip);
+                *k = kvm_bindings::kvm_regs { rsp: rsp0, rip: rip0, rflags: k.rflags, ..*r };
+                self.set_exception_return(v, r.rip, r.rsp, rflags);
+            }
+            (TrapPath::Pvm, ResumeFrom::Syscall) => {
+                *self.vcpu.regs_mut() = kvm_bindings::kvm_regs { rflags, ..*r };
+            }
+            (TrapPath::Hardware, ResumeFrom::Syscall)
+                if r.rcx == r.rip && r.r11 & 0x3c_7fd7 == r.rflags & 0x3c_7fd7 =>
+            {
+                let k = self.vcpu.regs_mut();
+                let rip0 = k.rip;
+                *k = kvm_bindings::kvm_regs { rip: rip0, rflags: k.rflags, ..*r };
+            }
+            (TrapPath::Hardware, ResumeFrom::Syscall) => {
+                let top = self.sys as u64 + layout::STACK_TOP;
+                let frame = [r.rip, arch::USER_CS as u64, rflags, r.rsp, arch::USER_DS as u64];
+                let p = self.frame_ptr(top - 40, 5);
+                for (i, w) in frame.iter().enumerate() {
+                    // SAFETY: frame_ptr keeps the five words inside the ring-0 stack.
+                    unsafe { p.add(i).write(*w) };
+                }
+                let k = self.vcpu.regs_mut();
+                let rf = k.rflags;
+                // The vector-0 stub is `out; iretq`: enter it at its iretq.
+                *k = kvm_bindings::kvm_regs {
+                    rip: self.sys as u64 + layout::STUBS + entry::IRETQ_IN_STUB0,
+                    rsp: p as u64,
+                    rflags: rf,
+                    ..*r
+                };
+            }
+        }
     }
 
     /// The trap path in use.
@@ -289,8 +420,11 @@ impl Machine {
     /// reads the host TSC natively; on hardware KVM the guest TSC offset is set to zero first.
     /// None when the host has no vDSO or the TSC cannot be shared.
     pub fn share_vdso(&mut self) -> Result<Option<u64>, VmError> {
-        if self.path == TrapPath::Hardware && self.vcpu.zero_tsc_offset().is_err() {
-            return Ok(None);
+        if self.path == TrapPath::Hardware {
+            if self.vcpu.zero_tsc_offset().is_err() {
+                return Ok(None);
+            }
+            self.zero_tsc = true;
         }
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let mut base = None;
@@ -448,12 +582,12 @@ impl Machine {
 
     /// The guest's GS base.
     pub fn gs_base(&self) -> Result<u64, VmError> {
-        self.vcpu.get_msr(0xc000_0101)
+        self.vcpu.get_msr(arch::msr::GS_BASE)
     }
 
     /// Sets the guest's GS base.
     pub fn set_gs_base(&self, base: u64) -> Result<(), VmError> {
-        self.vcpu.set_msr(0xc000_0101, base)
+        self.vcpu.set_msr(arch::msr::GS_BASE, base)
     }
 }
 

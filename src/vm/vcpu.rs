@@ -5,7 +5,7 @@
 //! with ioctls only when needed (FS base, CR2 of a page fault, the CR3 toggle that flushes the
 //! guest TLB).
 
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::cell::Cell;
 
 use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_segment, kvm_xcrs, Msrs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
@@ -14,12 +14,17 @@ use super::arch::{self, cpuid::GUEST_XCR0, msr};
 use super::exit::RawExit;
 use super::VmError;
 
-/// The running vCPU's `kvm_run.immediate_exit`, for the kick signal handler.
-static IMMEDIATE_EXIT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+thread_local! {
+    /// The `kvm_run.immediate_exit` of the vCPU this host thread runs, for the kick signal
+    /// handler (each guest thread has its own vCPU on its own host thread). Const-initialised
+    /// with no destructor, so reading it from a signal handler is sound.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
 
-/// Makes the vCPU leave (or not enter) guest mode soon. Async-signal-safe: it is one store.
+/// Makes this host thread's vCPU leave (or not enter) guest mode soon. Async-signal-safe: it
+/// is one store.
 pub fn kick_from_signal_handler() {
-    let p = IMMEDIATE_EXIT.load(Ordering::Relaxed);
+    let p = IMMEDIATE_EXIT.with(Cell::get);
     if !p.is_null() {
         // SAFETY: p points at the immediate_exit byte of the kvm_run mapping of the vCPU that
         // registered it; the mapping lives until the vCPU is dropped, which clears the pointer
@@ -29,6 +34,7 @@ pub fn kick_from_signal_handler() {
 }
 
 /// Static description of the ring-0 environment the vCPU starts with.
+#[derive(Clone, Copy, Debug)]
 pub struct CpuSetup {
     /// GDT guest-virtual address and limit.
     pub gdt: (u64, u16),
@@ -133,8 +139,43 @@ impl Vcpu {
         }
         let mut vcpu = Vcpu { fd, osxsave };
         vcpu.fd.set_sync_valid_reg(SyncReg::Register);
-        IMMEDIATE_EXIT.store(&mut vcpu.fd.get_kvm_run().immediate_exit, Ordering::Relaxed);
+        vcpu.claim_kicks();
         Ok(vcpu)
+    }
+
+    /// Makes kicks on the calling host thread reach this vCPU (call on the thread that runs it).
+    pub fn claim_kicks(&mut self) {
+        let p: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
+        IMMEDIATE_EXIT.with(|c| c.set(p));
+    }
+
+    /// The state a copy of this vCPU needs: general registers, FS/GS bases, FPU/vector state.
+    pub fn save_state(&mut self) -> Result<CpuState, VmError> {
+        Ok(CpuState {
+            regs: *self.regs(),
+            fs_base: self.get_msr(msr::FS_BASE)?,
+            gs_base: self.get_msr(msr::GS_BASE)?,
+            xsave: self.get_xsave()?,
+        })
+    }
+
+    /// Loads `state` (from [`Vcpu::save_state`], possibly of another vCPU).
+    pub fn restore_state(&mut self, state: &CpuState) -> Result<(), VmError> {
+        *self.regs_mut() = state.regs;
+        self.set_msr(msr::FS_BASE, state.fs_base)?;
+        self.set_msr(msr::GS_BASE, state.gs_base)?;
+        self.set_xsave(&state.xsave)
+    }
+
+    /// The FPU/SSE/AVX state in the XSAVE layout (standard form).
+    pub fn get_xsave(&self) -> Result<kvm_bindings::kvm_xsave, VmError> {
+        self.fd.get_xsave().map_err(|e| VmError::Ioctl("KVM_GET_XSAVE", e))
+    }
+
+    /// Replaces the FPU/SSE/AVX state.
+    pub fn set_xsave(&self, x: &kvm_bindings::kvm_xsave) -> Result<(), VmError> {
+        // SAFETY: `x` is a whole kvm_xsave (4 KiB region); KVM reads only that structure.
+        unsafe { self.fd.set_xsave(x) }.map_err(|e| VmError::Ioctl("KVM_SET_XSAVE", e))
     }
 
     /// Whether the guest runs with CR4.OSXSAVE and XCR0 = x87|SSE|AVX.
@@ -239,6 +280,23 @@ impl Vcpu {
 
 impl Drop for Vcpu {
     fn drop(&mut self) {
-        IMMEDIATE_EXIT.store(std::ptr::null_mut(), Ordering::Relaxed);
+        let mine: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
+        IMMEDIATE_EXIT.with(|c| {
+            if c.get() == mine {
+                c.set(std::ptr::null_mut())
+            }
+        });
     }
+}
+
+/// A vCPU's user-visible state, to start another vCPU (a thread, a forked child) from it.
+pub struct CpuState {
+    /// General registers, RIP and RFLAGS.
+    pub regs: kvm_regs,
+    /// FS base (TLS).
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+    /// x87/SSE/AVX state.
+    pub xsave: kvm_bindings::kvm_xsave,
 }

@@ -327,8 +327,6 @@ pub enum Handling {
 /// Why a syscall is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Threads and processes (clone, fork, vfork, execve) are not supported yet.
-    NotYetProcesses,
     /// The call would reach outside the box (ptrace, process_vm_writev, kexec, modules, ...).
     Escapes,
     /// The call is obsolete or unimplemented on x86-64 Linux too.

@@ -35,7 +35,6 @@ macro_rules! c {
 
 const HOST: Handling = Handling::Host;
 const EMUL: Handling = Handling::Emulated;
-const NOT_YET: Handling = Handling::Refused(Refusal::NotYetProcesses);
 const ESCAPES: Handling = Handling::Refused(Refusal::Escapes);
 const OBSOLETE: Handling = Handling::Refused(Refusal::Obsolete);
 
@@ -226,10 +225,10 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(53, "socketpair", [flags("domain", F::AddressFamily), flags("type", F::SockType), int("protocol"), out("sv", S::Int2)], Int, c!(NETWORK), HOST),
     sc!(54, "setsockopt", [fd("sockfd"), int("level"), int("optname"), inbuf("optval", 4), uint("optlen")], Int, c!(NETWORK), HOST),
     sc!(55, "getsockopt", [fd("sockfd"), int("level"), int("optname"), special("optval"), special("optlen")], Int, c!(NETWORK), EMUL),
-    sc!(56, "clone", [flags("flags", F::Clone), hex("stack"), special("parent_tid"), special("child_tid"), hex("tls")], Int, c!(PROCESS), NOT_YET),
-    sc!(57, "fork", [], Int, c!(PROCESS), NOT_YET),
-    sc!(58, "vfork", [], Int, c!(PROCESS), NOT_YET),
-    sc!(59, "execve", [path("pathname"), strs("argv"), strs("envp")], Int, c!(FILE | PROCESS), NOT_YET),
+    sc!(56, "clone", [flags("flags", F::Clone), hex("stack"), special("parent_tid"), special("child_tid"), hex("tls")], Int, c!(PROCESS), EMUL),
+    sc!(57, "fork", [], Int, c!(PROCESS), EMUL),
+    sc!(58, "vfork", [], Int, c!(PROCESS), EMUL),
+    sc!(59, "execve", [path("pathname"), strs("argv"), strs("envp")], Int, c!(FILE | PROCESS), EMUL),
     sc!(60, "exit", [int("status")], NoReturn, c!(PROCESS), EMUL),
     sc!(61, "wait4", [pid("pid"), out("wstatus", S::Int), flags("options", F::Wait), out("rusage", S::Rusage)], Int, c!(PROCESS), HOST),
     sc!(62, "kill", [pid("pid"), sig("sig")], Int, c!(SIGNAL | PROCESS), EMUL),
@@ -442,7 +441,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(269, "faccessat", [dirfd("dirfd"), path("pathname"), flags("mode", F::Access)], Int, c!(FILE | DESC), HOST),
     sc!(270, "pselect6", [int("nfds"), fdset("readfds"), fdset("writefds"), fdset("exceptfds"), inout("timeout", S::Timespec), special("sigmask")], Int, c!(DESC), EMUL),
     sc!(271, "ppoll", [arg("fds", PollFds { count: 1 }), uint("nfds"), inout("tmo_p", S::Timespec), inp("sigmask", S::Sigset), uint("sigsetsize")], Int, c!(DESC), HOST),
-    sc!(272, "unshare", [flags("flags", F::Clone)], Int, c!(PROCESS), NOT_YET),
+    sc!(272, "unshare", [flags("flags", F::Clone)], Int, c!(PROCESS), ESCAPES),
     sc!(273, "set_robust_list", [inp("head", S::RobustListHead), uint("len")], Int, c!(), EMUL),
     sc!(274, "get_robust_list", [pid("pid"), out("head_ptr", S::U64), out("len_ptr", S::U64)], Int, c!(), EMUL),
     sc!(275, "splice", [fd("fd_in"), inout("off_in", S::U64), fd("fd_out"), inout("off_out", S::U64), uint("len"), misc("flags")], Int, c!(DESC), HOST),
@@ -478,7 +477,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(305, "clock_adjtime", [flags("clk_id", F::ClockId), special("buf")], Int, c!(CLOCK), ESCAPES),
     sc!(306, "syncfs", [fd("fd")], Int, c!(DESC), HOST),
     sc!(307, "sendmmsg", [fd("sockfd"), special("msgvec"), uint("vlen"), flags("flags", F::Msg)], Int, c!(NETWORK), EMUL),
-    sc!(308, "setns", [fd("fd"), flags("nstype", F::Clone)], Int, c!(PROCESS | DESC), NOT_YET),
+    sc!(308, "setns", [fd("fd"), flags("nstype", F::Clone)], Int, c!(PROCESS | DESC), ESCAPES),
     sc!(309, "getcpu", [out("cpu", S::Int), out("node", S::Int), hex("tcache")], Int, c!(), HOST),
     sc!(310, "process_vm_readv", [pid("pid"), iov("local_iov", 2, Out), uint("liovcnt"), special("remote_iov"), uint("riovcnt"), misc("flags")], Int, c!(), ESCAPES),
     sc!(311, "process_vm_writev", [pid("pid"), iov("local_iov", 2, In), uint("liovcnt"), special("remote_iov"), uint("riovcnt"), misc("flags")], Int, c!(), ESCAPES),
@@ -492,7 +491,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(319, "memfd_create", [cstr("name"), misc("flags")], Fd, c!(DESC), HOST),
     sc!(320, "kexec_file_load", [fd("kernel_fd"), fd("initrd_fd"), uint("cmdline_len"), inbuf("cmdline", 2), misc("flags")], Int, c!(DESC), ESCAPES),
     sc!(321, "bpf", [int("cmd"), special("attr"), uint("size")], Int, c!(DESC), ESCAPES),
-    sc!(322, "execveat", [dirfd("dirfd"), path("pathname"), strs("argv"), strs("envp"), flags("flags", F::At)], Int, c!(FILE | DESC | PROCESS), NOT_YET),
+    sc!(322, "execveat", [dirfd("dirfd"), path("pathname"), strs("argv"), strs("envp"), flags("flags", F::At)], Int, c!(FILE | DESC | PROCESS), EMUL),
     sc!(323, "userfaultfd", [flags("flags", F::Open)], Fd, c!(DESC), ESCAPES),
     sc!(324, "membarrier", [int("cmd"), misc("flags"), int("cpu_id")], Int, c!(), HOST),
     sc!(325, "mlock2", [range("addr", 1), uint("len"), flags("flags", F::Mlock)], Int, c!(MEMORY), HOST),
@@ -516,7 +515,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(432, "fsmount", [fd("fd"), misc("flags"), misc("attr_flags")], Fd, c!(DESC), ESCAPES),
     sc!(433, "fspick", [dirfd("dirfd"), path("path"), misc("flags")], Fd, c!(FILE | DESC), ESCAPES),
     sc!(434, "pidfd_open", [pid("pid"), misc("flags")], Fd, c!(DESC), HOST),
-    sc!(435, "clone3", [inp("cl_args", S::Clone3Args), uint("size")], Int, c!(PROCESS), NOT_YET),
+    sc!(435, "clone3", [inp("cl_args", S::Clone3Args), uint("size")], Int, c!(PROCESS), EMUL),
     sc!(436, "close_range", [uint("first"), uint("last"), flags("flags", F::CloseRange)], Int, c!(DESC), EMUL),
     sc!(437, "openat2", [dirfd("dirfd"), path("pathname"), inp("how", S::OpenHow), uint("size")], Fd, c!(FILE | DESC), HOST),
     sc!(438, "pidfd_getfd", [fd("pidfd"), int("targetfd"), misc("flags")], Fd, c!(DESC), ESCAPES),
@@ -618,10 +617,10 @@ mod tests {
     }
 
     #[test]
-    fn process_creation_is_refused_not_yet() {
+    fn process_creation_is_emulated() {
         for name in ["clone", "clone3", "fork", "vfork", "execve", "execveat"] {
             let d = TABLE.iter().find(|d| d.name == name).unwrap();
-            assert_eq!(d.handling, Handling::Refused(Refusal::NotYetProcesses), "{name}");
+            assert_eq!(d.handling, Handling::Emulated, "{name}");
         }
     }
 

@@ -40,6 +40,8 @@ pub mod msr {
     pub const SFMASK: u32 = 0xc000_0084;
     /// FS base.
     pub const FS_BASE: u32 = 0xc000_0100;
+    /// GS base.
+    pub const GS_BASE: u32 = 0xc000_0101;
     /// Kernel GS base (swapgs).
     pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
     /// `sysenter` code selector (0 makes `sysenter` fault).

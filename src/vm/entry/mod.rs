@@ -52,6 +52,9 @@ impl TrapPath {
     }
 }
 
+/// Offset of the `iretq` in vector 0's stub (`out imm8, al` is two bytes; no error code).
+pub const IRETQ_IN_STUB0: u64 = 2;
+
 /// Ring-0 exception stubs, 16 bytes per vector: `out EXCEPTION_PORT_BASE+v, al`, then
 /// `add rsp, 8` for vectors that push an error code (so trapbox finds it on the stack during
 /// the exit), then `iretq`. trapbox edits the interrupt frame in place to change where the

@@ -1,0 +1,183 @@
+//! `fork`, `vfork` and `clone` without CLONE_VM: a child process in a box of its own.
+//!
+//! Guest memory is trapbox's own memory at the same addresses (invariant 1), so the host's
+//! `fork` already gives the child a copy-on-write copy of everything the guest had — its
+//! mappings, page tables and the system region included — and the guest's shared mappings stay
+//! shared, as they would natively. What does not survive a fork is KVM: a VM belongs to the
+//! process that created it. The child therefore creates a new VM over the same memory and a
+//! vCPU resuming from the parent's state at the `clone` ([`Machine::rebuild_after_fork`]).
+//! The child's pid, its parent, its process group and its exit status are the host's: a
+//! guest's `wait4` waits for the trapbox process that runs its child.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::{neg, Process};
+use crate::trap::{Action, GuestAddr, Regs};
+use crate::vm::Machine;
+
+/// clone flags trapbox looks at (linux/sched.h).
+pub(super) mod flag {
+    pub const VM: u64 = 0x100;
+    pub const FS: u64 = 0x200;
+    pub const FILES: u64 = 0x400;
+    pub const SIGHAND: u64 = 0x800;
+    pub const PIDFD: u64 = 0x1000;
+    pub const VFORK: u64 = 0x4000;
+    pub const THREAD: u64 = 0x10000;
+    pub const SETTLS: u64 = 0x80000;
+    pub const PARENT_SETTID: u64 = 0x100000;
+    pub const CHILD_CLEARTID: u64 = 0x200000;
+    pub const CHILD_SETTID: u64 = 0x1000000;
+    /// New namespaces (mount, cgroup, uts, ipc, user, pid, net) and CLONE_PTRACE: nothing a
+    /// boxed program may ask for.
+    pub const ESCAPING: u64 = 0x7e02_0000 | 0x2000;
+}
+
+/// A `clone` request, decoded once from whichever of fork/vfork/clone made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloneArgs {
+    /// CLONE_* flags with the exit signal in the low byte.
+    pub flags: u64,
+    /// The child's stack pointer (0: the parent's).
+    pub stack: u64,
+    /// Where CLONE_PARENT_SETTID stores the child's id.
+    pub parent_tid: u64,
+    /// Where CLONE_CHILD_SETTID stores, and CLONE_CHILD_CLEARTID clears, the child's id.
+    pub child_tid: u64,
+    /// CLONE_SETTLS: the child's FS base.
+    pub tls: u64,
+}
+
+impl CloneArgs {
+    /// Decodes `fork()`, `vfork()` or `clone(flags, stack, parent_tid, child_tid, tls)`.
+    pub fn decode(name: &str, a: &[u64; 6]) -> CloneArgs {
+        match name {
+            "fork" => CloneArgs { flags: libc::SIGCHLD as u64, stack: 0, parent_tid: 0, child_tid: 0, tls: 0 },
+            "vfork" => CloneArgs {
+                flags: flag::VM | flag::VFORK | libc::SIGCHLD as u64,
+                stack: 0,
+                parent_tid: 0,
+                child_tid: 0,
+                tls: 0,
+            },
+            _ => CloneArgs { flags: a[0], stack: a[1], parent_tid: a[2], child_tid: a[3], tls: a[4] },
+        }
+    }
+
+    /// Whether this makes a thread (shares memory and stays in the process).
+    pub fn is_thread(&self) -> bool {
+        self.flags & flag::THREAD != 0
+    }
+}
+
+impl Process {
+    /// fork/vfork/clone: a thread is created by the sandbox (it needs a vCPU and a handler of
+    /// its own); everything else is a new process, made here.
+    pub(super) fn sys_clone(&mut self, m: &mut Machine, regs: &mut Regs, args: CloneArgs) -> Action {
+        let f = args.flags;
+        if f & flag::ESCAPING != 0 {
+            self.warn_once("clone-ns", format_args!("clone with namespace or ptrace flags {f:#x} refused"));
+            return Action::Return(neg(libc::EPERM));
+        }
+        if args.is_thread() {
+            return self.spawn_thread(m, regs, args);
+        }
+        // A child that shares memory without being a thread (other than vfork's brief sharing
+        // until exec) would need two processes driving one VM.
+        if f & flag::VM != 0 && f & flag::VFORK == 0 || f & (flag::FILES | flag::SIGHAND | flag::FS | flag::PIDFD) != 0
+        {
+            self.warn_once(
+                "clone-shared",
+                format_args!("clone flags {f:#x}: a child process sharing memory, files or handlers is not supported"),
+            );
+            return Action::Return(neg(libc::EINVAL));
+        }
+        self.fork(m, regs, args)
+    }
+
+    fn fork(&mut self, m: &mut Machine, regs: &mut Regs, args: CloneArgs) -> Action {
+        let f = args.flags;
+        let state = match m.save_cpu_state() {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn_once("fork-state", format_args!("fork: cannot read the vCPU state: {e}"));
+                return Action::Return(neg(libc::EAGAIN));
+            }
+        };
+        // vfork's parent sleeps until the child execs or exits: the child holds the write end
+        // of a pipe, closed by either (close-on-exec does not apply: trapbox never execs).
+        let vfork = if f & flag::VFORK != 0 {
+            let mut p = [0i32; 2];
+            // SAFETY: p is a valid two-int array.
+            if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Action::Return(neg(libc::EAGAIN));
+            }
+            // SAFETY: both descriptors were just created and are owned here only.
+            Some(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+        } else {
+            None
+        };
+        // SAFETY: fork in a process whose other threads (watchdog, trace compressor) hold no
+        // lock the child needs: the child only makes syscalls, allocates, and starts its own
+        // threads afresh.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Action::Return(neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)));
+        }
+        if pid > 0 {
+            if f & flag::PARENT_SETTID != 0 {
+                let _ = self.aspace.write(GuestAddr(args.parent_tid), &pid.to_le_bytes());
+            }
+            if let Some((r, w)) = vfork {
+                drop(w);
+                wait_for_eof(&r);
+            }
+            return Action::Return(pid as i64);
+        }
+
+        // The child.
+        super::mem::forget_own_pid();
+        match m.rebuild_after_fork(&state) {
+            Ok(new_fds) => self.fds.replace_closed(new_fds),
+            Err(e) => {
+                let _ = std::io::Write::write_all(
+                    &mut self.diag,
+                    format!("trapbox: fork: cannot rebuild the VM in the child: {e}\n").as_bytes(),
+                );
+                // SAFETY: _exit ends this (child) process at once; nothing of it is shared.
+                unsafe { libc::_exit(127) };
+            }
+        }
+        self.vfork_done = vfork.map(|(_, w)| w);
+        self.forked = true;
+        self.clear_child_tid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        if f & flag::CHILD_SETTID != 0 {
+            let _ = self.aspace.write(GuestAddr(args.child_tid), &me.to_le_bytes());
+        }
+        if f & flag::PARENT_SETTID != 0 {
+            let _ = self.aspace.write(GuestAddr(args.parent_tid), &me.to_le_bytes());
+        }
+        if f & flag::SETTLS != 0 && m.set_fs_base(args.tls).is_err() {
+            return Action::Kill { signal: libc::SIGSEGV, fault: None };
+        }
+        if args.stack != 0 {
+            regs.rsp = args.stack;
+        }
+        Action::Return(0)
+    }
+}
+
+/// Blocks until every writer of `r` is gone.
+fn wait_for_eof(r: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 16];
+    loop {
+        // SAFETY: reads into a local buffer from a pipe this function borrows.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+        if n == 0 || (n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+            return;
+        }
+    }
+}

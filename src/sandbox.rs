@@ -29,8 +29,9 @@ use thiserror::Error;
 
 use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
+use crate::process::sigdeliver::Interrupted;
 use crate::process::symbols::Symbols;
-use crate::process::Process;
+use crate::process::{signals, Process};
 use crate::trap::{
     signal_name, Action, Fault, Guest, GuestAddr, MemError, Outcome, Regs, Start, Syscall, Trap, TrapHandler,
 };
@@ -173,6 +174,7 @@ impl SandboxBuilder {
         // SAFETY: diag_fd is a fresh descriptor owned by nothing else.
         let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
+        process.signals = signals::inherited();
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let vdso = if self.vdso { machine.share_vdso()? } else { None };
@@ -260,7 +262,12 @@ fn kick_signal() -> i32 {
     libc::SIGRTMIN() + 2
 }
 
+fn kick_vcpu() {
+    vm::vcpu::kick_from_signal_handler();
+}
+
 fn install_handlers() {
+    signals::set_host_hooks(on_host_signal, kick_vcpu);
     for (sig, h) in [
         (libc::SIGINT, on_host_signal as extern "C" fn(libc::c_int)),
         (libc::SIGTERM, on_host_signal),
@@ -331,15 +338,7 @@ impl Drop for Watchdog {
 }
 
 fn block_host_signals() {
-    // SAFETY: sigset manipulation on a local set, then pthread_sigmask for this thread only.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    signals::block_all_in_helper_thread();
 }
 
 /// The guest as handlers see it, backed by the KVM machine.
@@ -348,14 +347,16 @@ struct KvmGuest<'a> {
     p: &'a mut Process,
     regs: Regs,
     dirty: bool,
-    /// The passthrough replaced the user context (execve, a child's new stack): resume with
-    /// every register as given, RCX and R11 included.
+    /// The passthrough replaced the user context (execve, a child's new stack, a signal
+    /// handler's entry): resume with every register as given, RCX and R11 included.
     replaced: bool,
+    /// What the guest was doing at this trap (for a signal frame).
+    why: Interrupted,
 }
 
 impl<'a> KvmGuest<'a> {
     fn new(m: &'a mut Machine, p: &'a mut Process, regs: Regs) -> Self {
-        KvmGuest { m, p, regs, dirty: false, replaced: false }
+        KvmGuest { m, p, regs, dirty: false, replaced: false, why: Interrupted::Running }
     }
 }
 
@@ -402,6 +403,18 @@ impl Guest for KvmGuest<'_> {
     }
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.m.cpuid(leaf, subleaf)
+    }
+    fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
+        self.p.force_signal(sig, *siginfo);
+        match self.p.deliver_signals(self.m, &mut self.regs, self.why) {
+            Some(Action::Resume) => {
+                self.dirty = true;
+                self.replaced = true;
+                Action::Resume
+            }
+            Some(a) => a,
+            None => Action::Kill { signal: sig, fault: None },
+        }
     }
 }
 
@@ -538,6 +551,7 @@ impl Sandbox {
             return Err(SandboxError::Ended);
         }
         install_handlers();
+        signals::mirror_all(&self.process.signals);
         HOST_SIGNAL.store(0, Ordering::SeqCst);
         if !std::mem::replace(&mut self.started, true) {
             let regs = user_regs(self.machine.regs());
@@ -583,7 +597,7 @@ impl Sandbox {
                         crash_site = Some(self.site(rip));
                         self.dispatch_fault(&mut handler, f)
                     }
-                    Exit::Interrupted => Next::Continue,
+                    Exit::Interrupted => self.on_interrupted(),
                     Exit::Unexpected(exit) => {
                         let rip = self.machine.regs().rip;
                         return Err(SandboxError::UnexpectedExit { exit, rip });
@@ -648,27 +662,7 @@ impl Sandbox {
         let call = Syscall::from_regs(&regs);
         let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
         let action = handler.on_trap(&mut g, &Trap::Syscall(call));
-        let (mut regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
-        if replaced {
-            let resumes = match action {
-                Action::Return(v) | Action::ReturnAndStop(v) => {
-                    regs.rax = v as u64;
-                    true
-                }
-                Action::Resume => true,
-                _ => false,
-            };
-            if resumes {
-                self.machine.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
-                return match action {
-                    Action::ReturnAndStop(_) => Next::End(Outcome::Stopped),
-                    _ => Next::Continue,
-                };
-            }
-        }
-        if dirty {
-            store_gprs(self.machine.regs_mut(), &regs);
-        }
+        let (mut regs, dirty, mut replaced) = (g.regs, g.dirty, g.replaced);
         if HOST_SIGNAL.load(Ordering::SeqCst) != 0 && matches!(action, Action::Return(r) if r == -(libc::EINTR as i64))
         {
             // The host call was interrupted by trapbox's own signal: let the loop end the run
@@ -677,23 +671,49 @@ impl Sandbox {
             return Next::Continue;
         }
         match action {
-            Action::Return(v) => {
-                self.machine.finish_syscall(v as u64, regs.rip, regs.rflags);
-                Next::Continue
-            }
-            Action::Resume => {
-                self.machine.finish_syscall(regs.rax, regs.rip, regs.rflags);
-                Next::Continue
-            }
-            Action::ReturnAndStop(v) => {
-                self.machine.finish_syscall(v as u64, regs.rip, regs.rflags);
-                Next::End(Outcome::Stopped)
-            }
+            Action::Return(v) | Action::ReturnAndStop(v) => regs.rax = v as u64,
+            Action::Resume => {}
             Action::Stop => {
                 self.pending = Some(Pending::Syscall);
-                Next::End(Outcome::Stopped)
+                return Next::End(Outcome::Stopped);
             }
-            a => Next::End(end_of(&a).expect("non-resuming action")),
+            a => return Next::End(end_of(&a).expect("non-resuming action")),
+        }
+        if self.process.signals_waiting() {
+            let why = Interrupted::Syscall { nr: call.nr, result: regs.rax as i64 };
+            match self.process.deliver_signals(&mut self.machine, &mut regs, why) {
+                Some(Action::Resume) => replaced = true,
+                Some(a) => return Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
+                None => {}
+            }
+        }
+        if replaced {
+            self.machine.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
+        } else {
+            if dirty {
+                store_gprs(self.machine.regs_mut(), &regs);
+            }
+            self.machine.finish_syscall(regs.rax, regs.rip, regs.rflags);
+        }
+        match action {
+            Action::ReturnAndStop(_) => Next::End(Outcome::Stopped),
+            _ => Next::Continue,
+        }
+    }
+
+    /// A kick brought the vCPU out of user code: run the handlers of signals that arrived.
+    fn on_interrupted(&mut self) -> Next {
+        if !self.process.signals_waiting() || !self.machine.in_user_mode().unwrap_or(false) {
+            return Next::Continue;
+        }
+        let mut regs = user_regs(self.machine.regs());
+        match self.process.deliver_signals(&mut self.machine, &mut regs, Interrupted::Running) {
+            Some(Action::Resume) => {
+                self.machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+                Next::Continue
+            }
+            Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
+            None => Next::Continue,
         }
     }
 
@@ -722,9 +742,16 @@ impl Sandbox {
             }
         };
         *site = Some(self.site(frame.rip));
+        let cr2 = if let Trap::Fault(Fault { addr: Some(a), .. }) = &trap { *a } else { 0 };
         let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
+        g.why = Interrupted::Fault(frame.error_code, vector as u64, cr2);
         let action = handler.on_trap(&mut g, &trap);
-        let (regs, dirty) = (g.regs, g.dirty);
+        let (regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
+        if replaced && action == Action::Resume {
+            self.machine.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));
+            *site = None;
+            return Ok(Next::Continue);
+        }
         if action == Action::Stop {
             self.pending = Some(Pending::Exception(vector));
             return Ok(Next::End(Outcome::Stopped));

@@ -39,6 +39,7 @@ impl Process {
         // The point of no return.
         self.release(m);
         self.signals.reset_for_exec();
+        super::signals::mirror_all(&self.signals);
         self.close_on_exec();
         let facts = loader::MachineFacts { hwcap: m.hwcap(), vdso: self.vdso };
         let loaded =

@@ -16,6 +16,8 @@ pub mod loader;
 pub mod mem;
 mod mm;
 pub mod passthrough;
+pub mod sigdeliver;
+pub mod sigframe;
 pub mod signals;
 pub mod symbols;
 
@@ -27,7 +29,7 @@ use abi::{Handling, Refusal};
 use fds::FdGuard;
 use mem::{Access, AddressSpace};
 use passthrough::{check_args, host_syscall, Checked};
-use signals::{Delivery, SigAction, SignalState};
+use signals::{SigAction, SignalState};
 
 use crate::trap::{Action, GuestAddr, Regs, Syscall};
 use crate::vm::Machine;
@@ -61,12 +63,19 @@ pub struct Process {
     pub forked: bool,
     /// A vfork child's end of the pipe its parent waits on; closed at exec or exit.
     vfork_done: Option<std::os::fd::OwnedFd>,
+    /// The mask a handler's frame must restore when it differs from the current one
+    /// (rt_sigsuspend's caller mask).
+    saved_mask: Option<u64>,
     /// set_tid_address pointer.
     clear_child_tid: u64,
     /// set_robust_list head and length.
     robust_list: (u64, u64),
     warned: HashSet<String>,
 }
+
+/// si_code of a signal sent by kill and by tkill/tgkill.
+const SI_USER: i32 = 0;
+const SI_TKILL: i32 = -6;
 
 fn neg(e: i32) -> i64 {
     -(e as i64)
@@ -98,6 +107,7 @@ impl Process {
             vdso: None,
             forked: false,
             vfork_done: None,
+            saved_mask: None,
             clear_child_tid: 0,
             robust_list: (0, 0),
             warned: HashSet::new(),
@@ -149,6 +159,12 @@ impl Process {
             let _ = unsafe { host::munmap(heap_top, self.brk_limit - heap_top) };
         }
         self.brk_limit = heap_top;
+    }
+
+    /// Whether signal delivery has work: a deliverable signal, one caught on the host, or a
+    /// mask to restore after rt_sigsuspend.
+    pub fn signals_waiting(&self) -> bool {
+        self.signals.deliverable(self.signals.mask) || signals::host_signals_waiting() || self.saved_mask.is_some()
     }
 
     /// Prints a `trapbox: warning: ...` line once per key.
@@ -273,13 +289,29 @@ impl Process {
             "rt_sigaction" => ret(self.rt_sigaction(a)),
             "rt_sigprocmask" => ret(self.rt_sigprocmask(a)),
             "sigaltstack" => ret(self.sigaltstack(a)),
-            "rt_sigpending" => ret(self.write_out(a[0], &0u64.to_le_bytes()).map(|_| 0)),
-            // No signal frame was ever pushed, so there is nothing to return from: the kernel
-            // kills a process whose sigreturn finds a bad frame.
-            "rt_sigreturn" => Action::Kill { signal: libc::SIGSEGV, fault: None },
+            "rt_sigpending" => {
+                if a[1] != 8 {
+                    return Action::Return(neg(libc::EINVAL));
+                }
+                signals::take_host_signals(&mut self.signals);
+                let set = (self.signals.pending_mask() | signals::host_pending()) & self.signals.mask;
+                ret(self.write_out(a[0], &set.to_le_bytes()).map(|_| 0))
+            }
+            "rt_sigreturn" => self.sys_rt_sigreturn(m, regs),
+            "pause" => self.sigsuspend(None),
+            "rt_sigsuspend" => {
+                if a[1] != 8 {
+                    return Action::Return(neg(libc::EINVAL));
+                }
+                match self.read_struct::<8>(a[0]) {
+                    Ok(b) => self.sigsuspend(Some(u64::from_le_bytes(b))),
+                    Err(e) => Action::Return(neg(e)),
+                }
+            }
             "kill" => self.kill(a[0] as i32, a[1] as i32, None),
             "tgkill" => self.kill(a[0] as i32, a[2] as i32, Some(a[1] as i32)),
-            "tkill" => self.kill(std::process::id() as i32, a[1] as i32, Some(a[0] as i32)),
+            // SAFETY: getpid has no preconditions.
+            "tkill" => self.kill(unsafe { libc::getpid() }, a[1] as i32, Some(a[0] as i32)),
             "futex" => ret(self.futex(a)),
             "prctl" => ret(self.prctl(a)),
             "close_range" => ret(self.close_range(a)),
@@ -339,6 +371,9 @@ impl Process {
         let new = if a[1] != 0 { Some(SigAction::from_bytes(&self.read_struct::<32>(a[1])?)) } else { None };
         self.check(a[2], 32, Access::Write)?;
         let old = self.signals.set_action(a[0] as i32, new)?;
+        if let Some(n) = new {
+            signals::mirror_disposition(a[0] as i32, &n);
+        }
         self.write_out(a[2], &old.to_bytes())?;
         Ok(0)
     }
@@ -350,6 +385,7 @@ impl Process {
         let set = if a[1] != 0 { Some(u64::from_le_bytes(self.read_struct::<8>(a[1])?)) } else { None };
         self.check(a[2], 8, Access::Write)?;
         let old = self.signals.set_mask(a[0] as i32, set)?;
+        signals::mirror_mask(self.signals.mask);
         self.write_out(a[2], &old.to_le_bytes())?;
         Ok(0)
     }
@@ -367,49 +403,49 @@ impl Process {
 
     /// kill/tgkill/tkill: signals to the guest itself are emulated; other processes are
     /// signalled on the host; trapbox's other threads cannot be named.
+    /// kill/tgkill/tkill go to the host, whose dispositions and mask mirror the guest's
+    /// (`signals`): a signal to the guest itself then behaves exactly like one from outside.
+    /// Only the signals whose host side stays trapbox's (its fault signals) are raised in the
+    /// emulation directly. The guest cannot signal trapbox's own threads.
     fn kill(&mut self, pid: i32, sig: i32, tid: Option<i32>) -> Action {
-        let me = std::process::id() as i32;
-        let to_self = match tid {
-            Some(t) => pid == me && t == me,
-            None => pid == me || pid == 0,
-        };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
         if !(0..=signals::NSIG as i32).contains(&sig) {
             return Action::Return(neg(libc::EINVAL));
         }
-        if tid.is_some() && pid == me && !to_self {
-            return Action::Return(neg(libc::ESRCH));
-        }
-        if !to_self {
-            if pid == -1 {
-                return Action::Return(neg(libc::EPERM));
+        if let Some(t) = tid {
+            if pid == me && !self.is_guest_thread(t) {
+                return Action::Return(neg(libc::ESRCH));
             }
-            // SAFETY: kill has no memory arguments.
-            let r = unsafe { libc::kill(pid, sig) };
-            return Action::Return(if r == 0 {
-                0
-            } else {
-                neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM))
-            });
+        } else if pid == -1 {
+            // Every process the user may signal: far outside the box.
+            return Action::Return(neg(libc::EPERM));
         }
-        if sig == 0 {
+        let to_me = pid == me && tid.is_none_or(|t| t == me);
+        if to_me && sig != 0 && signals::host_owned(sig) {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            let code = if tid.is_some() { SI_TKILL } else { SI_USER };
+            self.signals.raise(sig, signals::user_siginfo(sig, code, me, uid));
             return Action::Return(0);
         }
-        match self.signals.deliver(sig) {
-            Delivery::Nothing => Action::Return(0),
-            Delivery::Kill(s) => Action::Kill { signal: s, fault: None },
-            Delivery::HandlerUnsupported(s) => {
-                self.warn_once(
-                    "sighandler",
-                    format_args!(
-                        "signal {s} has a guest handler, which trapbox cannot run yet; taking the default action"
-                    ),
-                );
-                match signals::default_action(s) {
-                    signals::DefaultAction::Terminate => Action::Kill { signal: s, fault: None },
-                    _ => Action::Return(0),
-                }
-            }
-        }
+        let r = match tid {
+            // SAFETY: tgkill/kill take no pointers.
+            Some(t) => unsafe { libc::syscall(libc::SYS_tgkill, pid, t, sig) },
+            // SAFETY: as above.
+            None => i64::from(unsafe { libc::kill(pid, sig) }),
+        };
+        Action::Return(if r == 0 {
+            0
+        } else {
+            neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM))
+        })
+    }
+
+    /// Whether `tid` names one of the guest's threads.
+    fn is_guest_thread(&self, tid: i32) -> bool {
+        // SAFETY: getpid has no preconditions.
+        tid == unsafe { libc::getpid() }
     }
 
     fn futex(&mut self, a: &[u64; 6]) -> Result<i64, i32> {

@@ -1,8 +1,12 @@
-//! The guest's signal state, emulated: dispositions, mask and alternate stack are kept here and
-//! never installed in trapbox (invariant 4). Signals the guest sends itself take their default
-//! action, as the kernel would with no handler installed. Running guest handlers (signal frames)
-//! is not implemented yet: a self-signal whose disposition is a handler is reported and takes
-//! the default action.
+//! The guest's signal state, emulated: dispositions, mask, alternate stack and pending signals
+//! are kept here, and a guest handler is never installed in trapbox (invariant 4).
+//!
+//! The host side mirrors the guest's choices so that signals from outside behave as natively:
+//! a signal the guest leaves at its default keeps the host default (the process dies of it, as
+//! the guest would), an ignored one is ignored on the host, and one with a guest handler gets
+//! trapbox's forwarder, which queues it ([`take_host_signals`]) and kicks the vCPU; the
+//! sandbox then runs the guest's handler on a signal frame (`sigframe`). The guest's mask is
+//! the host thread's mask too, so a blocked signal stays pending on the host.
 
 /// Highest signal number.
 pub const NSIG: usize = 64;
@@ -57,18 +61,21 @@ pub fn default_action(sig: i32) -> DefaultAction {
     }
 }
 
-/// What delivering a signal to the guest comes to.
+/// What a signal that reaches the guest comes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
-    /// Nothing happens (ignored or blocked).
+    /// Nothing happens (ignored).
     Nothing,
     /// The guest dies of the signal.
     Kill(i32),
-    /// The guest installed a handler, which trapbox cannot run yet.
-    HandlerUnsupported(i32),
+    /// The guest's handler runs.
+    Handler(SigAction),
 }
 
-/// Dispositions, mask and alternate stack.
+/// A signal waiting to be delivered, with its siginfo.
+pub type Queued = (i32, [u8; 128]);
+
+/// Dispositions, mask, alternate stack and pending signals.
 #[derive(Clone, Debug)]
 pub struct SignalState {
     actions: [SigAction; NSIG + 1],
@@ -76,18 +83,52 @@ pub struct SignalState {
     pub mask: u64,
     /// sigaltstack's stack_t, raw.
     pub altstack: [u8; 24],
+    /// Signals raised but not delivered yet, in arrival order (a standard signal at most once).
+    pending: Vec<Queued>,
 }
 
 impl Default for SignalState {
     fn default() -> Self {
         let mut altstack = [0u8; 24];
         altstack[8..12].copy_from_slice(&(libc::SS_DISABLE as u32).to_le_bytes());
-        SignalState { actions: [SigAction::default(); NSIG + 1], mask: 0, altstack }
+        SignalState { actions: [SigAction::default(); NSIG + 1], mask: 0, altstack, pending: Vec::new() }
     }
 }
 
-fn bit(sig: i32) -> u64 {
+/// The mask bit of `sig`.
+pub fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
+}
+
+/// SA_* flags trapbox acts on.
+pub mod sa {
+    /// Pass siginfo and ucontext (always done: the frame is the same either way).
+    pub const SIGINFO: u64 = 4;
+    /// Run the handler on the alternate stack.
+    pub const ONSTACK: u64 = 0x0800_0000;
+    /// Restart interrupted syscalls.
+    pub const RESTART: u64 = 0x1000_0000;
+    /// Do not block the signal during its handler.
+    pub const NODEFER: u64 = 0x4000_0000;
+    /// Back to SIG_DFL once delivered.
+    pub const RESETHAND: u64 = 0x8000_0000;
+    /// sa_restorer is valid (x86-64 requires it).
+    pub const RESTORER: u64 = 0x0400_0000;
+}
+
+/// Signals an instruction raises (the kernel delivers them before others).
+fn is_synchronous(sig: i32) -> bool {
+    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGTRAP | libc::SIGFPE | libc::SIGSYS)
+}
+
+/// A siginfo for a signal sent by a process (kill, tgkill): si_code, sender pid and uid.
+pub fn user_siginfo(sig: i32, code: i32, pid: i32, uid: u32) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    b[0..4].copy_from_slice(&sig.to_le_bytes());
+    b[8..12].copy_from_slice(&code.to_le_bytes());
+    b[16..20].copy_from_slice(&pid.to_le_bytes());
+    b[20..24].copy_from_slice(&uid.to_le_bytes());
+    b
 }
 
 impl SignalState {
@@ -135,22 +176,289 @@ impl SignalState {
         Ok(old)
     }
 
-    /// What sending `sig` to the guest itself does.
-    pub fn deliver(&self, sig: i32) -> Delivery {
+    /// Queues `sig` (a standard signal already pending is not queued twice). An ignored
+    /// signal is dropped at once, as the kernel does.
+    pub fn raise(&mut self, sig: i32, info: [u8; 128]) {
+        if !(1..=NSIG as i32).contains(&sig) || self.disposition(sig) == Delivery::Nothing {
+            return;
+        }
+        if sig < 32 && self.pending.iter().any(|(s, _)| *s == sig) {
+            return;
+        }
+        self.pending.push((sig, info));
+    }
+
+    /// Queues `sig` ahead of everything pending (a fault the guest's own instruction raised).
+    pub fn raise_first(&mut self, sig: i32, info: [u8; 128]) {
+        self.pending.retain(|(s, _)| *s != sig);
+        self.pending.insert(0, (sig, info));
+    }
+
+    /// Pending signals as a mask.
+    pub fn pending_mask(&self) -> u64 {
+        self.pending.iter().fold(0, |m, (s, _)| m | bit(*s))
+    }
+
+    /// Whether a pending signal is deliverable under `mask`.
+    pub fn deliverable(&self, mask: u64) -> bool {
+        self.pending.iter().any(|(s, _)| *s == libc::SIGKILL || mask & bit(*s) == 0)
+    }
+
+    /// Takes the next signal deliverable under the current mask (lowest number first among
+    /// standard signals, as the kernel picks them).
+    pub fn take_deliverable(&mut self) -> Option<Queued> {
+        let i = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s == libc::SIGKILL || self.mask & bit(*s) == 0)
+            // Synchronous signals (SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE) first, as the
+            // kernel's dequeue does; then the lowest number.
+            .min_by_key(|(_, (s, _))| (!is_synchronous(*s), *s))
+            .map(|(i, _)| i)?;
+        Some(self.pending.remove(i))
+    }
+
+    /// What the guest's disposition makes of `sig`, regardless of the mask.
+    pub fn disposition(&self, sig: i32) -> Delivery {
         if sig == libc::SIGKILL {
             return Delivery::Kill(sig);
         }
-        if self.mask & bit(sig) != 0 {
-            return Delivery::Nothing;
-        }
-        match self.actions[sig as usize].handler {
+        let Some(a) = self.action(sig) else { return Delivery::Nothing };
+        match a.handler {
             0 => match default_action(sig) {
                 DefaultAction::Terminate => Delivery::Kill(sig),
                 DefaultAction::Ignore | DefaultAction::Stop => Delivery::Nothing,
             },
             1 => Delivery::Nothing,
-            _ => Delivery::HandlerUnsupported(sig),
+            _ => Delivery::Handler(a),
         }
+    }
+
+    /// After a handler was entered for `sig`: block what its sa_mask says (and `sig` itself
+    /// unless SA_NODEFER), and forget the handler if SA_RESETHAND.
+    pub fn enter_handler(&mut self, sig: i32, a: &SigAction) {
+        self.mask |= a.mask;
+        if a.flags & sa::NODEFER == 0 {
+            self.mask |= bit(sig);
+        }
+        self.mask &= !(bit(libc::SIGKILL) | bit(libc::SIGSTOP));
+        if a.flags & sa::RESETHAND != 0 {
+            self.actions[sig as usize] = SigAction::default();
+        }
+    }
+
+    /// The alternate stack as (base, size) when one is set up.
+    pub fn altstack_range(&self) -> Option<(u64, u64)> {
+        let sp = u64::from_le_bytes(self.altstack[0..8].try_into().expect("8"));
+        let flags = i32::from_le_bytes(self.altstack[8..12].try_into().expect("4"));
+        let size = u64::from_le_bytes(self.altstack[16..24].try_into().expect("8"));
+        (flags & libc::SS_DISABLE == 0 && size > 0).then_some((sp, size))
+    }
+}
+
+// ---- The host side ---------------------------------------------------------------------
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Signals the forwarder caught for the guest, each with the siginfo of its last arrival.
+struct HostQueue {
+    pending: [AtomicBool; NSIG + 1],
+    info: [UnsafeCell<[u8; 128]>; NSIG + 1],
+}
+
+// SAFETY: a slot's info is written only by the forwarder while its `pending` flag is clear
+// and read only by `take_host_signals` after seeing the flag set (SeqCst on both sides).
+unsafe impl Sync for HostQueue {}
+
+static HOST_QUEUE: HostQueue = HostQueue {
+    pending: [const { AtomicBool::new(false) }; NSIG + 1],
+    info: [const { UnsafeCell::new([0; 128]) }; NSIG + 1],
+};
+
+/// What trapbox runs for a signal whose guest disposition is to terminate (ending the run
+/// cleanly); set by the sandbox.
+static CLEAN_END_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// What the forwarder calls after queueing, to make the vCPU exit (set by the sandbox).
+static KICK: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the sandbox's handler for SIGINT/SIGTERM/SIGHUP and its vCPU kick.
+pub fn set_host_hooks(clean_end: extern "C" fn(libc::c_int), kick: fn()) {
+    CLEAN_END_HANDLER.store(clean_end as usize, Ordering::SeqCst);
+    KICK.store(kick as usize, Ordering::SeqCst);
+}
+
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let Some(slot) = usize::try_from(sig).ok().filter(|s| *s <= NSIG) else { return };
+    if !HOST_QUEUE.pending[slot].load(Ordering::SeqCst) {
+        if !info.is_null() {
+            // SAFETY: the kernel passes a valid siginfo_t (128 bytes); the slot is not being
+            // read (its flag is clear) and only this handler writes it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(info.cast::<u8>(), (*HOST_QUEUE.info[slot].get()).as_mut_ptr(), 128)
+            };
+        }
+        HOST_QUEUE.pending[slot].store(true, Ordering::SeqCst);
+    }
+    let k = KICK.load(Ordering::SeqCst);
+    if k != 0 {
+        // SAFETY: KICK holds a `fn()` stored by set_host_hooks; it is async-signal-safe.
+        let kick: fn() = unsafe { std::mem::transmute::<usize, fn()>(k) };
+        kick();
+    }
+}
+
+/// Moves the signals the forwarder caught into `state`.
+pub fn take_host_signals(state: &mut SignalState) {
+    for sig in 1..=NSIG {
+        if HOST_QUEUE.pending[sig].load(Ordering::SeqCst) {
+            // SAFETY: the flag is set, so the forwarder no longer writes this slot until we
+            // clear it below.
+            let info = unsafe { *HOST_QUEUE.info[sig].get() };
+            HOST_QUEUE.pending[sig].store(false, Ordering::SeqCst);
+            state.raise(sig as i32, info);
+        }
+    }
+}
+
+/// Whether the forwarder has caught anything not yet taken.
+pub fn host_signals_waiting() -> bool {
+    HOST_QUEUE.pending.iter().any(|p| p.load(Ordering::SeqCst))
+}
+
+/// Signals whose host disposition and mask stay trapbox's: its own faults, the vCPU kick,
+/// and the two that cannot be caught.
+pub fn host_owned(sig: i32) -> bool {
+    matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS)
+        || sig == libc::SIGRTMIN() + 2
+        // glibc's own (thread cancellation, set*id across threads) in trapbox's process.
+        || sig == 32 || sig == 33
+}
+
+/// Makes the host disposition of `sig` follow the guest's `a`.
+pub fn mirror_disposition(sig: i32, a: &SigAction) {
+    if host_owned(sig) {
+        return;
+    }
+    // SAFETY: sigaction with a zeroed struct filled below; the installed functions only
+    // touch atomics and the queue (async-signal-safe).
+    unsafe {
+        let mut h: libc::sigaction = std::mem::zeroed();
+        libc::sigemptyset(&mut h.sa_mask);
+        let terminates = default_action(sig) == DefaultAction::Terminate;
+        match a.handler {
+            // A signal that would end the guest ends the run through trapbox, so that the end
+            // is reported and handlers (a trace, a recording) finish their output.
+            0 if terminates && CLEAN_END_HANDLER.load(Ordering::SeqCst) != 0 => {
+                h.sa_sigaction = CLEAN_END_HANDLER.load(Ordering::SeqCst);
+            }
+            0 => h.sa_sigaction = libc::SIG_DFL,
+            1 => h.sa_sigaction = libc::SIG_IGN,
+            _ => {
+                h.sa_sigaction = forward as *const () as usize;
+                // No SA_RESTART: a blocking host call made for the guest must come back with
+                // EINTR so that trapbox can run the handler and decide about restarting.
+                h.sa_flags = libc::SA_SIGINFO;
+            }
+        }
+        if sig == libc::SIGCHLD {
+            h.sa_flags |= (a.flags & (libc::SA_NOCLDSTOP | libc::SA_NOCLDWAIT) as u64) as i32;
+        }
+        libc::sigaction(sig, &h, std::ptr::null_mut());
+    }
+}
+
+/// The host signal mask that mirrors guest mask `mask`.
+fn host_mask(mask: u64) -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in 1..=NSIG as i32 {
+            if mask & bit(sig) != 0 && !host_owned(sig) {
+                libc::sigaddset(&mut set, sig);
+            }
+        }
+        set
+    }
+}
+
+/// Sets every host disposition from `state` (at start, and after execve reset the handlers).
+pub fn mirror_all(state: &SignalState) {
+    for sig in 1..=NSIG as i32 {
+        if let Some(a) = state.action(sig) {
+            mirror_disposition(sig, &a);
+        }
+    }
+    mirror_mask(state.mask);
+}
+
+/// The guest's signal state at start: what the host ignored stays ignored (inherited across
+/// exec, as natively); the rest is at its default.
+pub fn inherited() -> SignalState {
+    let mut s = SignalState::default();
+    for sig in 1..=NSIG as i32 {
+        // The Rust runtime ignores SIGPIPE in trapbox itself before main; that is not
+        // something the guest inherited.
+        if host_owned(sig) || sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
+            continue;
+        }
+        // SAFETY: querying a disposition writes only the local struct.
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+        };
+        if ignored {
+            let _ = s.set_action(sig, Some(SigAction { handler: 1, ..SigAction::default() }));
+        }
+    }
+    s
+}
+
+/// Makes the calling host thread block what the guest blocks.
+pub fn mirror_mask(mask: u64) {
+    let set = host_mask(mask);
+    // SAFETY: sets this thread's mask from a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+}
+
+/// Sleeps until a signal arrives on the host with the guest mask `mask` in force (what
+/// sigsuspend/pause wait for), unless the forwarder already caught one.
+pub fn wait_for_signal(mask: u64) {
+    // SAFETY: sigset manipulation on local sets; sigsuspend restores the previous mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        if !host_signals_waiting() {
+            let during = host_mask(mask);
+            libc::sigsuspend(&during);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
+/// Blocks every signal in the calling thread: trapbox's helper threads (watchdog, trace
+/// writer) must never be the thread a guest's signal lands on, since only a vCPU's thread can
+/// kick its vCPU.
+pub fn block_all_in_helper_thread() {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask for this thread only.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// Signals pending on the host for this thread or process (blocked ones wait there).
+pub fn host_pending() -> u64 {
+    // SAFETY: sigpending writes the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set);
+        (1..=NSIG as i32).filter(|s| libc::sigismember(&set, *s) == 1).fold(0, |m, s| m | bit(s))
     }
 }
 
@@ -170,16 +478,28 @@ mod tests {
     }
 
     #[test]
-    fn deliver_follows_disposition_and_mask() {
+    fn disposition_pending_and_mask() {
         let mut s = SignalState::default();
-        assert_eq!(s.deliver(libc::SIGABRT), Delivery::Kill(libc::SIGABRT));
-        assert_eq!(s.deliver(libc::SIGCHLD), Delivery::Nothing);
+        assert_eq!(s.disposition(libc::SIGABRT), Delivery::Kill(libc::SIGABRT));
+        assert_eq!(s.disposition(libc::SIGCHLD), Delivery::Nothing);
         s.set_action(libc::SIGTERM, Some(SigAction { handler: 1, ..Default::default() })).unwrap();
-        assert_eq!(s.deliver(libc::SIGTERM), Delivery::Nothing);
+        s.raise(libc::SIGTERM, [0; 128]);
+        assert_eq!(s.pending_mask(), 0, "ignored signals are dropped");
+        let h = SigAction { handler: 0x401000, flags: sa::RESTORER, restorer: 0x401100, mask: bit(libc::SIGUSR2) };
+        s.set_action(libc::SIGUSR1, Some(h)).unwrap();
         s.set_mask(libc::SIG_BLOCK, Some(bit(libc::SIGUSR1))).unwrap();
-        assert_eq!(s.deliver(libc::SIGUSR1), Delivery::Nothing);
+        s.raise(libc::SIGUSR1, [1; 128]);
+        s.raise(libc::SIGUSR1, [2; 128]);
+        assert_eq!(s.pending_mask(), bit(libc::SIGUSR1), "a standard signal is pending once");
+        assert!(s.take_deliverable().is_none(), "blocked");
+        s.set_mask(libc::SIG_UNBLOCK, Some(bit(libc::SIGUSR1))).unwrap();
+        let (sig, info) = s.take_deliverable().unwrap();
+        assert_eq!((sig, info[0]), (libc::SIGUSR1, 1));
+        assert_eq!(s.disposition(sig), Delivery::Handler(h));
+        s.enter_handler(sig, &h);
+        assert_eq!(s.mask, bit(libc::SIGUSR1) | bit(libc::SIGUSR2));
         s.set_mask(libc::SIG_BLOCK, Some(bit(libc::SIGKILL))).unwrap();
-        assert_eq!(s.deliver(libc::SIGKILL), Delivery::Kill(libc::SIGKILL));
+        assert_eq!(s.disposition(libc::SIGKILL), Delivery::Kill(libc::SIGKILL));
     }
 
     #[test]

@@ -94,6 +94,15 @@ pub enum FaultKind {
     Other,
 }
 
+/// A `siginfo_t` (128 bytes) with signo, code and the fault address.
+pub fn siginfo_bytes(signo: i32, code: i32, addr: u64) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    b[0..4].copy_from_slice(&signo.to_le_bytes());
+    b[8..12].copy_from_slice(&code.to_le_bytes());
+    b[16..24].copy_from_slice(&addr.to_le_bytes());
+    b
+}
+
 /// What `siginfo_t` would say for a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigInfo {

@@ -200,6 +200,14 @@ pub trait Guest {
         Err(MemError::Fault(addr.0))
     }
 
+    /// Raises signal `sig` (with `siginfo`, 128 bytes) in the guest as the kernel does for a
+    /// fault of the guest's own instruction: the guest's handler runs ([`Action::Resume`],
+    /// with the registers entering it) or the default action applies (usually
+    /// [`Action::Kill`]). Backends without signal emulation kill.
+    fn raise_signal(&mut self, sig: i32, _siginfo: &[u8; 128]) -> Action {
+        Action::Kill { signal: sig, fault: None }
+    }
+
     /// The CPUID leaf the guest is meant to see (the backend's fixed view), if it has one.
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
         None
@@ -269,8 +277,16 @@ impl TrapHandler for Passthrough {
     fn on_trap(&mut self, guest: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {
             Trap::Syscall(call) => guest.passthrough(call),
-            Trap::Fault(f) => Action::Kill { signal: f.siginfo().signo, fault: Some(f.clone()) },
-            Trap::Breakpoint { .. } | Trap::SingleStep { .. } => Action::Kill { signal: libc::SIGTRAP, fault: None },
+            Trap::Fault(f) => {
+                let si = f.siginfo();
+                match guest.raise_signal(si.signo, &fault::siginfo_bytes(si.signo, si.code, si.addr)) {
+                    Action::Kill { signal, .. } => Action::Kill { signal, fault: Some(f.clone()) },
+                    a => a,
+                }
+            }
+            // int3 reports SI_KERNEL, a single step TRAP_TRACE.
+            Trap::Breakpoint { .. } => guest.raise_signal(libc::SIGTRAP, &fault::siginfo_bytes(libc::SIGTRAP, 0x80, 0)),
+            Trap::SingleStep { .. } => guest.raise_signal(libc::SIGTRAP, &fault::siginfo_bytes(libc::SIGTRAP, 2, 0)),
             Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
             Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
         }

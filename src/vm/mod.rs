@@ -130,6 +130,8 @@ pub enum ResumeFrom {
     Syscall,
     /// At an exception exit with this vector.
     Exception(u8),
+    /// Interrupted in user code (a kick): the registers are the user's.
+    Running,
 }
 
 impl Machine {
@@ -329,6 +331,12 @@ impl Machine {
         Ok(vec![kvm_fd, vm_fd, cpu_fd])
     }
 
+    /// Whether the vCPU stopped in user code (CPL3) rather than in one of trapbox's stubs.
+    pub fn in_user_mode(&self) -> Result<bool, VmError> {
+        let s = self.vcpu.fd().get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
+        Ok(s.cs.selector & 3 == 3)
+    }
+
     /// The running vCPU's state, for [`Machine::rebuild_after_fork`].
     pub fn save_cpu_state(&mut self) -> Result<vcpu::CpuState, VmError> {
         self.vcpu.save_state()
@@ -364,7 +372,7 @@ impl Machine {
                 *k = kvm_bindings::kvm_regs { rsp: rsp0, rip: rip0, rflags: k.rflags, ..*r };
                 self.set_exception_return(v, r.rip, r.rsp, rflags);
             }
-            (TrapPath::Pvm, ResumeFrom::Syscall) => {
+            (TrapPath::Pvm, ResumeFrom::Syscall) | (_, ResumeFrom::Running) => {
                 *self.vcpu.regs_mut() = kvm_bindings::kvm_regs { rflags, ..*r };
             }
             (TrapPath::Hardware, ResumeFrom::Syscall)

@@ -99,6 +99,7 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         // A few chunks of slack: the guest runs on while the thread compresses.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(4);
         let thread = std::thread::Builder::new().name("trapbox-trace-writer".into()).spawn(move || {
+            crate::process::signals::block_all_in_helper_thread();
             let mut written = 10u64;
             for p in rx {
                 written += write_chunk(&mut out, p.first_event, p.events, &p.raw)?;

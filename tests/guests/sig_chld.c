@@ -77,8 +77,13 @@ int main(void)
         if (i == 4)
             kill(p, SIGTERM);
         int before = got;
-        while (got == before)
-            sigsuspend(&empty);
+        while (got == before) {
+            if (sigsuspend(&empty) != -1 || errno != EINTR) {
+                /* Fail fast instead of spinning: sigsuspend only ever returns EINTR. */
+                printf("sigsuspend: %s\n", strerror(errno));
+                return 1;
+            }
+        }
         int st;
         pid_t w = waitpid(p, &st, 0);
         printf("child %d: si_pid ok %s, %s, si_status %d, reaped %s\n", i, from == p ? "yes" : "no",

@@ -162,3 +162,42 @@ pub fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The guest program `name` built in `form` with extra gcc `flags` (e.g. `-include` of a
+/// header beside it), cached as NAME-TAG-FORM. Rebuilt when older than its source or any
+/// header in tests/guests. `guest` has no flags; this is for variants of one source.
+pub fn guest_with_flags(name: &str, form: Form, tag: &str, flags: &[&str]) -> PathBuf {
+    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
+    let src = guests.join(format!("{name}.c"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
+    let out = dir.join(format!("{name}-{tag}-{}", form.suffix()));
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let inputs = std::fs::read_dir(&guests)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "h"))
+        .chain(std::iter::once(src.clone()));
+    let fresh = built.is_some_and(|b| {
+        inputs.into_iter().all(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t <= b))
+    });
+    if !fresh {
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".{name}-{tag}-{}.tmp", form.suffix()));
+        let st = Command::new("gcc")
+            .current_dir(&guests)
+            .args(["-O2", "-Wall", "-Wextra", "-Werror"])
+            .args(form.flags())
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("gcc not found ({e}): install gcc and libc6-dev (.ci/run does)"));
+        assert!(st.success(), "gcc {flags:?} failed on {}", src.display());
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}

@@ -560,7 +560,7 @@ impl Sandbox {
         }
         let deadline = self.timeout.map(|t| std::time::Instant::now() + t);
         let mut watchdog = Watchdog::start(self.timeout);
-        let mut was_forked = self.process.forked;
+        let mut generation = self.process.generation;
         let mut syscalls = 0u64;
         let mut crash_site = None;
         let mut redeliver = self.pending.take();
@@ -598,6 +598,7 @@ impl Sandbox {
                         self.dispatch_fault(&mut handler, f)
                     }
                     Exit::Interrupted => self.on_interrupted(),
+                    Exit::HostMemoryFault => self.on_host_memory_fault(&mut handler, &mut crash_site),
                     Exit::Unexpected(exit) => {
                         let rip = self.machine.regs().rip;
                         return Err(SandboxError::UnexpectedExit { exit, rip });
@@ -607,10 +608,10 @@ impl Sandbox {
             if let Next::End(o) = next {
                 break o;
             }
-            if self.process.forked && !was_forked {
+            if self.process.generation != generation {
                 // A forked child has none of its parent's other threads: the watchdog's
                 // handle names a thread that does not exist here. Start this process's own.
-                was_forked = true;
+                generation = self.process.generation;
                 std::mem::forget(std::mem::replace(
                     &mut watchdog,
                     Watchdog::start(deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()))),
@@ -701,6 +702,32 @@ impl Sandbox {
         }
     }
 
+    /// A guest access whose page has no host memory behind it: a SIGBUS fault at the address
+    /// the instruction used (decoded, since KVM does not say).
+    fn on_host_memory_fault<H: TrapHandler>(&mut self, handler: &mut H, site: &mut Option<String>) -> Next {
+        let regs = user_regs(self.machine.regs());
+        let mut code = [0u8; 15];
+        let n = self.process.aspace.read_runs(regs.rip, 15).first().map(|(_, b)| b.len()).unwrap_or(0);
+        let _ = self.process.aspace.read(GuestAddr(regs.rip), &mut code[..n]);
+        let fs = self.machine.fs_base().unwrap_or(0);
+        let gs = self.machine.gs_base().unwrap_or(0);
+        let addr = crate::process::insn::memory_operand_address(&code[..n], regs.rip, &regs, fs, gs);
+        let f = Fault { vector: Fault::HOST_BUS_ERROR, error_code: 0, addr, rip: regs.rip };
+        *site = Some(self.site(regs.rip));
+        let mut g = KvmGuest::new(&mut self.machine, &mut self.process, regs);
+        g.why = Interrupted::Fault(0, 0, addr.unwrap_or(0));
+        let action = handler.on_trap(&mut g, &Trap::Fault(f));
+        let (regs, replaced) = (g.regs, g.replaced);
+        match action {
+            Action::Resume if replaced => {
+                self.machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+                *site = None;
+                Next::Continue
+            }
+            a => Next::End(end_of(&a).unwrap_or(Outcome::Killed { signal: libc::SIGBUS, fault: None })),
+        }
+    }
+
     /// A kick brought the vCPU out of user code: run the handlers of signals that arrived.
     fn on_interrupted(&mut self) -> Next {
         if !self.process.signals_waiting() || !self.machine.in_user_mode().unwrap_or(false) {
@@ -736,7 +763,15 @@ impl Sandbox {
             1 => Trap::SingleStep { rip: frame.rip },
             _ => {
                 let addr = if vector == 14 { Some(self.machine.cr2()?) } else { None };
-                let f = Fault { vector, error_code: frame.error_code, addr, rip: frame.rip };
+                let mut error_code = frame.error_code;
+                if let Some(a) = addr.filter(|_| error_code & 1 == 0) {
+                    // A PROT_NONE page has no entry, but it is mapped: Linux reports a
+                    // protection fault (SEGV_ACCERR) there, and so does the error code here.
+                    if self.process.aspace.region_at(a).is_some() {
+                        error_code |= 1;
+                    }
+                }
+                let f = Fault { vector, error_code, addr, rip: frame.rip };
                 self.explain_legacy_syscall(&f);
                 Trap::Fault(f)
             }

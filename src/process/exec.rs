@@ -76,7 +76,9 @@ impl Process {
         if flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) != 0 {
             return Err(libc::EINVAL);
         }
-        let full: PathBuf = if p.is_empty() {
+        let full: PathBuf = if self.names_own_exe(&p) {
+            self.exe.clone()
+        } else if p.is_empty() {
             if flags & libc::AT_EMPTY_PATH == 0 {
                 return Err(libc::ENOENT);
             }

@@ -12,6 +12,7 @@ mod exec;
 pub mod fds;
 mod fork;
 pub mod host;
+pub mod insn;
 pub mod loader;
 pub mod mem;
 mod mm;
@@ -61,6 +62,8 @@ pub struct Process {
     /// Whether this process is a forked copy of trapbox running a guest's child: it ends
     /// with its guest instead of returning to whoever started the sandbox.
     pub forked: bool,
+    /// How many forks led to this process (0 for the first one).
+    pub generation: u32,
     /// A vfork child's end of the pipe its parent waits on; closed at exec or exit.
     vfork_done: Option<std::os::fd::OwnedFd>,
     /// The mask a handler's frame must restore when it differs from the current one
@@ -106,6 +109,7 @@ impl Process {
             exe: std::path::PathBuf::new(),
             vdso: None,
             forked: false,
+            generation: 0,
             vfork_done: None,
             saved_mask: None,
             clear_child_tid: 0,
@@ -221,11 +225,7 @@ impl Process {
             _ => return None,
         };
         let p = self.aspace.read_cstr(GuestAddr(path), 4096).ok()?;
-        let pid = std::process::id().to_string();
-        let is_exe = p == b"/proc/self/exe"
-            || p == b"/proc/thread-self/exe"
-            || p.strip_prefix(b"/proc/").and_then(|r| r.strip_suffix(b"/exe")) == Some(pid.as_bytes());
-        if !is_exe || self.exe.as_os_str().is_empty() {
+        if !self.names_own_exe(&p) {
             return None;
         }
         let target = std::os::unix::ffi::OsStrExt::as_bytes(self.exe.as_os_str());
@@ -234,6 +234,15 @@ impl Process {
             Ok(()) => n as i64,
             Err(_) => neg(libc::EFAULT),
         })
+    }
+
+    /// Whether `path` is `/proc/self/exe` or an alias of it: the guest's program, not trapbox.
+    pub(crate) fn names_own_exe(&self, p: &[u8]) -> bool {
+        let pid = std::process::id().to_string();
+        let is_exe = p == b"/proc/self/exe"
+            || p == b"/proc/thread-self/exe"
+            || p.strip_prefix(b"/proc/").and_then(|r| r.strip_suffix(b"/exe")) == Some(pid.as_bytes());
+        is_exe && !self.exe.as_os_str().is_empty()
     }
 
     fn read_struct<const N: usize>(&self, addr: u64) -> Result<[u8; N], i32> {
@@ -288,7 +297,7 @@ impl Process {
             "rseq" => Action::Return(neg(libc::ENOSYS)),
             "rt_sigaction" => ret(self.rt_sigaction(a)),
             "rt_sigprocmask" => ret(self.rt_sigprocmask(a)),
-            "sigaltstack" => ret(self.sigaltstack(a)),
+            "sigaltstack" => ret(self.sigaltstack(a, regs.rsp)),
             "rt_sigpending" => {
                 if a[1] != 8 {
                     return Action::Return(neg(libc::EINVAL));
@@ -390,11 +399,26 @@ impl Process {
         Ok(0)
     }
 
-    fn sigaltstack(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+    fn sigaltstack(&mut self, a: &[u64; 6], sp: u64) -> Result<i64, i32> {
         let new = if a[0] != 0 { Some(self.read_struct::<24>(a[0])?) } else { None };
         self.check(a[1], 24, Access::Write)?;
-        let old = self.signals.altstack;
+        let mut old = self.signals.altstack;
+        let on_it = self.signals.altstack_range().is_some_and(|(base, size)| sp > base && sp <= base + size);
+        if on_it {
+            old[8..12].copy_from_slice(&(libc::SS_ONSTACK as u32).to_le_bytes());
+        }
         if let Some(n) = new {
+            if on_it {
+                return Err(libc::EPERM);
+            }
+            let flags = i32::from_le_bytes(n[8..12].try_into().expect("4 bytes"));
+            let size = u64::from_le_bytes(n[16..24].try_into().expect("8 bytes"));
+            if flags & !(libc::SS_DISABLE | libc::SS_ONSTACK) != 0 {
+                return Err(libc::EINVAL);
+            }
+            if flags & libc::SS_DISABLE == 0 && size < libc::MINSIGSTKSZ as u64 {
+                return Err(libc::ENOMEM);
+            }
             self.signals.altstack = n;
         }
         self.write_out(a[1], &old)?;

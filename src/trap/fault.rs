@@ -90,6 +90,9 @@ pub enum FaultKind {
     MachineCheck,
     /// #XM.
     Simd,
+    /// No CPU vector: the page exists for the guest but its host backing does not (a file
+    /// mapping past the end of the file).
+    BusError,
     /// Anything else.
     Other,
 }
@@ -119,10 +122,14 @@ const SEGV_ACCERR: i32 = 2;
 const ILL_ILLOPN: i32 = 2;
 const FPE_INTDIV: i32 = 1;
 const BUS_ADRALN: i32 = 1;
+const BUS_ADRERR: i32 = 2;
 const TRAP_BRKPT: i32 = 1;
 const SI_KERNEL: i32 = 0x80;
 
 impl Fault {
+    /// The pseudo-vector of a [`FaultKind::BusError`] (no CPU exception has it).
+    pub const HOST_BUS_ERROR: u8 = 0xff;
+
     /// The exception's name.
     pub fn kind(&self) -> FaultKind {
         match self.vector {
@@ -141,6 +148,7 @@ impl Fault {
             17 => FaultKind::AlignmentCheck,
             18 => FaultKind::MachineCheck,
             19 => FaultKind::Simd,
+            Fault::HOST_BUS_ERROR => FaultKind::BusError,
             _ => FaultKind::Other,
         }
     }
@@ -157,6 +165,7 @@ impl Fault {
             FaultKind::DivideError => (libc::SIGFPE, FPE_INTDIV, self.rip),
             FaultKind::X87 | FaultKind::Simd => (libc::SIGFPE, 0, self.rip),
             FaultKind::AlignmentCheck => (libc::SIGBUS, BUS_ADRALN, self.rip),
+            FaultKind::BusError => (libc::SIGBUS, BUS_ADRERR, self.addr.unwrap_or(0)),
             FaultKind::Debug | FaultKind::Breakpoint => (libc::SIGTRAP, TRAP_BRKPT, self.rip),
             FaultKind::Overflow | FaultKind::BoundRange => (libc::SIGSEGV, SI_KERNEL, 0),
             FaultKind::DeviceNotAvailable | FaultKind::MachineCheck | FaultKind::Other => (libc::SIGBUS, 0, 0),
@@ -186,6 +195,9 @@ impl Fault {
             FaultKind::InvalidOpcode => "invalid opcode".into(),
             FaultKind::DivideError => "divide error".into(),
             FaultKind::Breakpoint => "breakpoint".into(),
+            FaultKind::BusError => {
+                format!("bus error at {:#x} (no memory behind it: past the end of a mapped file?)", self.addr.unwrap_or(0))
+            }
             k => format!("{k:?} exception (vector {})", self.vector),
         }
     }

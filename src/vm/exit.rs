@@ -50,6 +50,9 @@ pub enum RawExit {
         /// Guest RIP.
         pc: u64,
     },
+    /// KVM_RUN failed with EFAULT: the host could not provide the page behind a guest
+    /// access (a file mapping past the end of its file).
+    HostMemoryFault,
     /// Any other exit reason, by KVM number.
     Other(u32),
 }
@@ -69,6 +72,9 @@ pub enum Exit {
         /// Guest-physical address.
         gpa: u64,
     },
+    /// A guest access found no host memory behind its page (see RawExit::HostMemoryFault);
+    /// the guest is at the faulting instruction.
+    HostMemoryFault,
     /// Anything else: the run ends with a report (invariant 6: nothing is dropped silently).
     Unexpected(RawExit),
 }
@@ -100,6 +106,7 @@ pub fn classify(raw: RawExit, path: TrapPath, doorbell: &Doorbell, rip: u64) -> 
         }
         RawExit::MmioWrite { gpa } | RawExit::MmioRead { gpa } => Exit::StrayMmio { gpa },
         RawExit::Interrupted => Exit::Interrupted,
+        RawExit::HostMemoryFault => Exit::HostMemoryFault,
         other => Exit::Unexpected(other),
     }
 }

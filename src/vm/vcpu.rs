@@ -209,6 +209,7 @@ impl Vcpu {
             Ok(VcpuExit::Debug(d)) => RawExit::Debug { exception: d.exception, pc: d.pc },
             Ok(_) => RawExit::Other(self.fd.get_kvm_run().exit_reason),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => RawExit::Interrupted,
+            Err(e) if e.errno() == libc::EFAULT => RawExit::HostMemoryFault,
             Err(e) => return Err(VmError::Ioctl("KVM_RUN", e)),
         };
         if exit == RawExit::Interrupted {

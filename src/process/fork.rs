@@ -16,17 +16,28 @@ use crate::trap::{Action, GuestAddr, Regs};
 use crate::vm::Machine;
 
 /// clone flags trapbox looks at (linux/sched.h).
-pub(super) mod flag {
+pub mod flag {
+    /// Share memory.
     pub const VM: u64 = 0x100;
+    /// Share the working directory and umask.
     pub const FS: u64 = 0x200;
+    /// Share the descriptor table.
     pub const FILES: u64 = 0x400;
+    /// Share signal handlers.
     pub const SIGHAND: u64 = 0x800;
+    /// Return a pidfd.
     pub const PIDFD: u64 = 0x1000;
+    /// The parent waits until the child execs or exits.
     pub const VFORK: u64 = 0x4000;
+    /// Same thread group: a thread.
     pub const THREAD: u64 = 0x10000;
+    /// Set the child's FS base.
     pub const SETTLS: u64 = 0x80000;
+    /// Store the child's id at parent_tid.
     pub const PARENT_SETTID: u64 = 0x100000;
+    /// Clear child_tid and wake it when the child exits.
     pub const CHILD_CLEARTID: u64 = 0x200000;
+    /// Store the child's id at child_tid in the child.
     pub const CHILD_SETTID: u64 = 0x1000000;
     /// New namespaces (mount, cgroup, uts, ipc, user, pid, net) and CLONE_PTRACE: nothing a
     /// boxed program may ask for.

@@ -10,7 +10,7 @@ pub mod abi;
 pub mod elf;
 mod exec;
 pub mod fds;
-mod fork;
+pub mod fork;
 pub mod host;
 pub mod insn;
 pub mod loader;
@@ -34,6 +34,60 @@ use signals::{SigAction, SignalState};
 
 use crate::trap::{Action, GuestAddr, Regs, Syscall};
 use crate::vm::Machine;
+
+/// What each guest thread has of its own (the rest of [`Process`] is shared). The thread that
+/// holds the process swaps its state in ([`Process::swap_thread`]), so the syscall code reads
+/// "the current thread's" fields without knowing about threads.
+#[derive(Clone, Debug)]
+pub struct ThreadState {
+    /// Blocked signals.
+    pub mask: u64,
+    /// sigaltstack's stack_t.
+    pub altstack: [u8; 24],
+    saved_mask: Option<u64>,
+    clear_child_tid: u64,
+    robust_list: (u64, u64),
+}
+
+impl ThreadState {
+    /// A new thread's state: the creator's mask, no alternate stack.
+    pub fn new_thread(mask: u64, clear_child_tid: u64) -> ThreadState {
+        let d = SignalState::default();
+        ThreadState { mask, altstack: d.altstack, saved_mask: None, clear_child_tid, robust_list: (0, 0) }
+    }
+}
+
+/// How far [`Process::syscall_staged`] got.
+#[derive(Debug)]
+pub enum Handled {
+    /// Finished: apply this action.
+    Done(Action),
+    /// Checked and ready: make host syscall `nr` with `args` (see [`run_host`]); its result
+    /// is the guest's.
+    Host {
+        /// Syscall number.
+        nr: u64,
+        /// Arguments.
+        args: [u64; 6],
+    },
+    /// rt_sigsuspend/pause: wait until [`Process::signal_ends_wait`] says so with this mask in
+    /// force, then return EINTR (the handler's frame restores the caller's mask).
+    WaitSignal(u64),
+}
+
+impl From<Action> for Handled {
+    fn from(a: Action) -> Handled {
+        Handled::Done(a)
+    }
+}
+
+/// Makes a checked host syscall for the guest (see [`Handled::Host`]).
+pub fn run_host(nr: u64, args: &[u64; 6]) -> i64 {
+    match abi::lookup(nr) {
+        Some(desc) => host_syscall(desc, args),
+        None => neg(libc::ENOSYS),
+    }
+}
 
 /// A guest process.
 pub struct Process {
@@ -62,6 +116,8 @@ pub struct Process {
     /// Whether this process is a forked copy of trapbox running a guest's child: it ends
     /// with its guest instead of returning to whoever started the sandbox.
     pub forked: bool,
+    /// The host thread ids of the guest's threads other than the first.
+    pub thread_ids: Vec<i32>,
     /// How many forks led to this process (0 for the first one).
     pub generation: u32,
     /// A vfork child's end of the pipe its parent waits on; closed at exec or exit.
@@ -110,6 +166,7 @@ impl Process {
             vdso: None,
             forked: false,
             generation: 0,
+            thread_ids: Vec::new(),
             vfork_done: None,
             saved_mask: None,
             clear_child_tid: 0,
@@ -165,6 +222,20 @@ impl Process {
         self.brk_limit = heap_top;
     }
 
+    /// The current thread's clear_child_tid address (set_tid_address, CLONE_CHILD_CLEARTID).
+    pub fn clear_child_tid(&self) -> u64 {
+        self.clear_child_tid
+    }
+
+    /// Exchanges the current thread's own state with `t` (see [`ThreadState`]).
+    pub fn swap_thread(&mut self, t: &mut ThreadState) {
+        std::mem::swap(&mut self.signals.mask, &mut t.mask);
+        std::mem::swap(&mut self.signals.altstack, &mut t.altstack);
+        std::mem::swap(&mut self.saved_mask, &mut t.saved_mask);
+        std::mem::swap(&mut self.clear_child_tid, &mut t.clear_child_tid);
+        std::mem::swap(&mut self.robust_list, &mut t.robust_list);
+    }
+
     /// Whether signal delivery has work: a deliverable signal, one caught on the host, or a
     /// mask to restore after rt_sigsuspend.
     pub fn signals_waiting(&self) -> bool {
@@ -178,16 +249,43 @@ impl Process {
         }
     }
 
-    /// Handles one guest syscall the way the default (passthrough) handler wants it. `regs` are
-    /// the trapping thread's registers: calls that replace the user context (execve, a child's
-    /// new stack) change them and return [`Action::Resume`] or [`Action::Return`].
+    /// Handles one guest syscall the way the default (passthrough) handler wants it, host
+    /// calls included (for a single-threaded caller; see [`Process::syscall_staged`]).
     pub fn syscall(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Action {
+        match self.syscall_staged(m, call, regs) {
+            Handled::Done(a) => a,
+            Handled::Host { nr, args } => Action::Return(run_host(nr, &args)),
+            Handled::WaitSignal(mask) => {
+                while !self.signal_ends_wait(mask) {
+                    signals::wait_for_signal(mask);
+                }
+                Action::Return(neg(libc::EINTR))
+            }
+        }
+    }
+
+    /// Handles one guest syscall up to the host call, which the caller makes (it may block, so
+    /// a multi-threaded caller makes it without holding the process). `regs` are the trapping
+    /// thread's registers: calls that replace the user context (execve, a child's new stack)
+    /// change them and return [`Action::Resume`] or [`Action::Return`].
+    pub fn syscall_staged(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Handled {
+        self.syscall_inner(m, call, regs)
+    }
+
+    /// Whether a signal has come that ends rt_sigsuspend/pause waiting with `mask` in force
+    /// (trapbox's own wake-ups, when the run ends, count too).
+    pub fn signal_ends_wait(&mut self, mask: u64) -> bool {
+        signals::take_host_signals(&mut self.signals);
+        self.signals.deliverable(mask) || crate::process::signals::trapbox_woken()
+    }
+
+    fn syscall_inner(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Handled {
         let Some(desc) = call.desc() else {
             self.warn_once(
                 &format!("nosys-{}", call.nr),
                 format_args!("unknown syscall {:#x}: returning ENOSYS", call.nr),
             );
-            return Action::Return(neg(libc::ENOSYS));
+            return Action::Return(neg(libc::ENOSYS)).into();
         };
         match desc.handling {
             Handling::Refused(why) => {
@@ -196,21 +294,38 @@ impl Process {
                     Refusal::Obsolete => (libc::ENOSYS, "it is obsolete"),
                 };
                 self.warn_once(desc.name, format_args!("{} refused: {what}", desc.name));
-                Action::Return(neg(errno))
+                Action::Return(neg(errno)).into()
             }
-            Handling::Emulated => self.emulate(m, desc.name, &call.args, regs),
+            Handling::Emulated => match desc.name {
+                // The calls that may block wait without holding the process.
+                "futex" => match self.futex(&call.args) {
+                    Ok(()) => Handled::Host { nr: desc.nr, args: call.args },
+                    Err(e) => Action::Return(neg(e)).into(),
+                },
+                "pause" => self.sigsuspend(None),
+                "rt_sigsuspend" => {
+                    if call.args[1] != 8 {
+                        return Action::Return(neg(libc::EINVAL)).into();
+                    }
+                    match self.read_struct::<8>(call.args[0]) {
+                        Ok(b) => self.sigsuspend(Some(u64::from_le_bytes(b))),
+                        Err(e) => Action::Return(neg(e)).into(),
+                    }
+                }
+                name => self.emulate(m, name, &call.args, regs).into(),
+            },
             Handling::Host => match check_args(desc, &call.args, &self.aspace, &self.fds) {
                 Checked::Ok => match self.own_exe_link(desc.name, &call.args) {
-                    Some(r) => Action::Return(r),
-                    None => Action::Return(host_syscall(desc, &call.args)),
+                    Some(r) => Action::Return(r).into(),
+                    None => Handled::Host { nr: desc.nr, args: call.args },
                 },
-                Checked::Refuse(e) => Action::Return(neg(e)),
+                Checked::Refuse(e) => Action::Return(neg(e)).into(),
                 Checked::Unsupported(arg) => {
                     self.warn_once(
                         desc.name,
                         format_args!("{}: argument `{arg}` cannot be checked yet; returning ENOSYS", desc.name),
                     );
-                    Action::Return(neg(libc::ENOSYS))
+                    Action::Return(neg(libc::ENOSYS)).into()
                 }
             },
         }
@@ -282,7 +397,8 @@ impl Process {
             "arch_prctl" => ret(self.arch_prctl(m, a[0] as i32, a[1])),
             "set_tid_address" => {
                 self.clear_child_tid = a[0];
-                Action::Return(std::process::id() as i64)
+                // SAFETY: gettid has no preconditions.
+                Action::Return(unsafe { libc::gettid() } as i64)
             }
             "set_robust_list" => {
                 if a[1] != 24 {
@@ -307,21 +423,10 @@ impl Process {
                 ret(self.write_out(a[0], &set.to_le_bytes()).map(|_| 0))
             }
             "rt_sigreturn" => self.sys_rt_sigreturn(m, regs),
-            "pause" => self.sigsuspend(None),
-            "rt_sigsuspend" => {
-                if a[1] != 8 {
-                    return Action::Return(neg(libc::EINVAL));
-                }
-                match self.read_struct::<8>(a[0]) {
-                    Ok(b) => self.sigsuspend(Some(u64::from_le_bytes(b))),
-                    Err(e) => Action::Return(neg(e)),
-                }
-            }
             "kill" => self.kill(a[0] as i32, a[1] as i32, None),
             "tgkill" => self.kill(a[0] as i32, a[2] as i32, Some(a[1] as i32)),
             // SAFETY: getpid has no preconditions.
             "tkill" => self.kill(unsafe { libc::getpid() }, a[1] as i32, Some(a[0] as i32)),
-            "futex" => ret(self.futex(a)),
             "prctl" => ret(self.prctl(a)),
             "close_range" => ret(self.close_range(a)),
             "getsockopt" => ret(self.getsockopt(a)),
@@ -334,9 +439,10 @@ impl Process {
         }
     }
 
-    /// A new thread needs a vCPU and a handler: only the sandbox can make one.
+    /// A new thread needs a vCPU, a host thread and a handler of its own: the sandbox makes it
+    /// (it intercepts such a clone before it gets here), not the process layer.
     fn spawn_thread(&mut self, _m: &mut Machine, _regs: &mut Regs, _args: fork::CloneArgs) -> Action {
-        self.warn_once("threads", format_args!("threads are not supported yet; clone returns EAGAIN"));
+        self.warn_once("threads", format_args!("clone: this backend cannot create threads; returning EAGAIN"));
         Action::Return(neg(libc::EAGAIN))
     }
 
@@ -363,7 +469,7 @@ impl Process {
     }
 
     fn get_robust_list(&self, a: &[u64; 6]) -> Result<i64, i32> {
-        if a[0] != 0 && a[0] != std::process::id() as u64 {
+        if a[0] != 0 && !self.is_guest_thread(a[0] as i32) {
             return Err(libc::ESRCH);
         }
         self.check(a[1], 8, Access::Write)?;
@@ -469,10 +575,11 @@ impl Process {
     /// Whether `tid` names one of the guest's threads.
     fn is_guest_thread(&self, tid: i32) -> bool {
         // SAFETY: getpid has no preconditions.
-        tid == unsafe { libc::getpid() }
+        tid == unsafe { libc::getpid() } || self.thread_ids.contains(&tid)
     }
 
-    fn futex(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+    /// futex's pointer checks; the call itself is made by the caller (it may block).
+    fn futex(&mut self, a: &[u64; 6]) -> Result<(), i32> {
         let cmd = a[1] & 0x7f;
         if a[0] & 3 != 0 {
             return Err(libc::EINVAL);
@@ -487,7 +594,7 @@ impl Process {
         if uaddr2 {
             self.aspace.check(a[4], 4, Access::Write).map_err(|_| libc::EFAULT)?;
         }
-        forward("futex", a)
+        Ok(())
     }
 
     fn prctl(&mut self, a: &[u64; 6]) -> Result<i64, i32> {

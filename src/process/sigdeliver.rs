@@ -3,7 +3,7 @@
 
 use super::sigframe::{self, FpuImage, FrameInput};
 use super::signals::{self, bit, sa, Delivery};
-use super::{neg, Process};
+use super::Process;
 use crate::trap::{Action, GuestAddr, Regs};
 use crate::vm::Machine;
 
@@ -187,25 +187,14 @@ impl Process {
         Action::Resume
     }
 
-    /// rt_sigsuspend(mask) and pause(): wait with `mask` in force until a signal is delivered;
-    /// the handler's frame restores the mask from before.
-    pub(super) fn sigsuspend(&mut self, mask: Option<u64>) -> Action {
+    /// rt_sigsuspend(mask) and pause(): `mask` is in force until a signal is delivered; the
+    /// handler's frame restores the mask from before. The wait itself is the caller's.
+    pub(super) fn sigsuspend(&mut self, mask: Option<u64>) -> super::Handled {
         let old = self.signals.mask;
         let during = mask.unwrap_or(old) & !(bit(libc::SIGKILL) | bit(libc::SIGSTOP));
         self.signals.mask = during;
-        loop {
-            signals::take_host_signals(&mut self.signals);
-            if self.signals.deliverable(during) {
-                break;
-            }
-            signals::wait_for_signal(during);
-            if !signals::host_signals_waiting() {
-                // Woken by trapbox's own signal (the run is ending) rather than the guest's.
-                break;
-            }
-        }
         self.saved_mask = Some(old);
-        Action::Return(neg(libc::EINTR))
+        super::Handled::WaitSignal(during)
     }
 }
 

@@ -322,6 +322,20 @@ pub fn take_host_signals(state: &mut SignalState) {
     }
 }
 
+/// Set by trapbox's own signal handlers (a run ending, a kick): blocking waits for the guest
+/// give up so that the run loop can act.
+static TRAPBOX_WOKEN: AtomicBool = AtomicBool::new(false);
+
+/// Notes that trapbox's own signal arrived (async-signal-safe).
+pub fn note_trapbox_wakeup() {
+    TRAPBOX_WOKEN.store(true, Ordering::SeqCst);
+}
+
+/// Whether trapbox's own signal arrived since the last call (which clears it).
+pub fn trapbox_woken() -> bool {
+    TRAPBOX_WOKEN.swap(false, Ordering::SeqCst)
+}
+
 /// Whether the forwarder has caught anything not yet taken.
 pub fn host_signals_waiting() -> bool {
     HOST_QUEUE.pending.iter().any(|p| p.load(Ordering::SeqCst))
@@ -432,7 +446,7 @@ pub fn wait_for_signal(mask: u64) {
         libc::sigfillset(&mut all);
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        if !host_signals_waiting() {
+        if !host_signals_waiting() && !TRAPBOX_WOKEN.load(Ordering::SeqCst) {
             let during = host_mask(mask);
             libc::sigsuspend(&during);
         }

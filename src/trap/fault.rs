@@ -196,7 +196,10 @@ impl Fault {
             FaultKind::DivideError => "divide error".into(),
             FaultKind::Breakpoint => "breakpoint".into(),
             FaultKind::BusError => {
-                format!("bus error at {:#x} (no memory behind it: past the end of a mapped file?)", self.addr.unwrap_or(0))
+                format!(
+                    "bus error at {:#x} (no memory behind it: past the end of a mapped file?)",
+                    self.addr.unwrap_or(0)
+                )
             }
             k => format!("{k:?} exception (vector {})", self.vector),
         }

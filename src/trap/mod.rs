@@ -242,6 +242,13 @@ pub trait TrapHandler {
 
     /// Called once when the run ends.
     fn on_end(&mut self, _guest: &mut dyn Guest, _outcome: &Outcome) {}
+
+    /// A handler for a new guest thread, which traps on its own vCPU and host thread. `None`
+    /// (the default) means this handler cannot follow threads: the guest's clone then fails
+    /// with EAGAIN, as when a process may not create more threads.
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        None
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
@@ -254,6 +261,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         (**self).on_end(guest, outcome)
     }
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        (**self).new_thread()
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
@@ -265,6 +275,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         (**self).on_end(guest, outcome)
+    }
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        (**self).new_thread()
     }
 }
 
@@ -290,6 +303,9 @@ impl TrapHandler for Passthrough {
             Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
             Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
         }
+    }
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        Some(Box::new(Passthrough))
     }
 }
 

@@ -134,6 +134,9 @@ pub struct GuestMemory {
     max_slots: usize,
     /// An entry lost rights or vanished: flush the guest TLB before the next run.
     flush_needed: bool,
+    /// Flush at once instead of before the next run: another vCPU may be running guest code
+    /// right now (a multi-threaded guest), and must not keep using what was taken away.
+    eager: Option<(u32, u64, u64)>,
 }
 
 impl GuestMemory {
@@ -149,6 +152,7 @@ impl GuestMemory {
             next_id: 1,
             max_slots,
             flush_needed: false,
+            eager: None,
         }
     }
 
@@ -294,14 +298,28 @@ impl GuestMemory {
     pub fn protect(&mut self, hva: u64, len: u64, flags: Option<PteFlags>, reduces: bool) -> Result<(), MemoryError> {
         self.cover(hva, hva + len)?;
         self.flush_needed |= reduces;
-        self.set_rights(hva, hva + len, flags)
+        self.set_rights(hva, hva + len, flags)?;
+        self.flush_if_eager()
+    }
+
+    /// From now on, removals and rights reductions reach every vCPU before the call returns
+    /// (through the zap slot `zap`, see [`GuestMemory::flush`]).
+    pub fn flush_eagerly(&mut self, zap: (u32, u64, u64)) {
+        self.eager = Some(zap);
+    }
+
+    fn flush_if_eager(&mut self) -> Result<(), MemoryError> {
+        if let Some(zap) = self.eager {
+            self.flush(zap)?;
+        }
+        Ok(())
     }
 
     /// Removes `[hva, hva+len)` from the guest's page tables. The slots stay for reuse.
     pub fn unmap(&mut self, hva: u64, len: u64) -> Result<(), MemoryError> {
         self.tables.unmap(hva, len)?;
         self.flush_needed = true;
-        Ok(())
+        self.flush_if_eager()
     }
 
     /// Deletes the slots that hold no live guest memory, as `live(start, end)` says, to make

@@ -103,7 +103,8 @@ pub struct Machine {
     _kvm: Kvm,
     /// Guest memory (slots, guest-physical space, page tables).
     pub mem: GuestMemory,
-    vcpu: vcpu::Vcpu,
+    /// The vCPU of the thread that holds the machine now (see [`Machine::enter`]).
+    vcpu: Option<vcpu::Vcpu>,
     path: TrapPath,
     sys: *mut u8,
     doorbell: Doorbell,
@@ -253,6 +254,8 @@ impl Machine {
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
         let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        // The creating thread runs the first vCPU.
+        vcpu.claim_kicks();
         let initial_fpu = vcpu.get_xsave()?;
         let hwcap = probe_hwcap(&mut vcpu, base + layout::CPUID_PROBE).unwrap_or_else(|| arch::cpuid::hwcap(&cpuid));
         // The last slot id is the zap slot; guest slots use the others.
@@ -273,7 +276,7 @@ impl Machine {
         Ok(Machine {
             _kvm: kvm,
             mem,
-            vcpu,
+            vcpu: Some(vcpu),
             path,
             sys,
             doorbell: Doorbell { gpa: DOORBELL_GPA, trampoline: base + layout::TRAMPOLINE, store_len: 9 },
@@ -327,34 +330,35 @@ impl Machine {
             vcpu.zero_tsc_offset()?;
         }
         vcpu.restore_state(state)?;
-        self.vcpu = vcpu;
+        vcpu.claim_kicks();
+        self.vcpu = Some(vcpu);
         Ok(vec![kvm_fd, vm_fd, cpu_fd])
     }
 
     /// Whether the vCPU stopped in user code (CPL3) rather than in one of trapbox's stubs.
     pub fn in_user_mode(&self) -> Result<bool, VmError> {
-        let s = self.vcpu.fd().get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
+        let s = self.cpu().fd().get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
         Ok(s.cs.selector & 3 == 3)
     }
 
     /// The running vCPU's state, for [`Machine::rebuild_after_fork`].
     pub fn save_cpu_state(&mut self) -> Result<vcpu::CpuState, VmError> {
-        self.vcpu.save_state()
+        self.cpu_mut().save_state()
     }
 
     /// Gives the guest the FPU state a freshly started program has.
     pub fn reset_fpu(&mut self) -> Result<(), VmError> {
-        self.vcpu.set_xsave(&self.initial_fpu)
+        self.cpu().set_xsave(&self.initial_fpu)
     }
 
     /// The guest's x87/SSE/AVX state (XSAVE standard form, as KVM gives it).
     pub fn fpu(&self) -> Result<kvm_bindings::kvm_xsave, VmError> {
-        self.vcpu.get_xsave()
+        self.cpu().get_xsave()
     }
 
     /// Replaces the guest's x87/SSE/AVX state.
     pub fn set_fpu(&mut self, x: &kvm_bindings::kvm_xsave) -> Result<(), VmError> {
-        self.vcpu.set_xsave(x)
+        self.cpu().set_xsave(x)
     }
 
     /// Resumes the guest with every user register as given — including RCX and R11, which a
@@ -367,18 +371,18 @@ impl Machine {
         let rflags = (r.rflags & 0x3c_7fd7) | 0x2;
         match (self.path, from) {
             (_, ResumeFrom::Exception(v)) => {
-                let k = self.vcpu.regs_mut();
+                let k = self.cpu_mut().regs_mut();
                 let (rsp0, rip0) = (k.rsp, k.rip);
                 *k = kvm_bindings::kvm_regs { rsp: rsp0, rip: rip0, rflags: k.rflags, ..*r };
                 self.set_exception_return(v, r.rip, r.rsp, rflags);
             }
             (TrapPath::Pvm, ResumeFrom::Syscall) | (_, ResumeFrom::Running) => {
-                *self.vcpu.regs_mut() = kvm_bindings::kvm_regs { rflags, ..*r };
+                *self.cpu_mut().regs_mut() = kvm_bindings::kvm_regs { rflags, ..*r };
             }
             (TrapPath::Hardware, ResumeFrom::Syscall)
                 if r.rcx == r.rip && r.r11 & 0x3c_7fd7 == r.rflags & 0x3c_7fd7 =>
             {
-                let k = self.vcpu.regs_mut();
+                let k = self.cpu_mut().regs_mut();
                 let rip0 = k.rip;
                 *k = kvm_bindings::kvm_regs { rip: rip0, rflags: k.rflags, ..*r };
             }
@@ -390,17 +394,68 @@ impl Machine {
                     // SAFETY: frame_ptr keeps the five words inside the ring-0 stack.
                     unsafe { p.add(i).write(*w) };
                 }
-                let k = self.vcpu.regs_mut();
-                let rf = k.rflags;
                 // The vector-0 stub is `out; iretq`: enter it at its iretq.
-                *k = kvm_bindings::kvm_regs {
-                    rip: self.sys as u64 + layout::STUBS + entry::IRETQ_IN_STUB0,
-                    rsp: p as u64,
-                    rflags: rf,
-                    ..*r
-                };
+                let iretq = self.sys as u64 + layout::STUBS + entry::IRETQ_IN_STUB0;
+                let k = self.cpu_mut().regs_mut();
+                let rf = k.rflags;
+                *k = kvm_bindings::kvm_regs { rip: iretq, rsp: p as u64, rflags: rf, ..*r };
             }
         }
+    }
+
+    /// The current vCPU. Holding the machine without a vCPU entered is a trapbox bug.
+    fn cpu(&self) -> &vcpu::Vcpu {
+        self.vcpu.as_ref().expect("a thread's vCPU is entered while the machine is in use")
+    }
+
+    fn cpu_mut(&mut self) -> &mut vcpu::Vcpu {
+        self.vcpu.as_mut().expect("a thread's vCPU is entered while the machine is in use")
+    }
+
+    /// Takes the current vCPU out: its thread runs it without holding the machine.
+    pub fn leave(&mut self) -> Option<vcpu::Vcpu> {
+        self.vcpu.take()
+    }
+
+    /// Makes `v` the current vCPU (its thread holds the machine now).
+    pub fn enter(&mut self, v: vcpu::Vcpu) {
+        self.vcpu = Some(v);
+    }
+
+    /// A vCPU for a new guest thread, starting from `state`.
+    pub fn new_vcpu(&mut self, id: u64, state: &vcpu::CpuState) -> Result<vcpu::Vcpu, VmError> {
+        let fd = self.mem.vm().create_vcpu(id).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let n = rehome(fd.as_raw_fd(), self.fd_base)?;
+        // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
+        let fd = unsafe { self.mem.vm().create_vcpu_from_rawfd(n) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
+        let mut v = vcpu::Vcpu::new(fd, &self.cpuid, &self.setup)?;
+        if self.zero_tsc {
+            v.zero_tsc_offset()?;
+        }
+        v.restore_state(state)?;
+        Ok(v)
+    }
+
+    /// What a thread needs to run its vCPU without holding the machine: decoding exits.
+    pub fn runner(&self) -> Runner {
+        Runner { path: self.path, doorbell: self.doorbell }
+    }
+
+    /// Makes pending page-table changes visible to every vCPU before any runs again.
+    pub fn prepare_run(&mut self) -> Result<(), VmError> {
+        self.mem.flush(self.zap)?;
+        Ok(())
+    }
+
+    /// Page-table removals and rights reductions take effect on every vCPU before the call
+    /// that made them returns (needed once a second vCPU exists).
+    pub fn flush_eagerly(&mut self) {
+        self.mem.flush_eagerly(self.zap);
+    }
+
+    /// Counts exits taken by vCPUs that ran outside the machine.
+    pub fn add_exits(&mut self, n: u64) {
+        self.exits += n;
     }
 
     /// The trap path in use.
@@ -429,7 +484,7 @@ impl Machine {
     /// None when the host has no vDSO or the TSC cannot be shared.
     pub fn share_vdso(&mut self) -> Result<Option<u64>, VmError> {
         if self.path == TrapPath::Hardware {
-            if self.vcpu.zero_tsc_offset().is_err() {
+            if self.cpu().zero_tsc_offset().is_err() {
                 return Ok(None);
             }
             self.zero_tsc = true;
@@ -459,7 +514,7 @@ impl Machine {
 
     /// Whether guest XSAVE/AVX state is enabled through KVM.
     pub fn osxsave(&self) -> bool {
-        self.vcpu.osxsave()
+        self.cpu().osxsave()
     }
 
     /// Host address range of the system region (never guest memory).
@@ -470,9 +525,9 @@ impl Machine {
     /// Runs the guest to its next exit and decodes it.
     pub fn run(&mut self) -> Result<Exit, VmError> {
         self.mem.flush(self.zap)?;
-        let raw = self.vcpu.run()?;
+        let raw = self.cpu_mut().run()?;
         self.exits += 1;
-        let rip = self.vcpu.regs().rip;
+        let rip = self.cpu_mut().regs().rip;
         Ok(exit::classify(raw, self.path, &self.doorbell, rip))
     }
 
@@ -487,7 +542,7 @@ impl Machine {
 
     /// Runs once and returns the raw exit, without decoding (for measuring exit costs).
     pub fn run_raw(&mut self) -> Result<RawExit, VmError> {
-        let raw = self.vcpu.run()?;
+        let raw = self.cpu_mut().run()?;
         self.exits += 1;
         Ok(raw)
     }
@@ -499,17 +554,17 @@ impl Machine {
 
     /// General registers as of the last exit.
     pub fn regs(&mut self) -> &kvm_bindings::kvm_regs {
-        self.vcpu.regs()
+        self.cpu_mut().regs()
     }
 
     /// General registers, written back on the next run.
     pub fn regs_mut(&mut self) -> &mut kvm_bindings::kvm_regs {
-        self.vcpu.regs_mut()
+        self.cpu_mut().regs_mut()
     }
 
     /// Sets the instruction pointer, flags and stack pointer the guest starts with.
     pub fn set_entry(&mut self, rip: u64, rsp: u64) {
-        let r = self.vcpu.regs_mut();
+        let r = self.cpu_mut().regs_mut();
         *r = Default::default();
         r.rip = rip;
         r.rsp = rsp;
@@ -520,7 +575,7 @@ impl Machine {
     /// RCX/R11 holding the return point as `syscall` left them.
     pub fn finish_syscall(&mut self, ret: u64, rip: u64, rflags: u64) {
         let path = self.path;
-        let r = self.vcpu.regs_mut();
+        let r = self.cpu_mut().regs_mut();
         r.rax = ret;
         r.rcx = rip;
         r.r11 = rflags;
@@ -534,7 +589,7 @@ impl Machine {
 
     /// The frame of the exception being handled (valid right after an `Exit::Exception`).
     pub fn exception_frame(&mut self, vector: u8) -> ExceptionFrame {
-        let rsp = self.vcpu.regs().rsp;
+        let rsp = self.cpu_mut().regs().rsp;
         let with_code = arch::has_error_code(vector);
         let q = self.frame_words(rsp, if with_code { 6 } else { 5 });
         let (e, f) = if with_code { (q[0], &q[1..]) } else { (0, &q[..5]) };
@@ -543,7 +598,7 @@ impl Machine {
 
     /// Rewrites where the guest resumes after the exception being handled.
     pub fn set_exception_return(&mut self, vector: u8, rip: u64, rsp: u64, rflags: u64) {
-        let rsp0 = self.vcpu.regs().rsp;
+        let rsp0 = self.cpu_mut().regs().rsp;
         let skip = usize::from(arch::has_error_code(vector));
         let p = self.frame_ptr(rsp0, 5 + skip as u64);
         // SAFETY: frame_ptr checked that the frame's words lie inside the ring-0 stack.
@@ -575,27 +630,43 @@ impl Machine {
 
     /// CR2 (the faulting address of the last #PF).
     pub fn cr2(&self) -> Result<u64, VmError> {
-        self.vcpu.cr2()
+        self.cpu().cr2()
     }
 
     /// The guest's FS base.
     pub fn fs_base(&self) -> Result<u64, VmError> {
-        self.vcpu.get_msr(arch::msr::FS_BASE)
+        self.cpu().get_msr(arch::msr::FS_BASE)
     }
 
     /// Sets the guest's FS base (TLS).
     pub fn set_fs_base(&self, base: u64) -> Result<(), VmError> {
-        self.vcpu.set_msr(arch::msr::FS_BASE, base)
+        self.cpu().set_msr(arch::msr::FS_BASE, base)
     }
 
     /// The guest's GS base.
     pub fn gs_base(&self) -> Result<u64, VmError> {
-        self.vcpu.get_msr(arch::msr::GS_BASE)
+        self.cpu().get_msr(arch::msr::GS_BASE)
     }
 
     /// Sets the guest's GS base.
     pub fn set_gs_base(&self, base: u64) -> Result<(), VmError> {
-        self.vcpu.set_msr(arch::msr::GS_BASE, base)
+        self.cpu().set_msr(arch::msr::GS_BASE, base)
+    }
+}
+
+/// Runs a vCPU and decodes its exits (what [`Machine::run`] does, for a vCPU its thread holds).
+#[derive(Clone, Copy, Debug)]
+pub struct Runner {
+    path: TrapPath,
+    doorbell: Doorbell,
+}
+
+impl Runner {
+    /// Runs `vcpu` to its next exit.
+    pub fn run(&self, vcpu: &mut vcpu::Vcpu) -> Result<Exit, VmError> {
+        let raw = vcpu.run()?;
+        let rip = vcpu.regs().rip;
+        Ok(exit::classify(raw, self.path, &self.doorbell, rip))
     }
 }
 

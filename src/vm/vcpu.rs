@@ -139,7 +139,6 @@ impl Vcpu {
         }
         let mut vcpu = Vcpu { fd, osxsave };
         vcpu.fd.set_sync_valid_reg(SyncReg::Register);
-        vcpu.claim_kicks();
         Ok(vcpu)
     }
 

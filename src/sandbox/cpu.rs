@@ -1,0 +1,382 @@
+//! One thread's trap path: run the vCPU, decode the exit, hand the trap to the handler, apply
+//! its action, deliver signals — the same for the first thread and for every other.
+
+use std::sync::Arc;
+
+use crate::process::sigdeliver::Interrupted;
+use crate::process::signals;
+use crate::trap::{Action, Fault, GuestAddr, Outcome, Regs, Syscall, Trap, TrapHandler};
+use crate::vm::{Exit, ResumeFrom};
+
+use super::guest::{Cpu, KvmGuest};
+use super::host::HOST_SIGNAL;
+use super::threads::{Core, ThreadCtx};
+use super::SandboxError;
+
+/// What a thread does after a trap.
+pub(super) enum Next {
+    /// Resume the guest.
+    Continue,
+    /// The process ends.
+    End(Outcome),
+    /// This thread called `exit` (the others go on).
+    ThreadExit(i32),
+}
+
+/// A trap a handler stopped at (Action::Stop) and has not answered: the next run delivers it
+/// again before the guest continues.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Pending {
+    Syscall,
+    Exception(u8),
+}
+
+/// The outcome an action ends the process with, if it does.
+pub(super) fn end_of(action: &Action) -> Option<Outcome> {
+    match action {
+        Action::Exit(c) => Some(Outcome::Exited(*c)),
+        Action::Kill { signal, fault } => Some(Outcome::Killed { signal: *signal, fault: fault.clone() }),
+        Action::Stop | Action::ReturnAndStop(_) => Some(Outcome::Stopped),
+        Action::Return(_) | Action::Resume => None,
+    }
+}
+
+pub(super) fn user_regs(k: &kvm_bindings::kvm_regs) -> Regs {
+    Regs {
+        rax: k.rax,
+        rbx: k.rbx,
+        rcx: k.rcx,
+        rdx: k.rdx,
+        rsi: k.rsi,
+        rdi: k.rdi,
+        rbp: k.rbp,
+        rsp: k.rsp,
+        r8: k.r8,
+        r9: k.r9,
+        r10: k.r10,
+        r11: k.r11,
+        r12: k.r12,
+        r13: k.r13,
+        r14: k.r14,
+        r15: k.r15,
+        rip: k.rip,
+        rflags: k.rflags,
+    }
+}
+
+pub(super) fn kvm_regs_of(r: &Regs) -> kvm_bindings::kvm_regs {
+    let mut k = kvm_bindings::kvm_regs { rsp: r.rsp, rip: r.rip, rflags: r.rflags, ..Default::default() };
+    store_gprs(&mut k, r);
+    k
+}
+
+fn store_gprs(k: &mut kvm_bindings::kvm_regs, r: &Regs) {
+    k.rax = r.rax;
+    k.rbx = r.rbx;
+    k.rcx = r.rcx;
+    k.rdx = r.rdx;
+    k.rsi = r.rsi;
+    k.rdi = r.rdi;
+    k.rbp = r.rbp;
+    k.r8 = r.r8;
+    k.r9 = r.r9;
+    k.r10 = r.r10;
+    k.r11 = r.r11;
+    k.r12 = r.r12;
+    k.r13 = r.r13;
+    k.r14 = r.r14;
+    k.r15 = r.r15;
+}
+
+/// Where the crash happened, with its symbol.
+pub(super) fn site(cpu: &Cpu<'_>, rip: u64) -> String {
+    match cpu.sr().process.symbols.lookup(rip) {
+        Some(s) => format!("rip {rip:#x} <{s}>"),
+        None => format!("rip {rip:#x}"),
+    }
+}
+
+/// Runs the thread's vCPU to its next exit and handles it.
+pub(super) fn step<H: TrapHandler + ?Sized>(
+    core: &Arc<Core>,
+    ctx: &mut ThreadCtx,
+    handler: &mut H,
+    site_out: &mut Option<String>,
+    pending: &mut Option<Pending>,
+) -> Result<Next, SandboxError> {
+    let exit = core.runner.run(ctx.vcpu.as_mut().expect("a thread runs its own vCPU"))?;
+    ctx.exits += 1;
+    if exit == Exit::Syscall {
+        core.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut cpu = Cpu::lock(core, ctx);
+    match exit {
+        Exit::Syscall => Ok(on_syscall(&mut cpu, handler, pending)),
+        Exit::Exception(v) => on_exception(&mut cpu, handler, v, site_out, pending),
+        Exit::StrayMmio { gpa } => {
+            let rip = cpu.s().machine.regs().rip;
+            let f = Fault { vector: 14, error_code: 4, addr: Some(gpa), rip };
+            *site_out = Some(site(&cpu, rip));
+            let regs = user_regs(cpu.s().machine.regs());
+            let mut g = KvmGuest::new(&mut cpu, regs);
+            let action = handler.on_trap(&mut g, &Trap::Fault(f));
+            // A stray access to the doorbell page cannot be resumed meaningfully.
+            Ok(Next::End(end_of(&action).unwrap_or(Outcome::Killed { signal: libc::SIGSEGV, fault: None })))
+        }
+        Exit::Interrupted => Ok(on_interrupted(&mut cpu)),
+        Exit::HostMemoryFault => Ok(on_host_memory_fault(&mut cpu, handler, site_out)),
+        Exit::Unexpected(exit) => {
+            let rip = cpu.s().machine.regs().rip;
+            Err(SandboxError::UnexpectedExit { exit, rip })
+        }
+    }
+}
+
+/// A trap that did not come from the guest (timeout, trapbox's own signal).
+pub(super) fn deliver_async<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H, trap: Trap) -> Next {
+    let regs = user_regs(cpu.s().machine.regs());
+    let mut g = KvmGuest::new(cpu, regs);
+    let action = handler.on_trap(&mut g, &trap);
+    match end_of(&action) {
+        Some(o) => Next::End(o),
+        None => Next::Continue,
+    }
+}
+
+pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
+    cpu: &mut Cpu<'_>,
+    handler: &mut H,
+    pending: &mut Option<Pending>,
+) -> Next {
+    // At a syscall, RCX holds the return address and R11 the flags: that is the user's
+    // RIP/RFLAGS as a handler should see them.
+    let mut regs = user_regs(cpu.s().machine.regs());
+    regs.rip = regs.rcx;
+    regs.rflags = regs.r11;
+    let call = Syscall::from_regs(&regs);
+    let mut g = KvmGuest::new(cpu, regs);
+    if call.nr == libc::SYS_clone as u64 && call.args[0] & crate::process::fork::flag::THREAD != 0 {
+        g.thread_handler = handler.new_thread();
+    }
+    let action = handler.on_trap(&mut g, &Trap::Syscall(call));
+    let (mut regs, dirty, mut replaced) = (g.regs, g.dirty, g.replaced);
+    let interrupted = matches!(action, Action::Return(r) if r == -(libc::EINTR as i64));
+    if interrupted && (HOST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) != 0 || cpu.core.group.ending()) {
+        // The host call was interrupted by trapbox's own signal: let the loop end the run
+        // instead of showing the guest an EINTR it did not cause. The guest re-executes
+        // nothing: the loop ends before resuming it.
+        return Next::Continue;
+    }
+    match action {
+        Action::Return(v) | Action::ReturnAndStop(v) => regs.rax = v as u64,
+        Action::Resume => {}
+        Action::Stop => {
+            *pending = Some(Pending::Syscall);
+            return Next::End(Outcome::Stopped);
+        }
+        Action::Exit(code) if call.nr == libc::SYS_exit as u64 => return Next::ThreadExit(code),
+        a => return Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
+    }
+    let s = cpu.s();
+    if s.process.signals_waiting() {
+        let why = Interrupted::Syscall { nr: call.nr, result: regs.rax as i64 };
+        match s.process.deliver_signals(&mut s.machine, &mut regs, why) {
+            Some(Action::Resume) => replaced = true,
+            Some(a) => return Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
+            None => {}
+        }
+    }
+    let m = &mut cpu.s().machine;
+    if replaced {
+        m.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
+    } else {
+        if dirty {
+            store_gprs(m.regs_mut(), &regs);
+        }
+        m.finish_syscall(regs.rax, regs.rip, regs.rflags);
+    }
+    match action {
+        Action::ReturnAndStop(_) => Next::End(Outcome::Stopped),
+        _ => Next::Continue,
+    }
+}
+
+/// A guest access whose page has no host memory behind it: a SIGBUS fault at the address
+/// the instruction used (decoded, since KVM does not say).
+fn on_host_memory_fault<H: TrapHandler + ?Sized>(
+    cpu: &mut Cpu<'_>,
+    handler: &mut H,
+    site_out: &mut Option<String>,
+) -> Next {
+    let s = cpu.s();
+    let regs = user_regs(s.machine.regs());
+    let runs = s.process.aspace.read_runs(regs.rip, 15);
+    let code = runs.first().filter(|(a, _)| *a == regs.rip).map(|(_, b)| b.clone()).unwrap_or_default();
+    let fs = s.machine.fs_base().unwrap_or(0);
+    let gs = s.machine.gs_base().unwrap_or(0);
+    let addr = crate::process::insn::memory_operand_address(&code, regs.rip, &regs, fs, gs);
+    let f = Fault { vector: Fault::HOST_BUS_ERROR, error_code: 0, addr, rip: regs.rip };
+    *site_out = Some(site(cpu, regs.rip));
+    let mut g = KvmGuest::new(cpu, regs);
+    g.why = Interrupted::Fault(0, 0, addr.unwrap_or(0));
+    let action = handler.on_trap(&mut g, &Trap::Fault(f));
+    let (regs, replaced) = (g.regs, g.replaced);
+    match action {
+        Action::Resume if replaced => {
+            cpu.s().machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+            *site_out = None;
+            Next::Continue
+        }
+        a => Next::End(end_of(&a).unwrap_or(Outcome::Killed { signal: libc::SIGBUS, fault: None })),
+    }
+}
+
+/// A kick brought the vCPU out of user code: run the handlers of signals that arrived.
+fn on_interrupted(cpu: &mut Cpu<'_>) -> Next {
+    let s = cpu.s();
+    if !s.process.signals_waiting() || !s.machine.in_user_mode().unwrap_or(false) {
+        return Next::Continue;
+    }
+    let mut regs = user_regs(s.machine.regs());
+    match s.process.deliver_signals(&mut s.machine, &mut regs, Interrupted::Running) {
+        Some(Action::Resume) => {
+            s.machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+            Next::Continue
+        }
+        Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
+        None => Next::Continue,
+    }
+}
+
+pub(super) fn on_exception<H: TrapHandler + ?Sized>(
+    cpu: &mut Cpu<'_>,
+    handler: &mut H,
+    vector: u8,
+    site_out: &mut Option<String>,
+    pending: &mut Option<Pending>,
+) -> Result<Next, SandboxError> {
+    let s = cpu.s();
+    let frame = s.machine.exception_frame(vector);
+    if frame.cs & 3 != 3 {
+        return Err(SandboxError::RingZeroFault { vector, rip: frame.rip });
+    }
+    let mut regs = user_regs(s.machine.regs());
+    regs.rip = frame.rip;
+    regs.rsp = frame.rsp;
+    regs.rflags = frame.rflags;
+    let trap = match vector {
+        3 => Trap::Breakpoint { rip: frame.rip },
+        1 => Trap::SingleStep { rip: frame.rip },
+        _ => {
+            let addr = if vector == 14 { Some(s.machine.cr2()?) } else { None };
+            let mut error_code = frame.error_code;
+            if let Some(a) = addr.filter(|_| error_code & 1 == 0) {
+                // A PROT_NONE page has no entry, but it is mapped: Linux reports a
+                // protection fault (SEGV_ACCERR) there, and so does the error code here.
+                if s.process.aspace.region_at(a).is_some() {
+                    error_code |= 1;
+                }
+            }
+            let f = Fault { vector, error_code, addr, rip: frame.rip };
+            explain_legacy_syscall(cpu, &f);
+            Trap::Fault(f)
+        }
+    };
+    *site_out = Some(site(cpu, frame.rip));
+    let cr2 = if let Trap::Fault(Fault { addr: Some(a), .. }) = &trap { *a } else { 0 };
+    let mut g = KvmGuest::new(cpu, regs);
+    g.why = Interrupted::Fault(frame.error_code, vector as u64, cr2);
+    let action = handler.on_trap(&mut g, &trap);
+    let (regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
+    let m = &mut cpu.s().machine;
+    if replaced && action == Action::Resume {
+        m.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));
+        *site_out = None;
+        return Ok(Next::Continue);
+    }
+    if action == Action::Stop {
+        *pending = Some(Pending::Exception(vector));
+        return Ok(Next::End(Outcome::Stopped));
+    }
+    if let Some(o) = end_of(&action).filter(|_| !matches!(action, Action::ReturnAndStop(_))) {
+        return Ok(Next::End(o));
+    }
+    if dirty {
+        store_gprs(m.regs_mut(), &regs);
+    }
+    if let Action::Return(v) | Action::ReturnAndStop(v) = action {
+        m.regs_mut().rax = v as u64;
+    }
+    m.set_exception_return(vector, regs.rip, regs.rsp, regs.rflags);
+    *site_out = None;
+    Ok(if matches!(action, Action::ReturnAndStop(_)) { Next::End(Outcome::Stopped) } else { Next::Continue })
+}
+
+/// `int 0x80` and `sysenter` are the 32-bit syscall ABI: say so instead of leaving the user
+/// with a bare SIGSEGV/SIGILL.
+fn explain_legacy_syscall(cpu: &mut Cpu<'_>, f: &Fault) {
+    let p = &mut cpu.s().process;
+    let mut insn = [0u8; 2];
+    if p.aspace.read(GuestAddr(f.rip), &mut insn).is_err() {
+        return;
+    }
+    let what = match insn {
+        [0xcd, 0x80] => "int 0x80",
+        [0x0f, 0x34] => "sysenter",
+        _ => return,
+    };
+    p.warn_once(
+        "legacy-syscall",
+        format_args!("{what} at {:#x}: the 32-bit syscall ABI is not supported (only `syscall`)", f.rip),
+    );
+}
+
+/// A guest thread other than the first: runs until it exits or the process ends.
+pub(super) fn thread_main(
+    core: Arc<Core>,
+    mut ctx: ThreadCtx,
+    mut handler: Box<dyn crate::trap::TrapHandler + Send>,
+    tid: i32,
+) {
+    if let Some(v) = ctx.vcpu.as_mut() {
+        v.claim_kicks();
+    }
+    signals::mirror_mask(ctx.state.mask);
+    let mut site_out = None;
+    let mut pending = None;
+    let code = loop {
+        if core.group.ending() {
+            break None;
+        }
+        match step(&core, &mut ctx, &mut *handler, &mut site_out, &mut pending) {
+            Ok(Next::Continue) => {}
+            Ok(Next::ThreadExit(c)) => break Some(c),
+            Ok(Next::End(o)) => {
+                core.group.end(o);
+                break None;
+            }
+            Err(e) => {
+                let mut cpu = Cpu::lock(&core, &mut ctx);
+                let _ = std::io::Write::write_all(
+                    &mut cpu.s().process.diag,
+                    format!("trapbox: thread {tid}: {e}\n").as_bytes(),
+                );
+                drop(cpu);
+                core.group.end(Outcome::Killed { signal: libc::SIGKILL, fault: None });
+                break None;
+            }
+        }
+    };
+    {
+        let mut cpu = Cpu::lock(&core, &mut ctx);
+        let p = &mut cpu.s().process;
+        let ctid = p.clear_child_tid();
+        p.thread_ids.retain(|t| *t != tid);
+        if ctid != 0 && p.aspace.write(GuestAddr(ctid), &0u32.to_le_bytes()).is_ok() {
+            // What the kernel does at thread exit (CLONE_CHILD_CLEARTID): pthread_join waits
+            // on this word. Guest futexes are host futexes at the same addresses.
+            crate::process::run_host(libc::SYS_futex as u64, &[ctid, libc::FUTEX_WAKE as u64, 1, 0, 0, 0]);
+        }
+    }
+    core.group.leave(tid, code);
+}

@@ -1,0 +1,233 @@
+//! The guest as handlers see it ([`Guest`]), backed by the KVM machine, for the thread that
+//! trapped. It holds the shared lock ([`Cpu`]) and lets go of it around host calls that may
+//! block, so other guest threads keep running (a futex wait must not stop the thread that
+//! would wake it).
+
+use std::sync::{mpsc, Arc, MutexGuard};
+
+use crate::process::fork::{flag, CloneArgs};
+use crate::process::sigdeliver::Interrupted;
+use crate::process::{run_host, signals, Handled, ThreadState};
+use crate::trap::{Action, Guest, GuestAddr, MemError, Regs, Syscall, TrapHandler};
+
+use super::cpu;
+use super::threads::{Core, Shared, ThreadCtx};
+
+/// A thread holding the shared state, with its own vCPU and state entered.
+pub(super) struct Cpu<'a> {
+    /// The shared core.
+    pub core: &'a Arc<Core>,
+    guard: Option<MutexGuard<'a, Shared>>,
+    /// The thread's own part.
+    pub ctx: &'a mut ThreadCtx,
+}
+
+impl<'a> Cpu<'a> {
+    /// Takes the lock for `ctx`'s thread.
+    pub fn lock(core: &'a Arc<Core>, ctx: &'a mut ThreadCtx) -> Cpu<'a> {
+        let mut g = core.lock();
+        g.enter(ctx);
+        Cpu { core, guard: Some(g), ctx }
+    }
+
+    /// The shared state.
+    pub fn s(&mut self) -> &mut Shared {
+        self.guard.as_mut().expect("a Cpu holds the lock outside `unlocked`")
+    }
+
+    /// The shared state, read-only.
+    pub fn sr(&self) -> &Shared {
+        self.guard.as_ref().expect("a Cpu holds the lock outside `unlocked`")
+    }
+
+    /// Runs `f` without the lock: a host call that may block.
+    pub fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        if let Some(mut g) = self.guard.take() {
+            g.leave(self.ctx);
+        }
+        let r = f();
+        let mut g = self.core.lock();
+        g.enter(self.ctx);
+        self.guard = Some(g);
+        r
+    }
+}
+
+impl Drop for Cpu<'_> {
+    fn drop(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            g.leave(self.ctx);
+        }
+    }
+}
+
+/// The guest for one trap of one thread.
+pub(super) struct KvmGuest<'c, 'a> {
+    pub cpu: &'c mut Cpu<'a>,
+    pub regs: Regs,
+    pub dirty: bool,
+    /// The passthrough replaced the user context (execve, a child's new stack, a signal
+    /// handler's entry): resume with every register as given, RCX and R11 included.
+    pub replaced: bool,
+    /// What the guest was doing at this trap (for a signal frame).
+    pub why: Interrupted,
+    /// The handler a new thread would get (asked for before a thread-creating clone).
+    pub thread_handler: Option<Box<dyn TrapHandler + Send>>,
+}
+
+impl<'c, 'a> KvmGuest<'c, 'a> {
+    pub fn new(cpu: &'c mut Cpu<'a>, regs: Regs) -> Self {
+        KvmGuest { cpu, regs, dirty: false, replaced: false, why: Interrupted::Running, thread_handler: None }
+    }
+
+    /// clone(CLONE_THREAD): a vCPU starting where the parent returns from clone (RAX = 0, on
+    /// the new stack, with the new TLS), on a host thread of its own, with its own handler.
+    fn spawn_thread(&mut self, args: CloneArgs) -> Action {
+        let f = args.flags;
+        let neg = |e: i32| Action::Return(-(e as i64));
+        if f & (flag::SIGHAND | flag::VM) != (flag::SIGHAND | flag::VM) {
+            return neg(libc::EINVAL);
+        }
+        if f & flag::ESCAPING != 0 {
+            return neg(libc::EPERM);
+        }
+        let Some(handler) = self.thread_handler.take() else {
+            self.cpu.s().process.warn_once(
+                "threads-handler",
+                format_args!("clone: this trap handler cannot follow threads; returning EAGAIN"),
+            );
+            return neg(libc::EAGAIN);
+        };
+        let mut child = self.regs;
+        child.rax = 0;
+        child.rcx = child.rip;
+        child.r11 = child.rflags;
+        if args.stack != 0 {
+            child.rsp = args.stack;
+        }
+        let id = self.cpu.core.next_vcpu.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let s = self.cpu.s();
+        let vcpu = s.machine.save_cpu_state().and_then(|mut state| {
+            state.regs = cpu::kvm_regs_of(&child);
+            if f & flag::SETTLS != 0 {
+                state.fs_base = args.tls;
+            }
+            s.machine.new_vcpu(id, &state)
+        });
+        let vcpu = match vcpu {
+            Ok(v) => v,
+            Err(e) => {
+                s.process.warn_once("thread-vcpu", format_args!("clone: cannot create a vCPU: {e}"));
+                return neg(libc::EAGAIN);
+            }
+        };
+        // From now on another vCPU may run while this one changes memory.
+        s.machine.flush_eagerly();
+        let ctid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
+        let ctx =
+            ThreadCtx { vcpu: Some(vcpu), state: ThreadState::new_thread(s.process.signals.mask, ctid), exits: 0 };
+        let (tx, rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        let core = self.cpu.core.clone();
+        let spawned = std::thread::Builder::new().name("trapbox-guest".into()).spawn(move || {
+            // SAFETY: gettid and pthread_self have no preconditions.
+            let me = unsafe { (libc::gettid(), libc::pthread_self()) };
+            if tx.send(me).is_err() || go_rx.recv() != Ok(true) {
+                return;
+            }
+            cpu::thread_main(core, ctx, handler, me.0);
+        });
+        let Ok((tid, pthread)) = spawned.map_err(|_| ()).and_then(|_| rx.recv().map_err(|_| ())) else {
+            return neg(libc::EAGAIN);
+        };
+        let s = self.cpu.s();
+        let id = tid.to_le_bytes();
+        if f & flag::PARENT_SETTID != 0 {
+            let _ = s.process.aspace.write(GuestAddr(args.parent_tid), &id);
+        }
+        if f & flag::CHILD_SETTID != 0 {
+            let _ = s.process.aspace.write(GuestAddr(args.child_tid), &id);
+        }
+        s.process.thread_ids.push(tid);
+        self.cpu.core.group.register(tid, pthread);
+        let _ = go_tx.send(true);
+        Action::Return(tid as i64)
+    }
+}
+
+impl Guest for KvmGuest<'_, '_> {
+    fn regs(&self) -> Regs {
+        self.regs
+    }
+    fn set_regs(&mut self, regs: &Regs) {
+        self.regs = *regs;
+        self.dirty = true;
+    }
+    fn read(&self, addr: GuestAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        self.cpu.sr().process.aspace.read(addr, buf)
+    }
+    fn write(&mut self, addr: GuestAddr, data: &[u8]) -> Result<(), MemError> {
+        self.cpu.s().process.aspace.write(addr, data)
+    }
+    fn read_cstr(&self, addr: GuestAddr, max: usize) -> Result<Vec<u8>, MemError> {
+        self.cpu.sr().process.aspace.read_cstr(addr, max)
+    }
+    fn passthrough(&mut self, call: &Syscall) -> Action {
+        if call.nr == libc::SYS_clone as u64 && call.args[0] & flag::THREAD != 0 {
+            return self.spawn_thread(CloneArgs::decode("clone", &call.args));
+        }
+        let before = self.regs;
+        let handled = {
+            let Shared { machine, process } = self.cpu.s();
+            process.syscall_staged(machine, call, &mut self.regs)
+        };
+        let action = match handled {
+            Handled::Done(a) => a,
+            Handled::Host { nr, args } => Action::Return(self.cpu.unlocked(|| run_host(nr, &args))),
+            Handled::WaitSignal(mask) => {
+                while !self.cpu.s().process.signal_ends_wait(mask) {
+                    self.cpu.unlocked(|| signals::wait_for_signal(mask));
+                }
+                Action::Return(-(libc::EINTR as i64))
+            }
+        };
+        if self.regs != before {
+            self.dirty = true;
+            self.replaced = true;
+        }
+        action
+    }
+    fn symbolize(&self, addr: u64) -> Option<String> {
+        self.cpu.sr().process.symbols.lookup(addr)
+    }
+    fn exits(&self) -> u64 {
+        self.cpu.sr().machine.exits()
+    }
+    fn read_runs(&self, addr: GuestAddr, len: u64) -> Vec<(u64, Vec<u8>)> {
+        self.cpu.sr().process.aspace.read_runs(addr.0, len)
+    }
+    fn mappings(&self) -> Vec<(u64, u64, i32)> {
+        self.cpu.sr().process.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect()
+    }
+    fn patch_code(&mut self, addr: GuestAddr, bytes: &[u8]) -> Result<(), MemError> {
+        let Shared { machine, process } = self.cpu.s();
+        process.patch_code(&mut machine.mem, addr.0, bytes)
+    }
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        self.cpu.sr().machine.cpuid(leaf, subleaf)
+    }
+    fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
+        let why = self.why;
+        let Shared { machine, process } = self.cpu.s();
+        process.force_signal(sig, *siginfo);
+        match process.deliver_signals(machine, &mut self.regs, why) {
+            Some(Action::Resume) => {
+                self.dirty = true;
+                self.replaced = true;
+                Action::Resume
+            }
+            Some(a) => a,
+            None => Action::Kill { signal: sig, fault: None },
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! trapbox's own host signals: the clean end on SIGINT/SIGTERM/SIGHUP (and on any signal the
+//! guest leaves at a terminating default), the vCPU kick, and the watchdog of `--timeout`.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::process::signals;
+use crate::vm;
+
+/// The last terminating signal that reached trapbox (0: none).
+pub(super) static HOST_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The host thread that runs the guest's first thread (the one that reacts to HOST_SIGNAL).
+static MAIN_THREAD: AtomicU64 = AtomicU64::new(0);
+
+pub(super) extern "C" fn on_host_signal(sig: libc::c_int) {
+    HOST_SIGNAL.store(sig, Ordering::SeqCst);
+    signals::note_trapbox_wakeup();
+    vm::vcpu::kick_from_signal_handler();
+    let main = MAIN_THREAD.load(Ordering::SeqCst);
+    if main != 0 {
+        // SAFETY: pthread_kill is async-signal-safe; `main` is the run loop's thread, alive
+        // while handlers are installed for it.
+        unsafe { libc::pthread_kill(main as libc::pthread_t, kick_signal()) };
+    }
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    signals::note_trapbox_wakeup();
+    vm::vcpu::kick_from_signal_handler();
+}
+
+/// The signal trapbox sends its own threads to bring them out of guest mode or a host call.
+pub(super) fn kick_signal() -> i32 {
+    libc::SIGRTMIN() + 2
+}
+
+fn kick_vcpu() {
+    vm::vcpu::kick_from_signal_handler();
+}
+
+/// Installs trapbox's handlers; the calling thread is the one that reacts to a clean end.
+pub(super) fn install_handlers() {
+    // SAFETY: pthread_self has no preconditions.
+    MAIN_THREAD.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+    signals::set_host_hooks(on_host_signal, kick_vcpu);
+    for (sig, h) in [
+        (libc::SIGINT, on_host_signal as extern "C" fn(libc::c_int)),
+        (libc::SIGTERM, on_host_signal),
+        (libc::SIGHUP, on_host_signal),
+        (kick_signal(), on_kick),
+    ] {
+        // SAFETY: the handlers only store to atomics and send signals (async-signal-safe); no
+        // SA_RESTART, so a blocking host call made for the guest returns EINTR and the loop
+        // notices.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = h as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Sends the kick signal to host thread `t`.
+pub(super) fn kick_thread(t: libc::pthread_t) {
+    // SAFETY: `t` is a registered guest thread's host thread, alive until it deregisters
+    // (which happens under the same lock the caller holds while iterating).
+    unsafe { libc::pthread_kill(t, kick_signal()) };
+}
+
+/// Ends the guest from another thread when the time limit passes.
+pub(super) struct Watchdog {
+    done: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts watching until `deadline` (nothing to watch without one).
+    pub(super) fn start(deadline: Option<Instant>) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let fired = Arc::new(AtomicBool::new(false));
+        let thread = deadline.map(|deadline| {
+            // SAFETY: pthread_self has no preconditions.
+            let target = unsafe { libc::pthread_self() };
+            let (done, fired) = (done.clone(), fired.clone());
+            std::thread::spawn(move || {
+                signals::block_all_in_helper_thread();
+                while !done.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        fired.store(true, Ordering::SeqCst);
+                        // Keep kicking until the run loop notices: a kick that lands between
+                        // two KVM_RUNs is absorbed by immediate_exit, but be certain.
+                        while !done.load(Ordering::SeqCst) {
+                            kick_thread(target);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        return;
+                    }
+                    std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+                }
+            })
+        });
+        Watchdog { done, fired, thread }
+    }
+
+    /// Whether the time is up.
+    pub(super) fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// In a forked child: the watchdog thread does not exist here, so there is nothing to
+    /// stop or join.
+    pub(super) fn forget(mut self) {
+        if let Some(t) = self.thread.take() {
+            std::mem::forget(t);
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

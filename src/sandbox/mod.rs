@@ -1,0 +1,454 @@
+//! A sandbox: one program in one VM, and the run loop — the whole trap path in one place.
+//!
+//! ```text
+//! guest `syscall` ──► LSTAR (PVM: user trampoline stores to the doorbell → MMIO exit;
+//!                            hardware: CPL0 stub `out` → I/O exit)
+//! guest exception ──► IDT → CPL0 stub `out 0x80+vector` → I/O exit
+//!        │
+//!        ▼
+//! Machine::run ─► vm::exit::classify ─► Exit::{Syscall, Exception, Interrupted, ...}
+//!        │
+//!        ▼  (this file)
+//! Trap::{Syscall, Fault, Breakpoint, Timeout, HostSignal}
+//!        │
+//!        ▼
+//! TrapHandler::on_trap(&mut KvmGuest, &Trap) ─► Action (Passthrough forwards through
+//!        │                                      Process::syscall: checks, emulation, host call)
+//!        ▼
+//! apply: RAX/RIP/RFLAGS through sync regs (syscall) or the interrupt frame (exception)
+//!        ─► guest resumes
+//! ```
+
+mod cpu;
+mod guest;
+mod host;
+mod threads;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::process::fds::{self, FdGuard};
+use crate::process::loader::{self, LoadError};
+use crate::process::symbols::Symbols;
+use crate::process::{signals, Process, ThreadState};
+use crate::trap::{signal_name, Outcome, Regs, Start, Trap, TrapHandler};
+use crate::vm::{self, Machine, TrapPath, VmError};
+
+use cpu::{Next, Pending};
+use guest::{Cpu, KvmGuest};
+use host::{Watchdog, HOST_SIGNAL};
+use threads::{Core, Shared, ThreadCtx};
+
+/// Errors that stop a sandbox from being built or from running.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    /// The VM could not be created or run.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The program could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// trapbox could not duplicate its stderr for its own messages.
+    #[error("cannot set up trapbox's diagnostic stream: {0}")]
+    Diag(std::io::Error),
+    /// KVM reported an exit trapbox does not handle (invariant 6: never dropped silently).
+    #[error("unexpected VM exit {exit:?} at rip {rip:#x}")]
+    UnexpectedExit {
+        /// The exit.
+        exit: vm::RawExit,
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// The guest already exited or was killed; there is nothing to run.
+    #[error("the guest has already ended")]
+    Ended,
+    /// trapbox's own ring-0 code faulted (a trapbox bug, reported instead of hidden).
+    #[error("exception {vector} in trapbox's ring-0 code at {rip:#x}")]
+    RingZeroFault {
+        /// Vector.
+        vector: u8,
+        /// Where.
+        rip: u64,
+    },
+}
+
+/// How a run ended, with the counts that explain its cost.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The guest's end.
+    pub outcome: Outcome,
+    /// VM exits taken.
+    pub exits: u64,
+    /// Syscall traps.
+    pub syscalls: u64,
+    /// The trap path used.
+    pub trap_path: TrapPath,
+    /// For a crash: `rip 0x401136 <main+0x16>`.
+    pub crash_site: Option<String>,
+}
+
+impl Report {
+    /// One line for a guest killed by a signal, as trapbox prints it on stderr.
+    pub fn crash_line(&self) -> Option<String> {
+        let Outcome::Killed { signal, fault } = &self.outcome else { return None };
+        let name = signal_name(*signal);
+        let mut line = format!("guest killed by {name}");
+        if let Some(f) = fault {
+            line.push_str(&format!(": {}", f.describe()));
+        }
+        if let Some(site) = &self.crash_site {
+            line.push_str(&format!(", {site}"));
+        }
+        Some(line)
+    }
+}
+
+/// Builds a [`Sandbox`].
+#[derive(Clone, Debug)]
+pub struct SandboxBuilder {
+    program: PathBuf,
+    argv: Vec<OsString>,
+    envp: Vec<OsString>,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+    trap_path: Option<TrapPath>,
+    placement: loader::Placement,
+    vdso: bool,
+}
+
+impl SandboxBuilder {
+    /// Whether the guest gets the host's vDSO (default: yes), so time calls need no exit. Off
+    /// for record/replay: the vDSO reads time from memory the kernel updates, which neither a
+    /// trap nor a trace can capture.
+    pub fn vdso(mut self, on: bool) -> Self {
+        self.vdso = on;
+        self
+    }
+
+    /// Imposes where the loader puts the images and the stack, and the stack's contents (a
+    /// replay reproduces the recorded layout this way).
+    pub fn placement(mut self, p: loader::Placement) -> Self {
+        self.placement = p;
+        self
+    }
+
+    /// Arguments, including argv[0].
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.argv = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Environment (`KEY=VALUE`); the default is trapbox's own.
+    pub fn env<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, env: I) -> Self {
+        self.envp = env.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Ends the guest (Outcome::TimedOut) when it runs longer than `t`.
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Caps accessible guest memory: mmap, brk and mprotect beyond it fail with ENOMEM.
+    pub fn memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Forces a trap path instead of detecting it.
+    pub fn trap_path(mut self, p: TrapPath) -> Self {
+        self.trap_path = Some(p);
+        self
+    }
+
+    /// Creates the VM and loads the program.
+    pub fn build(self) -> Result<Sandbox, SandboxError> {
+        let inherited = fds::open_fds();
+        let base = fds::private_fd_base();
+        let path = self.trap_path.unwrap_or_else(TrapPath::detect);
+        let mut machine = Machine::new(path, base)?;
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on stderr only creates a new descriptor.
+        let diag_fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, base) };
+        if diag_fd < 0 {
+            return Err(SandboxError::Diag(std::io::Error::last_os_error()));
+        }
+        // SAFETY: diag_fd is a fresh descriptor owned by nothing else.
+        let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
+        let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
+        process.signals = signals::inherited();
+        process.memory_limit = self.memory_limit;
+        let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
+        let vdso = if self.vdso { machine.share_vdso()? } else { None };
+        process.vdso = vdso;
+        let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso };
+        let loaded = loader::load(
+            &mut machine.mem,
+            &mut process.aspace,
+            &self.program,
+            &argv,
+            &self.envp,
+            facts,
+            &self.placement,
+        )?;
+        process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
+        process.brk = loaded.brk_start;
+        process.brk_start = loaded.brk_start;
+        process.brk_limit = loaded.brk_limit;
+        let mut images = vec![&loaded.exe];
+        images.extend(loaded.interp.as_ref());
+        process.symbols = Symbols::load(&images);
+        machine.set_entry(loaded.entry, loaded.sp);
+        let vcpu = machine.leave();
+        let start = Start {
+            program: loaded.exec_path.clone(),
+            argv: loaded.argv.clone(),
+            envp: self.envp.clone(),
+            env_count: self.envp.len(),
+            envp_addr: loaded.envp_addr,
+            placement: loaded.placement.clone(),
+        };
+        let path = machine.trap_path();
+        let mask = process.signals.mask;
+        Ok(Sandbox {
+            core: Arc::new(Core::new(Shared { machine, process })),
+            main: ThreadCtx { vcpu, state: ThreadState::new_thread(mask, 0), exits: 0 },
+            path,
+            timeout: self.timeout,
+            exe: loaded.exe.path.clone(),
+            start,
+            started: false,
+            ended: false,
+            pending: None,
+        })
+    }
+}
+
+/// One program loaded in one VM.
+pub struct Sandbox {
+    core: Arc<Core>,
+    /// The first thread's own part.
+    main: ThreadCtx,
+    path: TrapPath,
+    timeout: Option<Duration>,
+    exe: PathBuf,
+    start: Start,
+    started: bool,
+    ended: bool,
+    pending: Option<Pending>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Guest memory is part of trapbox's own address space: give it back, so that another
+        // sandbox (another ET_EXEC image at the same fixed address) can be built afterwards.
+        let mut cpu = Cpu::lock(&self.core, &mut self.main);
+        let Shared { machine, process } = cpu.s();
+        process.release(machine);
+    }
+}
+
+/// Ends a forked copy of trapbox the way its guest ended, so the guest's parent sees the same
+/// status from wait4 as it would natively: an exit code, or death by the same signal.
+fn end_forked_child(outcome: &Outcome) -> ! {
+    let signal = match outcome {
+        Outcome::Exited(c) => {
+            // SAFETY: _exit ends the process; the handler has flushed what it writes (on_end).
+            unsafe { libc::_exit(*c & 0xff) }
+        }
+        Outcome::Killed { signal, .. } => *signal,
+        Outcome::TimedOut => libc::SIGKILL,
+        Outcome::Stopped => {
+            // SAFETY: as above.
+            unsafe { libc::_exit(125) }
+        }
+    };
+    // SAFETY: the process ends here: no core file of trapbox's memory, the default action for
+    // the signal, unblocked, then raised; _exit covers a signal whose default is to ignore.
+    unsafe {
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), signal);
+        libc::_exit(128 + signal)
+    }
+}
+
+impl Sandbox {
+    /// Starts describing a sandbox for `program` (found on $PATH if it has no slash).
+    pub fn builder(program: impl AsRef<Path>) -> SandboxBuilder {
+        SandboxBuilder {
+            program: program.as_ref().to_path_buf(),
+            argv: Vec::new(),
+            envp: std::env::vars_os()
+                .map(|(k, v)| {
+                    let mut s = k;
+                    s.push("=");
+                    s.push(v);
+                    s
+                })
+                .collect(),
+            timeout: None,
+            memory_limit: None,
+            trap_path: None,
+            placement: loader::Placement::default(),
+            vdso: true,
+        }
+    }
+
+    /// The trap path in use.
+    pub fn trap_path(&self) -> TrapPath {
+        self.path
+    }
+
+    /// The program's path.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// Runs the guest to its end (or until a handler stops it), handing every trap to
+    /// `handler` — and, for each thread the guest creates, to the handler's
+    /// [`TrapHandler::new_thread`]. After an [`Outcome::Stopped`] the sandbox can be run again,
+    /// with the same handler or another: the trap that was stopped at is delivered again
+    /// first, then the guest continues. `on_start` is called on the first run only.
+    pub fn run<H: TrapHandler>(&mut self, mut handler: H) -> Result<Report, SandboxError> {
+        if self.ended {
+            return Err(SandboxError::Ended);
+        }
+        host::install_handlers();
+        HOST_SIGNAL.store(0, Ordering::SeqCst);
+        if let Some(v) = self.main.vcpu.as_mut() {
+            v.claim_kicks();
+        }
+        let core = self.core.clone();
+        {
+            let mut cpu = Cpu::lock(&core, &mut self.main);
+            signals::mirror_all(&cpu.s().process.signals);
+            if !std::mem::replace(&mut self.started, true) {
+                let regs = cpu::user_regs(cpu.s().machine.regs());
+                let mut g = KvmGuest::new(&mut cpu, regs);
+                handler.on_start(&mut g, &self.start);
+            }
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut watchdog = Watchdog::start(deadline);
+        let mut generation = core.lock().process.generation;
+        let mut crash_site = None;
+        let mut redeliver = self.pending.take();
+        let outcome = loop {
+            if let Some(p) = redeliver.take() {
+                let mut cpu = Cpu::lock(&core, &mut self.main);
+                let next = match p {
+                    Pending::Syscall => cpu::on_syscall(&mut cpu, &mut handler, &mut self.pending),
+                    Pending::Exception(v) => {
+                        cpu::on_exception(&mut cpu, &mut handler, v, &mut crash_site, &mut self.pending)?
+                    }
+                };
+                if let Next::End(o) = next {
+                    break o;
+                }
+                continue;
+            }
+            if core.group.ending() {
+                break core.group.outcome().unwrap_or(Outcome::Killed { signal: libc::SIGKILL, fault: None });
+            }
+            let host_sig = HOST_SIGNAL.swap(0, Ordering::SeqCst);
+            let trap = if watchdog.fired() {
+                Some(Trap::Timeout)
+            } else if host_sig != 0 {
+                Some(Trap::HostSignal(host_sig))
+            } else {
+                None
+            };
+            let next = match trap {
+                Some(t) => cpu::deliver_async(&mut Cpu::lock(&core, &mut self.main), &mut handler, t),
+                None => cpu::step(&core, &mut self.main, &mut handler, &mut crash_site, &mut self.pending)?,
+            };
+            match next {
+                Next::Continue => {}
+                Next::End(o) => break o,
+                Next::ThreadExit(code) => {
+                    // The first thread left with `exit`: the process lives while others do.
+                    let last = core.group.wait_for_others();
+                    break core.group.outcome().unwrap_or(Outcome::Exited(if core.group.others() == 0 {
+                        last
+                    } else {
+                        code
+                    }));
+                }
+            }
+            let g = core.lock().process.generation;
+            if g != generation {
+                // A forked child has none of its parent's other threads: the watchdog's and
+                // the group's handles name threads that do not exist here.
+                generation = g;
+                std::mem::replace(&mut watchdog, Watchdog::start(deadline)).forget();
+                core.group.reset_after_fork();
+            }
+        };
+        // Every other thread stops before the end is reported.
+        core.group.end(outcome.clone());
+        core.group.wait_for_others();
+        drop(watchdog);
+        let outcome = match outcome {
+            Outcome::Killed { signal: libc::SIGKILL, fault: None }
+                if self.timeout.is_some() && HOST_SIGNAL.load(Ordering::SeqCst) == 0 =>
+            {
+                Outcome::TimedOut
+            }
+            o => o,
+        };
+        self.ended = outcome != Outcome::Stopped;
+        if !self.ended {
+            core.group.reset_after_fork();
+        }
+        let mut cpu = Cpu::lock(&core, &mut self.main);
+        let forked = cpu.s().process.forked;
+        let exits = cpu.s().machine.exits();
+        let syscalls = core.syscalls.load(Ordering::SeqCst);
+        let mut g = KvmGuest::new(&mut cpu, Regs::default());
+        handler.on_end(&mut g, &outcome);
+        drop(cpu);
+        if forked {
+            end_forked_child(&outcome);
+        }
+        Ok(Report { outcome, exits, syscalls, trap_path: self.path, crash_site })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_name_known_and_unknown() {
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(40), "signal 40");
+    }
+
+    #[test]
+    fn crash_line_mentions_signal_fault_and_site() {
+        let r = Report {
+            outcome: Outcome::Killed {
+                signal: 11,
+                fault: Some(Fault { vector: 14, error_code: 6, addr: Some(0), rip: 0x401000 }),
+            },
+            exits: 1,
+            syscalls: 0,
+            trap_path: TrapPath::Pvm,
+            crash_site: Some("rip 0x401000 <main>".into()),
+        };
+        let l = r.crash_line().unwrap();
+        assert!(l.starts_with("guest killed by SIGSEGV: page fault: write at 0x0"), "{l}");
+        assert!(l.ends_with("rip 0x401000 <main>"), "{l}");
+    }
+}

@@ -33,7 +33,7 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         json: t.json,
         stop,
     };
-    let out: Box<dyn Write> = match &t.output {
+    let out: Box<dyn Write + Send> = match &t.output {
         Some(p) => {
             let f = std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?;
             Box::new(std::io::BufWriter::new(trapbox::process::fds::privatize(f)?))

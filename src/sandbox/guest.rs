@@ -108,6 +108,8 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
         let id = self.cpu.core.next_vcpu.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let s = self.cpu.s();
         let vcpu = s.machine.save_cpu_state().and_then(|mut state| {
+            // The thread starts in user mode at the return point, whatever stub the parent is in.
+            state.sregs = None;
             state.regs = cpu::kvm_regs_of(&child);
             if f & flag::SETTLS != 0 {
                 state.fs_base = args.tls;
@@ -123,6 +125,7 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
         };
         // From now on another vCPU may run while this one changes memory.
         s.machine.flush_eagerly();
+        s.process.fds.reserve(std::os::fd::AsRawFd::as_raw_fd(vcpu.fd()));
         let ctid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
         let ctx =
             ThreadCtx { vcpu: Some(vcpu), state: ThreadState::new_thread(s.process.signals.mask, ctid), exits: 0 };

@@ -329,6 +329,8 @@ impl Sandbox {
         if let Some(v) = self.main.vcpu.as_mut() {
             v.claim_kicks();
         }
+        // SAFETY: pthread_self has no preconditions.
+        self.core.group.set_main(unsafe { libc::pthread_self() });
         let core = self.core.clone();
         {
             let mut cpu = Cpu::lock(&core, &mut self.main);
@@ -428,6 +430,7 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trap::Fault;
 
     #[test]
     fn signal_name_known_and_unknown() {

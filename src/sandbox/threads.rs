@@ -109,6 +109,8 @@ struct GroupState {
     threads: Vec<(i32, libc::pthread_t)>,
     /// Status of the last thread that left with `exit` (the process's, if it was the last).
     last_exit: i32,
+    /// The first thread's host thread.
+    main: Option<libc::pthread_t>,
 }
 
 /// The guest's thread group.
@@ -137,7 +139,16 @@ impl Group {
         for (_, t) in &st.threads {
             host::kick_thread(*t);
         }
+        // SAFETY: pthread_self has no preconditions.
+        if let Some(m) = st.main.filter(|m| *m != unsafe { libc::pthread_self() }) {
+            host::kick_thread(m);
+        }
         self.changed.notify_all();
+    }
+
+    /// Names the first thread's host thread (kicked when another thread ends the process).
+    pub fn set_main(&self, t: libc::pthread_t) {
+        self.state().main = Some(t);
     }
 
     /// The outcome, once ending.
@@ -182,7 +193,8 @@ impl Group {
 
     /// In a forked child only the forking thread exists.
     pub fn reset_after_fork(&self) {
-        *self.state() = GroupState::default();
+        let main = self.state().main;
+        *self.state() = GroupState { main, ..GroupState::default() };
         self.ending.store(false, Ordering::SeqCst);
     }
 }

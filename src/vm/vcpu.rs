@@ -151,6 +151,7 @@ impl Vcpu {
     /// The state a copy of this vCPU needs: general registers, FS/GS bases, FPU/vector state.
     pub fn save_state(&mut self) -> Result<CpuState, VmError> {
         Ok(CpuState {
+            sregs: Some(self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?),
             regs: *self.regs(),
             fs_base: self.get_msr(msr::FS_BASE)?,
             gs_base: self.get_msr(msr::GS_BASE)?,
@@ -160,6 +161,9 @@ impl Vcpu {
 
     /// Loads `state` (from [`Vcpu::save_state`], possibly of another vCPU).
     pub fn restore_state(&mut self, state: &CpuState) -> Result<(), VmError> {
+        if let Some(s) = &state.sregs {
+            self.fd.set_sregs(s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
+        }
         *self.regs_mut() = state.regs;
         self.set_msr(msr::FS_BASE, state.fs_base)?;
         self.set_msr(msr::GS_BASE, state.gs_base)?;
@@ -291,6 +295,9 @@ impl Drop for Vcpu {
 
 /// A vCPU's user-visible state, to start another vCPU (a thread, a forked child) from it.
 pub struct CpuState {
+    /// Segment and control registers: where the vCPU stands (a forked child resumes in the
+    /// same ring-0 stub as its parent on hardware KVM). None: a fresh vCPU's, at CPL3.
+    pub sregs: Option<kvm_bindings::kvm_sregs>,
     /// General registers, RIP and RFLAGS.
     pub regs: kvm_regs,
     /// FS base (TLS).

@@ -1,9 +1,8 @@
 /*
  * adv_fork.c - adversarial: tries fork() up to 5 times; each child calls
  * _exit(0) at once and the parent waits for it.  If a fork fails it prints
- * "fork failed: <strerror(errno)>" and exits 0 (what trapbox is expected to
- * do until fork is supported); if all five succeed it prints "forked 5" and
- * exits 0.  Either way the box must stay intact.
+ * "fork failed: <strerror(errno)>" and exits 0; if all five succeed it prints
+ * "forked 5" and exits 0.  Either way the box must stay intact.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -73,7 +73,22 @@ done
 timeout 120 $T run -- $G/adv_priv-static int80 > /tmp/b.out 2> /tmp/b.err; bs=$?
 if [ "$bs" -gt 128 ] && grep -q "32-bit syscall ABI is not supported" /tmp/b.err; then ok "adv_priv int80 refused"; else bad "adv_priv int80 refused (status $bs)"; fi
 boxed "adv_loop --timeout" 124 "timed out" --timeout 2 -- $G/adv_loop-static
-boxed "adv_fork" 0 "fork failed: Function not implemented" -- $G/adv_fork-dynamic
+boxed "adv_fork" 0 "forked 5" -- $G/adv_fork-dynamic
+
+# Processes, threads and signals on the hardware path: fork rebuilds the VM in the child,
+# signal frames and rt_sigreturn resume through the ring-0 iretq path, threads run vCPUs in
+# parallel.
+for f in static dynamic; do
+  same "pthread_stress/$f" "" $G/pthread_stress-$f
+  same "futex_pingpong/$f" "" $G/futex_pingpong-$f 200
+  same "fork_chain/$f" "" $G/fork_chain-$f
+  same "fork_chain chain/$f" "" $G/fork_chain-$f chain 5
+  for s in sig_segv sig_alarm sig_chld sig_altstack sig_pipe sig_ucontext sig_kill; do
+    same "$s/$f" "" $G/$s-$f
+  done
+done
+same "sh pipeline" "" /bin/sh -c 'seq 1 50 | sort -r | head -3; echo $(echo sub)'
+
 timeout 120 $T trace -- $G/hello-dynamic > /dev/null 2> /tmp/b.err
 if grep -qF 'write(1, "hello, world\n", 13)' /tmp/b.err; then ok "trace"; else bad "trace"; fi
 timeout 120 $T trace -o /tmp/t.txt -- $G/hello-static > /dev/null 2>&1

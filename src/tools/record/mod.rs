@@ -307,6 +307,13 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {
+            Trap::Syscall(call) if self.out.is_some() && matches!(call.name().as_ref(), "execve" | "execveat") => {
+                // A replay has no way to bring in another program without reading the host:
+                // the recorded process may not exec (its children may, unrecorded).
+                let _ = g;
+                eprintln!("trapbox: warning: record: the recorded process cannot exec (replay could not follow); execve returns ENOSYS");
+                Action::Return(-(libc::ENOSYS as i64))
+            }
             Trap::Syscall(call) => {
                 let action = self.inner.on_trap(g, trap);
                 let ret = match &action {
@@ -314,6 +321,16 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                     Action::Resume => g.regs().rax as i64,
                     _ => 0,
                 };
+                if ret == 0 && matches!(call.name().as_ref(), "fork" | "vfork" | "clone") {
+                    // This is the new child process: a recording covers the first process
+                    // only (the parent's view of its children — pids, wait statuses, pipe
+                    // data — is recorded there). The writer's thread does not exist here, so
+                    // the writer is left alone, not finished.
+                    if let Some(w) = self.out.take() {
+                        std::mem::forget(w);
+                    }
+                    return action;
+                }
                 let mut writes = Vec::new();
                 if let Some(d) = call.desc() {
                     for (addr, len) in output_ranges(g, d, &call.args, ret) {

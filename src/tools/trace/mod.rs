@@ -13,6 +13,7 @@ pub mod stop;
 pub mod summary;
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use filter::{Filter, FilterError};
@@ -82,13 +83,29 @@ pub struct StopReport {
     pub regs: Regs,
 }
 
-/// The tracing handler.
+/// Where the lines go: one writer for every thread and process of the guest (a forked child
+/// inherits the descriptor), one whole line per write.
+type Output = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// The tracing handler. Following threads and child processes (`-f`): a thread gets a copy
+/// sharing the output and the `-c` table; a forked child carries on with its own copy of
+/// this one. Once a guest has more than one thread or process, every line starts with
+/// `[pid N] `, N being the thread's id, as strace prints it.
 pub struct Tracer<H> {
     inner: H,
     opts: TraceOptions,
-    out: Box<dyn Write>,
-    summary: Summary,
+    out: Output,
+    summary: Arc<Mutex<Summary>>,
     stopped: Option<StopReport>,
+    /// Prefix lines with `[pid N] `.
+    prefix: bool,
+    /// This copy runs in a forked child: the first process prints the `-c` table.
+    child_process: bool,
+}
+
+/// Syscalls that create a child process or thread.
+fn creates_task(name: &str) -> bool {
+    matches!(name, "clone" | "clone3" | "fork" | "vfork")
 }
 
 fn is_error(ret: i64) -> bool {
@@ -97,8 +114,16 @@ fn is_error(ret: i64) -> bool {
 
 impl<H: TrapHandler> Tracer<H> {
     /// Traces `inner`'s run to `out`.
-    pub fn new(inner: H, opts: TraceOptions, out: Box<dyn Write>) -> Self {
-        Tracer { inner, opts, out, summary: Summary::default(), stopped: None }
+    pub fn new(inner: H, opts: TraceOptions, out: Box<dyn Write + Send>) -> Self {
+        Tracer {
+            inner,
+            opts,
+            out: Arc::new(Mutex::new(out)),
+            summary: Arc::default(),
+            stopped: None,
+            prefix: false,
+            child_process: false,
+        }
     }
 
     /// Where the stop condition matched, if it did.
@@ -111,9 +136,16 @@ impl<H: TrapHandler> Tracer<H> {
     }
 
     fn emit(&mut self, s: &str) {
+        let mut text = String::with_capacity(s.len() + 16);
+        if self.prefix {
+            text.push_str(&format!("[pid {:>5}] ", tid()));
+        }
+        text.push_str(s);
+        text.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         // A closed trace file must not take the guest down with it.
-        let _ = writeln!(self.out, "{s}");
-        let _ = self.out.flush();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 
     fn call_text(
@@ -183,8 +215,15 @@ impl<H: TrapHandler> Tracer<H> {
             Action::Kill { fault: None, .. } => Some(0),
             _ => None,
         };
+        let name = call.name();
+        if creates_task(&name) && ret == Some(0) && !name.starts_with("clone3") {
+            // The new process's return from fork: strace shows only the parent's line.
+            self.prefix = true;
+            self.child_process = true;
+            return action;
+        }
         if traced {
-            self.summary.add(&call.name(), ret.is_some_and(is_error), took);
+            self.summary.lock().unwrap_or_else(|e| e.into_inner()).add(&name, ret.is_some_and(is_error), took);
         }
         let failed = ret.is_some_and(is_error);
         let filtered = (self.opts.only_ok && (failed || ret.is_none())) || (self.opts.only_failed && !failed);
@@ -209,6 +248,9 @@ impl<H: TrapHandler> Tracer<H> {
                 }
             }
             text = Some(l);
+        }
+        if creates_task(&name) && ret.is_some_and(|r| r > 0) {
+            self.prefix = true;
         }
         if let Action::Kill { signal, fault: None } = &action {
             if self.lines_on() && !self.opts.json {
@@ -297,7 +339,7 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
         let execve = crate::process::abi::lookup_name("execve").map(|d| d.nr).unwrap_or(59);
         if self.opts.filter.traces(execve) {
             if self.opts.summary != SummaryMode::Off {
-                self.summary.add("execve", false, Duration::ZERO);
+                self.summary.lock().unwrap_or_else(|e| e.into_inner()).add("execve", false, Duration::ZERO);
             }
             if self.lines_on() && !self.opts.json {
                 let mut l = execve_line(start, &self.opts.style);
@@ -352,12 +394,35 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
                 }
             }
         }
-        if self.opts.summary != SummaryMode::Off {
-            let t = self.summary.render();
-            let _ = write!(self.out, "{t}");
-            let _ = self.out.flush();
+        if self.opts.summary != SummaryMode::Off && !self.child_process {
+            let t = self.summary.lock().unwrap_or_else(|e| e.into_inner()).render();
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write!(out, "{t}");
+            let _ = out.flush();
         }
     }
+
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        let inner = self.inner.new_thread()?;
+        self.prefix = true;
+        Some(Box::new(Tracer {
+            inner,
+            opts: self.opts.clone(),
+            out: self.out.clone(),
+            summary: self.summary.clone(),
+            stopped: None,
+            prefix: true,
+            child_process: self.child_process,
+        }))
+    }
+}
+
+/// The calling thread's id (the guest thread's, since each runs on its own host thread).
+fn tid() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
 }
 
 #[cfg(test)]

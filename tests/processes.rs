@@ -183,6 +183,8 @@ macro_rules! forms {
 // Threads: mutex, condvar, barriers, TLS, gettid, memory unmapped by one thread and probed
 // by another (EFAULT, not a stale page).
 forms!(pthread_stress, &[], "joined 8, sum of results 28\n", 0);
+// execve ends the other threads (one blocked in a host call, one spinning) first.
+forms!(thread_exec, &[], "after exec\n", 0);
 forms!(thread_create, &["40"], "created and joined 40 threads, sum 780\n", 0);
 forms!(futex_pingpong, &["200"], "ping-pong 200 rounds, partner saw 200\n", 0);
 // Two threads doing pure CPU work: same checksum as natively.

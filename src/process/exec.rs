@@ -19,24 +19,39 @@ const MAX_STRINGS: usize = 1 << 17;
 /// Most bytes of all argument and environment strings together.
 const MAX_STRING_BYTES: usize = 2 << 20;
 
+/// An execve that passed every check: what to load.
+#[derive(Debug)]
+pub struct ExecPlan {
+    path: PathBuf,
+    argv: Vec<OsString>,
+    envp: Vec<OsString>,
+}
+
 impl Process {
     /// execve(path, argv, envp) and execveat(dirfd, path, argv, envp, flags).
     pub(super) fn sys_execve(&mut self, m: &mut Machine, regs: &mut Regs, name: &str, a: &[u64; 6]) -> Action {
+        match self.exec_prepare(name, a) {
+            Ok(plan) => self.exec_commit(m, regs, plan),
+            Err(e) => Action::Return(neg(e)),
+        }
+    }
+
+    /// Everything execve checks before the point of no return (the errno it fails with).
+    pub fn exec_prepare(&self, name: &str, a: &[u64; 6]) -> Result<ExecPlan, i32> {
         let (dirfd, path, argv, envp, flags) = match name {
             "execveat" => (a[0] as i32, a[1], a[2], a[3], a[4] as i32),
             _ => (libc::AT_FDCWD, a[0], a[1], a[2], 0),
         };
-        let prepared = match self.exec_target(dirfd, path, flags).and_then(|p| {
-            let argv = self.read_strings(argv)?;
-            let envp = self.read_strings(envp)?;
-            Ok((p, argv, envp))
-        }) {
-            Ok(p) => p,
-            Err(e) => return Action::Return(neg(e)),
-        };
-        let (path, argv, envp) = prepared;
+        let path = self.exec_target(dirfd, path, flags)?;
+        let argv = self.read_strings(argv)?;
+        let envp = self.read_strings(envp)?;
+        Ok(ExecPlan { path, argv, envp })
+    }
 
-        // The point of no return.
+    /// The point of no return: the old image goes, the new program is loaded; `regs` become
+    /// its entry state. The caller made sure no other thread runs.
+    pub fn exec_commit(&mut self, m: &mut Machine, regs: &mut Regs, plan: ExecPlan) -> Action {
+        let ExecPlan { path, argv, envp } = plan;
         self.release(m);
         self.signals.reset_for_exec();
         super::signals::mirror_all(&self.signals);

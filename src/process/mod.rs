@@ -8,7 +8,7 @@
 
 pub mod abi;
 pub mod elf;
-mod exec;
+pub mod exec;
 pub mod fds;
 pub mod fork;
 pub mod host;

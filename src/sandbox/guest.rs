@@ -158,6 +158,35 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
     }
 }
 
+impl KvmGuest<'_, '_> {
+    /// execve in a process with other threads: the checks first, then the other threads end,
+    /// then the new image replaces the old.
+    fn exec_with_threads(&mut self, call: &Syscall) -> Action {
+        let name = if call.nr == libc::SYS_execveat as u64 { "execveat" } else { "execve" };
+        let plan = match self.cpu.s().process.exec_prepare(name, &call.args) {
+            Ok(p) => p,
+            Err(e) => return Action::Return(-(e as i64)),
+        };
+        let group = &self.cpu.core.group;
+        if !group.is_main() {
+            self.cpu.s().process.warn_once(
+                "exec-thread",
+                format_args!("execve from a thread other than the first is not supported; returning EAGAIN"),
+            );
+            return Action::Return(-(libc::EAGAIN as i64));
+        }
+        group.stop_others_for_exec();
+        let core = self.cpu.core.clone();
+        self.cpu.unlocked(|| core.group.wait_for_others());
+        core.group.resume_after_exec();
+        let Shared { machine, process } = self.cpu.s();
+        let action = process.exec_commit(machine, &mut self.regs, plan);
+        self.dirty = true;
+        self.replaced = true;
+        action
+    }
+}
+
 impl Guest for KvmGuest<'_, '_> {
     fn regs(&self) -> Regs {
         self.regs
@@ -178,6 +207,10 @@ impl Guest for KvmGuest<'_, '_> {
     fn passthrough(&mut self, call: &Syscall) -> Action {
         if call.nr == libc::SYS_clone as u64 && call.args[0] & flag::THREAD != 0 {
             return self.spawn_thread(CloneArgs::decode("clone", &call.args));
+        }
+        let is_exec = call.nr == libc::SYS_execve as u64 || call.nr == libc::SYS_execveat as u64;
+        if is_exec && self.cpu.core.group.others() > 0 {
+            return self.exec_with_threads(call);
         }
         let before = self.regs;
         let handled = {

@@ -191,6 +191,28 @@ impl Group {
         st.last_exit
     }
 
+    /// Whether the caller is the first thread's host thread.
+    pub fn is_main(&self) -> bool {
+        // SAFETY: pthread_self has no preconditions.
+        self.state().main.is_none_or(|m| m == unsafe { libc::pthread_self() })
+    }
+
+    /// execve from the first thread: every other thread ends (silently, as the kernel's
+    /// de_thread does), and the process goes on.
+    pub fn stop_others_for_exec(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+        for (_, t) in &self.state().threads {
+            host::kick_thread(*t);
+        }
+    }
+
+    /// After [`Group::stop_others_for_exec`] and [`Group::wait_for_others`].
+    pub fn resume_after_exec(&self) {
+        if self.state().outcome.is_none() {
+            self.ending.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// In a forked child only the forking thread exists.
     pub fn reset_after_fork(&self) {
         let main = self.state().main;

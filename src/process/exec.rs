@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-use super::{loader, neg, symbols::Symbols, Process};
+use super::{loader, neg, Process};
 use crate::trap::{Action, GuestAddr, Regs};
 use crate::vm::Machine;
 
@@ -66,13 +66,7 @@ impl Process {
                     return Action::Kill { signal: libc::SIGSEGV, fault: None };
                 }
             };
-        self.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
-        self.brk = loaded.brk_start;
-        self.brk_start = loaded.brk_start;
-        self.brk_limit = loaded.brk_limit;
-        let mut images = vec![&loaded.exe];
-        images.extend(loaded.interp.as_ref());
-        self.symbols = Symbols::load(&images);
+        self.adopt_image(&loaded);
         self.clear_child_tid = 0;
         self.robust_list = (0, 0);
         // Closing the vfork pipe lets a vfork parent go on.

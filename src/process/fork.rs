@@ -148,7 +148,7 @@ impl Process {
 
         // The child.
         super::mem::forget_own_pid();
-        match m.rebuild_after_fork(&state) {
+        match m.rebuild_after_fork(state) {
             Ok(new_fds) => self.fds.replace_closed(new_fds),
             Err(e) => {
                 let _ = std::io::Write::write_all(

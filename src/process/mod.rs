@@ -206,6 +206,17 @@ impl Process {
         r.map_err(|_| fault)
     }
 
+    /// Takes on what the loader made: the program's path, the heap, the symbols.
+    pub fn adopt_image(&mut self, loaded: &loader::Loaded) {
+        self.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
+        self.brk = loaded.brk_start;
+        self.brk_start = loaded.brk_start;
+        self.brk_limit = loaded.brk_limit;
+        let mut images = vec![&loaded.exe];
+        images.extend(loaded.interp.as_ref());
+        self.symbols = symbols::Symbols::load(&images);
+    }
+
     /// Unmaps all guest memory and the brk reservation from the host (the guest is gone).
     pub fn release(&mut self, m: &mut Machine) {
         let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();

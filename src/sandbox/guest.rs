@@ -252,6 +252,10 @@ impl Guest for KvmGuest<'_, '_> {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.cpu.sr().machine.cpuid(leaf, subleaf)
     }
+    fn tid(&self) -> i32 {
+        // SAFETY: gettid has no preconditions; each guest thread runs on its own host thread.
+        unsafe { libc::gettid() }
+    }
     fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
         let why = self.why;
         let Shared { machine, process } = self.cpu.s();

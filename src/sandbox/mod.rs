@@ -34,7 +34,6 @@ use thiserror::Error;
 
 use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
-use crate::process::symbols::Symbols;
 use crate::process::{signals, Process, ThreadState};
 use crate::trap::{signal_name, Outcome, Regs, Start, Trap, TrapHandler};
 use crate::vm::{self, Machine, TrapPath, VmError};
@@ -196,13 +195,7 @@ impl SandboxBuilder {
             facts,
             &self.placement,
         )?;
-        process.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
-        process.brk = loaded.brk_start;
-        process.brk_start = loaded.brk_start;
-        process.brk_limit = loaded.brk_limit;
-        let mut images = vec![&loaded.exe];
-        images.extend(loaded.interp.as_ref());
-        process.symbols = Symbols::load(&images);
+        process.adopt_image(&loaded);
         machine.set_entry(loaded.entry, loaded.sp);
         let vcpu = machine.leave();
         let start = Start {

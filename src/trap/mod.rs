@@ -208,6 +208,12 @@ pub trait Guest {
         Action::Kill { signal: sig, fault: None }
     }
 
+    /// The id of the guest thread that trapped (its tid as gettid returns it; the process id
+    /// for the first thread). Backends without threads return 0.
+    fn tid(&self) -> i32 {
+        0
+    }
+
     /// The CPUID leaf the guest is meant to see (the backend's fixed view), if it has one.
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
         None

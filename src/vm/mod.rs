@@ -295,7 +295,14 @@ impl Machine {
     /// created them, so the child creates a new VM, registers the same memory slots (its guest
     /// memory is the host's copy-on-write copy at the same addresses, page tables included)
     /// and a vCPU resuming from `state`. Returns the new descriptors trapbox owns.
-    pub fn rebuild_after_fork(&mut self, state: &vcpu::CpuState) -> Result<Vec<RawFd>, VmError> {
+    pub fn rebuild_after_fork(&mut self, mut state: vcpu::CpuState) -> Result<Vec<RawFd>, VmError> {
+        // On hardware KVM the parent stopped at the syscall stub's `out`, which KVM completes
+        // (steps over) on the parent's next KVM_RUN. A new vCPU knows of no such pending I/O:
+        // resume it past the `out`, at the stub's `sysretq`.
+        let stub = self.sys as u64 + layout::HW_SYSCALL;
+        if self.path == TrapPath::Hardware && state.regs.rip == stub {
+            state.regs.rip = stub + entry::hw::OUT_LEN;
+        }
         let kvm = Kvm::new().map_err(VmError::NoKvm)?;
         let kvm_fd = rehome(kvm.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
@@ -329,7 +336,7 @@ impl Machine {
         if self.zero_tsc {
             vcpu.zero_tsc_offset()?;
         }
-        vcpu.restore_state(state)?;
+        vcpu.restore_state(&state)?;
         vcpu.claim_kicks();
         self.vcpu = Some(vcpu);
         Ok(vec![kvm_fd, vm_fd, cpu_fd])

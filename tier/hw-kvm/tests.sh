@@ -16,7 +16,7 @@ bad() {
 same() {
   name=$1; input=$2; shift 2
   printf '%s' "$input" | "$@" > /tmp/n.out 2> /tmp/n.err; ns=$?
-  printf '%s' "$input" | $T run -- "$@" > /tmp/b.out 2> /tmp/b.err; bs=$?
+  printf "%s" "$input" | timeout 120 $T run -- "$@" > /tmp/b.out 2> /tmp/b.err; bs=$?
   if cmp -s /tmp/n.out /tmp/b.out && [ "$ns" = "$bs" ]; then ok "$name"; else
     bad "$name (native status $ns, box status $bs)"; diff /tmp/n.out /tmp/b.out | head -12; fi
 }

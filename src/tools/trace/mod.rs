@@ -136,9 +136,16 @@ impl<H: TrapHandler> Tracer<H> {
     }
 
     fn emit(&mut self, s: &str) {
+        self.emit_as(s, None)
+    }
+
+    /// Writes one line, prefixed with `[pid N]` (N: `tid`, or this thread's) once the guest has
+    /// several threads or processes.
+    fn emit_as(&mut self, s: &str, tid: Option<i32>) {
         let mut text = String::with_capacity(s.len() + 16);
         if self.prefix {
-            text.push_str(&format!("[pid {:>5}] ", tid()));
+            let t = tid.filter(|t| *t > 0).map_or_else(this_tid, |t| t as u32);
+            text.push_str(&format!("[pid {t:>5}] "));
         }
         text.push_str(s);
         text.push('\n');
@@ -244,7 +251,7 @@ impl<H: TrapHandler> Tracer<H> {
                     let j = self.json_line(desc, call, &args, ret, took);
                     self.emit(&j);
                 } else if self.lines_on() {
-                    self.emit(&l);
+                    self.emit_as(&l, Some(g.tid()));
                 }
             }
             text = Some(l);
@@ -418,7 +425,7 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
 }
 
 /// The calling thread's id (the guest thread's, since each runs on its own host thread).
-fn tid() -> u32 {
+fn this_tid() -> u32 {
     std::fs::read_link("/proc/thread-self")
         .ok()
         .and_then(|p| p.file_name()?.to_str()?.parse().ok())

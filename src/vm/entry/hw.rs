@@ -8,6 +8,9 @@
 /// Port the syscall stub writes.
 pub const SYSCALL_PORT: u16 = 0x7f;
 
+/// Length of the stub's `out imm8, al` (where `sysretq` starts).
+pub const OUT_LEN: u64 = 2;
+
 /// The LSTAR stub: `out SYSCALL_PORT, al; sysretq`.
 pub fn syscall_stub() -> [u8; 5] {
     [0xe6, SYSCALL_PORT as u8, 0x48, 0x0f, 0x07]

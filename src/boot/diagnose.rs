@@ -62,10 +62,10 @@ impl fmt::Display for FaultReport {
 /// How a boot ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// The kernel powered off: with no ACPI, Linux's power-off prints "reboot: Power down" and
-    /// halts every CPU; trapbox ends the VM on that line.
+    /// The kernel powered off ("reboot: Power down", printed when it has a power-off method).
     PowerOff,
-    /// The kernel halted ("reboot: System halted").
+    /// The kernel halted every CPU ("reboot: System halted"). This is how `poweroff` ends in
+    /// this VM: with no ACPI Linux has no power-off method and turns the request into a halt.
     Halted,
     /// The guest reset the machine (a reboot).
     Reset(ResetPath),
@@ -101,7 +101,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::PowerOff => write!(f, "guest powered off"),
-            Outcome::Halted => write!(f, "guest halted"),
+            Outcome::Halted => write!(f, "guest halted (\"reboot: System halted\": poweroff or halt, this VM has no ACPI)"),
             Outcome::Reset(ResetPath::I8042) => write!(f, "guest rebooted (i8042 reset)"),
             Outcome::Reset(ResetPath::TripleFault) => write!(f, "guest rebooted (triple fault after \"Restarting system\")"),
             Outcome::Reset(ResetPath::SystemEvent) => write!(f, "guest rebooted (KVM system event)"),

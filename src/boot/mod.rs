@@ -5,7 +5,7 @@
 //! Files, one concept each: `bzimage.rs` (the setup header and its checks), `loader.rs` (plan
 //! and load over linux-loader), `layout.rs` (guest-physical map), `vm.rs` (the boot VM: RAM,
 //! irqchip, PIT, vCPUs), `mptable.rs` (SMP without ACPI), `serial.rs` (vm-superio's 16550 and
-//! the console watcher), `devices.rs` (the port-I/O bus), `diagnose.rs` (outcomes in words and
+//! the console watcher), `devices.rs` (the port-I/O bus, i8042), `cmos.rs` (the RTC), `diagnose.rs` (outcomes in words and
 //! exit statuses), `run.rs` (one boot, start to end), `host.rs` (signals, terminal, polling),
 //! `testimage.rs` (the tiny kernel image trapbox builds for its own tests).
 //!
@@ -13,6 +13,7 @@
 //! every other file forbids it.
 
 pub mod bzimage;
+pub mod cmos;
 pub mod devices;
 pub mod diagnose;
 pub mod host;

@@ -69,10 +69,10 @@ impl Default for BootConfig {
 }
 
 /// The command line trapbox starts from: the console on COM1; reboot through the i8042 (the VM
-/// has no ACPI); reboot at once on a panic; no PCI bus to probe; the i8042 without the probes
-/// its minimal model cannot answer (it only implements the reset line).
+/// has no ACPI); reboot at once on a panic; no PCI bus to probe; an i8042 with no keyboard or
+/// mouse behind it, found without PnP (there is no ACPI to list it).
 pub fn default_cmdline() -> String {
-    "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd".to_string()
+    "console=ttyS0 reboot=k panic=-1 pci=off i8042.nokbd i8042.noaux i8042.nomux i8042.nopnp".to_string()
 }
 
 /// Where the guest's console input comes from.

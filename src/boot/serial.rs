@@ -1,6 +1,6 @@
 //! The guest's console: a 16550 UART at COM1 (0x3f8, IRQ 4) from rust-vmm's vm-superio, whose
 //! transmitted bytes go to trapbox's output and through a [`ConsoleWatch`] that reads the
-//! kernel's lines as they pass (first byte, init start, panic, power-off), and whose receive
+//! kernel's lines as they pass (first byte, init start, panic, halt), and whose receive
 //! FIFO is fed from trapbox's input.
 
 #![forbid(unsafe_code)]
@@ -82,9 +82,9 @@ pub struct ConsoleWatch {
     pub panic: Option<(String, Instant)>,
     /// The panic's "---[ end Kernel panic" line has been seen.
     pub panic_ended: bool,
-    /// "reboot: Power down": the kernel's last words on an ACPI-free power-off.
+    /// "reboot: Power down": the kernel's last words on a power-off.
     pub power_down: bool,
-    /// "reboot: System halted".
+    /// "reboot: System halted": the last words of a halt, and of a power-off without ACPI.
     pub halted: bool,
     /// "reboot: Restarting system": the reset that follows is a reboot, not a crash.
     pub restarting: bool,

@@ -2,6 +2,8 @@
 //! bzImage file, and the checks that say precisely why an image cannot be booted through the
 //! 64-bit entry.
 
+#![forbid(unsafe_code)]
+
 use thiserror::Error;
 
 use crate::le::{u16_at, u32_at, u64_at};

@@ -23,6 +23,8 @@ pub enum Command {
     Record(RecordArgs),
     /// Re-run a recorded program, answering every syscall from the trace.
     Replay(ReplayArgs),
+    /// Boot a Linux kernel (bzImage) in KVM with a serial console on this terminal.
+    Boot(crate::boot::BootArgs),
     /// Say what a file is and whether trapbox can run it (or summarise a trace).
     Inspect {
         /// The file.

@@ -66,7 +66,7 @@ pub fn inspect(file: &Path) -> Result<i32> {
                     }
                     match b.check_bootable() {
                         Ok(()) => {
-                            println!("  bootable: yes, through the 64-bit entry (`trapbox boot` is not built yet)")
+                            println!("  bootable: yes, through the 64-bit entry (`trapbox boot --kernel FILE`)")
                         }
                         Err(e) => println!("  bootable: no: {e}"),
                     }

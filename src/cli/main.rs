@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 
 mod args;
+mod boot;
 mod inspect;
 mod record;
 mod trace;
@@ -32,6 +33,7 @@ fn run(cli: args::Cli) -> Result<i32> {
         args::Command::Trace(t) => trace::trace(t),
         args::Command::Record(r) => record::record(r),
         args::Command::Replay(r) => record::replay(r),
+        args::Command::Boot(b) => boot::boot(b),
         args::Command::Inspect { file } => inspect::inspect(&file),
     }
 }

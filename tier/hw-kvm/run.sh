@@ -3,14 +3,19 @@
 # (AMD SVM with nested paging), loads kvm_amd there, and runs trapbox's tests inside against
 # a real hardware-style /dev/kvm — the trap path PVM machines cannot exercise.
 #
-# usage: tier/hw-kvm/run.sh TRAPBOX_BINARY [WORKDIR]
+# usage: tier/hw-kvm/run.sh [--bench-boot] TRAPBOX_BINARY [WORKDIR]
 # Prints the guest's console, then "hw-kvm tier: N passed, N failed"; exits non-zero if any
 # test failed or the guest did not finish.
+# --bench-boot instead runs the boot benchmark inside the guest (bench-boot.sh): `trapbox boot`
+# and `qemu-system-x86_64 -enable-kvm` booting the same kernel, initrd and command line side by
+# side; QEMU, its libraries and firmware are copied into the guest for that run only.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-trapbox=${1:?usage: tier/hw-kvm/run.sh TRAPBOX_BINARY [WORKDIR]}
+bench=no
+if [ "${1:-}" = --bench-boot ]; then bench=yes; shift; fi
+trapbox=${1:?usage: tier/hw-kvm/run.sh [--bench-boot] TRAPBOX_BINARY [WORKDIR]}
 work=${2:-$root/target/hw-kvm}
 cache=$root/target/hw-kvm-cache
 mkdir -p "$work" "$cache"
@@ -24,14 +29,7 @@ busybox_bin=/bin/busybox
 [ -x "$busybox_bin" ] && ! ldd "$busybox_bin" >/dev/null 2>&1 || die "need a static busybox: apt-get install busybox-static"
 
 # Debian's kernel, fetched at test time (never committed), cached between runs.
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (run apt-get update)"
-kdir=$cache/$kpkg
-if [ ! -d "$kdir/lib/modules" ]; then
-  (cd "$cache" && apt-get download "$kpkg" >/dev/null 2>&1) || die "cannot download $kpkg"
-  rm -rf "$kdir" && mkdir -p "$kdir"
-  dpkg-deb -x "$cache/${kpkg}"_*.deb "$kdir"
-fi
+kdir=$("$here/kernel.sh" "$cache") || exit 2
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-*)
 moddir=$(ls -d "$kdir"/lib/modules/*)
 
@@ -81,6 +79,27 @@ cp "$here/init" "$rootfs/init"
 cp "$here/tests.sh" "$rootfs/tb/tests.sh"
 chmod +x "$rootfs/init"
 
+# What `trapbox boot` boots inside the guest: this same kernel, and a busybox initramfs whose
+# init prints a line and powers off.
+inner=$work/inner
+rm -rf "$inner" && mkdir -p "$inner"/{bin,proc,dev} "$rootfs/tb/boot"
+cp "$busybox_bin" "$inner/bin/busybox"
+for applet in sh mount echo uname grep cat poweroff; do ln -sf busybox "$inner/bin/$applet"; done
+mknod -m 600 "$inner/dev/console" c 5 1
+cp "$here/boot-init" "$inner/init" && chmod +x "$inner/init"
+(cd "$inner" && find . | cpio -o -H newc --quiet | gzip -1) > "$rootfs/tb/boot/initrd.gz"
+cp "$vmlinuz" "$rootfs/tb/boot/vmlinuz"
+
+if [ $bench = yes ]; then
+  # QEMU with its shared libraries and firmware, the timing helper, and the flag init reads.
+  add_binary "$(command -v qemu-system-x86_64)"
+  mkdir -p "$rootfs/usr/share"
+  cp -r /usr/share/qemu /usr/share/seabios "$rootfs/usr/share/"
+  gcc -O2 -static -o "$rootfs/tb/tstamp" "$here/tstamp.c"
+  cp "$here/bench-boot.sh" "$rootfs/tb/bench-boot.sh"
+  touch "$rootfs/tb/bench-boot"
+fi
+
 (cd "$rootfs" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
 
 echo "hw-kvm tier: booting $(basename "$vmlinuz") under QEMU TCG -cpu max"
@@ -92,6 +111,12 @@ timeout 1200 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -n
 qrc=$?
 set -e
 tr -d '\r' < "$console" | sed -n '/TIER-BEGIN/,/TIER-END/p' | grep -v '^ok '
+if [ $bench = yes ]; then
+  grep -q '^bench-boot: done' <(tr -d '\r' < "$console") && exit 0
+  echo "hw-kvm tier: the boot benchmark did not finish (qemu exit $qrc); its console:"
+  tr -d '\r' < "$console" | tail -60
+  exit 1
+fi
 summary=$(tr -d '\r' < "$console" | grep -E '^hw-kvm tier: [0-9]+ passed, [0-9]+ failed' | tail -1 || true)
 if [ -z "$summary" ]; then
   echo "hw-kvm tier: the guest did not finish (qemu exit $qrc); its console:"

@@ -9,12 +9,15 @@
 //! kernel selectors are exactly the boot protocol's (0x10 code, 0x18 data), and its control
 //! register constants.
 //!
-//! Unsafe code: registering guest RAM with KVM (one block, below).
+//! Unsafe code: the 2 MiB-aligned host mapping behind guest RAM, its vm-memory view, and
+//! registering it with KVM (below).
 
 use kvm_bindings::{kvm_pit_config, kvm_segment, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, SyncReg, VcpuFd, VmFd};
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap, MmapRegion,
+};
 
 use super::layout;
 use crate::vm::arch;
@@ -34,7 +37,7 @@ pub enum VmError {
         /// Bytes asked for.
         size: u64,
         /// Why.
-        source: vm_memory::mmap::FromRangesError,
+        source: std::io::Error,
     },
     /// Writing a boot structure into guest RAM failed (RAM too small for the fixed layout).
     #[error("cannot write {what} at guest-physical {addr:#x}: guest memory too small")]
@@ -54,8 +57,59 @@ pub struct BootVm {
     /// The VM.
     pub vm: VmFd,
     _kvm: Kvm,
-    /// Guest RAM, guest-physical 0 up (split around the 32-bit MMIO hole).
+    /// Guest RAM, guest-physical 0 up (split around the 32-bit MMIO hole): views of `_ram`.
     pub mem: GuestMemoryMmap,
+    _ram: Vec<HostRam>,
+}
+
+/// An anonymous host mapping for guest RAM, 2 MiB aligned, unmapped on drop.
+///
+/// Why not vm-memory's own `from_ranges`: KVM maps guest memory with 2 MiB pages only where the
+/// guest-physical and host-virtual addresses agree modulo 2 MiB, and mmap gives no alignment.
+/// With 4 KiB mappings a kernel boot takes ~28,900 nested page faults (KVM's pf_taken, measured
+/// in the tier) against QEMU's ~600, which aligns its RAM and asks for transparent huge pages.
+struct HostRam {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl HostRam {
+    const ALIGN: usize = 2 << 20;
+    const PROT: i32 = libc::PROT_READ | libc::PROT_WRITE;
+    const FLAGS: i32 = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+
+    fn new(len: usize) -> std::io::Result<HostRam> {
+        let over = len + Self::ALIGN;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), over, Self::PROT, Self::FLAGS, -1, 0) };
+        if raw == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let start = raw as usize;
+        let aligned = start.next_multiple_of(Self::ALIGN);
+        // Give back the slack before and after the aligned range.
+        // SAFETY: both ranges lie inside the mapping just made and nothing refers to them.
+        unsafe {
+            if aligned > start {
+                libc::munmap(raw, aligned - start);
+            }
+            let tail = start + over - (aligned + len);
+            if tail > 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+            // Advice only: a host without transparent huge pages keeps 4 KiB pages.
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+        Ok(HostRam { ptr: aligned as *mut u8, len })
+    }
+}
+
+impl Drop for HostRam {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; the views of it (BootVm::mem) and KVM's slots are
+        // gone by now (BootVm's field order).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
 }
 
 impl BootVm {
@@ -72,9 +126,21 @@ impl BootVm {
         let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
         vm.create_pit2(pit).map_err(|e| VmError::Ioctl("KVM_CREATE_PIT2", e))?;
 
-        let ranges: Vec<(GuestAddress, usize)> =
-            layout::ram_ranges(mem_size).into_iter().map(|(a, l)| (GuestAddress(a), l as usize)).collect();
-        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| VmError::Memory { size: mem_size, source })?;
+        let memory_err = |source| VmError::Memory { size: mem_size, source };
+        let mut ram = Vec::new();
+        let mut regions = Vec::new();
+        for (start, len) in layout::ram_ranges(mem_size) {
+            let host = HostRam::new(len as usize).map_err(memory_err)?;
+            // SAFETY: `host` is a live mapping of exactly this size with these protections and
+            // flags; it outlives the view, because BootVm drops `mem` before `_ram`.
+            let view = unsafe { MmapRegion::build_raw(host.ptr, host.len, HostRam::PROT, HostRam::FLAGS) }
+                .map_err(|e| memory_err(std::io::Error::other(e)))?;
+            ram.push(host);
+            let region = GuestRegionMmap::new(view, GuestAddress(start))
+                .ok_or_else(|| memory_err(std::io::Error::other("guest range overflows")))?;
+            regions.push(region);
+        }
+        let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| memory_err(std::io::Error::other(e)))?;
         for (slot, region) in mem.iter().enumerate() {
             let r = kvm_bindings::kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -101,7 +167,7 @@ impl BootVm {
             vcpu.set_sync_valid_reg(SyncReg::Register);
             vcpus.push(vcpu);
         }
-        Ok(BootVm { vcpus, vm, _kvm: kvm, mem })
+        Ok(BootVm { vcpus, vm, _kvm: kvm, mem, _ram: ram })
     }
 
     /// Writes the GDT, TSS and identity page tables, and puts the bootstrap vCPU at the 64-bit

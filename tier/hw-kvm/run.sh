@@ -97,6 +97,7 @@ if [ $bench = yes ]; then
   cp -r /usr/share/qemu /usr/share/seabios "$rootfs/usr/share/"
   gcc -O2 -static -o "$rootfs/tb/tstamp" "$here/tstamp.c"
   cp "$here/bench-boot.sh" "$rootfs/tb/bench-boot.sh"
+  ln -sf busybox "$rootfs/bin/awk"
   touch "$rootfs/tb/bench-boot"
 fi
 

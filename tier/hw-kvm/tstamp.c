@@ -1,6 +1,8 @@
 /* Runs a command with its stdout through a pipe, copies it to our stdout, and reports on stderr
  * how long after the start the first byte and a marker string came, and when the command ended.
- * Both sides of the boot benchmark are timed with it, the same way.
+ * When the marker comes it also reads each file named in $TSTAMP_COUNTERS (KVM's debugfs
+ * counters, which count only VMs still alive) and reports their values then.
+ * Both sides of the boot benchmark are measured with it, the same way.
  * usage: tstamp MARKER CMD ARGS... */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,25 @@ static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static char counters[512] = "";
+
+static void read_counters(void) {
+  const char *list = getenv("TSTAMP_COUNTERS");
+  char names[512], *save = NULL;
+  if (!list) return;
+  snprintf(names, sizeof names, "%s", list);
+  for (char *f = strtok_r(names, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
+    long long v = -1;
+    FILE *fp = fopen(f, "r");
+    if (fp) {
+      if (fscanf(fp, "%lld", &v) != 1) v = -1;
+      fclose(fp);
+    }
+    size_t n = strlen(counters);
+    snprintf(counters + n, sizeof counters - n, " %lld", v);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -44,14 +65,17 @@ int main(int argc, char **argv) {
     /* Byte-at-a-time match; the marker has no repeated prefix, so no backtracking is needed. */
     for (ssize_t i = 0; i < n && mark < 0; i++) {
       matched = buf[i] == marker[matched] ? matched + 1 : (buf[i] == marker[0]);
-      if (matched == ml) mark = t;
+      if (matched == ml) {
+        mark = t;
+        read_counters();
+      }
     }
   }
   int st = 0;
   waitpid(pid, &st, 0);
   double end = now_ms() - t0;
   fflush(stdout);
-  fprintf(stderr, "tstamp: first-byte %.1f marker %.1f exit %.1f status %d\n", first, mark, end,
-          WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  fprintf(stderr, "tstamp: first-byte %.1f marker %.1f exit %.1f status %d counters%s\n", first, mark, end,
+          WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), counters[0] ? counters : " - - -");
   return 0;
 }

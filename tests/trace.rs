@@ -311,3 +311,52 @@ fn stop_on_large_mmap_stops_exactly_there() {
     assert_eq!(r.status, 127);
     assert!(r.stderr_str().contains("mmap has no argument 'bogus'"));
 }
+
+/// A fork's clone line in strace's shape: `clone(child_stack=NULL, flags=...|SIGCHLD,
+/// child_tidptr=0x...) = PID`, once per fork, in the parent only.
+#[test]
+fn clone_lines_match_strace() {
+    let dir = tempdir("trace-clone");
+    let exe = guest("adv_fork", Form::Static).to_string_lossy().into_owned();
+    let sfile = dir.with_extension("strace.out");
+    let tfile = dir.with_extension("trapbox.out");
+    let prefix = format!("{}.", sfile.file_name().expect("file name").to_string_lossy());
+    let outputs = || {
+        std::fs::read_dir(sfile.parent().expect("parent"))
+            .expect("strace outputs")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    for old in outputs() {
+        std::fs::remove_file(old).expect("remove an earlier run's output");
+    }
+    // -ff: one file a process, so no line is split into <unfinished ...> and <... resumed>.
+    let n = native(&["strace", "-ff", "-o", &sfile.to_string_lossy(), &exe], b"", &dir);
+    assert_eq!(n.stdout_str(), "forked 5\n", "strace run: {}", n.stderr_str());
+    let b = trapbox(&["trace", "-o", &tfile.to_string_lossy(), "--", &exe], b"", &dir);
+    assert_eq!(b.stdout_str(), "forked 5\n", "{}", b.stderr_str());
+    let clones = |text: &str| -> Vec<String> {
+        text.lines()
+            // trapbox prints `[pid N] ` once there are children.
+            .map(|l| l.strip_prefix("[pid").map_or(l, |r| r.split_once("] ").map_or(r, |(_, x)| x)))
+            .filter(|l| l.starts_with("clone("))
+            .map(|l| {
+                let l = normalise(l);
+                match l.rfind("= ") {
+                    Some(p) => format!("{}= PID", &l[..p]),
+                    None => l,
+                }
+            })
+            .collect()
+    };
+    let mut strace_text = String::new();
+    for path in outputs() {
+        strace_text.push_str(&std::fs::read_to_string(path).expect("strace output"));
+    }
+    let want = clones(&strace_text);
+    let got = clones(&std::fs::read_to_string(&tfile).expect("trapbox output"));
+    assert_eq!(want.len(), 5, "{want:?}");
+    assert_eq!(got, want);
+}

@@ -307,6 +307,11 @@ fn getdents(g: &dyn Guest, a: u64, ret: i64) -> String {
     format!("{} /* {n} entries */", addr(a))
 }
 
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x100000;
+const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+const CLONE_CHILD_SETTID: u64 = 0x1000000;
+
 /// One argument before the call: its text, or None when it is an output shown afterwards.
 pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &Style) -> Option<String> {
     let v = call.args[i];
@@ -339,7 +344,24 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
         ("ioctl", 2) => return Some(addr(v)),
         ("rseq", 1) | ("rseq", 3) => return Some(chex(v)),
         ("prlimit64", 0) => return Some((v as i32).to_string()),
-        ("clone", 0) => return Some(format!("flags={}", names::flags(FlagSet::Clone, v))),
+        // strace's order: child_stack, flags, parent_tid (if set), tls (if set), child_tidptr.
+        ("clone", 0) => {
+            let stack = if call.args[1] == 0 { "NULL".to_string() } else { chex(call.args[1]) };
+            return Some(format!("child_stack={stack}, flags={}", names::flags(FlagSet::Clone, v)));
+        }
+        ("clone", 1) | ("clone", 3) => return Some(String::new()),
+        ("clone", 2) if call.args[0] & CLONE_PARENT_SETTID != 0 => return None,
+        ("clone", 2) => return Some(String::new()),
+        ("clone", 4) => {
+            let mut parts = Vec::new();
+            if call.args[0] & CLONE_SETTLS != 0 {
+                parts.push(format!("tls={}", chex(v)));
+            }
+            if call.args[0] & (CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID) != 0 {
+                parts.push(format!("child_tidptr={}", chex(call.args[3])));
+            }
+            return Some(parts.join(", "));
+        }
         ("getrandom", 0) | ("getdents64", 1) | ("getdents", 1) => return None,
         _ => {}
     }
@@ -390,6 +412,11 @@ pub fn output(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, ret: 
     }
     match (desc.name, i) {
         ("getrandom", 0) => return buffer(g, v, ret as u64, st, true),
+        ("clone", 2) => {
+            return read_n::<4>(g, v)
+                .map(|b| format!("parent_tid=[{}]", i32::from_le_bytes(b)))
+                .unwrap_or_else(|| format!("parent_tid={}", addr(v)))
+        }
         ("getdents64", 1) | ("getdents", 1) => return getdents(g, v, ret),
         _ => {}
     }

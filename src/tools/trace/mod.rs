@@ -411,7 +411,6 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
 
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         let inner = self.inner.new_thread()?;
-        self.prefix = true;
         Some(Box::new(Tracer {
             inner,
             opts: self.opts.clone(),

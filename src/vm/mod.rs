@@ -1,4 +1,4 @@
-//! The `vm` layer: one KVM VM with one vCPU running guest code at CPL3 in 64-bit mode, and the
+//! The `vm` layer: one KVM VM with a vCPU per guest thread running guest code at CPL3 in 64-bit mode, and the
 //! trap paths that bring every syscall and exception back to trapbox.
 //!
 //! Owns all KVM objects and the system region: trapbox's own memory that the guest CPU needs
@@ -98,7 +98,8 @@ pub struct ExceptionFrame {
     pub rsp: u64,
 }
 
-/// One VM, one vCPU, the system region and the guest memory.
+/// One VM, the system region and the guest memory, and the vCPU of the thread that holds it
+/// ([`Machine::enter`]; the others run theirs outside).
 pub struct Machine {
     _kvm: Kvm,
     /// Guest memory (slots, guest-physical space, page tables).

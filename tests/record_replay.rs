@@ -202,11 +202,33 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 1)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 2)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
     assert!(getrandom.trim_start().starts_with('1') || getrandom.trim_start().starts_with('2'), "{getrandom}");
     assert!(out.contains("machine-dependent instructions"));
     assert!(out.contains(" bytes ("), "{out}");
+}
+
+/// A shell that forks and reaps its children in a SIGCHLD handler: the recording follows the
+/// shell (the children's pids, wait statuses and pipe data are its syscall results), and the
+/// signals delivered to its handler come back at the same points on replay.
+#[test]
+fn forking_shell_with_sigchld_handler_replays() {
+    let dir = tempdir("rr-shell");
+    let trace = dir.join("shell.trace");
+    let script =
+        "/bin/true; echo \"true: $?\"; /bin/false; echo \"false: $?\"; echo \"lines: $(printf 'a\\nb\\n' | wc -l)\"";
+    let argv: Vec<String> = ["bash", "-c", script].iter().map(|s| s.to_string()).collect();
+    let rec = record(&dir, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(rec.stdout_str(), "true: 0\nfalse: 1\nlines: 2\n");
+    let info = common::trapbox(&["inspect", &trace.to_string_lossy()], b"", &dir);
+    assert!(info.stdout_str().contains("signal SIGCHLD"), "no SIGCHLD recorded:\n{}", info.stdout_str());
+    for _ in 0..2 {
+        let rep = replay(&dir, &trace);
+        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
+        assert_eq!(rep.stdout, rec.stdout);
+    }
 }

@@ -82,7 +82,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     let (mut events, mut insns, mut written) = (0u64, 0u64, 0u64);
     let mut end = None;
     println!("{}:", path.display());
-    println!("  kind: trapbox trace (format version {})", trapbox::tools::record::file::VERSION);
+    println!("  kind: trapbox trace (format version {})", r.version());
     let status = loop {
         match r.next_event() {
             Ok(Some(e)) => {
@@ -104,6 +104,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     Event::Insn(_) => insns += 1,
                     Event::End(e) => end = Some(e),
                     Event::File(f) => written += f.data.len() as u64,
+                    Event::Signal(sg) => {
+                        *calls.entry(format!("signal {}", trapbox::trap::signal_name(sg.sig))).or_default() += 1
+                    }
                 }
             }
             Ok(None) => break 0,

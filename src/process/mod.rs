@@ -125,6 +125,8 @@ pub struct Process {
     /// The mask a handler's frame must restore when it differs from the current one
     /// (rt_sigsuspend's caller mask).
     saved_mask: Option<u64>,
+    /// Signals whose handlers were just entered (see [`Process::take_delivered`]).
+    delivered: Vec<signals::Queued>,
     /// set_tid_address pointer.
     clear_child_tid: u64,
     /// set_robust_list head and length.
@@ -169,6 +171,7 @@ impl Process {
             thread_ids: Vec::new(),
             vfork_done: None,
             saved_mask: None,
+            delivered: Vec::new(),
             clear_child_tid: 0,
             robust_list: (0, 0),
             warned: HashSet::new(),

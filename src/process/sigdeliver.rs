@@ -83,6 +83,7 @@ impl Process {
                 return Some(Action::Kill { signal: libc::SIGSEGV, fault: None });
             }
             self.signals.enter_handler(sig, &a);
+            self.delivered.push((sig, info));
             changed = true;
             why = Interrupted::Running;
         }
@@ -91,6 +92,12 @@ impl Process {
         }
         signals::mirror_mask(self.signals.mask);
         changed.then_some(Action::Resume)
+    }
+
+    /// The signals whose handlers were entered since the last call (for a handler's
+    /// `on_signal`).
+    pub fn take_delivered(&mut self) -> Vec<signals::Queued> {
+        std::mem::take(&mut self.delivered)
     }
 
     /// A signal the guest's own execution raised (a fault, int3): the kernel forces it —

@@ -186,6 +186,7 @@ pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
             None => {}
         }
     }
+    notify_signals(cpu, handler, &regs);
     let m = &mut cpu.s().machine;
     if replaced {
         m.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
@@ -198,6 +199,18 @@ pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
     match action {
         Action::ReturnAndStop(_) => Next::End(Outcome::Stopped),
         _ => Next::Continue,
+    }
+}
+
+/// Tells the handler about the signals whose handlers were just entered.
+fn notify_signals<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H, regs: &Regs) {
+    let delivered = cpu.s().process.take_delivered();
+    if delivered.is_empty() {
+        return;
+    }
+    let mut g = KvmGuest::new(cpu, *regs);
+    for (sig, info) in delivered {
+        handler.on_signal(&mut g, sig, &info);
     }
 }
 
@@ -221,6 +234,7 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
     g.why = Interrupted::Fault(0, 0, addr.unwrap_or(0));
     let action = handler.on_trap(&mut g, &Trap::Fault(f));
     let (regs, replaced) = (g.regs, g.replaced);
+    let _ = cpu.s().process.take_delivered();
     match action {
         Action::Resume if replaced => {
             cpu.s().machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
@@ -241,6 +255,8 @@ fn on_interrupted(cpu: &mut Cpu<'_>) -> Next {
     match s.process.deliver_signals(&mut s.machine, &mut regs, Interrupted::Running) {
         Some(Action::Resume) => {
             s.machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+            // No handler to tell here (a kick is not a trap); it hears of the signal with the
+            // next trap of this thread.
             Next::Continue
         }
         Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
@@ -288,6 +304,8 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     g.why = Interrupted::Fault(frame.error_code, vector as u64, cr2);
     let action = handler.on_trap(&mut g, &trap);
     let (regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
+    // A fault's signal was raised by the handler itself (Guest::raise_signal): nothing to tell.
+    let _ = cpu.s().process.take_delivered();
     let m = &mut cpu.s().machine;
     if replaced && action == Action::Resume {
         m.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));

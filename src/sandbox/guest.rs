@@ -252,6 +252,9 @@ impl Guest for KvmGuest<'_, '_> {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.cpu.sr().machine.cpuid(leaf, subleaf)
     }
+    fn queue_signal(&mut self, sig: i32, siginfo: &[u8; 128]) {
+        self.cpu.s().process.signals.raise(sig, *siginfo);
+    }
     fn tid(&self) -> i32 {
         // SAFETY: gettid has no preconditions; each guest thread runs on its own host thread.
         unsafe { libc::gettid() }

@@ -208,6 +208,11 @@ pub trait Guest {
         Action::Kill { signal: sig, fault: None }
     }
 
+    /// Queues signal `sig` with `siginfo` for the guest as if it had just arrived: it is
+    /// delivered (or takes its default action) before the guest resumes from this trap. A
+    /// replay re-creates recorded signals this way. Backends without signals ignore it.
+    fn queue_signal(&mut self, _sig: i32, _siginfo: &[u8; 128]) {}
+
     /// The id of the guest thread that trapped (its tid as gettid returns it; the process id
     /// for the first thread). Backends without threads return 0.
     fn tid(&self) -> i32 {
@@ -249,6 +254,10 @@ pub trait TrapHandler {
     /// Called once when the run ends.
     fn on_end(&mut self, _guest: &mut dyn Guest, _outcome: &Outcome) {}
 
+    /// A signal was just delivered to a guest handler (its frame is on the guest's stack),
+    /// right after the trap this handler answered last. `siginfo` is what the handler gets.
+    fn on_signal(&mut self, _guest: &mut dyn Guest, _sig: i32, _siginfo: &[u8; 128]) {}
+
     /// A handler for a new guest thread, which traps on its own vCPU and host thread. `None`
     /// (the default) means this handler cannot follow threads: the guest's clone then fails
     /// with EAGAIN, as when a process may not create more threads.
@@ -270,6 +279,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         (**self).new_thread()
     }
+    fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        (**self).on_signal(guest, sig, siginfo)
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
@@ -284,6 +296,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     }
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         (**self).new_thread()
+    }
+    fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        (**self).on_signal(guest, sig, siginfo)
     }
 }
 
@@ -345,6 +360,9 @@ impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> TrapHandler for Obser
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(guest, outcome)
     }
+    fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(guest, sig, siginfo)
+    }
 }
 
 /// Wraps a handler and refuses the syscalls a policy names, with the errno it gives, before
@@ -375,6 +393,9 @@ impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> TrapHandler for Deny<H, 
     }
     fn on_end(&mut self, guest: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(guest, outcome)
+    }
+    fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(guest, sig, siginfo)
     }
 }
 

@@ -196,7 +196,7 @@ impl GuestMemory {
         // tables at fault time (MMU notifiers track changes), so the range need not stay
         // mapped. Guest access is bounded by the guest page tables, which point only at
         // ranges that are guest memory now. An empty region deletes the slot.
-        unsafe { self.vm.set_user_memory_region(region) }.map_err(|source| MemoryError::Slot {
+        super::eintr_retry(|| unsafe { self.vm.set_user_memory_region(region) }).map_err(|source| MemoryError::Slot {
             slot: id,
             hva,
             len,

@@ -148,7 +148,7 @@ impl Machine {
                 return Err(VmError::MissingCap(name));
             }
         }
-        let vm = kvm.create_vm().map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
+        let vm = eintr_retry(|| kvm.create_vm()).map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
         // SAFETY: the rehomed fd is a fresh duplicate of the VM fd that nothing else owns.
         let vm = unsafe { kvm.create_vmfd_from_rawfd(rehome(vm.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("KVM_GET_VCPU_MMAP_SIZE", e))?;
@@ -250,7 +250,7 @@ impl Machine {
             cr3: tables.root(),
             lstar,
         };
-        let vcpu_fd = vm.create_vcpu(0).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let vcpu_fd = eintr_retry(|| vm.create_vcpu(0)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
@@ -308,7 +308,7 @@ impl Machine {
         let kvm_fd = rehome(kvm.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
         let kvm = unsafe { Kvm::from_raw_fd(kvm_fd) };
-        let vm = kvm.create_vm().map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
+        let vm = eintr_retry(|| kvm.create_vm()).map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;
         let vm_fd = rehome(vm.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of the VM fd that nothing else owns.
         let vm =
@@ -324,10 +324,10 @@ impl Machine {
                 userspace_addr: hva,
             };
             // SAFETY: as in Machine::new: the system region lives as long as the Machine.
-            unsafe { vm.set_user_memory_region(region) }
+            eintr_retry(|| unsafe { vm.set_user_memory_region(region) })
                 .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
         }
-        let vcpu_fd = vm.create_vcpu(0).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let vcpu_fd = eintr_retry(|| vm.create_vcpu(0)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         let cpu_fd = rehome(vcpu_fd.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(cpu_fd) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
@@ -432,7 +432,7 @@ impl Machine {
 
     /// A vCPU for a new guest thread, starting from `state`.
     pub fn new_vcpu(&mut self, id: u64, state: &vcpu::CpuState) -> Result<vcpu::Vcpu, VmError> {
-        let fd = self.mem.vm().create_vcpu(id).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let fd = eintr_retry(|| self.mem.vm().create_vcpu(id)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         let n = rehome(fd.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let fd = unsafe { self.mem.vm().create_vcpu_from_rawfd(n) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
@@ -701,6 +701,18 @@ fn probe_hwcap(vcpu: &mut vcpu::Vcpu, probe: u64) -> Option<u64> {
     };
     *vcpu.regs_mut() = Default::default();
     got
+}
+
+/// Retries a KVM ioctl that a signal interrupted: trapbox's handlers (and the guest's, which
+/// trapbox forwards) have no SA_RESTART, and a forked child receives its parent's signals while
+/// it builds its VM.
+pub(crate) fn eintr_retry<T>(mut f: impl FnMut() -> Result<T, kvm_ioctls::Error>) -> Result<T, kvm_ioctls::Error> {
+    loop {
+        match f() {
+            Err(e) if e.errno() == libc::EINTR => continue,
+            r => return r,
+        }
+    }
 }
 
 /// Duplicates `fd` to the lowest free number at or above `base` (close-on-exec); the caller

@@ -14,6 +14,17 @@ pub enum Event {
     End(EndEvent),
     /// The contents of a file the guest mapped (stored once; mmap events refer to it).
     File(FileEvent),
+    /// A signal delivered to a guest handler right after the preceding syscall returned.
+    Signal(SignalEvent),
+}
+
+/// A signal delivered to the guest's handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalEvent {
+    /// The signal.
+    pub sig: i32,
+    /// Its siginfo, as the handler received it.
+    pub info: Vec<u8>,
 }
 
 /// A mapped file's contents.
@@ -220,6 +231,11 @@ impl Event {
                 put_u64(b, i.rip);
                 i.regs.iter().for_each(|r| put_u64(b, *r));
             }
+            Event::Signal(sg) => {
+                b.push(6);
+                b.extend_from_slice(&sg.sig.to_le_bytes());
+                put_bytes(b, &sg.info);
+            }
             Event::End(e) => {
                 b.push(4);
                 let (k, v) = match e {
@@ -261,6 +277,14 @@ impl Event {
                 Event::Syscall(SyscallEvent { nr, args, ret, writes, file })
             }
             5 => Event::File(FileEvent { id: d.u32()?, data: d.bytes()? }),
+            6 => {
+                let sig = i32::from_le_bytes(d.take(4)?.try_into().expect("4 bytes"));
+                let info = d.bytes()?;
+                if !(1..=64).contains(&sig) || info.len() != 128 {
+                    return Err(format!("bad signal event (signal {sig}, {} siginfo bytes)", info.len()));
+                }
+                Event::Signal(SignalEvent { sig, info })
+            }
             3 => {
                 let insn = match d.u8()? {
                     1 => Insn::Rdtsc,
@@ -317,6 +341,7 @@ mod tests {
             Event::Syscall(SyscallEvent { nr: 9, args: [0; 6], ret: 0x1000, writes: vec![], file: Some((3, 0x2000)) }),
             Event::File(FileEvent { id: 3, data: b"contents".to_vec() }),
             Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
+            Event::Signal(SignalEvent { sig: 17, info: vec![7; 128] }),
             Event::End(EndEvent::Killed(11)),
         ];
         let mut b = Vec::new();

@@ -8,8 +8,11 @@ use super::event::{Decoder, Event};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
-/// Format version.
-pub const VERSION: u16 = 1;
+/// Format version written. Version 2 added the Signal event; version 1 traces (without it)
+/// are read as they are.
+pub const VERSION: u16 = 2;
+/// The oldest version read.
+const OLDEST: u16 = 1;
 /// Chunk magic.
 const CHUNK: &[u8; 4] = b"TBCK";
 /// Chunk header size: magic, first event index, events, raw length, compressed length, CRC.
@@ -24,7 +27,7 @@ pub enum TraceError {
     #[error("not a trapbox trace (bad magic)")]
     NotATrace,
     /// A version this trapbox cannot read.
-    #[error("trace format version {0} is not supported (this trapbox reads version {VERSION})")]
+    #[error("trace format version {0} is not supported (this trapbox reads versions {OLDEST} to {VERSION})")]
     Version(u16),
     /// A chunk's checksum does not match.
     #[error("chunk {index} (at byte {offset}) is corrupt: checksum mismatch")]
@@ -211,9 +214,15 @@ pub struct TraceReader<R: Read> {
     offset: u64,
     next_event: u64,
     tail: Option<Tail>,
+    version: u16,
 }
 
 impl<R: Read> TraceReader<R> {
+    /// The trace's format version.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// Opens a trace (checks the header).
     pub fn new(mut input: R) -> Result<Self, TraceError> {
         let mut h = [0u8; 10];
@@ -222,7 +231,7 @@ impl<R: Read> TraceReader<R> {
             return Err(TraceError::NotATrace);
         }
         let v = u16::from_le_bytes([h[8], h[9]]);
-        if v != VERSION {
+        if !(OLDEST..=VERSION).contains(&v) {
             return Err(TraceError::Version(v));
         }
         Ok(TraceReader {
@@ -234,6 +243,7 @@ impl<R: Read> TraceReader<R> {
             offset: 10,
             next_event: 0,
             tail: None,
+            version: v,
         })
     }
 

@@ -13,7 +13,7 @@ pub mod nondet;
 
 use std::io::{Read, Write};
 
-pub use event::{EndEvent, Event, FileEvent, Insn, InsnEvent, StartEvent, SyscallEvent};
+pub use event::{EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
 
@@ -362,6 +362,12 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
         }
     }
 
+    fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(g, sig, siginfo);
+        // Delivered right after the syscall recorded last: a replay queues it at that point.
+        self.push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec() }));
+    }
+
     fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(g, outcome);
         let end = match outcome {
@@ -591,6 +597,7 @@ fn describe(e: &Event) -> String {
         Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
         Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
         Event::File(f) => format!("stored file {}", f.id),
+        Event::Signal(sg) => format!("signal {} delivered to a handler", crate::trap::signal_name(sg.sig)),
     }
 }
 
@@ -751,6 +758,14 @@ impl Replayer {
             Action::Return(ev.ret)
         };
         rescan(&mut self.patcher, g, call, ev.ret);
+        // Signals the recording delivered right after this call arrive again here.
+        while let Ok(Some(Event::Signal(_))) = self.peek() {
+            if let Ok(Some(Event::Signal(sg))) = self.next() {
+                let mut info = [0u8; 128];
+                info.copy_from_slice(&sg.info);
+                g.queue_signal(sg.sig, &info);
+            }
+        }
         // A syscall after which the recording ended (a signal the guest sent itself).
         if let Ok(Some(Event::End(EndEvent::Killed(sig)))) = self.peek() {
             let sig = *sig;

@@ -409,6 +409,14 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
         }
     }
 
+    fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(g, sig, siginfo);
+        if self.lines_on() && !self.opts.json {
+            let line = signal_line(sig, siginfo);
+            self.emit_as(&line, Some(g.tid()));
+        }
+    }
+
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         let inner = self.inner.new_thread()?;
         Some(Box::new(Tracer {
@@ -421,6 +429,33 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
             child_process: self.child_process,
         }))
     }
+}
+
+/// strace's line for a delivered signal: `--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED,
+/// si_pid=4242, si_uid=0, si_status=0, si_utime=0, si_stime=0} ---`.
+fn signal_line(sig: i32, info: &[u8; 128]) -> String {
+    let i32_at = |o: usize| i32::from_le_bytes(info[o..o + 4].try_into().expect("4 bytes"));
+    let i64_at = |o: usize| i64::from_le_bytes(info[o..o + 8].try_into().expect("8 bytes"));
+    let name = names::signal_name(sig);
+    let code = i32_at(8);
+    let mut fields = format!("si_signo={name}, si_code={}", names::si_code(sig, code));
+    let sent_by_process = code <= 0;
+    if sig == libc::SIGCHLD && code > 0 {
+        let status = i32_at(24);
+        let status = if code == 1 { status.to_string() } else { names::signal_name(status) };
+        fields.push_str(&format!(
+            ", si_pid={}, si_uid={}, si_status={status}, si_utime={}, si_stime={}",
+            i32_at(16),
+            i32_at(20) as u32,
+            i64_at(32),
+            i64_at(40)
+        ));
+    } else if sent_by_process {
+        fields.push_str(&format!(", si_pid={}, si_uid={}", i32_at(16), i32_at(20) as u32));
+    } else if matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) {
+        fields.push_str(&format!(", si_addr={}", format::addr(i64_at(16) as u64)));
+    }
+    format!("--- {name} {{{fields}}} ---")
 }
 
 /// The calling thread's id (the guest thread's, since each runs on its own host thread).

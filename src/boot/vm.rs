@@ -185,21 +185,7 @@ impl BootVm {
 
         let vcpu = &self.vcpus[0];
         let mut s = vcpu.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
-        let seg = |selector: u16, type_: u8, long: bool| kvm_segment {
-            base: 0,
-            limit: 0xffff_ffff,
-            selector,
-            type_,
-            present: 1,
-            dpl: 0,
-            db: u8::from(!long),
-            s: 1,
-            l: u8::from(long),
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
-        };
+        let seg = |selector: u16, type_: u8, long: bool| crate::vm::vcpu::segment(selector, type_, 0, long);
         s.cs = seg(arch::KERNEL_CS, 11, true);
         let data = seg(arch::KERNEL_DS, 3, false);
         (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);

@@ -54,7 +54,8 @@ pub struct Vcpu {
     osxsave: bool,
 }
 
-fn segment(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
+/// A flat 4 GiB code or data segment (`long`: a 64-bit code segment) at privilege `dpl`.
+pub fn segment(selector: u16, type_: u8, dpl: u8, long: bool) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,

@@ -14,9 +14,18 @@ done
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 [ -n "$kpkg" ] || die "cannot resolve linux-image-amd64: run apt-get update (Debian's kernel is fetched at test time)"
 kdir=$cache/$kpkg
+# Several tests may ask at once: one fetches, the others wait for it.
+exec 9> "$cache/.lock"
+command -v flock >/dev/null && flock 9
 if [ ! -d "$kdir/lib/modules" ]; then
-  (cd "$cache" && apt-get download "$kpkg" >/dev/null 2>&1) || die "cannot download $kpkg: run apt-get update, and check that Debian's archive is reachable"
-  rm -rf "$kdir" && mkdir -p "$kdir"
-  dpkg-deb -x "$cache/${kpkg}"_*.deb "$kdir"
+  fetched=""
+  for attempt in 1 2 3; do
+    if (cd "$cache" && apt-get download "$kpkg" > "$cache/.download.log" 2>&1); then fetched=yes; break; fi
+    sleep $((attempt * 2))
+  done
+  [ -n "$fetched" ] || die "cannot download $kpkg ($(tail -1 "$cache/.download.log")): run apt-get update, and check that Debian's archive is reachable"
+  rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
+  dpkg-deb -x "$cache/${kpkg}"_*.deb "$kdir.tmp"
+  rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
 fi
 echo "$kdir"

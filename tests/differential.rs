@@ -1,6 +1,7 @@
 //! The engine's test programs, each built static, static-pie and dynamic, run natively and
 //! under `trapbox run`: stdout, stderr and exit status must match.
 
+#[macro_use]
 mod common;
 
 use common::{assert_same_as_native, guest, tempdir, Form};
@@ -18,18 +19,7 @@ macro_rules! differential {
                 argv.extend(args);
                 assert_same_as_native(&argv, $stdin, &dir);
             }
-            #[test]
-            fn static_() {
-                check(Form::Static)
-            }
-            #[test]
-            fn static_pie() {
-                check(Form::StaticPie)
-            }
-            #[test]
-            fn dynamic() {
-                check(Form::Dynamic)
-            }
+            each_form!(check);
         }
     };
 }

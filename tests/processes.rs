@@ -10,6 +10,7 @@
 //! trapbox hang — or a guest process left behind holding stdout open — fails the test with a
 //! message instead of stalling CI.
 
+#[macro_use]
 mod common;
 
 use common::{guest, guest_with_flags, require_kvm, tempdir, Form, Run};
@@ -164,18 +165,7 @@ macro_rules! forms {
                 let r = guest_same(stringify!($name), form, $args, $expect);
                 assert_eq!(r.status, $status);
             }
-            #[test]
-            fn static_() {
-                check(Form::Static)
-            }
-            #[test]
-            fn static_pie() {
-                check(Form::StaticPie)
-            }
-            #[test]
-            fn dynamic() {
-                check(Form::Dynamic)
-            }
+            each_form!(check);
         }
     };
 }

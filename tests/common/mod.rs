@@ -48,37 +48,64 @@ pub fn require_kvm() {
 
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// One `#[test]` per link form (`static_`, `static_pie`, `dynamic`), each calling
+/// `$check(form)`: static has no ld.so, static-pie relocates itself, dynamic goes through ld.so.
+#[allow(unused_macros)]
+macro_rules! each_form {
+    ($check:ident) => {
+        #[test]
+        fn static_() {
+            $check(Form::Static)
+        }
+        #[test]
+        fn static_pie() {
+            $check(Form::StaticPie)
+        }
+        #[test]
+        fn dynamic() {
+            $check(Form::Dynamic)
+        }
+    };
+}
+
 /// The guest program `name` (tests/guests/NAME.c) built in `form`.
 pub fn guest(name: &str, form: Form) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests").join(format!("{name}.c"));
+    build_guest(name, form, &format!("{name}-{}", form.suffix()), &[])
+}
+
+/// Builds tests/guests/NAME.c in `form` with extra gcc `flags` into the cache as `cached`,
+/// unless that is newer than the source and every header beside it.
+fn build_guest(name: &str, form: Form, cached: &str, flags: &[&str]) -> PathBuf {
+    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
+    let src = guests.join(format!("{name}.c"));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
-    let out = dir.join(format!("{name}-{}", form.suffix()));
+    let out = dir.join(cached);
     let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    // Up to date when newer than its source and every shared header beside it.
-    let fresh = |o: &Path| -> bool {
-        let Ok(out) = std::fs::metadata(o).and_then(|m| m.modified()) else { return false };
-        let headers = std::fs::read_dir(src.parent().expect("guests dir"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "h"));
-        std::iter::once(src.clone())
-            .chain(headers)
-            .all(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t <= out))
-    };
-    if !fresh(&out) {
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let inputs = std::fs::read_dir(&guests)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "h"))
+        .chain(std::iter::once(src.clone()));
+    let fresh = built.is_some_and(|b| {
+        inputs.into_iter().all(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t <= b))
+    });
+    if !fresh {
         std::fs::create_dir_all(&dir).unwrap();
-        let tmp = dir.join(format!(".{name}-{}.tmp", form.suffix()));
+        let tmp = dir.join(format!(".{cached}.tmp"));
         let st = Command::new("gcc")
+            .current_dir(&guests)
             .args(["-O2", "-Wall", "-Wextra", "-Werror"])
             .args(form.flags())
+            .args(flags)
             .arg("-o")
             .arg(&tmp)
             .arg(&src)
             .status()
             .unwrap_or_else(|e| panic!("gcc not found ({e}): install gcc and libc6-dev (.ci/run does)"));
-        assert!(st.success(), "gcc failed on {}", src.display());
+        assert!(st.success(), "gcc {flags:?} failed on {}", src.display());
         std::fs::rename(&tmp, &out).unwrap();
     }
     out
@@ -164,40 +191,8 @@ pub fn tempdir(tag: &str) -> PathBuf {
 }
 
 /// The guest program `name` built in `form` with extra gcc `flags` (e.g. `-include` of a
-/// header beside it), cached as NAME-TAG-FORM. Rebuilt when older than its source or any
-/// header in tests/guests. `guest` has no flags; this is for variants of one source.
+/// header beside it), cached as NAME-TAG-FORM. `guest` has no flags; this is for variants of
+/// one source.
 pub fn guest_with_flags(name: &str, form: Form, tag: &str, flags: &[&str]) -> PathBuf {
-    let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
-    let src = guests.join(format!("{name}.c"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
-    let out = dir.join(format!("{name}-{tag}-{}", form.suffix()));
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
-    let inputs = std::fs::read_dir(&guests)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "h"))
-        .chain(std::iter::once(src.clone()));
-    let fresh = built.is_some_and(|b| {
-        inputs.into_iter().all(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t <= b))
-    });
-    if !fresh {
-        std::fs::create_dir_all(&dir).unwrap();
-        let tmp = dir.join(format!(".{name}-{tag}-{}.tmp", form.suffix()));
-        let st = Command::new("gcc")
-            .current_dir(&guests)
-            .args(["-O2", "-Wall", "-Wextra", "-Werror"])
-            .args(form.flags())
-            .args(flags)
-            .arg("-o")
-            .arg(&tmp)
-            .arg(&src)
-            .status()
-            .unwrap_or_else(|e| panic!("gcc not found ({e}): install gcc and libc6-dev (.ci/run does)"));
-        assert!(st.success(), "gcc {flags:?} failed on {}", src.display());
-        std::fs::rename(&tmp, &out).unwrap();
-    }
-    out
+    build_guest(name, form, &format!("{name}-{tag}-{}", form.suffix()), flags)
 }

@@ -175,6 +175,8 @@ macro_rules! forms {
 forms!(pthread_stress, &[], "joined 8, sum of results 28\n", 0);
 // execve ends the other threads (one blocked in a host call, one spinning) first.
 forms!(thread_exec, &[], "after exec\n", 0);
+// fork from a second thread: the child's exit status and exec reach the parent.
+forms!(thread_fork, &[], "thread: exec'd child exited 0\n", 0);
 // The first thread leaves with pthread_exit; the second ends the process with exit(7).
 forms!(thread_outlives_main, &[], "worker: main is gone, the process is not\n", 7);
 forms!(thread_create, &["40"], "created and joined 40 threads, sum 780\n", 0);

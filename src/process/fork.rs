@@ -162,6 +162,8 @@ impl Process {
         self.vfork_done = vfork.map(|(_, w)| w);
         self.forked = true;
         self.generation += 1;
+        // Only the forking thread exists in the child.
+        self.thread_ids.clear();
         self.clear_child_tid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };

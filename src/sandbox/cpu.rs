@@ -362,12 +362,18 @@ pub(super) fn thread_main(
     signals::mirror_mask(ctx.state.mask);
     let mut site_out = None;
     let mut pending = None;
+    let generation = core.lock().process.generation;
     let code = loop {
         if core.group.ending() {
             break None;
         }
         match step(&core, &mut ctx, &mut *handler, &mut site_out, &mut pending) {
-            Ok(Next::Continue) => {}
+            Ok(Next::Continue) => {
+                if core.lock().process.generation != generation {
+                    // This thread forked: it is the only thread of the new process.
+                    super::own_forked_process(&core, &mut ctx, &mut *handler);
+                }
+            }
             Ok(Next::ThreadExit(c)) => break Some(c),
             Ok(Next::End(o)) => {
                 core.group.end(o);

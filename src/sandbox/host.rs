@@ -39,10 +39,16 @@ fn kick_vcpu() {
     vm::vcpu::kick_from_signal_handler();
 }
 
-/// Installs trapbox's handlers; the calling thread is the one that reacts to a clean end.
-pub(super) fn install_handlers() {
+/// Makes the calling thread the one that reacts to a clean end (the run's first thread, or a
+/// thread that forked and is the only one of the new process).
+pub(super) fn set_main_thread() {
     // SAFETY: pthread_self has no preconditions.
     MAIN_THREAD.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+}
+
+/// Installs trapbox's handlers; the calling thread is the one that reacts to a clean end.
+pub(super) fn install_handlers() {
+    set_main_thread();
     signals::set_host_hooks(on_host_signal, kick_vcpu);
     for (sig, h) in [
         (libc::SIGINT, on_host_signal as extern "C" fn(libc::c_int)),

@@ -246,6 +246,102 @@ impl Drop for Sandbox {
     }
 }
 
+/// Runs the process from the thread `ctx` (its first thread, or the only thread of a forked
+/// child) until it ends: handles that thread's traps, the time limit and trapbox's own
+/// signals, and a fork that leaves this thread in a new process. Every other thread has
+/// stopped when it returns.
+fn drive<H: TrapHandler + ?Sized>(
+    core: &Arc<Core>,
+    ctx: &mut ThreadCtx,
+    handler: &mut H,
+    pending: &mut Option<Pending>,
+    crash_site: &mut Option<String>,
+    redeliver: Option<Pending>,
+) -> Result<Outcome, SandboxError> {
+    let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
+    let mut watchdog = Watchdog::start(deadline);
+    let mut redeliver = redeliver;
+    let mut generation = core.lock().process.generation;
+    let outcome = loop {
+        if let Some(p) = redeliver.take() {
+            let mut cpu = Cpu::lock(core, ctx);
+            let next = match p {
+                Pending::Syscall => cpu::on_syscall(&mut cpu, handler, pending),
+                Pending::Exception(v) => cpu::on_exception(&mut cpu, handler, v, crash_site, pending)?,
+            };
+            if let Next::End(o) = next {
+                break o;
+            }
+            continue;
+        }
+        if core.group.ending() {
+            break core.group.outcome().unwrap_or(Outcome::Killed { signal: libc::SIGKILL, fault: None });
+        }
+        let host_sig = HOST_SIGNAL.swap(0, Ordering::SeqCst);
+        let trap = if watchdog.fired() {
+            Some(Trap::Timeout)
+        } else if host_sig != 0 {
+            Some(Trap::HostSignal(host_sig))
+        } else {
+            None
+        };
+        let next = match trap {
+            Some(t) => cpu::deliver_async(&mut Cpu::lock(core, ctx), handler, t),
+            None => cpu::step(core, ctx, handler, crash_site, pending)?,
+        };
+        match next {
+            Next::Continue => {}
+            Next::End(o) => break o,
+            Next::ThreadExit(code) => {
+                // The first thread left with `exit`: the process lives while others do.
+                let last = core.group.wait_for_others();
+                break core.group.outcome().unwrap_or(Outcome::Exited(if core.group.others() == 0 {
+                    last
+                } else {
+                    code
+                }));
+            }
+        }
+        let g = core.lock().process.generation;
+        if g != generation {
+            // A forked child has none of its parent's other threads: the watchdog's and
+            // the group's handles name threads that do not exist here.
+            generation = g;
+            std::mem::replace(&mut watchdog, Watchdog::start(deadline)).forget();
+            core.group.reset_after_fork();
+        }
+    };
+    // Every other thread stops before the end is reported.
+    core.group.end(outcome.clone());
+    core.group.wait_for_others();
+    drop(watchdog);
+    Ok(outcome)
+}
+
+/// A guest thread other than the first forked: in the child process it is the only thread, so
+/// it runs the process from here on, as the first thread does in [`Sandbox::run`], and ends
+/// the process with its guest.
+fn own_forked_process<H: TrapHandler + ?Sized>(core: &Arc<Core>, ctx: &mut ThreadCtx, handler: &mut H) -> ! {
+    host::set_main_thread();
+    core.group.reset_after_fork();
+    // SAFETY: pthread_self has no preconditions.
+    core.group.set_main(unsafe { libc::pthread_self() });
+    let (mut pending, mut crash_site) = (None, None);
+    let outcome = match drive(core, ctx, handler, &mut pending, &mut crash_site, None) {
+        Ok(o) => o,
+        Err(e) => {
+            let mut cpu = Cpu::lock(core, ctx);
+            let _ = std::io::Write::write_all(&mut cpu.s().process.diag, format!("trapbox: {e}\n").as_bytes());
+            Outcome::Killed { signal: libc::SIGKILL, fault: None }
+        }
+    };
+    let mut cpu = Cpu::lock(core, ctx);
+    let mut g = KvmGuest::new(&mut cpu, Regs::default());
+    handler.on_end(&mut g, &outcome);
+    drop(cpu);
+    end_forked_child(&outcome)
+}
+
 /// Ends a forked copy of trapbox the way its guest ended, so the guest's parent sees the same
 /// status from wait4 as it would natively: an exit code, or death by the same signal.
 fn end_forked_child(outcome: &Outcome) -> ! {
@@ -335,65 +431,10 @@ impl Sandbox {
             }
         }
         let deadline = self.timeout.map(|t| Instant::now() + t);
-        let mut watchdog = Watchdog::start(deadline);
-        let mut generation = core.lock().process.generation;
+        *core.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
         let mut crash_site = None;
-        let mut redeliver = self.pending.take();
-        let outcome = loop {
-            if let Some(p) = redeliver.take() {
-                let mut cpu = Cpu::lock(&core, &mut self.main);
-                let next = match p {
-                    Pending::Syscall => cpu::on_syscall(&mut cpu, &mut handler, &mut self.pending),
-                    Pending::Exception(v) => {
-                        cpu::on_exception(&mut cpu, &mut handler, v, &mut crash_site, &mut self.pending)?
-                    }
-                };
-                if let Next::End(o) = next {
-                    break o;
-                }
-                continue;
-            }
-            if core.group.ending() {
-                break core.group.outcome().unwrap_or(Outcome::Killed { signal: libc::SIGKILL, fault: None });
-            }
-            let host_sig = HOST_SIGNAL.swap(0, Ordering::SeqCst);
-            let trap = if watchdog.fired() {
-                Some(Trap::Timeout)
-            } else if host_sig != 0 {
-                Some(Trap::HostSignal(host_sig))
-            } else {
-                None
-            };
-            let next = match trap {
-                Some(t) => cpu::deliver_async(&mut Cpu::lock(&core, &mut self.main), &mut handler, t),
-                None => cpu::step(&core, &mut self.main, &mut handler, &mut crash_site, &mut self.pending)?,
-            };
-            match next {
-                Next::Continue => {}
-                Next::End(o) => break o,
-                Next::ThreadExit(code) => {
-                    // The first thread left with `exit`: the process lives while others do.
-                    let last = core.group.wait_for_others();
-                    break core.group.outcome().unwrap_or(Outcome::Exited(if core.group.others() == 0 {
-                        last
-                    } else {
-                        code
-                    }));
-                }
-            }
-            let g = core.lock().process.generation;
-            if g != generation {
-                // A forked child has none of its parent's other threads: the watchdog's and
-                // the group's handles name threads that do not exist here.
-                generation = g;
-                std::mem::replace(&mut watchdog, Watchdog::start(deadline)).forget();
-                core.group.reset_after_fork();
-            }
-        };
-        // Every other thread stops before the end is reported.
-        core.group.end(outcome.clone());
-        core.group.wait_for_others();
-        drop(watchdog);
+        let redeliver = self.pending.take();
+        let outcome = drive(&core, &mut self.main, &mut handler, &mut self.pending, &mut crash_site, redeliver)?;
         let outcome = match outcome {
             Outcome::Killed { signal: libc::SIGKILL, fault: None }
                 if self.timeout.is_some() && HOST_SIGNAL.load(Ordering::SeqCst) == 0 =>

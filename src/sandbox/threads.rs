@@ -81,6 +81,8 @@ pub(super) struct Core {
     pub next_vcpu: AtomicU64,
     /// Syscall traps, all threads together.
     pub syscalls: AtomicU64,
+    /// When `--timeout` ends the run (set by each run).
+    pub deadline: Mutex<Option<std::time::Instant>>,
 }
 
 impl Core {
@@ -92,6 +94,7 @@ impl Core {
             group: Group::default(),
             next_vcpu: AtomicU64::new(1),
             syscalls: AtomicU64::new(0),
+            deadline: Mutex::new(None),
         }
     }
 

@@ -91,7 +91,10 @@ impl Process {
             return Action::Return(neg(libc::EPERM));
         }
         if args.is_thread() {
-            return self.spawn_thread(m, regs, args);
+            // A thread needs a vCPU, a host thread and a handler of its own: the sandbox makes
+            // it and intercepts such a clone before it gets here.
+            self.warn_once("threads", format_args!("clone: this backend cannot create threads; returning EAGAIN"));
+            return Action::Return(neg(libc::EAGAIN));
         }
         // A child that shares memory without being a thread (other than vfork's brief sharing
         // until exec) would need two processes driving one VM.

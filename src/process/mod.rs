@@ -1,7 +1,7 @@
 //! The `process` layer: a guest program's image, address space, descriptors and signal state,
 //! and what happens to each of its syscalls.
 //!
-//! [`Process::syscall`] is the passthrough: it looks the call up in the one ABI table
+//! [`Process::syscall_staged`] is the passthrough: it looks the call up in the one ABI table
 //! ([`abi`]), refuses what the table refuses, runs trapbox's emulation for what must not reach
 //! the host as is (memory, signals, identity of threads, exit), and forwards the rest after
 //! checking every pointer and descriptor ([`passthrough`]).
@@ -263,21 +263,6 @@ impl Process {
         }
     }
 
-    /// Handles one guest syscall the way the default (passthrough) handler wants it, host
-    /// calls included (for a single-threaded caller; see [`Process::syscall_staged`]).
-    pub fn syscall(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Action {
-        match self.syscall_staged(m, call, regs) {
-            Handled::Done(a) => a,
-            Handled::Host { nr, args } => Action::Return(run_host(nr, &args)),
-            Handled::WaitSignal(mask) => {
-                while !self.signal_ends_wait(mask) {
-                    signals::wait_for_signal(mask);
-                }
-                Action::Return(neg(libc::EINTR))
-            }
-        }
-    }
-
     /// Handles one guest syscall up to the host call, which the caller makes (it may block, so
     /// a multi-threaded caller makes it without holding the process). `regs` are the trapping
     /// thread's registers: calls that replace the user context (execve, a child's new stack)
@@ -451,13 +436,6 @@ impl Process {
                 Action::Return(neg(libc::ENOSYS))
             }
         }
-    }
-
-    /// A new thread needs a vCPU, a host thread and a handler of its own: the sandbox makes it
-    /// (it intercepts such a clone before it gets here), not the process layer.
-    fn spawn_thread(&mut self, _m: &mut Machine, _regs: &mut Regs, _args: fork::CloneArgs) -> Action {
-        self.warn_once("threads", format_args!("clone: this backend cannot create threads; returning EAGAIN"));
-        Action::Return(neg(libc::EAGAIN))
     }
 
     fn arch_prctl(&mut self, m: &Machine, code: i32, addr: u64) -> Result<i64, i32> {

@@ -13,7 +13,7 @@
 //!        │
 //!        ▼
 //! TrapHandler::on_trap(&mut KvmGuest, &Trap) ─► Action (Passthrough forwards through
-//!        │                                      Process::syscall: checks, emulation, host call)
+//!        │                                      Process::syscall_staged: checks, emulation, host call)
 //!        ▼
 //! apply: RAX/RIP/RFLAGS through sync regs (syscall) or the interrupt frame (exception)
 //!        ─► guest resumes

@@ -123,12 +123,8 @@ fn is_synchronous(sig: i32) -> bool {
 
 /// A siginfo for a signal sent by a process (kill, tgkill): si_code, sender pid and uid.
 pub fn user_siginfo(sig: i32, code: i32, pid: i32, uid: u32) -> [u8; 128] {
-    let mut b = [0u8; 128];
-    b[0..4].copy_from_slice(&sig.to_le_bytes());
-    b[8..12].copy_from_slice(&code.to_le_bytes());
-    b[16..20].copy_from_slice(&pid.to_le_bytes());
-    b[20..24].copy_from_slice(&uid.to_le_bytes());
-    b
+    // si_pid and si_uid are the union's first eight bytes, where a fault's si_addr goes.
+    crate::trap::siginfo_bytes(sig, code, u64::from(pid as u32) | u64::from(uid) << 32)
 }
 
 impl SignalState {

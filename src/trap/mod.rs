@@ -10,7 +10,7 @@
 
 mod fault;
 
-pub use fault::{signal_name, Fault, FaultKind, SigInfo, SIGNAL_NAMES};
+pub use fault::{siginfo_bytes, signal_name, Fault, FaultKind, SigInfo, SIGNAL_NAMES};
 
 use crate::process::abi::{self, SyscallDesc};
 

@@ -66,6 +66,16 @@ fn trapbox_fds_are_invisible_and_survive_close_and_dup2() {
 }
 
 #[test]
+fn non_canonical_accesses_are_sigsegv_like_natively() {
+    // PVM's emulator turns an AVX access to a non-canonical address into #UD; trapbox must
+    // still deliver the #GP's SIGSEGV (SI_KERNEL), as the CPU does natively.
+    let d = tempdir("noncanonical");
+    for form in [Form::Static, Form::Dynamic] {
+        assert_same_as_native(&[guest("adv_noncanonical", form)], b"", &d);
+    }
+}
+
+#[test]
 fn bad_pointers_get_efault_like_natively() {
     let d = tempdir("badptr");
     for form in [Form::Static, Form::Dynamic] {

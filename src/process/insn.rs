@@ -42,6 +42,11 @@ pub fn memory_operand_address(code: &[u8], rip: u64, r: &Regs, fs_base: u64, gs_
     })
 }
 
+/// Whether `addr` is canonical for 48-bit virtual addresses (bits 63..47 all equal).
+pub fn is_canonical(addr: u64) -> bool {
+    ((addr as i64) << 16 >> 16) as u64 == addr
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +62,13 @@ mod tests {
         assert_eq!(memory_operand_address(&code, 0x400000, &r, 0x7000, 0), Some(0x7028));
         // nop: no memory operand
         assert_eq!(memory_operand_address(&[0x90], 0x400000, &r, 0, 0), None);
+        // vmovdqu ymm0, [rdi]
+        assert_eq!(memory_operand_address(&[0xc5, 0xfe, 0x6f, 0x07], 0x400000, &r, 0, 0), Some(0x1000));
+    }
+
+    #[test]
+    fn canonical_addresses() {
+        assert!(is_canonical(0x7fff_ffff_f000) && is_canonical(0xffff_8000_0000_0000) && is_canonical(0));
+        assert!(!is_canonical(0x8000_0000_0000) && !is_canonical(0x8000_6643_4c00));
     }
 }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crate::process::sigdeliver::Interrupted;
 use crate::process::signals;
 use crate::trap::{Action, Fault, GuestAddr, Outcome, Regs, Syscall, Trap, TrapHandler};
-use crate::vm::{Exit, ResumeFrom};
+use crate::vm::{Exit, ResumeFrom, TrapPath};
 
 use super::guest::{Cpu, KvmGuest};
 use super::host::HOST_SIGNAL;
-use super::threads::{Core, ThreadCtx};
+use super::threads::{Core, Shared, ThreadCtx};
 use super::SandboxError;
 
 /// What a thread does after a trap.
@@ -214,6 +214,15 @@ fn notify_signals<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H, r
     }
 }
 
+/// The address of the memory operand of the guest instruction at `regs.rip`, decoded.
+fn operand_address(s: &Shared, regs: &Regs) -> Option<u64> {
+    let runs = s.process.aspace.read_runs(regs.rip, 15);
+    let code = runs.first().filter(|(a, _)| *a == regs.rip).map(|(_, b)| b.clone()).unwrap_or_default();
+    let fs = s.machine.fs_base().unwrap_or(0);
+    let gs = s.machine.gs_base().unwrap_or(0);
+    crate::process::insn::memory_operand_address(&code, regs.rip, regs, fs, gs)
+}
+
 /// A guest access whose page has no host memory behind it: a SIGBUS fault at the address
 /// the instruction used (decoded, since KVM does not say).
 fn on_host_memory_fault<H: TrapHandler + ?Sized>(
@@ -223,11 +232,7 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
 ) -> Next {
     let s = cpu.s();
     let regs = user_regs(s.machine.regs());
-    let runs = s.process.aspace.read_runs(regs.rip, 15);
-    let code = runs.first().filter(|(a, _)| *a == regs.rip).map(|(_, b)| b.clone()).unwrap_or_default();
-    let fs = s.machine.fs_base().unwrap_or(0);
-    let gs = s.machine.gs_base().unwrap_or(0);
-    let addr = crate::process::insn::memory_operand_address(&code, regs.rip, &regs, fs, gs);
+    let addr = operand_address(s, &regs);
     let f = Fault { vector: Fault::HOST_BUS_ERROR, error_code: 0, addr, rip: regs.rip };
     *site_out = Some(site(cpu, regs.rip));
     let mut g = KvmGuest::new(cpu, regs);
@@ -280,12 +285,23 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     regs.rip = frame.rip;
     regs.rsp = frame.rsp;
     regs.rflags = frame.rflags;
-    let trap = match vector {
+    // What the guest is told happened (the machine's own vector still says how to resume).
+    let (mut reported, mut reported_code) = (vector, frame.error_code);
+    if vector == 6
+        && s.machine.trap_path() == TrapPath::Pvm
+        && operand_address(s, &regs).is_some_and(|a| !crate::process::insn::is_canonical(a))
+    {
+        // PVM hands an access to a non-canonical address to KVM's instruction emulator, which
+        // cannot decode VEX instructions and injects #UD: the CPU's answer is #GP(0), which
+        // Linux turns into SIGSEGV.
+        (reported, reported_code) = (13, 0);
+    }
+    let trap = match reported {
         3 => Trap::Breakpoint { rip: frame.rip },
         1 => Trap::SingleStep { rip: frame.rip },
         _ => {
-            let addr = if vector == 14 { Some(s.machine.cr2()?) } else { None };
-            let mut error_code = frame.error_code;
+            let addr = if reported == 14 { Some(s.machine.cr2()?) } else { None };
+            let mut error_code = reported_code;
             if let Some(a) = addr.filter(|_| error_code & 1 == 0) {
                 // A PROT_NONE page has no entry, but it is mapped: Linux reports a
                 // protection fault (SEGV_ACCERR) there, and so does the error code here.
@@ -293,7 +309,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
                     error_code |= 1;
                 }
             }
-            let f = Fault { vector, error_code, addr, rip: frame.rip };
+            let f = Fault { vector: reported, error_code, addr, rip: frame.rip };
             explain_legacy_syscall(cpu, &f);
             Trap::Fault(f)
         }
@@ -301,7 +317,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     *site_out = Some(site(cpu, frame.rip));
     let cr2 = if let Trap::Fault(Fault { addr: Some(a), .. }) = &trap { *a } else { 0 };
     let mut g = KvmGuest::new(cpu, regs);
-    g.why = Interrupted::Fault(frame.error_code, vector as u64, cr2);
+    g.why = Interrupted::Fault(reported_code, reported as u64, cr2);
     let action = handler.on_trap(&mut g, &trap);
     let (regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
     // A fault's signal was raised by the handler itself (Guest::raise_signal): nothing to tell.

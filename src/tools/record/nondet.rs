@@ -35,31 +35,73 @@ pub struct Patcher {
     failed: usize,
 }
 
-/// Whether `page` contains the opcode bytes of rdtsc (0F 31), cpuid (0F A2) or rdtscp
-/// (0F 01 F9).
-fn has_candidate(page: &[u8]) -> bool {
-    page.windows(2).any(|w| w[0] == 0x0f && matches!(w[1], 0x31 | 0xa2 | 0x01))
+/// Offsets in `code` of the opcode bytes of rdtsc (0F 31), cpuid (0F A2) and rdtscp
+/// (0F 01 F9): where one of the instructions could be.
+fn candidates(code: &[u8]) -> Vec<usize> {
+    // One substring search per opcode (SIMD, keyed on its rarer byte) beats looking at every
+    // 0x0F, which is common in x86 code.
+    let mut at: Vec<usize> = [&b"\x0f\x31"[..], b"\x0f\xa2", b"\x0f\x01\xf9"]
+        .into_iter()
+        .flat_map(|op| memchr::memmem::find_iter(code, op))
+        .collect();
+    at.sort_unstable();
+    at
 }
 
-/// Finds the machine-dependent instructions in `code`, which sits at `ip`, decoding only the
-/// pages whose bytes could hold one, each preceded by a page of lead-in so that the linear
-/// sweep is back on instruction boundaries when it reaches them (x86 decoding resynchronises
-/// within a few instructions). Sites found in a lead-in are left to their own page's pass.
-pub fn find_sites(code: &[u8], ip: u64) -> Vec<Site> {
-    const PAGE: usize = 4096;
-    let mut out = Vec::new();
-    for (i, page) in code.chunks(PAGE).enumerate() {
-        if !has_candidate(page) {
+/// The machine-dependent instruction whose opcode is at `code[at]`, if a linear sweep that
+/// starts `lead` bytes earlier decodes one there (prefixes included).
+fn site_at(code: &[u8], ip: u64, at: usize, lead: usize) -> Option<Site> {
+    let start = at.saturating_sub(lead);
+    let end = (at + 16).min(code.len());
+    let base = ip + start as u64;
+    let target = ip + at as u64;
+    let mut d = Decoder::with_ip(64, &code[start..end], base, DecoderOptions::NONE);
+    for i in &mut d {
+        if i.ip() > target {
+            return None;
+        }
+        if i.next_ip() <= target {
             continue;
         }
-        let (start, end) = (i.saturating_sub(1) * PAGE, ((i + 1) * PAGE).min(code.len()));
-        let page_lo = ip + (i * PAGE) as u64;
-        out.extend(sweep(&code[start..end], ip + start as u64).into_iter().filter(|s| s.addr >= page_lo));
+        let (insn, opcode_len) = match i.mnemonic() {
+            Mnemonic::Rdtsc => (Insn::Rdtsc, 2),
+            Mnemonic::Rdtscp => (Insn::Rdtscp, 3),
+            Mnemonic::Cpuid => (Insn::Cpuid, 2),
+            _ => return None,
+        };
+        // The candidate must be this instruction's opcode (its last bytes, after prefixes).
+        return (i.next_ip() - target == opcode_len).then(|| Site { addr: i.ip(), insn, len: i.len() as u64 });
+    }
+    None
+}
+
+/// Finds the machine-dependent instructions in `code`, which sits at `ip`. Only the
+/// candidates' neighbourhoods are decoded: x86 decoding resynchronises within a few
+/// instructions, so sweeps that start 64 and 256 bytes earlier almost always agree on the
+/// instruction at the candidate, and when they do it is taken; when they do not, a sweep
+/// with a page of lead-in decides, as a whole-mapping sweep would in practice.
+pub fn find_sites(code: &[u8], ip: u64) -> Vec<Site> {
+    find_sites_in(code, ip, 0..code.len())
+}
+
+/// [`find_sites`] for the candidates in `code[within]`; the rest of `code` is context.
+fn find_sites_in(code: &[u8], ip: u64, within: std::ops::Range<usize>) -> Vec<Site> {
+    let mut out: Vec<Site> = Vec::new();
+    let from = within.start;
+    for at in candidates(&code[..within.end.min(code.len())]).into_iter().filter(|&at| at >= from) {
+        let short = site_at(code, ip, at, 64);
+        let site = if short == site_at(code, ip, at, 256) { short } else { site_at(code, ip, at, 4096) };
+        if let Some(s) = site {
+            if out.last() != Some(&s) {
+                out.push(s);
+            }
+        }
     }
     out
 }
 
-/// A plain linear sweep of `code` at `ip`.
+/// A plain linear sweep of `code` at `ip` (what [`find_sites`] approximates).
+#[cfg(test)]
 fn sweep(code: &[u8], ip: u64) -> Vec<Site> {
     let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
@@ -96,9 +138,32 @@ impl Patcher {
     }
 
     fn scan_range(&mut self, g: &mut dyn Guest, start: u64, end: u64) {
-        // A file mapping past its end has unreadable pages: scan the readable runs.
-        let found: Vec<Site> =
-            g.read_runs(GuestAddr(start), end - start).iter().flat_map(|(a, code)| find_sites(code, *a)).collect();
+        // Window by window through one buffer: no copy of a whole library is made. Each
+        // window is read with a page of context before it (for the decoding) and the longest
+        // instruction's length after it.
+        const WINDOW: u64 = 1 << 18;
+        const BEFORE: u64 = 4096;
+        let mut buf = Vec::new();
+        let mut found = Vec::new();
+        let mut w = start;
+        while w < end {
+            let (lo, hi) = (w.saturating_sub(BEFORE).max(start), (w + WINDOW + 16).min(end));
+            let within = (w - lo) as usize..(w.saturating_add(WINDOW).min(end) - lo) as usize;
+            buf.resize((hi - lo) as usize, 0);
+            if g.read(GuestAddr(lo), &mut buf).is_ok() {
+                found.extend(find_sites_in(&buf, lo, within));
+            } else {
+                // A file mapping past its end has unreadable pages: scan the readable runs.
+                for (a, code) in g.read_runs(GuestAddr(lo), hi - lo) {
+                    let from = w.saturating_sub(a) as usize;
+                    let to = (w + WINDOW).saturating_sub(a).min(code.len() as u64) as usize;
+                    if from < to {
+                        found.extend(find_sites_in(&code, a, from..to));
+                    }
+                }
+            }
+            w = w.saturating_add(WINDOW);
+        }
         for site in found {
             if self.sites.contains_key(&site.addr) {
                 continue;
@@ -162,5 +227,28 @@ mod tests {
         // mov eax, 0x310f (the rdtsc bytes as an immediate)
         let code = [0xb8, 0x0f, 0x31, 0, 0];
         assert!(find_sites(&code, 0).is_empty());
+    }
+
+    #[test]
+    fn find_sites_equals_full_sweep_on_system_libraries() {
+        // Real code, where candidates sit among every kind of instruction: the windowed
+        // decoding must find exactly what a sweep of each whole executable segment finds.
+        let mut checked = 0;
+        for path in ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libcrypto.so.3", "/usr/bin/python3"] {
+            let Ok(bytes) = std::fs::read(path) else { continue };
+            let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+            for ph in elf
+                .program_headers
+                .iter()
+                .filter(|p| p.p_type == goblin::elf::program_header::PT_LOAD && p.is_executable())
+            {
+                let code = &bytes[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize];
+                let found = find_sites(code, ph.p_vaddr);
+                assert_eq!(found, sweep(code, ph.p_vaddr), "{path}");
+                checked += found.len();
+            }
+        }
+        // libc alone has cpuid and rdtsc sites (its CPU feature set-up and its hp-timing).
+        assert!(checked > 0, "no system library to check against");
     }
 }

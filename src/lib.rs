@@ -22,7 +22,7 @@ pub mod tools;
 pub mod trap;
 pub mod vm;
 
-pub use sandbox::{Report, Sandbox, SandboxBuilder, SandboxError};
+pub use sandbox::{Report, Sandbox, SandboxBuilder, SandboxError, VdsoMode};
 pub use trap::{
     Action, Deny, Fault, Guest, GuestAddr, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler,
 };

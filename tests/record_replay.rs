@@ -202,7 +202,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 2)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 3)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
@@ -230,5 +230,110 @@ fn forking_shell_with_sigchld_handler_replays() {
         let rep = replay(&dir, &trace);
         assert_eq!(rep.status, 0, "{}", rep.stderr_str());
         assert_eq!(rep.stdout, rec.stdout);
+    }
+}
+
+/// The number after `label` in `text` (`trapbox: 623 VM exits` → 623 for "VM exits").
+fn count_before(text: &str, label: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let at = l.find(label)?;
+            l[..at].split(|c: char| !c.is_ascii_digit()).rev().find(|w| !w.is_empty())?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no \"{label}\" in:\n{text}"))
+}
+
+#[test]
+fn time_calls_run_in_the_vdso_and_replay() {
+    common::require_kvm();
+    for form in [Form::Static, Form::StaticPie, Form::Dynamic] {
+        let d = tempdir("rr-vdso");
+        let exe = guest("vdso_time", form).to_string_lossy().into_owned();
+        for mode in ["kernel-too", "vdso-only"] {
+            let argv = vec![exe.clone(), "3000".into(), mode.into()];
+            assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not nondeterministic natively");
+            let trace = d.join(format!("{mode}.trace"));
+            let mut a =
+                vec!["record".to_string(), "-v".into(), "-o".into(), trace.to_string_lossy().into_owned(), "--".into()];
+            a.extend(argv.iter().cloned());
+            let rec = trapbox(&a, b"", &d);
+            assert_eq!(rec.status, 0, "{form:?} {mode}: {}", rec.stderr_str());
+            assert!(
+                rec.stdout_str().starts_with("calls failed 0, monotonic went back 0 times\n"),
+                "{}",
+                rec.stdout_str()
+            );
+            // Over 15,000 time calls; only those the kernel answers (a time zone, the CPU-time
+            // and invalid clocks: under 600) and those past a full buffer (vdso-only: one in
+            // 1,636) leave the guest.
+            let exits = count_before(&rec.stderr_str(), "VM exits");
+            assert!(exits < 1200, "{form:?} {mode}: {exits} exits: the time calls are not answered in the vDSO");
+            let info = trapbox(&["inspect", &trace.to_string_lossy()], b"", &d).stdout_str();
+            let in_vdso = count_before(&info, "time calls answered in the vDSO");
+            assert!(in_vdso >= 14_000, "{form:?} {mode}: {in_vdso} time calls in the trace\n{info}");
+            for _ in 0..2 {
+                let rep = replay(&d, &trace);
+                assert_eq!(rep.status, 0, "{form:?} {mode}: {}", rep.stderr_str());
+                assert_eq!(rep.stdout_str(), rec.stdout_str(), "{form:?} {mode}: replay differs");
+            }
+        }
+    }
+}
+
+/// Rewrites a trace, changing the number of time calls in its first batch of more than one.
+fn edit_first_time_batch(trace: &Path, more: bool) {
+    let bytes = std::fs::read(trace).unwrap();
+    let mut r = TraceReader::new(&bytes[..]).unwrap();
+    let mut w = TraceWriter::new(Vec::new()).unwrap();
+    let mut done = false;
+    while let Some(mut e) = r.next_event().unwrap() {
+        if let Event::TimeCalls(c) = &mut e {
+            if !done && c.len() > 1 {
+                if more {
+                    c.push(c[0]);
+                } else {
+                    c.pop();
+                }
+                done = true;
+            }
+        }
+        w.push(&e).unwrap();
+    }
+    assert!(done, "no batch of time calls in the trace");
+    std::fs::write(trace, w.finish().unwrap()).unwrap();
+}
+
+#[test]
+fn edited_time_calls_diverge_with_a_clear_report() {
+    common::require_kvm();
+    let d = tempdir("rr-vdso-diverge");
+    let argv = vec![guest("vdso_time", Form::Static).to_string_lossy().into_owned(), "100".into()];
+    let trace = d.join("t.trace");
+    for (more, says) in [(true, "time calls in the vDSO before"), (false, "the program made clock_gettime(")] {
+        assert_eq!(record(&d, &trace, &argv, b"").status, 0);
+        edit_first_time_batch(&trace, more);
+        let rep = replay(&d, &trace);
+        assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+        let err = rep.stderr_str();
+        assert!(err.contains("replay diverged at event ") && err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn guest_attacks_on_its_vdso_record_and_replay_alike() {
+    common::require_kvm();
+    let d = tempdir("rr-adv-vdso");
+    let trace = d.join("t.trace");
+    for (attack, status, last) in [
+        ("scribble", 0, "survived\n"),
+        ("unmap", 139, "pid is positive: 1\n"),
+        ("code", 0, "clock_gettime now returns -1\n"),
+    ] {
+        let argv = vec![guest("adv_vdso", Form::Static).to_string_lossy().into_owned(), attack.into()];
+        let rec = record(&d, &trace, &argv, b"");
+        assert_eq!(rec.status, status, "{attack}: {}", rec.stderr_str());
+        assert!(rec.stdout_str().ends_with(last), "{attack}: {}", rec.stdout_str());
+        let rep = replay(&d, &trace);
+        assert_eq!((rep.status, rep.stdout_str()), (status, rec.stdout_str()), "{attack}: {}", rep.stderr_str());
     }
 }

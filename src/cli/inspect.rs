@@ -8,6 +8,10 @@ use trapbox::process::loader;
 
 /// Prints what `file` is and whether trapbox can run it; exit status 0 if it can.
 pub fn inspect(file: &Path) -> Result<i32> {
+    // A report piped into `head` ends quietly when the reader goes, as other filters do (no
+    // guest runs here, so the signal is trapbox's own to take).
+    // SAFETY: restoring a signal's default disposition has no memory effects.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
     if meta.is_dir() {
         bail!("{}: is a directory", file.display());

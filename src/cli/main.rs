@@ -38,12 +38,11 @@ fn run(cli: args::Cli) -> Result<i32> {
     }
 }
 
-/// Builds the sandbox `run`, `trace` and `record` share (`vdso`: whether the guest gets the
-/// host's vDSO).
-pub fn build(r: &args::RunArgs, vdso: bool) -> Result<trapbox::Sandbox> {
+/// Builds the sandbox `run`, `trace` and `record` share (`vdso`: which vDSO the guest gets).
+pub fn build(r: &args::RunArgs, vdso: trapbox::VdsoMode) -> Result<trapbox::Sandbox> {
     let program = r.command.first().expect("clap requires PROGRAM").clone();
     let mut builder = trapbox::Sandbox::builder(&program)
-        .vdso(vdso)
+        .vdso_mode(vdso)
         .args(r.command.iter().cloned())
         .timeout(r.timeout.map(std::time::Duration::from_secs_f64))
         .memory_limit(r.memory_limit);
@@ -72,7 +71,7 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
 }
 
 fn run_program(r: args::RunArgs) -> Result<i32> {
-    let mut sandbox = build(&r, true)?;
+    let mut sandbox = build(&r, trapbox::VdsoMode::Host)?;
     let report = sandbox.run(trapbox::Passthrough)?;
     Ok(finish(&r, &report))
 }

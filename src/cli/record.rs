@@ -12,7 +12,7 @@ use crate::args::{RecordArgs, ReplayArgs};
 pub fn record(r: RecordArgs) -> Result<i32> {
     let f = std::fs::File::create(&r.output).with_context(|| format!("-o {}", r.output.display()))?;
     let f = trapbox::process::fds::privatize(f)?;
-    let mut sandbox = crate::build(&r.run, false)?;
+    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record)?;
     let mut rec = Recorder::new(trapbox::Passthrough, f).with_context(|| format!("{}", r.output.display()))?;
     let report = sandbox.run(&mut rec)?;
     if let Some(e) = rec.error() {
@@ -79,7 +79,8 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     let f = std::fs::File::open(path)?;
     let mut r = TraceReader::new(std::io::BufReader::new(f))?;
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut events, mut insns, mut written) = (0u64, 0u64, 0u64);
+    let (mut events, mut insns, mut written, mut time_calls) = (0u64, 0u64, 0u64, 0u64);
+    let mut in_vdso: BTreeMap<String, u64> = BTreeMap::new();
     let mut end = None;
     println!("{}:", path.display());
     println!("  kind: trapbox trace (format version {})", r.version());
@@ -107,6 +108,13 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     Event::Signal(sg) => {
                         *calls.entry(format!("signal {}", trapbox::trap::signal_name(sg.sig))).or_default() += 1
                     }
+                    Event::TimeCalls(c) => {
+                        time_calls += c.len() as u64;
+                        for call in c {
+                            let name = call.kind.symbol().trim_start_matches("__vdso_");
+                            *in_vdso.entry(format!("{name} (in the vDSO)")).or_default() += 1;
+                        }
+                    }
                 }
             }
             Ok(None) => break 0,
@@ -117,7 +125,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
         }
     };
     let syscalls: u64 = calls.values().sum();
-    println!("  events: {events} ({syscalls} syscalls, {insns} machine-dependent instructions)");
+    println!(
+        "  events: {events} ({syscalls} syscalls, {insns} machine-dependent instructions, {time_calls} time calls answered in the vDSO)"
+    );
     println!(
         "  size: {size} bytes ({:.1} per syscall; {written} bytes of guest memory recorded)",
         size as f64 / syscalls.max(1) as f64
@@ -131,7 +141,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
         (None, _) => println!("  end: none recorded"),
     }
     println!("  syscalls:");
-    let mut rows: Vec<(&String, &u64)> = calls.iter().collect();
+    let mut rows: Vec<(&String, &u64)> = calls.iter().chain(in_vdso.iter()).collect();
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (name, n) in rows {
         println!("  {n:>8}  {name}");

@@ -131,6 +131,8 @@ pub struct Placement {
     /// The initial stack pointer and the bytes of `[sp, stack top)` (argv, envp, auxv with
     /// AT_RANDOM and AT_HWCAP as recorded).
     pub stack_image: Option<(u64, Vec<u8>)>,
+    /// Base of trapbox's own vDSO ([`super::vdso`]), for recorded and replayed runs.
+    pub vdso: Option<u64>,
 }
 
 /// What the loader produced.
@@ -427,6 +429,7 @@ pub fn load(
         interp_base: interp.as_ref().map(image_base),
         stack_base: Some(stack),
         stack_image: Some((sp, bytes)),
+        vdso: placement.vdso,
     };
     Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv, exec_path: path, envp_addr, placement })
 }

@@ -21,6 +21,7 @@ pub mod sigdeliver;
 pub mod sigframe;
 pub mod signals;
 pub mod symbols;
+pub mod vdso;
 
 use std::collections::HashSet;
 use std::fmt::Arguments;

@@ -34,7 +34,7 @@ use thiserror::Error;
 
 use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
-use crate::process::{signals, Process, ThreadState};
+use crate::process::{signals, vdso, Process, ThreadState};
 use crate::trap::{signal_name, Outcome, Regs, Start, Trap, TrapHandler};
 use crate::vm::{self, Machine, TrapPath, VmError};
 
@@ -63,6 +63,9 @@ pub enum SandboxError {
         /// Guest RIP.
         rip: u64,
     },
+    /// trapbox's own vDSO could not be set up.
+    #[error(transparent)]
+    Vdso(#[from] vdso::VdsoError),
     /// The guest already exited or was killed; there is nothing to run.
     #[error("the guest has already ended")]
     Ended,
@@ -107,6 +110,47 @@ impl Report {
     }
 }
 
+/// Which vDSO the guest gets (AT_SYSINFO_EHDR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VdsoMode {
+    /// None: every time call is a syscall.
+    None,
+    /// The host's, shared read-only: time calls run without an exit (the default).
+    Host,
+    /// trapbox's own, whose time calls go to the host's vDSO and leave their results in a
+    /// buffer for a recorder to drain ([`vdso`]). Falls back to no vDSO when the host's cannot
+    /// be shared.
+    Record,
+    /// trapbox's own at the placement's recorded address, answering time calls from entries
+    /// a replayer loads. No vDSO when the placement has none (a recording made without it).
+    Replay,
+}
+
+/// Maps trapbox's own vDSO (at `at`, or anywhere) into trapbox and the guest, and returns its
+/// base.
+fn map_own_vdso(
+    machine: &mut Machine,
+    process: &mut Process,
+    at: Option<u64>,
+    mode: vdso::TimeMode,
+) -> Result<u64, SandboxError> {
+    let base = vdso::map(at, mode)?;
+    let rx = libc::PROT_READ | libc::PROT_EXEC;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let inserted = process.aspace.insert(&mut machine.mem, base, vdso::IMAGE_SIZE, rx).and_then(|_| {
+        process.aspace.insert(&mut machine.mem, base + vdso::IMAGE_SIZE, vdso::SIZE - vdso::IMAGE_SIZE, rw)
+    });
+    if let Err(e) = inserted {
+        let _ = process.aspace.remove(&mut machine.mem, base, vdso::SIZE);
+        // SAFETY: the mapping vdso::map just made, no longer guest memory.
+        let _ = unsafe { crate::process::host::munmap(base, vdso::SIZE) };
+        return Err(VmError::from(e).into());
+    }
+    // SAFETY: the image page was just filled; the host's view now matches the guest's.
+    let _ = unsafe { crate::process::host::mprotect(base, vdso::IMAGE_SIZE, rx) };
+    Ok(base)
+}
+
 /// Builds a [`Sandbox`].
 #[derive(Clone, Debug)]
 pub struct SandboxBuilder {
@@ -117,15 +161,19 @@ pub struct SandboxBuilder {
     memory_limit: Option<u64>,
     trap_path: Option<TrapPath>,
     placement: loader::Placement,
-    vdso: bool,
+    vdso: VdsoMode,
 }
 
 impl SandboxBuilder {
-    /// Whether the guest gets the host's vDSO (default: yes), so time calls need no exit. Off
-    /// for record/replay: the vDSO reads time from memory the kernel updates, which neither a
-    /// trap nor a trace can capture.
+    /// Whether the guest gets the host's vDSO (default: yes), so time calls need no exit.
     pub fn vdso(mut self, on: bool) -> Self {
-        self.vdso = on;
+        self.vdso = if on { VdsoMode::Host } else { VdsoMode::None };
+        self
+    }
+
+    /// Which vDSO the guest gets (see [`VdsoMode`]).
+    pub fn vdso_mode(mut self, mode: VdsoMode) -> Self {
+        self.vdso = mode;
         self
     }
 
@@ -183,18 +231,26 @@ impl SandboxBuilder {
         process.signals = signals::inherited();
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
-        let vdso = if self.vdso { machine.share_vdso()? } else { None };
-        process.vdso = vdso;
-        let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso };
-        let loaded = loader::load(
-            &mut machine.mem,
-            &mut process.aspace,
-            &self.program,
-            &argv,
-            &self.envp,
-            facts,
-            &self.placement,
-        )?;
+        let host_vdso = match self.vdso {
+            VdsoMode::Host | VdsoMode::Record => machine.share_vdso()?,
+            VdsoMode::None | VdsoMode::Replay => None,
+        };
+        // An exec'd image gets the host's vDSO: trapbox's own goes with the first image.
+        process.vdso = host_vdso;
+        let own = match self.vdso {
+            VdsoMode::Record => host_vdso.and_then(vdso::host_functions).map(vdso::TimeMode::Record),
+            // A recording made without trapbox's vDSO replays without it.
+            VdsoMode::Replay => self.placement.vdso.map(|_| vdso::TimeMode::Replay),
+            VdsoMode::None | VdsoMode::Host => None,
+        };
+        let mut placement = self.placement.clone();
+        placement.vdso = match own {
+            Some(mode) => Some(map_own_vdso(&mut machine, &mut process, self.placement.vdso, mode)?),
+            None => None,
+        };
+        let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso: placement.vdso.or(host_vdso) };
+        let loaded =
+            loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp, facts, &placement)?;
         process.adopt_image(&loaded);
         machine.set_entry(loaded.entry, loaded.sp);
         let vcpu = machine.leave();
@@ -390,7 +446,7 @@ impl Sandbox {
             memory_limit: None,
             trap_path: None,
             placement: loader::Placement::default(),
-            vdso: true,
+            vdso: VdsoMode::Host,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The events of a trace and their byte encoding (little-endian, length-prefixed byte
 //! strings; see docs/TRACE_FORMAT.md).
 
+pub use crate::process::vdso::{TimeCall, TimeKind};
+
 /// Everything that happened that the guest could not compute by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -16,6 +18,8 @@ pub enum Event {
     File(FileEvent),
     /// A signal delivered to a guest handler right after the preceding syscall returned.
     Signal(SignalEvent),
+    /// Time calls answered in the guest by trapbox's vDSO since the previous event.
+    TimeCalls(Vec<TimeCall>),
 }
 
 /// A signal delivered to the guest's handler.
@@ -57,6 +61,8 @@ pub struct StartEvent {
     pub sp: u64,
     /// The bytes of `[sp, stack top)`: argv, envp, auxv with AT_RANDOM.
     pub stack: Vec<u8>,
+    /// Base of trapbox's vDSO, when the guest had it (format version 3 on).
+    pub vdso: Option<u64>,
 }
 
 /// One syscall.
@@ -105,6 +111,9 @@ pub enum EndEvent {
     Killed(i32),
 }
 
+/// Tag of the File event (the trace writer encodes those itself, see `file::push_file`).
+pub const FILE_TAG: u8 = 5;
+
 fn put_u64(b: &mut Vec<u8>, v: u64) {
     b.extend_from_slice(&v.to_le_bytes());
 }
@@ -128,12 +137,19 @@ fn put_opt(b: &mut Vec<u8>, v: Option<u64>) {
 pub struct Decoder<'a> {
     b: &'a [u8],
     at: usize,
+    version: u16,
 }
 
 impl<'a> Decoder<'a> {
-    /// Decodes from `b`.
+    /// Decodes from `b`, written in the current format version.
     pub fn new(b: &'a [u8]) -> Self {
-        Decoder { b, at: 0 }
+        Decoder { b, at: 0, version: super::file::VERSION }
+    }
+
+    /// Decodes events of an older format version.
+    pub fn at_version(mut self, version: u16) -> Self {
+        self.version = version;
+        self
     }
 
     /// Bytes consumed so far.
@@ -200,6 +216,7 @@ impl Event {
                 put_u64(b, s.stack_base);
                 put_u64(b, s.sp);
                 put_bytes(b, &s.stack);
+                put_opt(b, s.vdso);
             }
             Event::Syscall(s) => {
                 b.push(2);
@@ -217,7 +234,7 @@ impl Event {
                 }
             }
             Event::File(f) => {
-                b.push(5);
+                b.push(FILE_TAG);
                 b.extend_from_slice(&f.id.to_le_bytes());
                 put_bytes(b, &f.data);
             }
@@ -235,6 +252,17 @@ impl Event {
                 b.push(6);
                 b.extend_from_slice(&sg.sig.to_le_bytes());
                 put_bytes(b, &sg.info);
+            }
+            Event::TimeCalls(calls) => {
+                b.push(7);
+                b.extend_from_slice(&(calls.len() as u32).to_le_bytes());
+                for c in calls {
+                    b.push(c.kind as u8);
+                    put_u64(b, c.arg);
+                    put_u64(b, c.ret as u64);
+                    put_u64(b, c.value[0]);
+                    put_u64(b, c.value[1]);
+                }
             }
             Event::End(e) => {
                 b.push(4);
@@ -261,7 +289,13 @@ impl Event {
                 stack_base: d.u64()?,
                 sp: d.u64()?,
                 stack: d.bytes()?,
+                vdso: if d.version >= 3 { d.opt()? } else { None },
             }),
+            7 => Event::TimeCalls(d.list(|d| {
+                let k = d.u8()?;
+                let kind = TimeKind::from_u8(k).ok_or_else(|| format!("bad time call kind {k}"))?;
+                Ok(TimeCall { kind, arg: d.u64()?, ret: d.u64()? as i64, value: [d.u64()?, d.u64()?] })
+            })?),
             2 => {
                 let nr = d.u64()?;
                 let mut args = [0u64; 6];
@@ -276,7 +310,7 @@ impl Event {
                 };
                 Event::Syscall(SyscallEvent { nr, args, ret, writes, file })
             }
-            5 => Event::File(FileEvent { id: d.u32()?, data: d.bytes()? }),
+            FILE_TAG => Event::File(FileEvent { id: d.u32()?, data: d.bytes()? }),
             6 => {
                 let sig = i32::from_le_bytes(d.take(4)?.try_into().expect("4 bytes"));
                 let info = d.bytes()?;
@@ -330,6 +364,7 @@ mod tests {
                 stack_base: 0x7000,
                 sp: 0x7ff0,
                 stack: vec![9; 16],
+                vdso: Some(0x7fff_0000),
             }),
             Event::Syscall(SyscallEvent {
                 nr: 0,
@@ -342,6 +377,10 @@ mod tests {
             Event::File(FileEvent { id: 3, data: b"contents".to_vec() }),
             Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
             Event::Signal(SignalEvent { sig: 17, info: vec![7; 128] }),
+            Event::TimeCalls(vec![
+                TimeCall { kind: TimeKind::ClockGettime, arg: 1, ret: 0, value: [5, 6] },
+                TimeCall { kind: TimeKind::Time, arg: 0, ret: 1_700_000_000, value: [0, 0] },
+            ]),
             Event::End(EndEvent::Killed(11)),
         ];
         let mut b = Vec::new();
@@ -354,8 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn version_2_start_has_no_vdso_field() {
+        let mut b = Vec::new();
+        let start = StartEvent { program: b"/bin/x".to_vec(), stack_base: 1, sp: 2, ..Default::default() };
+        Event::Start(start.clone()).encode(&mut b);
+        b.pop(); // the trailing "no vDSO" option tag, which version 2 did not have
+        let mut d = Decoder::new(&b).at_version(2);
+        assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
+        assert_eq!(d.consumed(), b.len());
+    }
+
+    #[test]
     fn decode_rejects_garbage_without_panicking() {
-        for bad in [&[9u8][..], &[2, 1, 2], &[3, 7], &[1, 255, 255, 255, 255]] {
+        for bad in [&[9u8][..], &[2, 1, 2], &[3, 7], &[1, 255, 255, 255, 255], &[7, 1, 0, 0, 0, 9]] {
             assert!(Event::decode(&mut Decoder::new(bad)).is_err());
         }
     }

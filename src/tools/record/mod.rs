@@ -19,6 +19,7 @@ use nondet::Patcher;
 
 use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
 use crate::process::host;
+use crate::process::vdso::{self, TimeBuffer};
 use crate::trap::{Action, Guest, GuestAddr, Outcome, Start, Syscall, Trap, TrapHandler};
 
 /// The guest ranges a syscall that returned `ret` may have written, from its ABI entry.
@@ -155,8 +156,20 @@ fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
 
 /// CRC-32 and length of a file (the program, so a replay can refuse a changed binary).
 pub fn file_crc(path: &std::path::Path) -> std::io::Result<(u32, u64)> {
-    let data = std::fs::read(path)?;
-    Ok((crc32fast::hash(&data), data.len() as u64))
+    // In pieces: a program of many megabytes is not copied into memory of its own.
+    let mut f = std::fs::File::open(path)?;
+    let (mut h, mut buf, mut len) = (crc32fast::Hasher::new(), vec![0u8; 1 << 18], 0u64);
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((h.finalize(), len)),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
@@ -211,6 +224,11 @@ pub struct Recorder<H, W: Write + Send + 'static> {
     error: Option<std::io::Error>,
     /// Files stored so far: (device, inode, size, mtime) -> id.
     files: std::collections::HashMap<(u64, u64, u64, i64), u32>,
+    /// trapbox's vDSO buffer, when the guest has it.
+    time: Option<TimeBuffer>,
+    /// The host's vDSO code, which trapbox's vDSO calls when recording: a syscall made there
+    /// (a clock the host's vDSO cannot read) is part of a time call, not an event.
+    host_vdso: Option<(u64, u64)>,
 }
 
 impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
@@ -224,7 +242,19 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             patcher: Patcher::default(),
             error: None,
             files: Default::default(),
+            time: None,
+            host_vdso: None,
         })
+    }
+
+    /// Records the time calls the guest made since the previous event (before that event).
+    fn drain_time_calls(&mut self, g: &mut dyn Guest) {
+        if let Some(t) = self.time {
+            let calls = t.drain(g);
+            if !calls.is_empty() {
+                self.push(&Event::TimeCalls(calls));
+            }
+        }
     }
 
     /// The File event id for the file behind guest descriptor `fd`, storing its contents the
@@ -232,8 +262,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     /// file changed or vanished). None for files too big to store whole.
     fn file_id(&mut self, fd: u64) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
-        let link = format!("/proc/self/fd/{}", fd as i32);
-        let m = std::fs::metadata(&link).ok()?;
+        // A new open file description: reading it does not move the guest's file offset.
+        let file = std::fs::File::open(format!("/proc/self/fd/{}", fd as i32)).ok()?;
+        let m = file.metadata().ok()?;
         if !m.is_file() || m.len() > FILE_LIMIT {
             return None;
         }
@@ -241,10 +272,13 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         if let Some(id) = self.files.get(&key) {
             return Some(*id);
         }
-        let data = std::fs::read(&link).ok()?;
         let id = self.files.len() as u32;
         self.files.insert(key, id);
-        self.push(&Event::File(FileEvent { id, data }));
+        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+            if let Err(err) = out.push_file(id, file) {
+                self.error = Some(err);
+            }
+        }
         Some(id)
     }
 
@@ -288,6 +322,8 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
         self.inner.on_start(g, start);
         self.patcher.scan(g);
         let pl = &start.placement;
+        self.time = pl.vdso.map(TimeBuffer::at);
+        self.host_vdso = pl.vdso.and_then(|_| vdso::host_range());
         let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
         let ev = StartEvent {
             program: os_bytes(start.program.as_os_str()),
@@ -299,6 +335,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             stack_base: pl.stack_base.unwrap_or(0),
             sp,
             stack,
+            vdso: pl.vdso,
         };
         self.push(&Event::Start(ev));
         // The start goes to disk at once: a trace cut short anywhere still replays a prefix.
@@ -307,14 +344,27 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {
+            Trap::Syscall(_) if self.host_vdso.is_some_and(|(lo, hi)| (lo..hi).contains(&g.regs().rip)) => {
+                self.inner.on_trap(g, trap)
+            }
             Trap::Syscall(call) if self.out.is_some() && matches!(call.name().as_ref(), "execve" | "execveat") => {
                 // A replay has no way to bring in another program without reading the host:
                 // the recorded process may not exec (its children may, unrecorded).
-                let _ = g;
                 eprintln!("trapbox: warning: record: the recorded process cannot exec (replay could not follow); execve returns ENOSYS");
-                Action::Return(-(libc::ENOSYS as i64))
+                let ret = -(libc::ENOSYS as i64);
+                self.drain_time_calls(g);
+                self.push(&Event::Syscall(SyscallEvent {
+                    nr: call.nr,
+                    args: call.args,
+                    ret,
+                    writes: vec![],
+                    file: None,
+                }));
+                Action::Return(ret)
             }
             Trap::Syscall(call) => {
+                // The time calls made before this one, read before the call can unmap them.
+                self.drain_time_calls(g);
                 let action = self.inner.on_trap(g, trap);
                 let ret = match &action {
                     Action::Return(r) => *r,
@@ -353,6 +403,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 Some(site) => {
                     let regs = emulate(g, site);
                     apply_insn(g, site, regs);
+                    self.drain_time_calls(g);
                     self.push(&Event::Insn(InsnEvent { insn: site.insn, rip: site.addr, regs }));
                     Action::Resume
                 }
@@ -399,7 +450,8 @@ impl StartEvent {
     }
 
     /// A sandbox builder that reproduces the recorded start: program, argv, environment, the
-    /// images and stack at their recorded addresses with the recorded stack image, no vDSO.
+    /// images, stack and trapbox's vDSO at their recorded addresses with the recorded stack
+    /// image (no vDSO if the recording had none).
     pub fn sandbox(&self) -> crate::SandboxBuilder {
         use std::os::unix::ffi::OsStringExt;
         let os = |v: &Vec<u8>| std::ffi::OsString::from_vec(v.clone());
@@ -411,8 +463,9 @@ impl StartEvent {
                 interp_base: self.interp_base,
                 stack_base: Some(self.stack_base),
                 stack_image: Some((self.sp, self.stack.clone())),
+                vdso: self.vdso,
             })
-            .vdso(false)
+            .vdso_mode(crate::VdsoMode::Replay)
     }
 }
 
@@ -574,12 +627,19 @@ impl Source {
 /// Replays a trace.
 pub struct Replayer {
     reader: Source,
-    peeked: Option<Event>,
+    /// The next event read ahead of time, or the end or error met there (kept for `next`).
+    peeked: Option<Result<Option<Event>, TraceError>>,
     patcher: Patcher,
     stop_at: Option<u64>,
     stop: Option<ReplayStop>,
     /// Contents of the files the recording mapped, by id.
     files: std::collections::HashMap<u32, Vec<u8>>,
+    /// trapbox's vDSO buffer, when the recording had it.
+    time: Option<TimeBuffer>,
+    /// Time calls loaded into it for the guest to make before the next event.
+    time_loaded: u64,
+    /// Whether the buffer was loaded once (the first load also empties it).
+    time_primed: bool,
 }
 
 fn describe_call(nr: u64, args: &[u64; 6]) -> String {
@@ -598,6 +658,7 @@ fn describe(e: &Event) -> String {
         Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
         Event::File(f) => format!("stored file {}", f.id),
         Event::Signal(sg) => format!("signal {} delivered to a handler", crate::trap::signal_name(sg.sig)),
+        Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),
     }
 }
 
@@ -641,6 +702,9 @@ impl Replayer {
                     stop_at: None,
                     stop: None,
                     files: Default::default(),
+                    time: None,
+                    time_loaded: 0,
+                    time_primed: false,
                 },
             )),
             _ => Err(TraceError::Corrupt {
@@ -672,7 +736,7 @@ impl Replayer {
 
     /// Index of the next event.
     pub fn position(&mut self) -> u64 {
-        self.reader.running().position() - u64::from(self.peeked.is_some())
+        self.reader.running().position() - u64::from(matches!(self.peeked, Some(Ok(Some(_)))))
     }
 
     /// The next event that is not file contents (those are kept for the mmaps that follow).
@@ -689,16 +753,21 @@ impl Replayer {
 
     fn next(&mut self) -> Result<Option<Event>, TraceError> {
         match self.peeked.take() {
-            Some(e) => Ok(Some(e)),
+            Some(r) => r,
             None => self.read_event(),
         }
     }
 
-    fn peek(&mut self) -> Result<Option<&Event>, TraceError> {
+    /// The next event, without taking it; None at the end of the trace or at a damaged chunk,
+    /// which the following `next` reports.
+    fn peek(&mut self) -> Option<&Event> {
         if self.peeked.is_none() {
-            self.peeked = self.read_event()?;
+            self.peeked = Some(self.read_event());
         }
-        Ok(self.peeked.as_ref())
+        match &self.peeked {
+            Some(Ok(Some(e))) => Some(e),
+            _ => None,
+        }
     }
 
     fn halt(&mut self, why: ReplayStop) -> Action {
@@ -724,6 +793,47 @@ impl Replayer {
 
     fn diverged(&mut self, index: u64, expected: String, actual: String) -> Action {
         self.halt(ReplayStop::Diverged { index, expected, actual })
+    }
+
+    /// At an event: the guest must have made every time call loaded before it (fewer is a
+    /// divergence; more, or another kind, reached the kernel as a syscall and diverges there).
+    fn check_time_calls(&mut self, g: &dyn Guest) -> Option<Action> {
+        let t = self.time?;
+        // With nothing loaded the guest's calls all went to the kernel: nothing to check.
+        if self.time_loaded == 0 {
+            return None;
+        }
+        let used = t.used(g).unwrap_or(0);
+        if used == self.time_loaded {
+            return None;
+        }
+        let index = self.position();
+        let (loaded, e) = (self.time_loaded, self.peek().map(describe).unwrap_or_default());
+        Some(self.diverged(
+            index,
+            format!("{loaded} time calls in the vDSO before {e}"),
+            format!("{used} time calls before it"),
+        ))
+    }
+
+    /// After an event: loads the time calls the guest makes before the next one.
+    fn load_time_calls(&mut self, g: &mut dyn Guest) {
+        let Some(t) = self.time else { return };
+        let calls = match self.peek() {
+            Some(Event::TimeCalls(_)) => match self.next() {
+                Ok(Some(Event::TimeCalls(c))) => c,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        // Most events have no time calls before them; the buffer is then already empty
+        // (nothing loaded, none used), and the guest's memory is left alone.
+        if calls.is_empty() && self.time_loaded == 0 && self.time_primed {
+            return;
+        }
+        t.load(g, &calls);
+        self.time_primed = true;
+        self.time_loaded = calls.len().min(vdso::CAPACITY as usize) as u64;
     }
 
     fn replay_syscall(&mut self, g: &mut dyn Guest, call: &Syscall) -> Action {
@@ -759,7 +869,7 @@ impl Replayer {
         };
         rescan(&mut self.patcher, g, call, ev.ret);
         // Signals the recording delivered right after this call arrive again here.
-        while let Ok(Some(Event::Signal(_))) = self.peek() {
+        while let Some(Event::Signal(_)) = self.peek() {
             if let Ok(Some(Event::Signal(sg))) = self.next() {
                 let mut info = [0u8; 128];
                 info.copy_from_slice(&sg.info);
@@ -767,7 +877,7 @@ impl Replayer {
             }
         }
         // A syscall after which the recording ended (a signal the guest sent itself).
-        if let Ok(Some(Event::End(EndEvent::Killed(sig)))) = self.peek() {
+        if let Some(Event::End(EndEvent::Killed(sig))) = self.peek() {
             let sig = *sig;
             if matches!(action, Action::Return(_)) {
                 let _ = self.next();
@@ -846,12 +956,36 @@ impl Replayer {
 }
 
 impl TrapHandler for Replayer {
-    fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
         self.reader.running();
         self.patcher.scan(g);
+        self.time = start.placement.vdso.map(TimeBuffer::at);
+        self.load_time_calls(g);
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        let at_event = match trap {
+            Trap::Syscall(_) => true,
+            Trap::Breakpoint { rip } => self.patcher.site_at_breakpoint(*rip).is_some(),
+            _ => false,
+        };
+        if !at_event {
+            return crate::trap::Passthrough.on_trap(g, trap);
+        }
+        if let Some(stop) = self.check_time_calls(g) {
+            return stop;
+        }
+        let action = self.replay_event(g, trap);
+        if !matches!(action, Action::Stop) {
+            self.load_time_calls(g);
+        }
+        action
+    }
+}
+
+impl Replayer {
+    /// Replays the event behind a syscall or a patched instruction's breakpoint.
+    fn replay_event(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {
             Trap::Syscall(call) => self.replay_syscall(g, call),
             Trap::Breakpoint { rip } => match self.patcher.site_at_breakpoint(*rip) {

@@ -1,0 +1,576 @@
+//! trapbox's own vDSO for recorded and replayed runs: an ELF image whose time calls
+//! (`clock_gettime`, `gettimeofday`, `time`) run in the guest without an exit and leave their
+//! results in a buffer of guest memory, so that a recording can store them and a replay can
+//! hand them back.
+//!
+//! Why: the host's vDSO reads the clock from memory the kernel updates, which no trap sees, so
+//! a recording used to run without any vDSO and paid a VM exit for every time call (Python
+//! makes hundreds at start-up). Here each call is one entry of the buffer instead:
+//!
+//! - **Record**: the entry's slot is reserved, the host's own vDSO function (shared with the
+//!   guest, not advertised to it) fills it, and the result is copied out from the slot.
+//! - **Replay**: the slot holds the recorded result, which is copied out the same way. A call
+//!   of another kind or clock than recorded, or one past the loaded entries, falls back to the
+//!   real syscall, which the replayer reports as a divergence.
+//!
+//! The recorder drains the buffer at each recorded event ([`TimeBuffer::drain`]) and the
+//! replayer loads the entries the guest consumes before the next one ([`TimeBuffer::load`]).
+//! When the buffer is full the call falls back to the syscall, an ordinary recorded event.
+//! Copying out from the slot in both modes means a bad user pointer faults at the same
+//! instruction in a recording and in its replay.
+
+use iced_x86::code_asm::*;
+
+use super::host;
+use crate::trap::{Guest, GuestAddr};
+
+/// Bytes of the image: ELF headers, dynamic symbols and code in one read-execute page.
+pub const IMAGE_SIZE: u64 = 0x1000;
+/// Bytes of the buffer that follows the image (read-write).
+const BUFFER_SIZE: u64 = 0x10000;
+/// Bytes of the whole mapping.
+pub const SIZE: u64 = IMAGE_SIZE + BUFFER_SIZE;
+/// Offset of the code inside the image.
+const CODE_OFFSET: u64 = 0x800;
+/// Buffer header: entries used, entries allowed, mode, then the host functions (record).
+const HDR_USED: u64 = 0;
+const HDR_CAP: u64 = 8;
+const HDR_MODE: u64 = 16;
+const HDR_REAL: u64 = 24;
+const HDR_SIZE: u64 = 64;
+/// Bytes of one entry: kind, argument (the clock), result, two value words.
+const ENTRY_SIZE: u64 = 40;
+/// Entries the buffer holds.
+pub const CAPACITY: u64 = (BUFFER_SIZE - HDR_SIZE) / ENTRY_SIZE;
+const MODE_RECORD: u64 = 1;
+const MODE_REPLAY: u64 = 2;
+
+/// Which time call an entry answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeKind {
+    /// `clock_gettime(clock, ts)`: the argument is the clock, the values the timespec.
+    ClockGettime = 1,
+    /// `gettimeofday(tv, NULL)`: the values are the timeval.
+    Gettimeofday = 2,
+    /// `time(t)`: the result is the time.
+    Time = 3,
+}
+
+impl TimeKind {
+    const ALL: [TimeKind; 3] = [TimeKind::ClockGettime, TimeKind::Gettimeofday, TimeKind::Time];
+
+    /// The vDSO symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            TimeKind::ClockGettime => "__vdso_clock_gettime",
+            TimeKind::Gettimeofday => "__vdso_gettimeofday",
+            TimeKind::Time => "__vdso_time",
+        }
+    }
+
+    fn syscall_nr(self) -> i32 {
+        match self {
+            TimeKind::ClockGettime => libc::SYS_clock_gettime as i32,
+            TimeKind::Gettimeofday => libc::SYS_gettimeofday as i32,
+            TimeKind::Time => libc::SYS_time as i32,
+        }
+    }
+
+    /// From its number in a trace.
+    pub fn from_u8(v: u8) -> Option<TimeKind> {
+        TimeKind::ALL.into_iter().find(|k| *k as u8 == v)
+    }
+}
+
+/// One time call's result as the buffer holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeCall {
+    /// Which call.
+    pub kind: TimeKind,
+    /// Its clock (clock_gettime) or 0.
+    pub arg: u64,
+    /// Its return value.
+    pub ret: i64,
+    /// The timespec or timeval it produced.
+    pub value: [u64; 2],
+}
+
+/// Whether trapbox's vDSO records (calling the host's vDSO) or replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeMode {
+    /// Time calls are answered by the host's vDSO, at these addresses in the guest, in
+    /// [`TimeKind`] order.
+    Record([u64; 3]),
+    /// Time calls are answered from entries a replayer loads.
+    Replay,
+}
+
+/// Errors setting trapbox's vDSO up.
+#[derive(Debug, thiserror::Error)]
+pub enum VdsoError {
+    /// The address is taken.
+    #[error("cannot place trapbox's vDSO at {0:#x}: the address is in use")]
+    AddressInUse(u64),
+    /// mmap failed.
+    #[error("cannot map trapbox's vDSO: {0}")]
+    Map(std::io::Error),
+    /// The code could not be assembled.
+    #[error("cannot assemble trapbox's vDSO: {0}")]
+    Assemble(String),
+}
+
+/// The host functions trapbox's vDSO calls in record mode: `[vdso]`'s time functions in
+/// trapbox's own address space (which the guest shares once `Machine::share_vdso` ran). None
+/// when the host's vDSO lacks one of them.
+pub fn host_functions(vdso_base: u64) -> Option<[u64; 3]> {
+    let (lo, hi) = host_range()?;
+    if lo != vdso_base {
+        return None;
+    }
+    // SAFETY: [lo, hi) is the host's vDSO mapping, readable for the life of the process.
+    let bytes = unsafe { std::slice::from_raw_parts(lo as *const u8, (hi - lo) as usize) };
+    let elf = goblin::elf::Elf::parse(bytes).ok()?;
+    let mut out = [0u64; 3];
+    for (i, kind) in TimeKind::ALL.iter().enumerate() {
+        let sym = elf
+            .dynsyms
+            .iter()
+            .find(|s| s.st_value != 0 && s.is_function() && elf.dynstrtab.get_at(s.st_name) == Some(kind.symbol()))?;
+        // The vDSO is linked at 0 (or at its first segment's address).
+        let first = elf.program_headers.iter().find(|p| p.p_type == goblin::elf::program_header::PT_LOAD)?;
+        out[i] = lo + sym.st_value - first.p_vaddr;
+    }
+    Some(out)
+}
+
+/// The host vDSO's code range in trapbox's address space, from /proc/self/maps.
+pub fn host_range() -> Option<(u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.split_whitespace().last() == Some("[vdso]"))?;
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+}
+
+/// Maps trapbox's vDSO and its buffer at `at` (or where the host puts them), fills the image
+/// and sets the buffer up for `mode`. Returns the image's base (AT_SYSINFO_EHDR). The caller
+/// makes `[base, base+IMAGE_SIZE)` guest read-execute and the rest guest read-write.
+pub fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
+    let base = match at {
+        Some(a) => host::reserve_exact(a, SIZE).map_err(|e| match e {
+            libc::EEXIST => VdsoError::AddressInUse(a),
+            e => VdsoError::Map(std::io::Error::from_raw_os_error(e)),
+        })?,
+        None => {
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+            // SAFETY: no MAP_FIXED: the kernel picks free space.
+            unsafe { host::mmap(0, SIZE, libc::PROT_NONE, flags, -1, 0) }
+                .map_err(|e| VdsoError::Map(std::io::Error::from_raw_os_error(e)))?
+        }
+    };
+    let fill = || -> Result<(), VdsoError> {
+        let image = image(base)?;
+        // SAFETY: [base, base+SIZE) is the private mapping made above, not yet guest memory.
+        unsafe {
+            host::mprotect(base, SIZE, libc::PROT_READ | libc::PROT_WRITE)
+                .map_err(|e| VdsoError::Map(std::io::Error::from_raw_os_error(e)))?;
+            std::ptr::copy_nonoverlapping(image.as_ptr(), base as *mut u8, image.len());
+            let hdr = (base + IMAGE_SIZE) as *mut u64;
+            let (cap, m, real) = match mode {
+                TimeMode::Record(real) => (CAPACITY, MODE_RECORD, real),
+                TimeMode::Replay => (0, MODE_REPLAY, [0; 3]),
+            };
+            hdr.add((HDR_CAP / 8) as usize).write(cap);
+            hdr.add((HDR_MODE / 8) as usize).write(m);
+            for (i, f) in real.iter().enumerate() {
+                hdr.add((HDR_REAL / 8) as usize + i).write(*f);
+            }
+        }
+        Ok(())
+    };
+    fill().inspect_err(|_| {
+        // SAFETY: the mapping made above, which nothing else refers to yet.
+        let _ = unsafe { host::munmap(base, SIZE) };
+    })?;
+    Ok(base)
+}
+
+/// The buffer of the vDSO mapped at `base`, as the recorder and replayer reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBuffer {
+    header: u64,
+}
+
+impl TimeBuffer {
+    /// The buffer of the vDSO image at `base`.
+    pub fn at(base: u64) -> TimeBuffer {
+        TimeBuffer { header: base + IMAGE_SIZE }
+    }
+
+    fn word(&self, g: &dyn Guest, off: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        g.read(GuestAddr(self.header + off), &mut b).ok()?;
+        Some(u64::from_le_bytes(b))
+    }
+
+    fn set_word(&self, g: &mut dyn Guest, off: u64, v: u64) {
+        let _ = g.write(GuestAddr(self.header + off), &v.to_le_bytes());
+    }
+
+    /// Entries used since the last drain or load (None if the guest unmapped the buffer).
+    pub fn used(&self, g: &dyn Guest) -> Option<u64> {
+        self.word(g, HDR_USED)
+    }
+
+    /// Takes the calls made since the last drain and empties the buffer (record).
+    pub fn drain(&self, g: &mut dyn Guest) -> Vec<TimeCall> {
+        let n = self.used(g).unwrap_or(0);
+        if n == 0 {
+            return Vec::new();
+        }
+        if n > CAPACITY {
+            // Not a count trapbox's code can produce: the guest wrote the header itself, and
+            // no call went through the buffer (each found it full and made the syscall).
+            self.set_word(g, HDR_USED, 0);
+            return Vec::new();
+        }
+        let mut raw = vec![0u8; (n * ENTRY_SIZE) as usize];
+        let _ = g.read(GuestAddr(self.header + HDR_SIZE), &mut raw);
+        self.set_word(g, HDR_USED, 0);
+        let w = |e: &[u8], i: usize| u64::from_le_bytes(e[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        raw.chunks(ENTRY_SIZE as usize)
+            .map(|e| TimeCall {
+                // A slot the guest overwrote is stored as what a replay will read back.
+                kind: TimeKind::from_u8(w(e, 0) as u8).unwrap_or(TimeKind::ClockGettime),
+                arg: w(e, 1),
+                ret: w(e, 2) as i64,
+                value: [w(e, 3), w(e, 4)],
+            })
+            .collect()
+    }
+
+    /// Loads the calls the guest will make before the next event (replay).
+    pub fn load(&self, g: &mut dyn Guest, calls: &[TimeCall]) {
+        let n = (calls.len() as u64).min(CAPACITY);
+        let mut raw = Vec::with_capacity((n * ENTRY_SIZE) as usize);
+        for c in &calls[..n as usize] {
+            for v in [c.kind as u64, c.arg, c.ret as u64, c.value[0], c.value[1]] {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let _ = g.write(GuestAddr(self.header + HDR_SIZE), &raw);
+        self.set_word(g, HDR_USED, 0);
+        self.set_word(g, HDR_CAP, n);
+    }
+}
+
+/// ELF's SysV symbol hash.
+fn elf_hash(name: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &c in name {
+        h = (h << 4).wrapping_add(c as u32);
+        let g = h & 0xf000_0000;
+        if g != 0 {
+            h ^= g >> 24;
+        }
+        h &= !g;
+    }
+    h
+}
+
+/// The image for `base`: a shared object that exports the time functions, versioned
+/// LINUX_2.6 as the kernel's are (glibc, musl and Go look them up by name and version), with
+/// no relocations. Its bytes depend only on `base`, so a replay maps the same image.
+pub fn image(base: u64) -> Result<Vec<u8>, VdsoError> {
+    const SONAME: &str = "linux-vdso.so.1";
+    const VERSION: &str = "LINUX_2.6";
+    let mut strtab = vec![0u8];
+    let mut add_str = |s: &str| {
+        let off = strtab.len() as u32;
+        strtab.extend_from_slice(s.as_bytes());
+        strtab.push(0);
+        off
+    };
+    let soname = add_str(SONAME);
+    let version = add_str(VERSION);
+    let names: Vec<u32> = TimeKind::ALL.iter().map(|k| add_str(k.symbol())).collect();
+    let code = code(base + CODE_OFFSET, base + IMAGE_SIZE)?;
+    let nsyms = 1 + TimeKind::ALL.len();
+
+    let mut img = vec![0u8; IMAGE_SIZE as usize];
+    let put = |img: &mut Vec<u8>, at: usize, bytes: &[u8]| img[at..at + bytes.len()].copy_from_slice(bytes);
+    // Tables after the ELF and program headers, each 8-aligned.
+    let sym_off = 64 + 2 * 56;
+    let str_off = sym_off + 24 * nsyms;
+    let hash_off = (str_off + strtab.len() + 7) & !7;
+    let versym_off = hash_off + 4 * (2 + 1 + nsyms);
+    let verdef_off = (versym_off + 2 * nsyms + 7) & !7;
+    let dyn_off = verdef_off + 2 * 28;
+    let dynamic: [(u64, u64); 10] = [
+        (4, hash_off as u64),             // DT_HASH
+        (5, str_off as u64),              // DT_STRTAB
+        (6, sym_off as u64),              // DT_SYMTAB
+        (10, strtab.len() as u64),        // DT_STRSZ
+        (11, 24),                         // DT_SYMENT
+        (14, soname as u64),              // DT_SONAME
+        (0x6fff_fff0, versym_off as u64), // DT_VERSYM
+        (0x6fff_fffc, verdef_off as u64), // DT_VERDEF
+        (0x6fff_fffd, 2),                 // DT_VERDEFNUM
+        (0, 0),                           // DT_NULL
+    ];
+    let dyn_size = dynamic.len() * 16;
+    assert!(dyn_off + dyn_size <= CODE_OFFSET as usize && CODE_OFFSET as usize + code.len() <= img.len());
+
+    // ELF header: 64-bit, little-endian, ET_DYN, x86-64, two program headers.
+    let mut eh = Vec::with_capacity(64);
+    eh.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    eh.extend_from_slice(&3u16.to_le_bytes());
+    eh.extend_from_slice(&62u16.to_le_bytes());
+    eh.extend_from_slice(&1u32.to_le_bytes());
+    eh.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    eh.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    eh.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    eh.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for v in [64u16, 56, 2, 64, 0, 0] {
+        eh.extend_from_slice(&v.to_le_bytes());
+    }
+    put(&mut img, 0, &eh);
+    // PT_LOAD of the whole image (read + execute), PT_DYNAMIC.
+    let phdr = |ty: u32, flags: u32, off: u64, size: u64, align: u64| {
+        let mut p = Vec::with_capacity(56);
+        p.extend_from_slice(&ty.to_le_bytes());
+        p.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, off, off, size, size, align] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    };
+    put(&mut img, 64, &phdr(1, 5, 0, IMAGE_SIZE, 0x1000));
+    put(&mut img, 64 + 56, &phdr(2, 4, dyn_off as u64, dyn_size as u64, 8));
+    // Symbols: the null symbol, then one global function per time call.
+    let entries = code_entries();
+    for (i, name) in names.iter().enumerate() {
+        let mut s = Vec::with_capacity(24);
+        s.extend_from_slice(&name.to_le_bytes());
+        s.push(0x12); // STB_GLOBAL, STT_FUNC
+        s.push(0);
+        // Any defined section index: loaders only check that it is not SHN_UNDEF or SHN_ABS.
+        s.extend_from_slice(&1u16.to_le_bytes());
+        s.extend_from_slice(&(CODE_OFFSET + entries[i].0).to_le_bytes());
+        s.extend_from_slice(&entries[i].1.to_le_bytes());
+        put(&mut img, sym_off + 24 * (i + 1), &s);
+    }
+    put(&mut img, str_off, &strtab);
+    // One hash bucket chaining every symbol.
+    let mut hash = vec![1u32, nsyms as u32, (nsyms - 1) as u32, 0];
+    hash.extend((1..nsyms as u32).map(|i| i - 1));
+    put(&mut img, hash_off, &hash.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    // Every function has version 2 (LINUX_2.6); version 1 is the object itself.
+    let versym: Vec<u8> = (0..nsyms).flat_map(|i| (if i == 0 { 0u16 } else { 2 }).to_le_bytes()).collect();
+    put(&mut img, versym_off, &versym);
+    for (i, (flags, name, text)) in [(1u16, soname, SONAME), (0, version, VERSION)].into_iter().enumerate() {
+        let mut d = Vec::with_capacity(28);
+        for v in [1u16, flags, i as u16 + 1, 1] {
+            d.extend_from_slice(&v.to_le_bytes());
+        }
+        let next = if i == 0 { 28u32 } else { 0 };
+        for v in [elf_hash(text.as_bytes()), 20, next, name, 0] {
+            d.extend_from_slice(&v.to_le_bytes());
+        }
+        put(&mut img, verdef_off + 28 * i, &d);
+    }
+    let dyn_bytes: Vec<u8> = dynamic.iter().flat_map(|(t, v)| [t.to_le_bytes(), v.to_le_bytes()]).flatten().collect();
+    put(&mut img, dyn_off, &dyn_bytes);
+    put(&mut img, CODE_OFFSET as usize, &code);
+    Ok(img)
+}
+
+/// Each function's (offset in the code, length), in [`TimeKind`] order: every function is
+/// padded to the same length, so the symbol table needs no assembler labels.
+fn code_entries() -> [(u64, u64); 3] {
+    [(0, FN_SIZE), (FN_SIZE, FN_SIZE), (2 * FN_SIZE, FN_SIZE)]
+}
+
+/// Room for one function's code.
+const FN_SIZE: u64 = 0x100;
+
+fn asm_err(e: IcedError) -> VdsoError {
+    VdsoError::Assemble(e.to_string())
+}
+
+/// The three functions at `ip`, each in its own FN_SIZE slot, over the buffer at `buf`.
+fn code(ip: u64, buf: u64) -> Result<Vec<u8>, VdsoError> {
+    let mut out = Vec::new();
+    for (i, kind) in TimeKind::ALL.into_iter().enumerate() {
+        let f = function(kind, i, ip + i as u64 * FN_SIZE, buf).map_err(asm_err)?;
+        if f.len() as u64 > FN_SIZE {
+            return Err(VdsoError::Assemble(format!("{} takes {} bytes", kind.symbol(), f.len())));
+        }
+        out.extend_from_slice(&f);
+        out.resize((i + 1) * FN_SIZE as usize, 0xcc);
+    }
+    Ok(out)
+}
+
+/// One time function. Register use: rbx the clock (clock_gettime only), r12 the user's
+/// pointer, r13 the slot, r11 the buffer header until the host call.
+fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    let mut slow = a.create_label();
+    let mut slow_popped = a.create_label();
+    let mut replay = a.create_label();
+    let mut copy = a.create_label();
+    let mut out = a.create_label();
+    let mut unreserve = a.create_label();
+    let user = match kind {
+        TimeKind::ClockGettime => rsi,
+        TimeKind::Gettimeofday | TimeKind::Time => rdi,
+    };
+    if kind == TimeKind::Gettimeofday {
+        // A time zone request goes to the kernel (rare; it is recorded as a syscall).
+        a.test(rsi, rsi)?;
+        a.jnz(slow_popped)?;
+    }
+    a.push(rbx)?;
+    a.push(r12)?;
+    a.push(r13)?;
+    a.mov(rbx, rdi)?;
+    a.mov(r12, user)?;
+    // Reserve the next slot, or take the syscall when none is left.
+    a.mov(r11, buf)?;
+    a.mov(rax, qword_ptr(r11 + HDR_USED as i32))?;
+    a.cmp(rax, qword_ptr(r11 + HDR_CAP as i32))?;
+    a.jae(slow)?;
+    a.lea(rcx, qword_ptr(rax + 1))?;
+    a.mov(qword_ptr(r11 + HDR_USED as i32), rcx)?;
+    a.imul_3(rax, rax, ENTRY_SIZE as i32)?;
+    a.lea(r13, qword_ptr(r11 + rax + HDR_SIZE as i32))?;
+    a.cmp(qword_ptr(r11 + HDR_MODE as i32), MODE_RECORD as i32)?;
+    a.jne(replay)?;
+
+    // Record: the host's function answers into the slot.
+    a.mov(qword_ptr(r13), kind as i32)?;
+    match kind {
+        TimeKind::ClockGettime => {
+            a.mov(qword_ptr(r13 + 8), rbx)?;
+            a.mov(rdi, rbx)?;
+            a.lea(rsi, qword_ptr(r13 + 24))?;
+        }
+        TimeKind::Gettimeofday => {
+            a.mov(qword_ptr(r13 + 8), 0)?;
+            a.lea(rdi, qword_ptr(r13 + 24))?;
+            a.xor(esi, esi)?;
+        }
+        TimeKind::Time => {
+            a.mov(qword_ptr(r13 + 8), 0)?;
+            a.xor(edi, edi)?;
+        }
+    }
+    // Three pushes after the return address: the stack is 16-byte aligned for the call.
+    a.call(qword_ptr(r11 + (HDR_REAL as i32 + 8 * index as i32)))?;
+    if kind != TimeKind::Time {
+        // An int result: the upper half of rax is not part of it.
+        a.movsxd(rax, eax)?;
+    }
+    a.mov(qword_ptr(r13 + 16), rax)?;
+    a.jmp(copy)?;
+
+    // Replay: the slot must answer this call.
+    a.set_label(&mut replay)?;
+    a.cmp(qword_ptr(r13), kind as i32)?;
+    a.jne(unreserve)?;
+    if kind == TimeKind::ClockGettime {
+        a.cmp(qword_ptr(r13 + 8), rbx)?;
+        a.jne(unreserve)?;
+    }
+    a.mov(rax, qword_ptr(r13 + 16))?;
+
+    // Copy the result out from the slot (a bad pointer faults here in both modes).
+    a.set_label(&mut copy)?;
+    a.test(r12, r12)?;
+    a.jz(out)?;
+    if kind == TimeKind::Time {
+        a.mov(qword_ptr(r12), rax)?;
+    } else {
+        a.test(rax, rax)?;
+        a.jnz(out)?;
+        a.mov(rcx, qword_ptr(r13 + 24))?;
+        a.mov(qword_ptr(r12), rcx)?;
+        a.mov(rcx, qword_ptr(r13 + 32))?;
+        a.mov(qword_ptr(r12 + 8), rcx)?;
+    }
+    a.set_label(&mut out)?;
+    a.pop(r13)?;
+    a.pop(r12)?;
+    a.pop(rbx)?;
+    a.ret()?;
+
+    // Not the recorded call: give the slot back and let the kernel (the replayer) see it.
+    a.set_label(&mut unreserve)?;
+    a.mov(r11, buf)?;
+    a.sub(qword_ptr(r11 + HDR_USED as i32), 1)?;
+    a.set_label(&mut slow)?;
+    a.pop(r13)?;
+    a.pop(r12)?;
+    a.pop(rbx)?;
+    a.set_label(&mut slow_popped)?;
+    a.mov(eax, kind.syscall_nr())?;
+    a.syscall()?;
+    a.ret()?;
+    a.assemble(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_is_a_shared_object_exporting_the_versioned_time_functions() {
+        let img = image(0x7f00_0000_0000).unwrap();
+        let elf = goblin::elf::Elf::parse(&img).unwrap();
+        assert_eq!(elf.header.e_type, goblin::elf::header::ET_DYN);
+        let names: Vec<(&str, u64)> =
+            elf.dynsyms.iter().filter_map(|s| Some((elf.dynstrtab.get_at(s.st_name)?, s.st_value))).collect();
+        for (i, k) in TimeKind::ALL.iter().enumerate() {
+            assert!(names.contains(&(k.symbol(), CODE_OFFSET + i as u64 * FN_SIZE)), "{names:?}");
+        }
+        assert_eq!(elf.soname, Some("linux-vdso.so.1"));
+        // The version definitions, walked as musl's and Go's vDSO readers walk them.
+        let info = &elf.dynamic.as_ref().expect("dynamic").info;
+        assert_eq!(info.verdefnum, 2);
+        let (mut at, mut vers) = (info.verdef as usize, Vec::new());
+        loop {
+            let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
+            let u32_at = |o: usize| u32::from_le_bytes(img[o..o + 4].try_into().unwrap());
+            let name = u32_at(at + u32_at(at + 12) as usize);
+            vers.push((u16_at(at + 4), elf.dynstrtab.get_at(name as usize)));
+            match u32_at(at + 16) {
+                0 => break,
+                next => at += next as usize,
+            }
+        }
+        assert_eq!(vers, vec![(1, Some("linux-vdso.so.1")), (2, Some("LINUX_2.6"))]);
+        let versym = info.versym as usize;
+        for i in 1..=3 {
+            assert_eq!(u16::from_le_bytes([img[versym + 2 * i], img[versym + 2 * i + 1]]), 2);
+        }
+        // The image depends on its address only.
+        assert_eq!(img, image(0x7f00_0000_0000).unwrap());
+        assert_ne!(img, image(0x7e00_0000_0000).unwrap());
+    }
+
+    #[test]
+    fn elf_hash_matches_known_values() {
+        assert_eq!(elf_hash(b""), 0);
+        assert_eq!(elf_hash(b"printf"), 0x077905a6);
+    }
+
+    #[test]
+    fn each_function_fits_its_slot_and_ends_the_slow_path_with_syscall_ret() {
+        let c = code(0x1000, 0x2000).unwrap();
+        assert_eq!(c.len() as u64, 3 * FN_SIZE);
+        for k in 0..3 {
+            let f = &c[k * FN_SIZE as usize..(k + 1) * FN_SIZE as usize];
+            assert!(f.windows(3).any(|w| w == [0x0f, 0x05, 0xc3]), "function {k} has no syscall; ret");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 
-use super::event::{Decoder, Event};
+use super::event::{Decoder, Event, StartEvent};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
@@ -82,6 +82,9 @@ struct Pending {
     /// A file whose contents end the chunk as a File event, read by the writer thread (the
     /// event count includes it).
     file: Option<(u32, std::fs::File)>,
+    /// A Start event that begins the chunk, whose program CRC the writer thread computes from
+    /// this file first (the event count includes it).
+    start: Option<(StartEvent, std::path::PathBuf)>,
 }
 
 /// Appends a File event for `file` to `raw`, reading the file here, off the guest's thread.
@@ -126,6 +129,13 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
             crate::process::signals::block_all_in_helper_thread();
             let mut written = 10u64;
             for mut p in rx {
+                if let Some((mut start, program)) = p.start.take() {
+                    start.program_crc = super::file_crc(&program).unwrap_or((0, 0));
+                    let mut raw = Vec::with_capacity(p.raw.len() + 4096);
+                    Event::Start(start).encode(&mut raw);
+                    raw.extend_from_slice(&p.raw);
+                    p.raw = raw;
+                }
                 if let Some((id, file)) = p.file.take() {
                     append_file_event(&mut p.raw, id, file);
                 }
@@ -159,7 +169,17 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
     /// reads, so the guest does not wait for a large file to be copied.
     pub fn push_file(&mut self, id: u32, file: std::fs::File) -> std::io::Result<()> {
         self.events_in_buf += 1;
-        self.hand_over(Some((id, file)))
+        self.hand_over(Some((id, file)), None)
+    }
+
+    /// Writes `start` as the first event and hands it over at once, with the CRC of `program`
+    /// computed on the compressing thread (a large program is not read while the guest waits).
+    pub fn push_start(&mut self, start: StartEvent, program: std::path::PathBuf) -> std::io::Result<()> {
+        if self.next_event != 0 || self.events_in_buf != 0 {
+            return Err(std::io::Error::other("the start must be a trace's first event"));
+        }
+        self.events_in_buf += 1;
+        self.hand_over(None, Some((start, program)))
     }
 
     /// Hands the pending events over as one chunk.
@@ -167,15 +187,20 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         if self.events_in_buf == 0 {
             return Ok(());
         }
-        self.hand_over(None)
+        self.hand_over(None, None)
     }
 
-    fn hand_over(&mut self, file: Option<(u32, std::fs::File)>) -> std::io::Result<()> {
+    fn hand_over(
+        &mut self,
+        file: Option<(u32, std::fs::File)>,
+        start: Option<(StartEvent, std::path::PathBuf)>,
+    ) -> std::io::Result<()> {
         let p = Pending {
             first_event: self.next_event,
             events: self.events_in_buf,
             raw: std::mem::take(&mut self.buf),
             file,
+            start,
         };
         self.next_event += self.events_in_buf as u64;
         self.events_in_buf = 0;

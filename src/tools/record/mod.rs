@@ -290,14 +290,6 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         }
     }
 
-    fn flush(&mut self) {
-        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
-            if let Err(err) = out.flush() {
-                self.error = Some(err);
-            }
-        }
-    }
-
     /// The first error writing the trace, if any (the guest keeps running regardless).
     pub fn error(&self) -> Option<&std::io::Error> {
         self.error.as_ref()
@@ -329,7 +321,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             program: os_bytes(start.program.as_os_str()),
             argv: start.argv.iter().map(|a| os_bytes(a)).collect(),
             envp: start.envp.iter().map(|e| os_bytes(e)).collect(),
-            program_crc: file_crc(&start.program).unwrap_or((0, 0)),
+            program_crc: (0, 0),
             exe_base: pl.exe_base,
             interp_base: pl.interp_base,
             stack_base: pl.stack_base.unwrap_or(0),
@@ -337,9 +329,13 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             stack,
             vdso: pl.vdso,
         };
-        self.push(&Event::Start(ev));
-        // The start goes to disk at once: a trace cut short anywhere still replays a prefix.
-        self.flush();
+        // The start goes to disk at once (a trace cut short anywhere still replays a prefix),
+        // its program CRC computed by the writer's thread.
+        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+            if let Err(err) = out.push_start(ev, start.program.clone()) {
+                self.error = Some(err);
+            }
+        }
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {

@@ -82,6 +82,30 @@ pub fn reserve_exact(addr: u64, len: u64) -> HostResult {
     Ok(got)
 }
 
+/// A memory file (memfd) named `name` holding `data`, close-on-exec and mappable for
+/// execution.
+pub fn memory_file(name: &str, data: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    const MFD_EXEC: u32 = 0x10;
+    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // Executable mappings need MFD_EXEC where memory files default to no-exec; kernels that
+    // predate the flag refuse it and allow exec anyway.
+    // SAFETY: memfd_create only creates a descriptor.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC) };
+    if fd < 0 {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    }
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nothing else.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(data)?;
+    Ok(f)
+}
+
 /// The host CPU's time-stamp counter (what `rdtsc` would give the guest).
 pub fn tsc() -> u64 {
     // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.

@@ -630,6 +630,8 @@ pub struct Replayer {
     stop: Option<ReplayStop>,
     /// Contents of the files the recording mapped, by id.
     files: std::collections::HashMap<u32, Vec<u8>>,
+    /// Memory files holding them, made at their first mmap.
+    memory_files: std::collections::HashMap<u32, std::fs::File>,
     /// trapbox's vDSO buffer, when the recording had it.
     time: Option<TimeBuffer>,
     /// Time calls loaded into it for the guest to make before the next event.
@@ -698,6 +700,7 @@ impl Replayer {
                     stop_at: None,
                     stop: None,
                     files: Default::default(),
+                    memory_files: Default::default(),
                     time: None,
                     time_loaded: 0,
                     time_primed: false,
@@ -886,6 +889,23 @@ impl Replayer {
         action
     }
 
+    /// A descriptor, at the lowest free number, for a memory file holding stored file `id`
+    /// (made once per file): mapping it costs no copy, and pages are faulted in from it as the
+    /// guest touches them, as from the original file. None if memory files are unavailable
+    /// (the mapping is then filled by copying).
+    fn memory_file(&mut self, id: u32) -> Result<Option<std::fs::File>, String> {
+        if !self.memory_files.contains_key(&id) {
+            let data = self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))?;
+            let Ok(f) = host::memory_file("trapbox-replay-file", data).and_then(crate::process::fds::privatize) else {
+                return Ok(None);
+            };
+            self.memory_files.insert(id, f);
+        }
+        // try_clone takes the lowest free number (from 3): a guest descriptor's number, which
+        // the mmap's checks accept, closed again before the guest runs.
+        Ok(self.memory_files[&id].try_clone().ok())
+    }
+
     /// Performs a memory or state syscall for real, at the recorded addresses; Err describes
     /// a result that differs from the trace.
     fn reexecute(&mut self, g: &mut dyn Guest, call: &Syscall, ev: &SyscallEvent) -> Result<Action, String> {
@@ -894,6 +914,9 @@ impl Replayer {
         let mut forced = *call;
         let fixed_bits = libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE;
         let mut fill = false;
+        // A stored file is mapped from a memory file holding its bytes, under a descriptor
+        // number the guest cannot see (it is closed before the guest runs again).
+        let mut lent_fd = None;
         match name.as_ref() {
             "mmap" | "mremap" if ev.ret < 0 => return Ok(Action::Return(ev.ret)),
             "mmap" => {
@@ -904,7 +927,16 @@ impl Replayer {
                     libc::MAP_FIXED_NOREPLACE
                 };
                 forced.args[0] = ev.ret as u64;
-                if flags & libc::MAP_ANONYMOUS == 0 {
+                let stored = match ev.file {
+                    Some((id, _)) if flags & libc::MAP_ANONYMOUS == 0 => self.memory_file(id)?,
+                    _ => None,
+                };
+                if let (Some(fd), Some((_, off))) = (stored, ev.file) {
+                    forced.args[3] = ((flags & !fixed_bits) | fixed) as u64;
+                    forced.args[4] = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
+                    forced.args[5] = off;
+                    lent_fd = Some(fd);
+                } else if flags & libc::MAP_ANONYMOUS == 0 {
                     // The file's bytes come from the trace: map anonymous memory there.
                     forced.args[2] = a[2] | libc::PROT_WRITE as u64;
                     forced.args[3] = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed) as u64;
@@ -922,6 +954,7 @@ impl Replayer {
             _ => {}
         }
         let action = g.passthrough(&forced);
+        drop(lent_fd);
         let got = match action {
             Action::Return(r) => r,
             ref other => return Ok(other.clone()),

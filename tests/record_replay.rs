@@ -87,23 +87,31 @@ fn crash_and_exit_status_replay() {
     assert_eq!((rep.status, rep.guest_stderr()), (42, "exiting with 42\n".to_string()));
 }
 
-/// Rewrites a trace, changing the result of the first `read` from stdin to `new_len` bytes.
-fn edit_first_stdin_read(trace: &Path, new_len: i64) {
+/// Rewrites a trace through `edit`, which changes one event and says so; panics if none was.
+fn rewrite_trace(trace: &Path, what: &str, mut edit: impl FnMut(&mut Event) -> bool) {
     let bytes = std::fs::read(trace).unwrap();
     let mut r = TraceReader::new(&bytes[..]).unwrap();
     let mut w = TraceWriter::new(Vec::new()).unwrap();
     let mut done = false;
     while let Some(mut e) = r.next_event().unwrap() {
-        if let Event::Syscall(s) = &mut e {
-            if !done && s.nr == 0 && s.args[0] == 0 {
-                s.ret = new_len;
-                done = true;
-            }
-        }
+        done = done || edit(&mut e);
         w.push(&e).unwrap();
     }
-    assert!(done, "no read from stdin in the trace");
+    assert!(done, "no {what} in the trace");
     std::fs::write(trace, w.finish().unwrap()).unwrap();
+}
+
+/// Rewrites a trace, changing the result of the first `read` from stdin to `new_len` bytes.
+fn edit_first_stdin_read(trace: &Path, new_len: i64) {
+    let mut done = false;
+    rewrite_trace(trace, "read from stdin", |e| match e {
+        Event::Syscall(s) if !done && s.nr == 0 && s.args[0] == 0 => {
+            s.ret = new_len;
+            done = true;
+            true
+        }
+        _ => false,
+    });
 }
 
 #[test]
@@ -282,25 +290,19 @@ fn time_calls_run_in_the_vdso_and_replay() {
 
 /// Rewrites a trace, changing the number of time calls in its first batch of more than one.
 fn edit_first_time_batch(trace: &Path, more: bool) {
-    let bytes = std::fs::read(trace).unwrap();
-    let mut r = TraceReader::new(&bytes[..]).unwrap();
-    let mut w = TraceWriter::new(Vec::new()).unwrap();
     let mut done = false;
-    while let Some(mut e) = r.next_event().unwrap() {
-        if let Event::TimeCalls(c) = &mut e {
-            if !done && c.len() > 1 {
-                if more {
-                    c.push(c[0]);
-                } else {
-                    c.pop();
-                }
-                done = true;
+    rewrite_trace(trace, "batch of time calls", |e| match e {
+        Event::TimeCalls(c) if !done && c.len() > 1 => {
+            if more {
+                c.push(c[0]);
+            } else {
+                c.pop();
             }
+            done = true;
+            true
         }
-        w.push(&e).unwrap();
-    }
-    assert!(done, "no batch of time calls in the trace");
-    std::fs::write(trace, w.finish().unwrap()).unwrap();
+        _ => false,
+    });
 }
 
 #[test]

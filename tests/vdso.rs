@@ -9,6 +9,17 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs() as i64
 }
 
+/// Checks clock_now's output: its realtime and time() seconds lie in `[before, after]` (give
+/// or take a second) and its 1000 monotonic reads took at most a second.
+fn assert_host_time(stdout: &str, before: i64, after: i64) {
+    let v: Vec<i64> = stdout.split_whitespace().map(|x| x.parse().expect("numbers")).collect();
+    assert_eq!(v.len(), 3, "{stdout}");
+    for t in &v[..2] {
+        assert!((before - 1..=after + 1).contains(t), "guest clock {t} vs host {before}..{after}");
+    }
+    assert!(v[2] <= 1, "1000 monotonic reads took {} s", v[2]);
+}
+
 #[test]
 fn vdso_time_matches_the_host_and_needs_no_syscall() {
     common::require_kvm();
@@ -29,12 +40,7 @@ fn vdso_time_matches_the_host_and_needs_no_syscall() {
         );
         let after = now();
         assert_eq!(r.status, 0, "{}", r.stderr_str());
-        let v: Vec<i64> = r.stdout_str().split_whitespace().map(|x| x.parse().expect("numbers")).collect();
-        assert_eq!(v.len(), 3, "{}", r.stdout_str());
-        for t in &v[..2] {
-            assert!((before - 1..=after + 1).contains(t), "guest clock {t} vs host {before}..{after}");
-        }
-        assert!(v[2] <= 1, "1000 monotonic reads took {} s", v[2]);
+        assert_host_time(&r.stdout_str(), before, after);
         let err = r.stderr_str();
         let calls: Vec<&str> = err.lines().filter(|l| !l.starts_with("+++") && !l.starts_with("trapbox")).collect();
         assert!(calls.is_empty(), "time calls left the guest: {calls:?}");
@@ -55,11 +61,7 @@ fn record_and_replay_answer_time_calls_in_trapboxs_vdso() {
             trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), exe.as_os_str()], b"", &d);
         let after = now();
         assert_eq!(r.status, 0, "{}", r.stderr_str());
-        let v: Vec<i64> = r.stdout_str().split_whitespace().map(|x| x.parse().expect("numbers")).collect();
-        assert_eq!(v.len(), 3, "{}", r.stdout_str());
-        for t in &v[..2] {
-            assert!((before - 1..=after + 1).contains(t), "recorded clock {t} vs host {before}..{after}");
-        }
+        assert_host_time(&r.stdout_str(), before, after);
         let i = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
         let out = i.stdout_str();
         let count = |name: &str| -> u64 {

@@ -57,17 +57,26 @@ impl FdGuard {
 
     /// Whether `fd` is trapbox's.
     pub fn is_reserved(&self, fd: i64) -> bool {
-        i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd))
+        i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd) || privatized().contains(&fd))
     }
 
     /// The reserved descriptors.
     pub fn reserved(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.reserved.iter().copied()
+        let later: Vec<RawFd> = privatized().iter().copied().filter(|fd| !self.reserved.contains(fd)).collect();
+        self.reserved.iter().copied().chain(later)
     }
 }
 
+/// Descriptors [`privatize`] made, which every sandbox treats as trapbox's (like those open in
+/// the private range when it was built): files a tool opens while the guest runs.
+fn privatized() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
+    static PRIVATE: std::sync::Mutex<BTreeSet<RawFd>> = std::sync::Mutex::new(BTreeSet::new());
+    PRIVATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Moves a file trapbox opened for itself (a trace or record file) into the private range, so
-/// the guest's descriptors number as they would natively and the guest cannot name it.
+/// the guest's descriptors number as they would natively and the guest cannot name, close or
+/// inherit it across exec.
 pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
     use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
@@ -75,6 +84,7 @@ pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    privatized().insert(n);
     // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
     Ok(unsafe { std::fs::File::from_raw_fd(n) })
 }

@@ -80,6 +80,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     let mut r = TraceReader::new(std::io::BufReader::new(f))?;
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let (mut events, mut insns, mut written, mut time_calls) = (0u64, 0u64, 0u64, 0u64);
+    let (mut console, mut console_writes) = (0u64, 0u64);
     let mut in_vdso: BTreeMap<String, u64> = BTreeMap::new();
     let mut end = None;
     println!("{}:", path.display());
@@ -108,6 +109,8 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     Event::Signal(sg) => {
                         *calls.entry(format!("signal {}", trapbox::trap::signal_name(sg.sig))).or_default() += 1
                     }
+                    Event::Console(c) => console += c.data.len() as u64,
+                    Event::ConsoleWrite(_) => console_writes += 1,
                     Event::TimeCalls(c) => {
                         time_calls += c.len() as u64;
                         for call in c {
@@ -132,6 +135,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
         "  size: {size} bytes ({:.1} per syscall; {written} bytes of guest memory recorded)",
         size as f64 / syscalls.max(1) as f64
     );
+    println!("  console output: {console_writes} writes by the program, {console} bytes from its children");
     match (end, r.tail()) {
         (Some(EndEvent::Exited(c)), _) => println!("  end: exited with {c}"),
         (Some(EndEvent::Killed(s)), _) => println!("  end: killed by signal {s}"),

@@ -20,6 +20,21 @@ pub enum Event {
     Signal(SignalEvent),
     /// Time calls answered in the guest by trapbox's vDSO since the previous event.
     TimeCalls(Vec<TimeCall>),
+    /// Bytes a child process wrote to the recording's stdout or stderr, placed where the
+    /// recorded process learnt of them; a replay writes them out there.
+    Console(ConsoleEvent),
+    /// The preceding Syscall event (a write of the recorded process) reached stdout (1) or
+    /// stderr (2): a replay writes the same bytes, from the guest's buffer, there.
+    ConsoleWrite(u8),
+}
+
+/// Bytes a child wrote to the console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleEvent {
+    /// 1 or 2.
+    pub fd: u8,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 /// A signal delivered to the guest's handler.
@@ -264,6 +279,15 @@ impl Event {
                     put_u64(b, c.value[1]);
                 }
             }
+            Event::ConsoleWrite(fd) => {
+                b.push(9);
+                b.push(*fd);
+            }
+            Event::Console(c) => {
+                b.push(8);
+                b.push(c.fd);
+                put_bytes(b, &c.data);
+            }
             Event::End(e) => {
                 b.push(4);
                 let (k, v) = match e {
@@ -311,6 +335,17 @@ impl Event {
                 Event::Syscall(SyscallEvent { nr, args, ret, writes, file })
             }
             FILE_TAG => Event::File(FileEvent { id: d.u32()?, data: d.bytes()? }),
+            8 => {
+                let fd = d.u8()?;
+                if !matches!(fd, 1 | 2) {
+                    return Err(format!("bad console descriptor {fd}"));
+                }
+                Event::Console(ConsoleEvent { fd, data: d.bytes()? })
+            }
+            9 => match d.u8()? {
+                fd @ (1 | 2) => Event::ConsoleWrite(fd),
+                fd => return Err(format!("bad console descriptor {fd}")),
+            },
             6 => {
                 let sig = i32::from_le_bytes(d.take(4)?.try_into().expect("4 bytes"));
                 let info = d.bytes()?;
@@ -381,6 +416,8 @@ mod tests {
                 TimeCall { kind: TimeKind::ClockGettime, arg: 1, ret: 0, value: [5, 6] },
                 TimeCall { kind: TimeKind::Time, arg: 0, ret: 1_700_000_000, value: [0, 0] },
             ]),
+            Event::Console(ConsoleEvent { fd: 2, data: b"from a child\n".to_vec() }),
+            Event::ConsoleWrite(1),
             Event::End(EndEvent::Killed(11)),
         ];
         let mut b = Vec::new();

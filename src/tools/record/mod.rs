@@ -7,13 +7,15 @@
 //! Which guest bytes the kernel wrote comes from the ABI table's argument kinds
 //! ([`output_ranges`]), not from guessing through pointers.
 
+pub mod console;
 pub mod event;
 pub mod file;
 pub mod nondet;
 
 use std::io::{Read, Write};
 
-pub use event::{EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
+use console::Console;
+pub use event::{ConsoleEvent, EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
 
@@ -127,6 +129,15 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
     out
 }
 
+/// A syscall's result once `action` is applied.
+fn result_of(action: &Action, g: &dyn Guest) -> i64 {
+    match action {
+        Action::Return(r) => *r,
+        Action::Resume => g.regs().rax as i64,
+        _ => 0,
+    }
+}
+
 /// Reads `[addr, addr+len)` for the trace, skipping unreadable pages.
 fn snapshot(g: &dyn Guest, addr: u64, len: u64, into: &mut Vec<(u64, Vec<u8>)>) {
     into.extend(g.read_runs(GuestAddr(addr), len.min(1 << 30)));
@@ -226,6 +237,8 @@ pub struct Recorder<H, W: Write + Send + 'static> {
     files: std::collections::HashMap<(u64, u64, u64, i64), u32>,
     /// trapbox's vDSO buffer, when the guest has it.
     time: Option<TimeBuffer>,
+    /// What reaches the console, from this process and its children.
+    console: Console,
     /// The host's vDSO code, which trapbox's vDSO calls when recording: a syscall made there
     /// (a clock the host's vDSO cannot read) is part of a time call, not an event.
     host_vdso: Option<(u64, u64)>,
@@ -243,6 +256,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             error: None,
             files: Default::default(),
             time: None,
+            console: Console::default(),
             host_vdso: None,
         })
     }
@@ -315,6 +329,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
         self.patcher.scan(g);
         let pl = &start.placement;
         self.time = pl.vdso.map(TimeBuffer::at);
+        self.console = Console::new();
         self.host_vdso = pl.vdso.and_then(|_| vdso::host_range());
         let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
         let ev = StartEvent {
@@ -343,7 +358,24 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             Trap::Syscall(_) if self.host_vdso.is_some_and(|(lo, hi)| (lo..hi).contains(&g.regs().rip)) => {
                 self.inner.on_trap(g, trap)
             }
-            Trap::Syscall(call) if self.out.is_some() && matches!(call.name().as_ref(), "execve" | "execveat") => {
+            Trap::Syscall(call) if self.out.is_none() => {
+                // A forked child, unrecorded: only its console output is kept (in the log the
+                // recorded process reads).
+                let action = self.inner.on_trap(g, trap);
+                let ret = result_of(&action, g);
+                if let Some(e) = self.console.written(g, call, ret) {
+                    self.console.append(&e);
+                }
+                if ret == 0 && matches!(call.name().as_ref(), "execve" | "execveat") {
+                    // The image with trapbox's vDSO is gone (the new one has the host's).
+                    self.time = None;
+                }
+                if let Some(t) = self.time {
+                    t.drain(g);
+                }
+                action
+            }
+            Trap::Syscall(call) if matches!(call.name().as_ref(), "execve" | "execveat") => {
                 // A replay has no way to bring in another program without reading the host:
                 // the recorded process may not exec (its children may, unrecorded).
                 eprintln!("trapbox: warning: record: the recorded process cannot exec (replay could not follow); execve returns ENOSYS");
@@ -361,21 +393,27 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             Trap::Syscall(call) => {
                 // The time calls made before this one, read before the call can unmap them.
                 self.drain_time_calls(g);
+                let forks = matches!(call.name().as_ref(), "fork" | "vfork" | "clone");
+                if forks {
+                    self.console.before_fork();
+                }
                 let action = self.inner.on_trap(g, trap);
-                let ret = match &action {
-                    Action::Return(r) => *r,
-                    Action::Resume => g.regs().rax as i64,
-                    _ => 0,
-                };
-                if ret == 0 && matches!(call.name().as_ref(), "fork" | "vfork" | "clone") {
+                let ret = result_of(&action, g);
+                if ret == 0 && forks {
                     // This is the new child process: a recording covers the first process
                     // only (the parent's view of its children — pids, wait statuses, pipe
-                    // data — is recorded there). The writer's thread does not exist here, so
-                    // the writer is left alone, not finished.
+                    // data — is recorded there, and their console output). The writer's
+                    // thread does not exist here, so the writer is left alone, not finished.
                     if let Some(w) = self.out.take() {
                         std::mem::forget(w);
                     }
+                    self.console.became_child();
                     return action;
+                }
+                // What children wrote to the console meanwhile comes before this call's result
+                // (a shell's wait4 returns after its child's output).
+                for e in self.console.from_children() {
+                    self.push(&Event::Console(e));
                 }
                 let mut writes = Vec::new();
                 if let Some(d) = call.desc() {
@@ -392,6 +430,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                     }
                 }
                 self.push(&Event::Syscall(SyscallEvent { nr: call.nr, args: call.args, ret, writes, file }));
+                if let Some(fd) = self.console.written_to(call, ret) {
+                    self.push(&Event::ConsoleWrite(fd));
+                }
                 rescan(&mut self.patcher, g, call, ret);
                 action
             }
@@ -424,6 +465,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             Outcome::Stopped => None,
         };
         if let Some(e) = end {
+            for c in self.console.from_children() {
+                self.push(&Event::Console(c));
+            }
             self.push(&Event::End(e));
         }
         if let Some(out) = self.out.take() {
@@ -638,6 +682,8 @@ pub struct Replayer {
     time_loaded: u64,
     /// Whether the buffer was loaded once (the first load also empties it).
     time_primed: bool,
+    /// Whether the trace predates Console events (version < 3).
+    legacy_console: bool,
 }
 
 fn describe_call(nr: u64, args: &[u64; 6]) -> String {
@@ -657,7 +703,17 @@ fn describe(e: &Event) -> String {
         Event::File(f) => format!("stored file {}", f.id),
         Event::Signal(sg) => format!("signal {} delivered to a handler", crate::trap::signal_name(sg.sig)),
         Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),
+        Event::Console(c) => format!("{} bytes of a child's console output", c.data.len()),
+        Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
     }
+}
+
+/// Writes console output on trapbox's stdout (1) or stderr (2).
+fn write_console(fd: u8, data: &[u8]) {
+    let _ = match fd {
+        1 => std::io::stdout().lock().write_all(data).and_then(|_| std::io::stdout().flush()),
+        _ => std::io::stderr().lock().write_all(data),
+    };
 }
 
 /// Syscalls a replay performs for real: they only change the guest's own state (memory, TLS,
@@ -688,6 +744,7 @@ impl Replayer {
     /// Opens a trace: its start event (to build the sandbox from) and the replayer.
     pub fn open<R: Read + Send + 'static>(input: R) -> Result<(StartEvent, Self), TraceError> {
         let mut reader = TraceReader::new(input)?;
+        let legacy_console = reader.version() < 3;
         let first = reader.next_event()?;
         let reader = Source::Waiting(Some(Box::new(move || ReadAhead::start(reader))));
         match first {
@@ -704,6 +761,7 @@ impl Replayer {
                     time: None,
                     time_loaded: 0,
                     time_primed: false,
+                    legacy_console,
                 },
             )),
             _ => Err(TraceError::Corrupt {
@@ -745,6 +803,8 @@ impl Replayer {
                 Some(Event::File(f)) => {
                     self.files.insert(f.id, f.data);
                 }
+                // A child's console output is written out as the replay passes it.
+                Some(Event::Console(c)) => write_console(c.fd, &c.data),
                 other => return Ok(other),
             }
         }
@@ -847,7 +907,10 @@ impl Replayer {
             return self.diverged(index, describe_call(ev.nr, &ev.args), describe_call(call.nr, &call.args));
         }
         let name = call.name();
-        let to_console = matches!(name.as_ref(), "write" | "writev" | "pwrite64" | "pwritev" | "pwritev2")
+        // Traces before version 3 have no Console events: their writes to descriptors 1 and 2
+        // are made again instead.
+        let to_console = self.legacy_console
+            && matches!(name.as_ref(), "write" | "writev" | "pwrite64" | "pwritev" | "pwritev2")
             && matches!(call.args[0], 1 | 2);
         let action = if replay_reexecutes(&name) {
             match self.reexecute(g, call, &ev) {
@@ -867,6 +930,14 @@ impl Replayer {
             Action::Return(ev.ret)
         };
         rescan(&mut self.patcher, g, call, ev.ret);
+        if let Some(Event::ConsoleWrite(fd)) = self.peek() {
+            // The same bytes are in the guest's buffer now as in the recording.
+            let fd = *fd;
+            let _ = self.next();
+            if let Some(data) = console::bytes_written(g, call, ev.ret) {
+                write_console(fd, &data);
+            }
+        }
         // Signals the recording delivered right after this call arrive again here.
         while let Some(Event::Signal(_)) = self.peek() {
             if let Ok(Some(Event::Signal(sg))) = self.next() {

@@ -5,6 +5,9 @@ T=/tb/trapbox
 G=/tb/guests
 pass=0
 fail=0
+# Which part this VM runs (run.sh runs the boot checks in a VM of their own): main, boot or all.
+part=$(sed -n 's/.*tier\.part=\([a-z]*\).*/\1/p' /proc/cmdline)
+part=${part:-all}
 
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() {
@@ -30,6 +33,7 @@ boxed() {
 }
 
 echo "trapbox: $($T run -v -- $G/hello-static 2>&1 >/dev/null | head -1)"
+if [ "$part" != boot ]; then
 boxed "trap path is hardware KVM" 0 "trap path: hardware KVM" -v -- $G/hello-static
 
 for f in static static-pie dynamic; do
@@ -109,36 +113,55 @@ for f in static dynamic; do
     bad "record/replay nondet/$f (replay status $rs)"; diff /tmp/rr-rec.out /tmp/rr-rep.out | head -5; fi
 done
 
-# record / replay with trapbox's own vDSO on the hardware path: thousands of time calls stay in
-# the guest (few exits), read the right clock, and come back identical.
+# record / replay with trapbox's own vDSO on the hardware path: thousands of time calls read the
+# right clock and come back identical; they stay in the guest (few exits) when this kernel's
+# clocksource is one its vDSO reads (the TSC).
+clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
+most_exits=1000
+[ "$clocksource" = tsc ] || most_exits=100000
 for f in static dynamic; do
   timeout 300 $T record -v -o /tmp/rr-t.trace -- $G/vdso_time-$f 2000 > /tmp/rr-rec.out 2> /tmp/b.err
   exits=$(sed -n 's/^trapbox: \([0-9]*\) VM exits.*/\1/p' /tmp/b.err)
   timeout 300 $T replay /tmp/rr-t.trace > /tmp/rr-rep.out 2>> /tmp/b.err < /dev/null; rs=$?
   if [ "$rs" = 0 ] && cmp -s /tmp/rr-rec.out /tmp/rr-rep.out && grep -q "^calls failed 0, monotonic went back 0" /tmp/rr-rep.out \
-    && [ -n "$exits" ] && [ "$exits" -lt 1000 ]; then ok "record/replay vdso_time/$f ($exits exits)"; else
+    && [ -n "$exits" ] && [ "$exits" -lt "$most_exits" ]; then ok "record/replay vdso_time/$f ($exits exits, clocksource $clocksource)"; else
     bad "record/replay vdso_time/$f (replay status $rs, $exits exits)"; head -3 /tmp/b.err; fi
 done
 timeout 300 $T record -o /tmp/rr-c.trace -- $G/clock_now-static > /tmp/rr-c.out 2> /tmp/b.err
 t_box=$(cut -d' ' -f1 /tmp/rr-c.out); t_host=$(date +%s)
 if [ -n "$t_box" ] && [ $((t_host - t_box)) -le 2 ] && [ $((t_box - t_host)) -le 2 ]; then ok "recorded vdso clock ($t_box vs $t_host)"; else bad "recorded vdso clock (box '$t_box', host $t_host)"; fi
+fi
 
+if [ "$part" != main ]; then
 # trapbox boot: this guest's own Debian kernel with a busybox initramfs, in a VM trapbox makes on
 # kvm_amd; init prints what the kernel told it and powers off (a halt, "reboot: System halted":
 # the VM has no ACPI).
-B="--kernel /tb/boot/vmlinuz --silence-timeout 300 --timeout 600"
-timeout 900 $T boot $B --initrd /tb/boot/initrd.gz --cmdline "tier=yes" --time < /dev/null > /tmp/boot.out 2> /tmp/boot.err; bs=$?
+B="--kernel /tb/boot/vmlinuz --silence-timeout 120 --timeout 200"
+# The inner kernel's console is copied to this one as it boots ("L2: " lines, which run.sh does
+# not print), so that a VM that stops can be seen to stop somewhere.
+boot() {
+  : > /tmp/boot.out
+  tail -f /tmp/boot.out 2>/dev/null | sed 's/^/L2: /' &
+  local follower=$!
+  timeout 230 $T boot "$@" < /dev/null > /tmp/boot.out 2> /tmp/boot.err
+  bs=$?
+  sleep 1
+  kill $follower 2>/dev/null
+  pkill -f "tail -f /tmp/boot.out" 2>/dev/null
+}
+boot $B --initrd /tb/boot/initrd.gz --cmdline "tier=yes" --time
 if [ "$bs" = 0 ] && grep -q "^TRAPBOX-INNER-INIT: hello from init on $(uname -r), 1 cpu(s), cmdline: console=ttyS0 .* tier=yes" /tmp/boot.out \
    && grep -q "^trapbox: boot: guest halted" /tmp/boot.err; then ok "boot: Debian kernel + busybox initramfs, init ran, poweroff ended the VM"; else
   bad "boot: Debian kernel + busybox initramfs (status $bs)"; tail -5 /tmp/boot.out; tail -3 /tmp/boot.err; fi
 grep -E "time from VM creation|VM exits" /tmp/boot.err | sed 's/^trapbox: boot: /boot timing: /'
 # SMP through the MP table: the kernel brings up the second vCPU and init counts two.
-timeout 900 $T boot $B --initrd /tb/boot/initrd.gz --cpus 2 < /dev/null > /tmp/boot.out 2> /tmp/boot.err; bs=$?
+boot $B --initrd /tb/boot/initrd.gz --cpus 2
 if [ "$bs" = 0 ] && grep -q "^TRAPBOX-INNER-INIT: .* 2 cpu(s)" /tmp/boot.out; then ok "boot --cpus 2: init sees 2 cpus"; else
   bad "boot --cpus 2 (status $bs)"; grep -iE "smp|cpu|mptable|apic" /tmp/boot.out | tail -8; tail -3 /tmp/boot.err; fi
 # A real panic: no initrd, so no root file system; the kernel's panic line is the diagnosis.
-timeout 900 $T boot $B < /dev/null > /tmp/boot.out 2> /tmp/boot.err; bs=$?
+boot $B
 if [ "$bs" = 4 ] && grep -q "^trapbox: boot: kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs" /tmp/boot.err; then
   ok "boot without initrd: panic reported (status 4)"; else bad "boot without initrd: panic (status $bs)"; tail -3 /tmp/boot.out; tail -3 /tmp/boot.err; fi
+fi
 
 echo "hw-kvm tier: $pass passed, $fail failed"

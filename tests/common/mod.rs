@@ -76,6 +76,17 @@ pub fn guest(name: &str, form: Form) -> PathBuf {
 /// Builds tests/guests/NAME.c in `form` with extra gcc `flags` into the cache as `cached`,
 /// unless that is newer than the source and every header beside it.
 fn build_guest(name: &str, form: Form, cached: &str, flags: &[&str]) -> PathBuf {
+    build_with("gcc", "install gcc and libc6-dev", name, form.flags(), cached, flags)
+}
+
+/// The guest program `name` built statically against musl (`musl-gcc -static`).
+#[allow(dead_code)]
+pub fn musl_guest(name: &str) -> PathBuf {
+    build_with("musl-gcc", "install musl-tools", name, &["-static"], &format!("{name}-musl-static"), &[])
+}
+
+/// [`build_guest`] with `compiler` (`install` says how to get it) and its form flags.
+fn build_with(compiler: &str, install: &str, name: &str, form: &[&str], cached: &str, flags: &[&str]) -> PathBuf {
     let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
     let src = guests.join(format!("{name}.c"));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
@@ -95,17 +106,17 @@ fn build_guest(name: &str, form: Form, cached: &str, flags: &[&str]) -> PathBuf 
     if !fresh {
         std::fs::create_dir_all(&dir).unwrap();
         let tmp = dir.join(format!(".{cached}.tmp"));
-        let st = Command::new("gcc")
+        let st = Command::new(compiler)
             .current_dir(&guests)
             .args(["-O2", "-Wall", "-Wextra", "-Werror"])
-            .args(form.flags())
+            .args(form)
             .args(flags)
             .arg("-o")
             .arg(&tmp)
             .arg(&src)
             .status()
-            .unwrap_or_else(|e| panic!("gcc not found ({e}): install gcc and libc6-dev (.ci/run does)"));
-        assert!(st.success(), "gcc {flags:?} failed on {}", src.display());
+            .unwrap_or_else(|e| panic!("{compiler} not found ({e}): {install} (.ci/run does)"));
+        assert!(st.success(), "{compiler} {flags:?} failed on {}", src.display());
         std::fs::rename(&tmp, &out).unwrap();
     }
     out

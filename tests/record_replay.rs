@@ -379,3 +379,27 @@ fn output_of_children_and_other_descriptors_replays() {
         assert_eq!(rep.guest_stderr(), rec.guest_stderr());
     }
 }
+
+#[test]
+fn rdrand_and_rdseed_are_trapped_and_replayed() {
+    // The recorded CPUID view hides both, but a program may use them without asking: they are
+    // patched like rdtsc, answered by the host's instruction and recorded, with the register
+    // size (a 16-bit read keeps the register's upper bits) and the carry flag.
+    common::require_kvm();
+    let d = tempdir("rr-rdrand");
+    for form in [Form::Static, Form::Dynamic] {
+        let argv = vec![guest("rdrand", form).to_string_lossy().into_owned()];
+        assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not random natively");
+        let trace = d.join("r.trace");
+        let rec = record(&d, &trace, &argv, b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        let out = rec.stdout_str();
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(out.lines().all(|l| l.contains("rdrand16 112233445566") && l.matches(" cf 1").count() == 4), "{out}");
+        for _ in 0..2 {
+            let rep = replay(&d, &trace);
+            assert_eq!(rep.status, 0, "{}", rep.stderr_str());
+            assert_eq!(rep.stdout_str(), out);
+        }
+    }
+}

@@ -112,6 +112,39 @@ pub fn tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// A hardware random number (`rdrand`, or `rdseed` when `seed`) of `size` bytes (2, 4 or 8),
+/// with the carry flag it sets: None where the CPU has neither instruction.
+pub fn hardware_random(seed: bool, size: u8) -> Option<(u64, bool)> {
+    use core::arch::x86_64::{
+        _rdrand16_step, _rdrand32_step, _rdrand64_step, _rdseed16_step, _rdseed32_step, _rdseed64_step,
+    };
+    let has = if seed {
+        std::arch::is_x86_feature_detected!("rdseed")
+    } else {
+        std::arch::is_x86_feature_detected!("rdrand")
+    };
+    if !has {
+        return None;
+    }
+    // SAFETY: the CPU has the instruction (checked above); each writes only the local.
+    unsafe {
+        #[target_feature(enable = "rdrand,rdseed")]
+        unsafe fn step(seed: bool, size: u8) -> (u64, bool) {
+            let (mut a, mut b, mut c) = (0u16, 0u32, 0u64);
+            let ok = match (seed, size) {
+                (false, 2) => _rdrand16_step(&mut a),
+                (false, 4) => _rdrand32_step(&mut b),
+                (false, _) => _rdrand64_step(&mut c),
+                (true, 2) => _rdseed16_step(&mut a),
+                (true, 4) => _rdseed32_step(&mut b),
+                (true, _) => _rdseed64_step(&mut c),
+            };
+            (a as u64 | b as u64 | c, ok == 1)
+        }
+        Some(step(seed, size))
+    }
+}
+
 /// The host's TSC and TSC_AUX (what `rdtscp` would give the guest).
 pub fn tscp() -> (u64, u32) {
     let mut aux = 0u32;

@@ -104,6 +104,10 @@ pub enum Insn {
     Rdtscp,
     /// `cpuid`.
     Cpuid,
+    /// `rdrand REG`.
+    Rdrand,
+    /// `rdseed REG`.
+    Rdseed,
 }
 
 /// One emulated instruction and the registers it produced.
@@ -113,7 +117,7 @@ pub struct InsnEvent {
     pub insn: Insn,
     /// Its address.
     pub rip: u64,
-    /// RAX, RBX, RCX, RDX after it.
+    /// RAX, RBX, RCX, RDX after it; for rdrand and rdseed, the value and the carry flag.
     pub regs: [u64; 4],
 }
 
@@ -259,6 +263,8 @@ impl Event {
                     Insn::Rdtsc => 1,
                     Insn::Rdtscp => 2,
                     Insn::Cpuid => 3,
+                    Insn::Rdrand => 4,
+                    Insn::Rdseed => 5,
                 });
                 put_u64(b, i.rip);
                 i.regs.iter().for_each(|r| put_u64(b, *r));
@@ -359,6 +365,8 @@ impl Event {
                     1 => Insn::Rdtsc,
                     2 => Insn::Rdtscp,
                     3 => Insn::Cpuid,
+                    4 => Insn::Rdrand,
+                    5 => Insn::Rdseed,
                     t => return Err(format!("bad instruction kind {t}")),
                 };
                 let rip = d.u64()?;
@@ -411,6 +419,7 @@ mod tests {
             Event::Syscall(SyscallEvent { nr: 9, args: [0; 6], ret: 0x1000, writes: vec![], file: Some((3, 0x2000)) }),
             Event::File(FileEvent { id: 3, data: b"contents".to_vec() }),
             Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
+            Event::Insn(InsnEvent { insn: Insn::Rdseed, rip: 0x401010, regs: [0xdead, 1, 0, 0] }),
             Event::Signal(SignalEvent { sig: 17, info: vec![7; 128] }),
             Event::TimeCalls(vec![
                 TimeCall { kind: TimeKind::ClockGettime, arg: 1, ret: 0, value: [5, 6] },

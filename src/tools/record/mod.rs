@@ -211,12 +211,55 @@ fn emulate(g: &mut dyn Guest, site: nondet::Site) -> [u64; 4] {
             }
             v.map(u64::from)
         }
+        Insn::Rdrand | Insn::Rdseed => {
+            let size = site.dest.map_or(8, |d| d.size);
+            // A CPU without the instruction: the guest sees a failed attempt (carry clear).
+            let (v, ok) = host::hardware_random(site.insn == Insn::Rdseed, size).unwrap_or((0, false));
+            [v, ok as u64, 0, 0]
+        }
     }
 }
 
+/// The general register number `n` (encoding order) of `r`.
+fn gpr(r: &mut crate::trap::Regs, n: u8) -> &mut u64 {
+    match n {
+        0 => &mut r.rax,
+        1 => &mut r.rcx,
+        2 => &mut r.rdx,
+        3 => &mut r.rbx,
+        4 => &mut r.rsp,
+        5 => &mut r.rbp,
+        6 => &mut r.rsi,
+        7 => &mut r.rdi,
+        8 => &mut r.r8,
+        9 => &mut r.r9,
+        10 => &mut r.r10,
+        11 => &mut r.r11,
+        12 => &mut r.r12,
+        13 => &mut r.r13,
+        14 => &mut r.r14,
+        _ => &mut r.r15,
+    }
+}
+
+/// Sets what the instruction at `site` produced and moves past it.
 fn apply_insn(g: &mut dyn Guest, site: nondet::Site, regs: [u64; 4]) {
     let mut r = g.regs();
-    (r.rax, r.rbx, r.rcx, r.rdx) = (regs[0], regs[1], regs[2], regs[3]);
+    match (site.insn, site.dest) {
+        (Insn::Rdrand | Insn::Rdseed, Some(d)) => {
+            let reg = gpr(&mut r, d.reg);
+            // A 32-bit result clears the upper half, a 16-bit one leaves it.
+            *reg = match d.size {
+                2 => (*reg & !0xffff) | (regs[0] & 0xffff),
+                4 => regs[0] & 0xffff_ffff,
+                _ => regs[0],
+            };
+            // CF says whether a number was returned; OF, SF, ZF, AF and PF are cleared.
+            const CLEARED: u64 = 1 | 1 << 2 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 11;
+            r.rflags = (r.rflags & !CLEARED) | (regs[1] & 1);
+        }
+        _ => (r.rax, r.rbx, r.rcx, r.rdx) = (regs[0], regs[1], regs[2], regs[3]),
+    }
     r.rip = site.addr + site.len;
     g.set_regs(&r);
 }

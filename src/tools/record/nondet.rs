@@ -1,4 +1,5 @@
-//! Machine-dependent instructions made to trap: `rdtsc`, `rdtscp` and `cpuid` in the guest's
+//! Machine-dependent instructions made to trap: `rdtsc`, `rdtscp`, `cpuid`, `rdrand` and
+//! `rdseed` in the guest's
 //! executable mappings are found by disassembly (iced-x86, linear sweep) and their first byte
 //! replaced by `int3`, so each execution becomes a breakpoint trap that the recorder answers
 //! (and records) and the replayer answers from the trace.
@@ -25,6 +26,36 @@ pub struct Site {
     pub insn: Insn,
     /// Its length.
     pub len: u64,
+    /// The register rdrand or rdseed writes.
+    pub dest: Option<Dest>,
+}
+
+/// A general register an instruction writes: its number (RAX 0 … R15 15, in encoding order)
+/// and its size in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// Number in encoding order.
+    pub reg: u8,
+    /// 2, 4 or 8.
+    pub size: u8,
+}
+
+/// The machine-dependent instruction `i` is, with the length of its opcode bytes (what
+/// follows the prefixes) and the register it writes.
+fn classify(i: &iced_x86::Instruction) -> Option<(Insn, u64, Option<Dest>)> {
+    let dest = || {
+        let r = i.op0_register();
+        let n = r.full_register().number().checked_sub(iced_x86::Register::RAX.number())?;
+        Some(Dest { reg: n as u8, size: r.size() as u8 })
+    };
+    Some(match i.mnemonic() {
+        Mnemonic::Rdtsc => (Insn::Rdtsc, 2, None),
+        Mnemonic::Rdtscp => (Insn::Rdtscp, 3, None),
+        Mnemonic::Cpuid => (Insn::Cpuid, 2, None),
+        Mnemonic::Rdrand => (Insn::Rdrand, 3, Some(dest()?)),
+        Mnemonic::Rdseed => (Insn::Rdseed, 3, Some(dest()?)),
+        _ => return None,
+    })
 }
 
 /// The patched sites and what has been scanned.
@@ -35,12 +66,12 @@ pub struct Patcher {
     failed: usize,
 }
 
-/// Offsets in `code` of the opcode bytes of rdtsc (0F 31), cpuid (0F A2) and rdtscp
-/// (0F 01 F9): where one of the instructions could be.
+/// Offsets in `code` of the opcode bytes of rdtsc (0F 31), cpuid (0F A2), rdtscp (0F 01 F9)
+/// and rdrand/rdseed (0F C7, shared with cmpxchg8b/16b): where one of them could be.
 fn candidates(code: &[u8]) -> Vec<usize> {
     // One substring search per opcode (SIMD, keyed on its rarer byte) beats looking at every
     // 0x0F, which is common in x86 code.
-    let mut at: Vec<usize> = [&b"\x0f\x31"[..], b"\x0f\xa2", b"\x0f\x01\xf9"]
+    let mut at: Vec<usize> = [&b"\x0f\x31"[..], b"\x0f\xa2", b"\x0f\x01\xf9", b"\x0f\xc7"]
         .into_iter()
         .flat_map(|op| memchr::memmem::find_iter(code, op))
         .collect();
@@ -63,14 +94,9 @@ fn site_at(code: &[u8], ip: u64, at: usize, lead: usize) -> Option<Site> {
         if i.next_ip() <= target {
             continue;
         }
-        let (insn, opcode_len) = match i.mnemonic() {
-            Mnemonic::Rdtsc => (Insn::Rdtsc, 2),
-            Mnemonic::Rdtscp => (Insn::Rdtscp, 3),
-            Mnemonic::Cpuid => (Insn::Cpuid, 2),
-            _ => return None,
-        };
+        let (insn, opcode_len, dest) = classify(&i)?;
         // The candidate must be this instruction's opcode (its last bytes, after prefixes).
-        return (i.next_ip() - target == opcode_len).then(|| Site { addr: i.ip(), insn, len: i.len() as u64 });
+        return (i.next_ip() - target == opcode_len).then(|| Site { addr: i.ip(), insn, len: i.len() as u64, dest });
     }
     None
 }
@@ -106,13 +132,9 @@ fn sweep(code: &[u8], ip: u64) -> Vec<Site> {
     let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
     for i in &mut d {
-        let insn = match i.mnemonic() {
-            Mnemonic::Rdtsc => Insn::Rdtsc,
-            Mnemonic::Rdtscp => Insn::Rdtscp,
-            Mnemonic::Cpuid => Insn::Cpuid,
-            _ => continue,
-        };
-        out.push(Site { addr: i.ip(), insn, len: i.len() as u64 });
+        if let Some((insn, _, dest)) = classify(&i) {
+            out.push(Site { addr: i.ip(), insn, len: i.len() as u64, dest });
+        }
     }
     out
 }
@@ -200,9 +222,25 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                Site { addr: 0x1001, insn: Insn::Rdtsc, len: 2 },
-                Site { addr: 0x1008, insn: Insn::Cpuid, len: 2 },
-                Site { addr: 0x100a, insn: Insn::Rdtscp, len: 3 },
+                Site { addr: 0x1001, insn: Insn::Rdtsc, len: 2, dest: None },
+                Site { addr: 0x1008, insn: Insn::Cpuid, len: 2, dest: None },
+                Site { addr: 0x100a, insn: Insn::Rdtscp, len: 3, dest: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn find_sites_decodes_rdrand_and_rdseed_with_their_register() {
+        // rdrand eax; rdseed r9; rdrand r11w (66 41 0f c7 f3); cmpxchg16b [rdi] (not one)
+        let code = [0x0f, 0xc7, 0xf0, 0x49, 0x0f, 0xc7, 0xf9, 0x66, 0x41, 0x0f, 0xc7, 0xf3, 0x48, 0x0f, 0xc7, 0x0f];
+        let s = find_sites(&code, 0x2000);
+        let d = |reg, size| Some(Dest { reg, size });
+        assert_eq!(
+            s,
+            vec![
+                Site { addr: 0x2000, insn: Insn::Rdrand, len: 3, dest: d(0, 4) },
+                Site { addr: 0x2003, insn: Insn::Rdseed, len: 4, dest: d(9, 8) },
+                Site { addr: 0x2007, insn: Insn::Rdrand, len: 5, dest: d(11, 2) },
             ]
         );
     }

@@ -17,25 +17,10 @@ pub fn memory_operand_address(code: &[u8], rip: u64, r: &Regs, fs_base: u64, gs_
     let op = (0..insn.op_count()).find(|i| insn.op_kind(*i) == OpKind::Memory)?;
     insn.virtual_address(op, 0, |reg, _, _| {
         let full = match reg.full_register() {
-            Register::RAX => r.rax,
-            Register::RBX => r.rbx,
-            Register::RCX => r.rcx,
-            Register::RDX => r.rdx,
-            Register::RSI => r.rsi,
-            Register::RDI => r.rdi,
-            Register::RBP => r.rbp,
-            Register::RSP => r.rsp,
-            Register::R8 => r.r8,
-            Register::R9 => r.r9,
-            Register::R10 => r.r10,
-            Register::R11 => r.r11,
-            Register::R12 => r.r12,
-            Register::R13 => r.r13,
-            Register::R14 => r.r14,
-            Register::R15 => r.r15,
             Register::FS => fs_base,
             Register::GS => gs_base,
             Register::ES | Register::CS | Register::SS | Register::DS => 0,
+            f if f.is_gpr64() => r.gpr(f.number() as u8),
             _ => return None,
         };
         Some(if reg.size() == 4 { full & 0xffff_ffff } else { full })

@@ -42,6 +42,37 @@ pub struct Regs {
     pub rflags: u64,
 }
 
+impl Regs {
+    /// General register number `n` in encoding order (RAX 0, RCX 1, RDX 2, RBX 3, RSP 4, RBP 5,
+    /// RSI 6, RDI 7, R8 8 … R15 15; numbers above 15 wrap).
+    pub fn gpr_mut(&mut self, n: u8) -> &mut u64 {
+        match n & 15 {
+            0 => &mut self.rax,
+            1 => &mut self.rcx,
+            2 => &mut self.rdx,
+            3 => &mut self.rbx,
+            4 => &mut self.rsp,
+            5 => &mut self.rbp,
+            6 => &mut self.rsi,
+            7 => &mut self.rdi,
+            8 => &mut self.r8,
+            9 => &mut self.r9,
+            10 => &mut self.r10,
+            11 => &mut self.r11,
+            12 => &mut self.r12,
+            13 => &mut self.r13,
+            14 => &mut self.r14,
+            _ => &mut self.r15,
+        }
+    }
+
+    /// The value of general register number `n` (see [`Regs::gpr_mut`]).
+    pub fn gpr(&self, n: u8) -> u64 {
+        let mut copy = *self;
+        *copy.gpr_mut(n)
+    }
+}
+
 /// A syscall as the guest made it: number and the six argument registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Syscall {

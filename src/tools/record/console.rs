@@ -68,13 +68,12 @@ impl Console {
         if self.files == [None, None] {
             return None;
         }
-        let id = identity(fd)?;
-        // A descriptor 1 or 2 that is both (one terminal) keeps its own number.
-        match (fd, self.files.iter().position(|f| *f == Some(id))) {
-            (1 | 2, Some(_)) if self.files[fd as usize - 1] == Some(id) => Some(fd as u8),
-            (_, Some(i)) => Some(i as u8 + 1),
-            (_, None) => None,
+        let id = Some(identity(fd)?);
+        // Descriptor 1 or 2 still on its own file keeps its number (both may be one terminal).
+        if matches!(fd, 1 | 2) && self.files[fd as usize - 1] == id {
+            return Some(fd as u8);
         }
+        self.files.iter().position(|f| *f == id).map(|i| i as u8 + 1)
     }
 
     /// The console stream (1 or 2) write-like `call`, which returned `ret`, wrote to.
@@ -141,18 +140,10 @@ pub fn bytes_written(g: &dyn Guest, call: &Syscall, ret: i64) -> Option<Vec<u8>>
         g.read(GuestAddr(a[1]), &mut data).ok()?;
         return Some(data);
     }
-    let mut left = n;
-    for k in 0..a[2].min(1024) {
-        let mut e = [0u8; 16];
-        if left == 0 || g.read(GuestAddr(a[1] + 16 * k), &mut e).is_err() {
-            break;
-        }
-        let base = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(e[8..].try_into().expect("8 bytes")).min(left);
+    for (base, len) in super::iovec_ranges(g, a[1], a[2], n) {
         let at = data.len();
         data.resize(at + len as usize, 0);
         g.read(GuestAddr(base), &mut data[at..]).ok()?;
-        left -= len;
     }
     Some(data)
 }

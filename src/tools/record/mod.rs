@@ -24,6 +24,26 @@ use crate::process::host;
 use crate::process::vdso::{self, TimeBuffer};
 use crate::trap::{Action, Guest, GuestAddr, Outcome, Start, Syscall, Trap, TrapHandler};
 
+/// The guest ranges the first `total` bytes of a transfer through the `count` iovecs at `iov`
+/// occupy, in order (empty ones left out; at most 1024 iovecs, as the kernel's UIO_MAXIOV).
+pub(crate) fn iovec_ranges(g: &dyn Guest, iov: u64, count: u64, total: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut left = total;
+    for k in 0..count.min(1024) {
+        let mut e = [0u8; 16];
+        if g.read(GuestAddr(iov + k * 16), &mut e).is_err() {
+            break;
+        }
+        let base = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+        let n = left.min(u64::from_le_bytes(e[8..].try_into().expect("8 bytes")));
+        if n > 0 {
+            out.push((base, n));
+        }
+        left -= n;
+    }
+    out
+}
+
 /// The guest ranges a syscall that returned `ret` may have written, from its ABI entry.
 pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -51,17 +71,7 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
                 out.push((v, if ret_is_len { ret as u64 } else { len_of(len) }))
             }
             ArgKind::Out(s) | ArgKind::InOut(s) => out.push((v, s.size() as u64)),
-            ArgKind::Iovec { count, dir: Dir::Out } if ok => {
-                let mut left = ret as u64;
-                for k in 0..a[count].min(1024) {
-                    let (Some(base), Some(len)) = (read_u64(v + k * 16), read_u64(v + k * 16 + 8)) else { break };
-                    let n = left.min(len);
-                    if n > 0 {
-                        out.push((base, n));
-                    }
-                    left -= n;
-                }
-            }
+            ArgKind::Iovec { count, dir: Dir::Out } if ok => out.extend(iovec_ranges(g, v, a[count], ret as u64)),
             ArgKind::Msghdr(Dir::Out) if ok => {
                 out.push((v, 56));
                 if let (Some(name), Some(namelen)) = (read_u64(v), read_u32(v + 8)) {
@@ -75,15 +85,7 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
                     }
                 }
                 let (Some(iov), Some(n)) = (read_u64(v + 16), read_u64(v + 24)) else { continue };
-                let mut left = ret as u64;
-                for k in 0..n.min(1024) {
-                    let (Some(base), Some(len)) = (read_u64(iov + k * 16), read_u64(iov + k * 16 + 8)) else { break };
-                    let m = left.min(len);
-                    if m > 0 {
-                        out.push((base, m));
-                    }
-                    left -= m;
-                }
+                out.extend(iovec_ranges(g, iov, n, ret as u64));
             }
             ArgKind::SockLenPtr => out.push((v, 4)),
             ArgKind::SockAddrOut { len } if ok => {
@@ -220,34 +222,12 @@ fn emulate(g: &mut dyn Guest, site: nondet::Site) -> [u64; 4] {
     }
 }
 
-/// The general register number `n` (encoding order) of `r`.
-fn gpr(r: &mut crate::trap::Regs, n: u8) -> &mut u64 {
-    match n {
-        0 => &mut r.rax,
-        1 => &mut r.rcx,
-        2 => &mut r.rdx,
-        3 => &mut r.rbx,
-        4 => &mut r.rsp,
-        5 => &mut r.rbp,
-        6 => &mut r.rsi,
-        7 => &mut r.rdi,
-        8 => &mut r.r8,
-        9 => &mut r.r9,
-        10 => &mut r.r10,
-        11 => &mut r.r11,
-        12 => &mut r.r12,
-        13 => &mut r.r13,
-        14 => &mut r.r14,
-        _ => &mut r.r15,
-    }
-}
-
 /// Sets what the instruction at `site` produced and moves past it.
 fn apply_insn(g: &mut dyn Guest, site: nondet::Site, regs: [u64; 4]) {
     let mut r = g.regs();
     match (site.insn, site.dest) {
         (Insn::Rdrand | Insn::Rdseed, Some(d)) => {
-            let reg = gpr(&mut r, d.reg);
+            let reg = r.gpr_mut(d.reg);
             // A 32-bit result clears the upper half, a 16-bit one leaves it.
             *reg = match d.size {
                 2 => (*reg & !0xffff) | (regs[0] & 0xffff),
@@ -723,8 +703,6 @@ pub struct Replayer {
     time: Option<TimeBuffer>,
     /// Time calls loaded into it for the guest to make before the next event.
     time_loaded: u64,
-    /// Whether the buffer was loaded once (the first load also empties it).
-    time_primed: bool,
     /// Whether the trace predates Console events (version < 3).
     legacy_console: bool,
 }
@@ -803,7 +781,6 @@ impl Replayer {
                     memory_files: Default::default(),
                     time: None,
                     time_loaded: 0,
-                    time_primed: false,
                     legacy_console,
                 },
             )),
@@ -928,13 +905,13 @@ impl Replayer {
             },
             _ => Vec::new(),
         };
-        // Most events have no time calls before them; the buffer is then already empty
-        // (nothing loaded, none used), and the guest's memory is left alone.
-        if calls.is_empty() && self.time_loaded == 0 && self.time_primed {
+        // Most events have no time calls before them. With none loaded last time either, the
+        // buffer is still empty (as `vdso::map` or the last load left it: nothing allowed,
+        // nothing used), and the guest's memory is left alone.
+        if calls.is_empty() && self.time_loaded == 0 {
             return;
         }
         t.load(g, &calls);
-        self.time_primed = true;
         self.time_loaded = calls.len().min(vdso::CAPACITY as usize) as u64;
     }
 

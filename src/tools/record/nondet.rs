@@ -45,8 +45,8 @@ pub struct Dest {
 fn classify(i: &iced_x86::Instruction) -> Option<(Insn, u64, Option<Dest>)> {
     let dest = || {
         let r = i.op0_register();
-        let n = r.full_register().number().checked_sub(iced_x86::Register::RAX.number())?;
-        Some(Dest { reg: n as u8, size: r.size() as u8 })
+        let full = r.full_register();
+        full.is_gpr64().then(|| Dest { reg: full.number() as u8, size: r.size() as u8 })
     };
     Some(match i.mnemonic() {
         Mnemonic::Rdtsc => (Insn::Rdtsc, 2, None),

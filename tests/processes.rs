@@ -222,6 +222,44 @@ fn exec_switches_between_static_and_dynamic() {
     }
 }
 
+/// fexecve of a close-on-exec descriptor (the usual way to open it): the program is found
+/// although the exec closes the descriptor naming it, also when no path leads to the file.
+#[test]
+fn fexecve_of_a_close_on_exec_descriptor() {
+    let dir = tempdir("fexecve");
+    let prog = dir.join("prog");
+    for target in [Form::Dynamic, Form::Static] {
+        std::fs::copy(guest("hello", target), &prog).unwrap();
+        let argv = [guest("exec_then", Form::Static).into_os_string(), format!("@{}", prog.display()).into()];
+        for r in [native(&argv, b"", &dir), boxed(&argv, b"", &dir)] {
+            assert!(
+                r.stdout_str().ends_with("\nhello, world\n") && r.status == 0,
+                "{}{}",
+                r.stdout_str(),
+                r.stderr_str()
+            );
+        }
+        // Deleted: only descriptor 5 (inherited) leads to it.
+        let script = format!(
+            "exec 5<{}; rm {0}; exec {} @/dev/fd/5",
+            prog.display(),
+            guest("exec_then", Form::Dynamic).display()
+        );
+        let argv = ["/bin/sh", "-c", &script];
+        for run in [native::<&str>, boxed::<&str>] {
+            std::fs::copy(guest("hello", target), &prog).unwrap();
+            let r = run(&argv, b"", &dir);
+            assert!(
+                r.stdout_str().ends_with("\nhello, world\n") && r.status == 0,
+                "{}{}",
+                r.stdout_str(),
+                r.stderr_str()
+            );
+            assert!(!prog.exists());
+        }
+    }
+}
+
 // ---- real software ----
 
 /// The path of `name` in PATH, or a failure saying how to install it.

@@ -210,7 +210,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 3)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 4)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
@@ -401,5 +401,133 @@ fn rdrand_and_rdseed_are_trapped_and_replayed() {
             assert_eq!(rep.status, 0, "{}", rep.stderr_str());
             assert_eq!(rep.stdout_str(), out);
         }
+    }
+}
+
+#[test]
+fn recorded_process_execs_across_link_forms_and_scripts() {
+    common::require_kvm();
+    let d = tempdir("rr-exec");
+    std::fs::write(d.join("input.txt"), "read after three execs\n").unwrap();
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    let script = d.join("script.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho script pid $$\nexec {} input.txt\n", s(guest("nondet", Form::Static))),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // static → dynamic → static-pie → a #! script run by the dynamic /bin/sh → static.
+    let argv = vec![
+        s(guest("exec_then", Form::Static)),
+        s(guest("exec_then", Form::Dynamic)),
+        s(guest("exec_then", Form::StaticPie)),
+        s(script),
+    ];
+    assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not nondeterministic natively");
+    let trace = d.join("exec.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let out = rec.stdout_str();
+    assert_eq!(out.matches("exec_then pid").count(), 3, "{out}");
+    assert!(out.contains("script pid ") && out.contains("file read after three execs\n"), "{out}");
+    let info = trapbox(&["inspect", &trace.to_string_lossy()], b"", &d).stdout_str();
+    assert_eq!(info.matches("  exec (event ").count(), 4, "{info}");
+    // The exec'd images read the clock in trapbox's vDSO too (the first image makes one call).
+    assert!(count_before(&info, "time calls answered in the vDSO") >= 3, "{info}");
+    std::fs::remove_file(d.join("input.txt")).unwrap();
+    for _ in 0..2 {
+        let rep = replay(&d, &trace);
+        assert_eq!(rep.stdout_str(), out, "replay differs\n{}", rep.stderr_str());
+        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
+    }
+
+    // Thousands of time calls after an exec stay in the guest and replay.
+    let argv =
+        [s(guest("exec_then", Form::Static)), s(guest("vdso_time", Form::Dynamic)), "3000".into(), "vdso-only".into()];
+    let trace = d.join("vdso.trace");
+    let mut a = vec!["record".to_string(), "-v".into(), "-o".into(), s(trace.clone()), "--".into()];
+    a.extend(argv.iter().cloned());
+    let rec = trapbox(&a, b"", &d);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let exits = count_before(&rec.stderr_str(), "VM exits");
+    assert!(exits < 1200, "{exits} exits: the exec'd program's time calls are not answered in the vDSO");
+    let info = trapbox(&["inspect", &trace.to_string_lossy()], b"", &d).stdout_str();
+    assert!(count_before(&info, "time calls answered in the vDSO") >= 14_000, "{info}");
+    let rep = replay(&d, &trace);
+    assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
+}
+
+#[test]
+fn exec_of_a_changed_or_missing_program_is_refused_and_failed_execs_replay() {
+    common::require_kvm();
+    let d = tempdir("rr-exec-changed");
+    let prog = d.join("prog");
+    std::fs::copy(guest("hello", Form::Static), &prog).unwrap();
+    let argv =
+        vec![guest("exec_then", Form::Dynamic).to_string_lossy().into_owned(), prog.to_string_lossy().into_owned()];
+    let trace = d.join("t.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(replay(&d, &trace).stdout, rec.stdout);
+    std::fs::copy(guest("exitcode", Form::Static), &prog).unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    let err = rep.stderr_str();
+    assert!(
+        err.contains("replay diverged at event ") && err.contains("the program changed since it was recorded"),
+        "{err}"
+    );
+    std::fs::remove_file(&prog).unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    assert!(
+        rep.stderr_str().contains(&format!("an exec of the recorded program {}", prog.display())),
+        "{}",
+        rep.stderr_str()
+    );
+
+    // A failed exec is an ordinary recorded result.
+    let argv = vec![
+        guest("exec_then", Form::Static).to_string_lossy().into_owned(),
+        d.join("missing").to_string_lossy().into_owned(),
+    ];
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 127, "{}", rec.stderr_str());
+    assert!(rec.stdout_str().ends_with("exec_then: execv: No such file or directory\n"), "{}", rec.stdout_str());
+    std::fs::write(d.join("missing"), "#!/bin/sh\necho now it exists\n").unwrap();
+    let rep = replay(&d, &trace);
+    assert_eq!((rep.status, rep.stdout_str()), (127, rec.stdout_str()), "{}", rep.stderr_str());
+}
+
+#[test]
+fn execs_by_relative_path_and_by_descriptor_replay_from_another_directory() {
+    common::require_kvm();
+    let d = tempdir("rr-exec-paths");
+    let sub = d.join("sub");
+    std::fs::create_dir_all(sub.join("deeper")).unwrap();
+    std::fs::copy(guest("exec_then", Form::Dynamic), sub.join("deeper/prog")).unwrap();
+    std::fs::copy(guest("exec_then", Form::Static), sub.join("first")).unwrap();
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    // Started by a relative path; then a shell changes directory and execs a relative path,
+    // which execs a program through a descriptor (fexecve: /proc/self/fd/N).
+    let argv = vec![
+        "sub/first".to_string(),
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("cd sub/deeper && exec ./prog @{}", s(guest("nondet", Form::Static))),
+    ];
+    let trace = d.join("t.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(rec.stdout_str().matches("exec_then pid").count(), 2, "{}", rec.stdout_str());
+    assert!(rec.stdout_str().contains("\nrdtsc "), "{}", rec.stdout_str());
+    // Replayed from another directory: no path is taken relative to where the replay runs.
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for _ in 0..2 {
+        let rep = replay(&elsewhere, &trace);
+        assert_eq!(rep.stdout_str(), rec.stdout_str(), "{}", rep.stderr_str());
+        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
     }
 }

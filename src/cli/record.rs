@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use trapbox::tools::record::{file_crc, EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
+use trapbox::tools::record::{EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
 
 use crate::args::{RecordArgs, ReplayArgs};
 
@@ -38,17 +38,8 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     if let Some(n) = r.stop_at {
         replayer = replayer.stop_at(n);
     }
-    let program = start.program_path();
-    let now = file_crc(&program).with_context(|| format!("the recorded program {}", program.display()))?;
-    if now != start.program_crc {
-        bail!(
-            "{}: the program changed since it was recorded (CRC-32/length {:08x}/{} then, {:08x}/{} now)",
-            program.display(),
-            start.program_crc.0,
-            start.program_crc.1,
-            now.0,
-            now.1
-        );
+    if let Err(why) = start.check_program() {
+        bail!("{why}");
     }
     let mut sandbox = start.sandbox().build()?;
     if r.verbose {
@@ -93,8 +84,12 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     Event::Start(s) => {
                         let argv: Vec<String> =
                             s.argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-                        println!("  program: {}", String::from_utf8_lossy(&s.program));
-                        println!("  argv: {argv:?}");
+                        if events == 1 {
+                            println!("  program: {}", String::from_utf8_lossy(&s.program));
+                            println!("  argv: {argv:?}");
+                        } else {
+                            println!("  exec (event {}): {} {argv:?}", events - 1, String::from_utf8_lossy(&s.program));
+                        }
                     }
                     Event::Syscall(s) => {
                         let name = trapbox::process::abi::lookup(s.nr)

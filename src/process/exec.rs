@@ -25,6 +25,23 @@ pub struct ExecPlan {
     path: PathBuf,
     argv: Vec<OsString>,
     envp: Vec<OsString>,
+    placement: loader::Placement,
+    /// The program's file, when only a descriptor the exec closes names it.
+    _held: Option<std::fs::File>,
+}
+
+impl ExecPlan {
+    /// An exec of the image `start` describes, placed where it says: a replay reproducing a
+    /// recorded exec (the stack image holds argv and environment as the program got them).
+    pub fn of_image(start: &crate::trap::Start) -> ExecPlan {
+        ExecPlan {
+            path: start.program.clone(),
+            argv: start.argv.clone(),
+            envp: start.envp.clone(),
+            placement: start.placement.clone(),
+            _held: None,
+        }
+    }
 }
 
 impl Process {
@@ -42,31 +59,27 @@ impl Process {
             "execveat" => (a[0] as i32, a[1], a[2], a[3], a[4] as i32),
             _ => (libc::AT_FDCWD, a[0], a[1], a[2], 0),
         };
-        let path = self.exec_target(dirfd, path, flags)?;
+        let (path, held) = pin(self.exec_target(dirfd, path, flags)?)?;
         let argv = self.read_strings(argv)?;
         let envp = self.read_strings(envp)?;
-        Ok(ExecPlan { path, argv, envp })
+        Ok(ExecPlan { path, argv, envp, placement: loader::Placement::default(), _held: held })
     }
 
     /// The point of no return: the old image goes, the new program is loaded; `regs` become
     /// its entry state. The caller made sure no other thread runs.
     pub fn exec_commit(&mut self, m: &mut Machine, regs: &mut Regs, plan: ExecPlan) -> Action {
-        let ExecPlan { path, argv, envp } = plan;
+        let ExecPlan { path, argv, envp, placement, _held } = plan;
         self.release(m);
         self.signals.reset_for_exec();
         super::signals::mirror_all(&self.signals);
         self.close_on_exec();
-        let facts = loader::MachineFacts { hwcap: m.hwcap(), vdso: self.vdso };
-        let loaded =
-            match loader::load(&mut m.mem, &mut self.aspace, &path, &argv, &envp, facts, &loader::Placement::default())
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = std::io::Write::write_all(&mut self.diag, format!("trapbox: execve: {e}\n").as_bytes());
-                    return Action::Kill { signal: libc::SIGSEGV, fault: None };
-                }
-            };
-        self.adopt_image(&loaded);
+        let loaded = match self.load_image(m, &path, &argv, &envp, &placement) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::io::Write::write_all(&mut self.diag, format!("trapbox: execve: {e}\n").as_bytes());
+                return Action::Kill { signal: libc::SIGSEGV, fault: None };
+            }
+        };
         self.clear_child_tid = 0;
         self.robust_list = (0, 0);
         // Closing the vfork pipe lets a vfork parent go on.
@@ -178,6 +191,28 @@ fn runnable(path: &std::path::Path) -> Result<(), i32> {
         return loader::probe(&ip).map(|_| ()).map_err(|_| libc::ENOENT);
     }
     loader::probe(path).map(|_| ()).map_err(|_| libc::ENOEXEC)
+}
+
+/// A program named through a descriptor (fexecve's `/proc/self/fd/N`) must outlive the
+/// closing of close-on-exec descriptors: it is named by its own path when that leads to the
+/// same file, else held open by trapbox (a memory file, a deleted one) and named through
+/// trapbox's own descriptor.
+fn pin(path: PathBuf) -> Result<(PathBuf, Option<std::fs::File>), i32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    if !(path.starts_with("/proc/self/fd") || path.starts_with("/dev/fd")) {
+        return Ok((path, None));
+    }
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EACCES);
+    let file = std::fs::File::open(&path).map_err(errno)?;
+    let meta = file.metadata().map_err(errno)?;
+    if let Ok(real) = std::fs::canonicalize(&path) {
+        if std::fs::metadata(&real).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino())) {
+            return Ok((real, None));
+        }
+    }
+    let held = super::fds::privatize(file).map_err(errno)?;
+    Ok((PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd())), Some(held)))
 }
 
 /// Names this host process after the new program, as the kernel renames an exec'ing task

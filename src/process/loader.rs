@@ -80,6 +80,9 @@ pub enum LoadError {
     /// Registering guest memory failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// trapbox's own vDSO could not be set up.
+    #[error(transparent)]
+    Vdso(#[from] super::vdso::VdsoError),
 }
 
 /// An ELF image placed in memory.
@@ -422,6 +425,15 @@ pub fn load(
     // STACK_SIZE for any argv/envp the host's execve accepted; a recorded image was checked
     // above), which is writable.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sp as *mut u8, bytes.len()) };
+    // A recorded stack image says what the program was given (a script's interpreter is
+    // already in its argv).
+    let argv = match placement.stack_image {
+        Some(_) => stack_argv(sp, &bytes).ok_or(LoadError::Elf {
+            path: exe_path.clone(),
+            source: ElfError::Corrupt("recorded stack image has no valid argv"),
+        })?,
+        None => argv,
+    };
     let envp_addr = sp + 8 * (argv.len() as u64 + 2);
     let image_base = |i: &Image| i.bias + i.info.span().0;
     let placement = Placement {
@@ -432,6 +444,23 @@ pub fn load(
         vdso: placement.vdso,
     };
     Ok(Loaded { exe, interp, entry, sp, brk_start, brk_limit, argv, exec_path: path, envp_addr, placement })
+}
+
+/// The argv a stack image holds: argc at `sp`, then pointers to strings inside the image.
+fn stack_argv(sp: u64, image: &[u8]) -> Option<Vec<OsString>> {
+    let word = |i: usize| image.get(i * 8..i * 8 + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+    let argc = usize::try_from(word(0)?).ok()?;
+    if argc > image.len() / 8 {
+        return None;
+    }
+    (1..=argc)
+        .map(|i| {
+            let at = usize::try_from(word(i)?.checked_sub(sp)?).ok()?;
+            let s = image.get(at..)?;
+            let len = s.iter().position(|&b| b == 0)?;
+            Some(OsString::from_vec(s[..len].to_vec()))
+        })
+        .collect()
 }
 
 fn getrandom(buf: &mut [u8]) {

@@ -112,8 +112,17 @@ pub struct Process {
     pub diag: std::fs::File,
     /// The guest program's absolute path (what `/proc/self/exe` names for the guest).
     pub exe: std::path::PathBuf,
-    /// AT_SYSINFO_EHDR: the vDSO shared with the guest (an exec'd program gets it too).
+    /// AT_SYSINFO_EHDR: the host's vDSO shared with the guest, for every image loaded when
+    /// the process has no vDSO of trapbox's own.
     pub vdso: Option<u64>,
+    /// trapbox's own vDSO ([`vdso`]): each image loaded (the first, and each exec's) gets a
+    /// fresh one in this mode, so a recorded or replayed program's time calls stay recorded
+    /// across exec.
+    pub own_vdso: Option<vdso::TimeMode>,
+    /// How the current image was started: program, arguments, environment and placement
+    /// (the first image's, then each exec's).
+    pub image: Option<crate::trap::Start>,
+
     /// Whether this process is a forked copy of trapbox running a guest's child: it ends
     /// with its guest instead of returning to whoever started the sandbox.
     pub forked: bool,
@@ -167,6 +176,8 @@ impl Process {
             diag,
             exe: std::path::PathBuf::new(),
             vdso: None,
+            own_vdso: None,
+            image: None,
             forked: false,
             generation: 0,
             thread_ids: Vec::new(),
@@ -211,7 +222,39 @@ impl Process {
     }
 
     /// Takes on what the loader made: the program's path, the heap, the symbols.
-    pub fn adopt_image(&mut self, loaded: &loader::Loaded) {
+    /// Loads `program` into this process's empty address space: trapbox's own vDSO first when
+    /// the process has one, then the program's images and stack as `placement` says; the
+    /// result becomes the current image.
+    pub fn load_image(
+        &mut self,
+        m: &mut crate::vm::Machine,
+        program: &std::path::Path,
+        argv: &[std::ffi::OsString],
+        envp: &[std::ffi::OsString],
+        placement: &loader::Placement,
+    ) -> Result<loader::Loaded, loader::LoadError> {
+        let mut placement = placement.clone();
+        placement.vdso = match self.own_vdso {
+            // A replayed image has the vDSO its recording had, where it had it.
+            Some(vdso::TimeMode::Replay) if placement.vdso.is_none() => None,
+            Some(mode) => Some(vdso::install(&mut m.mem, &mut self.aspace, placement.vdso, mode)?),
+            None => None,
+        };
+        let facts = loader::MachineFacts { hwcap: m.hwcap(), vdso: placement.vdso.or(self.vdso) };
+        let loaded = loader::load(&mut m.mem, &mut self.aspace, program, argv, envp, facts, &placement)?;
+        self.adopt_image(&loaded, envp);
+        Ok(loaded)
+    }
+
+    fn adopt_image(&mut self, loaded: &loader::Loaded, envp: &[std::ffi::OsString]) {
+        self.image = Some(crate::trap::Start {
+            program: loaded.exec_path.clone(),
+            argv: loaded.argv.clone(),
+            envp: envp.to_vec(),
+            env_count: envp.len(),
+            envp_addr: loaded.envp_addr,
+            placement: loaded.placement.clone(),
+        });
         self.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
         self.brk = loaded.brk_start;
         self.brk_start = loaded.brk_start;

@@ -22,7 +22,9 @@
 use iced_x86::code_asm::*;
 
 use super::host;
+use super::mem::AddressSpace;
 use crate::trap::{Guest, GuestAddr};
+use crate::vm::GuestMemory;
 
 /// Bytes of the image: ELF headers, dynamic symbols and code in one read-execute page.
 pub const IMAGE_SIZE: u64 = 0x1000;
@@ -117,6 +119,9 @@ pub enum VdsoError {
     /// The code could not be assembled.
     #[error("cannot assemble trapbox's vDSO: {0}")]
     Assemble(String),
+    /// The guest's page tables could not take it.
+    #[error("cannot map trapbox's vDSO into the guest: {0}")]
+    Guest(#[from] crate::vm::MemoryError),
 }
 
 /// The host functions trapbox's vDSO calls in record mode: `[vdso]`'s time functions in
@@ -517,6 +522,31 @@ fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, 
     a.syscall()?;
     a.ret()?;
     a.assemble(ip)
+}
+
+/// Maps trapbox's own vDSO (at `at`, or anywhere) into trapbox and the guest: image read and
+/// execute, buffer read and write. Returns its base.
+pub fn install(
+    mem: &mut GuestMemory,
+    aspace: &mut AddressSpace,
+    at: Option<u64>,
+    mode: TimeMode,
+) -> Result<u64, VdsoError> {
+    let base = map(at, mode)?;
+    let rx = libc::PROT_READ | libc::PROT_EXEC;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let inserted = aspace
+        .insert(mem, base, IMAGE_SIZE, rx)
+        .and_then(|_| aspace.insert(mem, base + IMAGE_SIZE, SIZE - IMAGE_SIZE, rw));
+    if let Err(e) = inserted {
+        let _ = aspace.remove(mem, base, SIZE);
+        // SAFETY: the mapping `map` just made, no longer guest memory.
+        let _ = unsafe { host::munmap(base, SIZE) };
+        return Err(e.into());
+    }
+    // SAFETY: the image page was just filled; the host's view now matches the guest's.
+    let _ = unsafe { host::mprotect(base, IMAGE_SIZE, rx) };
+    Ok(base)
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 
 use std::sync::{mpsc, Arc, MutexGuard};
 
+use crate::process::exec::ExecPlan;
 use crate::process::fork::{flag, CloneArgs};
 use crate::process::sigdeliver::Interrupted;
 use crate::process::{run_host, signals, Handled, ThreadState};
-use crate::trap::{Action, Guest, GuestAddr, MemError, Regs, Syscall, TrapHandler};
+use crate::trap::{Action, Guest, GuestAddr, MemError, Regs, Start, Syscall, TrapHandler};
 
 use super::cpu;
 use super::threads::{Core, Shared, ThreadCtx};
@@ -159,26 +160,32 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
 }
 
 impl KvmGuest<'_, '_> {
-    /// execve in a process with other threads: the checks first, then the other threads end,
-    /// then the new image replaces the old.
+    /// execve in a process with other threads: the checks first, then [`Self::exec_plan`].
     fn exec_with_threads(&mut self, call: &Syscall) -> Action {
         let name = if call.nr == libc::SYS_execveat as u64 { "execveat" } else { "execve" };
-        let plan = match self.cpu.s().process.exec_prepare(name, &call.args) {
-            Ok(p) => p,
-            Err(e) => return Action::Return(-(e as i64)),
-        };
-        let group = &self.cpu.core.group;
-        if !group.is_main() {
-            self.cpu.s().process.warn_once(
-                "exec-thread",
-                format_args!("execve from a thread other than the first is not supported; returning EAGAIN"),
-            );
-            return Action::Return(-(libc::EAGAIN as i64));
+        match self.cpu.s().process.exec_prepare(name, &call.args) {
+            Ok(plan) => self.exec_plan(plan),
+            Err(e) => Action::Return(-(e as i64)),
         }
-        group.stop_others_for_exec();
-        let core = self.cpu.core.clone();
-        self.cpu.unlocked(|| core.group.wait_for_others());
-        core.group.resume_after_exec();
+    }
+
+    /// The point of no return of an exec: the other threads end, then the new image replaces
+    /// the old.
+    fn exec_plan(&mut self, plan: ExecPlan) -> Action {
+        let group = &self.cpu.core.group;
+        if group.others() > 0 {
+            if !group.is_main() {
+                self.cpu.s().process.warn_once(
+                    "exec-thread",
+                    format_args!("execve from a thread other than the first is not supported; returning EAGAIN"),
+                );
+                return Action::Return(-(libc::EAGAIN as i64));
+            }
+            group.stop_others_for_exec();
+            let core = self.cpu.core.clone();
+            self.cpu.unlocked(|| core.group.wait_for_others());
+            core.group.resume_after_exec();
+        }
         let Shared { machine, process } = self.cpu.s();
         let action = process.exec_commit(machine, &mut self.regs, plan);
         self.dirty = true;
@@ -251,6 +258,12 @@ impl Guest for KvmGuest<'_, '_> {
     }
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.cpu.sr().machine.cpuid(leaf, subleaf)
+    }
+    fn image(&self) -> Option<Start> {
+        self.cpu.sr().process.image.clone()
+    }
+    fn exec_image(&mut self, start: &Start) -> Action {
+        self.exec_plan(ExecPlan::of_image(start))
     }
     fn queue_signal(&mut self, sig: i32, siginfo: &[u8; 128]) {
         self.cpu.s().process.signals.raise(sig, *siginfo);

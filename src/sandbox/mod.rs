@@ -63,9 +63,6 @@ pub enum SandboxError {
         /// Guest RIP.
         rip: u64,
     },
-    /// trapbox's own vDSO could not be set up.
-    #[error(transparent)]
-    Vdso(#[from] vdso::VdsoError),
     /// The guest already exited or was killed; there is nothing to run.
     #[error("the guest has already ended")]
     Ended,
@@ -124,31 +121,6 @@ pub enum VdsoMode {
     /// trapbox's own at the placement's recorded address, answering time calls from entries
     /// a replayer loads. No vDSO when the placement has none (a recording made without it).
     Replay,
-}
-
-/// Maps trapbox's own vDSO (at `at`, or anywhere) into trapbox and the guest, and returns its
-/// base.
-fn map_own_vdso(
-    machine: &mut Machine,
-    process: &mut Process,
-    at: Option<u64>,
-    mode: vdso::TimeMode,
-) -> Result<u64, SandboxError> {
-    let base = vdso::map(at, mode)?;
-    let rx = libc::PROT_READ | libc::PROT_EXEC;
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let inserted = process.aspace.insert(&mut machine.mem, base, vdso::IMAGE_SIZE, rx).and_then(|_| {
-        process.aspace.insert(&mut machine.mem, base + vdso::IMAGE_SIZE, vdso::SIZE - vdso::IMAGE_SIZE, rw)
-    });
-    if let Err(e) = inserted {
-        let _ = process.aspace.remove(&mut machine.mem, base, vdso::SIZE);
-        // SAFETY: the mapping vdso::map just made, no longer guest memory.
-        let _ = unsafe { crate::process::host::munmap(base, vdso::SIZE) };
-        return Err(VmError::from(e).into());
-    }
-    // SAFETY: the image page was just filled; the host's view now matches the guest's.
-    let _ = unsafe { crate::process::host::mprotect(base, vdso::IMAGE_SIZE, rx) };
-    Ok(base)
 }
 
 /// Builds a [`Sandbox`].
@@ -235,33 +207,19 @@ impl SandboxBuilder {
             VdsoMode::Host | VdsoMode::Record => machine.share_vdso()?,
             VdsoMode::None | VdsoMode::Replay => None,
         };
-        // An exec'd image gets the host's vDSO: trapbox's own goes with the first image.
-        process.vdso = host_vdso;
-        let own = match self.vdso {
+        process.own_vdso = match self.vdso {
             VdsoMode::Record => host_vdso.and_then(vdso::host_functions).map(vdso::TimeMode::Record),
             // A recording made without trapbox's vDSO replays without it.
             VdsoMode::Replay => self.placement.vdso.map(|_| vdso::TimeMode::Replay),
             VdsoMode::None | VdsoMode::Host => None,
         };
-        let mut placement = self.placement.clone();
-        placement.vdso = match own {
-            Some(mode) => Some(map_own_vdso(&mut machine, &mut process, self.placement.vdso, mode)?),
-            None => None,
-        };
-        let facts = loader::MachineFacts { hwcap: machine.hwcap(), vdso: placement.vdso.or(host_vdso) };
-        let loaded =
-            loader::load(&mut machine.mem, &mut process.aspace, &self.program, &argv, &self.envp, facts, &placement)?;
-        process.adopt_image(&loaded);
+        // A recorded guest never gets the host's vDSO itself: its time calls would go unseen.
+        // (It is still shared: trapbox's own calls into it when recording.)
+        process.vdso = host_vdso.filter(|_| self.vdso == VdsoMode::Host);
+        let loaded = process.load_image(&mut machine, &self.program, &argv, &self.envp, &self.placement)?;
         machine.set_entry(loaded.entry, loaded.sp);
         let vcpu = machine.leave();
-        let start = Start {
-            program: loaded.exec_path.clone(),
-            argv: loaded.argv.clone(),
-            envp: self.envp.clone(),
-            env_count: self.envp.len(),
-            envp_addr: loaded.envp_addr,
-            placement: loaded.placement.clone(),
-        };
+        let start = process.image.clone().unwrap_or_default();
         let path = machine.trap_path();
         let mask = process.signals.mask;
         Ok(Sandbox {

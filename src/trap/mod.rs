@@ -254,6 +254,21 @@ pub trait Guest {
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
         None
     }
+
+    /// How the program now running was started: the first image's [`Start`], or after an
+    /// exec the new image's. None from backends that do not load programs.
+    fn image(&self) -> Option<Start> {
+        None
+    }
+
+    /// Replaces the program, as a successful execve would, with the image `start` describes:
+    /// its program file, at its placement, with its stack image (a replay reproducing a
+    /// recorded exec). [`Action::Resume`] enters the new image; a program that cannot be
+    /// loaded kills the process, as past execve's point of no return. Backends without exec
+    /// refuse it with ENOSYS.
+    fn exec_image(&mut self, _start: &Start) -> Action {
+        Action::Return(-(libc::ENOSYS as i64))
+    }
 }
 
 /// What the guest was started with (what `execve` would have been given) and where the

@@ -113,6 +113,15 @@ for f in static dynamic; do
     bad "record/replay nondet/$f (replay status $rs)"; diff /tmp/rr-rec.out /tmp/rr-rep.out | head -5; fi
 done
 
+# A recorded process that execs (static into dynamic into static): each new image replays
+# at its recorded placement.
+echo "recorded input" > /tmp/rr-in.txt
+timeout 300 $T record -o /tmp/rr-x.trace -- $G/exec_then-static $G/exec_then-dynamic $G/nondet-static /tmp/rr-in.txt > /tmp/rr-rec.out 2> /tmp/b.err < /dev/null
+rm -f /tmp/rr-in.txt
+timeout 300 $T replay /tmp/rr-x.trace > /tmp/rr-rep.out 2>> /tmp/b.err < /dev/null; rs=$?
+if [ "$rs" = 0 ] && cmp -s /tmp/rr-rec.out /tmp/rr-rep.out && [ "$(grep -c '^exec_then pid' /tmp/rr-rep.out)" = 2 ] && grep -q "^rdtsc " /tmp/rr-rep.out; then ok "record/replay across exec"; else
+  bad "record/replay across exec (replay status $rs)"; head -3 /tmp/b.err; diff /tmp/rr-rec.out /tmp/rr-rep.out | head -5; fi
+
 # record / replay with trapbox's own vDSO on the hardware path: thousands of time calls read the
 # right clock and come back identical; they stay in the guest (few exits) when this kernel's
 # clocksource is one its vDSO reads (the TSC).

@@ -8,9 +8,10 @@ use super::event::{Decoder, Event, StartEvent};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
-/// Format version written. Version 3 added trapbox's vDSO (its base in Start, TimeCalls
-/// events), version 2 the Signal event; older traces are read as they are.
-pub const VERSION: u16 = 3;
+/// Format version written. Version 4 lets the recorded process exec (a Start event after a
+/// successful execve), version 3 added trapbox's vDSO (its base in Start, TimeCalls events),
+/// version 2 the Signal event; older traces are read as they are.
+pub const VERSION: u16 = 4;
 /// The oldest version read.
 const OLDEST: u16 = 1;
 /// Chunk magic.
@@ -172,12 +173,12 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         self.hand_over(Some((id, file)), None)
     }
 
-    /// Writes `start` as the first event and hands it over at once, with the CRC of `program`
-    /// computed on the compressing thread (a large program is not read while the guest waits).
+    /// Appends `start` (the first event, or an exec's new image) and hands it over at once,
+    /// with the CRC of `program` computed on the compressing thread (a large program is not
+    /// read while the guest waits).
     pub fn push_start(&mut self, start: StartEvent, program: std::path::PathBuf) -> std::io::Result<()> {
-        if self.next_event != 0 || self.events_in_buf != 0 {
-            return Err(std::io::Error::other("the start must be a trace's first event"));
-        }
+        // The start opens a chunk of its own (the thread puts it before the chunk's events).
+        self.flush()?;
         self.events_in_buf += 1;
         self.hand_over(None, Some((start, program)))
     }

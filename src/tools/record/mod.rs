@@ -131,6 +131,10 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
     out
 }
 
+fn is_exec(call: &Syscall) -> bool {
+    call.nr == libc::SYS_execve as u64 || call.nr == libc::SYS_execveat as u64
+}
+
 /// A syscall's result once `action` is applied.
 fn result_of(action: &Action, g: &dyn Guest) -> i64 {
     match action {
@@ -344,19 +348,24 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     pub fn patched_sites(&self) -> usize {
         self.patcher.sites()
     }
-}
 
-impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
-    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
-        self.inner.on_start(g, start);
+    /// A program image begins (the first, or an exec's): its machine-dependent instructions
+    /// are patched, its vDSO buffer drained from now on, and a Start event records it.
+    fn begin_image(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.patcher = Patcher::default();
         self.patcher.scan(g);
         let pl = &start.placement;
         self.time = pl.vdso.map(TimeBuffer::at);
-        self.console = Console::new();
         self.host_vdso = pl.vdso.and_then(|_| vdso::host_range());
         let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
+        // A path a replay can open from anywhere: absolute, and a descriptor's name resolved.
+        let program = if start.program.starts_with("/proc/self/fd") {
+            std::fs::canonicalize(&start.program).unwrap_or_else(|_| start.program.clone())
+        } else {
+            std::path::absolute(&start.program).unwrap_or_else(|_| start.program.clone())
+        };
         let ev = StartEvent {
-            program: os_bytes(start.program.as_os_str()),
+            program: os_bytes(program.as_os_str()),
             argv: start.argv.iter().map(|a| os_bytes(a)).collect(),
             envp: start.envp.iter().map(|e| os_bytes(e)).collect(),
             program_crc: (0, 0),
@@ -367,13 +376,21 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             stack,
             vdso: pl.vdso,
         };
-        // The start goes to disk at once (a trace cut short anywhere still replays a prefix),
+        // A start goes to disk at once (a trace cut short anywhere still replays a prefix),
         // its program CRC computed by the writer's thread.
         if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
-            if let Err(err) = out.push_start(ev, start.program.clone()) {
+            if let Err(err) = out.push_start(ev, program) {
                 self.error = Some(err);
             }
         }
+    }
+}
+
+impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
+        self.console = Console::new();
+        self.begin_image(g, start);
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
@@ -389,21 +406,23 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 if let Some(e) = self.console.written(g, call, ret) {
                     self.console.append(&e);
                 }
-                if ret == 0 && matches!(call.name().as_ref(), "execve" | "execveat") {
-                    // The image with trapbox's vDSO is gone (the new one has the host's).
-                    self.time = None;
+                if is_exec(call) && matches!(action, Action::Resume) {
+                    // The new image has a vDSO of its own.
+                    self.time = g.image().and_then(|s| s.placement.vdso).map(TimeBuffer::at);
                 }
                 if let Some(t) = self.time {
                     t.drain(g);
                 }
                 action
             }
-            Trap::Syscall(call) if matches!(call.name().as_ref(), "execve" | "execveat") => {
-                // A replay has no way to bring in another program without reading the host:
-                // the recorded process may not exec (its children may, unrecorded).
-                eprintln!("trapbox: warning: record: the recorded process cannot exec (replay could not follow); execve returns ENOSYS");
-                let ret = -(libc::ENOSYS as i64);
+            Trap::Syscall(call) if is_exec(call) => {
                 self.drain_time_calls(g);
+                for e in self.console.from_children() {
+                    self.push(&Event::Console(e));
+                }
+                let action = self.inner.on_trap(g, trap);
+                // A successful exec resumes the new image; its registers are not a result.
+                let ret = if matches!(action, Action::Resume) { 0 } else { result_of(&action, g) };
                 self.push(&Event::Syscall(SyscallEvent {
                     nr: call.nr,
                     args: call.args,
@@ -411,7 +430,14 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                     writes: vec![],
                     file: None,
                 }));
-                Action::Return(ret)
+                if matches!(action, Action::Resume) {
+                    // Replay brings the new program in as the first: from its path, checked
+                    // against the recorded CRC, at the recorded addresses with the recorded stack.
+                    if let Some(start) = g.image() {
+                        self.begin_image(g, &start);
+                    }
+                }
+                action
             }
             Trap::Syscall(call) => {
                 // The time calls made before this one, read before the call can unmap them.
@@ -512,6 +538,50 @@ impl StartEvent {
         ))
     }
 
+    /// Where the recorded image was: images, stack (with the recorded stack image) and
+    /// trapbox's vDSO.
+    pub fn placement(&self) -> crate::process::loader::Placement {
+        crate::process::loader::Placement {
+            exe_base: self.exe_base,
+            interp_base: self.interp_base,
+            stack_base: Some(self.stack_base),
+            stack_image: Some((self.sp, self.stack.clone())),
+            vdso: self.vdso,
+        }
+    }
+
+    /// Whether the program file is still the recorded one (CRC-32 and length); Err says how
+    /// it differs.
+    pub fn check_program(&self) -> Result<(), String> {
+        let program = self.program_path();
+        let now = file_crc(&program).map_err(|e| format!("the recorded program {}: {e}", program.display()))?;
+        if now != self.program_crc {
+            return Err(format!(
+                "{}: the program changed since it was recorded (CRC-32/length {:08x}/{} then, {:08x}/{} now)",
+                program.display(),
+                self.program_crc.0,
+                self.program_crc.1,
+                now.0,
+                now.1
+            ));
+        }
+        Ok(())
+    }
+
+    /// The image as [`Guest::exec_image`] takes it.
+    pub fn image(&self) -> Start {
+        use std::os::unix::ffi::OsStringExt;
+        let os = |v: &Vec<u8>| std::ffi::OsString::from_vec(v.clone());
+        Start {
+            program: self.program_path(),
+            argv: self.argv.iter().map(os).collect(),
+            envp: self.envp.iter().map(os).collect(),
+            env_count: self.envp.len(),
+            envp_addr: self.sp + 8 * (self.argv.len() as u64 + 2),
+            placement: self.placement(),
+        }
+    }
+
     /// A sandbox builder that reproduces the recorded start: program, argv, environment, the
     /// images, stack and trapbox's vDSO at their recorded addresses with the recorded stack
     /// image (no vDSO if the recording had none).
@@ -521,13 +591,7 @@ impl StartEvent {
         crate::Sandbox::builder(self.program_path())
             .args(self.argv.iter().map(os))
             .env(self.envp.iter().map(os))
-            .placement(crate::process::loader::Placement {
-                exe_base: self.exe_base,
-                interp_base: self.interp_base,
-                stack_base: Some(self.stack_base),
-                stack_image: Some((self.sp, self.stack.clone())),
-                vdso: self.vdso,
-            })
+            .placement(self.placement())
             .vdso_mode(crate::VdsoMode::Replay)
     }
 }
@@ -932,7 +996,12 @@ impl Replayer {
         let to_console = self.legacy_console
             && matches!(name.as_ref(), "write" | "writev" | "pwrite64" | "pwritev" | "pwritev2")
             && matches!(call.args[0], 1 | 2);
-        let action = if replay_reexecutes(&name) {
+        let action = if is_exec(call) && ev.ret == 0 {
+            match self.exec(g, call) {
+                Ok(a) => a,
+                Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
+            }
+        } else if replay_reexecutes(&name) {
             match self.reexecute(g, call, &ev) {
                 Ok(a) => a,
                 Err(actual) => {
@@ -978,6 +1047,29 @@ impl Replayer {
             let _ = self.next();
         }
         action
+    }
+
+    /// A recorded exec that succeeded: the new program is loaded from its recorded path, as
+    /// the first was, where the Start that follows says. Err describes how it differs from the recording.
+    fn exec(&mut self, g: &mut dyn Guest, call: &Syscall) -> Result<Action, String> {
+        // Without a Start, the exec failed past its point of no return: it fails the same way
+        // again.
+        if !matches!(self.peek(), Some(Event::Start(_))) {
+            return Ok(g.passthrough(call));
+        }
+        let Ok(Some(Event::Start(start))) = self.next() else { return Ok(g.passthrough(call)) };
+        start.check_program().map_err(|why| format!("an exec of {why}"))?;
+        // The recorded program, not the path the guest names: that may be relative to a
+        // directory the replay never entered, or name a descriptor it never opened.
+        let action = g.exec_image(&start.image());
+        if !matches!(action, Action::Resume) {
+            return Err(format!("an exec of {} that failed", start.program_path().display()));
+        }
+        self.patcher = Patcher::default();
+        self.patcher.scan(g);
+        self.time = start.vdso.map(TimeBuffer::at);
+        self.time_loaded = 0;
+        Ok(action)
     }
 
     /// A descriptor, at the lowest free number, for a memory file holding stored file `id`

@@ -531,3 +531,62 @@ fn execs_by_relative_path_and_by_descriptor_replay_from_another_directory() {
         assert_eq!(rep.status, 0, "{}", rep.stderr_str());
     }
 }
+
+/// Code whose mapping changes keeps its trapped instructions: mprotect of a patched text page,
+/// generated code made executable, then moved by mremap.
+#[test]
+fn patched_code_survives_mprotect_and_mremap() {
+    common::require_kvm();
+    let d = tempdir("rr-code-moves");
+    for form in [Form::Static, Form::Dynamic] {
+        let argv = vec![guest("code_moves", form).to_string_lossy().into_owned()];
+        assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not nondeterministic natively");
+        let trace = d.join("t.trace");
+        let rec = record(&d, &trace, &argv, b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        assert_eq!(rec.stdout_str().matches("tsc ").count(), 7, "{}", rec.stdout_str());
+        assert!(rec.stdout_str().ends_with("done\n"), "{}", rec.stdout_str());
+        for _ in 0..2 {
+            let rep = replay(&d, &trace);
+            assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
+        }
+    }
+}
+
+/// A signal that interrupted user code (no syscall in flight) is replayed at the instruction it
+/// interrupted, with the registers it interrupted; where those cannot be found again (a turn of
+/// a counting loop), the replay reports a divergence instead of delivering it elsewhere.
+#[test]
+fn signals_interrupting_user_code_replay_there_or_diverge() {
+    common::require_kvm();
+    let d = tempdir("rr-sig-spin");
+    for form in [Form::Static, Form::Dynamic] {
+        let exe = guest("sig_spin", form).to_string_lossy().into_owned();
+        let wait = vec![exe.clone(), "wait".into()];
+        assert_ne!(native(&wait, b"", &d).stdout, native(&wait, b"", &d).stdout, "not nondeterministic natively");
+        let trace = d.join("wait.trace");
+        let rec = record(&d, &trace, &wait, b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        assert!(rec.stdout_str().starts_with("interrupted at main+"), "{}", rec.stdout_str());
+        for _ in 0..2 {
+            // The handler sees the interrupted instruction the recording's handler saw.
+            let rep = replay(&d, &trace);
+            assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
+        }
+        let count = vec![exe, "count".into()];
+        let trace = d.join("count.trace");
+        let rec = record(&d, &trace, &count, b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        assert!(rec.stdout_str().contains(" after some turns "), "{}", rec.stdout_str());
+        let rep = replay(&d, &trace);
+        assert_eq!(rep.status, 127, "{}\n{}", rep.stdout_str(), rep.stderr_str());
+        let err = rep.stderr_str();
+        assert!(
+            err.contains("replay diverged at event ")
+                && err.contains("the trace has signal SIGALRM interrupting 0x")
+                && err.contains(" reached with "),
+            "{err}"
+        );
+        assert!(rep.stdout.is_empty(), "{}", rep.stdout_str());
+    }
+}

@@ -169,15 +169,36 @@ pub struct Restored {
     pub fpstate: Option<u64>,
 }
 
+/// The registers a frame's ucontext saved (what the signal interrupted), in `struct
+/// sigcontext` order: R8 … R15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP, RIP, RFLAGS.
+pub fn saved_gregs(uc: &[u8; UCONTEXT_SIZE_PUB]) -> [u64; 18] {
+    let mut g = [0u64; 18];
+    for (i, v) in g.iter_mut().enumerate() {
+        let off = MCONTEXT - UC + i * 8;
+        *v = u64::from_le_bytes([
+            uc[off],
+            uc[off + 1],
+            uc[off + 2],
+            uc[off + 3],
+            uc[off + 4],
+            uc[off + 5],
+            uc[off + 6],
+            uc[off + 7],
+        ]);
+    }
+    g
+}
+
+/// [`Regs`] in `struct sigcontext` order (see [`saved_gregs`]).
+pub fn gregs_of(r: &Regs) -> [u64; 18] {
+    gregs(r)
+}
+
 /// Reads back a frame: `uc` holds the ucontext's bytes (what the handler's RDX pointed at,
 /// now `RSP` at `rt_sigreturn`). Flags the user may not set are taken from `current`.
 pub fn restore(uc: &[u8; UCONTEXT_SIZE_PUB], current_flags: u64) -> Restored {
     let w = |off: usize| u64::from_le_bytes(uc[off..off + 8].try_into().expect("8 bytes"));
-    let mut g = [0u64; 18];
-    for (i, v) in g.iter_mut().enumerate() {
-        *v = w(MCONTEXT - UC + i * 8);
-    }
-    let mut regs = set_gregs(&g);
+    let mut regs = set_gregs(&saved_gregs(uc));
     regs.rflags = (current_flags & !USER_FLAGS) | (regs.rflags & USER_FLAGS);
     let fp = w(MCONTEXT - UC + SC_FPSTATE);
     Restored { regs, mask: w(SIGMASK - UC), fpstate: (fp != 0).then_some(fp) }

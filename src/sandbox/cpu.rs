@@ -123,7 +123,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
             // A stray access to the doorbell page cannot be resumed meaningfully.
             Ok(Next::End(end_of(&action).unwrap_or(Outcome::Killed { signal: libc::SIGSEGV, fault: None })))
         }
-        Exit::Interrupted => Ok(on_interrupted(&mut cpu)),
+        Exit::Interrupted => Ok(on_interrupted(&mut cpu, handler)),
         Exit::HostMemoryFault => Ok(on_host_memory_fault(&mut cpu, handler, site_out)),
         Exit::Unexpected(exit) => {
             let rip = cpu.s().machine.regs().rip;
@@ -251,7 +251,7 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
 }
 
 /// A kick brought the vCPU out of user code: run the handlers of signals that arrived.
-fn on_interrupted(cpu: &mut Cpu<'_>) -> Next {
+fn on_interrupted<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -> Next {
     let s = cpu.s();
     if !s.process.signals_waiting() || !s.machine.in_user_mode().unwrap_or(false) {
         return Next::Continue;
@@ -260,8 +260,9 @@ fn on_interrupted(cpu: &mut Cpu<'_>) -> Next {
     match s.process.deliver_signals(&mut s.machine, &mut regs, Interrupted::Running) {
         Some(Action::Resume) => {
             s.machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
-            // No handler to tell here (a kick is not a trap); it hears of the signal with the
-            // next trap of this thread.
+            // The handler hears of it now, before the signal handler's first trap: a recorder
+            // puts it after the last event, where a replay can deliver it again.
+            notify_signals(cpu, handler, &regs);
             Next::Continue
         }
         Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
@@ -319,9 +320,22 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     let mut g = KvmGuest::new(cpu, regs);
     g.why = Interrupted::Fault(reported_code, reported as u64, cr2);
     let action = handler.on_trap(&mut g, &trap);
-    let (regs, dirty, replaced) = (g.regs, g.dirty, g.replaced);
+    let (mut regs, dirty, mut replaced) = (g.regs, g.dirty, g.replaced);
     // A fault's signal was raised by the handler itself (Guest::raise_signal): nothing to tell.
     let _ = cpu.s().process.take_delivered();
+    if action == Action::Resume && cpu.s().process.signals_waiting() {
+        // Signals that arrived meanwhile, or that the handler queued (a replay re-creating
+        // one recorded after this trap), run their handlers before the guest goes on.
+        let s = cpu.s();
+        match s.process.deliver_signals(&mut s.machine, &mut regs, Interrupted::Running) {
+            Some(Action::Resume) => {
+                replaced = true;
+                notify_signals(cpu, handler, &regs);
+            }
+            Some(a) => return Ok(Next::End(end_of(&a).unwrap_or(Outcome::Stopped))),
+            None => {}
+        }
+    }
     let m = &mut cpu.s().machine;
     if replaced && action == Action::Resume {
         m.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));

@@ -300,8 +300,10 @@ pub trait TrapHandler {
     /// Called once when the run ends.
     fn on_end(&mut self, _guest: &mut dyn Guest, _outcome: &Outcome) {}
 
-    /// A signal was just delivered to a guest handler (its frame is on the guest's stack),
-    /// right after the trap this handler answered last. `siginfo` is what the handler gets.
+    /// A signal was just delivered to a guest handler (its frame is on the guest's stack):
+    /// right after the trap this handler answered last, or, for a signal that came while the
+    /// guest ran user code, as soon as it was delivered (before the next trap). `siginfo` is
+    /// what the handler gets.
     fn on_signal(&mut self, _guest: &mut dyn Guest, _sig: i32, _siginfo: &[u8; 128]) {}
 
     /// A handler for a new guest thread, which traps on its own vCPU and host thread. `None`

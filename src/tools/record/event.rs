@@ -44,6 +44,10 @@ pub struct SignalEvent {
     pub sig: i32,
     /// Its siginfo, as the handler received it.
     pub info: Vec<u8>,
+    /// The user context it interrupted (R8 … R15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP,
+    /// RIP, RFLAGS, as the signal frame saves them), format version 4 on: where a replay
+    /// must deliver it.
+    pub interrupted: Option<[u64; 18]>,
 }
 
 /// A mapped file's contents.
@@ -273,6 +277,13 @@ impl Event {
                 b.push(6);
                 b.extend_from_slice(&sg.sig.to_le_bytes());
                 put_bytes(b, &sg.info);
+                match &sg.interrupted {
+                    Some(regs) => {
+                        b.push(1);
+                        regs.iter().for_each(|r| b.extend_from_slice(&r.to_le_bytes()));
+                    }
+                    None => b.push(0),
+                }
             }
             Event::TimeCalls(calls) => {
                 b.push(7);
@@ -358,7 +369,18 @@ impl Event {
                 if !(1..=64).contains(&sig) || info.len() != 128 {
                     return Err(format!("bad signal event (signal {sig}, {} siginfo bytes)", info.len()));
                 }
-                Event::Signal(SignalEvent { sig, info })
+                let interrupted = match if d.version >= 4 { d.u8()? } else { 0 } {
+                    0 => None,
+                    1 => {
+                        let mut regs = [0u64; 18];
+                        for r in &mut regs {
+                            *r = d.u64()?;
+                        }
+                        Some(regs)
+                    }
+                    t => return Err(format!("bad option tag {t}")),
+                };
+                Event::Signal(SignalEvent { sig, info, interrupted })
             }
             3 => {
                 let insn = match d.u8()? {
@@ -420,7 +442,12 @@ mod tests {
             Event::File(FileEvent { id: 3, data: b"contents".to_vec() }),
             Event::Insn(InsnEvent { insn: Insn::Rdtscp, rip: 0x401000, regs: [1, 2, 3, 4] }),
             Event::Insn(InsnEvent { insn: Insn::Rdseed, rip: 0x401010, regs: [0xdead, 1, 0, 0] }),
-            Event::Signal(SignalEvent { sig: 17, info: vec![7; 128] }),
+            Event::Signal(SignalEvent { sig: 17, info: vec![7; 128], interrupted: None }),
+            Event::Signal(SignalEvent {
+                sig: 14,
+                info: vec![9; 128],
+                interrupted: Some(std::array::from_fn(|i| i as u64 * 3)),
+            }),
             Event::TimeCalls(vec![
                 TimeCall { kind: TimeKind::ClockGettime, arg: 1, ret: 0, value: [5, 6] },
                 TimeCall { kind: TimeKind::Time, arg: 0, ret: 1_700_000_000, value: [0, 0] },

@@ -128,6 +128,8 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(4);
         let thread = std::thread::Builder::new().name("trapbox-trace-writer".into()).spawn(move || {
             crate::process::signals::block_all_in_helper_thread();
+            // The recorder's first scan would otherwise wait for the decoder's tables to be built.
+            super::nondet::warm_up();
             let mut written = 10u64;
             for mut p in rx {
                 if let Some((mut start, program)) = p.start.take() {

@@ -21,6 +21,7 @@ use nondet::Patcher;
 
 use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
 use crate::process::host;
+use crate::process::sigframe;
 use crate::process::vdso::{self, TimeBuffer};
 use crate::trap::{Action, Guest, GuestAddr, Outcome, Start, Syscall, Trap, TrapHandler};
 
@@ -159,15 +160,14 @@ fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
     if !maps_changed(&name) || ret < 0 {
         return;
     }
-    let (start, len) = match name.as_ref() {
-        "mmap" => (ret as u64, call.args[1]),
-        "mremap" => {
-            p.forget(call.args[0], call.args[0].saturating_add(call.args[1]));
-            (ret as u64, call.args[2])
-        }
-        _ => (call.args[0], call.args[1]),
-    };
-    p.forget(start, start.saturating_add(len));
+    let a = call.args;
+    match name.as_ref() {
+        "mmap" => p.forget(ret as u64, (ret as u64).saturating_add(a[1])),
+        "munmap" => p.forget(a[0], a[0].saturating_add(a[1])),
+        "mremap" => p.moved(a[0], a[1], ret as u64, a[2]),
+        // Same code, other rights: its patches stay (a new scan sees through them).
+        _ => p.unscan(a[0], a[0].saturating_add(a[1])),
+    }
     p.scan(g);
 }
 
@@ -501,8 +501,12 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
 
     fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(g, sig, siginfo);
-        // Delivered right after the syscall recorded last: a replay queues it at that point.
-        self.push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec() }));
+        // Delivered right after the event recorded last, or while user code ran after it: a
+        // replay queues it as that event returns.
+        // The handler's third argument points at the frame's ucontext: what it interrupted.
+        let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
+        let interrupted = g.read(GuestAddr(g.regs().rdx), &mut uc).ok().map(|_| sigframe::saved_gregs(&uc));
+        self.push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec(), interrupted }));
     }
 
     fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
@@ -769,6 +773,26 @@ pub struct Replayer {
     time_loaded: u64,
     /// Whether the trace predates Console events (version < 3).
     legacy_console: bool,
+    /// Recorded signals that interrupted user code, waiting for the guest to get there.
+    armed: Option<Armed>,
+}
+
+/// Register names in signal-frame order.
+const GREG_NAMES: [&str; 18] = [
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx", "rsp",
+    "rip", "rflags",
+];
+
+/// A breakpoint where recorded signals interrupted user code: when the guest reaches it, with
+/// the recorded registers, the signals are delivered there.
+#[derive(Debug)]
+struct Armed {
+    addr: u64,
+    /// The byte the breakpoint replaced.
+    byte: u8,
+    /// The interrupted registers, in signal-frame order.
+    context: [u64; 18],
+    signals: Vec<(i32, [u8; 128])>,
 }
 
 fn describe_call(nr: u64, args: &[u64; 6]) -> String {
@@ -846,6 +870,7 @@ impl Replayer {
                     time: None,
                     time_loaded: 0,
                     legacy_console,
+                    armed: None,
                 },
             )),
             _ => Err(TraceError::Corrupt {
@@ -1027,14 +1052,13 @@ impl Replayer {
                 write_console(fd, &data);
             }
         }
-        // Signals the recording delivered right after this call arrive again here.
-        while let Some(Event::Signal(_)) = self.peek() {
-            if let Ok(Some(Event::Signal(sg))) = self.next() {
-                let mut info = [0u8; 128];
-                info.copy_from_slice(&sg.info);
-                g.queue_signal(sg.sig, &info);
-            }
-        }
+        self.queue_signals(
+            g,
+            match action {
+                Action::Return(r) => Some(r),
+                _ => None,
+            },
+        );
         // A syscall after which the recording ended (a signal the guest sent itself).
         if let Some(Event::End(EndEvent::Killed(sig))) = self.peek() {
             let sig = *sig;
@@ -1047,6 +1071,96 @@ impl Replayer {
             let _ = self.next();
         }
         action
+    }
+
+    /// Signals the recording delivered after the event just replayed arrive again: as it
+    /// returns (`result`, the call's result if it was a syscall) when that is where they
+    /// came, else where they interrupted user code after it (see [`Armed`]).
+    fn queue_signals(&mut self, g: &mut dyn Guest, result: Option<i64>) {
+        while let Some(Event::Signal(_)) = self.peek() {
+            let Ok(Some(Event::Signal(sg))) = self.next() else { break };
+            let mut info = [0u8; 128];
+            info.copy_from_slice(&sg.info);
+            if let Some(a) = self.armed.as_mut() {
+                // Later signals come after the first: at the same point.
+                a.signals.push((sg.sig, info));
+                continue;
+            }
+            let mut now = g.regs();
+            if let Some(r) = result {
+                now.rax = r as u64;
+            }
+            match sg.interrupted.filter(|c| !self.at_return(&now, c)).and_then(|c| self.arm(g, c)) {
+                Some(mut armed) => {
+                    armed.signals.push((sg.sig, info));
+                    self.armed = Some(armed);
+                }
+                None => g.queue_signal(sg.sig, &info),
+            }
+        }
+    }
+
+    /// Whether the recorded `context` is where the guest is now, as an event returns (a
+    /// syscall about to be restarted is there too, at its `syscall` instruction).
+    fn at_return(&self, now: &crate::trap::Regs, context: &[u64; 18]) -> bool {
+        let rip = context[16];
+        rip == now.rip || rip == now.rip.wrapping_sub(2)
+    }
+
+    /// A breakpoint at the instruction `context` (signal-frame order) was interrupted at;
+    /// None where none can go (not the guest's code, or a patched instruction), and the
+    /// signal is delivered as the event returns.
+    fn arm(&self, g: &mut dyn Guest, context: [u64; 18]) -> Option<Armed> {
+        let addr = context[16];
+        if self.patcher.site_at_breakpoint(addr + 1).is_some() {
+            return None;
+        }
+        let mut byte = [0u8; 1];
+        g.read(GuestAddr(addr), &mut byte).ok()?;
+        g.patch_code(GuestAddr(addr), &[0xcc]).ok()?;
+        Some(Armed { addr, byte: byte[0], context, signals: Vec::new() })
+    }
+
+    /// Takes the breakpoint out and delivers its signals as the guest resumes.
+    fn fire(&mut self, g: &mut dyn Guest) {
+        if let Some(a) = self.armed.take() {
+            let _ = g.patch_code(GuestAddr(a.addr), &[a.byte]);
+            for (sig, info) in &a.signals {
+                g.queue_signal(*sig, info);
+            }
+        }
+    }
+
+    /// The guest reached the breakpoint of [`Armed`]: back to the instruction, and, with the
+    /// recorded registers, the signals are delivered there as recorded. With other registers
+    /// (another turn of a loop) the point cannot be found without an instruction counter:
+    /// a divergence. (Memory is not compared: a loop that counts in memory only, with the
+    /// same registers on every turn, gets the signal on its first turn.)
+    fn reached_armed(&mut self, g: &mut dyn Guest) -> Action {
+        let mut regs = g.regs();
+        regs.rip = regs.rip.wrapping_sub(1);
+        g.set_regs(&regs);
+        let Some(a) = self.armed.as_ref() else { return Action::Resume };
+        // The general registers, RSP and RIP must match; RFLAGS is left out: a loop spinning on
+        // a flag the handler sets has its first turn's flags from the code before the loop,
+        // the same registers otherwise, and any of its turns is as good as another.
+        let now = sigframe::gregs_of(&regs);
+        let differ: Vec<String> = (0..17)
+            .filter(|&i| now[i] != a.context[i])
+            .map(|i| format!("{} {:#x} (recorded {:#x})", GREG_NAMES[i], now[i], a.context[i]))
+            .collect();
+        if !differ.is_empty() {
+            let (addr, sig) = (a.addr, a.signals.first().map_or(0, |s| s.0));
+            self.fire(g);
+            let index = self.position();
+            return self.diverged(
+                index,
+                format!("signal {} interrupting {addr:#x}", crate::trap::signal_name(sig)),
+                format!("{addr:#x} reached with {}", differ.join(", ")),
+            );
+        }
+        self.fire(g);
+        Action::Resume
     }
 
     /// A recorded exec that succeeded: the new program is loaded from its recorded path, as
@@ -1176,11 +1290,21 @@ impl TrapHandler for Replayer {
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if let (Trap::Breakpoint { rip }, Some(a)) = (trap, &self.armed) {
+            if rip.wrapping_sub(1) == a.addr {
+                return self.reached_armed(g);
+            }
+        }
         let at_event = match trap {
             Trap::Syscall(_) => true,
             Trap::Breakpoint { rip } => self.patcher.site_at_breakpoint(*rip).is_some(),
             _ => false,
         };
+        if at_event && self.armed.is_some() {
+            // The guest never got where the signals came in the recording: they are delivered
+            // now, and the handler's first event will not be this one (a divergence).
+            self.fire(g);
+        }
         if !at_event {
             return crate::trap::Passthrough.on_trap(g, trap);
         }
@@ -1206,6 +1330,7 @@ impl Replayer {
                     match self.expect() {
                         Ok(Event::Insn(i)) if i.insn == site.insn && i.rip == site.addr => {
                             apply_insn(g, site, i.regs);
+                            self.queue_signals(g, None);
                             Action::Resume
                         }
                         Ok(other) => {

@@ -58,10 +58,16 @@ fn classify(i: &iced_x86::Instruction) -> Option<(Insn, u64, Option<Dest>)> {
     })
 }
 
-/// The patched sites and what has been scanned.
+/// Builds the decoder's tables (built on first use, about a millisecond) ahead of the first
+/// scan, from a thread that has nothing else to do yet.
+pub fn warm_up() {
+    let _ = Decoder::new(64, &[0x0f, 0xa2], DecoderOptions::NONE).decode();
+}
+
+/// The patched sites (each with the byte its `int3` replaced) and what has been scanned.
 #[derive(Debug, Default)]
 pub struct Patcher {
-    sites: HashMap<u64, Site>,
+    sites: HashMap<u64, (Site, u8)>,
     scanned: Vec<(u64, u64)>,
     failed: usize,
 }
@@ -153,10 +159,37 @@ impl Patcher {
         }
     }
 
-    /// Forgets scans of `[start, end)` (the mapping there changed).
+    /// Forgets `[start, end)`: the mapping there was replaced or removed, and with it the
+    /// code and its patches.
     pub fn forget(&mut self, start: u64, end: u64) {
-        self.scanned.retain(|&(a, b)| b <= start || a >= end);
+        self.unscan(start, end);
         self.sites.retain(|a, _| *a < start || *a >= end);
+    }
+
+    /// `[start, end)` must be scanned again (its rights changed) but holds the same code,
+    /// patches included.
+    pub fn unscan(&mut self, start: u64, end: u64) {
+        self.scanned.retain(|&(a, b)| b <= start || a >= end);
+    }
+
+    /// The code of `[from, from+old_len)` now lives at `to`, cut to `new_len` (mremap): its
+    /// patches went with it.
+    pub fn moved(&mut self, from: u64, old_len: u64, to: u64, new_len: u64) {
+        let kept = old_len.min(new_len);
+        let moving: Vec<(u64, (Site, u8))> = self
+            .sites
+            .iter()
+            .filter(|(a, _)| (from..from.saturating_add(old_len)).contains(*a))
+            .map(|(a, v)| (*a, *v))
+            .collect();
+        self.forget(from, from.saturating_add(old_len));
+        self.forget(to, to.saturating_add(new_len));
+        for (a, (mut site, byte)) in moving {
+            if a - from < kept {
+                site.addr = a - from + to;
+                self.sites.insert(site.addr, (site, byte));
+            }
+        }
     }
 
     fn scan_range(&mut self, g: &mut dyn Guest, start: u64, end: u64) {
@@ -166,42 +199,57 @@ impl Patcher {
         const WINDOW: u64 = 1 << 18;
         const BEFORE: u64 = 4096;
         let mut buf = Vec::new();
-        let mut found = Vec::new();
+        let mut found: Vec<(Site, u8)> = Vec::new();
         let mut w = start;
         while w < end {
             let (lo, hi) = (w.saturating_sub(BEFORE).max(start), (w + WINDOW + 16).min(end));
             let within = (w - lo) as usize..(w.saturating_add(WINDOW).min(end) - lo) as usize;
             buf.resize((hi - lo) as usize, 0);
             if g.read(GuestAddr(lo), &mut buf).is_ok() {
-                found.extend(find_sites_in(&buf, lo, within));
+                self.unpatch(&mut buf, lo);
+                found.extend(find_sites_in(&buf, lo, within).into_iter().map(|st| (st, buf[(st.addr - lo) as usize])));
             } else {
                 // A file mapping past its end has unreadable pages: scan the readable runs.
-                for (a, code) in g.read_runs(GuestAddr(lo), hi - lo) {
+                for (a, mut code) in g.read_runs(GuestAddr(lo), hi - lo) {
+                    self.unpatch(&mut code, a);
                     let from = w.saturating_sub(a) as usize;
                     let to = (w + WINDOW).saturating_sub(a).min(code.len() as u64) as usize;
                     if from < to {
-                        found.extend(find_sites_in(&code, a, from..to));
+                        let sites = find_sites_in(&code, a, from..to);
+                        found.extend(sites.into_iter().map(|st| (st, code[(st.addr - a) as usize])));
                     }
                 }
             }
             w = w.saturating_add(WINDOW);
         }
-        for site in found {
+        for (site, byte) in found {
             if self.sites.contains_key(&site.addr) {
                 continue;
             }
             match g.patch_code(GuestAddr(site.addr), &[0xcc]) {
                 Ok(()) => {
-                    self.sites.insert(site.addr, site);
+                    self.sites.insert(site.addr, (site, byte));
                 }
                 Err(_) => self.failed += 1,
             }
         }
     }
 
+    /// Puts the bytes this patcher replaced back into `code` (read from `at`), so a scan
+    /// sees the code as it was.
+    fn unpatch(&self, code: &mut [u8], at: u64) {
+        for (addr, (_, byte)) in &self.sites {
+            if let Some(b) = addr.checked_sub(at).and_then(|i| code.get_mut(usize::try_from(i).ok()?)) {
+                if *b == 0xcc {
+                    *b = *byte;
+                }
+            }
+        }
+    }
+
     /// The site behind a breakpoint trap reported at `rip` (the address after the `int3`).
     pub fn site_at_breakpoint(&self, rip: u64) -> Option<Site> {
-        self.sites.get(&rip.wrapping_sub(1)).copied()
+        self.sites.get(&rip.wrapping_sub(1)).map(|(s, _)| *s)
     }
 
     /// Number of patched sites.

@@ -122,7 +122,6 @@ pub struct Process {
     /// How the current image was started: program, arguments, environment and placement
     /// (the first image's, then each exec's).
     pub image: Option<crate::trap::Start>,
-
     /// Whether this process is a forked copy of trapbox running a guest's child: it ends
     /// with its guest instead of returning to whoever started the sandbox.
     pub forked: bool,
@@ -221,7 +220,6 @@ impl Process {
         r.map_err(|_| fault)
     }
 
-    /// Takes on what the loader made: the program's path, the heap, the symbols.
     /// Loads `program` into this process's empty address space: trapbox's own vDSO first when
     /// the process has one, then the program's images and stack as `placement` says; the
     /// result becomes the current image.
@@ -246,6 +244,7 @@ impl Process {
         Ok(loaded)
     }
 
+    /// Takes on what the loader made: the image, the program's path, the heap, the symbols.
     fn adopt_image(&mut self, loaded: &loader::Loaded, envp: &[std::ffi::OsString]) {
         self.image = Some(crate::trap::Start {
             program: loaded.exec_path.clone(),

@@ -43,7 +43,7 @@ const SW_BYTES: usize = 464;
 const USER_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x20_0000;
 
 /// The register order of `struct sigcontext` (r8 first; RIP and RFLAGS last).
-fn gregs(r: &Regs) -> [u64; 18] {
+pub fn gregs(r: &Regs) -> [u64; 18] {
     [
         r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp,
         r.rip, r.rflags,
@@ -172,32 +172,18 @@ pub struct Restored {
 /// The registers a frame's ucontext saved (what the signal interrupted), in `struct
 /// sigcontext` order: R8 … R15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP, RIP, RFLAGS.
 pub fn saved_gregs(uc: &[u8; UCONTEXT_SIZE_PUB]) -> [u64; 18] {
-    let mut g = [0u64; 18];
-    for (i, v) in g.iter_mut().enumerate() {
-        let off = MCONTEXT - UC + i * 8;
-        *v = u64::from_le_bytes([
-            uc[off],
-            uc[off + 1],
-            uc[off + 2],
-            uc[off + 3],
-            uc[off + 4],
-            uc[off + 5],
-            uc[off + 6],
-            uc[off + 7],
-        ]);
-    }
-    g
+    std::array::from_fn(|i| uc_word(uc, MCONTEXT - UC + i * 8))
 }
 
-/// [`Regs`] in `struct sigcontext` order (see [`saved_gregs`]).
-pub fn gregs_of(r: &Regs) -> [u64; 18] {
-    gregs(r)
+/// The word at `off` in a ucontext.
+fn uc_word(uc: &[u8; UCONTEXT_SIZE_PUB], off: usize) -> u64 {
+    u64::from_le_bytes(uc[off..off + 8].try_into().expect("8 bytes"))
 }
 
 /// Reads back a frame: `uc` holds the ucontext's bytes (what the handler's RDX pointed at,
 /// now `RSP` at `rt_sigreturn`). Flags the user may not set are taken from `current`.
 pub fn restore(uc: &[u8; UCONTEXT_SIZE_PUB], current_flags: u64) -> Restored {
-    let w = |off: usize| u64::from_le_bytes(uc[off..off + 8].try_into().expect("8 bytes"));
+    let w = |off: usize| uc_word(uc, off);
     let mut regs = set_gregs(&saved_gregs(uc));
     regs.rflags = (current_flags & !USER_FLAGS) | (regs.rflags & USER_FLAGS);
     let fp = w(MCONTEXT - UC + SC_FPSTATE);

@@ -157,9 +157,9 @@ pub fn host_range() -> Option<(u64, u64)> {
 }
 
 /// Maps trapbox's vDSO and its buffer at `at` (or where the host puts them), fills the image
-/// and sets the buffer up for `mode`. Returns the image's base (AT_SYSINFO_EHDR). The caller
-/// makes `[base, base+IMAGE_SIZE)` guest read-execute and the rest guest read-write.
-pub fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
+/// and sets the buffer up for `mode`. Returns the image's base (AT_SYSINFO_EHDR); [`install`]
+/// makes it guest memory.
+fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
     let base = match at {
         Some(a) => host::reserve_exact(a, SIZE).map_err(|e| match e {
             libc::EEXIST => VdsoError::AddressInUse(a),

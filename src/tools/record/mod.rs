@@ -323,6 +323,13 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         Some(id)
     }
 
+    /// Console events for what the children wrote since the last ones.
+    fn push_children_console(&mut self) {
+        for e in self.console.from_children() {
+            self.push(&Event::Console(e));
+        }
+    }
+
     fn push(&mut self, e: &Event) {
         if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
             if let Err(err) = out.push(e) {
@@ -417,9 +424,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             }
             Trap::Syscall(call) if is_exec(call) => {
                 self.drain_time_calls(g);
-                for e in self.console.from_children() {
-                    self.push(&Event::Console(e));
-                }
+                self.push_children_console();
                 let action = self.inner.on_trap(g, trap);
                 // A successful exec resumes the new image; its registers are not a result.
                 let ret = if matches!(action, Action::Resume) { 0 } else { result_of(&action, g) };
@@ -461,9 +466,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 }
                 // What children wrote to the console meanwhile comes before this call's result
                 // (a shell's wait4 returns after its child's output).
-                for e in self.console.from_children() {
-                    self.push(&Event::Console(e));
-                }
+                self.push_children_console();
                 let mut writes = Vec::new();
                 if let Some(d) = call.desc() {
                     for (addr, len) in output_ranges(g, d, &call.args, ret) {
@@ -501,9 +504,8 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
 
     fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(g, sig, siginfo);
-        // Delivered right after the event recorded last, or while user code ran after it: a
-        // replay queues it as that event returns.
-        // The handler's third argument points at the frame's ucontext: what it interrupted.
+        // Delivered right after the event recorded last, or while user code ran after it; the
+        // handler's third argument points at the frame's ucontext, which says where.
         let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
         let interrupted = g.read(GuestAddr(g.regs().rdx), &mut uc).ok().map(|_| sigframe::saved_gregs(&uc));
         self.push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec(), interrupted }));
@@ -518,9 +520,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             Outcome::Stopped => None,
         };
         if let Some(e) = end {
-            for c in self.console.from_children() {
-                self.push(&Event::Console(c));
-            }
+            self.push_children_console();
             self.push(&Event::End(e));
         }
         if let Some(out) = self.out.take() {
@@ -590,12 +590,11 @@ impl StartEvent {
     /// images, stack and trapbox's vDSO at their recorded addresses with the recorded stack
     /// image (no vDSO if the recording had none).
     pub fn sandbox(&self) -> crate::SandboxBuilder {
-        use std::os::unix::ffi::OsStringExt;
-        let os = |v: &Vec<u8>| std::ffi::OsString::from_vec(v.clone());
-        crate::Sandbox::builder(self.program_path())
-            .args(self.argv.iter().map(os))
-            .env(self.envp.iter().map(os))
-            .placement(self.placement())
+        let image = self.image();
+        crate::Sandbox::builder(image.program)
+            .args(image.argv)
+            .env(image.envp)
+            .placement(image.placement)
             .vdso_mode(crate::VdsoMode::Replay)
     }
 }
@@ -1052,13 +1051,7 @@ impl Replayer {
                 write_console(fd, &data);
             }
         }
-        self.queue_signals(
-            g,
-            match action {
-                Action::Return(r) => Some(r),
-                _ => None,
-            },
-        );
+        self.queue_signals(g);
         // A syscall after which the recording ended (a signal the guest sent itself).
         if let Some(Event::End(EndEvent::Killed(sig))) = self.peek() {
             let sig = *sig;
@@ -1074,9 +1067,9 @@ impl Replayer {
     }
 
     /// Signals the recording delivered after the event just replayed arrive again: as it
-    /// returns (`result`, the call's result if it was a syscall) when that is where they
-    /// came, else where they interrupted user code after it (see [`Armed`]).
-    fn queue_signals(&mut self, g: &mut dyn Guest, result: Option<i64>) {
+    /// returns when that is where they came, else where they interrupted user code after it
+    /// (see [`Armed`]).
+    fn queue_signals(&mut self, g: &mut dyn Guest) {
         while let Some(Event::Signal(_)) = self.peek() {
             let Ok(Some(Event::Signal(sg))) = self.next() else { break };
             let mut info = [0u8; 128];
@@ -1086,11 +1079,11 @@ impl Replayer {
                 a.signals.push((sg.sig, info));
                 continue;
             }
-            let mut now = g.regs();
-            if let Some(r) = result {
-                now.rax = r as u64;
-            }
-            match sg.interrupted.filter(|c| !self.at_return(&now, c)).and_then(|c| self.arm(g, c)) {
+            // Where the event returns to, or (a syscall about to be restarted) its `syscall`
+            // instruction just before.
+            let rip = g.regs().rip;
+            let at_return = |c: &[u64; 18]| c[16] == rip || c[16] == rip.wrapping_sub(2);
+            match sg.interrupted.filter(|c| !at_return(c)).and_then(|c| self.arm(g, c)) {
                 Some(mut armed) => {
                     armed.signals.push((sg.sig, info));
                     self.armed = Some(armed);
@@ -1098,13 +1091,6 @@ impl Replayer {
                 None => g.queue_signal(sg.sig, &info),
             }
         }
-    }
-
-    /// Whether the recorded `context` is where the guest is now, as an event returns (a
-    /// syscall about to be restarted is there too, at its `syscall` instruction).
-    fn at_return(&self, now: &crate::trap::Regs, context: &[u64; 18]) -> bool {
-        let rip = context[16];
-        rip == now.rip || rip == now.rip.wrapping_sub(2)
     }
 
     /// A breakpoint at the instruction `context` (signal-frame order) was interrupted at;
@@ -1144,7 +1130,7 @@ impl Replayer {
         // The general registers, RSP and RIP must match; RFLAGS is left out: a loop spinning on
         // a flag the handler sets has its first turn's flags from the code before the loop,
         // the same registers otherwise, and any of its turns is as good as another.
-        let now = sigframe::gregs_of(&regs);
+        let now = sigframe::gregs(&regs);
         let differ: Vec<String> = (0..17)
             .filter(|&i| now[i] != a.context[i])
             .map(|i| format!("{} {:#x} (recorded {:#x})", GREG_NAMES[i], now[i], a.context[i]))
@@ -1179,11 +1165,17 @@ impl Replayer {
         if !matches!(action, Action::Resume) {
             return Err(format!("an exec of {} that failed", start.program_path().display()));
         }
+        self.begin_image(g, start.vdso);
+        Ok(action)
+    }
+
+    /// A program image begins (the first, or an exec's): its machine-dependent instructions
+    /// are patched, and its vDSO buffer (at `vdso`) is empty.
+    fn begin_image(&mut self, g: &mut dyn Guest, vdso: Option<u64>) {
         self.patcher = Patcher::default();
         self.patcher.scan(g);
-        self.time = start.vdso.map(TimeBuffer::at);
+        self.time = vdso.map(TimeBuffer::at);
         self.time_loaded = 0;
-        Ok(action)
     }
 
     /// A descriptor, at the lowest free number, for a memory file holding stored file `id`
@@ -1284,8 +1276,7 @@ impl Replayer {
 impl TrapHandler for Replayer {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
         self.reader.running();
-        self.patcher.scan(g);
-        self.time = start.placement.vdso.map(TimeBuffer::at);
+        self.begin_image(g, start.placement.vdso);
         self.load_time_calls(g);
     }
 
@@ -1330,7 +1321,7 @@ impl Replayer {
                     match self.expect() {
                         Ok(Event::Insn(i)) if i.insn == site.insn && i.rip == site.addr => {
                             apply_insn(g, site, i.regs);
-                            self.queue_signals(g, None);
+                            self.queue_signals(g);
                             Action::Resume
                         }
                         Ok(other) => {

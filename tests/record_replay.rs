@@ -544,7 +544,7 @@ fn patched_code_survives_mprotect_and_mremap() {
         let trace = d.join("t.trace");
         let rec = record(&d, &trace, &argv, b"");
         assert_eq!(rec.status, 0, "{}", rec.stderr_str());
-        assert_eq!(rec.stdout_str().matches("tsc ").count(), 7, "{}", rec.stdout_str());
+        assert_eq!(rec.stdout_str().matches("tsc ").count(), 8, "{}", rec.stdout_str());
         assert!(rec.stdout_str().ends_with("done\n"), "{}", rec.stdout_str());
         for _ in 0..2 {
             let rep = replay(&d, &trace);

@@ -191,7 +191,7 @@ impl Process {
 
     /// Overwrites guest code at `addr`, read-only pages included: the pages are made writable
     /// on the host for the copy (a private mapping takes its own copy of the page), then get
-    /// their rights back, and KVM is told to drop what it cached for them.
+    /// their rights back, and KVM drops what it may have cached for them.
     pub fn patch_code(
         &mut self,
         mem: &mut crate::vm::GuestMemory,
@@ -216,7 +216,7 @@ impl Process {
             // SAFETY: restores the rights the guest had.
             let _ = unsafe { host::mprotect(*s, e - s, *p) };
         }
-        mem.invalidate();
+        mem.code_changed(addr, bytes.len() as u64);
         r.map_err(|_| fault)
     }
 

@@ -137,6 +137,9 @@ pub struct GuestMemory {
     /// Flush at once instead of before the next run: another vCPU may be running guest code
     /// right now (a multi-threaded guest), and must not keep using what was taken away.
     eager: Option<(u32, u64, u64)>,
+    /// Ranges mapped since the guest last ran: KVM cannot have cached a translation of them
+    /// yet, so their contents may change without a flush.
+    unseen: Vec<(u64, u64)>,
 }
 
 impl GuestMemory {
@@ -153,6 +156,7 @@ impl GuestMemory {
             max_slots,
             flush_needed: false,
             eager: None,
+            unseen: Vec::new(),
         }
     }
 
@@ -166,16 +170,23 @@ impl GuestMemory {
         &mut self.tables
     }
 
-    /// Makes KVM drop its cached translations before the next run (guest memory changed
-    /// behind the guest page tables' back, e.g. code was patched).
-    pub fn invalidate(&mut self) {
-        self.flush_needed = true;
+    /// `[hva, hva+len)` was written behind the guest page tables' back (code was patched; a
+    /// read-only private page becomes a copy of its own). Unless the guest cannot have run
+    /// with that memory yet (mapped during this exit, and no other vCPU exists), KVM drops its
+    /// cached translations before the next run: on PVM, a translation made before the copy
+    /// would keep executing the unpatched page.
+    pub fn code_changed(&mut self, hva: u64, len: u64) {
+        let end = hva.saturating_add(len);
+        let unseen = self.eager.is_none() && self.unseen.iter().any(|&(s, e)| s <= hva && end <= e);
+        self.flush_needed |= !unseen;
     }
 
     /// If rights were removed since the last run, makes KVM drop every translation it holds:
     /// deleting a slot does that on x86; the zap slot (id `zap.0`, one page of trapbox memory
     /// at host `zap.1`, guest-physical `zap.2`) exists only for this and is re-created at once.
     pub fn flush(&mut self, zap: (u32, u64, u64)) -> Result<bool, MemoryError> {
+        // Called before every run: from now on the guest may touch what was mapped.
+        self.unseen.clear();
         if !std::mem::take(&mut self.flush_needed) {
             return Ok(false);
         }
@@ -286,6 +297,7 @@ impl GuestMemory {
     /// stale can be cached for it and no flush is needed.
     pub fn map(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
         self.cover(hva, hva + len)?;
+        self.unseen.push((hva, hva + len));
         if flags.is_none() {
             self.tables.unmap(hva, len)?;
             return Ok(());

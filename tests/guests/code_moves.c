@@ -1,6 +1,8 @@
 /* code_moves: reads the TSC through code whose mapping changes under it — its own text page
  * after mprotect (same rights, then writable too and back), and a generated rdtsc routine after
- * mprotect to read-execute, after mremap moves it, and after an mprotect of its new place.
+ * mprotect to read-execute, after mremap moves it, and after an mprotect of its new place; and
+ * the routine in a file mapping that was read (so already mapped for the CPU) before it was
+ * made executable.
  * Prints "tsc <stage> <value>" per read (values differ from run to run) and "done". Exits 0.
  */
 #define _GNU_SOURCE
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static __attribute__((noinline)) uint64_t tsc(void)
 {
@@ -52,6 +55,18 @@ int main(void)
     if (mprotect(moved, 4096, PROT_READ | PROT_EXEC) != 0)
         return 1;
     printf("tsc moved-mprotect %llu\n", (unsigned long long)gen());
+
+    /* The routine in a file, mapped readable and read before it becomes executable. */
+    int fd = memfd_create("routine", 0);
+    if (fd < 0 || write(fd, routine, sizeof routine) != (ssize_t)sizeof routine || ftruncate(fd, 4096) != 0)
+        return 1;
+    volatile unsigned char *file = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (file == MAP_FAILED || file[0] != 0x0f)
+        return 1;
+    if (mprotect((void *)file, 4096, PROT_READ | PROT_EXEC) != 0)
+        return 1;
+    gen = (uint64_t(*)(void))file;
+    printf("tsc file-read-then-exec %llu\n", (unsigned long long)gen());
     printf("done\n");
     return 0;
 }

@@ -103,6 +103,29 @@ fn append_file_event(raw: &mut Vec<u8>, id: u32, mut file: std::fs::File) {
     raw[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
+/// Starts a helper thread of the recorder's or the replayer's and returns once it runs, with
+/// every signal blocked (they are the guest's) and its allocator arena made. The thread's own
+/// mappings (its stack, the signal stack the standard library gives it, its arena) are then
+/// made at a fixed point of the start-up, not whenever the new thread gets a CPU: a recording
+/// and its replay lay trapbox's memory out alike, so the guest addresses the recording got are
+/// free in the replay. (A mapping made while the guest ran could take an address the guest's
+/// next mmap got in the other run: a flaky "replay diverged at mmap ... = -EEXIST".)
+pub(crate) fn spawn_helper_thread<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+        crate::process::signals::block_all_in_helper_thread();
+        // The first allocation makes the thread's arena.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(64)));
+        let _ = ready_tx.send(());
+        body()
+    })?;
+    let _ = ready_rx.recv();
+    Ok(thread)
+}
+
 /// Writes events, handing a chunk to a compressing thread when it is large or old enough, so
 /// compression overlaps the guest's run. Chunks reach the file in order; one still queued when
 /// trapbox is killed is lost, the complete ones before it replay.
@@ -126,8 +149,7 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         let counter = bytes.clone();
         // A few chunks of slack: the guest runs on while the thread compresses.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(4);
-        let thread = std::thread::Builder::new().name("trapbox-trace-writer".into()).spawn(move || {
-            crate::process::signals::block_all_in_helper_thread();
+        let thread = spawn_helper_thread("trapbox-trace-writer", move || {
             // The recorder's first scan would otherwise wait for the decoder's tables to be built.
             super::nondet::warm_up();
             let mut written = 10u64;

@@ -667,28 +667,23 @@ impl ReadAhead {
         let position = reader.position();
         // Batches of events: one hand-over per batch, not per event.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(16);
-        std::thread::Builder::new()
-            .name("trapbox-trace-reader".into())
-            .spawn(move || {
-                crate::process::signals::block_all_in_helper_thread();
-                loop {
-                    let mut batch = Vec::with_capacity(256);
-                    let mut last = false;
-                    while batch.len() < 256 && !last {
-                        let item = match reader.next_event() {
-                            Ok(Some(e)) => Item::Event(e),
-                            Ok(None) => Item::End(reader.tail().cloned()),
-                            Err(e) => Item::Err(e),
-                        };
-                        last = !matches!(item, Item::Event(_));
-                        batch.push(item);
-                    }
-                    if tx.send(batch).is_err() || last {
-                        return;
-                    }
-                }
-            })
-            .expect("spawning the trace reader thread");
+        file::spawn_helper_thread("trapbox-trace-reader", move || loop {
+            let mut batch = Vec::with_capacity(256);
+            let mut last = false;
+            while batch.len() < 256 && !last {
+                let item = match reader.next_event() {
+                    Ok(Some(e)) => Item::Event(e),
+                    Ok(None) => Item::End(reader.tail().cloned()),
+                    Err(e) => Item::Err(e),
+                };
+                last = !matches!(item, Item::Event(_));
+                batch.push(item);
+            }
+            if tx.send(batch).is_err() || last {
+                return;
+            }
+        })
+        .expect("spawning the trace reader thread");
         ReadAhead { rx, batch: Default::default(), position, tail: None, done: false }
     }
 

@@ -17,6 +17,25 @@ fn replay(dir: &Path, trace: &Path) -> common::Run {
     trapbox(&["replay".as_ref(), trace.as_os_str()], b"this stdin is ignored\n", dir)
 }
 
+/// Replays `trace` `times` times from `dir`: each must exit 0 and print `stdout` byte for byte
+/// (`what` names the case in a failure). Returns the replays for further checks.
+fn replays_as_recorded(dir: &Path, trace: &Path, stdout: &[u8], times: usize, what: &str) -> Vec<common::Run> {
+    (0..times)
+        .map(|i| {
+            let rep = replay(dir, trace);
+            assert_eq!(rep.status, 0, "{what}: replay {i}: {}", rep.stderr_str());
+            assert!(
+                rep.stdout == stdout,
+                "{what}: replay {i} differs from the recording\nrecorded:\n{}\nreplayed:\n{}\n{}",
+                String::from_utf8_lossy(stdout),
+                rep.stdout_str(),
+                rep.stderr_str()
+            );
+            rep
+        })
+        .collect()
+}
+
 fn setup(tag: &str, form: Form) -> (PathBuf, PathBuf, Vec<String>) {
     common::require_kvm();
     let d = tempdir(tag);
@@ -41,11 +60,7 @@ fn replay_reproduces_nondeterministic_output_without_its_inputs() {
         assert!(out.contains("file recorded file contents\n") && out.ends_with("stdin typed on stdin\n"), "{out}");
         // Replay needs neither the input file nor stdin.
         std::fs::remove_file(d.join("input.txt")).unwrap();
-        for _ in 0..3 {
-            let rep = replay(&d, &trace);
-            assert_eq!(rep.stdout_str(), out, "replay differs from the recording\n{}", rep.stderr_str());
-            assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-        }
+        replays_as_recorded(&d, &trace, &rec.stdout, 3, &format!("{form:?}"));
     }
 }
 
@@ -234,11 +249,7 @@ fn forking_shell_with_sigchld_handler_replays() {
     assert_eq!(rec.stdout_str(), "true: 0\nfalse: 1\nlines: 2\n");
     let info = common::trapbox(&["inspect", &trace.to_string_lossy()], b"", &dir);
     assert!(info.stdout_str().contains("signal SIGCHLD"), "no SIGCHLD recorded:\n{}", info.stdout_str());
-    for _ in 0..2 {
-        let rep = replay(&dir, &trace);
-        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-        assert_eq!(rep.stdout, rec.stdout);
-    }
+    replays_as_recorded(&dir, &trace, &rec.stdout, 2, "bash");
 }
 
 /// The number after `label` in `text` (`trapbox: 623 VM exits` → 623 for "VM exits").
@@ -286,11 +297,7 @@ fn time_calls_run_in_the_vdso_and_replay() {
             let info = trapbox(&["inspect", &trace.to_string_lossy()], b"", &d).stdout_str();
             let in_vdso = count_before(&info, "time calls answered in the vDSO");
             assert!(in_vdso >= 14_000, "{form} {mode}: {in_vdso} time calls in the trace\n{info}");
-            for _ in 0..2 {
-                let rep = replay(&d, &trace);
-                assert_eq!(rep.status, 0, "{form} {mode}: {}", rep.stderr_str());
-                assert_eq!(rep.stdout_str(), rec.stdout_str(), "{form} {mode}: replay differs");
-            }
+            replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("{form} {mode}"));
         }
     }
 }
@@ -372,10 +379,7 @@ fn output_of_children_and_other_descriptors_replays() {
         info.contains(&format!("console output: 4 writes by the program, {children} bytes from its children")),
         "{info}"
     );
-    for _ in 0..2 {
-        let rep = replay(&dir, &trace);
-        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-        assert_eq!(rep.stdout_str(), out);
+    for rep in replays_as_recorded(&dir, &trace, &rec.stdout, 2, "bash") {
         assert_eq!(rep.guest_stderr(), rec.guest_stderr());
     }
 }
@@ -396,11 +400,7 @@ fn rdrand_and_rdseed_are_trapped_and_replayed() {
         let out = rec.stdout_str();
         assert_eq!(out.lines().count(), 4, "{out}");
         assert!(out.lines().all(|l| l.contains("rdrand16 112233445566") && l.matches(" cf 1").count() == 4), "{out}");
-        for _ in 0..2 {
-            let rep = replay(&d, &trace);
-            assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-            assert_eq!(rep.stdout_str(), out);
-        }
+        replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("{form:?}"));
     }
 }
 
@@ -436,11 +436,7 @@ fn recorded_process_execs_across_link_forms_and_scripts() {
     // The exec'd images read the clock in trapbox's vDSO too (the first image makes one call).
     assert!(count_before(&info, "time calls answered in the vDSO") >= 3, "{info}");
     std::fs::remove_file(d.join("input.txt")).unwrap();
-    for _ in 0..2 {
-        let rep = replay(&d, &trace);
-        assert_eq!(rep.stdout_str(), out, "replay differs\n{}", rep.stderr_str());
-        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-    }
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "exec_then");
 
     // Thousands of time calls after an exec stay in the guest and replay.
     let argv =
@@ -525,11 +521,7 @@ fn execs_by_relative_path_and_by_descriptor_replay_from_another_directory() {
     // Replayed from another directory: no path is taken relative to where the replay runs.
     let elsewhere = d.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    for _ in 0..2 {
-        let rep = replay(&elsewhere, &trace);
-        assert_eq!(rep.stdout_str(), rec.stdout_str(), "{}", rep.stderr_str());
-        assert_eq!(rep.status, 0, "{}", rep.stderr_str());
-    }
+    replays_as_recorded(&elsewhere, &trace, &rec.stdout, 2, "from another directory");
 }
 
 /// Code whose mapping changes keeps its trapped instructions: mprotect of a patched text page,
@@ -546,10 +538,7 @@ fn patched_code_survives_mprotect_and_mremap() {
         assert_eq!(rec.status, 0, "{}", rec.stderr_str());
         assert_eq!(rec.stdout_str().matches("tsc ").count(), 8, "{}", rec.stdout_str());
         assert!(rec.stdout_str().ends_with("done\n"), "{}", rec.stdout_str());
-        for _ in 0..2 {
-            let rep = replay(&d, &trace);
-            assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
-        }
+        replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("{form:?}"));
     }
 }
 
@@ -568,11 +557,8 @@ fn signals_interrupting_user_code_replay_there_or_diverge() {
         let rec = record(&d, &trace, &wait, b"");
         assert_eq!(rec.status, 0, "{}", rec.stderr_str());
         assert!(rec.stdout_str().starts_with("interrupted at main+"), "{}", rec.stdout_str());
-        for _ in 0..2 {
-            // The handler sees the interrupted instruction the recording's handler saw.
-            let rep = replay(&d, &trace);
-            assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
-        }
+        // The handler sees the interrupted instruction the recording's handler saw.
+        replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("{form:?}"));
         let count = vec![exe, "count".into()];
         let trace = d.join("count.trace");
         let rec = record(&d, &trace, &count, b"");

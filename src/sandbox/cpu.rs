@@ -88,7 +88,8 @@ fn store_gprs(k: &mut kvm_bindings::kvm_regs, r: &Regs) {
     k.r15 = r.r15;
 }
 
-/// Where the crash happened, with its symbol.
+/// Where the crash happened, with its symbol. Only a crash report asks: the symbols are read
+/// then, not at every exception a handler may resume from.
 pub(super) fn site(cpu: &Cpu<'_>, rip: u64) -> String {
     match cpu.sr().process.symbols.lookup(rip) {
         Some(s) => format!("rip {rip:#x} <{s}>"),
@@ -101,7 +102,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
     core: &Arc<Core>,
     ctx: &mut ThreadCtx,
     handler: &mut H,
-    site_out: &mut Option<String>,
+    site_out: &mut Option<u64>,
     pending: &mut Option<Pending>,
 ) -> Result<Next, SandboxError> {
     let exit = core.runner.run(ctx.vcpu.as_mut().expect("a thread runs its own vCPU"))?;
@@ -116,7 +117,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
         Exit::StrayMmio { gpa } => {
             let rip = cpu.s().machine.regs().rip;
             let f = Fault { vector: 14, error_code: 4, addr: Some(gpa), rip };
-            *site_out = Some(site(&cpu, rip));
+            *site_out = Some(rip);
             let regs = user_regs(cpu.s().machine.regs());
             let mut g = KvmGuest::new(&mut cpu, regs);
             let action = handler.on_trap(&mut g, &Trap::Fault(f));
@@ -228,13 +229,13 @@ fn operand_address(s: &Shared, regs: &Regs) -> Option<u64> {
 fn on_host_memory_fault<H: TrapHandler + ?Sized>(
     cpu: &mut Cpu<'_>,
     handler: &mut H,
-    site_out: &mut Option<String>,
+    site_out: &mut Option<u64>,
 ) -> Next {
     let s = cpu.s();
     let regs = user_regs(s.machine.regs());
     let addr = operand_address(s, &regs);
     let f = Fault { vector: Fault::HOST_BUS_ERROR, error_code: 0, addr, rip: regs.rip };
-    *site_out = Some(site(cpu, regs.rip));
+    *site_out = Some(regs.rip);
     let mut g = KvmGuest::new(cpu, regs);
     g.why = Interrupted::Fault(0, 0, addr.unwrap_or(0));
     let action = handler.on_trap(&mut g, &Trap::Fault(f));
@@ -274,7 +275,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     cpu: &mut Cpu<'_>,
     handler: &mut H,
     vector: u8,
-    site_out: &mut Option<String>,
+    site_out: &mut Option<u64>,
     pending: &mut Option<Pending>,
 ) -> Result<Next, SandboxError> {
     let s = cpu.s();
@@ -315,7 +316,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
             Trap::Fault(f)
         }
     };
-    *site_out = Some(site(cpu, frame.rip));
+    *site_out = Some(frame.rip);
     let cr2 = if let Trap::Fault(Fault { addr: Some(a), .. }) = &trap { *a } else { 0 };
     let mut g = KvmGuest::new(cpu, regs);
     g.why = Interrupted::Fault(reported_code, reported as u64, cr2);

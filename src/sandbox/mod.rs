@@ -269,7 +269,7 @@ fn drive<H: TrapHandler + ?Sized>(
     ctx: &mut ThreadCtx,
     handler: &mut H,
     pending: &mut Option<Pending>,
-    crash_site: &mut Option<String>,
+    crash_site: &mut Option<u64>,
     redeliver: Option<Pending>,
 ) -> Result<Outcome, SandboxError> {
     let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
@@ -465,6 +465,7 @@ impl Sandbox {
         let forked = cpu.s().process.forked;
         let exits = cpu.s().machine.exits();
         let syscalls = core.syscalls.load(Ordering::SeqCst);
+        let crash_site = crash_site.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
         let mut g = KvmGuest::new(&mut cpu, Regs::default());
         handler.on_end(&mut g, &outcome);
         drop(cpu);

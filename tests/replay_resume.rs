@@ -47,8 +47,8 @@ fn replay_pauses_at_an_event_and_resumes_from_it() {
     let trace = d.join("r.trace");
     let quiet = Quiet::new();
     {
-        let mut sb = Sandbox::builder(&exe).args([exe.as_os_str(), input.as_os_str()]).vdso(false).build().unwrap();
         let mut rec = Recorder::new(Passthrough, std::fs::File::create(&trace).unwrap()).unwrap();
+        let mut sb = Sandbox::builder(&exe).args([exe.as_os_str(), input.as_os_str()]).vdso(false).build().unwrap();
         assert_eq!(sb.run(&mut rec).unwrap().outcome, Outcome::Exited(0));
     }
     let mut events = 0u64;

@@ -12,8 +12,8 @@ use crate::args::{RecordArgs, ReplayArgs};
 pub fn record(r: RecordArgs) -> Result<i32> {
     let f = std::fs::File::create(&r.output).with_context(|| format!("-o {}", r.output.display()))?;
     let f = trapbox::process::fds::privatize(f)?;
-    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record)?;
     let mut rec = Recorder::new(trapbox::Passthrough, f).with_context(|| format!("{}", r.output.display()))?;
+    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record)?;
     let report = sandbox.run(&mut rec)?;
     if let Some(e) = rec.error() {
         eprintln!("trapbox: writing {} failed: {e} (the trace is incomplete)", r.output.display());

@@ -272,7 +272,10 @@ pub struct Recorder<H, W: Write + Send + 'static> {
 }
 
 impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
-    /// Records `inner`'s run into `out`.
+    /// Records `inner`'s run into `out`. Make it before building the sandbox, as a replay
+    /// opens its trace before building its own: the writer thread it starts then takes the
+    /// same place in memory as the replay's reader thread, and the guest's mappings find the
+    /// same free space in both runs.
     pub fn new(inner: H, out: W) -> std::io::Result<Self> {
         Ok(Recorder {
             inner,
@@ -651,11 +654,16 @@ enum Item {
 }
 
 /// Decodes the trace on its own thread, a few thousand events ahead of the replay, so
-/// decompression overlaps the guest's run. The thread starts when the guest does, as the
-/// recorder's writer thread did, so trapbox's own mappings are laid out alike in both runs
-/// and the recorded guest addresses stay free.
+/// decompression overlaps the guest's run. The thread starts when the trace is opened, before
+/// the sandbox is built, as the recorder's writer thread starts before the recorded sandbox
+/// is: trapbox's own mappings are laid out alike in both runs and the recorded guest
+/// addresses stay free.
 struct ReadAhead {
     rx: std::sync::mpsc::Receiver<Vec<Item>>,
+    /// Dropped with the replayer, which lets the thread end: it stays until then, even with
+    /// the whole trace read, because its exit would unmap its signal stack and leave a hole
+    /// the recording's memory did not have (the writer thread lives to the end of the run).
+    _keep: std::sync::mpsc::Sender<()>,
     batch: std::collections::VecDeque<Item>,
     position: u64,
     tail: Option<Tail>,
@@ -667,6 +675,7 @@ impl ReadAhead {
         let position = reader.position();
         // Batches of events: one hand-over per batch, not per event.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(16);
+        let (keep, kept) = std::sync::mpsc::channel::<()>();
         file::spawn_helper_thread("trapbox-trace-reader", move || loop {
             let mut batch = Vec::with_capacity(256);
             let mut last = false;
@@ -680,11 +689,12 @@ impl ReadAhead {
                 batch.push(item);
             }
             if tx.send(batch).is_err() || last {
+                let _ = kept.recv();
                 return;
             }
         })
         .expect("spawning the trace reader thread");
-        ReadAhead { rx, batch: Default::default(), position, tail: None, done: false }
+        ReadAhead { rx, _keep: keep, batch: Default::default(), position, tail: None, done: false }
     }
 
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
@@ -730,28 +740,9 @@ impl ReadAhead {
     }
 }
 
-/// The trace, before and after its read-ahead thread starts.
-enum Source {
-    Waiting(Option<Box<dyn FnOnce() -> ReadAhead + Send>>),
-    Running(ReadAhead),
-}
-
-impl Source {
-    fn running(&mut self) -> &mut ReadAhead {
-        if let Source::Waiting(start) = self {
-            let start = start.take().expect("started once");
-            *self = Source::Running(start());
-        }
-        match self {
-            Source::Running(r) => r,
-            Source::Waiting(_) => unreachable!("started just above"),
-        }
-    }
-}
-
 /// Replays a trace.
 pub struct Replayer {
-    reader: Source,
+    reader: ReadAhead,
     /// The next event read ahead of time, or the end or error met there (kept for `next`).
     peeked: Option<Result<Option<Event>, TraceError>>,
     patcher: Patcher,
@@ -844,12 +835,13 @@ fn replay_reexecutes(name: &str) -> bool {
 }
 
 impl Replayer {
-    /// Opens a trace: its start event (to build the sandbox from) and the replayer.
+    /// Opens a trace: its start event (to build the sandbox from) and the replayer, whose
+    /// read-ahead thread starts now (see [`Recorder::new`] on why before the sandbox).
     pub fn open<R: Read + Send + 'static>(input: R) -> Result<(StartEvent, Self), TraceError> {
         let mut reader = TraceReader::new(input)?;
         let legacy_console = reader.version() < 3;
         let first = reader.next_event()?;
-        let reader = Source::Waiting(Some(Box::new(move || ReadAhead::start(reader))));
+        let reader = ReadAhead::start(reader);
         match first {
             Some(Event::Start(s)) => Ok((
                 s,
@@ -896,13 +888,13 @@ impl Replayer {
 
     /// Index of the next event.
     pub fn position(&mut self) -> u64 {
-        self.reader.running().position() - u64::from(matches!(self.peeked, Some(Ok(Some(_)))))
+        self.reader.position() - u64::from(matches!(self.peeked, Some(Ok(Some(_)))))
     }
 
     /// The next event that is not file contents (those are kept for the mmaps that follow).
     fn read_event(&mut self) -> Result<Option<Event>, TraceError> {
         loop {
-            match self.reader.running().next_event()? {
+            match self.reader.next_event()? {
                 Some(Event::File(f)) => {
                     self.files.insert(f.id, f.data);
                 }
@@ -946,7 +938,7 @@ impl Replayer {
         match self.next() {
             Ok(Some(e)) => Ok(e),
             Ok(None) => {
-                let truncated = matches!(self.reader.running().tail(), Some(Tail::Truncated { .. }));
+                let truncated = matches!(self.reader.tail(), Some(Tail::Truncated { .. }));
                 Err(self.halt(ReplayStop::TraceEnds { events: index, truncated }))
             }
             Err(e) => Err(self.halt(ReplayStop::Corrupt(e))),
@@ -1270,7 +1262,6 @@ impl Replayer {
 
 impl TrapHandler for Replayer {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
-        self.reader.running();
         self.begin_image(g, start.placement.vdso);
         self.load_time_calls(g);
     }

@@ -261,6 +261,49 @@ pub(crate) fn copy_into_guest(addr: u64, data: &[u8]) -> std::io::Result<()> {
     copy_self(data.as_ptr() as u64, addr, data.len(), true)
 }
 
+/// Writes `data` at guest address `addr` whatever the rights of its pages, which are
+/// `pieces` (start, end, rights; none PROT_NONE): code patching. A private mapping takes its
+/// own copy of the page, as under a debugger's breakpoint.
+///
+/// The write goes through `/proc/self/mem`, which may write read-only pages: the mapping's
+/// rights are not touched. Only where the kernel refuses that (`proc_mem.force_override=never`)
+/// are the pages made writable for the copy and given their rights back, at the cost of two
+/// mprotects, each splitting the mapping and making KVM drop what it maps there.
+pub(crate) fn write_code(pieces: &[(u64, u64, i32)], addr: u64, data: &[u8]) -> std::io::Result<()> {
+    match write_through_proc_mem(addr, data) {
+        Ok(()) => Ok(()),
+        Err(_) => write_unprotected(pieces, addr, data),
+    }
+}
+
+fn write_through_proc_mem(addr: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    // One descriptor per process: one opened before a fork names the parent's memory.
+    static PROC_MEM: std::sync::Mutex<Option<(libc::pid_t, std::fs::File)>> = std::sync::Mutex::new(None);
+    let mut slot = PROC_MEM.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = own_pid();
+    if slot.as_ref().is_none_or(|(p, _)| *p != pid) {
+        let f = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem")?;
+        *slot = Some((pid, super::fds::privatize(f)?));
+    }
+    let (_, f) = slot.as_ref().ok_or_else(|| std::io::Error::other("no /proc/self/mem"))?;
+    f.write_all_at(data, addr)
+}
+
+fn write_unprotected(pieces: &[(u64, u64, i32)], addr: u64, data: &[u8]) -> std::io::Result<()> {
+    for (s, e, p) in pieces {
+        // SAFETY: guest memory, as the caller says; rights are restored below.
+        unsafe { super::host::mprotect(*s, e - s, p | libc::PROT_WRITE) }.map_err(std::io::Error::from_raw_os_error)?;
+    }
+    // The address space's checked path would refuse the region (read-only in its map).
+    let r = copy_into_guest(addr, data);
+    for (s, e, p) in pieces {
+        // SAFETY: restores the rights the guest had.
+        let _ = unsafe { super::host::mprotect(*s, e - s, *p) };
+    }
+    r
+}
+
 /// trapbox's pid, cached (glibc does not cache getpid); 0 until asked, reset in a forked child.
 static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -326,6 +369,44 @@ mod tests {
 
     const R: i32 = libc::PROT_READ;
     const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+    /// A private read-execute page holding `ret` instructions, and its rights as
+    /// /proc/self/maps shows them.
+    fn code_page() -> (u64, impl Fn() -> String) {
+        // SAFETY: a fresh anonymous mapping, owned by the test.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), 4096, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: the page is ours and writable.
+        unsafe { std::ptr::write_bytes(p as *mut u8, 0xc3, 4096) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::mprotect(p, 4096, R | libc::PROT_EXEC) }, 0);
+        let at = p as u64;
+        let rights = move || {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let line = maps.lines().find(|l| l.starts_with(&format!("{at:x}-"))).unwrap().to_string();
+            line.split_whitespace().nth(1).unwrap().to_string()
+        };
+        (at, rights)
+    }
+
+    #[test]
+    fn code_is_written_into_read_only_pages_which_stay_read_only() {
+        let write_ways: [fn(&[(u64, u64, i32)], u64, &[u8]) -> std::io::Result<()>; 2] =
+            [|_, a, d| write_through_proc_mem(a, d), write_unprotected];
+        for write in write_ways {
+            let (at, rights) = code_page();
+            assert_eq!(rights(), "r-xp");
+            write(&[(at, at + 4096, R | libc::PROT_EXEC)], at + 10, &[0xcc, 0x90]).unwrap();
+            let mut back = [0u8; 4];
+            copy_self(at + 9, back.as_mut_ptr() as u64, 4, false).unwrap();
+            assert_eq!(back, [0xc3, 0xcc, 0x90, 0xc3]);
+            assert_eq!(rights(), "r-xp");
+            // SAFETY: unmaps the test's own page.
+            unsafe { libc::munmap(at as *mut libc::c_void, 4096) };
+        }
+    }
 
     #[test]
     fn check_direction_and_gaps() {

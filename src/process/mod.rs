@@ -189,9 +189,8 @@ impl Process {
         }
     }
 
-    /// Overwrites guest code at `addr`, read-only pages included: the pages are made writable
-    /// on the host for the copy (a private mapping takes its own copy of the page), then get
-    /// their rights back, and KVM drops what it may have cached for them.
+    /// Overwrites guest code at `addr`, read-only pages included (see [`mem::write_code`]),
+    /// and KVM drops what it may have cached for it.
     pub fn patch_code(
         &mut self,
         mem: &mut crate::vm::GuestMemory,
@@ -205,17 +204,7 @@ impl Process {
         if !self.aspace.covers(p0, p1) || pieces.iter().any(|(_, _, p)| *p == libc::PROT_NONE) {
             return Err(fault);
         }
-        for (s, e, p) in &pieces {
-            // SAFETY: guest memory (checked above); rights are restored below.
-            unsafe { host::mprotect(*s, e - s, p | libc::PROT_WRITE) }.map_err(|_| fault)?;
-        }
-        // Guest memory writes go through the address space's checked path, which needs the
-        // region to be writable in its map too: use the raw host copy instead.
-        let r = mem::copy_into_guest(addr, bytes);
-        for (s, e, p) in &pieces {
-            // SAFETY: restores the rights the guest had.
-            let _ = unsafe { host::mprotect(*s, e - s, *p) };
-        }
+        let r = mem::write_code(&pieces, addr, bytes);
         mem.code_changed(addr, bytes.len() as u64);
         r.map_err(|_| fault)
     }

@@ -10,9 +10,13 @@ use crate::args::{RecordArgs, ReplayArgs};
 
 /// Runs the program under the recorder.
 pub fn record(r: RecordArgs) -> Result<i32> {
-    let f = std::fs::File::create(&r.output).with_context(|| format!("-o {}", r.output.display()))?;
+    let (f, replaced) = trapbox::tools::record::file::create_replacing(&r.output)
+        .with_context(|| format!("-o {}", r.output.display()))?;
     let f = trapbox::process::fds::privatize(f)?;
     let mut rec = Recorder::new(trapbox::Passthrough, f).with_context(|| format!("{}", r.output.display()))?;
+    if let Some(old) = replaced {
+        rec.close_later(old);
+    }
     let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record)?;
     let report = sandbox.run(&mut rec)?;
     if let Some(e) = rec.error() {

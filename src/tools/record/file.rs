@@ -86,6 +86,26 @@ struct Pending {
     /// A Start event that begins the chunk, whose program CRC the writer thread computes from
     /// this file first (the event count includes it).
     start: Option<(StartEvent, std::path::PathBuf)>,
+    /// A file for the writer thread to close (see [`TraceWriter::close_later`]).
+    close: Option<std::fs::File>,
+}
+
+/// Creates the file `path` for a trace, empty. An earlier file there (a regular file with no
+/// other name) is unlinked rather than truncated and returned still open: closing it frees
+/// its blocks, which takes milliseconds for a trace of some megabytes (tens for tens of
+/// megabytes), so the recorder has its writer thread close it while the guest runs. The old
+/// file's descriptor is in trapbox's private range: a sandbox built meanwhile does not take it
+/// for one the guest inherited.
+pub fn create_replacing(path: &std::path::Path) -> std::io::Result<(std::fs::File, Option<std::fs::File>)> {
+    use std::os::unix::fs::MetadataExt;
+    let old = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.nlink() == 1 && m.len() > 0 => std::fs::File::open(path)
+            .and_then(crate::process::fds::privatize)
+            .ok()
+            .filter(|_| std::fs::remove_file(path).is_ok()),
+        _ => None,
+    };
+    Ok((std::fs::File::create(path)?, old))
 }
 
 /// Appends a File event for `file` to `raw`, reading the file here, off the guest's thread.
@@ -154,6 +174,10 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
             super::nondet::warm_up();
             let mut written = 10u64;
             for mut p in rx {
+                if let Some(f) = p.close.take() {
+                    drop(f);
+                    continue;
+                }
                 if let Some((mut start, program)) = p.start.take() {
                     start.program_crc = super::file_crc(&program).unwrap_or((0, 0));
                     let mut raw = Vec::with_capacity(p.raw.len() + 4096);
@@ -207,6 +231,12 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         self.hand_over(None, Some((start, program)))
     }
 
+    /// Has the writer thread close `file` (an old trace [`create_replacing`] unlinked), so
+    /// that the guest does not wait while its blocks are freed.
+    pub fn close_later(&mut self, file: std::fs::File) -> std::io::Result<()> {
+        self.send(Pending { first_event: self.next_event, events: 0, raw: Vec::new(), file: None, start: None, close: Some(file) })
+    }
+
     /// Hands the pending events over as one chunk.
     pub fn flush(&mut self) -> std::io::Result<()> {
         if self.events_in_buf == 0 {
@@ -226,10 +256,15 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
             raw: std::mem::take(&mut self.buf),
             file,
             start,
+            close: None,
         };
         self.next_event += self.events_in_buf as u64;
         self.events_in_buf = 0;
         self.last_flush = std::time::Instant::now();
+        self.send(p)
+    }
+
+    fn send(&mut self, p: Pending) -> std::io::Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| std::io::Error::other("trace writer finished"))?;
         if tx.send(p).is_err() {
             // The thread stopped: its error is the one to report.
@@ -438,6 +473,38 @@ mod tests {
             }
         }
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn an_old_trace_is_replaced_by_an_empty_file_and_closed_by_the_writer() {
+        let dir = std::env::temp_dir().join(format!("trapbox-replace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.trace");
+        std::fs::write(&path, b"old trace").unwrap();
+        let (new, old) = create_replacing(&path).unwrap();
+        let mut old = old.expect("the old file, still open");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let mut was = String::new();
+        old.read_to_string(&mut was).unwrap();
+        assert_eq!(was, "old trace");
+        let mut w = TraceWriter::new(new).unwrap();
+        w.close_later(old).unwrap();
+        w.push(&sample(1)).unwrap();
+        w.finish().unwrap();
+        let mut r = TraceReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(r.next_event().unwrap(), Some(sample(1)));
+        assert_eq!(r.next_event().unwrap(), None);
+        // A name that is a symbolic link is written through, as File::create does.
+        let target = dir.join("target.trace");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.join("link.trace");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let (_, old) = create_replacing(&link).unwrap();
+        assert!(old.is_none());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::metadata(&target).unwrap().len(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

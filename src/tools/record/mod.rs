@@ -341,6 +341,17 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         }
     }
 
+    /// Has the trace writer's thread close `file`, the old trace that
+    /// [`file::create_replacing`] unlinked to make room for this one: freeing its blocks
+    /// then overlaps the run instead of delaying its start.
+    pub fn close_later(&mut self, file: std::fs::File) {
+        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+            if let Err(err) = out.close_later(file) {
+                self.error = Some(err);
+            }
+        }
+    }
+
     /// The first error writing the trace, if any (the guest keeps running regardless).
     pub fn error(&self) -> Option<&std::io::Error> {
         self.error.as_ref()

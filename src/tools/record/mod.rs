@@ -659,9 +659,58 @@ impl std::fmt::Display for ReplayStop {
 /// What the read-ahead thread hands the replayer.
 enum Item {
     Event(Event),
+    /// A File event's contents, made ready to map.
+    File(u32, Stored),
     /// The trace ended (with how).
     End(Option<Tail>),
     Err(TraceError),
+}
+
+/// What the read-ahead thread hands on: an event, or a stored file ready to map.
+enum Ahead {
+    Event(Event),
+    File(u32, Stored),
+}
+
+/// A file the recording mapped, as the replay maps it.
+enum Stored {
+    /// A memory file holding its bytes: mapping it costs no copy, and pages are faulted in
+    /// from it as the guest touches them, as from the original file.
+    Memory(std::fs::File),
+    /// Its bytes, copied into the mapping, where memory files are unavailable.
+    Bytes(Vec<u8>),
+}
+
+impl Stored {
+    /// Up to `len` of its bytes from offset `off` (fewer past its end).
+    fn bytes(&self, off: u64, len: u64) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Stored::Bytes(b) => {
+                let from = (off as usize).min(b.len());
+                let to = from.saturating_add(len as usize).min(b.len());
+                std::borrow::Cow::Borrowed(&b[from..to])
+            }
+            Stored::Memory(f) => {
+                use std::os::unix::fs::FileExt;
+                let size = f.metadata().map_or(0, |m| m.len());
+                let mut b = vec![0u8; size.saturating_sub(off).min(len) as usize];
+                if f.read_exact_at(&mut b, off).is_err() {
+                    b.clear();
+                }
+                std::borrow::Cow::Owned(b)
+            }
+        }
+    }
+
+    /// Puts `data` in a memory file (in trapbox's private descriptor range), or keeps it as
+    /// bytes if that fails. The read-ahead thread does it, so the replay does not stop at
+    /// an mmap to copy a library into memory.
+    fn new(data: Vec<u8>) -> Stored {
+        match host::memory_file("trapbox-replay-file", &data).and_then(crate::process::fds::privatize) {
+            Ok(f) => Stored::Memory(f),
+            Err(_) => Stored::Bytes(data),
+        }
+    }
 }
 
 /// Decodes the trace on its own thread, a few thousand events ahead of the replay, so
@@ -692,11 +741,12 @@ impl ReadAhead {
             let mut last = false;
             while batch.len() < 256 && !last {
                 let item = match reader.next_event() {
+                    Ok(Some(Event::File(f))) => Item::File(f.id, Stored::new(f.data)),
                     Ok(Some(e)) => Item::Event(e),
                     Ok(None) => Item::End(reader.tail().cloned()),
                     Err(e) => Item::Err(e),
                 };
-                last = !matches!(item, Item::Event(_));
+                last = matches!(item, Item::End(_) | Item::Err(_));
                 batch.push(item);
             }
             if tx.send(batch).is_err() || last {
@@ -708,7 +758,7 @@ impl ReadAhead {
         ReadAhead { rx, _keep: keep, batch: Default::default(), position, tail: None, done: false }
     }
 
-    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+    fn next(&mut self) -> Result<Option<Ahead>, TraceError> {
         if self.done {
             return Ok(None);
         }
@@ -724,7 +774,11 @@ impl ReadAhead {
         match self.batch.pop_front().ok_or(()) {
             Ok(Item::Event(e)) => {
                 self.position += 1;
-                Ok(Some(e))
+                Ok(Some(Ahead::Event(e)))
+            }
+            Ok(Item::File(id, f)) => {
+                self.position += 1;
+                Ok(Some(Ahead::File(id, f)))
             }
             Ok(Item::End(tail)) => {
                 self.done = true;
@@ -759,10 +813,8 @@ pub struct Replayer {
     patcher: Patcher,
     stop_at: Option<u64>,
     stop: Option<ReplayStop>,
-    /// Contents of the files the recording mapped, by id.
-    files: std::collections::HashMap<u32, Vec<u8>>,
-    /// Memory files holding them, made at their first mmap.
-    memory_files: std::collections::HashMap<u32, std::fs::File>,
+    /// The files the recording mapped, by id.
+    files: std::collections::HashMap<u32, Stored>,
     /// trapbox's vDSO buffer, when the recording had it.
     time: Option<TimeBuffer>,
     /// Time calls loaded into it for the guest to make before the next event.
@@ -863,7 +915,6 @@ impl Replayer {
                     stop_at: None,
                     stop: None,
                     files: Default::default(),
-                    memory_files: Default::default(),
                     time: None,
                     time_loaded: 0,
                     legacy_console,
@@ -905,13 +956,14 @@ impl Replayer {
     /// The next event that is not file contents (those are kept for the mmaps that follow).
     fn read_event(&mut self) -> Result<Option<Event>, TraceError> {
         loop {
-            match self.reader.next_event()? {
-                Some(Event::File(f)) => {
-                    self.files.insert(f.id, f.data);
+            match self.reader.next()? {
+                Some(Ahead::File(id, f)) => {
+                    self.files.insert(id, f);
                 }
                 // A child's console output is written out as the replay passes it.
-                Some(Event::Console(c)) => write_console(c.fd, &c.data),
-                other => return Ok(other),
+                Some(Ahead::Event(Event::Console(c))) => write_console(c.fd, &c.data),
+                Some(Ahead::Event(e)) => return Ok(Some(e)),
+                None => return Ok(None),
             }
         }
     }
@@ -1176,21 +1228,20 @@ impl Replayer {
         self.time_loaded = 0;
     }
 
-    /// A descriptor, at the lowest free number, for a memory file holding stored file `id`
-    /// (made once per file): mapping it costs no copy, and pages are faulted in from it as the
-    /// guest touches them, as from the original file. None if memory files are unavailable
-    /// (the mapping is then filled by copying).
-    fn memory_file(&mut self, id: u32) -> Result<Option<std::fs::File>, String> {
-        if !self.memory_files.contains_key(&id) {
-            let data = self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))?;
-            let Ok(f) = host::memory_file("trapbox-replay-file", data).and_then(crate::process::fds::privatize) else {
-                return Ok(None);
-            };
-            self.memory_files.insert(id, f);
-        }
-        // try_clone takes the lowest free number (from 3): a guest descriptor's number, which
-        // the mmap's checks accept, closed again before the guest runs.
-        Ok(self.memory_files[&id].try_clone().ok())
+    /// Stored file `id`, which the trace must have.
+    fn stored(&self, id: u32) -> Result<&Stored, String> {
+        self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))
+    }
+
+    /// A descriptor, at the lowest free number, for the memory file holding stored file `id`;
+    /// None if it has none (the mapping is then filled by copying).
+    fn memory_file(&self, id: u32) -> Result<Option<std::fs::File>, String> {
+        Ok(match self.stored(id)? {
+            // try_clone takes the lowest free number (from 3): a guest descriptor's number,
+            // which the mmap's checks accept, closed again before the guest runs.
+            Stored::Memory(f) => f.try_clone().ok(),
+            Stored::Bytes(_) => None,
+        })
     }
 
     /// Performs a memory or state syscall for real, at the recorded addresses; Err describes
@@ -1248,11 +1299,8 @@ impl Replayer {
         };
         if fill {
             if let Some((id, off)) = ev.file {
-                let data =
-                    self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))?;
-                let from = (off as usize).min(data.len());
-                let to = from.saturating_add(a[1] as usize).min(data.len());
-                g.write(GuestAddr(ev.ret as u64), &data[from..to])
+                let data = self.stored(id)?.bytes(off, a[1]);
+                g.write(GuestAddr(ev.ret as u64), &data)
                     .map_err(|_| "mmap: cannot fill the mapping from the trace".to_string())?;
             }
             for (addr, data) in &ev.writes {
@@ -1331,6 +1379,24 @@ impl Replayer {
                 None => crate::trap::Passthrough.on_trap(g, trap),
             },
             _ => crate::trap::Passthrough.on_trap(g, trap),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_file_gives_the_same_bytes_from_memory_or_from_its_copy() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let memory = Stored::new(data.clone());
+        assert!(matches!(memory, Stored::Memory(_)), "memory files are available here");
+        let bytes = Stored::Bytes(data.clone());
+        for (off, len) in [(0, 10_000), (4096, 100), (9_990, 100), (20_000, 5), (0, 0)] {
+            let want = &data[(off as usize).min(data.len())..((off + len) as usize).min(data.len())];
+            assert_eq!(&*memory.bytes(off, len), want, "memory file at {off}+{len}");
+            assert_eq!(&*bytes.bytes(off, len), want, "bytes at {off}+{len}");
         }
     }
 }

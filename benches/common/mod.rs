@@ -34,14 +34,15 @@ pub fn has_strace() -> bool {
 
 fn time_cmd(argv: &[String]) -> Duration {
     let t = Instant::now();
-    let st = Command::new(&argv[0])
+    // stderr is kept to say why a run failed.
+    let out = Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .stderr(Stdio::piped())
+        .output()
         .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let d = t.elapsed();
-    assert!(st.success(), "{argv:?} failed");
+    assert!(out.status.success(), "{argv:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     d
 }
 

@@ -576,3 +576,21 @@ fn signals_interrupting_user_code_replay_there_or_diverge() {
         assert!(rep.stdout.is_empty(), "{}", rep.stdout_str());
     }
 }
+
+/// A large stored file (48 MiB) is handled by the recorder's writer and the replayer's reader
+/// threads while the guest maps more memory: their buffers must not take the addresses the
+/// guest's mappings got in the recording. (They were mapped wherever there was room when the
+/// thread got to the file, and replays failed most times, before or during the run.)
+#[test]
+fn a_large_stored_file_replays_with_the_recorded_layout() {
+    common::require_kvm();
+    let d = tempdir("rr-bigmap");
+    let data = d.join("data.bin");
+    let argv = vec![guest("bigmap", Form::Dynamic).to_string_lossy().into_owned(), data.to_string_lossy().into_owned()];
+    let trace = d.join("t.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert!(rec.stdout_str().starts_with("bigmap "), "{}", rec.stdout_str());
+    assert!(!data.exists(), "the guest deleted its file");
+    replays_as_recorded(&d, &trace, &rec.stdout, 4, "a 48 MiB stored file");
+}

@@ -74,6 +74,15 @@ fn privatized() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
     PRIVATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Serializes taking stock of open descriptors (a sandbox being built) with trapbox's helper
+/// threads opening descriptors for themselves: such a descriptor has a low number until it is
+/// moved into the private range, and a sandbox built meanwhile would take that number for
+/// trapbox's for good (a replay later lending the number to an mmap got EBADF).
+pub fn stocktaking() -> std::sync::MutexGuard<'static, ()> {
+    static STOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    STOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Moves a file trapbox opened for itself (a trace or record file) into the private range, so
 /// the guest's descriptors number as they would natively and the guest cannot name, close or
 /// inherit it across exec.

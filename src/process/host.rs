@@ -171,12 +171,22 @@ pub fn reexec_without_aslr() -> std::io::Result<()> {
     Err(err)
 }
 
-/// Makes trapbox's own allocations come from its brk heap (up to 32 MiB each, glibc's limit)
-/// instead of fresh mmaps: during record and replay the guest's mappings then meet the same
-/// free address space on both sides, whatever trapbox allocates for itself along the way.
+/// Makes all of trapbox's own allocations come from its brk heap, whatever their size and
+/// whichever thread makes them, instead of fresh mmaps: during record and replay the guest's
+/// mappings then meet the same free address space on both sides, whatever trapbox allocates
+/// for itself along the way, and whenever its helper threads do (a 48 MiB file decoded by
+/// the replay's read-ahead thread used to be mapped wherever there was room at that moment,
+/// which could be where the guest's next mapping had been recorded).
 pub fn keep_allocations_off_mmap() {
     // SAFETY: mallopt only tunes glibc's allocator.
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
+    // No allocation is served by mmap, not even one above the threshold's 32 MiB ceiling.
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_MMAP_MAX, 0) };
+    // One arena: other threads' arenas are heaps of their own, mmap'd when a thread first
+    // allocates and again whenever one fills up.
+    // SAFETY: as above.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // Freed heap memory stays for the next trace chunk instead of going back to the kernel
     // and being faulted in again.
     // SAFETY: as above.

@@ -188,6 +188,8 @@ impl SandboxBuilder {
 
     /// Creates the VM and loads the program.
     pub fn build(self) -> Result<Sandbox, SandboxError> {
+        // Until the guest's descriptors are told from trapbox's (FdGuard, below).
+        let stock = fds::stocktaking();
         let inherited = fds::open_fds();
         let base = fds::private_fd_base();
         let path = self.trap_path.unwrap_or_else(TrapPath::detect);
@@ -200,6 +202,7 @@ impl SandboxBuilder {
         // SAFETY: diag_fd is a fresh descriptor owned by nothing else.
         let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
+        drop(stock);
         process.signals = signals::inherited();
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };

@@ -124,8 +124,10 @@ fn append_file_event(raw: &mut Vec<u8>, id: u32, mut file: std::fs::File) {
 }
 
 /// Starts a helper thread of the recorder's or the replayer's and returns once it runs, with
-/// every signal blocked (they are the guest's) and its allocator arena made. The thread's own
-/// mappings (its stack, the signal stack the standard library gives it, its arena) are then
+/// every signal blocked (they are the guest's) and its first allocation made. The thread's
+/// own mappings (its stack, the signal stack the standard library gives it, and an allocator
+/// arena unless [`keep_allocations_off_mmap`](crate::process::host::keep_allocations_off_mmap)
+/// made all threads share the brk heap) are then
 /// made at a fixed point of the start-up, not whenever the new thread gets a CPU: a recording
 /// and its replay lay trapbox's memory out alike, so the guest addresses the recording got are
 /// free in the replay. (A mapping made while the guest ran could take an address the guest's
@@ -137,7 +139,7 @@ pub(crate) fn spawn_helper_thread<T: Send + 'static>(
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
         crate::process::signals::block_all_in_helper_thread();
-        // The first allocation makes the thread's arena.
+        // The first allocation sets up the thread's allocator state (its arena, if any).
         drop(std::hint::black_box(Vec::<u8>::with_capacity(64)));
         let _ = ready_tx.send(());
         body()

@@ -706,6 +706,7 @@ impl Stored {
     /// bytes if that fails. The read-ahead thread does it, so the replay does not stop at
     /// an mmap to copy a library into memory.
     fn new(data: Vec<u8>) -> Stored {
+        let _stock = crate::process::fds::stocktaking();
         match host::memory_file("trapbox-replay-file", &data).and_then(crate::process::fds::privatize) {
             Ok(f) => Stored::Memory(f),
             Err(_) => Stored::Bytes(data),

@@ -189,8 +189,9 @@ impl Process {
         }
     }
 
-    /// Overwrites guest code at `addr`, read-only pages included (see [`mem::write_code`]),
-    /// and KVM drops what it may have cached for it.
+    /// Overwrites guest code at `addr`, read-only pages included (through `/proc/self/mem`,
+    /// so the mapping keeps its rights; see `mem::write_code`), and KVM drops what it may have
+    /// cached for it.
     pub fn patch_code(
         &mut self,
         mem: &mut crate::vm::GuestMemory,

@@ -156,7 +156,7 @@ impl SandboxBuilder {
         self
     }
 
-    /// Arguments, including argv[0].
+    /// Arguments, including `argv[0]`.
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
         self.argv = args.into_iter().map(Into::into).collect();
         self

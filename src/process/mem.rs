@@ -374,9 +374,7 @@ mod tests {
     /// /proc/self/maps shows them.
     fn code_page() -> (u64, impl Fn() -> String) {
         // SAFETY: a fresh anonymous mapping, owned by the test.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4096, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
         assert_ne!(p, libc::MAP_FAILED);
         // SAFETY: the page is ours and writable.
         unsafe { std::ptr::write_bytes(p as *mut u8, 0xc3, 4096) };
@@ -393,8 +391,8 @@ mod tests {
 
     #[test]
     fn code_is_written_into_read_only_pages_which_stay_read_only() {
-        let write_ways: [fn(&[(u64, u64, i32)], u64, &[u8]) -> std::io::Result<()>; 2] =
-            [|_, a, d| write_through_proc_mem(a, d), write_unprotected];
+        type WriteWay = fn(&[(u64, u64, i32)], u64, &[u8]) -> std::io::Result<()>;
+        let write_ways: [WriteWay; 2] = [|_, a, d| write_through_proc_mem(a, d), write_unprotected];
         for write in write_ways {
             let (at, rights) = code_page();
             assert_eq!(rights(), "r-xp");

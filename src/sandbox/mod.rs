@@ -468,7 +468,8 @@ impl Sandbox {
         let forked = cpu.s().process.forked;
         let exits = cpu.s().machine.exits();
         let syscalls = core.syscalls.load(Ordering::SeqCst);
-        let crash_site = crash_site.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
+        let crash_site =
+            crash_site.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
         let mut g = KvmGuest::new(&mut cpu, Regs::default());
         handler.on_end(&mut g, &outcome);
         drop(cpu);

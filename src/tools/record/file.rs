@@ -236,7 +236,14 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
     /// Has the writer thread close `file` (an old trace [`create_replacing`] unlinked), so
     /// that the guest does not wait while its blocks are freed.
     pub fn close_later(&mut self, file: std::fs::File) -> std::io::Result<()> {
-        self.send(Pending { first_event: self.next_event, events: 0, raw: Vec::new(), file: None, start: None, close: Some(file) })
+        self.send(Pending {
+            first_event: self.next_event,
+            events: 0,
+            raw: Vec::new(),
+            file: None,
+            start: None,
+            close: Some(file),
+        })
     }
 
     /// Hands the pending events over as one chunk.

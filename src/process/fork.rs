@@ -151,6 +151,20 @@ impl Process {
 
         // The child.
         super::mem::forget_own_pid();
+        if let Some(alias) = self.time_alias.as_mut() {
+            // The guest's view of its vDSO time buffer was not inherited (MADV_DONTFORK), so
+            // that the child's time calls do not land in its parent's buffer: it gets its own,
+            // before the VM's rebuild maps anything that could take the view's place.
+            let view = self.image.as_ref().and_then(|i| i.placement.vdso).map(|b| b + super::vdso::IMAGE_SIZE);
+            if let Err(e) = alias.after_fork(view) {
+                let _ = std::io::Write::write_all(
+                    &mut self.diag,
+                    format!("trapbox: fork: cannot give the child its own time buffer: {e}\n").as_bytes(),
+                );
+                // SAFETY: _exit ends this (child) process at once; nothing of it is shared.
+                unsafe { libc::_exit(127) };
+            }
+        }
         match m.rebuild_after_fork(state) {
             Ok(new_fds) => self.fds.replace_closed(new_fds),
             Err(e) => {

@@ -119,6 +119,8 @@ pub struct Process {
     /// fresh one in this mode, so a recorded or replayed program's time calls stay recorded
     /// across exec.
     pub own_vdso: Option<vdso::TimeMode>,
+    /// trapbox's mapping of that vDSO's time buffer, made with the first image's.
+    pub time_alias: Option<vdso::TimeAlias>,
     /// How the current image was started: program, arguments, environment and placement
     /// (the first image's, then each exec's).
     pub image: Option<crate::trap::Start>,
@@ -176,6 +178,7 @@ impl Process {
             exe: std::path::PathBuf::new(),
             vdso: None,
             own_vdso: None,
+            time_alias: None,
             image: None,
             forked: false,
             generation: 0,
@@ -225,7 +228,13 @@ impl Process {
         placement.vdso = match self.own_vdso {
             // A replayed image has the vDSO its recording had, where it had it.
             Some(vdso::TimeMode::Replay) if placement.vdso.is_none() => None,
-            Some(mode) => Some(vdso::install(&mut m.mem, &mut self.aspace, placement.vdso, mode)?),
+            Some(mode) => {
+                let alias = match &mut self.time_alias {
+                    Some(a) => a,
+                    None => self.time_alias.insert(vdso::TimeAlias::new().map_err(vdso::VdsoError::Map)?),
+                };
+                Some(vdso::install(&mut m.mem, &mut self.aspace, placement.vdso, mode, alias)?)
+            }
             None => None,
         };
         let facts = loader::MachineFacts { hwcap: m.hwcap(), vdso: placement.vdso.or(self.vdso) };

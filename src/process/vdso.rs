@@ -18,12 +18,17 @@
 //! When the buffer is full the call falls back to the syscall, an ordinary recorded event.
 //! Copying out from the slot in both modes means a bad user pointer faults at the same
 //! instruction in a recording and in its replay.
+//!
+//! The buffer is a memory file mapped twice: at the guest's address, and once more where only
+//! trapbox reaches it ([`TimeAlias`]). The recorder and replayer read and write it through
+//! that second mapping, with plain loads and stores: no syscall at every event, and nothing
+//! the guest does to its own mapping (unmapping it, remapping something else there) can make
+//! those accesses fault.
 
 use iced_x86::code_asm::*;
 
 use super::host;
 use super::mem::AddressSpace;
-use crate::trap::{Guest, GuestAddr};
 use crate::vm::GuestMemory;
 
 /// Bytes of the image: ELF headers, dynamic symbols and code in one read-execute page.
@@ -157,9 +162,9 @@ pub fn host_range() -> Option<(u64, u64)> {
 }
 
 /// Maps trapbox's vDSO and its buffer at `at` (or where the host puts them), fills the image
-/// and sets the buffer up for `mode`. Returns the image's base (AT_SYSINFO_EHDR); [`install`]
-/// makes it guest memory.
-fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
+/// and sets the buffer up for `mode`, the buffer being `alias`'s file. Returns the image's
+/// base (AT_SYSINFO_EHDR); [`install`] makes it guest memory.
+fn map(at: Option<u64>, mode: TimeMode, alias: &TimeAlias) -> Result<u64, VdsoError> {
     let base = match at {
         Some(a) => host::reserve_exact(a, SIZE).map_err(|e| match e {
             libc::EEXIST => VdsoError::AddressInUse(a),
@@ -174,21 +179,24 @@ fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
     };
     let fill = || -> Result<(), VdsoError> {
         let image = image(base)?;
-        // SAFETY: [base, base+SIZE) is the private mapping made above, not yet guest memory.
+        let map_err = |e| VdsoError::Map(std::io::Error::from_raw_os_error(e));
+        // SAFETY: [base, base+SIZE) is the private mapping made above, not yet guest memory;
+        // its buffer part becomes a shared mapping of the alias's file.
         unsafe {
-            host::mprotect(base, SIZE, libc::PROT_READ | libc::PROT_WRITE)
-                .map_err(|e| VdsoError::Map(std::io::Error::from_raw_os_error(e)))?;
+            host::mprotect(base, IMAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE).map_err(map_err)?;
             std::ptr::copy_nonoverlapping(image.as_ptr(), base as *mut u8, image.len());
-            let hdr = (base + IMAGE_SIZE) as *mut u64;
-            let (cap, m, real) = match mode {
-                TimeMode::Record(real) => (CAPACITY, MODE_RECORD, real),
-                TimeMode::Replay => (0, MODE_REPLAY, [0; 3]),
-            };
-            hdr.add((HDR_CAP / 8) as usize).write(cap);
-            hdr.add((HDR_MODE / 8) as usize).write(m);
-            for (i, f) in real.iter().enumerate() {
-                hdr.add((HDR_REAL / 8) as usize + i).write(*f);
-            }
+            alias.map_file_at(base + IMAGE_SIZE).map_err(map_err)?;
+        }
+        let (cap, m, real) = match mode {
+            TimeMode::Record(real) => (CAPACITY, MODE_RECORD, real),
+            TimeMode::Replay => (0, MODE_REPLAY, [0; 3]),
+        };
+        alias.clear();
+        let hdr = alias.at;
+        hdr.set(HDR_CAP, cap);
+        hdr.set(HDR_MODE, m);
+        for (i, f) in real.iter().enumerate() {
+            hdr.set(HDR_REAL + 8 * i as u64, *f);
         }
         Ok(())
     };
@@ -199,72 +207,154 @@ fn map(at: Option<u64>, mode: TimeMode) -> Result<u64, VdsoError> {
     Ok(base)
 }
 
-/// The buffer of the vDSO mapped at `base`, as the recorder and replayer reach it.
+/// trapbox's own mapping of the guest's time buffer: the buffer's memory file mapped a second
+/// time, at an address the guest is never given. One per process, made with its first vDSO
+/// and reused by each exec's; a forked child gets its own (see [`TimeAlias::after_fork`]).
+/// The mapping is never unmapped (64 KiB per process), so a [`TimeBuffer`] a handler kept
+/// can never point at nothing.
+#[derive(Debug)]
+pub struct TimeAlias {
+    file: std::fs::File,
+    at: TimeBuffer,
+}
+
+impl TimeAlias {
+    /// A new buffer file, mapped once for trapbox.
+    pub fn new() -> std::io::Result<TimeAlias> {
+        let file = host::memory_file("trapbox-time-buffer", &[])?;
+        file.set_len(BUFFER_SIZE)?;
+        let file = super::fds::privatize(file)?;
+        let flags = libc::MAP_SHARED;
+        // SAFETY: no MAP_FIXED: the kernel picks free space for a mapping of trapbox's own.
+        let at = unsafe { host::mmap(0, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&file), 0) }
+            .map_err(std::io::Error::from_raw_os_error)?;
+        Ok(TimeAlias { file, at: TimeBuffer { header: at } })
+    }
+
+    /// Maps the buffer file at `addr` too (the guest's view), replacing what is there.
+    ///
+    /// # Safety
+    ///
+    /// `[addr, addr + BUFFER_SIZE)` must be memory of trapbox's that nothing else uses.
+    unsafe fn map_file_at(&self, addr: u64) -> Result<u64, i32> {
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
+        // SAFETY: the caller owns the range.
+        let got =
+            unsafe { host::mmap(addr, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&self.file), 0) }?;
+        // A forked child must not share the guest's view with its parent: it maps its own.
+        // SAFETY: advice on the mapping just made.
+        unsafe { libc::madvise(addr as *mut libc::c_void, BUFFER_SIZE as usize, libc::MADV_DONTFORK) };
+        Ok(got)
+    }
+
+    /// Zeroes the buffer.
+    fn clear(&self) {
+        // SAFETY: the alias mapping is BUFFER_SIZE bytes, trapbox's for the process's life.
+        unsafe { std::ptr::write_bytes(self.at.header as *mut u8, 0, BUFFER_SIZE as usize) };
+    }
+
+    /// The buffer as the recorder and replayer reach it.
+    pub fn buffer(&self) -> TimeBuffer {
+        self.at
+    }
+
+    /// In a forked child: the guest's view of the buffer (at `view`, if it has one) did not
+    /// come along (MADV_DONTFORK) and the alias still shares the parent's file. Both get a
+    /// file of the child's own, with the parent's contents, at the same addresses. A `view`
+    /// the guest has since replaced with a mapping of its own is left alone.
+    pub fn after_fork(&mut self, view: Option<u64>) -> std::io::Result<()> {
+        let file = host::memory_file("trapbox-time-buffer", &[])?;
+        file.set_len(BUFFER_SIZE)?;
+        let file = super::fds::privatize(file)?;
+        // SAFETY: the alias mapping is BUFFER_SIZE bytes, trapbox's for the process's life.
+        let now = unsafe { std::slice::from_raw_parts(self.at.header as *const u8, BUFFER_SIZE as usize) };
+        std::os::unix::fs::FileExt::write_all_at(&file, now, 0)?;
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
+        // SAFETY: replaces trapbox's own alias mapping with the same size and rights.
+        unsafe { host::mmap(self.at.header, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&file), 0) }
+            .map_err(std::io::Error::from_raw_os_error)?;
+        self.file = file;
+        if let Some(v) = view {
+            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            // SAFETY: MAP_FIXED_NOREPLACE takes the range only if nothing is mapped there,
+            // which is what MADV_DONTFORK left of the view; a guest mapping there stays.
+            if unsafe { host::mmap(v, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&self.file), 0) }
+                == Ok(v)
+            {
+                // SAFETY: advice on the mapping just made.
+                unsafe { libc::madvise(v as *mut libc::c_void, BUFFER_SIZE as usize, libc::MADV_DONTFORK) };
+            }
+        }
+        Ok(())
+    }
+}
+
+fn raw(f: &std::fs::File) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(f)
+}
+
+/// The time buffer through trapbox's alias of it ([`TimeAlias`]): plain loads and stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeBuffer {
     header: u64,
 }
 
 impl TimeBuffer {
-    /// The buffer of the vDSO image at `base`.
-    pub fn at(base: u64) -> TimeBuffer {
-        TimeBuffer { header: base + IMAGE_SIZE }
+    fn get(&self, off: u64) -> u64 {
+        // SAFETY: an alias mapping is BUFFER_SIZE bytes and stays mapped for the process's
+        // life (a fork's child maps its own at the same address); `off` is inside it.
+        unsafe { std::ptr::read_volatile((self.header + off) as *const u64) }
     }
 
-    fn word(&self, g: &dyn Guest, off: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        g.read(GuestAddr(self.header + off), &mut b).ok()?;
-        Some(u64::from_le_bytes(b))
+    fn set(&self, off: u64, v: u64) {
+        // SAFETY: as in `get`.
+        unsafe { std::ptr::write_volatile((self.header + off) as *mut u64, v) }
     }
 
-    fn set_word(&self, g: &mut dyn Guest, off: u64, v: u64) {
-        let _ = g.write(GuestAddr(self.header + off), &v.to_le_bytes());
-    }
-
-    /// Entries used since the last drain or load (None if the guest unmapped the buffer).
-    pub fn used(&self, g: &dyn Guest) -> Option<u64> {
-        self.word(g, HDR_USED)
+    /// Entries used since the last drain or load.
+    pub fn used(&self) -> u64 {
+        self.get(HDR_USED)
     }
 
     /// Takes the calls made since the last drain and empties the buffer (record).
-    pub fn drain(&self, g: &mut dyn Guest) -> Vec<TimeCall> {
-        let n = self.used(g).unwrap_or(0);
+    pub fn drain(&self) -> Vec<TimeCall> {
+        let n = self.used();
         if n == 0 {
             return Vec::new();
         }
         if n > CAPACITY {
             // Not a count trapbox's code can produce: the guest wrote the header itself, and
             // no call went through the buffer (each found it full and made the syscall).
-            self.set_word(g, HDR_USED, 0);
+            self.set(HDR_USED, 0);
             return Vec::new();
         }
-        let mut raw = vec![0u8; (n * ENTRY_SIZE) as usize];
-        let _ = g.read(GuestAddr(self.header + HDR_SIZE), &mut raw);
-        self.set_word(g, HDR_USED, 0);
-        let w = |e: &[u8], i: usize| u64::from_le_bytes(e[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        raw.chunks(ENTRY_SIZE as usize)
-            .map(|e| TimeCall {
-                // A slot the guest overwrote is stored as what a replay will read back.
-                kind: TimeKind::from_u8(w(e, 0) as u8).unwrap_or(TimeKind::ClockGettime),
-                arg: w(e, 1),
-                ret: w(e, 2) as i64,
-                value: [w(e, 3), w(e, 4)],
+        let calls = (0..n)
+            .map(|i| {
+                let e = HDR_SIZE + i * ENTRY_SIZE;
+                TimeCall {
+                    // A slot the guest overwrote is stored as what a replay will read back.
+                    kind: TimeKind::from_u8(self.get(e) as u8).unwrap_or(TimeKind::ClockGettime),
+                    arg: self.get(e + 8),
+                    ret: self.get(e + 16) as i64,
+                    value: [self.get(e + 24), self.get(e + 32)],
+                }
             })
-            .collect()
+            .collect();
+        self.set(HDR_USED, 0);
+        calls
     }
 
     /// Loads the calls the guest will make before the next event (replay).
-    pub fn load(&self, g: &mut dyn Guest, calls: &[TimeCall]) {
+    pub fn load(&self, calls: &[TimeCall]) {
         let n = (calls.len() as u64).min(CAPACITY);
-        let mut raw = Vec::with_capacity((n * ENTRY_SIZE) as usize);
-        for c in &calls[..n as usize] {
-            for v in [c.kind as u64, c.arg, c.ret as u64, c.value[0], c.value[1]] {
-                raw.extend_from_slice(&v.to_le_bytes());
+        for (i, c) in calls[..n as usize].iter().enumerate() {
+            let e = HDR_SIZE + i as u64 * ENTRY_SIZE;
+            for (k, v) in [c.kind as u64, c.arg, c.ret as u64, c.value[0], c.value[1]].into_iter().enumerate() {
+                self.set(e + 8 * k as u64, v);
             }
         }
-        let _ = g.write(GuestAddr(self.header + HDR_SIZE), &raw);
-        self.set_word(g, HDR_USED, 0);
-        self.set_word(g, HDR_CAP, n);
+        self.set(HDR_USED, 0);
+        self.set(HDR_CAP, n);
     }
 }
 
@@ -531,8 +621,9 @@ pub fn install(
     aspace: &mut AddressSpace,
     at: Option<u64>,
     mode: TimeMode,
+    alias: &TimeAlias,
 ) -> Result<u64, VdsoError> {
-    let base = map(at, mode)?;
+    let base = map(at, mode, alias)?;
     let rx = libc::PROT_READ | libc::PROT_EXEC;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let inserted = aspace
@@ -552,6 +643,45 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trapbox_reaches_the_guests_time_buffer_through_its_alias() {
+        let alias = TimeAlias::new().unwrap();
+        // SAFETY: a fresh reservation the test owns, then the view mapped over it.
+        let view =
+            unsafe { host::mmap(0, BUFFER_SIZE, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) }
+                .unwrap();
+        // SAFETY: the range was just reserved and nothing else uses it.
+        assert_eq!(unsafe { alias.map_file_at(view) }, Ok(view));
+        let word = |off: u64| view + off;
+        // SAFETY: the view is BUFFER_SIZE bytes of readable and writable memory.
+        let (get, put) = unsafe {
+            (
+                |a: u64| std::ptr::read_volatile(a as *const u64),
+                |a: u64, v: u64| std::ptr::write_volatile(a as *mut u64, v),
+            )
+        };
+        // A call as trapbox's vDSO records it, through the guest's view: the entry, then the count.
+        let call = TimeCall { kind: TimeKind::ClockGettime, arg: 1, ret: 0, value: [7, 8] };
+        for (k, v) in [1, 1, 0, 7, 8].into_iter().enumerate() {
+            put(word(HDR_SIZE + 8 * k as u64), v);
+        }
+        put(word(HDR_USED), 1);
+        let buf = alias.buffer();
+        assert_eq!(buf.used(), 1);
+        assert_eq!(buf.drain(), vec![call]);
+        assert_eq!(get(word(HDR_USED)), 0, "drained in the guest's view too");
+        // What a replay loads, the guest's view holds.
+        let next = TimeCall { kind: TimeKind::Time, arg: 0, ret: 42, value: [0, 0] };
+        buf.load(&[next]);
+        assert_eq!((get(word(HDR_CAP)), get(word(HDR_USED))), (1, 0));
+        assert_eq!(get(word(HDR_SIZE)), TimeKind::Time as u64);
+        assert_eq!(get(word(HDR_SIZE + 16)), 42);
+        // SAFETY: unmaps the test's view.
+        unsafe { host::munmap(view, BUFFER_SIZE) }.unwrap();
+        // The guest unmapping its view leaves trapbox's accesses valid.
+        assert_eq!(buf.used(), 0);
+    }
 
     #[test]
     fn image_is_a_shared_object_exporting_the_versioned_time_functions() {

@@ -262,6 +262,11 @@ impl Guest for KvmGuest<'_, '_> {
     fn image(&self) -> Option<Start> {
         self.cpu.sr().process.image.clone()
     }
+    fn time_buffer(&self) -> Option<crate::process::vdso::TimeBuffer> {
+        let p = &self.cpu.sr().process;
+        p.image.as_ref()?.placement.vdso?;
+        p.time_alias.as_ref().map(|a| a.buffer())
+    }
     fn exec_image(&mut self, start: &Start) -> Action {
         self.exec_plan(ExecPlan::of_image(start))
     }

@@ -261,6 +261,12 @@ pub trait Guest {
         None
     }
 
+    /// The time buffer of trapbox's vDSO in the image now running, when it has one (record
+    /// and replay), reached through trapbox's own mapping of it.
+    fn time_buffer(&self) -> Option<crate::process::vdso::TimeBuffer> {
+        None
+    }
+
     /// Replaces the program, as a successful execve would, with the image `start` describes:
     /// its program file, at its placement, with its stack image (a replay reproducing a
     /// recorded exec). [`Action::Resume`] enters the new image; a program that cannot be

@@ -292,9 +292,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     }
 
     /// Records the time calls the guest made since the previous event (before that event).
-    fn drain_time_calls(&mut self, g: &mut dyn Guest) {
+    fn drain_time_calls(&mut self) {
         if let Some(t) = self.time {
-            let calls = t.drain(g);
+            let calls = t.drain();
             if !calls.is_empty() {
                 self.push(&Event::TimeCalls(calls));
             }
@@ -376,7 +376,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         self.patcher = Patcher::default();
         self.patcher.scan(g);
         let pl = &start.placement;
-        self.time = pl.vdso.map(TimeBuffer::at);
+        self.time = g.time_buffer();
         self.host_vdso = pl.vdso.and_then(|_| vdso::host_range());
         let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
         // A path a replay can open from anywhere: absolute, and a descriptor's name resolved.
@@ -429,15 +429,15 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 }
                 if is_exec(call) && matches!(action, Action::Resume) {
                     // The new image has a vDSO of its own.
-                    self.time = g.image().and_then(|s| s.placement.vdso).map(TimeBuffer::at);
+                    self.time = g.time_buffer();
                 }
                 if let Some(t) = self.time {
-                    t.drain(g);
+                    t.drain();
                 }
                 action
             }
             Trap::Syscall(call) if is_exec(call) => {
-                self.drain_time_calls(g);
+                self.drain_time_calls();
                 self.push_children_console();
                 let action = self.inner.on_trap(g, trap);
                 // A successful exec resumes the new image; its registers are not a result.
@@ -460,7 +460,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             }
             Trap::Syscall(call) => {
                 // The time calls made before this one, read before the call can unmap them.
-                self.drain_time_calls(g);
+                self.drain_time_calls();
                 let forks = matches!(call.name().as_ref(), "fork" | "vfork" | "clone");
                 if forks {
                     self.console.before_fork();
@@ -506,7 +506,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 Some(site) => {
                     let regs = emulate(g, site);
                     apply_insn(g, site, regs);
-                    self.drain_time_calls(g);
+                    self.drain_time_calls();
                     self.push(&Event::Insn(InsnEvent { insn: site.insn, rip: site.addr, regs }));
                     Action::Resume
                 }
@@ -1015,13 +1015,13 @@ impl Replayer {
 
     /// At an event: the guest must have made every time call loaded before it (fewer is a
     /// divergence; more, or another kind, reached the kernel as a syscall and diverges there).
-    fn check_time_calls(&mut self, g: &dyn Guest) -> Option<Action> {
+    fn check_time_calls(&mut self) -> Option<Action> {
         let t = self.time?;
         // With nothing loaded the guest's calls all went to the kernel: nothing to check.
         if self.time_loaded == 0 {
             return None;
         }
-        let used = t.used(g).unwrap_or(0);
+        let used = t.used();
         if used == self.time_loaded {
             return None;
         }
@@ -1035,7 +1035,7 @@ impl Replayer {
     }
 
     /// After an event: loads the time calls the guest makes before the next one.
-    fn load_time_calls(&mut self, g: &mut dyn Guest) {
+    fn load_time_calls(&mut self) {
         let Some(t) = self.time else { return };
         let calls = match self.peek() {
             Some(Event::TimeCalls(_)) => match self.next() {
@@ -1050,7 +1050,7 @@ impl Replayer {
         if calls.is_empty() && self.time_loaded == 0 {
             return;
         }
-        t.load(g, &calls);
+        t.load(&calls);
         self.time_loaded = calls.len().min(vdso::CAPACITY as usize) as u64;
     }
 
@@ -1216,16 +1216,16 @@ impl Replayer {
         if !matches!(action, Action::Resume) {
             return Err(format!("an exec of {} that failed", start.program_path().display()));
         }
-        self.begin_image(g, start.vdso);
+        self.begin_image(g);
         Ok(action)
     }
 
     /// A program image begins (the first, or an exec's): its machine-dependent instructions
-    /// are patched, and its vDSO buffer (at `vdso`) is empty.
-    fn begin_image(&mut self, g: &mut dyn Guest, vdso: Option<u64>) {
+    /// are patched, and its vDSO buffer, if it has one, is empty.
+    fn begin_image(&mut self, g: &mut dyn Guest) {
         self.patcher = Patcher::default();
         self.patcher.scan(g);
-        self.time = vdso.map(TimeBuffer::at);
+        self.time = g.time_buffer();
         self.time_loaded = 0;
     }
 
@@ -1321,9 +1321,9 @@ impl Replayer {
 }
 
 impl TrapHandler for Replayer {
-    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
-        self.begin_image(g, start.placement.vdso);
-        self.load_time_calls(g);
+    fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
+        self.begin_image(g);
+        self.load_time_calls();
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
@@ -1345,12 +1345,12 @@ impl TrapHandler for Replayer {
         if !at_event {
             return crate::trap::Passthrough.on_trap(g, trap);
         }
-        if let Some(stop) = self.check_time_calls(g) {
+        if let Some(stop) = self.check_time_calls() {
             return stop;
         }
         let action = self.replay_event(g, trap);
         if !matches!(action, Action::Stop) {
-            self.load_time_calls(g);
+            self.load_time_calls();
         }
         action
     }

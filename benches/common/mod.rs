@@ -51,12 +51,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Runs each command `reps` times, interleaved so that machine noise hits all alike; medians.
+/// Runs each command `reps` times, interleaved so that machine noise hits all alike, every
+/// other round in reverse order so that none always runs right after the same other; medians.
 pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
-    for _ in 0..reps {
-        for (i, c) in cmds.iter().enumerate() {
-            samples[i].push(time_cmd(c));
+    for round in 0..reps {
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..cmds.len()).collect() } else { (0..cmds.len()).rev().collect() };
+        for i in order {
+            samples[i].push(time_cmd(&cmds[i]));
         }
     }
     samples.into_iter().map(median).collect()

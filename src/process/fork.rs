@@ -151,6 +151,7 @@ impl Process {
 
         // The child.
         super::mem::forget_own_pid();
+        super::host::restore_cpus();
         if let Some(alias) = self.time_alias.as_mut() {
             // The guest's view of its vDSO time buffer was not inherited (MADV_DONTFORK), so
             // that the child's time calls do not land in its parent's buffer: it gets its own,

@@ -123,8 +123,9 @@ fn append_file_event(raw: &mut Vec<u8>, id: u32, mut file: std::fs::File) {
     raw[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
-/// Starts a helper thread of the recorder's or the replayer's and returns once it runs, with
-/// every signal blocked (they are the guest's) and its first allocation made. The thread's
+/// Starts a helper thread of the recorder's or the replayer's and returns once it runs, on
+/// CPUs other than the calling (guest's) thread's ([`split_cpus`](crate::process::host::split_cpus)),
+/// with every signal blocked (they are the guest's) and its first allocation made. The thread's
 /// own mappings (its stack, the signal stack the standard library gives it, and an allocator
 /// arena unless [`keep_allocations_off_mmap`](crate::process::host::keep_allocations_off_mmap)
 /// made all threads share the brk heap) are then
@@ -137,7 +138,11 @@ pub(crate) fn spawn_helper_thread<T: Send + 'static>(
     body: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let cpus = crate::process::host::split_cpus();
     let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+        if let Some(cpus) = cpus {
+            crate::process::host::set_thread_cpus(&cpus);
+        }
         crate::process::signals::block_all_in_helper_thread();
         // The first allocation sets up the thread's allocator state (its arena, if any).
         drop(std::hint::black_box(Vec::<u8>::with_capacity(64)));

@@ -221,9 +221,7 @@ pub struct TimeAlias {
 impl TimeAlias {
     /// A new buffer file, mapped once for trapbox.
     pub fn new() -> std::io::Result<TimeAlias> {
-        let file = host::memory_file("trapbox-time-buffer", &[])?;
-        file.set_len(BUFFER_SIZE)?;
-        let file = super::fds::privatize(file)?;
+        let file = buffer_file()?;
         let flags = libc::MAP_SHARED;
         // SAFETY: no MAP_FIXED: the kernel picks free space for a mapping of trapbox's own.
         let at = unsafe { host::mmap(0, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&file), 0) }
@@ -263,9 +261,7 @@ impl TimeAlias {
     /// file of the child's own, with the parent's contents, at the same addresses. A `view`
     /// the guest has since replaced with a mapping of its own is left alone.
     pub fn after_fork(&mut self, view: Option<u64>) -> std::io::Result<()> {
-        let file = host::memory_file("trapbox-time-buffer", &[])?;
-        file.set_len(BUFFER_SIZE)?;
-        let file = super::fds::privatize(file)?;
+        let file = buffer_file()?;
         // SAFETY: the alias mapping is BUFFER_SIZE bytes, trapbox's for the process's life.
         let now = unsafe { std::slice::from_raw_parts(self.at.header as *const u8, BUFFER_SIZE as usize) };
         std::os::unix::fs::FileExt::write_all_at(&file, now, 0)?;
@@ -287,6 +283,13 @@ impl TimeAlias {
         }
         Ok(())
     }
+}
+
+/// An empty memory file the size of the buffer, in trapbox's private descriptor range.
+fn buffer_file() -> std::io::Result<std::fs::File> {
+    let file = host::memory_file("trapbox-time-buffer", &[])?;
+    file.set_len(BUFFER_SIZE)?;
+    super::fds::privatize(file)
 }
 
 fn raw(f: &std::fs::File) -> i32 {

@@ -123,8 +123,8 @@ fn append_file_event(raw: &mut Vec<u8>, id: u32, mut file: std::fs::File) {
     raw[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
-/// Starts a helper thread of the recorder's or the replayer's and returns once it runs, on
-/// CPUs other than the calling (guest's) thread's ([`split_cpus`](crate::process::host::split_cpus)),
+/// Starts a helper thread of the recorder's or the replayer's and returns once it runs, on a
+/// CPU apart from the calling (guest's) thread's ([`split_cpus`](crate::process::host::split_cpus)),
 /// with every signal blocked (they are the guest's) and its first allocation made. The thread's
 /// own mappings (its stack, the signal stack the standard library gives it, and an allocator
 /// arena unless [`keep_allocations_off_mmap`](crate::process::host::keep_allocations_off_mmap)

@@ -158,24 +158,12 @@ impl Process {
             // before the VM's rebuild maps anything that could take the view's place.
             let view = self.image.as_ref().and_then(|i| i.placement.vdso).map(|b| b + super::vdso::IMAGE_SIZE);
             if let Err(e) = alias.after_fork(view) {
-                let _ = std::io::Write::write_all(
-                    &mut self.diag,
-                    format!("trapbox: fork: cannot give the child its own time buffer: {e}\n").as_bytes(),
-                );
-                // SAFETY: _exit ends this (child) process at once; nothing of it is shared.
-                unsafe { libc::_exit(127) };
+                self.child_fails(format_args!("cannot give the child its own time buffer: {e}"));
             }
         }
         match m.rebuild_after_fork(state) {
             Ok(new_fds) => self.fds.replace_closed(new_fds),
-            Err(e) => {
-                let _ = std::io::Write::write_all(
-                    &mut self.diag,
-                    format!("trapbox: fork: cannot rebuild the VM in the child: {e}\n").as_bytes(),
-                );
-                // SAFETY: _exit ends this (child) process at once; nothing of it is shared.
-                unsafe { libc::_exit(127) };
-            }
+            Err(e) => self.child_fails(format_args!("cannot rebuild the VM in the child: {e}")),
         }
         self.vfork_done = vfork.map(|(_, w)| w);
         self.forked = true;
@@ -198,6 +186,15 @@ impl Process {
             regs.rsp = args.stack;
         }
         Action::Return(0)
+    }
+}
+
+impl Process {
+    /// A forked child that cannot be set up: says why and ends at once, before its guest ran.
+    fn child_fails(&mut self, why: std::fmt::Arguments<'_>) -> ! {
+        let _ = std::io::Write::write_all(&mut self.diag, format!("trapbox: fork: {why}\n").as_bytes());
+        // SAFETY: _exit ends this (child) process at once; nothing of it is shared.
+        unsafe { libc::_exit(127) }
     }
 }
 

@@ -204,6 +204,12 @@ fn thread_cpus() -> Option<libc::cpu_set_t> {
     (r == 0).then_some(set)
 }
 
+/// The CPUs in `set`, in order.
+fn cpus_of(set: &libc::cpu_set_t) -> Vec<usize> {
+    // SAFETY: CPU_ISSET only reads the set, at indexes below CPU_SETSIZE.
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, set) }).collect()
+}
+
 /// Restricts the calling thread to the CPUs of `set`.
 pub fn set_thread_cpus(set: &libc::cpu_set_t) {
     // SAFETY: `set` is a valid cpu_set_t of the size given.
@@ -222,8 +228,7 @@ pub fn set_thread_cpus(set: &libc::cpu_set_t) {
 /// runs KVM exits about 9% slower on its CPU 1, `trapbox run` included).
 pub fn split_cpus() -> Option<libc::cpu_set_t> {
     let all = thread_cpus()?;
-    // SAFETY: CPU_ISSET only reads the set, at indexes below CPU_SETSIZE.
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &all) }).collect();
+    let cpus = cpus_of(&all);
     let (&last, _) = cpus.split_last().filter(|(_, rest)| !rest.is_empty())?;
     let mut mine = all;
     // SAFETY: an all-zero cpu_set_t is a valid empty set.
@@ -249,11 +254,6 @@ pub fn restore_cpus() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cpus_of(set: &libc::cpu_set_t) -> Vec<usize> {
-        // SAFETY: CPU_ISSET only reads the set, at indexes below CPU_SETSIZE.
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, set) }).collect()
-    }
 
     #[test]
     fn split_cpus_gives_the_helper_the_last_cpu_and_the_caller_the_others() {

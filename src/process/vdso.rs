@@ -222,10 +222,8 @@ impl TimeAlias {
     /// A new buffer file, mapped once for trapbox.
     pub fn new() -> std::io::Result<TimeAlias> {
         let file = buffer_file()?;
-        let flags = libc::MAP_SHARED;
         // SAFETY: no MAP_FIXED: the kernel picks free space for a mapping of trapbox's own.
-        let at = unsafe { host::mmap(0, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&file), 0) }
-            .map_err(std::io::Error::from_raw_os_error)?;
+        let at = unsafe { map_buffer(&file, 0, 0) }.map_err(std::io::Error::from_raw_os_error)?;
         Ok(TimeAlias { file, at: TimeBuffer { header: at } })
     }
 
@@ -235,14 +233,8 @@ impl TimeAlias {
     ///
     /// `[addr, addr + BUFFER_SIZE)` must be memory of trapbox's that nothing else uses.
     unsafe fn map_file_at(&self, addr: u64) -> Result<u64, i32> {
-        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
         // SAFETY: the caller owns the range.
-        let got =
-            unsafe { host::mmap(addr, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&self.file), 0) }?;
-        // A forked child must not share the guest's view with its parent: it maps its own.
-        // SAFETY: advice on the mapping just made.
-        unsafe { libc::madvise(addr as *mut libc::c_void, BUFFER_SIZE as usize, libc::MADV_DONTFORK) };
-        Ok(got)
+        unsafe { map_view(&self.file, addr, libc::MAP_FIXED) }
     }
 
     /// Zeroes the buffer.
@@ -265,20 +257,18 @@ impl TimeAlias {
         // SAFETY: the alias mapping is BUFFER_SIZE bytes, trapbox's for the process's life.
         let now = unsafe { std::slice::from_raw_parts(self.at.header as *const u8, BUFFER_SIZE as usize) };
         std::os::unix::fs::FileExt::write_all_at(&file, now, 0)?;
-        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
         // SAFETY: replaces trapbox's own alias mapping with the same size and rights.
-        unsafe { host::mmap(self.at.header, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&file), 0) }
-            .map_err(std::io::Error::from_raw_os_error)?;
+        unsafe { map_buffer(&file, self.at.header, libc::MAP_FIXED) }.map_err(std::io::Error::from_raw_os_error)?;
         self.file = file;
         if let Some(v) = view {
-            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
             // SAFETY: MAP_FIXED_NOREPLACE takes the range only if nothing is mapped there,
-            // which is what MADV_DONTFORK left of the view; a guest mapping there stays.
-            if unsafe { host::mmap(v, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, flags, raw(&self.file), 0) }
-                == Ok(v)
-            {
-                // SAFETY: advice on the mapping just made.
-                unsafe { libc::madvise(v as *mut libc::c_void, BUFFER_SIZE as usize, libc::MADV_DONTFORK) };
+            // which is what MADV_DONTFORK left of the view; a guest mapping there stays (the
+            // failure to map over it is the answer wanted).
+            match unsafe { map_view(&self.file, v, libc::MAP_FIXED_NOREPLACE) } {
+                // Kernels before 4.17 take the flag for a hint: undo a mapping put elsewhere.
+                // SAFETY: the fresh mapping just made, which nothing refers to.
+                Ok(got) if got != v => drop(unsafe { host::munmap(got, BUFFER_SIZE) }),
+                _ => {}
             }
         }
         Ok(())
@@ -292,8 +282,30 @@ fn buffer_file() -> std::io::Result<std::fs::File> {
     super::fds::privatize(file)
 }
 
-fn raw(f: &std::fs::File) -> i32 {
-    std::os::fd::AsRawFd::as_raw_fd(f)
+/// Maps the buffer file `file` read-write and shared at `addr`, with `flags` (a MAP_FIXED
+/// kind, or 0 for anywhere).
+///
+/// # Safety
+///
+/// With MAP_FIXED, whatever is at `[addr, addr + BUFFER_SIZE)` is replaced: the caller owns it.
+unsafe fn map_buffer(file: &std::fs::File, addr: u64, flags: i32) -> Result<u64, i32> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: as the caller says.
+    unsafe { host::mmap(addr, BUFFER_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | flags, fd, 0) }
+}
+
+/// [`map_buffer`] for the guest's view of the buffer, which a forked child does not inherit
+/// (MADV_DONTFORK): it must not share its parent's, and maps its own.
+///
+/// # Safety
+///
+/// As for [`map_buffer`].
+unsafe fn map_view(file: &std::fs::File, addr: u64, flags: i32) -> Result<u64, i32> {
+    // SAFETY: as the caller says.
+    let got = unsafe { map_buffer(file, addr, flags) }?;
+    // SAFETY: advice on the mapping just made.
+    unsafe { libc::madvise(got as *mut libc::c_void, BUFFER_SIZE as usize, libc::MADV_DONTFORK) };
+    Ok(got)
 }
 
 /// The time buffer through trapbox's alias of it ([`TimeAlias`]): plain loads and stores.

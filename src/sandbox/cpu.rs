@@ -102,7 +102,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
     core: &Arc<Core>,
     ctx: &mut ThreadCtx,
     handler: &mut H,
-    site_out: &mut Option<u64>,
+    crash_rip: &mut Option<u64>,
     pending: &mut Option<Pending>,
 ) -> Result<Next, SandboxError> {
     let exit = core.runner.run(ctx.vcpu.as_mut().expect("a thread runs its own vCPU"))?;
@@ -113,11 +113,11 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
     let mut cpu = Cpu::lock(core, ctx);
     match exit {
         Exit::Syscall => Ok(on_syscall(&mut cpu, handler, pending)),
-        Exit::Exception(v) => on_exception(&mut cpu, handler, v, site_out, pending),
+        Exit::Exception(v) => on_exception(&mut cpu, handler, v, crash_rip, pending),
         Exit::StrayMmio { gpa } => {
             let rip = cpu.s().machine.regs().rip;
             let f = Fault { vector: 14, error_code: 4, addr: Some(gpa), rip };
-            *site_out = Some(rip);
+            *crash_rip = Some(rip);
             let regs = user_regs(cpu.s().machine.regs());
             let mut g = KvmGuest::new(&mut cpu, regs);
             let action = handler.on_trap(&mut g, &Trap::Fault(f));
@@ -125,7 +125,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
             Ok(Next::End(end_of(&action).unwrap_or(Outcome::Killed { signal: libc::SIGSEGV, fault: None })))
         }
         Exit::Interrupted => Ok(on_interrupted(&mut cpu, handler)),
-        Exit::HostMemoryFault => Ok(on_host_memory_fault(&mut cpu, handler, site_out)),
+        Exit::HostMemoryFault => Ok(on_host_memory_fault(&mut cpu, handler, crash_rip)),
         Exit::Unexpected(exit) => {
             let rip = cpu.s().machine.regs().rip;
             Err(SandboxError::UnexpectedExit { exit, rip })
@@ -229,13 +229,13 @@ fn operand_address(s: &Shared, regs: &Regs) -> Option<u64> {
 fn on_host_memory_fault<H: TrapHandler + ?Sized>(
     cpu: &mut Cpu<'_>,
     handler: &mut H,
-    site_out: &mut Option<u64>,
+    crash_rip: &mut Option<u64>,
 ) -> Next {
     let s = cpu.s();
     let regs = user_regs(s.machine.regs());
     let addr = operand_address(s, &regs);
     let f = Fault { vector: Fault::HOST_BUS_ERROR, error_code: 0, addr, rip: regs.rip };
-    *site_out = Some(regs.rip);
+    *crash_rip = Some(regs.rip);
     let mut g = KvmGuest::new(cpu, regs);
     g.why = Interrupted::Fault(0, 0, addr.unwrap_or(0));
     let action = handler.on_trap(&mut g, &Trap::Fault(f));
@@ -244,7 +244,7 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
     match action {
         Action::Resume if replaced => {
             cpu.s().machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
-            *site_out = None;
+            *crash_rip = None;
             Next::Continue
         }
         a => Next::End(end_of(&a).unwrap_or(Outcome::Killed { signal: libc::SIGBUS, fault: None })),
@@ -275,7 +275,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     cpu: &mut Cpu<'_>,
     handler: &mut H,
     vector: u8,
-    site_out: &mut Option<u64>,
+    crash_rip: &mut Option<u64>,
     pending: &mut Option<Pending>,
 ) -> Result<Next, SandboxError> {
     let s = cpu.s();
@@ -316,7 +316,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
             Trap::Fault(f)
         }
     };
-    *site_out = Some(frame.rip);
+    *crash_rip = Some(frame.rip);
     let cr2 = if let Trap::Fault(Fault { addr: Some(a), .. }) = &trap { *a } else { 0 };
     let mut g = KvmGuest::new(cpu, regs);
     g.why = Interrupted::Fault(reported_code, reported as u64, cr2);
@@ -340,7 +340,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     let m = &mut cpu.s().machine;
     if replaced && action == Action::Resume {
         m.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));
-        *site_out = None;
+        *crash_rip = None;
         return Ok(Next::Continue);
     }
     if action == Action::Stop {
@@ -357,7 +357,7 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
         m.regs_mut().rax = v as u64;
     }
     m.set_exception_return(vector, regs.rip, regs.rsp, regs.rflags);
-    *site_out = None;
+    *crash_rip = None;
     Ok(if matches!(action, Action::ReturnAndStop(_)) { Next::End(Outcome::Stopped) } else { Next::Continue })
 }
 
@@ -391,14 +391,14 @@ pub(super) fn thread_main(
         v.claim_kicks();
     }
     signals::mirror_mask(ctx.state.mask);
-    let mut site_out = None;
+    let mut crash_rip = None;
     let mut pending = None;
     let generation = core.lock().process.generation;
     let code = loop {
         if core.group.ending() {
             break None;
         }
-        match step(&core, &mut ctx, &mut *handler, &mut site_out, &mut pending) {
+        match step(&core, &mut ctx, &mut *handler, &mut crash_rip, &mut pending) {
             Ok(Next::Continue) => {
                 if core.lock().process.generation != generation {
                     // This thread forked: it is the only thread of the new process.

@@ -272,7 +272,7 @@ fn drive<H: TrapHandler + ?Sized>(
     ctx: &mut ThreadCtx,
     handler: &mut H,
     pending: &mut Option<Pending>,
-    crash_site: &mut Option<u64>,
+    crash_rip: &mut Option<u64>,
     redeliver: Option<Pending>,
 ) -> Result<Outcome, SandboxError> {
     let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
@@ -284,7 +284,7 @@ fn drive<H: TrapHandler + ?Sized>(
             let mut cpu = Cpu::lock(core, ctx);
             let next = match p {
                 Pending::Syscall => cpu::on_syscall(&mut cpu, handler, pending),
-                Pending::Exception(v) => cpu::on_exception(&mut cpu, handler, v, crash_site, pending)?,
+                Pending::Exception(v) => cpu::on_exception(&mut cpu, handler, v, crash_rip, pending)?,
             };
             if let Next::End(o) = next {
                 break o;
@@ -304,7 +304,7 @@ fn drive<H: TrapHandler + ?Sized>(
         };
         let next = match trap {
             Some(t) => cpu::deliver_async(&mut Cpu::lock(core, ctx), handler, t),
-            None => cpu::step(core, ctx, handler, crash_site, pending)?,
+            None => cpu::step(core, ctx, handler, crash_rip, pending)?,
         };
         match next {
             Next::Continue => {}
@@ -343,8 +343,8 @@ fn own_forked_process<H: TrapHandler + ?Sized>(core: &Arc<Core>, ctx: &mut Threa
     core.group.reset_after_fork();
     // SAFETY: pthread_self has no preconditions.
     core.group.set_main(unsafe { libc::pthread_self() });
-    let (mut pending, mut crash_site) = (None, None);
-    let outcome = match drive(core, ctx, handler, &mut pending, &mut crash_site, None) {
+    let (mut pending, mut crash_rip) = (None, None);
+    let outcome = match drive(core, ctx, handler, &mut pending, &mut crash_rip, None) {
         Ok(o) => o,
         Err(e) => {
             let mut cpu = Cpu::lock(core, ctx);
@@ -449,9 +449,9 @@ impl Sandbox {
         }
         let deadline = self.timeout.map(|t| Instant::now() + t);
         *core.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
-        let mut crash_site = None;
+        let mut crash_rip = None;
         let redeliver = self.pending.take();
-        let outcome = drive(&core, &mut self.main, &mut handler, &mut self.pending, &mut crash_site, redeliver)?;
+        let outcome = drive(&core, &mut self.main, &mut handler, &mut self.pending, &mut crash_rip, redeliver)?;
         let outcome = match outcome {
             Outcome::Killed { signal: libc::SIGKILL, fault: None }
                 if self.timeout.is_some() && HOST_SIGNAL.load(Ordering::SeqCst) == 0 =>
@@ -469,7 +469,7 @@ impl Sandbox {
         let exits = cpu.s().machine.exits();
         let syscalls = core.syscalls.load(Ordering::SeqCst);
         let crash_site =
-            crash_site.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
+            crash_rip.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
         let mut g = KvmGuest::new(&mut cpu, Regs::default());
         handler.on_end(&mut g, &outcome);
         drop(cpu);

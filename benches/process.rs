@@ -12,55 +12,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-/// Runs argv once; its duration, or why it failed (exit status and last stderr line).
-fn time_try(argv: &[String]) -> Result<Duration, String> {
-    let t = Instant::now();
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
-    let d = t.elapsed();
-    if out.status.success() {
-        Ok(d)
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-        Err(format!("{} ({last})", out.status))
-    }
-}
-
-/// Like `side_by_side`, but a command that fails is dropped from later repetitions and
-/// reported as an error instead of ending the benchmark.
-fn side_by_side_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Duration, String>> {
-    let mut samples: Vec<Result<Vec<Duration>, String>> = vec![Ok(Vec::new()); cmds.len()];
-    for _ in 0..reps {
-        for (c, s) in cmds.iter().zip(samples.iter_mut()) {
-            if let Ok(v) = s {
-                match time_try(c) {
-                    Ok(d) => v.push(d),
-                    Err(e) => *s = Err(e),
-                }
-            }
-        }
-    }
-    samples
-        .into_iter()
-        .map(|s| {
-            s.map(|mut v| {
-                v.sort();
-                v[v.len() / 2]
-            })
-        })
-        .collect()
-}
 
 /// Per-iteration cost: (time with `n` iterations − time with 0) / n, so start-up cancels.
 fn per_iter(full: &Result<Duration, String>, empty: &Result<Duration, String>, n: u32) -> Result<Duration, String> {

@@ -32,37 +32,62 @@ pub fn has_strace() -> bool {
     Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-fn time_cmd(argv: &[String]) -> Duration {
+/// Runs `argv` once: its time, or why it failed (its exit status and last line on stderr).
+pub fn time_try(argv: &[String]) -> Result<Duration, String> {
     let t = Instant::now();
-    // stderr is kept to say why a run failed.
     let out = Command::new(&argv[0])
         .args(&argv[1..])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
     let d = t.elapsed();
-    assert!(out.status.success(), "{argv:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    d
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    if out.status.success() {
+        Ok(d)
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+        Err(format!("{} ({last})", out.status))
+    }
 }
 
 /// Runs each command `reps` times, interleaved so that machine noise hits all alike, every
-/// other round in reverse order so that none always runs right after the same other; medians.
-pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
+/// other round in reverse order so that none always runs right after the same other; the
+/// medians. A command that fails is dropped from later rounds and reported as an error.
+pub fn side_by_side_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Duration, String>> {
+    let mut samples: Vec<Result<Vec<Duration>, String>> = vec![Ok(Vec::new()); cmds.len()];
     for round in 0..reps {
         let order: Vec<usize> =
             if round % 2 == 0 { (0..cmds.len()).collect() } else { (0..cmds.len()).rev().collect() };
         for i in order {
-            samples[i].push(time_cmd(&cmds[i]));
+            if let Ok(v) = &mut samples[i] {
+                match time_try(&cmds[i]) {
+                    Ok(d) => v.push(d),
+                    Err(e) => samples[i] = Err(e),
+                }
+            }
         }
     }
-    samples.into_iter().map(median).collect()
+    samples
+        .into_iter()
+        .map(|s| {
+            s.map(|mut v| {
+                v.sort();
+                v[v.len() / 2]
+            })
+        })
+        .collect()
+}
+
+/// [`side_by_side_try`] for commands that must all succeed: a failure ends the benchmark,
+/// saying why.
+pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
+    side_by_side_try(cmds, reps)
+        .into_iter()
+        .zip(cmds)
+        .map(|(r, argv)| r.unwrap_or_else(|e| panic!("{argv:?} failed: {e}")))
+        .collect()
 }
 
 /// `prefix` followed by `rest`.

@@ -450,16 +450,29 @@ pub fn wait_for_signal(mask: u64) {
     }
 }
 
-/// Blocks every signal in the calling thread: trapbox's helper threads (watchdog, trace
-/// writer) must never be the thread a guest's signal lands on, since only a vCPU's thread can
-/// kick its vCPU.
-pub fn block_all_in_helper_thread() {
-    // SAFETY: sigset manipulation on a local set; pthread_sigmask for this thread only.
-    unsafe {
+/// Starts a helper thread (watchdog, trace writer or reader) with every signal blocked from
+/// its first instruction. A helper must never be the thread a guest's signal lands on, since
+/// only a vCPU's thread can kick its vCPU. Blocking from inside the new thread is too late: a
+/// thread inherits its creator's mask (the guest's), and until it first runs, the kernel may
+/// pick it for a process-directed signal (it does when the vCPU's thread already has one
+/// pending); the forwarder then runs there, kicks no vCPU, and a guest waiting in pause()
+/// never wakes. So the creator blocks everything around the spawn.
+pub fn spawn_helper<T: Send + 'static>(
+    builder: std::thread::Builder,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    // SAFETY: sigset manipulation on local sets; the calling thread's mask is put back below.
+    let old = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let spawned = builder.spawn(body);
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    spawned
 }
 
 /// Signals pending on the host for this thread or process (blocked ones wait there).
@@ -510,6 +523,31 @@ mod tests {
         assert_eq!(s.mask, bit(libc::SIGUSR1) | bit(libc::SIGUSR2));
         s.set_mask(libc::SIG_BLOCK, Some(bit(libc::SIGKILL))).unwrap();
         assert_eq!(s.disposition(libc::SIGKILL), Delivery::Kill(libc::SIGKILL));
+    }
+
+    /// The calling thread's mask: whether `sig` is blocked.
+    fn blocked_here(sig: i32) -> bool {
+        // SAFETY: reads this thread's mask into a local set.
+        unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+            libc::sigismember(&cur, sig) == 1
+        }
+    }
+
+    #[test]
+    fn a_helper_thread_is_born_with_every_signal_blocked_and_its_creator_keeps_its_mask() {
+        std::thread::spawn(|| {
+            mirror_mask(0);
+            let h = spawn_helper(std::thread::Builder::new(), || {
+                [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD, libc::SIGUSR1].map(blocked_here)
+            })
+            .unwrap();
+            assert_eq!(h.join().unwrap(), [true; 4], "the helper could take a guest's signal");
+            assert!(!blocked_here(libc::SIGTERM), "the creator's mask was not put back");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

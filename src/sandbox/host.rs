@@ -91,8 +91,7 @@ impl Watchdog {
             // SAFETY: pthread_self has no preconditions.
             let target = unsafe { libc::pthread_self() };
             let (done, fired) = (done.clone(), fired.clone());
-            std::thread::spawn(move || {
-                signals::block_all_in_helper_thread();
+            signals::spawn_helper(std::thread::Builder::new().name("trapbox-watchdog".into()), move || {
                 while !done.load(Ordering::SeqCst) {
                     let now = Instant::now();
                     if now >= deadline {
@@ -108,6 +107,7 @@ impl Watchdog {
                     std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
                 }
             })
+            .expect("spawning the watchdog thread")
         });
         Watchdog { done, fired, thread }
     }

@@ -139,11 +139,11 @@ pub(crate) fn spawn_helper_thread<T: Send + 'static>(
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let cpus = crate::process::host::split_cpus();
-    let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+    let builder = std::thread::Builder::new().name(name.into());
+    let thread = crate::process::signals::spawn_helper(builder, move || {
         if let Some(cpus) = cpus {
             crate::process::host::set_thread_cpus(&cpus);
         }
-        crate::process::signals::block_all_in_helper_thread();
         // The first allocation sets up the thread's allocator state (its arena, if any).
         drop(std::hint::black_box(Vec::<u8>::with_capacity(64)));
         let _ = ready_tx.send(());

@@ -162,6 +162,8 @@ impl Process {
 
     /// Closes the guest's close-on-exec descriptors (trapbox's own are left alone).
     fn close_on_exec(&mut self) {
+        // A helper thread's descriptor not yet in the private range is not the guest's.
+        let _stock = super::fds::stocktaking();
         for fd in super::fds::open_fds() {
             if self.fds.is_reserved(fd as i64) {
                 continue;

@@ -83,6 +83,16 @@ pub fn stocktaking() -> std::sync::MutexGuard<'static, ()> {
     STOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Opens `path` read-only for trapbox itself, straight into the private range. What a helper
+/// thread opens, or the guest's thread hands to one, must not hold a low number even for a
+/// moment without [`stocktaking`]: the guest's execve closes every close-on-exec descriptor
+/// it does not know as trapbox's, and the number, reused by the guest's next open, would then
+/// be read and closed by the helper.
+pub fn open_private(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    let _stock = stocktaking();
+    privatize(std::fs::File::open(path)?)
+}
+
 /// Moves a file trapbox opened for itself (a trace or record file) into the private range, so
 /// the guest's descriptors number as they would natively and the guest cannot name, close or
 /// inherit it across exec.

@@ -174,7 +174,8 @@ fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
 /// CRC-32 and length of a file (the program, so a replay can refuse a changed binary).
 pub fn file_crc(path: &std::path::Path) -> std::io::Result<(u32, u64)> {
     // In pieces: a program of many megabytes is not copied into memory of its own.
-    let mut f = std::fs::File::open(path)?;
+    // Private: the trace writer's thread computes it while the guest runs.
+    let mut f = crate::process::fds::open_private(path)?;
     let (mut h, mut buf, mut len) = (crc32fast::Hasher::new(), vec![0u8; 1 << 18], 0u64);
     loop {
         match f.read(&mut buf) {
@@ -306,8 +307,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     /// file changed or vanished). None for files too big to store whole.
     fn file_id(&mut self, fd: u64) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
-        // A new open file description: reading it does not move the guest's file offset.
-        let file = std::fs::File::open(format!("/proc/self/fd/{}", fd as i32)).ok()?;
+        // A new open file description: reading it does not move the guest's file offset. It
+        // goes to the writer's thread, so into the private range (see `fds::open_private`).
+        let file = crate::process::fds::open_private(format!("/proc/self/fd/{}", fd as i32)).ok()?;
         let m = file.metadata().ok()?;
         if !m.is_file() || m.len() > FILE_LIMIT {
             return None;
@@ -734,26 +736,43 @@ struct ReadAhead {
 impl ReadAhead {
     fn start<R: Read + Send + 'static>(mut reader: TraceReader<R>) -> ReadAhead {
         let position = reader.position();
-        // Batches of events: one hand-over per batch, not per event.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(16);
+        // Batches of events: one hand-over per batch, not per event. A stored file ends its
+        // batch, so the queue holds more of them than it would hold full ones.
+        const BATCH: usize = 256;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(64);
         let (keep, kept) = std::sync::mpsc::channel::<()>();
-        file::spawn_helper_thread("trapbox-trace-reader", move || loop {
-            let mut batch = Vec::with_capacity(256);
-            let mut last = false;
-            while batch.len() < 256 && !last {
+        file::spawn_helper_thread("trapbox-trace-reader", move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
                 let item = match reader.next_event() {
-                    Ok(Some(Event::File(f))) => Item::File(f.id, Stored::new(f.data)),
+                    Ok(Some(Event::File(f))) => {
+                        // Filling a memory file with a library takes milliseconds: the events
+                        // before it go to the replay first, which may be waiting for them
+                        // (at the start it always is), and the file goes on its own as soon as
+                        // it is ready, as its mmap may be next.
+                        if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                            break;
+                        }
+                        batch.push(Item::File(f.id, Stored::new(f.data)));
+                        if tx.send(std::mem::take(&mut batch)).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     Ok(Some(e)) => Item::Event(e),
                     Ok(None) => Item::End(reader.tail().cloned()),
                     Err(e) => Item::Err(e),
                 };
-                last = matches!(item, Item::End(_) | Item::Err(_));
+                let last = matches!(item, Item::End(_) | Item::Err(_));
                 batch.push(item);
+                if batch.len() >= BATCH || last {
+                    let sent = tx.send(std::mem::take(&mut batch)).is_ok();
+                    if !sent || last {
+                        break;
+                    }
+                }
             }
-            if tx.send(batch).is_err() || last {
-                let _ = kept.recv();
-                return;
-            }
+            let _ = kept.recv();
         })
         .expect("spawning the trace reader thread");
         ReadAhead { rx, _keep: keep, batch: Default::default(), position, tail: None, done: false }

@@ -12,7 +12,7 @@ use common::*;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let reps = if quick { 3 } else { 7 };
+    let reps = if quick { 3 } else { 11 };
     let tb = env!("CARGO_BIN_EXE_trapbox");
     let getppid = build_guest("getppid_loop");
     let data = data_file(64);
@@ -25,7 +25,7 @@ fn main() {
         ("sha256sum 64 MiB", vec!["/usr/bin/sha256sum", data.to_str().expect("utf-8")]),
     ];
     println!("trapbox record/replay benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
-    println!("(medians of {reps} interleaved runs)\n");
+    println!("(times: medians of {reps} interleaved rounds; ratios: medians of the rounds' own ratios)\n");
     println!("| workload | run | record | replay | record/run | replay/record | trace bytes | bytes/syscall |");
     println!("|---|---|---|---|---|---|---|---|");
     for (i, (name, argv)) in workloads.iter().enumerate() {
@@ -36,7 +36,8 @@ fn main() {
         let rep = with(&[tb, "replay", t], &[]);
         // Record once first so replay has a trace from the first round on.
         side_by_side(std::slice::from_ref(&rec), 1);
-        let times = side_by_side(&[run, rec, rep], reps);
+        let samples = rounds(&[run, rec, rep], reps);
+        let times: Vec<_> = samples.iter().map(|v| median(v)).collect();
         let size = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
         let out = std::process::Command::new(tb).args(["inspect", t]).output().expect("inspect");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -55,8 +56,8 @@ fn main() {
             ms(times[0]),
             ms(times[1]),
             ms(times[2]),
-            times[1].as_secs_f64() / times[0].as_secs_f64(),
-            times[2].as_secs_f64() / times[1].as_secs_f64(),
+            paired_ratio(&samples[1], &samples[0]),
+            paired_ratio(&samples[2], &samples[1]),
             size as f64 / syscalls.max(1) as f64
         );
     }

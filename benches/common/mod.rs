@@ -53,9 +53,10 @@ pub fn time_try(argv: &[String]) -> Result<Duration, String> {
 }
 
 /// Runs each command `reps` times, interleaved so that machine noise hits all alike, every
-/// other round in reverse order so that none always runs right after the same other; the
-/// medians. A command that fails is dropped from later rounds and reported as an error.
-pub fn side_by_side_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Duration, String>> {
+/// other round in reverse order so that none always runs right after the same other; each
+/// command's times, round by round. A command that fails is dropped from later rounds and
+/// reported as an error.
+pub fn rounds_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Vec<Duration>, String>> {
     let mut samples: Vec<Result<Vec<Duration>, String>> = vec![Ok(Vec::new()); cmds.len()];
     for round in 0..reps {
         let order: Vec<usize> =
@@ -70,24 +71,40 @@ pub fn side_by_side_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Duratio
         }
     }
     samples
-        .into_iter()
-        .map(|s| {
-            s.map(|mut v| {
-                v.sort();
-                v[v.len() / 2]
-            })
-        })
-        .collect()
 }
 
-/// [`side_by_side_try`] for commands that must all succeed: a failure ends the benchmark,
-/// saying why.
-pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
-    side_by_side_try(cmds, reps)
+/// [`rounds_try`] for commands that must all succeed: a failure ends the benchmark, saying
+/// why.
+pub fn rounds(cmds: &[Vec<String>], reps: usize) -> Vec<Vec<Duration>> {
+    rounds_try(cmds, reps)
         .into_iter()
         .zip(cmds)
         .map(|(r, argv)| r.unwrap_or_else(|e| panic!("{argv:?} failed: {e}")))
         .collect()
+}
+
+/// The median of `v` (not empty).
+pub fn median<T: PartialOrd + Copy>(v: &[T]) -> T {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    v[v.len() / 2]
+}
+
+/// The median over rounds of `a`'s time over `b`'s in the same round: steadier than the ratio
+/// of two medians when the machine's speed drifts during the benchmark.
+pub fn paired_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.as_secs_f64() / y.as_secs_f64()).collect();
+    median(&r)
+}
+
+/// [`rounds_try`], each command's median.
+pub fn side_by_side_try(cmds: &[Vec<String>], reps: usize) -> Vec<Result<Duration, String>> {
+    rounds_try(cmds, reps).into_iter().map(|s| s.map(|v| median(&v))).collect()
+}
+
+/// [`rounds`], each command's median.
+pub fn side_by_side(cmds: &[Vec<String>], reps: usize) -> Vec<Duration> {
+    rounds(cmds, reps).iter().map(|v| median(v)).collect()
 }
 
 /// `prefix` followed by `rest`.

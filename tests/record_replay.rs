@@ -594,3 +594,25 @@ fn a_large_stored_file_replays_with_the_recorded_layout() {
     assert!(!data.exists(), "the guest deleted its file");
     replays_as_recorded(&d, &trace, &rec.stdout, 4, "a 48 MiB stored file");
 }
+
+/// A replay keeps each stored file it mapped in a memory file of its own, in trapbox's private
+/// descriptor range, which has few numbers: an exec after more stored files than that must
+/// still check its program (it failed with EMFILE).
+#[test]
+fn exec_after_many_stored_files_replays() {
+    common::require_kvm();
+    let d = tempdir("rr-many-files");
+    let script = "import mmap, os\n\
+                  maps = []\n\
+                  for i in range(64):\n\
+                  \x20   with open(f'f{i}', 'wb') as f: f.write(bytes([i]) * 4096)\n\
+                  \x20   with open(f'f{i}', 'rb') as f: maps.append(mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ))\n\
+                  print(sum(m[0] for m in maps), flush=True)\n\
+                  os.execv('/bin/echo', ['echo', 'exec after 64 mapped files'])\n";
+    let argv: Vec<String> = vec!["/usr/bin/python3".into(), "-c".into(), script.into()];
+    let trace = d.join("many.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(rec.stdout_str(), "2016\nexec after 64 mapped files\n");
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "exec after many stored files");
+}

@@ -83,9 +83,9 @@ pub fn stocktaking() -> std::sync::MutexGuard<'static, ()> {
     STOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens `path` read-only for trapbox itself, straight into the private range. What a helper
-/// thread opens, or the guest's thread hands to one, must not hold a low number even for a
-/// moment without [`stocktaking`]: the guest's execve closes every close-on-exec descriptor
+/// Opens `path` read-only for trapbox itself, straight into the private range (whose few
+/// numbers may all be taken: then it fails). What a helper thread opens, or the guest's thread
+/// hands to one, must not hold a low number without [`stocktaking`]: the guest's execve closes every close-on-exec descriptor
 /// it does not know as trapbox's, and the number, reused by the guest's next open, would then
 /// be read and closed by the helper.
 pub fn open_private(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {

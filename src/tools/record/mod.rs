@@ -174,8 +174,11 @@ fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
 /// CRC-32 and length of a file (the program, so a replay can refuse a changed binary).
 pub fn file_crc(path: &std::path::Path) -> std::io::Result<(u32, u64)> {
     // In pieces: a program of many megabytes is not copied into memory of its own.
-    // Private: the trace writer's thread computes it while the guest runs.
-    let mut f = crate::process::fds::open_private(path)?;
+    // The trace writer's thread computes it while the guest runs: its descriptor stays out of
+    // an execve's close-on-exec sweep by holding the stock lock, not by moving to the private
+    // range, whose few numbers a replay's stored files may all hold.
+    let _stock = crate::process::fds::stocktaking();
+    let mut f = std::fs::File::open(path)?;
     let (mut h, mut buf, mut len) = (crc32fast::Hasher::new(), vec![0u8; 1 << 18], 0u64);
     loop {
         match f.read(&mut buf) {

@@ -74,23 +74,23 @@ fn privatized() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
     PRIVATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Serializes taking stock of open descriptors (a sandbox being built) with trapbox's helper
-/// threads opening descriptors for themselves: such a descriptor has a low number until it is
-/// moved into the private range, and a sandbox built meanwhile would take that number for
-/// trapbox's for good (a replay later lending the number to an mmap got EBADF).
+/// Serializes looking through the open descriptors to tell the guest's from trapbox's (a
+/// sandbox being built, execve's close-on-exec sweep) with trapbox opening descriptors that
+/// are briefly at a low number: a sandbox built meanwhile would take such a number for
+/// trapbox's for good (a replay later lending it to an mmap got EBADF), and the sweep would
+/// close it as the guest's (the number, reused by the guest's next open, was then read and
+/// closed by a helper thread).
 pub fn stocktaking() -> std::sync::MutexGuard<'static, ()> {
     static STOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     STOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens `path` read-only for trapbox itself, straight into the private range (whose few
-/// numbers may all be taken: then it fails). What a helper thread opens, or the guest's thread
-/// hands to one, must not hold a low number without [`stocktaking`]: the guest's execve closes every close-on-exec descriptor
-/// it does not know as trapbox's, and the number, reused by the guest's next open, would then
-/// be read and closed by the helper.
-pub fn open_private(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+/// The file `make` opens, moved straight into the private range under [`stocktaking`]: the
+/// way to get a descriptor that a helper thread keeps (or that the guest's thread hands to
+/// one). It fails when the range's few numbers are all taken.
+pub fn private(make: impl FnOnce() -> std::io::Result<std::fs::File>) -> std::io::Result<std::fs::File> {
     let _stock = stocktaking();
-    privatize(std::fs::File::open(path)?)
+    privatize(make()?)
 }
 
 /// Moves a file trapbox opened for itself (a trace or record file) into the private range, so

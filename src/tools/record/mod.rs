@@ -173,12 +173,12 @@ fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
 
 /// CRC-32 and length of a file (the program, so a replay can refuse a changed binary).
 pub fn file_crc(path: &std::path::Path) -> std::io::Result<(u32, u64)> {
-    // In pieces: a program of many megabytes is not copied into memory of its own.
     // The trace writer's thread computes it while the guest runs: its descriptor stays out of
     // an execve's close-on-exec sweep by holding the stock lock, not by moving to the private
     // range, whose few numbers a replay's stored files may all hold.
     let _stock = crate::process::fds::stocktaking();
     let mut f = std::fs::File::open(path)?;
+    // In pieces: a program of many megabytes is not copied into memory of its own.
     let (mut h, mut buf, mut len) = (crc32fast::Hasher::new(), vec![0u8; 1 << 18], 0u64);
     loop {
         match f.read(&mut buf) {
@@ -311,8 +311,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     fn file_id(&mut self, fd: u64) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
         // A new open file description: reading it does not move the guest's file offset. It
-        // goes to the writer's thread, so into the private range (see `fds::open_private`).
-        let file = crate::process::fds::open_private(format!("/proc/self/fd/{}", fd as i32)).ok()?;
+        // goes to the writer's thread, so into the private range.
+        let path = format!("/proc/self/fd/{}", fd as i32);
+        let file = crate::process::fds::private(|| std::fs::File::open(path)).ok()?;
         let m = file.metadata().ok()?;
         if !m.is_file() || m.len() > FILE_LIMIT {
             return None;
@@ -711,8 +712,9 @@ impl Stored {
     /// bytes if that fails. The read-ahead thread does it, so the replay does not stop at
     /// an mmap to copy a library into memory.
     fn new(data: Vec<u8>) -> Stored {
-        let _stock = crate::process::fds::stocktaking();
-        match host::memory_file("trapbox-replay-file", &data).and_then(crate::process::fds::privatize) {
+        // Filled once private, so the stock lock is not held while megabytes are copied.
+        let made = crate::process::fds::private(|| host::memory_file("trapbox-replay-file", &[]));
+        match made.and_then(|mut f| f.write_all(&data).map(|_| f)) {
             Ok(f) => Stored::Memory(f),
             Err(_) => Stored::Bytes(data),
         }
@@ -746,33 +748,28 @@ impl ReadAhead {
         let (keep, kept) = std::sync::mpsc::channel::<()>();
         file::spawn_helper_thread("trapbox-trace-reader", move || {
             let mut batch = Vec::with_capacity(BATCH);
+            let hand_over = |batch: &mut Vec<Item>| tx.send(std::mem::take(batch)).is_ok();
             loop {
-                let item = match reader.next_event() {
+                // Whether the batch goes now, whatever its size.
+                let (item, now) = match reader.next_event() {
                     Ok(Some(Event::File(f))) => {
                         // Filling a memory file with a library takes milliseconds: the events
                         // before it go to the replay first, which may be waiting for them
                         // (at the start it always is), and the file goes on its own as soon as
                         // it is ready, as its mmap may be next.
-                        if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+                        if !batch.is_empty() && !hand_over(&mut batch) {
                             break;
                         }
-                        batch.push(Item::File(f.id, Stored::new(f.data)));
-                        if tx.send(std::mem::take(&mut batch)).is_err() {
-                            break;
-                        }
-                        continue;
+                        (Item::File(f.id, Stored::new(f.data)), true)
                     }
-                    Ok(Some(e)) => Item::Event(e),
-                    Ok(None) => Item::End(reader.tail().cloned()),
-                    Err(e) => Item::Err(e),
+                    Ok(Some(e)) => (Item::Event(e), false),
+                    Ok(None) => (Item::End(reader.tail().cloned()), true),
+                    Err(e) => (Item::Err(e), true),
                 };
                 let last = matches!(item, Item::End(_) | Item::Err(_));
                 batch.push(item);
-                if batch.len() >= BATCH || last {
-                    let sent = tx.send(std::mem::take(&mut batch)).is_ok();
-                    if !sent || last {
-                        break;
-                    }
+                if (now || batch.len() >= BATCH) && (!hand_over(&mut batch) || last) {
+                    break;
                 }
             }
             let _ = kept.recv();

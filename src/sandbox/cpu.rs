@@ -10,8 +10,9 @@ use crate::vm::{Exit, ResumeFrom, TrapPath};
 
 use super::guest::{Cpu, KvmGuest};
 use super::host::HOST_SIGNAL;
-use super::threads::{Core, Shared, ThreadCtx};
+use super::threads::{Core, Job, Shared, ThreadCtx};
 use super::SandboxError;
+use crate::vm::vcpu::Vcpu;
 
 /// What a thread does after a trap.
 pub(super) enum Next {
@@ -380,20 +381,65 @@ fn explain_legacy_syscall(cpu: &mut Cpu<'_>, f: &Fault) {
     );
 }
 
-/// A guest thread other than the first: runs until it exits or the process ends.
-pub(super) fn thread_main(
-    core: Arc<Core>,
+/// A host thread for guest threads other than the first: runs the guest thread of `job`,
+/// then, as long as the process goes on, the next one the guest creates (see [`Job`]).
+pub(super) fn host_thread(core: Arc<Core>, mut job: Box<Job>) {
+    // A fresh vCPU's segment registers (user mode), for the guest threads after the first.
+    let mut fresh = None;
+    let mut own: Option<Vcpu> = None;
+    loop {
+        let Job { mut state, thread, handler, vcpu, started, go } = *job;
+        let vcpu = match vcpu {
+            Some(mut v) => {
+                fresh = v.save_state().ok().and_then(|s| s.sregs);
+                Some(v)
+            }
+            None => own.take().filter(|_| fresh.is_some()).and_then(|mut v| {
+                state.sregs = fresh;
+                v.restore_state(&state).ok().map(|_| v)
+            }),
+        };
+        // SAFETY: gettid and pthread_self have no preconditions.
+        let me = unsafe { (libc::gettid(), libc::pthread_self()) };
+        let Some(mut vcpu) = vcpu else {
+            let _ = started.send(None);
+            return;
+        };
+        if started.send(Some(me)).is_err() || go.recv() != Ok(true) {
+            return;
+        }
+        vcpu.claim_kicks();
+        let ctx = ThreadCtx { vcpu: Some(vcpu), state: thread, exits: 0 };
+        let (jobs, next) = std::sync::mpsc::channel();
+        own = thread_main(&core, ctx, handler, me.0, jobs);
+        match next.recv() {
+            Ok(j) => job = j,
+            // The run is over (or the thread did not leave with `exit`).
+            Err(_) => return,
+        }
+    }
+}
+
+/// A guest thread other than the first: runs until it exits or the process ends. A thread
+/// that left with `exit` while the process goes on waits for its next job on `jobs`, and
+/// keeps its vCPU (returned).
+fn thread_main(
+    core: &Arc<Core>,
     mut ctx: ThreadCtx,
     mut handler: Box<dyn crate::trap::TrapHandler + Send>,
     tid: i32,
-) {
-    if let Some(v) = ctx.vcpu.as_mut() {
-        v.claim_kicks();
-    }
+    jobs: std::sync::mpsc::Sender<Box<Job>>,
+) -> Option<Vcpu> {
+    let core = core.clone();
     signals::mirror_mask(ctx.state.mask);
     let mut crash_rip = None;
     let mut pending = None;
     let generation = core.lock().process.generation;
+    {
+        let mut cpu = Cpu::lock(&core, &mut ctx);
+        let regs = user_regs(cpu.s().machine.regs());
+        handler.on_thread_start(&mut KvmGuest::new(&mut cpu, regs));
+    }
     let code = loop {
         if core.group.ending() {
             break None;
@@ -432,6 +478,15 @@ pub(super) fn thread_main(
             // on this word. Guest futexes are host futexes at the same addresses.
             crate::process::run_host(libc::SYS_futex as u64, &[ctid, libc::FUTEX_WAKE as u64, 1, 0, 0, 0]);
         }
+        core.group.leave(tid, code);
+        // Waiting for the next thread before the handler hears of this one's end: a recorded
+        // run's handler lets the other threads go on then, and a clone after that finds this
+        // host thread waiting in every run alike.
+        if code.is_some() && !core.group.ending() {
+            cpu.s().wait_idle(jobs);
+        }
+        let regs = user_regs(cpu.s().machine.regs());
+        handler.on_thread_exit(&mut KvmGuest::new(&mut cpu, regs));
     }
-    core.group.leave(tid, code);
+    ctx.vcpu.take()
 }

@@ -12,7 +12,7 @@ use crate::process::{run_host, signals, Handled, ThreadState};
 use crate::trap::{Action, Guest, GuestAddr, MemError, Regs, Start, Syscall, TrapHandler};
 
 use super::cpu;
-use super::threads::{Core, Shared, ThreadCtx};
+use super::threads::{Core, Job, Shared, ThreadCtx};
 
 /// A thread holding the shared state, with its own vCPU and state entered.
 pub(super) struct Cpu<'a> {
@@ -106,42 +106,57 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
         if args.stack != 0 {
             child.rsp = args.stack;
         }
-        let id = self.cpu.core.next_vcpu.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let s = self.cpu.s();
-        let vcpu = s.machine.save_cpu_state().and_then(|mut state| {
+        let state = s.machine.save_cpu_state().map(|mut state| {
             // The thread starts in user mode at the return point, whatever stub the parent is in.
             state.sregs = None;
             state.regs = cpu::kvm_regs_of(&child);
             if f & flag::SETTLS != 0 {
                 state.fs_base = args.tls;
             }
-            s.machine.new_vcpu(id, &state)
+            state
         });
-        let vcpu = match vcpu {
-            Ok(v) => v,
+        let state = match state {
+            Ok(st) => st,
             Err(e) => {
-                s.process.warn_once("thread-vcpu", format_args!("clone: cannot create a vCPU: {e}"));
+                s.process.warn_once("thread-vcpu", format_args!("clone: cannot read the vCPU's state: {e}"));
                 return neg(libc::EAGAIN);
             }
         };
         // From now on another vCPU may run while this one changes memory.
         s.machine.flush_eagerly();
-        s.process.fds.reserve(std::os::fd::AsRawFd::as_raw_fd(vcpu.fd()));
         let ctid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
-        let ctx =
-            ThreadCtx { vcpu: Some(vcpu), state: ThreadState::new_thread(s.process.signals.mask, ctid), exits: 0 };
         let (tx, rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<bool>();
-        let core = self.cpu.core.clone();
-        let spawned = std::thread::Builder::new().name("trapbox-guest".into()).spawn(move || {
-            // SAFETY: gettid and pthread_self have no preconditions.
-            let me = unsafe { (libc::gettid(), libc::pthread_self()) };
-            if tx.send(me).is_err() || go_rx.recv() != Ok(true) {
-                return;
-            }
-            cpu::thread_main(core, ctx, handler, me.0);
+        let job = Box::new(Job {
+            state,
+            thread: ThreadState::new_thread(s.process.signals.mask, ctid),
+            handler,
+            vcpu: None,
+            started: tx,
+            go: go_rx,
         });
-        let Ok((tid, pthread)) = spawned.map_err(|_| ()).and_then(|_| rx.recv().map_err(|_| ())) else {
+        if let Err(mut job) = s.hand_to_idle(job) {
+            let id = self.cpu.core.next_vcpu.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let s = self.cpu.s();
+            match s.machine.new_vcpu(id, &job.state) {
+                Ok(v) => {
+                    s.process.fds.reserve(std::os::fd::AsRawFd::as_raw_fd(v.fd()));
+                    job.vcpu = Some(v);
+                }
+                Err(e) => {
+                    s.process.warn_once("thread-vcpu", format_args!("clone: cannot create a vCPU: {e}"));
+                    return neg(libc::EAGAIN);
+                }
+            }
+            let core = self.cpu.core.clone();
+            let spawned =
+                std::thread::Builder::new().name("trapbox-guest".into()).spawn(move || cpu::host_thread(core, job));
+            if spawned.is_err() {
+                return neg(libc::EAGAIN);
+            }
+        }
+        let Ok(Some((tid, pthread))) = rx.recv() else {
             return neg(libc::EAGAIN);
         };
         let s = self.cpu.s();
@@ -186,7 +201,7 @@ impl KvmGuest<'_, '_> {
             self.cpu.unlocked(|| core.group.wait_for_others());
             core.group.resume_after_exec();
         }
-        let Shared { machine, process } = self.cpu.s();
+        let Shared { machine, process, .. } = self.cpu.s();
         let action = process.exec_commit(machine, &mut self.regs, plan);
         self.dirty = true;
         self.replaced = true;
@@ -221,7 +236,7 @@ impl Guest for KvmGuest<'_, '_> {
         }
         let before = self.regs;
         let handled = {
-            let Shared { machine, process } = self.cpu.s();
+            let Shared { machine, process, .. } = self.cpu.s();
             process.syscall_staged(machine, call, &mut self.regs)
         };
         let action = match handled {
@@ -253,7 +268,7 @@ impl Guest for KvmGuest<'_, '_> {
         self.cpu.sr().process.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect()
     }
     fn patch_code(&mut self, addr: GuestAddr, bytes: &[u8]) -> Result<(), MemError> {
-        let Shared { machine, process } = self.cpu.s();
+        let Shared { machine, process, .. } = self.cpu.s();
         process.patch_code(&mut machine.mem, addr.0, bytes)
     }
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
@@ -277,9 +292,26 @@ impl Guest for KvmGuest<'_, '_> {
         // SAFETY: gettid has no preconditions; each guest thread runs on its own host thread.
         unsafe { libc::gettid() }
     }
+    fn wait_for(&mut self, ready: &mut dyn FnMut() -> bool) -> bool {
+        let core = self.cpu.core.clone();
+        self.cpu.unlocked(|| loop {
+            // A time limit or a signal to trapbox is handled by the first thread's loop, which
+            // may be the one waiting here.
+            let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
+            if core.group.ending()
+                || super::host::HOST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) != 0
+                || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+            {
+                return false;
+            }
+            if ready() {
+                return true;
+            }
+        })
+    }
     fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
         let why = self.why;
-        let Shared { machine, process } = self.cpu.s();
+        let Shared { machine, process, .. } = self.cpu.s();
         process.force_signal(sig, *siginfo);
         match process.deliver_signals(machine, &mut self.regs, why) {
             Some(Action::Resume) => {

@@ -226,7 +226,7 @@ impl SandboxBuilder {
         let path = machine.trap_path();
         let mask = process.signals.mask;
         Ok(Sandbox {
-            core: Arc::new(Core::new(Shared { machine, process })),
+            core: Arc::new(Core::new(Shared::new(machine, process))),
             main: ThreadCtx { vcpu, state: ThreadState::new_thread(mask, 0), exits: 0 },
             path,
             timeout: self.timeout,
@@ -258,7 +258,7 @@ impl Drop for Sandbox {
         // Guest memory is part of trapbox's own address space: give it back, so that another
         // sandbox (another ET_EXEC image at the same fixed address) can be built afterwards.
         let mut cpu = Cpu::lock(&self.core, &mut self.main);
-        let Shared { machine, process } = cpu.s();
+        let Shared { machine, process, .. } = cpu.s();
         process.release(machine);
     }
 }
@@ -311,6 +311,11 @@ fn drive<H: TrapHandler + ?Sized>(
             Next::End(o) => break o,
             Next::ThreadExit(code) => {
                 // The first thread left with `exit`: the process lives while others do.
+                {
+                    let mut cpu = Cpu::lock(core, ctx);
+                    let regs = cpu::user_regs(cpu.s().machine.regs());
+                    handler.on_thread_exit(&mut KvmGuest::new(&mut cpu, regs));
+                }
                 let last = core.group.wait_for_others();
                 break core.group.outcome().unwrap_or(Outcome::Exited(if core.group.others() == 0 {
                     last
@@ -328,9 +333,11 @@ fn drive<H: TrapHandler + ?Sized>(
             core.group.reset_after_fork();
         }
     };
-    // Every other thread stops before the end is reported.
+    // Every other thread stops before the end is reported, and the host threads waiting for
+    // a new guest thread end.
     core.group.end(outcome.clone());
     core.group.wait_for_others();
+    core.lock().end_idle();
     drop(watchdog);
     Ok(outcome)
 }

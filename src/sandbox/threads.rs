@@ -29,6 +29,72 @@ pub(super) struct Shared {
     pub machine: Machine,
     /// The guest process.
     pub process: Process,
+    /// Host threads whose guest thread left, each with its vCPU, waiting to run the next
+    /// guest thread the process creates (see [`Job`]).
+    idle: Vec<Idle>,
+}
+
+/// A host thread waiting for a guest thread to run.
+struct Idle {
+    /// The process it belongs to (a forked child has none of its parent's threads).
+    pid: i32,
+    jobs: std::sync::mpsc::Sender<Box<Job>>,
+}
+
+/// A new guest thread for a host thread to run: its start state, its own state and handler.
+///
+/// A guest thread's host thread and vCPU outlive it: when it leaves with `exit`, they wait
+/// for the next thread the guest creates. Besides sparing a vCPU's creation, this keeps
+/// trapbox's own memory still while the guest runs: a host thread that ended would unmap its
+/// stacks and its vCPU's shared page at a moment no run reproduces, and a recorded run's
+/// replay would find its next mapping's recorded address taken, or free, differently.
+pub(super) struct Job {
+    /// Registers and FS base the thread starts with (segment registers: a fresh vCPU's).
+    pub state: crate::vm::vcpu::CpuState,
+    /// Its signal mask and clear_child_tid address.
+    pub thread: ThreadState,
+    /// Its trap handler.
+    pub handler: Box<dyn crate::trap::TrapHandler + Send>,
+    /// A new vCPU for a new host thread; None for a waiting host thread, which reuses its own.
+    pub vcpu: Option<Vcpu>,
+    /// Where the host thread says it runs the guest thread (its tid and pthread), or that it
+    /// cannot (None).
+    pub started: std::sync::mpsc::Sender<Option<(i32, libc::pthread_t)>>,
+    /// The creator's go-ahead, once it has registered the thread.
+    pub go: std::sync::mpsc::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn new(machine: Machine, process: Process) -> Shared {
+        Shared { machine, process, idle: Vec::new() }
+    }
+
+    /// Hands `job` to a waiting host thread of this process; gives it back if there is none.
+    pub fn hand_to_idle(&mut self, mut job: Box<Job>) -> Result<(), Box<Job>> {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        while let Some(idle) = self.idle.pop() {
+            if idle.pid != pid {
+                continue;
+            }
+            match idle.jobs.send(job) {
+                Ok(()) => return Ok(()),
+                Err(e) => job = e.0,
+            }
+        }
+        Err(job)
+    }
+
+    /// The calling host thread waits for a job on `jobs`.
+    pub fn wait_idle(&mut self, jobs: std::sync::mpsc::Sender<Box<Job>>) {
+        // SAFETY: getpid has no preconditions.
+        self.idle.push(Idle { pid: unsafe { libc::getpid() }, jobs });
+    }
+
+    /// Lets the waiting host threads end (the run is over).
+    pub fn end_idle(&mut self) {
+        self.idle.clear();
+    }
 }
 
 // SAFETY: the machine's raw pointer to the system region and the process's state are only

@@ -275,6 +275,16 @@ pub trait Guest {
     fn exec_image(&mut self, _start: &Start) -> Action {
         Action::Return(-(libc::ENOSYS as i64))
     }
+
+    /// Waits, with the guest's shared state let go so that the other guest threads go on
+    /// handling their traps, until `ready` returns true. `ready` may block for a few
+    /// milliseconds per call; it is called again until it says so. Returns false, without
+    /// waiting any longer, once the process is ending (another thread ended it). Handlers that
+    /// make guest threads take turns (record and replay) wait for their turn this way.
+    /// Backends without threads call `ready` once.
+    fn wait_for(&mut self, ready: &mut dyn FnMut() -> bool) -> bool {
+        ready()
+    }
 }
 
 /// What the guest was started with (what `execve` would have been given) and where the
@@ -318,6 +328,15 @@ pub trait TrapHandler {
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         None
     }
+
+    /// Called on a new thread's handler (from [`TrapHandler::new_thread`]) on its own host
+    /// thread, before the thread's first instruction.
+    fn on_thread_start(&mut self, _guest: &mut dyn Guest) {}
+
+    /// Called when a thread has left: after its `exit` and what the kernel does then (the
+    /// clear_child_tid word cleared and woken), or when the process ends under it. The first
+    /// thread gets it too when it leaves with `exit` while others go on.
+    fn on_thread_exit(&mut self, _guest: &mut dyn Guest) {}
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
@@ -336,6 +355,12 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         (**self).on_signal(guest, sig, siginfo)
     }
+    fn on_thread_start(&mut self, guest: &mut dyn Guest) {
+        (**self).on_thread_start(guest)
+    }
+    fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
+        (**self).on_thread_exit(guest)
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
@@ -353,6 +378,12 @@ impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     }
     fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         (**self).on_signal(guest, sig, siginfo)
+    }
+    fn on_thread_start(&mut self, guest: &mut dyn Guest) {
+        (**self).on_thread_start(guest)
+    }
+    fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
+        (**self).on_thread_exit(guest)
     }
 }
 
@@ -417,6 +448,12 @@ impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> TrapHandler for Obser
     fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(guest, sig, siginfo)
     }
+    fn on_thread_start(&mut self, guest: &mut dyn Guest) {
+        self.inner.on_thread_start(guest)
+    }
+    fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
+        self.inner.on_thread_exit(guest)
+    }
 }
 
 /// Wraps a handler and refuses the syscalls a policy names, with the errno it gives, before
@@ -450,6 +487,12 @@ impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> TrapHandler for Deny<H, 
     }
     fn on_signal(&mut self, guest: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(guest, sig, siginfo)
+    }
+    fn on_thread_start(&mut self, guest: &mut dyn Guest) {
+        self.inner.on_thread_start(guest)
+    }
+    fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
+        self.inner.on_thread_exit(guest)
     }
 }
 

@@ -225,7 +225,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 4)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 5)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
@@ -596,23 +596,123 @@ fn a_large_stored_file_replays_with_the_recorded_layout() {
 }
 
 /// A replay keeps each stored file it mapped in a memory file of its own, in trapbox's private
-/// descriptor range, which has few numbers: an exec after more stored files than that must
-/// still check its program (it failed with EMFILE).
+/// descriptor range, up to three quarters of that range: an exec after more stored files than
+/// that must still check its program (it failed with EMFILE when the range had 32 numbers and
+/// the files could take them all).
 #[test]
 fn exec_after_many_stored_files_replays() {
     common::require_kvm();
     let d = tempdir("rr-many-files");
     let script = "import mmap, os\n\
                   maps = []\n\
-                  for i in range(64):\n\
+                  for i in range(200):\n\
                   \x20   with open(f'f{i}', 'wb') as f: f.write(bytes([i]) * 4096)\n\
                   \x20   with open(f'f{i}', 'rb') as f: maps.append(mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ))\n\
                   print(sum(m[0] for m in maps), flush=True)\n\
-                  os.execv('/bin/echo', ['echo', 'exec after 64 mapped files'])\n";
+                  os.execv('/bin/echo', ['echo', 'exec after 200 mapped files'])\n";
     let argv: Vec<String> = vec!["/usr/bin/python3".into(), "-c".into(), script.into()];
     let trace = d.join("many.trace");
     let rec = record(&d, &trace, &argv, b"");
     assert_eq!(rec.status, 0, "{}", rec.stderr_str());
-    assert_eq!(rec.stdout_str(), "2016\nexec after 64 mapped files\n");
+    assert_eq!(rec.stdout_str(), "19900\nexec after 200 mapped files\n");
     replays_as_recorded(&d, &trace, &rec.stdout, 2, "exec after many stored files");
+}
+
+/// Threads take turns in a recording (at syscalls), and a replay follows the recorded turns:
+/// output that depends on the interleaving, on getrandom, rdtsc, the clock and /dev/urandom
+/// replays byte for byte, in each link form, across two waves of threads (the second runs on
+/// the host threads and vCPUs the first left).
+#[test]
+fn threads_interleave_and_replay_as_recorded() {
+    common::require_kvm();
+    for form in [Form::Static, Form::Dynamic] {
+        let d = tempdir("rr-threads");
+        let argv = vec![guest("threads_nondet", form).to_string_lossy().into_owned()];
+        let a = native(&argv, b"", &d);
+        let b = native(&argv, b"", &d);
+        assert_ne!(a.stdout, b.stdout, "two native runs printed the same");
+        let trace = d.join("threads.trace");
+        let rec = record(&d, &trace, &argv, b"");
+        assert_eq!(rec.status, 0, "{form:?}: {}", rec.stderr_str());
+        let out = rec.stdout_str();
+        assert!(out.contains("wave 1: 800 entries") && out.contains("wave 2: 800 entries"), "{out}");
+        assert!(out.ends_with("done\n"), "{out}");
+        replays_as_recorded(&d, &trace, &rec.stdout, 3, &format!("threads, {form:?}"));
+        let inspect = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
+        assert!(inspect.stdout_str().contains("threads: 9 ("), "{}", inspect.stdout_str());
+    }
+}
+
+/// Python's threading (a lock, a queue, thread start and join) records and replays.
+#[test]
+fn python_threads_record_and_replay() {
+    common::require_kvm();
+    let d = tempdir("rr-pythreads");
+    let script = "import threading, queue, random, time, os\n\
+                  q, res, lock = queue.Queue(), [], threading.Lock()\n\
+                  def work(n):\n\
+                  \x20   for i in range(50):\n\
+                  \x20       v = random.random() + time.time() % 1\n\
+                  \x20       with lock: res.append((n, v))\n\
+                  \x20   q.put(n)\n\
+                  ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]\n\
+                  for t in ts: t.start()\n\
+                  for t in ts: t.join()\n\
+                  print(sorted(q.get() for _ in ts), [r[0] for r in res][:60])\n\
+                  print('%.9f' % sum(r[1] for r in res), os.urandom(8).hex())\n";
+    let argv: Vec<String> = vec!["/usr/bin/python3".into(), "-c".into(), script.into()];
+    let trace = d.join("py.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert!(rec.stdout_str().starts_with("[0, 1, 2, 3] ["), "{}", rec.stdout_str());
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "python threads");
+}
+
+/// A trace that switches to a thread the replay does not have diverges with a clear report.
+#[test]
+fn a_switch_to_a_missing_thread_diverges() {
+    common::require_kvm();
+    let d = tempdir("rr-bad-switch");
+    let argv = vec![guest("threads_nondet", Form::Static).to_string_lossy().into_owned(), "20".into()];
+    let trace = d.join("t.trace");
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let mut done = false;
+    rewrite_trace(&trace, "switch to thread 2", |e| match e {
+        Event::Switch(2) if !done => {
+            *e = Event::Switch(77);
+            done = true;
+            true
+        }
+        _ => false,
+    });
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    let err = rep.stderr_str();
+    assert!(
+        err.contains("replay diverged at event ") && err.contains("the trace has a switch to guest thread 77"),
+        "{err}"
+    );
+}
+
+/// Threads change turns only at syscalls: a thread that spins without one keeps the turn, and
+/// the others wait. trapbox says so, and the time limit still ends the recording.
+#[test]
+fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
+    common::require_kvm();
+    let d = tempdir("rr-spin");
+    let trace = d.join("spin.trace");
+    let exe = guest("thread_exec", Form::Static).to_string_lossy().into_owned();
+    let args: Vec<String> = ["record", "--timeout", "7", "-o", &trace.to_string_lossy(), "--", &exe]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rec = trapbox(&args, b"", &d);
+    assert_eq!(rec.status, 124, "{}", rec.stderr_str());
+    let err = rec.stderr_str();
+    assert!(
+        err.contains("has waited 5 s for its turn while thread ") && err.contains("runs without a syscall"),
+        "{err}"
+    );
+    assert!(err.contains("timed out"), "{err}");
 }

@@ -22,14 +22,21 @@ pub fn open_fds() -> BTreeSet<RawFd> {
         .unwrap_or_default()
 }
 
-/// Lowest number for trapbox's own descriptors: just below the soft RLIMIT_NOFILE, so the
-/// guest reaches them only after opening nearly as many files as it may.
+/// How many numbers the private range has: room for a vCPU per guest thread and, in a
+/// replay, a memory file per stored file the guest maps (a Python program with its extension
+/// modules maps dozens).
+pub const PRIVATE_RANGE: i32 = 256;
+
+/// Lowest number for trapbox's own descriptors: [`PRIVATE_RANGE`] below the soft
+/// RLIMIT_NOFILE, so the guest's descriptors number from 3 as natively and reach trapbox's
+/// only after it has opened hundreds of files. (Numbers in the range that trapbox does not use
+/// are the guest's like any other.)
 pub fn private_fd_base() -> i32 {
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: r is a valid rlimit to write.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
     let soft = r.rlim_cur.min(1 << 20) as i32;
-    (soft - 32).max(64)
+    (soft - PRIVATE_RANGE).max(64)
 }
 
 impl FdGuard {

@@ -26,6 +26,9 @@ pub enum Event {
     /// The preceding Syscall event (a write of the recorded process) reached stdout (1) or
     /// stderr (2): a replay writes the same bytes, from the guest's buffer, there.
     ConsoleWrite(u8),
+    /// Guest thread N (numbered from 0 in the order threads were created) takes the turn:
+    /// the events that follow, up to the next Switch, are its own (format version 5 on).
+    Switch(u32),
 }
 
 /// Bytes a child wrote to the console.
@@ -300,6 +303,10 @@ impl Event {
                 b.push(9);
                 b.push(*fd);
             }
+            Event::Switch(t) => {
+                b.push(10);
+                b.extend_from_slice(&t.to_le_bytes());
+            }
             Event::Console(c) => {
                 b.push(8);
                 b.push(c.fd);
@@ -359,6 +366,7 @@ impl Event {
                 }
                 Event::Console(ConsoleEvent { fd, data: d.bytes()? })
             }
+            10 => Event::Switch(d.u32()?),
             9 => match d.u8()? {
                 fd @ (1 | 2) => Event::ConsoleWrite(fd),
                 fd => return Err(format!("bad console descriptor {fd}")),
@@ -454,6 +462,7 @@ mod tests {
             ]),
             Event::Console(ConsoleEvent { fd: 2, data: b"from a child\n".to_vec() }),
             Event::ConsoleWrite(1),
+            Event::Switch(3),
             Event::End(EndEvent::Killed(11)),
         ];
         let mut b = Vec::new();

@@ -11,7 +11,7 @@ pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
 /// Format version written. Version 4 lets the recorded process exec (a Start event after a
 /// successful execve), version 3 added trapbox's vDSO (its base in Start, TimeCalls events),
 /// version 2 the Signal event; older traces are read as they are.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// The oldest version read.
 const OLDEST: u16 = 1;
 /// Chunk magic.
@@ -51,6 +51,21 @@ pub enum TraceError {
     /// I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Clone for TraceError {
+    fn clone(&self) -> Self {
+        match self {
+            TraceError::NotATrace => TraceError::NotATrace,
+            TraceError::Version(v) => TraceError::Version(*v),
+            TraceError::Checksum { index, offset } => TraceError::Checksum { index: *index, offset: *offset },
+            TraceError::Corrupt { index, offset, why } => {
+                TraceError::Corrupt { index: *index, offset: *offset, why: why.clone() }
+            }
+            // An I/O error is not Clone: its kind and message are kept.
+            TraceError::Io(e) => TraceError::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
 }
 
 /// Compresses and writes one chunk.

@@ -11,13 +11,16 @@ pub mod console;
 pub mod event;
 pub mod file;
 pub mod nondet;
+mod turns;
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use console::Console;
 pub use event::{ConsoleEvent, EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
+use turns::Shared;
 
 use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
 use crate::process::host;
@@ -258,6 +261,14 @@ const FILE_LIMIT: u64 = 64 << 20;
 /// Records a run.
 pub struct Recorder<H, W: Write + Send + 'static> {
     inner: H,
+    /// What the handlers of all the guest's threads share.
+    shared: Arc<Shared<Recording<W>>>,
+    /// This handler's thread (0 for the first).
+    me: u32,
+}
+
+/// A recording's state, one for all of the guest's threads.
+struct Recording<W: Write + Send + 'static> {
     /// None once the run ended and the trace is complete on disk.
     out: Option<TraceWriter<W>>,
     events: u64,
@@ -275,14 +286,33 @@ pub struct Recorder<H, W: Write + Send + 'static> {
     host_vdso: Option<(u64, u64)>,
 }
 
+/// What a syscall is to the recorder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    /// Made by trapbox's vDSO inside a time call: part of that call, not an event.
+    InTimeCall,
+    /// A forked child's: only its console output is kept.
+    Unrecorded,
+    /// execve or execveat.
+    Exec,
+    /// Any other; `forks` for fork, vfork and clone.
+    Other { forks: bool },
+}
+
+/// Calls a thread makes without letting go of its turn: those a replay performs itself,
+/// whose order against the other threads' must be the recorded one, and thread creation.
+fn keeps_turn(call: &Syscall) -> bool {
+    let name = call.name();
+    replay_reexecutes(&name) || matches!(name.as_ref(), "clone" | "fork" | "vfork" | "execve" | "execveat")
+}
+
 impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     /// Records `inner`'s run into `out`. Make it before building the sandbox, as a replay
     /// opens its trace before building its own: the writer thread it starts then takes the
     /// same place in memory as the replay's reader thread, and the guest's mappings find the
     /// same free space in both runs.
     pub fn new(inner: H, out: W) -> std::io::Result<Self> {
-        Ok(Recorder {
-            inner,
+        let recording = Recording {
             out: Some(TraceWriter::new(out)?),
             events: 0,
             bytes: 0,
@@ -292,9 +322,75 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             time: None,
             console: Console::default(),
             host_vdso: None,
-        })
+        };
+        Ok(Recorder { inner, shared: Arc::new(Shared::new(recording)), me: 0 })
     }
 
+    /// Has the trace writer's thread close `file`, the old trace that
+    /// [`file::create_replacing`] unlinked to make room for this one: freeing its blocks
+    /// then overlaps the run instead of delaying its start.
+    pub fn close_later(&mut self, file: std::fs::File) {
+        let st = &mut *self.shared.lock();
+        if let (None, Some(out)) = (&st.error, st.out.as_mut()) {
+            if let Err(err) = out.close_later(file) {
+                st.error = Some(err);
+            }
+        }
+    }
+
+    /// The first error writing the trace, if any (the guest keeps running regardless).
+    pub fn error(&self) -> Option<String> {
+        self.shared.lock().error.as_ref().map(|e| e.to_string())
+    }
+
+    /// Events and bytes written.
+    pub fn stats(&self) -> (u64, u64) {
+        let st = self.shared.lock();
+        match &st.out {
+            Some(o) => (o.events(), o.bytes()),
+            None => (st.events, st.bytes),
+        }
+    }
+
+    /// Machine-dependent instructions patched into breakpoints.
+    pub fn patched_sites(&self) -> usize {
+        self.shared.lock().patcher.sites()
+    }
+
+    /// Waits for the turn (a Switch event if it was another thread's); false if the process
+    /// ended first.
+    fn take_turn(&self, g: &mut dyn Guest) -> bool {
+        match self.shared.take_turn(g, self.me) {
+            Some(true) => {
+                self.shared.lock().push(&Event::Switch(self.me));
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
+    }
+
+    fn syscall(&mut self, g: &mut dyn Guest, trap: &Trap, call: &Syscall) -> Action {
+        let kind = self.shared.lock().enter(g, call);
+        // A call the replay answers from the trace may block (a futex wait, a read from a
+        // pipe): the other threads take turns meanwhile.
+        let lets_go = matches!(kind, CallKind::Other { .. }) && !keeps_turn(call) && self.shared.let_go(self.me, None);
+        if lets_go {
+            self.shared.notify();
+        }
+        let action = self.inner.on_trap(g, trap);
+        if lets_go && !self.take_turn(g) {
+            // The process is ending: this call is not part of the recording.
+            return action;
+        }
+        if self.shared.lock().leave(g, call, kind, &action) {
+            self.shared.forked(self.me);
+        }
+        action
+    }
+}
+
+impl<W: Write + Send + 'static> Recording<W> {
     /// Records the time calls the guest made since the previous event (before that event).
     fn drain_time_calls(&mut self) {
         if let Some(t) = self.time {
@@ -347,35 +443,6 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         }
     }
 
-    /// Has the trace writer's thread close `file`, the old trace that
-    /// [`file::create_replacing`] unlinked to make room for this one: freeing its blocks
-    /// then overlaps the run instead of delaying its start.
-    pub fn close_later(&mut self, file: std::fs::File) {
-        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
-            if let Err(err) = out.close_later(file) {
-                self.error = Some(err);
-            }
-        }
-    }
-
-    /// The first error writing the trace, if any (the guest keeps running regardless).
-    pub fn error(&self) -> Option<&std::io::Error> {
-        self.error.as_ref()
-    }
-
-    /// Events and bytes written.
-    pub fn stats(&self) -> (u64, u64) {
-        match &self.out {
-            Some(o) => (o.events(), o.bytes()),
-            None => (self.events, self.bytes),
-        }
-    }
-
-    /// Machine-dependent instructions patched into breakpoints.
-    pub fn patched_sites(&self) -> usize {
-        self.patcher.sites()
-    }
-
     /// A program image begins (the first, or an exec's): its machine-dependent instructions
     /// are patched, its vDSO buffer drained from now on, and a Start event records it.
     fn begin_image(&mut self, g: &mut dyn Guest, start: &Start) {
@@ -411,25 +478,37 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             }
         }
     }
-}
 
-impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
-    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
-        self.inner.on_start(g, start);
-        self.console = Console::new();
-        self.begin_image(g, start);
+    /// Before a syscall goes to the inner handler: what it is, with what precedes its event
+    /// recorded (the time calls made before it, read before the call can unmap them).
+    fn enter(&mut self, g: &dyn Guest, call: &Syscall) -> CallKind {
+        if self.host_vdso.is_some_and(|(lo, hi)| (lo..hi).contains(&g.regs().rip)) {
+            return CallKind::InTimeCall;
+        }
+        if self.out.is_none() {
+            return CallKind::Unrecorded;
+        }
+        self.drain_time_calls();
+        if is_exec(call) {
+            self.push_children_console();
+            return CallKind::Exec;
+        }
+        let forks = matches!(call.name().as_ref(), "fork" | "vfork" | "clone");
+        if forks {
+            self.console.before_fork();
+        }
+        CallKind::Other { forks }
     }
 
-    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
-        match trap {
-            Trap::Syscall(_) if self.host_vdso.is_some_and(|(lo, hi)| (lo..hi).contains(&g.regs().rip)) => {
-                self.inner.on_trap(g, trap)
-            }
-            Trap::Syscall(call) if self.out.is_none() => {
+    /// After the inner handler answered a syscall with `action`: its event. True in a forked
+    /// child, which has only the forking thread.
+    fn leave(&mut self, g: &mut dyn Guest, call: &Syscall, kind: CallKind, action: &Action) -> bool {
+        match kind {
+            CallKind::InTimeCall => {}
+            CallKind::Unrecorded => {
                 // A forked child, unrecorded: only its console output is kept (in the log the
                 // recorded process reads).
-                let action = self.inner.on_trap(g, trap);
-                let ret = result_of(&action, g);
+                let ret = result_of(action, g);
                 if let Some(e) = self.console.written(g, call, ret) {
                     self.console.append(&e);
                 }
@@ -440,14 +519,10 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                 if let Some(t) = self.time {
                     t.drain();
                 }
-                action
             }
-            Trap::Syscall(call) if is_exec(call) => {
-                self.drain_time_calls();
-                self.push_children_console();
-                let action = self.inner.on_trap(g, trap);
+            CallKind::Exec => {
                 // A successful exec resumes the new image; its registers are not a result.
-                let ret = if matches!(action, Action::Resume) { 0 } else { result_of(&action, g) };
+                let ret = if matches!(action, Action::Resume) { 0 } else { result_of(action, g) };
                 self.push(&Event::Syscall(SyscallEvent {
                     nr: call.nr,
                     args: call.args,
@@ -462,17 +537,9 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                         self.begin_image(g, &start);
                     }
                 }
-                action
             }
-            Trap::Syscall(call) => {
-                // The time calls made before this one, read before the call can unmap them.
-                self.drain_time_calls();
-                let forks = matches!(call.name().as_ref(), "fork" | "vfork" | "clone");
-                if forks {
-                    self.console.before_fork();
-                }
-                let action = self.inner.on_trap(g, trap);
-                let ret = result_of(&action, g);
+            CallKind::Other { forks } => {
+                let ret = result_of(action, g);
                 if ret == 0 && forks {
                     // This is the new child process: a recording covers the first process
                     // only (the parent's view of its children — pids, wait statuses, pipe
@@ -482,7 +549,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                         std::mem::forget(w);
                     }
                     self.console.became_child();
-                    return action;
+                    return true;
                 }
                 // What children wrote to the console meanwhile comes before this call's result
                 // (a shell's wait4 returns after its child's output).
@@ -506,29 +573,54 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                     self.push(&Event::ConsoleWrite(fd));
                 }
                 rescan(&mut self.patcher, g, call, ret);
-                action
             }
-            Trap::Breakpoint { rip } => match self.patcher.site_at_breakpoint(*rip) {
-                Some(site) => {
-                    let regs = emulate(g, site);
-                    apply_insn(g, site, regs);
-                    self.drain_time_calls();
-                    self.push(&Event::Insn(InsnEvent { insn: site.insn, rip: site.addr, regs }));
-                    Action::Resume
+        }
+        false
+    }
+}
+
+impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
+        let st = &mut *self.shared.lock();
+        st.console = Console::new();
+        st.begin_image(g, start);
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => self.syscall(g, trap, call),
+            Trap::Breakpoint { rip } => {
+                let mut st = self.shared.lock();
+                match st.patcher.site_at_breakpoint(*rip) {
+                    Some(site) => {
+                        let regs = emulate(g, site);
+                        apply_insn(g, site, regs);
+                        st.drain_time_calls();
+                        st.push(&Event::Insn(InsnEvent { insn: site.insn, rip: site.addr, regs }));
+                        Action::Resume
+                    }
+                    None => {
+                        drop(st);
+                        self.inner.on_trap(g, trap)
+                    }
                 }
-                None => self.inner.on_trap(g, trap),
-            },
+            }
             _ => self.inner.on_trap(g, trap),
         }
     }
 
     fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(g, sig, siginfo);
+        // A thread that could not take its turn back (the process is ending) records nothing.
+        if !self.shared.holds(self.me) {
+            return;
+        }
         // Delivered right after the event recorded last, or while user code ran after it; the
         // handler's third argument points at the frame's ucontext, which says where.
         let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
         let interrupted = g.read(GuestAddr(g.regs().rdx), &mut uc).ok().map(|_| sigframe::saved_gregs(&uc));
-        self.push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec(), interrupted }));
+        self.shared.lock().push(&Event::Signal(SignalEvent { sig, info: siginfo.to_vec(), interrupted }));
     }
 
     fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
@@ -539,18 +631,35 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
             Outcome::TimedOut => Some(EndEvent::Killed(libc::SIGKILL)),
             Outcome::Stopped => None,
         };
+        let st = &mut *self.shared.lock();
         if let Some(e) = end {
-            self.push_children_console();
-            self.push(&Event::End(e));
+            st.push_children_console();
+            st.push(&Event::End(e));
         }
-        if let Some(out) = self.out.take() {
-            self.events = out.events();
+        if let Some(out) = st.out.take() {
+            st.events = out.events();
             match out.finish_counting() {
-                Ok(n) => self.bytes = n,
-                Err(e) if self.error.is_none() => self.error = Some(e),
+                Ok(n) => st.bytes = n,
+                Err(e) if st.error.is_none() => st.error = Some(e),
                 Err(_) => {}
             }
         }
+    }
+
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        let inner = self.inner.new_thread()?;
+        let me = self.shared.new_thread();
+        Some(Box::new(Recorder { inner, shared: self.shared.clone(), me }))
+    }
+
+    fn on_thread_start(&mut self, g: &mut dyn Guest) {
+        self.inner.on_thread_start(g);
+        self.take_turn(g);
+    }
+
+    fn on_thread_exit(&mut self, g: &mut dyn Guest) {
+        self.inner.on_thread_exit(g);
+        self.shared.left(self.me, None);
     }
 }
 
@@ -620,7 +729,7 @@ impl StartEvent {
 }
 
 /// Why a replay stopped early.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ReplayStop {
     /// The guest did something other than what the trace says.
     Diverged {
@@ -712,11 +821,32 @@ impl Stored {
     /// bytes if that fails. The read-ahead thread does it, so the replay does not stop at
     /// an mmap to copy a library into memory.
     fn new(data: Vec<u8>) -> Stored {
+        use std::sync::atomic::Ordering::SeqCst;
+        // At most three quarters of the private range: a vCPU per guest thread, and the other
+        // descriptors trapbox opens, still find numbers there.
+        if MEMORY_FILES.fetch_add(1, SeqCst) >= crate::process::fds::PRIVATE_RANGE * 3 / 4 {
+            MEMORY_FILES.fetch_sub(1, SeqCst);
+            return Stored::Bytes(data);
+        }
         // Filled once private, so the stock lock is not held while megabytes are copied.
         let made = crate::process::fds::private(|| host::memory_file("trapbox-replay-file", &[]));
         match made.and_then(|mut f| f.write_all(&data).map(|_| f)) {
             Ok(f) => Stored::Memory(f),
-            Err(_) => Stored::Bytes(data),
+            Err(_) => {
+                MEMORY_FILES.fetch_sub(1, SeqCst);
+                Stored::Bytes(data)
+            }
+        }
+    }
+}
+
+/// Memory files that stored files hold now (a test process may run several replays).
+static MEMORY_FILES: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        if let Stored::Memory(_) = self {
+            MEMORY_FILES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -827,6 +957,14 @@ impl ReadAhead {
 
 /// Replays a trace.
 pub struct Replayer {
+    /// What the handlers of all the guest's threads share.
+    shared: Arc<Shared<Replay>>,
+    /// This handler's thread (0 for the first).
+    me: u32,
+}
+
+/// A replay's state, one for all of the guest's threads.
+struct Replay {
     reader: ReadAhead,
     /// The next event read ahead of time, or the end or error met there (kept for `next`).
     peeked: Option<Result<Option<Event>, TraceError>>,
@@ -882,6 +1020,15 @@ fn describe(e: &Event) -> String {
         Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),
         Event::Console(c) => format!("{} bytes of a child's console output", c.data.len()),
         Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
+        Event::Switch(t) => format!("a switch to guest thread {t}"),
+    }
+}
+
+fn describe_trap(trap: &Trap) -> String {
+    match trap {
+        Trap::Syscall(call) => describe_call(call.nr, &call.args),
+        Trap::Breakpoint { rip } => format!("a breakpoint at {rip:#x}"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -891,6 +1038,29 @@ fn write_console(fd: u8, data: &[u8]) {
         1 => std::io::stdout().lock().write_all(data).and_then(|_| std::io::stdout().flush()),
         _ => std::io::stderr().lock().write_all(data),
     };
+}
+
+fn is_thread_clone(call: &Syscall) -> bool {
+    call.nr == libc::SYS_clone as u64 && call.args[0] & libc::CLONE_THREAD as u64 != 0
+}
+
+/// A recorded clone that created a thread: the replay creates it too (its handler waits for
+/// the trace to switch to it). The guest sees the recorded thread id, in the result and where
+/// the clone stores it, as gettid's answers from the trace will say.
+fn clone_thread(g: &mut dyn Guest, call: &Syscall, ev: &SyscallEvent) -> Result<Action, String> {
+    match g.passthrough(call) {
+        Action::Return(tid) if tid > 0 => {}
+        other => return Err(format!("{} failing ({other:?})", describe_call(call.nr, &call.args))),
+    }
+    let (flags, parent_tid, child_tid) = (call.args[0], call.args[2], call.args[3]);
+    let tid = (ev.ret as u32).to_le_bytes();
+    if flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
+        let _ = g.write(GuestAddr(parent_tid), &tid);
+    }
+    if flags & libc::CLONE_CHILD_SETTID as u64 != 0 {
+        let _ = g.write(GuestAddr(child_tid), &tid);
+    }
+    Ok(Action::Return(ev.ret))
 }
 
 /// Syscalls a replay performs for real: they only change the guest's own state (memory, TLS,
@@ -926,9 +1096,8 @@ impl Replayer {
         let first = reader.next_event()?;
         let reader = ReadAhead::start(reader);
         match first {
-            Some(Event::Start(s)) => Ok((
-                s,
-                Replayer {
+            Some(Event::Start(s)) => {
+                let replay = Replay {
                     reader,
                     peeked: None,
                     patcher: Patcher::default(),
@@ -939,8 +1108,9 @@ impl Replayer {
                     time_loaded: 0,
                     legacy_console,
                     armed: None,
-                },
-            )),
+                };
+                Ok((s, Replayer { shared: Arc::new(Shared::new(replay)), me: 0 }))
+            }
             _ => Err(TraceError::Corrupt {
                 index: 0,
                 offset: 10,
@@ -950,24 +1120,72 @@ impl Replayer {
     }
 
     /// Stops the replay (Action::Stop) just before event `index` (for a debugger to take over).
-    pub fn stop_at(mut self, index: u64) -> Self {
-        self.stop_at = Some(index);
+    pub fn stop_at(self, index: u64) -> Self {
+        self.shared.lock().stop_at = Some(index);
         self
     }
 
     /// Why the replay stopped early, if it did.
-    pub fn stopped(&self) -> Option<&ReplayStop> {
-        self.stop.as_ref()
+    pub fn stopped(&self) -> Option<ReplayStop> {
+        self.shared.lock().stop.clone()
     }
 
     /// After a stop at [`Replayer::stop_at`]: forgets the stop so that running the sandbox
     /// again (it delivers the stopped syscall first) replays on from that event, optionally up
-    /// to the next stop index.
+    /// to the next stop index. (A replay stopped while the guest had several threads cannot
+    /// go on: stopping ended them.)
     pub fn resume(&mut self, next_stop: Option<u64>) {
-        self.stop = None;
-        self.stop_at = next_stop;
+        let st = &mut *self.shared.lock();
+        st.stop = None;
+        st.stop_at = next_stop;
     }
 
+    /// Index of the next event.
+    pub fn position(&mut self) -> u64 {
+        self.shared.lock().position()
+    }
+
+    /// The trace switches to thread `to`: this thread lets go of its turn for it and waits
+    /// for its own next turn.
+    fn pass_turn(&self, g: &mut dyn Guest, trap: &Trap, to: u32) -> Result<(), Action> {
+        if !self.shared.is_live(to) {
+            let st = &mut *self.shared.lock();
+            let index = st.position();
+            return Err(st.diverged(
+                index,
+                format!("a switch to guest thread {to}"),
+                format!("no thread {to} (thread {} at {})", self.me, describe_trap(trap)),
+            ));
+        }
+        if self.shared.let_go(self.me, Some(to)) {
+            self.shared.notify();
+        }
+        self.await_turn(g, trap)
+    }
+
+    /// Waits until the trace switches to this thread, and takes its turn.
+    fn await_turn(&self, g: &mut dyn Guest, trap: &Trap) -> Result<(), Action> {
+        if self.shared.take_turn(g, self.me).is_none() {
+            // The process is ending under this thread.
+            return Err(match trap {
+                Trap::Syscall(_) => Action::Return(-(libc::EINTR as i64)),
+                _ => Action::Kill { signal: libc::SIGKILL, fault: None },
+            });
+        }
+        let st = &mut *self.shared.lock();
+        let index = st.position();
+        match st.expect() {
+            Ok(Event::Switch(t)) if t == self.me => {
+                st.load_time_calls();
+                Ok(())
+            }
+            Ok(other) => Err(st.diverged(index, describe(&other), format!("guest thread {} running", self.me))),
+            Err(a) => Err(a),
+        }
+    }
+}
+
+impl Replay {
     /// Index of the next event.
     pub fn position(&mut self) -> u64 {
         self.reader.position() - u64::from(matches!(self.peeked, Some(Ok(Some(_)))))
@@ -1095,6 +1313,11 @@ impl Replayer {
                 Ok(a) => a,
                 Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
             }
+        } else if is_thread_clone(call) && ev.ret > 0 {
+            match clone_thread(g, call, &ev) {
+                Ok(a) => a,
+                Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
+            }
         } else if replay_reexecutes(&name) {
             match self.reexecute(g, call, &ev) {
                 Ok(a) => a,
@@ -1130,7 +1353,7 @@ impl Replayer {
                 return Action::Kill { signal: sig, fault: None };
             }
         }
-        if matches!(action, Action::Exit(_)) {
+        if matches!(action, Action::Exit(_)) && matches!(self.peek(), Some(Event::End(_))) {
             let _ = self.next();
         }
         action
@@ -1341,41 +1564,84 @@ impl Replayer {
 
 impl TrapHandler for Replayer {
     fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
-        self.begin_image(g);
-        self.load_time_calls();
+        let st = &mut *self.shared.lock();
+        st.begin_image(g);
+        st.load_time_calls();
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
-        if let (Trap::Breakpoint { rip }, Some(a)) = (trap, &self.armed) {
+        if !matches!(trap, Trap::Syscall(_) | Trap::Breakpoint { .. }) {
+            return crate::trap::Passthrough.on_trap(g, trap);
+        }
+        let mut st = self.shared.lock();
+        if st.stop.is_some() {
+            // Another thread stopped the replay.
+            return Action::Stop;
+        }
+        if let (Trap::Breakpoint { rip }, Some(a)) = (trap, &st.armed) {
             if rip.wrapping_sub(1) == a.addr {
-                return self.reached_armed(g);
+                return st.reached_armed(g);
             }
         }
         let at_event = match trap {
             Trap::Syscall(_) => true,
-            Trap::Breakpoint { rip } => self.patcher.site_at_breakpoint(*rip).is_some(),
+            Trap::Breakpoint { rip } => st.patcher.site_at_breakpoint(*rip).is_some(),
             _ => false,
         };
-        if at_event && self.armed.is_some() {
+        if at_event && st.armed.is_some() {
             // The guest never got where the signals came in the recording: they are delivered
             // now, and the handler's first event will not be this one (a divergence).
-            self.fire(g);
+            st.fire(g);
         }
         if !at_event {
+            drop(st);
             return crate::trap::Passthrough.on_trap(g, trap);
         }
-        if let Some(stop) = self.check_time_calls() {
+        if let Some(stop) = st.check_time_calls() {
             return stop;
         }
-        let action = self.replay_event(g, trap);
+        if let Some(&Event::Switch(to)) = st.peek() {
+            if to != self.me {
+                // Here the recorded thread let go of its turn, and thread `to` took it.
+                drop(st);
+                if let Err(a) = self.pass_turn(g, trap, to) {
+                    return a;
+                }
+                st = self.shared.lock();
+            }
+        }
+        let action = st.replay_event(g, trap);
         if !matches!(action, Action::Stop) {
-            self.load_time_calls();
+            st.load_time_calls();
         }
         action
     }
+
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        let me = self.shared.new_thread();
+        Some(Box::new(Replayer { shared: self.shared.clone(), me }))
+    }
+
+    fn on_thread_start(&mut self, g: &mut dyn Guest) {
+        // A divergence found here stops the replay at this thread's first trap.
+        let _ = self.await_turn(g, &Trap::Timeout);
+    }
+
+    fn on_thread_exit(&mut self, _g: &mut dyn Guest) {
+        // The thread that took the turn after this one left, as recorded. (Only the holder
+        // reads the trace; a thread that leaves because the process ends does not.)
+        let next = match self.shared.holds(self.me) {
+            true => match self.shared.lock().peek() {
+                Some(&Event::Switch(t)) => Some(t),
+                _ => None,
+            },
+            false => None,
+        };
+        self.shared.left(self.me, next);
+    }
 }
 
-impl Replayer {
+impl Replay {
     /// Replays the event behind a syscall or a patched instruction's breakpoint.
     fn replay_event(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {

@@ -1,0 +1,228 @@
+//! Guest threads of a recorded or replayed run take turns: one runs guest code at a time, so
+//! that their interleaving is a sequence the trace can hold and a replay can follow.
+//!
+//! Recording, a thread lets go of its turn when it enters a syscall that may block (anything a
+//! replay does not perform itself) and takes a turn again before that syscall's result is
+//! recorded; a thread that takes the turn from another writes a `Switch` event first. Calls a
+//! replay performs (memory, signal state, thread creation, exit) keep the turn, so they happen
+//! in the same order in both runs. Replaying, a thread at a trap whose next event is another
+//! thread's `Switch` lets go, and a waiting thread takes the turn when the trace switches to
+//! it; between two switches only the holder runs, exactly as recorded.
+//!
+//! Threads change turns only at syscalls: a thread that waits for another by spinning on
+//! memory, with no syscall, keeps the turn (a hardware counter of retired branches would let
+//! a recorder preempt it, as rr does; PVM has none).
+
+use std::collections::BTreeSet;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::trap::Guest;
+
+/// How long a thread waits for its turn before trapbox says why it may never come.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Whose turn it is among a run's guest threads (numbered from 0, in the order they were
+/// created; the same numbers in the recording and its replay).
+#[derive(Debug)]
+pub(super) struct Turns {
+    /// The thread whose turn it is; None while the last holder let go of it.
+    holder: Option<u32>,
+    /// The thread the last holder let go for (a replay following a Switch), if only one may
+    /// take it.
+    to: Option<u32>,
+    /// The thread whose events the trace holds last.
+    last: u32,
+    /// The number the next thread gets.
+    next: u32,
+    /// Threads started and not yet left.
+    live: BTreeSet<u32>,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns::only(0)
+    }
+}
+
+impl Turns {
+    /// A process with one thread, `me`, which holds the turn (a new one, or a fork's child).
+    pub fn only(me: u32) -> Turns {
+        Turns { holder: Some(me), to: None, last: me, next: me + 1, live: BTreeSet::from([me]) }
+    }
+
+    /// Whether the process has more than one thread (one alone never lets go).
+    pub fn many(&self) -> bool {
+        self.live.len() > 1
+    }
+
+    /// The number of a new thread, which waits for its first turn.
+    pub fn new_thread(&mut self) -> u32 {
+        let n = self.next;
+        self.next += 1;
+        self.live.insert(n);
+        n
+    }
+
+    /// Whether `t` is a thread that exists.
+    pub fn is_live(&self, t: u32) -> bool {
+        self.live.contains(&t)
+    }
+
+    /// Whether `me` holds the turn.
+    pub fn holds(&self, me: u32) -> bool {
+        self.holder == Some(me)
+    }
+
+    /// `me` lets go of the turn (if it holds it), for thread `to` or for any.
+    pub fn let_go(&mut self, me: u32, to: Option<u32>) {
+        if self.holder == Some(me) {
+            self.holder = None;
+            self.to = to;
+        }
+    }
+
+    /// Whether `me` may take the turn.
+    pub fn may_take(&self, me: u32) -> bool {
+        self.holder.is_none() && self.to.is_none_or(|t| t == me)
+    }
+
+    /// `me` takes the turn; true if it takes it from another thread (a switch).
+    pub fn take(&mut self, me: u32) -> bool {
+        self.holder = Some(me);
+        self.to = None;
+        std::mem::replace(&mut self.last, me) != me
+    }
+
+    /// `me` left: the turn is free, for thread `to` or for any, if it held it.
+    pub fn left(&mut self, me: u32, to: Option<u32>) {
+        self.live.remove(&me);
+        self.let_go(me, to);
+    }
+}
+
+/// State the handlers of all of a run's threads share, and the turns. The turns have a lock
+/// of their own, taken alone: a thread waits for its turn without holding the state, and the
+/// holder may keep the state across a call that lets go of the guest's lock.
+pub(super) struct Shared<T> {
+    state: Mutex<T>,
+    turns: Mutex<Turns>,
+    changed: Condvar,
+}
+
+impl<T> Shared<T> {
+    pub fn new(state: T) -> Self {
+        Shared { state: Mutex::new(state), turns: Mutex::new(Turns::default()), changed: Condvar::new() }
+    }
+
+    /// The state. A thread that panicked holding it left it as consistent as any event in
+    /// progress leaves it; going on is better than taking the run down.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn turns(&self) -> MutexGuard<'_, Turns> {
+        self.turns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the threads waiting for a turn.
+    pub fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    /// Whether `me` holds the turn.
+    pub fn holds(&self, me: u32) -> bool {
+        self.turns().holds(me)
+    }
+
+    /// Whether thread `t` exists.
+    pub fn is_live(&self, t: u32) -> bool {
+        self.turns().is_live(t)
+    }
+
+    /// The number of a new thread.
+    pub fn new_thread(&self) -> u32 {
+        self.turns().new_thread()
+    }
+
+    /// `me` left, letting go of its turn for thread `to` or for any.
+    pub fn left(&self, me: u32, to: Option<u32>) {
+        self.turns().left(me, to);
+        self.notify();
+    }
+
+    /// In a forked child only `me`, the forking thread, exists.
+    pub fn forked(&self, me: u32) {
+        *self.turns() = Turns::only(me);
+    }
+
+    /// `me` lets go of the turn, for thread `to` or for any; only when other threads exist.
+    /// Whether it did (the caller then notifies).
+    pub fn let_go(&self, me: u32, to: Option<u32>) -> bool {
+        let mut t = self.turns();
+        if !t.many() || !t.holds(me) {
+            return false;
+        }
+        t.let_go(me, to);
+        true
+    }
+
+    /// Waits, with the guest's own lock let go, until `me` may take the turn, and takes it:
+    /// Some(true) if it took it from another thread; None if the process ends first (see
+    /// [`Guest::wait_for`]).
+    pub fn take_turn(&self, g: &mut dyn Guest, me: u32) -> Option<bool> {
+        let mut switched = false;
+        let since = std::time::Instant::now();
+        let mut warned = false;
+        let took = g.wait_for(&mut || {
+            let mut t = self.turns();
+            if t.holds(me) {
+                return true;
+            }
+            if t.may_take(me) {
+                switched = t.take(me);
+                return true;
+            }
+            if !warned && since.elapsed() >= PATIENCE {
+                warned = true;
+                if let Some(h) = t.holder {
+                    eprintln!(
+                        "trapbox: guest thread {me} has waited {} s for its turn while thread {h} runs without a syscall: \
+                         the threads of a recorded run take turns only at syscalls, so one that waits for another \
+                         by spinning never ends",
+                        PATIENCE.as_secs()
+                    );
+                }
+            }
+            // Short, so that the guest's end of the process is seen soon.
+            let _ = self.changed.wait_timeout(t, Duration::from_millis(10));
+            false
+        });
+        took.then_some(switched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_is_a_turn_taken_from_another_thread() {
+        let mut t = Turns::default();
+        assert!(t.holds(0) && !t.many());
+        let one = t.new_thread();
+        assert_eq!(one, 1);
+        assert!(t.many() && t.is_live(1) && !t.may_take(1));
+        t.let_go(1, None);
+        assert!(t.holds(0), "only the holder lets go");
+        t.let_go(0, None);
+        assert!(t.may_take(0) && t.may_take(1));
+        assert!(!t.take(0), "taking back one's own turn is no switch");
+        t.let_go(0, Some(1));
+        assert!(!t.may_take(0), "let go for thread 1, which alone may take it");
+        assert!(t.take(1), "thread 1 takes over from thread 0");
+        t.left(1, None);
+        assert!(t.may_take(0) && !t.is_live(1) && !t.many());
+        assert!(t.take(0));
+    }
+}

@@ -136,8 +136,7 @@ pub(super) fn step<H: TrapHandler + ?Sized>(
 
 /// A trap that did not come from the guest (timeout, trapbox's own signal).
 pub(super) fn deliver_async<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H, trap: Trap) -> Next {
-    let regs = user_regs(cpu.s().machine.regs());
-    let mut g = KvmGuest::new(cpu, regs);
+    let mut g = KvmGuest::current(cpu);
     let action = handler.on_trap(&mut g, &trap);
     match end_of(&action) {
         Some(o) => Next::End(o),
@@ -157,7 +156,7 @@ pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
     regs.rflags = regs.r11;
     let call = Syscall::from_regs(&regs);
     let mut g = KvmGuest::new(cpu, regs);
-    if call.nr == libc::SYS_clone as u64 && call.args[0] & crate::process::fork::flag::THREAD != 0 {
+    if call.creates_thread() {
         g.thread_handler = handler.new_thread();
     }
     let action = handler.on_trap(&mut g, &Trap::Syscall(call));
@@ -430,25 +429,20 @@ fn thread_main(
     tid: i32,
     jobs: std::sync::mpsc::Sender<Box<Job>>,
 ) -> Option<Vcpu> {
-    let core = core.clone();
     signals::mirror_mask(ctx.state.mask);
     let mut crash_rip = None;
     let mut pending = None;
     let generation = core.lock().process.generation;
-    {
-        let mut cpu = Cpu::lock(&core, &mut ctx);
-        let regs = user_regs(cpu.s().machine.regs());
-        handler.on_thread_start(&mut KvmGuest::new(&mut cpu, regs));
-    }
+    handler.on_thread_start(&mut KvmGuest::current(&mut Cpu::lock(core, &mut ctx)));
     let code = loop {
         if core.group.ending() {
             break None;
         }
-        match step(&core, &mut ctx, &mut *handler, &mut crash_rip, &mut pending) {
+        match step(core, &mut ctx, &mut *handler, &mut crash_rip, &mut pending) {
             Ok(Next::Continue) => {
                 if core.lock().process.generation != generation {
                     // This thread forked: it is the only thread of the new process.
-                    super::own_forked_process(&core, &mut ctx, &mut *handler);
+                    super::own_forked_process(core, &mut ctx, &mut *handler);
                 }
             }
             Ok(Next::ThreadExit(c)) => break Some(c),
@@ -457,7 +451,7 @@ fn thread_main(
                 break None;
             }
             Err(e) => {
-                let mut cpu = Cpu::lock(&core, &mut ctx);
+                let mut cpu = Cpu::lock(core, &mut ctx);
                 let _ = std::io::Write::write_all(
                     &mut cpu.s().process.diag,
                     format!("trapbox: thread {tid}: {e}\n").as_bytes(),
@@ -469,7 +463,7 @@ fn thread_main(
         }
     };
     {
-        let mut cpu = Cpu::lock(&core, &mut ctx);
+        let mut cpu = Cpu::lock(core, &mut ctx);
         let p = &mut cpu.s().process;
         let ctid = p.clear_child_tid();
         p.thread_ids.retain(|t| *t != tid);
@@ -485,8 +479,7 @@ fn thread_main(
         if code.is_some() && !core.group.ending() {
             cpu.s().wait_idle(jobs);
         }
-        let regs = user_regs(cpu.s().machine.regs());
-        handler.on_thread_exit(&mut KvmGuest::new(&mut cpu, regs));
+        handler.on_thread_exit(&mut KvmGuest::current(&mut cpu));
     }
     ctx.vcpu.take()
 }

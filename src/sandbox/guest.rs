@@ -81,6 +81,12 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
         KvmGuest { cpu, regs, dirty: false, replaced: false, why: Interrupted::Running, thread_handler: None }
     }
 
+    /// The guest with the registers its vCPU holds now (for a hook outside any trap).
+    pub fn current(cpu: &'c mut Cpu<'a>) -> Self {
+        let regs = cpu::user_regs(cpu.s().machine.regs());
+        KvmGuest::new(cpu, regs)
+    }
+
     /// clone(CLONE_THREAD): a vCPU starting where the parent returns from clone (RAX = 0, on
     /// the new stack, with the new TLS), on a host thread of its own, with its own handler.
     fn spawn_thread(&mut self, args: CloneArgs) -> Action {
@@ -227,7 +233,7 @@ impl Guest for KvmGuest<'_, '_> {
         self.cpu.sr().process.aspace.read_cstr(addr, max)
     }
     fn passthrough(&mut self, call: &Syscall) -> Action {
-        if call.nr == libc::SYS_clone as u64 && call.args[0] & flag::THREAD != 0 {
+        if call.creates_thread() {
             return self.spawn_thread(CloneArgs::decode("clone", &call.args));
         }
         let is_exec = call.nr == libc::SYS_execve as u64 || call.nr == libc::SYS_execveat as u64;

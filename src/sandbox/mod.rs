@@ -311,11 +311,7 @@ fn drive<H: TrapHandler + ?Sized>(
             Next::End(o) => break o,
             Next::ThreadExit(code) => {
                 // The first thread left with `exit`: the process lives while others do.
-                {
-                    let mut cpu = Cpu::lock(core, ctx);
-                    let regs = cpu::user_regs(cpu.s().machine.regs());
-                    handler.on_thread_exit(&mut KvmGuest::new(&mut cpu, regs));
-                }
+                handler.on_thread_exit(&mut KvmGuest::current(&mut Cpu::lock(core, ctx)));
                 let last = core.group.wait_for_others();
                 break core.group.outcome().unwrap_or(Outcome::Exited(if core.group.others() == 0 {
                     last
@@ -449,8 +445,7 @@ impl Sandbox {
             let mut cpu = Cpu::lock(&core, &mut self.main);
             signals::mirror_all(&cpu.s().process.signals);
             if !std::mem::replace(&mut self.started, true) {
-                let regs = cpu::user_regs(cpu.s().machine.regs());
-                let mut g = KvmGuest::new(&mut cpu, regs);
+                let mut g = KvmGuest::current(&mut cpu);
                 handler.on_start(&mut g, &self.start);
             }
         }

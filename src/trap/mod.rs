@@ -93,6 +93,11 @@ impl Syscall {
         abi::lookup(self.nr)
     }
 
+    /// Whether this is a clone that creates a thread (CLONE_THREAD).
+    pub fn creates_thread(&self) -> bool {
+        self.nr == libc::SYS_clone as u64 && self.args[0] & libc::CLONE_THREAD as u64 != 0
+    }
+
     /// Name as strace prints it (`syscall_0x1ab` when unknown).
     pub fn name(&self) -> std::borrow::Cow<'static, str> {
         match self.desc() {

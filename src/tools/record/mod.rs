@@ -299,13 +299,6 @@ enum CallKind {
     Other { forks: bool },
 }
 
-/// Calls a thread makes without letting go of its turn: those a replay performs itself,
-/// whose order against the other threads' must be the recorded one, and thread creation.
-fn keeps_turn(call: &Syscall) -> bool {
-    let name = call.name();
-    replay_reexecutes(&name) || matches!(name.as_ref(), "clone" | "fork" | "vfork" | "execve" | "execveat")
-}
-
 impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     /// Records `inner`'s run into `out`. Make it before building the sandbox, as a replay
     /// opens its trace before building its own: the writer thread it starts then takes the
@@ -373,11 +366,12 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     fn syscall(&mut self, g: &mut dyn Guest, trap: &Trap, call: &Syscall) -> Action {
         let kind = self.shared.lock().enter(g, call);
         // A call the replay answers from the trace may block (a futex wait, a read from a
-        // pipe): the other threads take turns meanwhile.
-        let lets_go = matches!(kind, CallKind::Other { .. }) && !keeps_turn(call) && self.shared.let_go(self.me, None);
-        if lets_go {
-            self.shared.notify();
-        }
+        // pipe): the other threads take turns meanwhile. Those it performs itself keep the
+        // turn, so that they happen in the recorded order against the other threads', and so
+        // do exec and thread and process creation.
+        let lets_go = matches!(kind, CallKind::Other { forks: false })
+            && !replay_reexecutes(&call.name())
+            && self.shared.let_go(self.me, None);
         let action = self.inner.on_trap(g, trap);
         if lets_go && !self.take_turn(g) {
             // The process is ending: this call is not part of the recording.
@@ -1040,10 +1034,6 @@ fn write_console(fd: u8, data: &[u8]) {
     };
 }
 
-fn is_thread_clone(call: &Syscall) -> bool {
-    call.nr == libc::SYS_clone as u64 && call.args[0] & libc::CLONE_THREAD as u64 != 0
-}
-
 /// A recorded clone that created a thread: the replay creates it too (its handler waits for
 /// the trace to switch to it). The guest sees the recorded thread id, in the result and where
 /// the clone stores it, as gettid's answers from the trace will say.
@@ -1157,20 +1147,21 @@ impl Replayer {
                 format!("no thread {to} (thread {} at {})", self.me, describe_trap(trap)),
             ));
         }
-        if self.shared.let_go(self.me, Some(to)) {
-            self.shared.notify();
-        }
-        self.await_turn(g, trap)
-    }
-
-    /// Waits until the trace switches to this thread, and takes its turn.
-    fn await_turn(&self, g: &mut dyn Guest, trap: &Trap) -> Result<(), Action> {
-        if self.shared.take_turn(g, self.me).is_none() {
-            // The process is ending under this thread.
-            return Err(match trap {
+        self.shared.let_go(self.me, Some(to));
+        self.await_turn(g).map_err(|stop| {
+            // None: the process is ending under this thread.
+            stop.unwrap_or(match trap {
                 Trap::Syscall(_) => Action::Return(-(libc::EINTR as i64)),
                 _ => Action::Kill { signal: libc::SIGKILL, fault: None },
-            });
+            })
+        })
+    }
+
+    /// Waits until the trace switches to this thread, and takes its turn. Err(None) if the
+    /// process ends first, Err(Some(stop)) if the trace does not switch here.
+    fn await_turn(&self, g: &mut dyn Guest) -> Result<(), Option<Action>> {
+        if self.shared.take_turn(g, self.me).is_none() {
+            return Err(None);
         }
         let st = &mut *self.shared.lock();
         let index = st.position();
@@ -1179,8 +1170,8 @@ impl Replayer {
                 st.load_time_calls();
                 Ok(())
             }
-            Ok(other) => Err(st.diverged(index, describe(&other), format!("guest thread {} running", self.me))),
-            Err(a) => Err(a),
+            Ok(other) => Err(Some(st.diverged(index, describe(&other), format!("guest thread {} running", self.me)))),
+            Err(a) => Err(Some(a)),
         }
     }
 }
@@ -1313,7 +1304,7 @@ impl Replay {
                 Ok(a) => a,
                 Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
             }
-        } else if is_thread_clone(call) && ev.ret > 0 {
+        } else if call.creates_thread() && ev.ret > 0 {
             match clone_thread(g, call, &ev) {
                 Ok(a) => a,
                 Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
@@ -1624,18 +1615,19 @@ impl TrapHandler for Replayer {
 
     fn on_thread_start(&mut self, g: &mut dyn Guest) {
         // A divergence found here stops the replay at this thread's first trap.
-        let _ = self.await_turn(g, &Trap::Timeout);
+        let _ = self.await_turn(g);
     }
 
     fn on_thread_exit(&mut self, _g: &mut dyn Guest) {
         // The thread that took the turn after this one left, as recorded. (Only the holder
         // reads the trace; a thread that leaves because the process ends does not.)
-        let next = match self.shared.holds(self.me) {
-            true => match self.shared.lock().peek() {
+        let next = if self.shared.holds(self.me) {
+            match self.shared.lock().peek() {
                 Some(&Event::Switch(t)) => Some(t),
                 _ => None,
-            },
-            false => None,
+            }
+        } else {
+            None
         };
         self.shared.left(self.me, next);
     }

@@ -126,7 +126,7 @@ impl<T> Shared<T> {
     }
 
     /// Wakes the threads waiting for a turn.
-    pub fn notify(&self) {
+    fn notify(&self) {
         self.changed.notify_all();
     }
 
@@ -156,14 +156,16 @@ impl<T> Shared<T> {
         *self.turns() = Turns::only(me);
     }
 
-    /// `me` lets go of the turn, for thread `to` or for any; only when other threads exist.
-    /// Whether it did (the caller then notifies).
+    /// `me` lets go of the turn, for thread `to` or for any, and wakes the waiting threads;
+    /// only when other threads exist. Whether it did.
     pub fn let_go(&self, me: u32, to: Option<u32>) -> bool {
         let mut t = self.turns();
         if !t.many() || !t.holds(me) {
             return false;
         }
         t.let_go(me, to);
+        drop(t);
+        self.notify();
         true
     }
 

@@ -24,5 +24,5 @@ pub mod vm;
 
 pub use sandbox::{Report, Sandbox, SandboxBuilder, SandboxError, VdsoMode};
 pub use trap::{
-    Action, Deny, Fault, Guest, GuestAddr, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler,
+    Action, Deny, Fault, Guest, GuestAddr, Kicker, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler,
 };

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::{guest, Form};
-use trapbox::{Action, Deny, Guest, Observe, Outcome, Passthrough, Sandbox, Trap, TrapHandler};
+use trapbox::{Action, Deny, Guest, Kicker, Observe, Outcome, Passthrough, Sandbox, Trap, TrapHandler};
 
 /// One sandbox at a time per test process: the kick signal and host-signal state are global.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -122,4 +122,59 @@ fn handler_sees_decoded_arguments_and_decides_the_end() {
     let exe = guest("exitcode", Form::Dynamic);
     let report = Sandbox::builder(&exe).args([exe.to_str().unwrap(), "5"]).build().unwrap().run(FakeResult).unwrap();
     assert_eq!(report.outcome, Outcome::Exited(105));
+}
+
+/// A handler preempts the guest with a [`Kicker`] from another host thread: each kick is a
+/// `Trap::Preempt` in the guest's user code (here, mostly main's loop), invisible to the guest,
+/// and a kick after the run reaches nothing.
+#[test]
+fn a_kicker_preempts_the_guest_in_user_code() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    struct Kicked {
+        rips: Vec<String>,
+        kicker: Option<std::thread::JoinHandle<u32>>,
+        stop: Arc<AtomicBool>,
+    }
+    impl TrapHandler for Kicked {
+        fn on_start(&mut self, g: &mut dyn Guest, _: &trapbox::trap::Start) {
+            let k: Kicker = g.kicker().expect("a KVM guest thread can be kicked");
+            let stop = self.stop.clone();
+            // Kicks until the thread is gone (the run ended), then says how many landed.
+            self.kicker = Some(std::thread::spawn(move || {
+                let mut n = 0;
+                while k.kick() {
+                    n += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert!(stop.load(Ordering::SeqCst), "a kick failed while the guest thread ran");
+                n
+            }));
+        }
+        fn on_trap(&mut self, g: &mut dyn Guest, t: &Trap) -> Action {
+            if let Trap::Preempt = t {
+                self.rips.push(g.symbolize(g.regs().rip).unwrap_or_else(|| format!("{:#x}", g.regs().rip)));
+                return Action::Resume;
+            }
+            if matches!(t, Trap::Syscall(c) if c.name() == "exit_group") {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            Passthrough.on_trap(g, t)
+        }
+    }
+
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::require_kvm();
+    let exe = guest("cpuloop", Form::Static);
+    let mut h = Kicked { rips: Vec::new(), kicker: None, stop: Arc::new(AtomicBool::new(false)) };
+    let report =
+        Sandbox::builder(&exe).args([exe.to_str().unwrap(), "200000000"]).build().unwrap().run(&mut h).unwrap();
+    assert_eq!(report.outcome, Outcome::Exited(0));
+    let kicks = h.kicker.take().expect("started").join().expect("the kicking thread ended");
+    assert!(h.rips.len() >= 3, "{} preemptions of {kicks} kicks", h.rips.len());
+    assert!(h.rips.len() as u32 <= kicks, "{} preemptions of {kicks} kicks", h.rips.len());
+    // Where the program was: its startup code for a kick that came early, then main's loop.
+    assert!(h.rips.iter().all(|s| !s.starts_with("0x")), "{:?}", h.rips);
+    assert!(h.rips.iter().filter(|s| s.starts_with("main+")).count() >= 3, "{:?}", h.rips);
 }

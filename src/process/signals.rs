@@ -337,11 +337,12 @@ pub fn host_signals_waiting() -> bool {
     HOST_QUEUE.pending.iter().any(|p| p.load(Ordering::SeqCst))
 }
 
-/// Signals whose host disposition and mask stay trapbox's: its own faults, the vCPU kick,
-/// and the two that cannot be caught.
+/// Signals whose host disposition and mask stay trapbox's: its own faults, the vCPU kick and
+/// preemption, and the two that cannot be caught.
 pub fn host_owned(sig: i32) -> bool {
     matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS)
         || sig == libc::SIGRTMIN() + 2
+        || sig == libc::SIGRTMIN() + 3
         // glibc's own (thread cancellation, set*id across threads) in trapbox's process.
         || sig == 32 || sig == 33
 }

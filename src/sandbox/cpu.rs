@@ -9,7 +9,7 @@ use crate::trap::{Action, Fault, GuestAddr, Outcome, Regs, Syscall, Trap, TrapHa
 use crate::vm::{Exit, ResumeFrom, TrapPath};
 
 use super::guest::{Cpu, KvmGuest};
-use super::host::HOST_SIGNAL;
+use super::host::{self, HOST_SIGNAL};
 use super::threads::{Core, Job, Shared, ThreadCtx};
 use super::SandboxError;
 use crate::vm::vcpu::Vcpu;
@@ -251,11 +251,18 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
     }
 }
 
-/// A kick brought the vCPU out of user code: run the handlers of signals that arrived.
+/// A kick brought the vCPU out of user code: run the handlers of signals that arrived, or
+/// else, if a handler asked for it, deliver [`Trap::Preempt`].
 fn on_interrupted<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -> Next {
+    let preempt = host::take_preempt();
     let s = cpu.s();
-    if !s.process.signals_waiting() || !s.machine.in_user_mode().unwrap_or(false) {
+    if !s.machine.in_user_mode().unwrap_or(false) {
+        // Not at an instruction of the guest's: a preemption asked now is not delivered (the
+        // asker asks again if it still wants one).
         return Next::Continue;
+    }
+    if !s.process.signals_waiting() {
+        return if preempt { on_preempt(cpu, handler) } else { Next::Continue };
     }
     let mut regs = user_regs(s.machine.regs());
     match s.process.deliver_signals(&mut s.machine, &mut regs, Interrupted::Running) {
@@ -268,6 +275,23 @@ fn on_interrupted<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -
         }
         Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
         None => Next::Continue,
+    }
+}
+
+/// A handler asked for this thread's [`Trap::Preempt`], and the thread is in user code.
+fn on_preempt<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -> Next {
+    let regs = user_regs(cpu.s().machine.regs());
+    let mut g = KvmGuest::new(cpu, regs);
+    let action = handler.on_trap(&mut g, &Trap::Preempt);
+    let (regs, dirty) = (g.regs, g.dirty || g.replaced);
+    match action {
+        Action::Resume => {
+            if dirty {
+                cpu.s().machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+            }
+            Next::Continue
+        }
+        a => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
     }
 }
 
@@ -408,7 +432,7 @@ pub(super) fn host_thread(core: Arc<Core>, mut job: Box<Job>) {
             return;
         }
         vcpu.claim_kicks();
-        let ctx = ThreadCtx { vcpu: Some(vcpu), state: thread, exits: 0 };
+        let ctx = ThreadCtx { vcpu: Some(vcpu), state: thread, exits: 0, kick: Default::default() };
         let (jobs, next) = std::sync::mpsc::channel();
         own = thread_main(&core, ctx, handler, me.0, jobs);
         match next.recv() {
@@ -430,6 +454,9 @@ fn thread_main(
     jobs: std::sync::mpsc::Sender<Box<Job>>,
 ) -> Option<Vcpu> {
     signals::mirror_mask(ctx.state.mask);
+    // Released before this host thread may end (as the run ends), and before it runs another
+    // guest thread.
+    let _kicks = ctx.kick.claim();
     let mut crash_rip = None;
     let mut pending = None;
     let generation = core.lock().process.generation;

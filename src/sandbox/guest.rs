@@ -315,6 +315,9 @@ impl Guest for KvmGuest<'_, '_> {
             }
         })
     }
+    fn kicker(&self) -> Option<crate::trap::Kicker> {
+        Some(self.cpu.ctx.kick.kicker())
+    }
     fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
         let why = self.why;
         let Shared { machine, process, .. } = self.cpu.s();

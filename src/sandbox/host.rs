@@ -1,8 +1,10 @@
 //! trapbox's own host signals: the clean end on SIGINT/SIGTERM/SIGHUP (and on any signal the
-//! guest leaves at a terminating default), the vCPU kick, and the watchdog of `--timeout`.
+//! guest leaves at a terminating default), the vCPU kick, a handler's preemption of a guest
+//! thread, and the watchdog of `--timeout`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::process::signals;
@@ -35,6 +37,58 @@ pub(super) fn kick_signal() -> i32 {
     libc::SIGRTMIN() + 2
 }
 
+/// The signal that asks a guest thread's host thread for a [`crate::trap::Trap::Preempt`].
+pub(crate) fn preempt_signal() -> i32 {
+    libc::SIGRTMIN() + 3
+}
+
+thread_local! {
+    /// A preemption was asked of this host thread's guest thread and not yet delivered.
+    static PREEMPT_ASKED: Cell<bool> = const { Cell::new(false) };
+}
+
+extern "C" fn on_preempt(_: libc::c_int) {
+    PREEMPT_ASKED.with(|p| p.set(true));
+    vm::vcpu::kick_from_signal_handler();
+}
+
+/// Whether a preemption was asked of the calling thread since the last call (which clears it).
+pub(super) fn take_preempt() -> bool {
+    PREEMPT_ASKED.with(|p| p.replace(false))
+}
+
+/// The host thread that runs one guest thread, for [`crate::trap::Kicker`]s: set while it
+/// runs, cleared (under the same lock a kick takes) before the host thread may end, so that a
+/// kick never reaches a thread that is gone.
+#[derive(Clone, Default)]
+pub(super) struct KickTarget(Arc<Mutex<Option<libc::pthread_t>>>);
+
+impl KickTarget {
+    fn set(&self, t: Option<libc::pthread_t>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    /// The calling thread runs the guest thread until the guard is dropped.
+    pub fn claim(&self) -> KickClaim {
+        // SAFETY: pthread_self has no preconditions.
+        self.set(Some(unsafe { libc::pthread_self() }));
+        KickClaim(self.clone())
+    }
+
+    /// A kicker for handlers.
+    pub fn kicker(&self) -> crate::trap::Kicker {
+        let target = self.0.clone();
+        crate::trap::Kicker::new(move || {
+            let t = target.lock().unwrap_or_else(|e| e.into_inner());
+            match *t {
+                // SAFETY: `t` is alive: it clears the target, under this lock, before it ends.
+                Some(t) => unsafe { libc::pthread_kill(t, preempt_signal()) == 0 },
+                None => false,
+            }
+        })
+    }
+}
+
 fn kick_vcpu() {
     vm::vcpu::kick_from_signal_handler();
 }
@@ -55,14 +109,19 @@ pub(super) fn install_handlers() {
         (libc::SIGTERM, on_host_signal),
         (libc::SIGHUP, on_host_signal),
         (kick_signal(), on_kick),
+        (preempt_signal(), on_preempt),
     ] {
-        // SAFETY: the handlers only store to atomics and send signals (async-signal-safe); no
-        // SA_RESTART, so a blocking host call made for the guest returns EINTR and the loop
-        // notices.
+        // SAFETY: the handlers only store to atomics and thread-local cells and send signals
+        // (async-signal-safe). No SA_RESTART, so a blocking host call made for the guest
+        // returns EINTR and the loop notices; except for a preemption, which wants only
+        // the guest's user code stopped: a host call it meets restarts.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = h as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
+            if sig == preempt_signal() {
+                sa.sa_flags = libc::SA_RESTART;
+            }
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
@@ -73,6 +132,15 @@ pub(super) fn kick_thread(t: libc::pthread_t) {
     // SAFETY: `t` is a registered guest thread's host thread, alive until it deregisters
     // (which happens under the same lock the caller holds while iterating).
     unsafe { libc::pthread_kill(t, kick_signal()) };
+}
+
+/// While it lives, kicks of a [`KickTarget`] reach the thread that claimed it.
+pub(super) struct KickClaim(KickTarget);
+
+impl Drop for KickClaim {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
 }
 
 /// Ends the guest from another thread when the time limit passes.

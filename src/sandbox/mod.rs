@@ -227,7 +227,7 @@ impl SandboxBuilder {
         let mask = process.signals.mask;
         Ok(Sandbox {
             core: Arc::new(Core::new(Shared::new(machine, process))),
-            main: ThreadCtx { vcpu, state: ThreadState::new_thread(mask, 0), exits: 0 },
+            main: ThreadCtx { vcpu, state: ThreadState::new_thread(mask, 0), exits: 0, kick: Default::default() },
             path,
             timeout: self.timeout,
             exe: loaded.exe.path.clone(),
@@ -277,6 +277,7 @@ fn drive<H: TrapHandler + ?Sized>(
 ) -> Result<Outcome, SandboxError> {
     let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
     let mut watchdog = Watchdog::start(deadline);
+    let _kicks = ctx.kick.claim();
     let mut redeliver = redeliver;
     let mut generation = core.lock().process.generation;
     let outcome = loop {

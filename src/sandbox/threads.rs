@@ -110,6 +110,8 @@ pub(super) struct ThreadCtx {
     pub state: ThreadState,
     /// Exits taken since it last held the lock.
     pub exits: u64,
+    /// The host thread that runs it, for handlers' kicks.
+    pub kick: super::host::KickTarget,
 }
 
 // SAFETY: a ThreadCtx moves to the host thread that runs it and is used there only.

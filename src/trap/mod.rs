@@ -128,6 +128,35 @@ pub enum Trap {
     Timeout,
     /// trapbox itself received a signal (SIGINT, SIGTERM, SIGHUP) while the guest ran.
     HostSignal(i32),
+    /// The guest thread was brought out of user code because a handler asked for it
+    /// ([`Kicker::kick`]); the registers are those of the instruction it was about to run.
+    Preempt,
+}
+
+/// Brings one guest thread out of user code: its handler gets [`Trap::Preempt`] there. For
+/// handlers that share the guest's time between its threads (a recording, which lets one run
+/// at a time, takes the turn from a thread that spins). Obtained from [`Guest::kicker`]; a
+/// kick after the thread is gone does nothing.
+#[derive(Clone)]
+pub struct Kicker(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Kicker {
+    /// A kicker that calls `kick`, which returns whether the thread was still there.
+    pub fn new(kick: impl Fn() -> bool + Send + Sync + 'static) -> Kicker {
+        Kicker(std::sync::Arc::new(kick))
+    }
+
+    /// Asks for the thread's [`Trap::Preempt`] (soon, not at once: it arrives when the thread
+    /// next runs user code, and the asker cannot know where). False if the thread is gone.
+    pub fn kick(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Kicker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kicker")
+    }
 }
 
 /// What to do about a trap.
@@ -290,6 +319,12 @@ pub trait Guest {
     fn wait_for(&mut self, ready: &mut dyn FnMut() -> bool) -> bool {
         ready()
     }
+
+    /// A way for other threads to preempt this guest thread (see [`Kicker`]); None where the
+    /// backend cannot.
+    fn kicker(&self) -> Option<Kicker> {
+        None
+    }
 }
 
 /// What the guest was started with (what `execve` would have been given) and where the
@@ -413,6 +448,8 @@ impl TrapHandler for Passthrough {
             Trap::SingleStep { .. } => guest.raise_signal(libc::SIGTRAP, &fault::siginfo_bytes(libc::SIGTRAP, 2, 0)),
             Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
             Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
+            // Nothing happened that the guest could see.
+            Trap::Preempt => Action::Resume,
         }
     }
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {

@@ -609,6 +609,12 @@ fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, 
         a.mov(qword_ptr(r12 + 8), rcx)?;
     }
     a.set_label(&mut out)?;
+    // The scratch registers leave with the same values whichever way the call went: the
+    // host's function leaves its own in record, and a replay stops a thread where its
+    // registers match the recording's (a preemption, a signal in user code).
+    for r in [ecx, edx, esi, edi, r8d, r9d, r10d, r11d] {
+        a.xor(r, r)?;
+    }
     a.pop(r13)?;
     a.pop(r12)?;
     a.pop(rbx)?;

@@ -1,6 +1,7 @@
 //! The record/replay benchmark: `trapbox run`, `trapbox record` and `trapbox replay` side by
-//! side on a syscall-heavy loop, python3 with imports, sha256sum of a large file and two
-//! threads handing a token back and forth through a futex, with the trace size per syscall.
+//! side on a syscall-heavy loop, python3 with imports, sha256sum of a large file, two threads
+//! handing a token back and forth through a futex, and two threads doing it by spinning (each
+//! hand-over a preemption when recording), with the trace size per syscall.
 //!
 //! `cargo bench --bench record` (add `-- --quick` for fewer repetitions).
 
@@ -16,6 +17,7 @@ fn main() {
     let tb = env!("CARGO_BIN_EXE_trapbox");
     let getppid = build_guest("getppid_loop");
     let pingpong = build_guest("futex_pingpong");
+    let spin = build_guest("spin_handoff");
     let data = data_file(64);
     let tmp = std::env::temp_dir().join(format!("trapbox-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
@@ -25,6 +27,7 @@ fn main() {
         ("python3 -c (json, hashlib)", vec!["/usr/bin/python3", "-c", py]),
         ("sha256sum 64 MiB", vec!["/usr/bin/sha256sum", data.to_str().expect("utf-8")]),
         ("futex ping-pong × 2000, 2 threads", vec![pingpong.to_str().expect("utf-8"), "2000"]),
+        ("spin hand-off × 100, 2 threads", vec![spin.to_str().expect("utf-8"), "100"]),
     ];
     println!("trapbox record/replay benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
     println!("(times: medians of {reps} interleaved rounds; ratios: medians of the rounds' own ratios)\n");

@@ -225,7 +225,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 5)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 6)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
@@ -543,8 +543,9 @@ fn patched_code_survives_mprotect_and_mremap() {
 }
 
 /// A signal that interrupted user code (no syscall in flight) is replayed at the instruction it
-/// interrupted, with the registers it interrupted; where those cannot be found again (a turn of
-/// a counting loop), the replay reports a divergence instead of delivering it elsewhere.
+/// interrupted, with the registers it interrupted; where those cannot be found again within
+/// the passes a replay steps over (a late turn of a counting loop), the replay reports a
+/// divergence instead of delivering it elsewhere.
 #[test]
 fn signals_interrupting_user_code_replay_there_or_diverge() {
     common::require_kvm();
@@ -570,7 +571,7 @@ fn signals_interrupting_user_code_replay_there_or_diverge() {
         assert!(
             err.contains("replay diverged at event ")
                 && err.contains("the trace has signal SIGALRM interrupting 0x")
-                && err.contains(" reached with "),
+                && err.contains(" reached 1001 times, never with the recorded registers (the last with "),
             "{err}"
         );
         assert!(rep.stdout.is_empty(), "{}", rep.stdout_str());
@@ -643,6 +644,35 @@ fn threads_interleave_and_replay_as_recorded() {
     }
 }
 
+/// Two threads that hand a token back and forth by spinning on memory (no syscall while they
+/// wait) record, the holder preempted at each spin, and replay as recorded: each replayed
+/// thread stops where its registers match the recorded preemption point. trapbox's vDSO calls
+/// in between (clock_gettime) leave the same scratch registers in both runs.
+#[test]
+fn spinning_threads_are_preempted_and_replay_as_recorded() {
+    common::require_kvm();
+    for form in [Form::Static, Form::Dynamic] {
+        let d = tempdir("rr-spin-handoff");
+        let argv = vec![guest("spin_handoff", form).to_string_lossy().into_owned(), "30".into()];
+        assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not nondeterministic natively");
+        let trace = d.join("spin.trace");
+        let rec = record(&d, &trace, &argv, b"");
+        assert_eq!(rec.status, 0, "{form:?}: {}", rec.stderr_str());
+        assert!(rec.stdout_str().starts_with("spin hand-off 30 rounds, partner saw 30, hash "), "{}", rec.stdout_str());
+        replays_as_recorded(&d, &trace, &rec.stdout, 3, &format!("spin hand-off, {form:?}"));
+        let inspect = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d).stdout_str();
+        // Each of the 60 waits ends with the spinning holder preempted (a wait that found the
+        // token already passed needs none, and its thread's syscall may switch instead).
+        let preempts: u32 = inspect
+            .split(" switches from one to another, ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no preemption count in {inspect}"));
+        assert!(preempts >= 30, "{preempts} preemptions: {inspect}");
+    }
+}
+
 /// Python's threading (a lock, a queue, thread start and join) records and replays.
 #[test]
 fn python_threads_record_and_replay() {
@@ -695,8 +725,9 @@ fn a_switch_to_a_missing_thread_diverges() {
     );
 }
 
-/// Threads change turns only at syscalls: a thread that spins without one keeps the turn, and
-/// the others wait. trapbox says so, and the time limit still ends the recording.
+/// A thread that spins counting its turns (its registers never repeat) is never preempted: it
+/// keeps the turn, and the others wait. trapbox says so, and the time limit still ends the
+/// recording.
 #[test]
 fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
     common::require_kvm();

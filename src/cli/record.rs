@@ -76,7 +76,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     let (mut events, mut insns, mut written, mut time_calls) = (0u64, 0u64, 0u64, 0u64);
     let (mut console, mut console_writes) = (0u64, 0u64);
-    let (mut switches, mut threads) = (0u64, 1u32);
+    let (mut switches, mut threads, mut preempts) = (0u64, 1u32, 0u64);
     let mut in_vdso: BTreeMap<String, u64> = BTreeMap::new();
     let mut end = None;
     println!("{}:", path.display());
@@ -111,6 +111,7 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     }
                     Event::Console(c) => console += c.data.len() as u64,
                     Event::ConsoleWrite(_) => console_writes += 1,
+                    Event::Preempt(_) => preempts += 1,
                     Event::Switch(t) => {
                         switches += 1;
                         threads = threads.max(t + 1);
@@ -141,7 +142,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     );
     println!("  console output: {console_writes} writes by the program, {console} bytes from its children");
     if switches > 0 {
-        println!("  threads: {threads} ({switches} switches from one to another)");
+        println!(
+            "  threads: {threads} ({switches} switches from one to another, {preempts} of them at a preemption of a spinning thread)"
+        );
     }
     match (end, r.tail()) {
         (Some(EndEvent::Exited(c)), _) => println!("  end: exited with {c}"),

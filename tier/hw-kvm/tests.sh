@@ -113,6 +113,13 @@ for f in static dynamic; do
     bad "record/replay nondet/$f (replay status $rs)"; diff /tmp/rr-rec.out /tmp/rr-rep.out | head -5; fi
 done
 
+# Threads that hand a token over by spinning: recording preempts the spinning holder (a kick,
+# a single step with the trap flag, a breakpoint), and the replay stops each thread there.
+timeout 300 $T record -o /tmp/rr-s.trace -- $G/spin_handoff-static 10 > /tmp/rr-rec.out 2> /tmp/b.err < /dev/null; rs=$?
+timeout 300 $T replay /tmp/rr-s.trace > /tmp/rr-rep.out 2>> /tmp/b.err < /dev/null; ps=$?
+if [ "$rs" = 0 ] && [ "$ps" = 0 ] && cmp -s /tmp/rr-rec.out /tmp/rr-rep.out && grep -q "partner saw 10" /tmp/rr-rep.out; then ok "record/replay spin_handoff"; else
+  bad "record/replay spin_handoff (record status $rs, replay status $ps)"; diff /tmp/rr-rec.out /tmp/rr-rep.out | head -5; fi
+
 # A recorded process that execs (static into dynamic into static): each new image replays
 # at its recorded placement.
 echo "recorded input" > /tmp/rr-in.txt

@@ -29,6 +29,10 @@ pub enum Event {
     /// Guest thread N (numbered from 0 in the order threads were created) takes the turn:
     /// the events that follow, up to the next Switch, are its own (format version 5 on).
     Switch(u32),
+    /// The thread running was preempted before the instruction these registers (in signal-frame
+    /// order, as in [`SignalEvent::interrupted`]) describe, a point it reached again and again
+    /// while spinning; a Switch to the thread that takes the turn follows (format version 6 on).
+    Preempt([u64; 18]),
 }
 
 /// Bytes a child wrote to the console.
@@ -307,6 +311,10 @@ impl Event {
                 b.push(10);
                 b.extend_from_slice(&t.to_le_bytes());
             }
+            Event::Preempt(regs) => {
+                b.push(11);
+                regs.iter().for_each(|r| put_u64(b, *r));
+            }
             Event::Console(c) => {
                 b.push(8);
                 b.push(c.fd);
@@ -367,6 +375,13 @@ impl Event {
                 Event::Console(ConsoleEvent { fd, data: d.bytes()? })
             }
             10 => Event::Switch(d.u32()?),
+            11 => {
+                let mut regs = [0u64; 18];
+                for r in &mut regs {
+                    *r = d.u64()?;
+                }
+                Event::Preempt(regs)
+            }
             9 => match d.u8()? {
                 fd @ (1 | 2) => Event::ConsoleWrite(fd),
                 fd => return Err(format!("bad console descriptor {fd}")),
@@ -463,6 +478,7 @@ mod tests {
             Event::Console(ConsoleEvent { fd: 2, data: b"from a child\n".to_vec() }),
             Event::ConsoleWrite(1),
             Event::Switch(3),
+            Event::Preempt(std::array::from_fn(|i| i as u64 * 5 + 1)),
             Event::End(EndEvent::Killed(11)),
         ];
         let mut b = Vec::new();

@@ -11,6 +11,7 @@ pub mod console;
 pub mod event;
 pub mod file;
 pub mod nondet;
+mod point;
 mod turns;
 
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use console::Console;
 pub use event::{ConsoleEvent, EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
+use point::{Hit, Point};
 use turns::Shared;
 
 use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
@@ -265,7 +267,14 @@ pub struct Recorder<H, W: Write + Send + 'static> {
     shared: Arc<Shared<Recording<W>>>,
     /// This handler's thread (0 for the first).
     me: u32,
+    /// A point this thread was kicked at, looked for again (see [`turns`]).
+    probe: Option<Point>,
 }
+
+/// How many times a recorded thread may come back to a point it was kicked at, with other
+/// registers, before that point is given up (a spin's loop comes back the same at once; an
+/// inner loop of a few turns is passed over).
+const PROBE_PASSES: u32 = 16;
 
 /// A recording's state, one for all of the guest's threads.
 struct Recording<W: Write + Send + 'static> {
@@ -279,6 +288,8 @@ struct Recording<W: Write + Send + 'static> {
     files: std::collections::HashMap<(u64, u64, u64, i64), u32>,
     /// trapbox's vDSO buffer, when the guest has it.
     time: Option<TimeBuffer>,
+    /// trapbox's vDSO code, when the guest has it.
+    vdso: Option<(u64, u64)>,
     /// What reaches the console, from this process and its children.
     console: Console,
     /// The host's vDSO code, which trapbox's vDSO calls when recording: a syscall made there
@@ -313,10 +324,11 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             error: None,
             files: Default::default(),
             time: None,
+            vdso: None,
             console: Console::default(),
             host_vdso: None,
         };
-        Ok(Recorder { inner, shared: Arc::new(Shared::new(recording)), me: 0 })
+        Ok(Recorder { inner, shared: Arc::new(Shared::new(recording)), me: 0, probe: None })
     }
 
     /// Has the trace writer's thread close `file`, the old trace that
@@ -382,6 +394,55 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         }
         action
     }
+
+    /// A thread waits for this one's turn and had it kicked out of user code (see
+    /// [`turns`]): if a replay could stop it here, it is watched for coming back here with
+    /// the same registers.
+    fn preempted(&mut self, g: &mut dyn Guest) -> Action {
+        if self.probe.is_none() && self.shared.waiter(self.me).is_some() {
+            let here = sigframe::gregs(&g.regs());
+            if self.shared.lock().stoppable(g, here[16]) {
+                self.probe = Point::again(g, here);
+            }
+        }
+        Action::Resume
+    }
+
+    /// The traps of a probe under way: its single step, its breakpoint (found: the thread
+    /// spins, and gives up its turn there), a kick meanwhile. Any other trap ends it.
+    fn probing(&mut self, g: &mut dyn Guest, trap: &Trap) -> Option<Action> {
+        let p = self.probe.as_mut()?;
+        match trap {
+            Trap::SingleStep { .. } if p.is_step() => p.stepped(g),
+            Trap::Breakpoint { rip } if p.is_hit(*rip) => match p.hit(g, PROBE_PASSES) {
+                Hit::Found => {
+                    self.probe = None;
+                    self.give_up_turn(g);
+                }
+                Hit::Passed => {}
+                Hit::NotFound(_) => self.probe = None,
+            },
+            Trap::Preempt => {}
+            _ => {
+                if let Some(p) = self.probe.take() {
+                    p.disarm(g);
+                }
+                return None;
+            }
+        }
+        Some(Action::Resume)
+    }
+
+    /// The thread spins: it gives its turn to a thread that waits for it, here.
+    fn give_up_turn(&mut self, g: &mut dyn Guest) {
+        let Some(to) = self.shared.waiter(self.me) else { return };
+        let mut st = self.shared.lock();
+        st.drain_time_calls();
+        st.push(&Event::Preempt(sigframe::gregs(&g.regs())));
+        drop(st);
+        self.shared.let_go(self.me, Some(to));
+        self.take_turn(g);
+    }
 }
 
 impl<W: Write + Send + 'static> Recording<W> {
@@ -393,6 +454,21 @@ impl<W: Write + Send + 'static> Recording<W> {
                 self.push(&Event::TimeCalls(calls));
             }
         }
+    }
+
+    /// Whether a replay can stop a thread before the instruction at `rip` with a breakpoint:
+    /// the program's own code (not trapbox's vDSO, which records and replays on different
+    /// paths), not an instruction patched for an event, and not a `syscall` (whose event
+    /// comes first).
+    fn stoppable(&self, g: &dyn Guest, rip: u64) -> bool {
+        let in_vdso = |r: Option<(u64, u64)>| r.is_some_and(|(lo, hi)| (lo..hi).contains(&rip));
+        let mut insn = [0u8; 2];
+        !in_vdso(self.vdso)
+            && !in_vdso(self.host_vdso)
+            && self.patcher.site_at_breakpoint(rip + 1).is_none()
+            && g.read(GuestAddr(rip), &mut insn).is_ok()
+            && insn != [0x0f, 0x05]
+            && insn[0] != 0xcc
     }
 
     /// The File event id for the file behind guest descriptor `fd`, storing its contents the
@@ -445,6 +521,7 @@ impl<W: Write + Send + 'static> Recording<W> {
         let pl = &start.placement;
         self.time = g.time_buffer();
         self.host_vdso = pl.vdso.and_then(|_| vdso::host_range());
+        self.vdso = pl.vdso.map(|b| (b, b + vdso::IMAGE_SIZE));
         let (sp, stack) = pl.stack_image.clone().unwrap_or_default();
         // A path a replay can open from anywhere: absolute, and a descriptor's name resolved.
         let program = if start.program.starts_with("/proc/self/fd") {
@@ -576,12 +653,16 @@ impl<W: Write + Send + 'static> Recording<W> {
 impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
         self.inner.on_start(g, start);
+        self.shared.preemptible(self.me, g.kicker());
         let st = &mut *self.shared.lock();
         st.console = Console::new();
         st.begin_image(g, start);
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if let Some(action) = self.probing(g, trap) {
+            return action;
+        }
         match trap {
             Trap::Syscall(call) => self.syscall(g, trap, call),
             Trap::Breakpoint { rip } => {
@@ -600,6 +681,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
                     }
                 }
             }
+            Trap::Preempt => self.preempted(g),
             _ => self.inner.on_trap(g, trap),
         }
     }
@@ -643,11 +725,12 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
         let inner = self.inner.new_thread()?;
         let me = self.shared.new_thread();
-        Some(Box::new(Recorder { inner, shared: self.shared.clone(), me }))
+        Some(Box::new(Recorder { inner, shared: self.shared.clone(), me, probe: None }))
     }
 
     fn on_thread_start(&mut self, g: &mut dyn Guest) {
         self.inner.on_thread_start(g);
+        self.shared.preemptible(self.me, g.kicker());
         self.take_turn(g);
     }
 
@@ -977,22 +1060,28 @@ struct Replay {
     armed: Option<Armed>,
 }
 
-/// Register names in signal-frame order.
-const GREG_NAMES: [&str; 18] = [
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx", "rsp",
-    "rip", "rflags",
-];
-
-/// A breakpoint where recorded signals interrupted user code: when the guest reaches it, with
-/// the recorded registers, the signals are delivered there.
+/// A point where the recording stopped user code (a signal interrupted it, or the thread was
+/// preempted): when the guest gets there, the same happens there.
 #[derive(Debug)]
 struct Armed {
-    addr: u64,
-    /// The byte the breakpoint replaced.
-    byte: u8,
-    /// The interrupted registers, in signal-frame order.
-    context: [u64; 18],
+    point: Point,
+    /// The signals delivered there; none for a preemption.
     signals: Vec<(i32, [u8; 128])>,
+    /// The thread was preempted there.
+    preempt: bool,
+}
+
+/// How many times a replay steps over an armed point reached with other registers before it
+/// calls it a divergence (each pass costs two exits; a loop counting in a register is not
+/// found again in any useful time).
+const MAX_PASSES: u32 = 1000;
+
+/// What reaching an armed point means.
+enum Reached {
+    /// Go on (signals delivered, or another pass).
+    Resume,
+    /// The thread was preempted here: the turn goes on as the trace says.
+    Preempted,
 }
 
 fn describe_call(nr: u64, args: &[u64; 6]) -> String {
@@ -1015,6 +1104,7 @@ fn describe(e: &Event) -> String {
         Event::Console(c) => format!("{} bytes of a child's console output", c.data.len()),
         Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
         Event::Switch(t) => format!("a switch to guest thread {t}"),
+        Event::Preempt(c) => format!("a preemption of the running thread at {:#x}", c[16]),
     }
 }
 
@@ -1157,6 +1247,28 @@ impl Replayer {
         })
     }
 
+    /// The thread reached the point the recording preempted it at: the turn goes where the
+    /// trace says next.
+    fn preempted(&self, mut st: std::sync::MutexGuard<'_, Replay>, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if let Some(stop) = st.check_time_calls() {
+            return stop;
+        }
+        st.load_time_calls();
+        match st.peek() {
+            Some(&Event::Switch(to)) if to != self.me => {
+                drop(st);
+                match self.pass_turn(g, trap, to) {
+                    Ok(()) => Action::Resume,
+                    Err(a) => a,
+                }
+            }
+            _ => {
+                st.arm_preempt(g);
+                Action::Resume
+            }
+        }
+    }
+
     /// Waits until the trace switches to this thread, and takes its turn. Err(None) if the
     /// process ends first, Err(Some(stop)) if the trace does not switch here.
     fn await_turn(&self, g: &mut dyn Guest) -> Result<(), Option<Action>> {
@@ -1168,6 +1280,7 @@ impl Replayer {
         match st.expect() {
             Ok(Event::Switch(t)) if t == self.me => {
                 st.load_time_calls();
+                st.arm_preempt(g);
                 Ok(())
             }
             Ok(other) => Err(Some(st.diverged(index, describe(&other), format!("guest thread {} running", self.me)))),
@@ -1381,56 +1494,75 @@ impl Replay {
     /// None where none can go (not the guest's code, or a patched instruction), and the
     /// signal is delivered as the event returns.
     fn arm(&self, g: &mut dyn Guest, context: [u64; 18]) -> Option<Armed> {
-        let addr = context[16];
-        if self.patcher.site_at_breakpoint(addr + 1).is_some() {
+        if self.patcher.site_at_breakpoint(context[16] + 1).is_some() {
             return None;
         }
-        let mut byte = [0u8; 1];
-        g.read(GuestAddr(addr), &mut byte).ok()?;
-        g.patch_code(GuestAddr(addr), &[0xcc]).ok()?;
-        Some(Armed { addr, byte: byte[0], context, signals: Vec::new() })
+        Some(Armed { point: Point::arm(g, context)?, signals: Vec::new(), preempt: false })
+    }
+
+    /// When the trace's next event is a preemption of this thread: armed at its point. (Not
+    /// armed, the next event is a divergence.)
+    fn arm_preempt(&mut self, g: &mut dyn Guest) {
+        let Some(&Event::Preempt(context)) = self.peek() else { return };
+        if self.armed.is_some() {
+            return;
+        }
+        if let Some(a) = self.arm(g, context) {
+            let _ = self.next();
+            self.armed = Some(Armed { preempt: true, ..a });
+        }
     }
 
     /// Takes the breakpoint out and delivers its signals as the guest resumes.
     fn fire(&mut self, g: &mut dyn Guest) {
         if let Some(a) = self.armed.take() {
-            let _ = g.patch_code(GuestAddr(a.addr), &[a.byte]);
+            a.point.disarm(g);
             for (sig, info) in &a.signals {
                 g.queue_signal(*sig, info);
             }
         }
     }
 
-    /// The guest reached the breakpoint of [`Armed`]: back to the instruction, and, with the
-    /// recorded registers, the signals are delivered there as recorded. With other registers
-    /// (another turn of a loop) the point cannot be found without an instruction counter:
-    /// a divergence. (Memory is not compared: a loop that counts in memory only, with the
-    /// same registers on every turn, gets the signal on its first turn.)
-    fn reached_armed(&mut self, g: &mut dyn Guest) -> Action {
-        let mut regs = g.regs();
-        regs.rip = regs.rip.wrapping_sub(1);
-        g.set_regs(&regs);
-        let Some(a) = self.armed.as_ref() else { return Action::Resume };
-        // The general registers, RSP and RIP must match; RFLAGS is left out: a loop spinning on
-        // a flag the handler sets has its first turn's flags from the code before the loop,
-        // the same registers otherwise, and any of its turns is as good as another.
-        let now = sigframe::gregs(&regs);
-        let differ: Vec<String> = (0..17)
-            .filter(|&i| now[i] != a.context[i])
-            .map(|i| format!("{} {:#x} (recorded {:#x})", GREG_NAMES[i], now[i], a.context[i]))
-            .collect();
-        if !differ.is_empty() {
-            let (addr, sig) = (a.addr, a.signals.first().map_or(0, |s| s.0));
-            self.fire(g);
-            let index = self.position();
-            return self.diverged(
-                index,
-                format!("signal {} interrupting {addr:#x}", crate::trap::signal_name(sig)),
-                format!("{addr:#x} reached with {}", differ.join(", ")),
-            );
+    /// The guest hit the breakpoint of [`Armed`]: with the recorded registers, the recorded
+    /// signals are delivered or the thread is preempted there; with others it goes on (see
+    /// [`Point`]) for up to [`MAX_PASSES`] hits, and beyond that the point is taken as not
+    /// found: a divergence.
+    fn reached_armed(&mut self, g: &mut dyn Guest) -> Result<Reached, Action> {
+        let Some(a) = self.armed.as_mut() else { return Ok(Reached::Resume) };
+        match a.point.hit(g, MAX_PASSES) {
+            Hit::Found => {
+                let preempt = a.preempt;
+                self.fire(g);
+                Ok(if preempt { Reached::Preempted } else { Reached::Resume })
+            }
+            Hit::Passed => Ok(Reached::Resume),
+            Hit::NotFound(differ) => {
+                let (hits, addr) = (a.point.passes + 1, a.point.addr());
+                let what = self.armed_what();
+                self.fire(g);
+                let index = self.position();
+                Err(self.diverged(
+                    index,
+                    what,
+                    format!(
+                        "{addr:#x} reached {hits} times, never with the recorded registers (the last with {differ})"
+                    ),
+                ))
+            }
         }
-        self.fire(g);
-        Action::Resume
+    }
+
+    /// What the armed point is, as a divergence names it.
+    fn armed_what(&self) -> String {
+        match &self.armed {
+            Some(a) if a.preempt => format!("a preemption of the running thread at {:#x}", a.point.addr()),
+            Some(a) => format!(
+                "signal {} interrupting {:#x}",
+                crate::trap::signal_name(a.signals.first().map_or(0, |s| s.0)),
+                a.point.addr()
+            ),
+            None => String::new(),
+        }
     }
 
     /// A recorded exec that succeeded: the new program is loaded from its recorded path, as
@@ -1561,7 +1693,7 @@ impl TrapHandler for Replayer {
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
-        if !matches!(trap, Trap::Syscall(_) | Trap::Breakpoint { .. }) {
+        if !matches!(trap, Trap::Syscall(_) | Trap::Breakpoint { .. } | Trap::SingleStep { .. }) {
             return crate::trap::Passthrough.on_trap(g, trap);
         }
         let mut st = self.shared.lock();
@@ -1569,16 +1701,32 @@ impl TrapHandler for Replayer {
             // Another thread stopped the replay.
             return Action::Stop;
         }
-        if let (Trap::Breakpoint { rip }, Some(a)) = (trap, &st.armed) {
-            if rip.wrapping_sub(1) == a.addr {
-                return st.reached_armed(g);
+        match (trap, st.armed.as_mut()) {
+            (Trap::Breakpoint { rip }, Some(a)) if a.point.is_hit(*rip) => {
+                return match st.reached_armed(g) {
+                    Ok(Reached::Resume) => Action::Resume,
+                    Ok(Reached::Preempted) => self.preempted(st, g, trap),
+                    Err(stop) => stop,
+                };
             }
+            (Trap::SingleStep { .. }, Some(a)) if a.point.is_step() => {
+                a.point.stepped(g);
+                return Action::Resume;
+            }
+            _ => {}
         }
         let at_event = match trap {
             Trap::Syscall(_) => true,
             Trap::Breakpoint { rip } => st.patcher.site_at_breakpoint(*rip).is_some(),
             _ => false,
         };
+        if at_event && st.armed.as_ref().is_some_and(|a| a.preempt) {
+            // The thread got to an event before the point the recording preempted it at.
+            let what = st.armed_what();
+            st.fire(g);
+            let index = st.position();
+            return st.diverged(index, what, describe_trap(trap));
+        }
         if at_event && st.armed.is_some() {
             // The guest never got where the signals came in the recording: they are delivered
             // now, and the handler's first event will not be this one (a divergence).
@@ -1604,6 +1752,7 @@ impl TrapHandler for Replayer {
         let action = st.replay_event(g, trap);
         if !matches!(action, Action::Stop) {
             st.load_time_calls();
+            st.arm_preempt(g);
         }
         action
     }

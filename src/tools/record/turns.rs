@@ -9,18 +9,30 @@
 //! thread's `Switch` lets go, and a waiting thread takes the turn when the trace switches to
 //! it; between two switches only the holder runs, exactly as recorded.
 //!
-//! Threads change turns only at syscalls: a thread that waits for another by spinning on
-//! memory, with no syscall, keeps the turn (a hardware counter of retired branches would let
-//! a recorder preempt it, as rr does; PVM has none).
+//! A thread that waits for another by spinning on memory, with no syscall, would keep the
+//! turn for good. A recording preempts it: a thread that has waited for its turn for
+//! [`QUANTUM`] has the holder kicked out of user code every [`SAMPLE`] (a [`Kicker`]). The
+//! holder looks for the instruction it was kicked at again (a [`super::point::Point`]): coming
+//! back to it with the same registers, it is in a loop that changes only memory, such as a
+//! spin, and gives its turn up there (a Preempt event); a replay stops it at the same point.
+//! (rr finds such points by counting retired branches; PVM has no such counter.) A thread
+//! whose registers never repeat (one counting its turns in a register) is never preempted:
+//! its waiters wait until it makes a syscall, and are told so after [`PATIENCE`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::trap::Guest;
+use crate::trap::{Guest, Kicker};
 
 /// How long a thread waits for its turn before trapbox says why it may never come.
 const PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a recorded thread waits for its turn before the holder is looked at.
+const QUANTUM: Duration = Duration::from_millis(2);
+
+/// How often the holder is then kicked, for a sample of its registers.
+const SAMPLE: Duration = Duration::from_millis(1);
 
 /// Whose turn it is among a run's guest threads (numbered from 0, in the order they were
 /// created; the same numbers in the recording and its replay).
@@ -37,6 +49,10 @@ pub(super) struct Turns {
     next: u32,
     /// Threads started and not yet left.
     live: BTreeSet<u32>,
+    /// Threads waiting for the turn.
+    waiting: BTreeSet<u32>,
+    /// How to preempt each thread (recording only).
+    kickers: BTreeMap<u32, Kicker>,
 }
 
 impl Default for Turns {
@@ -48,7 +64,15 @@ impl Default for Turns {
 impl Turns {
     /// A process with one thread, `me`, which holds the turn (a new one, or a fork's child).
     pub fn only(me: u32) -> Turns {
-        Turns { holder: Some(me), to: None, last: me, next: me + 1, live: BTreeSet::from([me]) }
+        Turns {
+            holder: Some(me),
+            to: None,
+            last: me,
+            next: me + 1,
+            live: BTreeSet::from([me]),
+            waiting: BTreeSet::new(),
+            kickers: BTreeMap::new(),
+        }
     }
 
     /// Whether the process has more than one thread (one alone never lets go).
@@ -97,7 +121,13 @@ impl Turns {
     /// `me` left: the turn is free, for thread `to` or for any, if it held it.
     pub fn left(&mut self, me: u32, to: Option<u32>) {
         self.live.remove(&me);
+        self.kickers.remove(&me);
         self.let_go(me, to);
+    }
+
+    /// The lowest-numbered thread waiting for the turn, other than `me`.
+    pub fn first_waiting(&self, me: u32) -> Option<u32> {
+        self.waiting.iter().copied().find(|&t| t != me)
     }
 }
 
@@ -153,7 +183,26 @@ impl<T> Shared<T> {
 
     /// In a forked child only `me`, the forking thread, exists.
     pub fn forked(&self, me: u32) {
-        *self.turns() = Turns::only(me);
+        let mut t = self.turns();
+        let kicker = t.kickers.remove(&me);
+        *t = Turns::only(me);
+        t.kickers.extend(kicker.map(|k| (me, k)));
+    }
+
+    /// Threads waiting for `me`'s turn may preempt `me` with `kicker` (a recording's).
+    pub fn preemptible(&self, me: u32, kicker: Option<Kicker>) {
+        let mut t = self.turns();
+        match kicker {
+            Some(k) => t.kickers.insert(me, k),
+            None => t.kickers.remove(&me),
+        };
+    }
+
+    /// The thread waiting for the turn that `me`, the holder, should give it to; None when
+    /// none waits.
+    pub fn waiter(&self, me: u32) -> Option<u32> {
+        let t = self.turns();
+        t.first_waiting(me).filter(|_| t.holds(me))
     }
 
     /// `me` lets go of the turn, for thread `to` or for any, and wakes the waiting threads;
@@ -174,8 +223,10 @@ impl<T> Shared<T> {
     /// [`Guest::wait_for`]).
     pub fn take_turn(&self, g: &mut dyn Guest, me: u32) -> Option<bool> {
         let mut switched = false;
-        let since = std::time::Instant::now();
+        let since = Instant::now();
         let mut warned = false;
+        let mut kicked = None::<Instant>;
+        self.turns().waiting.insert(me);
         let took = g.wait_for(&mut || {
             let mut t = self.turns();
             if t.holds(me) {
@@ -190,16 +241,27 @@ impl<T> Shared<T> {
                 if let Some(h) = t.holder {
                     eprintln!(
                         "trapbox: guest thread {me} has waited {} s for its turn while thread {h} runs without a syscall: \
-                         the threads of a recorded run take turns only at syscalls, so one that waits for another \
-                         by spinning never ends",
+                         the threads of a recorded run take turns at syscalls, or where one spins with registers that \
+                         repeat; one that counts its turns in a register is not preempted",
                         PATIENCE.as_secs()
                     );
                 }
             }
+            // A holder running user code for a while may be spinning: it is sampled (see the
+            // module's comment). Under the lock, so that it cannot leave meanwhile.
+            let kicker = t.holder.and_then(|h| t.kickers.get(&h)).filter(|_| since.elapsed() >= QUANTUM);
+            if let Some(k) = kicker {
+                if kicked.is_none_or(|at| at.elapsed() >= SAMPLE) {
+                    k.kick();
+                    kicked = Some(Instant::now());
+                }
+            }
             // Short, so that the guest's end of the process is seen soon.
-            let _ = self.changed.wait_timeout(t, Duration::from_millis(10));
+            let wait = if kicker.is_some() { SAMPLE } else { Duration::from_millis(10) };
+            let _ = self.changed.wait_timeout(t, wait);
             false
         });
+        self.turns().waiting.remove(&me);
         took.then_some(switched)
     }
 }
@@ -226,5 +288,17 @@ mod tests {
         t.left(1, None);
         assert!(t.may_take(0) && !t.is_live(1) && !t.many());
         assert!(t.take(0));
+    }
+
+    #[test]
+    fn the_holder_gives_a_preempted_turn_to_a_waiting_thread_and_a_gone_thread_is_not_kicked() {
+        let mut t = Turns::default();
+        let (one, two) = (t.new_thread(), t.new_thread());
+        t.waiting.extend([two, one]);
+        assert_eq!(t.first_waiting(0), Some(one));
+        assert_eq!(t.first_waiting(one), Some(two), "not to itself");
+        t.kickers.insert(two, Kicker::new(|| true));
+        t.left(two, None);
+        assert!(!t.kickers.contains_key(&two), "a thread that left is not kicked");
     }
 }

@@ -249,15 +249,20 @@ impl<T> Shared<T> {
             }
             // A holder running user code for a while may be spinning: it is sampled (see the
             // module's comment). Under the lock, so that it cannot leave meanwhile.
-            let kicker = t.holder.and_then(|h| t.kickers.get(&h)).filter(|_| since.elapsed() >= QUANTUM);
-            if let Some(k) = kicker {
-                if kicked.is_none_or(|at| at.elapsed() >= SAMPLE) {
-                    k.kick();
-                    kicked = Some(Instant::now());
+            let kicker = t.holder.and_then(|h| t.kickers.get(&h));
+            let waited = since.elapsed();
+            let wait = match kicker {
+                Some(k) if waited >= QUANTUM => {
+                    if kicked.is_none_or(|at| at.elapsed() >= SAMPLE) {
+                        k.kick();
+                        kicked = Some(Instant::now());
+                    }
+                    SAMPLE
                 }
-            }
-            // Short, so that the guest's end of the process is seen soon.
-            let wait = if kicker.is_some() { SAMPLE } else { Duration::from_millis(10) };
+                Some(_) => QUANTUM - waited,
+                // Short, so that the guest's end of the process is seen soon.
+                None => Duration::from_millis(10),
+            };
             let _ = self.changed.wait_timeout(t, wait);
             false
         });

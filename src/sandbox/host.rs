@@ -38,7 +38,7 @@ pub(super) fn kick_signal() -> i32 {
 }
 
 /// The signal that asks a guest thread's host thread for a [`crate::trap::Trap::Preempt`].
-pub(crate) fn preempt_signal() -> i32 {
+fn preempt_signal() -> i32 {
     libc::SIGRTMIN() + 3
 }
 

@@ -206,6 +206,15 @@ impl<'a> Decoder<'a> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
+    /// N u64 in a row (argument or register sets).
+    fn u64s<const N: usize>(&mut self) -> Result<[u64; N], String> {
+        let mut v = [0u64; N];
+        for x in &mut v {
+            *x = self.u64()?;
+        }
+        Ok(v)
+    }
+
     fn bytes(&mut self) -> Result<Vec<u8>, String> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
@@ -287,7 +296,7 @@ impl Event {
                 match &sg.interrupted {
                     Some(regs) => {
                         b.push(1);
-                        regs.iter().for_each(|r| b.extend_from_slice(&r.to_le_bytes()));
+                        regs.iter().for_each(|r| put_u64(b, *r));
                     }
                     None => b.push(0),
                 }
@@ -354,10 +363,7 @@ impl Event {
             })?),
             2 => {
                 let nr = d.u64()?;
-                let mut args = [0u64; 6];
-                for a in &mut args {
-                    *a = d.u64()?;
-                }
+                let args = d.u64s()?;
                 let ret = d.u64()? as i64;
                 let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
                 let file = match d.opt()? {
@@ -375,13 +381,7 @@ impl Event {
                 Event::Console(ConsoleEvent { fd, data: d.bytes()? })
             }
             10 => Event::Switch(d.u32()?),
-            11 => {
-                let mut regs = [0u64; 18];
-                for r in &mut regs {
-                    *r = d.u64()?;
-                }
-                Event::Preempt(regs)
-            }
+            11 => Event::Preempt(d.u64s()?),
             9 => match d.u8()? {
                 fd @ (1 | 2) => Event::ConsoleWrite(fd),
                 fd => return Err(format!("bad console descriptor {fd}")),
@@ -394,13 +394,7 @@ impl Event {
                 }
                 let interrupted = match if d.version >= 4 { d.u8()? } else { 0 } {
                     0 => None,
-                    1 => {
-                        let mut regs = [0u64; 18];
-                        for r in &mut regs {
-                            *r = d.u64()?;
-                        }
-                        Some(regs)
-                    }
+                    1 => Some(d.u64s()?),
                     t => return Err(format!("bad option tag {t}")),
                 };
                 Event::Signal(SignalEvent { sig, info, interrupted })
@@ -415,11 +409,7 @@ impl Event {
                     t => return Err(format!("bad instruction kind {t}")),
                 };
                 let rip = d.u64()?;
-                let mut regs = [0u64; 4];
-                for r in &mut regs {
-                    *r = d.u64()?;
-                }
-                Event::Insn(InsnEvent { insn, rip, regs })
+                Event::Insn(InsnEvent { insn, rip, regs: d.u64s()? })
             }
             4 => {
                 let k = d.u8()?;

@@ -401,7 +401,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     fn preempted(&mut self, g: &mut dyn Guest) -> Action {
         if self.probe.is_none() && self.shared.waiter(self.me).is_some() {
             let here = sigframe::gregs(&g.regs());
-            if self.shared.lock().stoppable(g, here[16]) {
+            if self.shared.lock().stoppable(here[16]) {
                 self.probe = Point::again(g, here);
             }
         }
@@ -458,17 +458,11 @@ impl<W: Write + Send + 'static> Recording<W> {
 
     /// Whether a replay can stop a thread before the instruction at `rip` with a breakpoint:
     /// the program's own code (not trapbox's vDSO, which records and replays on different
-    /// paths), not an instruction patched for an event, and not a `syscall` (whose event
-    /// comes first).
-    fn stoppable(&self, g: &dyn Guest, rip: u64) -> bool {
+    /// paths) and not an instruction patched for an event. (Instructions that cannot be
+    /// stepped, a `syscall` among them, [`Point::again`] refuses.)
+    fn stoppable(&self, rip: u64) -> bool {
         let in_vdso = |r: Option<(u64, u64)>| r.is_some_and(|(lo, hi)| (lo..hi).contains(&rip));
-        let mut insn = [0u8; 2];
-        !in_vdso(self.vdso)
-            && !in_vdso(self.host_vdso)
-            && self.patcher.site_at_breakpoint(rip + 1).is_none()
-            && g.read(GuestAddr(rip), &mut insn).is_ok()
-            && insn != [0x0f, 0x05]
-            && insn[0] != 0xcc
+        !in_vdso(self.vdso) && !in_vdso(self.host_vdso) && self.patcher.site_at_breakpoint(rip + 1).is_none()
     }
 
     /// The File event id for the file behind guest descriptor `fd`, storing its contents the

@@ -26,7 +26,7 @@ const GREG_NAMES: [&str; 18] = [
 #[derive(Debug)]
 pub(super) struct Point {
     /// The registers, in signal-frame order; `context[16]` is the address.
-    pub context: [u64; 18],
+    context: [u64; 18],
     /// The byte the breakpoint replaced (once set).
     byte: Option<u8>,
     /// Hits with other registers so far.

@@ -67,10 +67,11 @@ impl FdGuard {
         i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd) || privatized().contains(&fd))
     }
 
-    /// The reserved descriptors.
-    pub fn reserved(&self) -> impl Iterator<Item = RawFd> + '_ {
-        let later: Vec<RawFd> = privatized().iter().copied().filter(|fd| !self.reserved.contains(fd)).collect();
-        self.reserved.iter().copied().chain(later)
+    /// The reserved descriptors, in ascending order (close_range skips them in one pass).
+    pub fn reserved(&self) -> BTreeSet<RawFd> {
+        let mut all = self.reserved.clone();
+        all.extend(privatized().iter().copied());
+        all
     }
 }
 

@@ -680,9 +680,9 @@ impl Process {
             return Err(libc::EINVAL);
         }
         let mut start = first as u64;
-        let ours: Vec<u64> =
-            self.fds.reserved().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64).collect();
-        for f in ours.into_iter().chain(std::iter::once(last as u64 + 1)) {
+        let ours =
+            self.fds.reserved().into_iter().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64);
+        for f in ours.chain(std::iter::once(last as u64 + 1)) {
             if f > start {
                 forward("close_range", &[start, f - 1, flags, 0, 0, 0])?;
             }

@@ -232,6 +232,25 @@ fn inspect_summarises_a_trace() {
     assert!(getrandom.trim_start().starts_with('1') || getrandom.trim_start().starts_with('2'), "{getrandom}");
     assert!(out.contains("machine-dependent instructions"));
     assert!(out.contains(" bytes ("), "{out}");
+
+    // Every event on a line, numbered as divergences number them.
+    let events: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("events: "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("event count");
+    let r = trapbox(&["inspect".as_ref(), "--events".as_ref(), trace.as_os_str()], b"", &d);
+    assert_eq!(r.status, 0, "{}", r.stderr_str());
+    let lines: Vec<String> = r.stdout_str().lines().map(str::to_string).collect();
+    assert_eq!(lines.len() as u64, events, "{}", r.stdout_str());
+    assert_eq!(lines[0].split_whitespace().take(3).collect::<Vec<_>>(), ["0", "thread", "0"], "{}", lines[0]);
+    assert!(lines[0].ends_with(&format!("the start of a run: {}", argv[0])), "{}", lines[0]);
+    let read = lines.iter().find(|l| l.contains("  read(0x0, ")).expect("the stdin read");
+    assert!(read.ends_with(" = 3 (3 bytes written)"), "{read}");
+    assert!(lines.last().unwrap().ends_with("the end of the run (exit 0)"), "{}", r.stdout_str());
+    let r = trapbox(&["inspect", "--events", &argv[0]], b"", &d);
+    assert_eq!(r.status, 127, "trapbox's own errors exit 127");
+    assert!(r.stderr_str().contains("not a trapbox trace (--events lists a trace's events)"), "{}", r.stderr_str());
 }
 
 /// A shell that forks and reaps its children in a SIGCHLD handler: the recording follows the
@@ -376,7 +395,7 @@ fn output_of_children_and_other_descriptors_replays() {
     let own = "start\ngot sub\nvia fd 7\nend\n".len();
     let children = rec.stdout.len() + rec.guest_stderr().len() - own;
     assert!(
-        info.contains(&format!("console output: 4 writes by the program, {children} bytes from its children")),
+        info.contains(&format!("console output: 4 writes by the program, {children} bytes stored whole")),
         "{info}"
     );
     for rep in replays_as_recorded(&dir, &trace, &rec.stdout, 2, "bash") {
@@ -746,4 +765,137 @@ fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
         "{err}"
     );
     assert!(err.contains("timed out"), "{err}");
+}
+
+/// Runs `trapbox ARGS` in `dir` with stdout going to the regular file `out`: (exit status,
+/// stdout, stderr).
+fn trapbox_into_file(args: &[String], dir: &Path, out: &Path) -> (i32, Vec<u8>, String) {
+    let file = std::fs::File::create(out).unwrap();
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_trapbox"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .output()
+        .expect("trapbox runs");
+    (r.status.code().unwrap_or(-1), std::fs::read(out).unwrap(), String::from_utf8_lossy(&r.stderr).into_owned())
+}
+
+#[test]
+fn bytes_moved_to_the_console_by_sendfile_copy_file_range_and_splice_replay() {
+    // Into a regular file (copy_file_range and sendfile reach it) and into a pipe (splice and
+    // sendfile do): the recording keeps what these calls moved, though it never was in the
+    // guest's memory, and the replay shows it without the (deleted) source file.
+    common::require_kvm();
+    let d = tempdir("rr-transfer");
+    let trace = d.join("t.trace");
+    for form in [Form::Static, Form::Dynamic] {
+        let exe = guest("console_transfer", form).to_string_lossy().into_owned();
+        let rec_args: Vec<String> =
+            ["record", "-o", &trace.to_string_lossy(), "--", &exe].iter().map(|s| s.to_string()).collect();
+        let (status, recorded, err) = trapbox_into_file(&rec_args, &d, &d.join("rec.out"));
+        assert_eq!(status, 0, "{err}");
+        let text = String::from_utf8_lossy(&recorded).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for (line, label) in lines.iter().zip(["sendfile: ", "copy_file_range: ", "splice: "]) {
+            let hex = line.strip_prefix(label).unwrap_or_else(|| panic!("{label}: {text}"));
+            assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+        }
+        let info = trapbox(&["inspect", &trace.to_string_lossy()], b"", &d).stdout_str();
+        assert!(info.contains("48 bytes stored whole"), "{info}");
+        for i in 0..2 {
+            let rep_args: Vec<String> = vec!["replay".into(), trace.to_string_lossy().into_owned()];
+            let (status, replayed, err) = trapbox_into_file(&rep_args, &d, &d.join("rep.out"));
+            assert_eq!(status, 0, "{err}");
+            assert_eq!(String::from_utf8_lossy(&replayed), text, "{form:?} replay {i} into a file");
+        }
+        // Into a pipe: splice reaches it instead of copy_file_range.
+        let rec = record(&d, &trace, std::slice::from_ref(&exe), b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        assert_ne!(rec.stdout, recorded, "new random bytes");
+        replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("{form:?} into a pipe"));
+    }
+    // From a pipe, the bytes cannot be read again: the recording says so, and the replay
+    // shows the rest.
+    let exe = guest("console_transfer", Form::Static).to_string_lossy().into_owned();
+    let rec = record(&d, &trace, &[exe, "pipe".into()], b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert!(
+        rec.stderr_str().contains("16 bytes went to the console from a source that cannot be read again"),
+        "{}",
+        rec.stderr_str()
+    );
+    let out = rec.stdout_str();
+    let piped = out.lines().find_map(|l| l.strip_prefix("from a pipe: ")).expect("the pipe's line").to_string();
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 0, "{}", rep.stderr_str());
+    assert_eq!(rep.stdout_str(), out.replace(&piped, ""));
+}
+
+#[test]
+fn a_forked_child_that_closes_every_descriptor_records() {
+    // close_range(3, ~0U) in a child (as Python's subprocess does before exec) must skip the
+    // sandbox's descriptors, the recorder's own among them.
+    common::require_kvm();
+    let d = tempdir("rr-close-range");
+    let trace = d.join("t.trace");
+    let exe = guest("fork_close_range", Form::Dynamic).to_string_lossy().into_owned();
+    let rec = record(&d, &trace, &[exe], b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(rec.stdout_str(), "child after close_range\nchild exec'd\nchild exited 0\n", "{}", rec.stderr_str());
+    assert!(!rec.stderr_str().contains("trapbox: warning"), "{}", rec.stderr_str());
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "fork_close_range");
+}
+
+#[test]
+fn memory_a_child_shares_with_the_recorded_process_replays() {
+    // The child is not recorded and does not run in replay: what it wrote to shared memory
+    // comes from the trace, at the events where the recording saw it.
+    common::require_kvm();
+    let d = tempdir("rr-shared");
+    let trace = d.join("t.trace");
+    for form in [Form::Static, Form::Dynamic] {
+        let exe = guest("shared_child", form).to_string_lossy().into_owned();
+        let rec = record(&d, &trace, &[exe, "20".into()], b"");
+        assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+        let out = rec.stdout_str();
+        assert!(out.starts_with("round 0: ") && out.ends_with("child exited 0\n"), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("round ")).count(), 20, "{out}");
+        assert!(!out.contains("round 1: 00 00 00 00 00 00 00 00"), "{out}");
+        replays_as_recorded(&d, &trace, &rec.stdout, 2, &format!("shared_child {form:?}"));
+    }
+    // Python's multiprocessing: its locks are semaphores its worker processes share.
+    let script =
+        "import multiprocessing as m, os\nwith m.Pool(2) as p: print(p.map(abs, [-1, -2, -3]), os.urandom(4).hex())";
+    let argv: Vec<String> = vec!["/usr/bin/python3".into(), "-c".into(), script.into()];
+    let rec = record(&d, &trace, &argv, b"");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert!(rec.stdout_str().starts_with("[1, 2, 3] "), "{}", rec.stdout_str());
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "multiprocessing");
+}
+
+#[test]
+fn threads_of_an_unrecorded_child_run_freely() {
+    // The recorded shell's children are not recorded, so their threads take no turns: one that
+    // waits in a syscall for another (a futex ping-pong) does not hold the other up, and one
+    // that spins (counting, never preempted) does not hold up the thread that execs.
+    common::require_kvm();
+    let d = tempdir("rr-child-threads");
+    let trace = d.join("t.trace");
+    let pingpong = guest("futex_pingpong", Form::Dynamic).to_string_lossy().into_owned();
+    let spinner = guest("thread_exec", Form::Static).to_string_lossy().into_owned();
+    let script = format!("{pingpong} 200 | cat; {spinner} | cat; echo parent done");
+    let args: Vec<String> = ["record", "--timeout", "30", "-o", &trace.to_string_lossy(), "--", "bash", "-c", &script]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rec = trapbox(&args, b"", &d);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(
+        rec.stdout_str(),
+        "ping-pong 200 rounds, partner saw 200\nthreads running: exec\nafter exec\nparent done\n"
+    );
+    assert!(!rec.stderr_str().contains("for its turn"), "{}", rec.stderr_str());
+    replays_as_recorded(&d, &trace, &rec.stdout, 2, "bash with threaded children");
 }

@@ -29,6 +29,10 @@ pub enum Command {
     Inspect {
         /// The file.
         file: PathBuf,
+        /// For a trace: list its events one per line (index, guest thread, event), as a
+        /// replay's divergence names them by index.
+        #[arg(long)]
+        events: bool,
     },
 }
 

@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use trapbox::process::elf::{self, ElfError};
 use trapbox::process::loader;
 
-/// Prints what `file` is and whether trapbox can run it; exit status 0 if it can.
-pub fn inspect(file: &Path) -> Result<i32> {
+/// Prints what `file` is and whether trapbox can run it; exit status 0 if it can. With
+/// `events`, `file` must be a trace, whose events are listed.
+pub fn inspect(file: &Path, events: bool) -> Result<i32> {
     // A report piped into `head` ends quietly when the reader goes, as other filters do (no
     // guest runs here, so the signal is trapbox's own to take).
     // SAFETY: restoring a signal's default disposition has no memory effects.
@@ -18,7 +19,10 @@ pub fn inspect(file: &Path) -> Result<i32> {
     }
     let head = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
     if crate::record::is_trace(&head) {
-        return crate::record::inspect_trace(file);
+        return if events { crate::record::list_events(file) } else { crate::record::inspect_trace(file) };
+    }
+    if events {
+        bail!("{}: not a trapbox trace (--events lists a trace's events)", file.display());
     }
     println!("{}:", file.display());
     if let Some((interp, arg)) = loader::parse_shebang(&head) {

@@ -34,7 +34,7 @@ fn run(cli: args::Cli) -> Result<i32> {
         args::Command::Record(r) => record::record(r),
         args::Command::Replay(r) => record::replay(r),
         args::Command::Boot(b) => boot::boot(b),
-        args::Command::Inspect { file } => inspect::inspect(&file),
+        args::Command::Inspect { file, events } => inspect::inspect(&file, events),
     }
 }
 

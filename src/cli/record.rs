@@ -69,6 +69,47 @@ pub fn is_trace(head: &[u8]) -> bool {
 }
 
 /// `inspect` for a trace: program, events, per-syscall counts, size.
+/// `trapbox inspect --events TRACE`: each event on a line, with its index (as a divergence
+/// names it) and the guest thread it belongs to; exit status 1 at a damaged chunk.
+pub fn list_events(path: &Path) -> Result<i32> {
+    use std::io::Write;
+    let f = std::fs::File::open(path)?;
+    let mut r = TraceReader::new(std::io::BufReader::new(f))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut index, mut thread) = (0u64, 0u32);
+    loop {
+        let e = match r.next_event() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => {
+                writeln!(out, "damaged: {e}")?;
+                return Ok(1);
+            }
+        };
+        if let Event::Switch(t) = e {
+            thread = t;
+        }
+        let detail = match &e {
+            Event::Syscall(s) => {
+                let bytes: usize = s.writes.iter().map(|w| w.1.len()).sum();
+                format!(" = {}{}", s.ret, if bytes > 0 { format!(" ({bytes} bytes written)") } else { String::new() })
+            }
+            Event::TimeCalls(c) => {
+                let names: Vec<&str> = c.iter().map(|t| t.kind.symbol().trim_start_matches("__vdso_")).collect();
+                format!(": {}", names.join(", "))
+            }
+            Event::Start(s) => format!(": {}", String::from_utf8_lossy(&s.program)),
+            _ => String::new(),
+        };
+        writeln!(out, "{index:>8}  thread {thread}  {}{detail}", e.describe())?;
+        index += 1;
+    }
+    if let Some(Tail::Truncated { .. }) = r.tail() {
+        writeln!(out, "(the trace was cut short here)")?;
+    }
+    Ok(0)
+}
+
 pub fn inspect_trace(path: &Path) -> Result<i32> {
     let size = std::fs::metadata(path)?.len();
     let f = std::fs::File::open(path)?;
@@ -140,7 +181,10 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
         "  size: {size} bytes ({:.1} per syscall; {written} bytes of guest memory recorded)",
         size as f64 / syscalls.max(1) as f64
     );
-    println!("  console output: {console_writes} writes by the program, {console} bytes from its children");
+    println!(
+        "  console output: {console_writes} writes by the program, {console} bytes stored whole (its children's, \
+         and what sendfile, splice or copy_file_range moved)"
+    );
     if switches > 0 {
         println!(
             "  threads: {threads} ({switches} switches from one to another, {preempts} of them at a preemption of a spinning thread)"

@@ -10,6 +10,13 @@
 //! file opened for appending, so records from several children never overlap), and the
 //! recorded process turns what is new there into Console events at each of its own events.
 //! A child's output that lands after the recorded process's last event is not in the trace.
+//!
+//! sendfile, copy_file_range and splice move bytes to the console without passing them
+//! through the guest's memory (coreutils `cat` copies a file to a stdout redirected to a file
+//! with copy_file_range). The call runs as it would natively; when its source can be read
+//! again at the same offset (a file), the recorder reads what it moved from there afterwards
+//! and keeps it in a Console event after the call's own (a child appends it to the log like
+//! its writes). From a pipe the bytes are gone: that is said once, as a warning.
 
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -28,6 +35,20 @@ pub struct Console {
     read_at: u64,
     /// Whether this is a forked child (which appends to the log instead of recording).
     in_child: bool,
+    /// Whether the recording was told that a transfer from a pipe is missing.
+    warned_pipe: bool,
+}
+
+/// A transfer call (sendfile, copy_file_range, splice) to a console stream, seen before the
+/// call: where its source was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// The console stream (1 or 2).
+    stream: u8,
+    /// The source descriptor.
+    from: i32,
+    /// Its offset before the call; None when it has none (a pipe, a socket).
+    at: Option<u64>,
 }
 
 fn identity(fd: i64) -> Option<(u64, u64)> {
@@ -38,7 +59,7 @@ fn identity(fd: i64) -> Option<(u64, u64)> {
 impl Console {
     /// Learns what stdout and stderr are now.
     pub fn new() -> Console {
-        Console { files: [identity(1), identity(2)], log: None, read_at: 0, in_child: false }
+        Console { files: [identity(1), identity(2)], log: None, read_at: 0, in_child: false, warned_pipe: false }
     }
 
     /// Before a fork: makes sure the log exists, so the child inherits it.
@@ -88,6 +109,53 @@ impl Console {
     pub fn written(&self, g: &dyn Guest, call: &Syscall, ret: i64) -> Option<ConsoleEvent> {
         let fd = self.written_to(call, ret)?;
         Some(ConsoleEvent { fd, data: bytes_written(g, call, ret)? })
+    }
+
+    /// Before `call`: if it is a transfer to a console stream, where its source is now.
+    pub fn transfer(&self, g: &dyn Guest, call: &Syscall) -> Option<Transfer> {
+        let a = call.args;
+        // (source, pointer to its offset or 0, destination)
+        let (from, off, to) = match call.name().as_ref() {
+            "sendfile" => (a[1], a[2], a[0]),
+            "copy_file_range" | "splice" => (a[0], a[1], a[2]),
+            _ => return None,
+        };
+        let stream = self.stream(to as i32 as i64)?;
+        let from = i32::try_from(from as i64).ok()?;
+        let at = if off != 0 {
+            let mut b = [0u8; 8];
+            g.read(GuestAddr(off), &mut b).ok().map(|_| u64::from_le_bytes(b))
+        } else {
+            // The descriptor's own offset, as the kernel shows it; none for a pipe or socket
+            // (whose "pos" stays 0, so the file type says).
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{from}")).ok()?;
+            let seekable = std::fs::metadata(format!("/proc/self/fd/{from}")).is_ok_and(|m| m.is_file());
+            info.lines().find_map(|l| l.strip_prefix("pos:")).and_then(|v| v.trim().parse().ok()).filter(|_| seekable)
+        };
+        Some(Transfer { stream, from, at })
+    }
+
+    /// After transfer `t` moved `ret` bytes: those bytes, read again from its source. None
+    /// (with a warning, the first time) when the source cannot be read again.
+    pub fn transferred(&mut self, t: Transfer, ret: i64) -> Option<ConsoleEvent> {
+        let n = usize::try_from(ret).ok().filter(|&n| n > 0)?;
+        let data = t.at.and_then(|at| {
+            // A description of its own (in trapbox's descriptor range): reading it moves no
+            // offset of the guest's.
+            let path = format!("/proc/self/fd/{}", t.from);
+            let file = fds::private(|| std::fs::File::open(path)).ok()?;
+            let mut data = vec![0u8; n];
+            file.read_exact_at(&mut data, at).ok()?;
+            Some(data)
+        });
+        if data.is_none() && !self.warned_pipe {
+            self.warned_pipe = true;
+            eprintln!(
+                "trapbox: warning: {n} bytes went to the console from a source that cannot be read again (a pipe, \
+                 with splice or sendfile); they are not in the trace, and a replay does not show them"
+            );
+        }
+        Some(ConsoleEvent { fd: t.stream, data: data? })
     }
 
     /// In a child: appends `e` to the log (one write: fd, length, bytes).

@@ -1,7 +1,8 @@
 //! The events of a trace and their byte encoding (little-endian, length-prefixed byte
 //! strings; see docs/TRACE_FORMAT.md).
 
-pub use crate::process::vdso::{TimeCall, TimeKind};
+pub use crate::process::abi;
+use crate::process::vdso::{TimeCall, TimeKind};
 
 /// Everything that happened that the guest could not compute by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +21,10 @@ pub enum Event {
     Signal(SignalEvent),
     /// Time calls answered in the guest by trapbox's vDSO since the previous event.
     TimeCalls(Vec<TimeCall>),
-    /// Bytes a child process wrote to the recording's stdout or stderr, placed where the
-    /// recorded process learnt of them; a replay writes them out there.
+    /// Bytes that reached the recording's stdout or stderr and are not in the guest's memory:
+    /// a child process's output, placed where the recorded process learnt of it, or what a
+    /// sendfile, copy_file_range or splice of the recorded process moved, after its Syscall
+    /// event. A replay writes them out there.
     Console(ConsoleEvent),
     /// The preceding Syscall event (a write of the recorded process) reached stdout (1) or
     /// stderr (2): a replay writes the same bytes, from the guest's buffer, there.
@@ -422,6 +425,34 @@ impl Event {
             }
             t => return Err(format!("bad event tag {t}")),
         })
+    }
+}
+
+/// A syscall as `name(arg, ...)`, its arguments in hex.
+pub fn describe_call(nr: u64, args: &[u64; 6]) -> String {
+    let name = abi::lookup(nr).map(|d| d.name.to_string()).unwrap_or_else(|| format!("syscall_{nr:#x}"));
+    let n = abi::lookup(nr).map_or(6, |d| d.args.len());
+    let a: Vec<String> = args[..n].iter().map(|v| format!("{v:#x}")).collect();
+    format!("{name}({})", a.join(", "))
+}
+
+impl Event {
+    /// The event in a few words, as divergences and `inspect --events` name it.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Start(_) => "the start of a run".into(),
+            Event::Syscall(s) => describe_call(s.nr, &s.args),
+            Event::Insn(i) => format!("{:?} at {:#x}", i.insn, i.rip).to_lowercase(),
+            Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
+            Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
+            Event::File(f) => format!("stored file {}", f.id),
+            Event::Signal(sg) => format!("signal {} delivered to a handler", crate::trap::signal_name(sg.sig)),
+            Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),
+            Event::Console(c) => format!("{} bytes of console output", c.data.len()),
+            Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
+            Event::Switch(t) => format!("a switch to guest thread {t}"),
+            Event::Preempt(c) => format!("a preemption of the running thread at {:#x}", c[16]),
+        }
     }
 }
 

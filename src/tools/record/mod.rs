@@ -12,16 +12,19 @@ pub mod event;
 pub mod file;
 pub mod nondet;
 mod point;
+mod shared_maps;
 mod turns;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use console::Console;
+use console::{Console, Transfer};
+use event::describe_call;
 pub use event::{ConsoleEvent, EndEvent, Event, FileEvent, Insn, InsnEvent, SignalEvent, StartEvent, SyscallEvent};
 pub use file::{Tail, TraceError, TraceReader, TraceWriter};
 use nondet::Patcher;
 use point::{Hit, Point};
+use shared_maps::SharedMaps;
 use turns::Shared;
 
 use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
@@ -292,6 +295,8 @@ struct Recording<W: Write + Send + 'static> {
     vdso: Option<(u64, u64)>,
     /// What reaches the console, from this process and its children.
     console: Console,
+    /// Shared memory a forked child keeps.
+    shared_maps: SharedMaps,
     /// The host's vDSO code, which trapbox's vDSO calls when recording: a syscall made there
     /// (a clock the host's vDSO cannot read) is part of a time call, not an event.
     host_vdso: Option<(u64, u64)>,
@@ -302,12 +307,13 @@ struct Recording<W: Write + Send + 'static> {
 enum CallKind {
     /// Made by trapbox's vDSO inside a time call: part of that call, not an event.
     InTimeCall,
-    /// A forked child's: only its console output is kept.
-    Unrecorded,
+    /// A forked child's: only its console output is kept (`transfer` if it moves bytes to the
+    /// console without the guest's memory).
+    Unrecorded { transfer: Option<Transfer> },
     /// execve or execveat.
     Exec,
     /// Any other; `forks` for fork, vfork and clone.
-    Other { forks: bool },
+    Other { forks: bool, transfer: Option<Transfer> },
 }
 
 impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
@@ -326,6 +332,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
             time: None,
             vdso: None,
             console: Console::default(),
+            shared_maps: SharedMaps::default(),
             host_vdso: None,
         };
         Ok(Recorder { inner, shared: Arc::new(Shared::new(recording)), me: 0, probe: None })
@@ -381,7 +388,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         // pipe): the other threads take turns meanwhile. Those it performs itself keep the
         // turn, so that they happen in the recorded order against the other threads', and so
         // do exec and thread and process creation.
-        let lets_go = matches!(kind, CallKind::Other { forks: false })
+        let lets_go = matches!(kind, CallKind::Other { forks: false, .. })
             && !replay_reexecutes(&call.name())
             && self.shared.let_go(self.me, None);
         let action = self.inner.on_trap(g, trap);
@@ -420,7 +427,10 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
                     self.give_up_turn(g);
                 }
                 Hit::Passed => {}
-                Hit::NotFound(_) => self.probe = None,
+                Hit::NotFound(_) => {
+                    self.probe = None;
+                    self.shared.no_spin(self.me);
+                }
             },
             Trap::Preempt => {}
             _ => {
@@ -550,8 +560,9 @@ impl<W: Write + Send + 'static> Recording<W> {
         if self.host_vdso.is_some_and(|(lo, hi)| (lo..hi).contains(&g.regs().rip)) {
             return CallKind::InTimeCall;
         }
+        let transfer = self.console.transfer(g, call);
         if self.out.is_none() {
-            return CallKind::Unrecorded;
+            return CallKind::Unrecorded { transfer };
         }
         self.drain_time_calls();
         if is_exec(call) {
@@ -562,7 +573,7 @@ impl<W: Write + Send + 'static> Recording<W> {
         if forks {
             self.console.before_fork();
         }
-        CallKind::Other { forks }
+        CallKind::Other { forks, transfer }
     }
 
     /// After the inner handler answered a syscall with `action`: its event. True in a forked
@@ -570,11 +581,12 @@ impl<W: Write + Send + 'static> Recording<W> {
     fn leave(&mut self, g: &mut dyn Guest, call: &Syscall, kind: CallKind, action: &Action) -> bool {
         match kind {
             CallKind::InTimeCall => {}
-            CallKind::Unrecorded => {
+            CallKind::Unrecorded { transfer } => {
                 // A forked child, unrecorded: only its console output is kept (in the log the
                 // recorded process reads).
                 let ret = result_of(action, g);
-                if let Some(e) = self.console.written(g, call, ret) {
+                let moved = transfer.and_then(|t| self.console.transferred(t, ret));
+                if let Some(e) = self.console.written(g, call, ret).or(moved) {
                     self.console.append(&e);
                 }
                 if is_exec(call) && matches!(action, Action::Resume) {
@@ -596,6 +608,7 @@ impl<W: Write + Send + 'static> Recording<W> {
                     file: None,
                 }));
                 if matches!(action, Action::Resume) {
+                    self.shared_maps.exec();
                     // Replay brings the new program in as the first: from its path, checked
                     // against the recorded CRC, at the recorded addresses with the recorded stack.
                     if let Some(start) = g.image() {
@@ -603,7 +616,7 @@ impl<W: Write + Send + 'static> Recording<W> {
                     }
                 }
             }
-            CallKind::Other { forks } => {
+            CallKind::Other { forks, transfer } => {
                 let ret = result_of(action, g);
                 if ret == 0 && forks {
                     // This is the new child process: a recording covers the first process
@@ -616,10 +629,18 @@ impl<W: Write + Send + 'static> Recording<W> {
                     self.console.became_child();
                     return true;
                 }
+                self.shared_maps.follow(g, call, ret);
+                if forks && ret > 0 {
+                    if let Some(warning) = self.shared_maps.forked(call) {
+                        eprintln!("{warning}");
+                    }
+                }
                 // What children wrote to the console meanwhile comes before this call's result
                 // (a shell's wait4 returns after its child's output).
                 self.push_children_console();
-                let mut writes = Vec::new();
+                // What others wrote to shared memory since the last event: a replay writes it
+                // here (calls a replay performs itself take no writes; it waits for the next).
+                let mut writes = if replay_reexecutes(&call.name()) { Vec::new() } else { self.shared_maps.changes(g) };
                 if let Some(d) = call.desc() {
                     for (addr, len) in output_ranges(g, d, &call.args, ret) {
                         snapshot(g, addr, len, &mut writes);
@@ -636,6 +657,9 @@ impl<W: Write + Send + 'static> Recording<W> {
                 self.push(&Event::Syscall(SyscallEvent { nr: call.nr, args: call.args, ret, writes, file }));
                 if let Some(fd) = self.console.written_to(call, ret) {
                     self.push(&Event::ConsoleWrite(fd));
+                }
+                if let Some(e) = transfer.and_then(|t| self.console.transferred(t, ret)) {
+                    self.push(&Event::Console(e));
                 }
                 rescan(&mut self.patcher, g, call, ret);
             }
@@ -1078,30 +1102,6 @@ enum Reached {
     Preempted,
 }
 
-fn describe_call(nr: u64, args: &[u64; 6]) -> String {
-    let name = abi::lookup(nr).map(|d| d.name.to_string()).unwrap_or_else(|| format!("syscall_{nr:#x}"));
-    let n = abi::lookup(nr).map_or(6, |d| d.args.len());
-    let a: Vec<String> = args[..n].iter().map(|v| format!("{v:#x}")).collect();
-    format!("{name}({})", a.join(", "))
-}
-
-fn describe(e: &Event) -> String {
-    match e {
-        Event::Start(_) => "the start of a run".into(),
-        Event::Syscall(s) => describe_call(s.nr, &s.args),
-        Event::Insn(i) => format!("{:?} at {:#x}", i.insn, i.rip).to_lowercase(),
-        Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
-        Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
-        Event::File(f) => format!("stored file {}", f.id),
-        Event::Signal(sg) => format!("signal {} delivered to a handler", crate::trap::signal_name(sg.sig)),
-        Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),
-        Event::Console(c) => format!("{} bytes of a child's console output", c.data.len()),
-        Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
-        Event::Switch(t) => format!("a switch to guest thread {t}"),
-        Event::Preempt(c) => format!("a preemption of the running thread at {:#x}", c[16]),
-    }
-}
-
 fn describe_trap(trap: &Trap) -> String {
     match trap {
         Trap::Syscall(call) => describe_call(call.nr, &call.args),
@@ -1277,7 +1277,7 @@ impl Replayer {
                 st.arm_preempt(g);
                 Ok(())
             }
-            Ok(other) => Err(Some(st.diverged(index, describe(&other), format!("guest thread {} running", self.me)))),
+            Ok(other) => Err(Some(st.diverged(index, other.describe(), format!("guest thread {} running", self.me)))),
             Err(a) => Err(Some(a)),
         }
     }
@@ -1361,7 +1361,7 @@ impl Replay {
             return None;
         }
         let index = self.position();
-        let (loaded, e) = (self.time_loaded, self.peek().map(describe).unwrap_or_default());
+        let (loaded, e) = (self.time_loaded, self.peek().map(Event::describe).unwrap_or_default());
         Some(self.diverged(
             index,
             format!("{loaded} time calls in the vDSO before {e}"),
@@ -1393,7 +1393,7 @@ impl Replay {
         let index = self.position();
         let ev = match self.expect() {
             Ok(Event::Syscall(e)) => e,
-            Ok(other) => return self.diverged(index, describe(&other), describe_call(call.nr, &call.args)),
+            Ok(other) => return self.diverged(index, other.describe(), describe_call(call.nr, &call.args)),
             Err(a) => return a,
         };
         let n = call.desc().map_or(6, |d| d.args.len());
@@ -1792,7 +1792,7 @@ impl Replay {
                         }
                         Ok(other) => {
                             let actual = format!("{:?} at {:#x}", site.insn, site.addr).to_lowercase();
-                            self.diverged(index, describe(&other), actual)
+                            self.diverged(index, other.describe(), actual)
                         }
                         Err(a) => a,
                     }

@@ -16,8 +16,11 @@
 //! back to it with the same registers, it is in a loop that changes only memory, such as a
 //! spin, and gives its turn up there (a Preempt event); a replay stops it at the same point.
 //! (rr finds such points by counting retired branches; PVM has no such counter.) A thread
-//! whose registers never repeat (one counting its turns in a register) is never preempted:
-//! its waiters wait until it makes a syscall, and are told so after [`PATIENCE`].
+//! whose registers never repeat (one counting its turns in a register, or computing) is never
+//! preempted: its waiters wait until it makes a syscall, and are told so after [`PATIENCE`].
+//! Each sample of such a holder that finds no spin doubles the time to the next (up to
+//! [`MAX_SAMPLE`]), so that a thread computing for seconds while others wait is not slowed
+//! down by probes that cannot succeed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -31,8 +34,12 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// How long a recorded thread waits for its turn before the holder is looked at.
 const QUANTUM: Duration = Duration::from_millis(2);
 
-/// How often the holder is then kicked, for a sample of its registers.
+/// How often the holder is then kicked, for a sample of its registers, while its samples
+/// find it spinning or have not been tried.
 const SAMPLE: Duration = Duration::from_millis(1);
+
+/// The longest time between two samples of a holder whose samples found no spin.
+const MAX_SAMPLE: Duration = Duration::from_millis(128);
 
 /// Whose turn it is among a run's guest threads (numbered from 0, in the order they were
 /// created; the same numbers in the recording and its replay).
@@ -53,6 +60,12 @@ pub(super) struct Turns {
     waiting: BTreeSet<u32>,
     /// How to preempt each thread (recording only).
     kickers: BTreeMap<u32, Kicker>,
+    /// When the holder is kicked next (one time for all its waiters).
+    next_kick: Option<Instant>,
+    /// How many of the holder's samples in a row found no spin.
+    misses: u32,
+    /// In a forked child, which is not recorded: its threads run freely, taking no turns.
+    unrecorded: bool,
 }
 
 impl Default for Turns {
@@ -72,6 +85,9 @@ impl Turns {
             live: BTreeSet::from([me]),
             waiting: BTreeSet::new(),
             kickers: BTreeMap::new(),
+            next_kick: None,
+            misses: 0,
+            unrecorded: false,
         }
     }
 
@@ -115,6 +131,8 @@ impl Turns {
     pub fn take(&mut self, me: u32) -> bool {
         self.holder = Some(me);
         self.to = None;
+        self.next_kick = None;
+        self.misses = 0;
         std::mem::replace(&mut self.last, me) != me
     }
 
@@ -123,6 +141,21 @@ impl Turns {
         self.live.remove(&me);
         self.kickers.remove(&me);
         self.let_go(me, to);
+    }
+
+    /// The time from one sample of the holder to the next: [`SAMPLE`], doubled for each
+    /// sample in a row that found no spin, up to [`MAX_SAMPLE`].
+    fn sample_interval(&self) -> Duration {
+        SAMPLE.saturating_mul(1 << self.misses.min(16)).min(MAX_SAMPLE)
+    }
+
+    /// Whether the holder is due for a kick at `now`; if so, the next one is scheduled.
+    fn kick_due(&mut self, now: Instant) -> bool {
+        if self.next_kick.is_some_and(|at| at > now) {
+            return false;
+        }
+        self.next_kick = Some(now + self.sample_interval());
+        true
     }
 
     /// The lowest-numbered thread waiting for the turn, other than `me`.
@@ -181,12 +214,12 @@ impl<T> Shared<T> {
         self.notify();
     }
 
-    /// In a forked child only `me`, the forking thread, exists.
+    /// In a forked child only `me`, the forking thread, exists. The child is not recorded, so
+    /// its threads (the ones it makes later) take no turns: they run as they would natively.
     pub fn forked(&self, me: u32) {
         let mut t = self.turns();
-        let kicker = t.kickers.remove(&me);
         *t = Turns::only(me);
-        t.kickers.extend(kicker.map(|k| (me, k)));
+        t.unrecorded = true;
     }
 
     /// Threads waiting for `me`'s turn may preempt `me` with `kicker` (a recording's).
@@ -205,11 +238,22 @@ impl<T> Shared<T> {
         t.first_waiting(me).filter(|_| t.holds(me))
     }
 
+    /// `me`, the holder, was sampled and found not to spin: the next sample comes later.
+    pub fn no_spin(&self, me: u32) {
+        let mut t = self.turns();
+        if t.holds(me) {
+            t.misses = t.misses.saturating_add(1);
+            if let Some(at) = t.next_kick {
+                t.next_kick = Some(at.max(Instant::now() + t.sample_interval()));
+            }
+        }
+    }
+
     /// `me` lets go of the turn, for thread `to` or for any, and wakes the waiting threads;
     /// only when other threads exist. Whether it did.
     pub fn let_go(&self, me: u32, to: Option<u32>) -> bool {
         let mut t = self.turns();
-        if !t.many() || !t.holds(me) {
+        if !t.many() || !t.holds(me) || t.unrecorded {
             return false;
         }
         t.let_go(me, to);
@@ -222,10 +266,12 @@ impl<T> Shared<T> {
     /// Some(true) if it took it from another thread; None if the process ends first (see
     /// [`Guest::wait_for`]).
     pub fn take_turn(&self, g: &mut dyn Guest, me: u32) -> Option<bool> {
+        if self.turns().unrecorded {
+            return Some(false);
+        }
         let mut switched = false;
         let since = Instant::now();
         let mut warned = false;
-        let mut kicked = None::<Instant>;
         self.turns().waiting.insert(me);
         let took = g.wait_for(&mut || {
             let mut t = self.turns();
@@ -236,28 +282,30 @@ impl<T> Shared<T> {
                 switched = t.take(me);
                 return true;
             }
+            // Recording only (a replay's holder has no kicker): a replay's turns follow the
+            // trace, and waiting for one is never a recording's hang.
             if !warned && since.elapsed() >= PATIENCE {
                 warned = true;
-                if let Some(h) = t.holder {
+                if let Some(h) = t.holder.filter(|h| t.kickers.contains_key(h)) {
                     eprintln!(
                         "trapbox: guest thread {me} has waited {} s for its turn while thread {h} runs without a syscall: \
-                         the threads of a recorded run take turns at syscalls, or where one spins with registers that \
-                         repeat; one that counts its turns in a register is not preempted",
+                         the threads of a recording take turns at syscalls, and only a thread that spins with registers \
+                         that repeat is preempted (one that computes, or counts in a register, keeps its turn)",
                         PATIENCE.as_secs()
                     );
                 }
             }
             // A holder running user code for a while may be spinning: it is sampled (see the
             // module's comment). Under the lock, so that it cannot leave meanwhile.
-            let kicker = t.holder.and_then(|h| t.kickers.get(&h));
+            let kicker = t.holder.and_then(|h| t.kickers.get(&h)).cloned();
             let waited = since.elapsed();
             let wait = match kicker {
                 Some(k) if waited >= QUANTUM => {
-                    if kicked.is_none_or(|at| at.elapsed() >= SAMPLE) {
+                    let now = Instant::now();
+                    if t.kick_due(now) {
                         k.kick();
-                        kicked = Some(Instant::now());
                     }
-                    SAMPLE
+                    t.next_kick.map_or(SAMPLE, |at| at.saturating_duration_since(now)).max(SAMPLE)
                 }
                 Some(_) => QUANTUM - waited,
                 // Short, so that the guest's end of the process is seen soon.

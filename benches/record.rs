@@ -1,7 +1,8 @@
 //! The record/replay benchmark: `trapbox run`, `trapbox record` and `trapbox replay` side by
 //! side on a syscall-heavy loop, python3 with imports, sha256sum of a large file, two threads
-//! handing a token back and forth through a futex, and two threads doing it by spinning (each
-//! hand-over a preemption when recording), with the trace size per syscall.
+//! handing a token back and forth through a futex, two threads doing it by spinning (each
+//! hand-over a preemption when recording), and two threads computing without syscalls (which
+//! a recording runs one after the other), with the trace size per syscall.
 //!
 //! `cargo bench --bench record` (add `-- --quick` for fewer repetitions).
 
@@ -18,6 +19,7 @@ fn main() {
     let getppid = build_guest("getppid_loop");
     let pingpong = build_guest("futex_pingpong");
     let spin = build_guest("spin_handoff");
+    let compute = build_guest("cpu_threads");
     let data = data_file(64);
     let tmp = std::env::temp_dir().join(format!("trapbox-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
@@ -28,6 +30,7 @@ fn main() {
         ("sha256sum 64 MiB", vec!["/usr/bin/sha256sum", data.to_str().expect("utf-8")]),
         ("futex ping-pong × 2000, 2 threads", vec![pingpong.to_str().expect("utf-8"), "2000"]),
         ("spin hand-off × 100, 2 threads", vec![spin.to_str().expect("utf-8"), "100"]),
+        ("xorshift 2 × 2·10⁸, 2 threads, no syscalls", vec![compute.to_str().expect("utf-8"), "2", "200000000"]),
     ];
     println!("trapbox record/replay benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
     println!("(times: medians of {reps} interleaved rounds; ratios: medians of the rounds' own ratios)\n");

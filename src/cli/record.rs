@@ -68,7 +68,6 @@ pub fn is_trace(head: &[u8]) -> bool {
     head.starts_with(trapbox::tools::record::file::MAGIC)
 }
 
-/// `inspect` for a trace: program, events, per-syscall counts, size.
 /// `trapbox inspect --events TRACE`: each event on a line, with its index (as a divergence
 /// names it) and the guest thread it belongs to; exit status 1 at a damaged chunk.
 pub fn list_events(path: &Path) -> Result<i32> {
@@ -110,6 +109,7 @@ pub fn list_events(path: &Path) -> Result<i32> {
     Ok(0)
 }
 
+/// `inspect` for a trace: program, events, per-syscall counts, size.
 pub fn inspect_trace(path: &Path) -> Result<i32> {
     let size = std::fs::metadata(path)?.len();
     let f = std::fs::File::open(path)?;

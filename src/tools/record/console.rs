@@ -120,8 +120,9 @@ impl Console {
             "copy_file_range" | "splice" => (a[0], a[1], a[2]),
             _ => return None,
         };
+        // Descriptors are ints: the kernel reads the low 32 bits.
         let stream = self.stream(to as i32 as i64)?;
-        let from = i32::try_from(from as i64).ok()?;
+        let from = from as i32;
         let at = if off != 0 {
             let mut b = [0u8; 8];
             g.read(GuestAddr(off), &mut b).ok().map(|_| u64::from_le_bytes(b))

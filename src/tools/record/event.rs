@@ -1,8 +1,8 @@
 //! The events of a trace and their byte encoding (little-endian, length-prefixed byte
 //! strings; see docs/TRACE_FORMAT.md).
 
-pub use crate::process::abi;
-use crate::process::vdso::{TimeCall, TimeKind};
+use crate::process::abi;
+pub use crate::process::vdso::{TimeCall, TimeKind};
 
 /// Everything that happened that the guest could not compute by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

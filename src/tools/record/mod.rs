@@ -295,7 +295,7 @@ struct Recording<W: Write + Send + 'static> {
     vdso: Option<(u64, u64)>,
     /// What reaches the console, from this process and its children.
     console: Console,
-    /// Shared memory a forked child keeps.
+    /// Writable shared memory, watched for what other processes write there.
     shared_maps: SharedMaps,
     /// The host's vDSO code, which trapbox's vDSO calls when recording: a syscall made there
     /// (a clock the host's vDSO cannot read) is part of a time call, not an event.

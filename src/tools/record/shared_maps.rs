@@ -14,6 +14,7 @@
 //! sequence of values in replay. Copies cost memory and a comparison at each event, so at most
 //! [`BUDGET`] bytes are watched; a fork while more is mapped is reported once.
 
+use crate::process::fork::{flag, CloneArgs};
 use crate::trap::{Guest, GuestAddr, Syscall};
 
 /// The most shared memory watched, in bytes, across all mappings.
@@ -74,15 +75,17 @@ impl SharedMaps {
     }
 
     fn add(&mut self, g: &dyn Guest, start: u64, len: u64) {
-        let end = start.saturating_add(len.next_multiple_of(4096).max(len));
         let copy = (len <= BUDGET.saturating_sub(self.watched())).then(|| {
             let mut b = vec![0u8; len as usize];
             // Unreadable (PROT_WRITE without PROT_READ is not): compared as zeroes.
             let _ = g.read(GuestAddr(start), &mut b);
             b
         });
-        // A watched mapping ends where its copy does.
-        let end = if copy.is_some() { start + len } else { end };
+        // A watched mapping ends where its copy does, another where its last page does.
+        let end = match copy {
+            Some(_) => start + len,
+            None => start.saturating_add(len).saturating_add(4095) & !4095,
+        };
         self.maps.push(SharedMap { start, end, copy });
     }
 
@@ -145,8 +148,8 @@ impl SharedMaps {
     /// At a fork that made a child process (not a thread; not a vfork, whose child execs at
     /// once): the warning to give, the first time shared memory is mapped that is not watched.
     pub fn forked(&mut self, call: &Syscall) -> Option<String> {
-        let vfork = call.name() == "vfork" || (call.name() == "clone" && call.args[0] & libc::CLONE_VFORK as u64 != 0);
-        if self.warned || vfork || call.creates_thread() {
+        let flags = CloneArgs::decode(&call.name(), &call.args).flags;
+        if self.warned || flags & (flag::VFORK | flag::THREAD) != 0 {
             return None;
         }
         let m = self.maps.iter().find(|m| m.copy.is_none())?;

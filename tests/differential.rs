@@ -9,6 +9,9 @@ use common::{assert_same_as_native, guest, tempdir, Form};
 /// Generates one test per link form for a guest.
 macro_rules! differential {
     ($name:ident, $args:expr, $stdin:expr) => {
+        differential!($name, $args, $stdin, |_: &common::Run| ());
+    };
+    ($name:ident, $args:expr, $stdin:expr, $also:expr) => {
         mod $name {
             use super::*;
             fn check(form: Form) {
@@ -17,11 +20,18 @@ macro_rules! differential {
                 let args: Vec<String> = $args(&dir);
                 let mut argv = vec![exe.to_string_lossy().into_owned()];
                 argv.extend(args);
-                assert_same_as_native(&argv, $stdin, &dir);
+                let run = assert_same_as_native(&argv, $stdin, &dir);
+                $also(&run);
             }
             each_form!(check);
         }
     };
+}
+
+/// For guests that check themselves: the box must not only match the host but pass.
+fn passes(run: &common::Run) {
+    assert_eq!(run.status, 0, "the guest's own checks failed:\n{}", run.stdout_str());
+    assert!(!run.stdout_str().contains("FAIL"), "{}", run.stdout_str());
 }
 
 fn none(_: &std::path::Path) -> Vec<String> {
@@ -42,6 +52,10 @@ differential!(stdin_echo, none, b"line one\nline two\n\x00binary\xff\n");
 differential!(exitcode, |_: &std::path::Path| vec!["42".into()], b"");
 differential!(regs, none, b"");
 differential!(cpu, none, b"");
+// Issue 19: the CPU view is true of the CPU (XSAVE sizes, advertised features), and the
+// widest vector state survives lazy binding, signals, fork and thread creation.
+differential!(cpu_view, none, b"", passes);
+differential!(vec_state, none, b"", passes);
 differential!(selfexe, none, b"");
 differential!(remap_churn, none, b"");
 differential!(adv_stack, none, b"");

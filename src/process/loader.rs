@@ -310,6 +310,8 @@ fn map_image(
 pub struct MachineFacts {
     /// AT_HWCAP as the guest's CPUID has it.
     pub hwcap: u64,
+    /// AT_MINSIGSTKSZ: the most stack a signal frame takes (its XSAVE image included).
+    pub minsigstksz: u64,
     /// AT_SYSINFO_EHDR: the vDSO shared with the guest, if any.
     pub vdso: Option<u64>,
 }
@@ -500,14 +502,13 @@ const PLACEHOLDER: u64 = u64::MAX;
 
 fn auxv(exe: &Image, interp: Option<&Image>, facts: MachineFacts) -> Vec<(u64, u64)> {
     // SAFETY: the id getters and getauxval have no preconditions.
-    let (uid, euid, gid, egid, hwcap2, minsig) = unsafe {
+    let (uid, euid, gid, egid, hwcap2) = unsafe {
         (
             libc::getuid() as u64,
             libc::geteuid() as u64,
             libc::getgid() as u64,
             libc::getegid() as u64,
             libc::getauxval(at::HWCAP2),
-            libc::getauxval(at::MINSIGSTKSZ),
         )
     };
     // HWCAP2_FSGSBASE (bit 1) is hidden: the guest runs without CR4.FSGSBASE.
@@ -531,9 +532,7 @@ fn auxv(exe: &Image, interp: Option<&Image>, facts: MachineFacts) -> Vec<(u64, u
         (at::EXECFN, PLACEHOLDER),
         (at::PLATFORM, PLACEHOLDER),
     ];
-    if minsig != 0 {
-        v.push((at::MINSIGSTKSZ, minsig));
-    }
+    v.push((at::MINSIGSTKSZ, facts.minsigstksz));
     if let Some(base) = facts.vdso {
         v.push((at::SYSINFO_EHDR, base));
     }

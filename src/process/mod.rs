@@ -237,7 +237,12 @@ impl Process {
             }
             None => None,
         };
-        let facts = loader::MachineFacts { hwcap: m.hwcap(), vdso: placement.vdso.or(self.vdso) };
+        let fpu_bytes = if m.osxsave() { m.cpu_view().frame_xsave_size() as usize } else { 512 };
+        let facts = loader::MachineFacts {
+            hwcap: m.hwcap(),
+            minsigstksz: sigframe::max_len(fpu_bytes),
+            vdso: placement.vdso.or(self.vdso),
+        };
         let loaded = loader::load(&mut m.mem, &mut self.aspace, program, argv, envp, facts, &placement)?;
         self.adopt_image(&loaded, envp);
         Ok(loaded)
@@ -498,7 +503,10 @@ impl Process {
                 let v = m.gs_base().map_err(vm_err)?;
                 self.write_out(addr, &v.to_le_bytes()).map(|_| 0)
             }
-            _ => Err(libc::EINVAL),
+            _ => match xcomp(code, addr, m.cpu_view().user_features())? {
+                XcompAnswer::Done => Ok(0),
+                XcompAnswer::Write(v) => self.write_out(addr, &v.to_le_bytes()).map(|_| 0),
+            },
         }
     }
 
@@ -726,5 +734,59 @@ impl Process {
             self.check(ptr, size, Access::Read)?;
         }
         forward("pselect6", a)
+    }
+}
+
+/// What an extended-state `arch_prctl` answers.
+#[derive(Debug, PartialEq, Eq)]
+enum XcompAnswer {
+    /// Success, nothing written.
+    Done,
+    /// Success, this mask written to the guest's `u64`.
+    Write(u64),
+}
+
+/// The extended-state permission calls (ARCH_GET_XCOMP_SUPP, ARCH_{GET,REQ}_XCOMP_PERM and
+/// their KVM-guest twins), for a guest offered `user` (the CPU view's user features). AMX is
+/// never among them: its tile data is saved only for processes that asked for it, which
+/// would need the guest's own permission state and 8 KiB more in every XSAVE image, so the
+/// request is refused as by a kernel that does not support it. Everything else is EINVAL —
+/// the ARCH_SHSTK_* calls included, as from a kernel without user shadow stacks: CET is not
+/// offered.
+fn xcomp(code: i32, arg: u64, user: u64) -> Result<XcompAnswer, i32> {
+    const GET_XCOMP_SUPP: i32 = 0x1021;
+    const GET_XCOMP_PERM: i32 = 0x1022;
+    const REQ_XCOMP_PERM: i32 = 0x1023;
+    const GET_XCOMP_GUEST_PERM: i32 = 0x1024;
+    const REQ_XCOMP_GUEST_PERM: i32 = 0x1025;
+    match code {
+        GET_XCOMP_SUPP | GET_XCOMP_PERM | GET_XCOMP_GUEST_PERM => Ok(XcompAnswer::Write(user)),
+        REQ_XCOMP_PERM | REQ_XCOMP_GUEST_PERM if arg >= 64 => Err(libc::EINVAL),
+        REQ_XCOMP_PERM | REQ_XCOMP_GUEST_PERM if user & (1 << arg) != 0 => Ok(XcompAnswer::Done),
+        REQ_XCOMP_PERM | REQ_XCOMP_GUEST_PERM => Err(libc::EOPNOTSUPP),
+        _ => Err(libc::EINVAL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xcomp_refuses_amx_and_shadow_stacks() {
+        // A Sapphire Rapids view: the user features never include AMX.
+        let user = 0x2e7;
+        assert_eq!(xcomp(0x1021, 0, user), Ok(XcompAnswer::Write(0x2e7)));
+        assert_eq!(xcomp(0x1022, 0, user), Ok(XcompAnswer::Write(0x2e7)));
+        // ARCH_REQ_XCOMP_PERM for XTILEDATA (18): refused as unsupported.
+        assert_eq!(xcomp(0x1023, 18, user), Err(libc::EOPNOTSUPP));
+        assert_eq!(xcomp(0x1025, 18, user), Err(libc::EOPNOTSUPP));
+        // Already-permitted state is granted; a bit beyond XCR0's is invalid.
+        assert_eq!(xcomp(0x1023, 5, user), Ok(XcompAnswer::Done));
+        assert_eq!(xcomp(0x1023, 64, user), Err(libc::EINVAL));
+        // ARCH_SHSTK_ENABLE .. ARCH_SHSTK_STATUS: a kernel without user shadow stacks.
+        for code in 0x5001..=0x5005 {
+            assert_eq!(xcomp(code, 1, user), Err(libc::EINVAL));
+        }
     }
 }

@@ -126,10 +126,10 @@ impl Process {
         if a.flags & sa::RESTORER == 0 {
             return false;
         }
-        let mut sp = saved.rsp;
+        let mut sp = saved.rsp.wrapping_sub(sigframe::RED_ZONE);
         let mut altstack = self.signals.altstack;
         if let Some((base, size)) = self.signals.altstack_range() {
-            let on_it = sp > base && sp <= base + size;
+            let on_it = saved.rsp > base && saved.rsp <= base + size;
             if on_it {
                 altstack[8..12].copy_from_slice(&(libc::SS_ONSTACK as u32).to_le_bytes());
             } else if a.flags & sa::ONSTACK != 0 {
@@ -205,15 +205,21 @@ impl Process {
     }
 }
 
-/// The guest's FPU state as a frame holds it: the XSAVE bytes for the enabled features, or the
-/// FXSAVE area when the guest runs without XSAVE.
+/// The guest's FPU state as a frame holds it: the XSAVE standard form of the components a
+/// frame carries ([`crate::vm::arch::cpuview::CpuView::frame_features`]), or the FXSAVE area
+/// when the guest runs without XSAVE.
 fn fpu_image(m: &Machine, x: &kvm_bindings::kvm_xsave) -> FpuImage {
-    let all = xsave_bytes(x);
+    let mut all = xsave_bytes(x);
     if !m.osxsave() {
         return FpuImage { bytes: all[..512].to_vec(), xfeatures: 0 };
     }
-    let size = m.cpuid(0xd, 0).map(|r| r[1] as usize).filter(|s| (576..=all.len()).contains(s)).unwrap_or(832);
-    FpuImage { bytes: all[..size].to_vec(), xfeatures: crate::vm::arch::cpuid::GUEST_XCR0 }
+    let view = m.cpu_view();
+    let features = view.frame_features();
+    let size = (view.frame_xsave_size() as usize).min(all.len());
+    // XSTATE_BV names only components the frame holds.
+    let bv = u64::from_le_bytes(all[512..520].try_into().expect("8 bytes")) & features;
+    all[512..520].copy_from_slice(&bv.to_le_bytes());
+    FpuImage { bytes: all[..size].to_vec(), xfeatures: features }
 }
 
 fn xsave_bytes(x: &kvm_bindings::kvm_xsave) -> Vec<u8> {

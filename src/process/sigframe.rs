@@ -109,14 +109,18 @@ pub struct Frame {
     pub sp: u64,
 }
 
-/// Lays out the frame for delivering `input` to a handler on the stack whose top is `sp`
-/// (the interrupted RSP, or the top of the alternate stack). `interrupted` is saved in
-/// `uc_mcontext`.
+/// Bytes below the interrupted RSP that the frame leaves alone (the ABI's red zone); the top
+/// of an alternate stack needs none.
+pub const RED_ZONE: u64 = 128;
+
+/// Lays out the frame for delivering `input` to a handler on the stack whose free space
+/// ends at `sp` (the interrupted RSP less [`RED_ZONE`], or the top of the alternate stack).
+/// `interrupted` is saved in `uc_mcontext`.
 pub fn build(sp: u64, interrupted: &Regs, input: &FrameInput<'_>) -> Option<Frame> {
-    // Skip the red zone, then the FPU area (64-byte aligned), then the frame proper, aligned
-    // so that the handler starts as if called: (RSP + 8) a multiple of 16.
-    let fpu_len = input.fpu.bytes.len() + if input.fpu.xfeatures != 0 { 4 } else { 0 };
-    let fp = sp.checked_sub(128)?.checked_sub(fpu_len as u64)? & !63;
+    // The FPU area (64-byte aligned), then the frame proper, aligned so that the handler
+    // starts as if called: (RSP + 8) a multiple of 16.
+    let fpu_len = fpu_area_len(input.fpu);
+    let fp = sp.checked_sub(fpu_len as u64)? & !63;
     let frame = (fp.checked_sub(FRAME_SIZE as u64)? & !15).checked_sub(8)?;
     let mut b = vec![0u8; (fp - frame) as usize + fpu_len];
     let put = |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
@@ -151,6 +155,18 @@ pub fn build(sp: u64, interrupted: &Regs, input: &FrameInput<'_>) -> Option<Fram
         b[f + n..f + n + 4].copy_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
     }
     Some(Frame { addr: frame, bytes: b, sp: frame })
+}
+
+/// Bytes of a frame's FPU area: the image and, in XSAVE form, the trailing magic word.
+fn fpu_area_len(fpu: &FpuImage) -> usize {
+    fpu.bytes.len() + if fpu.xfeatures != 0 { 4 } else { 0 }
+}
+
+/// The most stack a frame whose FPU image has `fpu_bytes` bytes (XSAVE form) can take below
+/// the top of an alternate stack: AT_MINSIGSTKSZ.
+pub fn max_len(fpu_bytes: usize) -> u64 {
+    // The FPU area's 64-byte alignment, the frame's 16-byte one and the return address's 8.
+    (fpu_bytes + 4 + 63 + FRAME_SIZE + 15 + 8) as u64
 }
 
 /// Where the siginfo and ucontext of a frame at `sp` are (the handler's RSI and RDX).
@@ -253,7 +269,7 @@ mod tests {
             restorer: 0x400500,
         };
         let r = regs();
-        let f = build(r.rsp, &r, &input).unwrap();
+        let f = build(r.rsp - RED_ZONE, &r, &input).unwrap();
         assert_eq!((f.sp + 8) % 16, 0, "handler entry alignment");
         assert!(f.addr + f.bytes.len() as u64 <= r.rsp - 128, "red zone kept");
         assert_eq!(&f.bytes[0..8], &0x400500u64.to_le_bytes());
@@ -270,6 +286,18 @@ mod tests {
         let fo = (fp - f.addr) as usize;
         let area = &f.bytes[fo..fo + 836];
         assert_eq!(fpu_from_frame(area, 7).unwrap().len(), 832);
+    }
+
+    #[test]
+    fn max_len_holds_any_frame() {
+        // Every misalignment of the stack top: the frame never takes more than max_len.
+        let fpu = FpuImage { bytes: vec![0; 2432], xfeatures: 0xe7 };
+        let info = [0u8; SIGINFO_SIZE];
+        let input = FrameInput { info: &info, saved_mask: 0, altstack: [0; 24], fault: None, fpu: &fpu, restorer: 1 };
+        for top in 0x10000u64..0x10040 {
+            let f = build(top, &regs(), &input).unwrap();
+            assert!(top - f.addr <= max_len(2432), "top {top:#x}: {} > {}", top - f.addr, max_len(2432));
+        }
     }
 
     #[test]

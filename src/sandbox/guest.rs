@@ -280,6 +280,9 @@ impl Guest for KvmGuest<'_, '_> {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.cpu.sr().machine.cpuid(leaf, subleaf)
     }
+    fn cpu_view(&self) -> Option<crate::trap::CpuView> {
+        Some(self.cpu.sr().machine.cpu_view().clone())
+    }
     fn image(&self) -> Option<Start> {
         self.cpu.sr().process.image.clone()
     }

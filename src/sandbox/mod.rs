@@ -35,7 +35,7 @@ use thiserror::Error;
 use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
 use crate::process::{signals, vdso, Process, ThreadState};
-use crate::trap::{signal_name, Outcome, Regs, Start, Trap, TrapHandler};
+use crate::trap::{signal_name, CpuView, Outcome, Regs, Start, Trap, TrapHandler};
 use crate::vm::{self, Machine, TrapPath, VmError};
 
 use cpu::{Next, Pending};
@@ -224,11 +224,13 @@ impl SandboxBuilder {
         let vcpu = machine.leave();
         let start = process.image.clone().unwrap_or_default();
         let path = machine.trap_path();
+        let cpu_view = machine.cpu_view().clone();
         let mask = process.signals.mask;
         Ok(Sandbox {
             core: Arc::new(Core::new(Shared::new(machine, process))),
             main: ThreadCtx { vcpu, state: ThreadState::new_thread(mask, 0), exits: 0, kick: Default::default() },
             path,
+            cpu_view,
             timeout: self.timeout,
             exe: loaded.exe.path.clone(),
             start,
@@ -245,6 +247,7 @@ pub struct Sandbox {
     /// The first thread's own part.
     main: ThreadCtx,
     path: TrapPath,
+    cpu_view: CpuView,
     timeout: Option<Duration>,
     exe: PathBuf,
     start: Start,
@@ -418,6 +421,11 @@ impl Sandbox {
     /// The trap path in use.
     pub fn trap_path(&self) -> TrapPath {
         self.path
+    }
+
+    /// The CPU as the guest's user code sees it (measured when the VM was made).
+    pub fn cpu_view(&self) -> &CpuView {
+        &self.cpu_view
     }
 
     /// The program's path.

@@ -10,6 +10,8 @@
 
 mod fault;
 
+/// The CPU a guest's user code sees (pure data: no KVM type).
+pub use crate::vm::arch::cpuview::{CpuView, ViewMismatch};
 pub use fault::{siginfo_bytes, signal_name, Fault, FaultKind, SigInfo, SIGNAL_NAMES};
 
 use crate::process::abi::{self, SyscallDesc};
@@ -284,8 +286,14 @@ pub trait Guest {
         0
     }
 
-    /// The CPUID leaf the guest is meant to see (the backend's fixed view), if it has one.
+    /// What `cpuid(leaf, subleaf)` gives the guest's user code, if the backend knows.
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
+        None
+    }
+
+    /// The CPU as the guest's user code sees it (XCR0, XSAVE layout, feature leaves), if the
+    /// backend measured it.
+    fn cpu_view(&self) -> Option<CpuView> {
         None
     }
 

@@ -17,6 +17,7 @@ pub mod entry;
 pub mod exit;
 pub mod memory;
 pub mod paging;
+mod probe;
 pub mod vcpu;
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -54,6 +55,26 @@ pub enum VmError {
     /// Guest memory management failed.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// No XCR0 can be given to the guest.
+    #[error(transparent)]
+    Xcr(#[from] arch::cpuid::XcrError),
+    /// The start-up probe did not end at its doorbell.
+    #[error("the start-up CPU probe ended with {0:?} instead of its doorbell")]
+    Probe(RawExit),
+    /// KVM did not give the guest the XCR0 trapbox asked for.
+    #[error("asked KVM for XSAVE state {:#x}, guest code runs with {:#x}", .asked, .got)]
+    Xcr0Ignored {
+        /// The XCR0 asked for.
+        asked: u64,
+        /// The XCR0 `xgetbv` read at CPL3.
+        got: u64,
+    },
+    /// What the guest's CPU would tell a program is not true of it.
+    #[error("the guest's CPU view is inconsistent on this host: {0}")]
+    InconsistentView(arch::cpuview::Inconsistency),
+    /// The probe's code could not be assembled.
+    #[error("cannot assemble the start-up CPU probe: {0}")]
+    Assemble(iced_x86::IcedError),
 }
 
 /// Size of the system region (most of it is the page-table pool, reserved lazily).
@@ -75,11 +96,13 @@ mod layout {
     pub const STUBS: u64 = 0x2000;
     pub const HW_SYSCALL: u64 = 0x2400;
     pub const TRAMPOLINE: u64 = 0x3000;
-    pub const CPUID_PROBE: u64 = 0x3100;
     pub const DOORBELL: u64 = 0x4000;
     pub const STACK: u64 = 0x5000;
     pub const STACK_TOP: u64 = 0x9000;
     pub const ZAP: u64 = 0xa000;
+    /// The start-up probe's code and output: user-visible only while it runs.
+    pub const PROBE: u64 = 0xb000;
+    pub const PROBE_OUT: u64 = 0xc000;
     pub const TABLES: u64 = 0x10000;
 }
 
@@ -110,7 +133,8 @@ pub struct Machine {
     sys: *mut u8,
     doorbell: Doorbell,
     exits: u64,
-    hwcap: u64,
+    /// The CPU as guest user code sees it (measured at start-up).
+    view: arch::cpuview::CpuView,
     /// The zap slot: id, host address, guest-physical address (see GuestMemory::flush).
     zap: (u32, u64, u64),
     /// The CPUID view given to KVM.
@@ -155,7 +179,17 @@ impl Machine {
         let supported = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| VmError::Ioctl("KVM_GET_SUPPORTED_CPUID", e))?;
-        let cpuid = arch::cpuid::guest_cpuid(&supported);
+        // One XCR0 for the CPUID table, KVM_SET_XCRS and every layout trapbox computes: the
+        // host's state components (see arch::cpuid), checked below against what the guest's
+        // CPU really does.
+        let host = arch::cpuview::CpuView::host();
+        let xcr0 = if host.osxsave() {
+            let kvm_xcr0 = arch::cpuid::kvm_xcr0(&supported);
+            Some(arch::cpuid::guest_xcr0(host.layout(), kvm_xcr0, path == TrapPath::Pvm)?)
+        } else {
+            None
+        };
+        let cpuid = arch::cpuid::guest_cpuid(&supported, host.layout(), xcr0.unwrap_or(arch::xsave::LEGACY));
         let phys_end = 1u64 << arch::cpuid::phys_bits(&cpuid).min(46);
 
         // SAFETY: a fresh private anonymous mapping; nothing else refers to it. NORESERVE
@@ -207,9 +241,8 @@ impl Machine {
         map(&mut tables, layout::IDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
         map(&mut tables, layout::STUBS, 0x1000, sup_x).map_err(MemoryError::from)?;
         map(&mut tables, layout::STACK, layout::STACK_TOP - layout::STACK, sup_rw).map_err(MemoryError::from)?;
-        // The trampoline page (PVM's syscall entry, and the start-up CPUID probe) and the
-        // doorbell are user-visible on both paths; on hardware KVM the doorbell only ever sees
-        // the probe.
+        // The trampoline page (PVM's syscall entry) and the doorbell are user-visible on both
+        // paths; on hardware KVM the doorbell only ever sees the start-up probe.
         map(&mut tables, layout::TRAMPOLINE, 0x1000, user_x).map_err(MemoryError::from)?;
         let user_rw = PteFlags { write: true, exec: false, user: true };
         tables.map(base + layout::DOORBELL, DOORBELL_GPA, PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
@@ -241,7 +274,6 @@ impl Machine {
         write(layout::HW_SYSCALL, &entry::hw::syscall_stub());
         let tramp = entry::pvm::trampoline(base + layout::DOORBELL);
         write(layout::TRAMPOLINE, &tramp);
-        write(layout::CPUID_PROBE, &cpuid_probe(base + layout::DOORBELL));
 
         let setup = vcpu::CpuSetup {
             gdt: (base + layout::GDT, (gdt.len() * 8 - 1) as u16),
@@ -249,6 +281,7 @@ impl Machine {
             tss: base + layout::TSS,
             cr3: tables.root(),
             lstar,
+            xcr0,
         };
         let vcpu_fd = eintr_retry(|| vm.create_vcpu(0)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
@@ -258,7 +291,7 @@ impl Machine {
         // The creating thread runs the first vCPU.
         vcpu.claim_kicks();
         let initial_fpu = vcpu.get_xsave()?;
-        let hwcap = probe_hwcap(&mut vcpu, base + layout::CPUID_PROBE).unwrap_or_else(|| arch::cpuid::hwcap(&cpuid));
+        let probed = probe_view(&mut vcpu, &mut tables, base, host.xcr0() | xcr0.unwrap_or(0), xcr0.is_some())?;
         // The last slot id is the zap slot; guest slots use the others.
         let max_slots = kvm.get_nr_memslots();
         let zap = ((max_slots - 1) as u32, base + layout::ZAP, ZAP_GPA);
@@ -273,7 +306,11 @@ impl Machine {
         // no guest page table points at it.
         unsafe { vm.set_user_memory_region(zap_region) }
             .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
-        let mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots - 1);
+        let mut mem = GuestMemory::new(vm, tables, PhysAllocator::new(GUEST_GPA_START, phys_end), max_slots - 1);
+        // The probe's pages leave the guest's view; the flush before the first run makes KVM
+        // forget them (PVM's shadow tables included).
+        mem.unmap(base + layout::PROBE, 2 * PAGE_SIZE)?;
+        let view = check_view(probed, xcr0)?;
         Ok(Machine {
             _kvm: kvm,
             mem,
@@ -282,7 +319,7 @@ impl Machine {
             sys,
             doorbell: Doorbell { gpa: DOORBELL_GPA, trampoline: base + layout::TRAMPOLINE, store_len: 9 },
             exits: 0,
-            hwcap,
+            view,
             zap,
             cpuid,
             setup,
@@ -471,18 +508,22 @@ impl Machine {
         self.path
     }
 
-    /// A leaf of the CPUID view trapbox gives the guest (what hardware KVM answers `cpuid`
-    /// with; PVM lets the CPU answer, which is why record/replay emulates `cpuid` itself).
+    /// What `cpuid(leaf, subleaf)` gives guest user code: the measured answer for the leaves
+    /// the start-up probe asked (on PVM some come from the CPU, not the table), otherwise the
+    /// table trapbox gave KVM. Record and replay answer patched `cpuid` instructions with it.
     pub fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
+        if let Some(r) = self.view.cpuid(leaf, subleaf) {
+            return Some(r);
+        }
         let e = self.cpuid.as_slice().iter().find(|e| {
             e.function == leaf && (e.flags & kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX == 0 || e.index == subleaf)
         })?;
-        let mut r = [e.eax, e.ebx, e.ecx, e.edx];
-        if leaf == 1 && self.osxsave() {
-            // KVM reflects CR4.OSXSAVE into its own copy at run time; do the same here.
-            r[2] |= 1 << 27;
-        }
-        Some(r)
+        Some([e.eax, e.ebx, e.ecx, e.edx])
+    }
+
+    /// The CPU as guest user code sees it: XCR0, the XSAVE layout, the feature leaves.
+    pub fn cpu_view(&self) -> &arch::cpuview::CpuView {
+        &self.view
     }
 
     /// Makes the host's vDSO (`[vvar]`, `[vvar_vclock]`, `[vdso]`) readable to the guest at its
@@ -517,7 +558,7 @@ impl Machine {
 
     /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.
     pub fn hwcap(&self) -> u64 {
-        self.hwcap
+        self.view.cpuid(1, 0).map_or(0, |r| u64::from(r[3]))
     }
 
     /// Whether guest XSAVE/AVX state is enabled through KVM.
@@ -678,29 +719,59 @@ impl Runner {
     }
 }
 
-/// `mov eax, 1; xor ecx, ecx; cpuid; mov [doorbell], al`: leaf 1 as guest user code sees it.
-fn cpuid_probe(doorbell: u64) -> Vec<u8> {
-    let mut c = vec![0xb8, 1, 0, 0, 0, 0x31, 0xc9, 0x0f, 0xa2, 0xa2];
-    c.extend_from_slice(&doorbell.to_le_bytes());
-    c
-}
-
-/// Runs the CPUID probe at CPL3 and returns leaf 1 EDX as the guest sees it (AT_HWCAP).
-/// Whether KVM answers `cpuid` from the table given to it (hardware KVM) or the CPU answers
-/// directly (PVM runs user code natively) is measured here rather than assumed.
-fn probe_hwcap(vcpu: &mut vcpu::Vcpu, probe: u64) -> Option<u64> {
+/// Runs the start-up probe (see `probe.rs`) at CPL3 on `vcpu` and returns what it saw: XCR0
+/// (`xgetbv` only where the guest has CR4.OSXSAVE) and the leaves that describe the state
+/// components in `components`. The probe's two pages are mapped user-visible here; the caller
+/// unmaps them before the guest runs.
+fn probe_view(
+    vcpu: &mut vcpu::Vcpu,
+    tables: &mut PageTables,
+    base: u64,
+    components: u64,
+    xgetbv: bool,
+) -> Result<arch::cpuview::CpuView, VmError> {
+    let leaves = arch::cpuview::probe_list(components);
+    let (code_at, out_at) = (base + layout::PROBE, base + layout::PROBE_OUT);
+    let code = probe::code(code_at, out_at, base + layout::DOORBELL, &leaves, xgetbv).map_err(VmError::Assemble)?;
+    let out_len = probe::out_len(leaves.len());
+    assert!(code.len() as u64 <= PAGE_SIZE && out_len as u64 <= PAGE_SIZE, "the probe fits its pages");
+    // SAFETY: both pages lie inside the system region, mapped read/write and owned by the
+    // Machine being built; nothing else uses them.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), code_at as *mut u8, code.len()) };
+    let gpa = |va: u64| SYS_GPA + (va - base);
+    let user_x = PteFlags { write: false, exec: true, user: true };
+    let user_rw = PteFlags { write: true, exec: false, user: true };
+    tables.map(code_at, gpa(code_at), PAGE_SIZE, user_x).map_err(MemoryError::from)?;
+    tables.map(out_at, gpa(out_at), PAGE_SIZE, user_rw).map_err(MemoryError::from)?;
     {
         let r = vcpu.regs_mut();
         *r = Default::default();
-        r.rip = probe;
+        r.rip = code_at;
         r.rflags = 0x2;
     }
-    let got = match vcpu.run() {
-        Ok(RawExit::MmioWrite { gpa }) if gpa & !0xfff == DOORBELL_GPA => Some(vcpu.regs().rdx & 0xffff_ffff),
-        _ => None,
-    };
+    let exit = vcpu.run()?;
     *vcpu.regs_mut() = Default::default();
-    got
+    if !matches!(exit, RawExit::MmioWrite { gpa } if gpa & !0xfff == DOORBELL_GPA) {
+        return Err(VmError::Probe(exit));
+    }
+    let mut out = vec![0u8; out_len];
+    // SAFETY: out_len bytes of the probe's output page (asserted to fit), which the guest
+    // wrote before its exit and nothing writes now.
+    unsafe { std::ptr::copy_nonoverlapping(out_at as *const u8, out.as_mut_ptr(), out_len) };
+    Ok(probe::view(&out, &leaves, xgetbv))
+}
+
+/// The probed view, if the guest's CPU does what trapbox asked of it and what it tells a
+/// program is true.
+fn check_view(view: arch::cpuview::CpuView, xcr0: Option<u64>) -> Result<arch::cpuview::CpuView, VmError> {
+    let asked = xcr0.unwrap_or(arch::xsave::LEGACY);
+    if view.xcr0() != asked {
+        return Err(VmError::Xcr0Ignored { asked, got: view.xcr0() });
+    }
+    if let Some(first) = view.inconsistencies().into_iter().next() {
+        return Err(VmError::InconsistentView(first));
+    }
+    Ok(view)
 }
 
 /// Retries a KVM ioctl that a signal interrupted: trapbox's handlers (and the guest's, which

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_segment, kvm_xcrs, Msrs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use super::arch::{self, cpuid::GUEST_XCR0, msr};
+use super::arch::{self, msr};
 use super::exit::RawExit;
 use super::VmError;
 
@@ -46,6 +46,8 @@ pub struct CpuSetup {
     pub cr3: u64,
     /// LSTAR: where `syscall` goes.
     pub lstar: u64,
+    /// XCR0 the guest runs with (CR4.OSXSAVE set), or None where the host has no XSAVE.
+    pub xcr0: Option<u64>,
 }
 
 /// A vCPU in 64-bit mode with the guest at CPL3.
@@ -106,22 +108,18 @@ impl Vcpu {
         s.es = null_segment();
         s.fs = null_segment();
         s.gs = null_segment();
-        // CR4.OSXSAVE is refused where KVM does not offer XSAVE to guests; the guest then
-        // runs with the host's XCR0 on PVM (user code runs natively) and glibc sees no OSXSAVE.
-        let osxsave = match fd.set_sregs(&s) {
-            Ok(()) => true,
-            Err(_) => {
-                s.cr4 &= !arch::CR4_OSXSAVE;
-                fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
-                false
-            }
-        };
-        if osxsave {
+        if setup.xcr0.is_none() {
+            s.cr4 &= !arch::CR4_OSXSAVE;
+        }
+        fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
+        if let Some(xcr0) = setup.xcr0 {
             let mut x = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
             x.xcrs[0].xcr = 0;
-            x.xcrs[0].value = GUEST_XCR0;
-            // Best effort like CR4 above: without it the guest keeps KVM's default XCR0 (x87).
-            let _ = fd.set_xcrs(&x);
+            x.xcrs[0].value = xcr0;
+            // KVM refuses an XCR0 its CPUID table does not list: the table and this value
+            // come from the same choice (Machine::new), so a refusal is a trapbox bug worth
+            // stopping for rather than a guest that saves less state than it was told of.
+            fd.set_xcrs(&x).map_err(|e| VmError::Ioctl("KVM_SET_XCRS", e))?;
         }
         let entries = [
             (msr::STAR, arch::star()),
@@ -138,7 +136,7 @@ impl Vcpu {
         if n != entries.len() {
             return Err(VmError::MsrRejected(entries[n].index));
         }
-        let mut vcpu = Vcpu { fd, osxsave };
+        let mut vcpu = Vcpu { fd, osxsave: setup.xcr0.is_some() };
         vcpu.fd.set_sync_valid_reg(SyncReg::Register);
         Ok(vcpu)
     }
@@ -182,7 +180,7 @@ impl Vcpu {
         unsafe { self.fd.set_xsave(x) }.map_err(|e| VmError::Ioctl("KVM_SET_XSAVE", e))
     }
 
-    /// Whether the guest runs with CR4.OSXSAVE and XCR0 = x87|SSE|AVX.
+    /// Whether the guest runs with CR4.OSXSAVE (XCR0 as [`CpuSetup::xcr0`]).
     pub fn osxsave(&self) -> bool {
         self.osxsave
     }

@@ -35,6 +35,10 @@ boxed() {
 echo "trapbox: $($T run -v -- $G/hello-static 2>&1 >/dev/null | head -1)"
 if [ "$part" != boot ]; then
 boxed "trap path is hardware KVM" 0 "trap path: hardware KVM" -v -- $G/hello-static
+# The CPU view on this kind of KVM and this (emulated) CPU, printed for the record.
+if $T inspect --cpu > /tmp/cpu.out 2> /tmp/b.err && grep -q "^guest view: consistent" /tmp/cpu.out; then
+  ok "inspect --cpu: the guest's view is consistent"; else bad "inspect --cpu"; fi
+grep -E "^(CPU|XCR0|state saved|XSAVE area|features hidden)" /tmp/cpu.out
 
 for f in static static-pie dynamic; do
   same "hello/$f" "" $G/hello-$f
@@ -47,6 +51,8 @@ for f in static static-pie dynamic; do
   same "bigstr/$f" "" $G/bigstr-$f
   same "regs/$f" "" $G/regs-$f
   same "cpu/$f" "" $G/cpu-$f
+  same "cpu_view/$f" "" $G/cpu_view-$f
+  same "vec_state/$f" "" $G/vec_state-$f
   same "selfexe/$f" "" $G/selfexe-$f
   same "stdin_echo/$f" "piped
 into the box" $G/stdin_echo-$f

@@ -5,6 +5,8 @@
 //! kinds of KVM accept and which makes `syscall`/`sysret` work with Linux's STAR value.
 
 pub mod cpuid;
+pub mod cpuview;
+pub mod xsave;
 
 /// Kernel code selector.
 pub const KERNEL_CS: u16 = 0x10;

@@ -129,6 +129,69 @@ fn edit_first_stdin_read(trace: &Path, new_len: i64) {
     });
 }
 
+/// Issue 19: a trace names the CPU view it was recorded with; a replay on a CPU that lacks a
+/// feature the program was told of, or saves other state, is refused before the program runs,
+/// in one line that names what is missing.
+#[test]
+fn replay_on_another_cpu_view_is_refused_up_front() {
+    use trapbox::trap::CpuView;
+    use trapbox::vm::arch::cpuview::Leaf;
+    let (d, trace, argv) = setup("rr-cpu", Form::Static);
+    let rec = record(&d, &trace, &argv, b"input\n");
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let recorded = {
+        let bytes = std::fs::read(&trace).unwrap();
+        let mut r = TraceReader::new(&bytes[..]).unwrap();
+        match r.next_event().unwrap() {
+            Some(Event::Start(s)) => s.cpu.expect("a new trace names its CPU view"),
+            e => panic!("first event {e:?}"),
+        }
+    };
+    assert_eq!(recorded.inconsistencies(), vec![], "{recorded:?}");
+    // The same trace replays here.
+    assert_eq!(replay(&d, &trace).status, 0);
+
+    // A recording made on a CPU with AMX tiles (CPUID.7:EDX bit 24).
+    let with = |edit: &dyn Fn(&mut Vec<Leaf>) -> u64| {
+        let mut leaves = recorded.leaves().to_vec();
+        let xcr0 = edit(&mut leaves);
+        CpuView::new(xcr0, leaves)
+    };
+    let amx = with(&|l| {
+        l.iter_mut().filter(|l| (l.leaf, l.sub) == (7, 0)).for_each(|l| l.regs[3] |= 1 << 24);
+        recorded.xcr0()
+    });
+    rewrite_trace(&trace, "Start", |e| match e {
+        Event::Start(s) => {
+            s.cpu = Some(Box::new(amx.clone()));
+            true
+        }
+        _ => false,
+    });
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    assert_eq!(rep.stdout_str(), "", "nothing of the program ran");
+    let err = rep.stderr_str();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot replay on this CPU") && err.contains("amx_tile"), "{err}");
+
+    // A recording whose CPU saved one more component (PKRU) than this one.
+    let pkru = with(&|l| {
+        l.push(Leaf { leaf: 0xd, sub: 9, regs: [8, 4096, 0, 0] });
+        recorded.xcr0() | 1 << 9
+    });
+    rewrite_trace(&trace, "Start", |e| match e {
+        Event::Start(s) => {
+            s.cpu = Some(Box::new(pkru.clone()));
+            true
+        }
+        _ => false,
+    });
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    assert!(rep.stderr_str().contains("PKRU"), "{}", rep.stderr_str());
+}
+
 #[test]
 fn edited_trace_diverges_with_a_clear_report() {
     let (d, trace, argv) = setup("rr-diverge", Form::Static);
@@ -225,7 +288,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 6)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 7)"), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");

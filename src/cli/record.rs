@@ -46,6 +46,9 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
         bail!("{why}");
     }
     let mut sandbox = start.sandbox().build()?;
+    if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
+        bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
+    }
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
     }

@@ -3,6 +3,8 @@
 
 use crate::process::abi;
 pub use crate::process::vdso::{TimeCall, TimeKind};
+use crate::trap::CpuView;
+use crate::vm::arch::cpuview::Leaf;
 
 /// Everything that happened that the guest could not compute by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +94,9 @@ pub struct StartEvent {
     pub stack: Vec<u8>,
     /// Base of trapbox's vDSO, when the guest had it (format version 3 on).
     pub vdso: Option<u64>,
+    /// The CPU the guest's user code saw (format version 7 on): a replay needs the same
+    /// XSAVE state and layout, and every feature the program was told of.
+    pub cpu: Option<Box<CpuView>>,
 }
 
 /// One syscall.
@@ -231,6 +236,21 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    fn cpu_view(&mut self) -> Result<Option<Box<CpuView>>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => {
+                let xcr0 = self.u64()?;
+                let leaves = self.list(|d| {
+                    let (leaf, sub) = (d.u32()?, d.u32()?);
+                    Ok(Leaf { leaf, sub, regs: [d.u32()?, d.u32()?, d.u32()?, d.u32()?] })
+                })?;
+                Ok(Some(Box::new(CpuView::new(xcr0, leaves))))
+            }
+            t => Err(format!("bad CPU view tag {t}")),
+        }
+    }
+
     fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
         let n = self.u32()? as usize;
         if n > self.b.len() {
@@ -259,6 +279,19 @@ impl Event {
                 put_u64(b, s.sp);
                 put_bytes(b, &s.stack);
                 put_opt(b, s.vdso);
+                match &s.cpu {
+                    None => b.push(0),
+                    Some(v) => {
+                        b.push(1);
+                        put_u64(b, v.xcr0());
+                        b.extend_from_slice(&(v.leaves().len() as u32).to_le_bytes());
+                        for l in v.leaves() {
+                            b.extend_from_slice(&l.leaf.to_le_bytes());
+                            b.extend_from_slice(&l.sub.to_le_bytes());
+                            l.regs.iter().for_each(|r| b.extend_from_slice(&r.to_le_bytes()));
+                        }
+                    }
+                }
             }
             Event::Syscall(s) => {
                 b.push(2);
@@ -358,6 +391,7 @@ impl Event {
                 sp: d.u64()?,
                 stack: d.bytes()?,
                 vdso: if d.version >= 3 { d.opt()? } else { None },
+                cpu: if d.version >= 7 { d.cpu_view()? } else { None },
             }),
             7 => Event::TimeCalls(d.list(|d| {
                 let k = d.u8()?;
@@ -474,6 +508,13 @@ mod tests {
                 sp: 0x7ff0,
                 stack: vec![9; 16],
                 vdso: Some(0x7fff_0000),
+                cpu: Some(Box::new(CpuView::new(
+                    0xe7,
+                    vec![
+                        Leaf { leaf: 0xd, sub: 0, regs: [0xe7, 2432, 2432, 0] },
+                        Leaf { leaf: 1, sub: 0, regs: [1, 2, 3, 4] },
+                    ],
+                ))),
             }),
             Event::Syscall(SyscallEvent {
                 nr: 0,
@@ -516,8 +557,20 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), stack_base: 1, sp: 2, ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        b.pop(); // the trailing "no vDSO" option tag, which version 2 did not have
+        // The trailing "no vDSO" and "no CPU view" tags, which version 2 did not have.
+        b.truncate(b.len() - 2);
         let mut d = Decoder::new(&b).at_version(2);
+        assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
+        assert_eq!(d.consumed(), b.len());
+    }
+
+    #[test]
+    fn version_6_start_has_no_cpu_view() {
+        let mut b = Vec::new();
+        let start = StartEvent { program: b"/bin/x".to_vec(), vdso: Some(9), ..Default::default() };
+        Event::Start(start.clone()).encode(&mut b);
+        b.pop(); // the "no CPU view" tag
+        let mut d = Decoder::new(&b).at_version(6);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
     }

@@ -544,6 +544,7 @@ impl<W: Write + Send + 'static> Recording<W> {
             sp,
             stack,
             vdso: pl.vdso,
+            cpu: g.cpu_view().map(Box::new),
         };
         // A start goes to disk at once (a trace cut short anywhere still replays a prefix),
         // its program CRC computed by the writer's thread.
@@ -794,6 +795,16 @@ impl StartEvent {
             ));
         }
         Ok(())
+    }
+
+    /// Whether this CPU can replay what was recorded (see
+    /// [`crate::trap::CpuView::replay_mismatch`]); traces before format version 7 name no CPU
+    /// view and are not checked.
+    pub fn check_cpu(&self, here: &crate::trap::CpuView) -> Result<(), crate::trap::ViewMismatch> {
+        match self.cpu.as_ref().and_then(|rec| here.replay_mismatch(rec)) {
+            Some(m) => Err(m),
+            None => Ok(()),
+        }
     }
 
     /// The image as [`Guest::exec_image`] takes it.

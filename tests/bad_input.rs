@@ -146,3 +146,27 @@ fn inspect_describes_each_kind() {
     let r = trapbox(&["inspect", "/nonexistent"], b"", &d);
     assert_one_line_error(&r, "No such file");
 }
+
+/// Issue 19: `inspect --cpu` shows the guest's CPU view beside the host's, and both views are
+/// consistent.
+#[test]
+fn inspect_cpu_shows_both_views() {
+    common::require_kvm();
+    let d = tempdir("inspect-cpu");
+    let r = trapbox(&["inspect", "--cpu"], b"", &d);
+    let out = r.stdout_str();
+    assert_eq!(r.status, 0, "{out}{}", r.stderr_str());
+    assert!(out.contains("host view: consistent\n") && out.contains("guest view: consistent\n"), "{out}");
+    let xcr0 = out.lines().find(|l| l.starts_with("XCR0")).expect("an XCR0 row");
+    let v: Vec<u64> =
+        xcr0.split_whitespace().skip(1).map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap()).collect();
+    assert_eq!(v.len(), 2, "{xcr0}");
+    // The guest saves no state the host does not; on PVM (guest code runs with the host's
+    // XCR0) exactly the host's.
+    assert_eq!(v[1] & !v[0], 0, "{xcr0}");
+    if out.contains("kind of KVM: PVM") {
+        assert_eq!(v[1], v[0], "{xcr0}");
+    }
+    let r = trapbox(&["inspect", "--cpu", "/bin/ls"], b"", &d);
+    assert_ne!(r.status, 0);
+}

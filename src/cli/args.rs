@@ -25,14 +25,23 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Boot a Linux kernel (bzImage) in KVM with a serial console on this terminal.
     Boot(crate::boot::BootArgs),
-    /// Say what a file is and whether trapbox can run it (or summarise a trace).
+    /// Say what a file is and whether trapbox can run it (or summarise a trace); with
+    /// `--cpu`, show the CPU the box gives programs beside the host's.
     Inspect {
         /// The file.
-        file: PathBuf,
+        #[arg(required_unless_present = "cpu")]
+        file: Option<PathBuf>,
         /// For a trace: list its events one per line (index, guest thread, event), as a
         /// replay's divergence names them by index.
         #[arg(long)]
         events: bool,
+        /// Show the CPU view the guest gets (XSAVE state and layout, features) beside the
+        /// host's, and whether each is consistent.
+        #[arg(long, conflicts_with_all = ["file", "events"])]
+        cpu: bool,
+        /// With --cpu: the trap path whose VM to measure (default: detected).
+        #[arg(long, value_enum, requires = "cpu")]
+        trap_path: Option<PathArg>,
     },
 }
 

@@ -5,6 +5,7 @@ use clap::Parser;
 
 mod args;
 mod boot;
+mod cpu;
 mod inspect;
 mod record;
 mod trace;
@@ -34,7 +35,10 @@ fn run(cli: args::Cli) -> Result<i32> {
         args::Command::Record(r) => record::record(r),
         args::Command::Replay(r) => record::replay(r),
         args::Command::Boot(b) => boot::boot(b),
-        args::Command::Inspect { file, events } => inspect::inspect(&file, events),
+        args::Command::Inspect { cpu: true, trap_path, .. } => cpu::inspect_cpu(trap_path.map(Into::into)),
+        args::Command::Inspect { file, events, .. } => {
+            inspect::inspect(&file.expect("clap requires FILE without --cpu"), events)
+        }
     }
 }
 
@@ -52,6 +56,7 @@ pub fn build(r: &args::RunArgs, vdso: trapbox::VdsoMode) -> Result<trapbox::Sand
     let sandbox = builder.build()?;
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
+        eprintln!("trapbox: {}", cpu::summary(sandbox.cpu_view()));
     }
     Ok(sandbox)
 }

@@ -450,6 +450,9 @@ impl Sandbox {
         // SAFETY: pthread_self has no preconditions.
         self.core.group.set_main(unsafe { libc::pthread_self() });
         let core = self.core.clone();
+        // Kicks reach this thread from the moment a handler can get a kicker (on_start), not
+        // only once the loop runs: a kick in between makes the first entry a preemption.
+        let _kicks = self.main.kick.claim();
         {
             let mut cpu = Cpu::lock(&core, &mut self.main);
             signals::mirror_all(&cpu.s().process.signals);

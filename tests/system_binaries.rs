@@ -36,7 +36,10 @@ fn cat_file_and_stdin() {
 
 #[test]
 fn ls_la() {
-    let d = tempdir("ls");
+    // `ls -la` lists `..` with its link count: a directory of this test's own, not the shared
+    // temporary directory where other tests make and remove directories meanwhile.
+    let d = tempdir("ls").join("listed");
+    std::fs::create_dir(&d).unwrap();
     data_file(&d);
     std::fs::create_dir(d.join("sub")).unwrap();
     std::fs::write(d.join("sub/x"), b"x").unwrap();

@@ -30,7 +30,7 @@ use std::io::Write;
 use abi::{Handling, Refusal};
 use fds::FdGuard;
 use mem::{Access, AddressSpace};
-use passthrough::{check_args, host_syscall, Checked};
+use passthrough::{host_syscall, stage, Checked, Staged};
 use signals::{SigAction, SignalState};
 
 use crate::trap::{Action, GuestAddr, Regs, Syscall};
@@ -63,12 +63,15 @@ impl ThreadState {
 pub enum Handled {
     /// Finished: apply this action.
     Done(Action),
-    /// Checked and ready: make host syscall `nr` with `args` (see [`run_host`]); its result
-    /// is the guest's.
-    Host {
+    /// Checked and staged: run it ([`Staged::run`], without holding the process), then
+    /// [`Process::finish_host`] with its result, which is the guest's.
+    Host(Box<Staged>),
+    /// An emulated call that waits in the host kernel (futex): make host syscall `nr` with
+    /// `args` (see [`run_host`]) without holding the process; its result is the guest's.
+    Wait {
         /// Syscall number.
         nr: u64,
-        /// Arguments.
+        /// Arguments (already checked).
         args: [u64; 6],
     },
     /// rt_sigsuspend/pause: wait until [`Process::signal_ends_wait`] says so with this mask in
@@ -345,7 +348,7 @@ impl Process {
             Handling::Emulated => match desc.name {
                 // The calls that may block wait without holding the process.
                 "futex" => match self.futex(&call.args) {
-                    Ok(()) => Handled::Host { nr: desc.nr, args: call.args },
+                    Ok(()) => Handled::Wait { nr: desc.nr, args: call.args },
                     Err(e) => Action::Return(neg(e)).into(),
                 },
                 "pause" => self.sigsuspend(None),
@@ -360,21 +363,30 @@ impl Process {
                 }
                 name => self.emulate(m, name, &call.args, regs).into(),
             },
-            Handling::Host => match check_args(desc, &call.args, &self.aspace, &self.fds) {
-                Checked::Ok => match self.own_exe_link(desc.name, &call.args) {
-                    Some(r) => Action::Return(r).into(),
-                    None => Handled::Host { nr: desc.nr, args: call.args },
-                },
-                Checked::Refuse(e) => Action::Return(neg(e)).into(),
-                Checked::Unsupported(arg) => {
-                    self.warn_once(
-                        desc.name,
-                        format_args!("{}: argument `{arg}` cannot be checked yet; returning ENOSYS", desc.name),
-                    );
-                    Action::Return(neg(libc::ENOSYS)).into()
+            Handling::Host => {
+                let threads = |t: i32| self.is_guest_thread(t);
+                match stage(desc, &call.args, &self.aspace, &self.fds, &threads) {
+                    Checked::Ok(staged) => match self.own_exe_link(desc.name, &call.args) {
+                        Some(r) => Action::Return(r).into(),
+                        None => Handled::Host(staged),
+                    },
+                    Checked::Refuse(e) => Action::Return(neg(e)).into(),
+                    Checked::Unsupported(arg) => {
+                        self.warn_once(
+                            desc.name,
+                            format_args!("{}: argument `{arg}` cannot be checked yet; returning ENOSYS", desc.name),
+                        );
+                        Action::Return(neg(libc::ENOSYS)).into()
+                    }
                 }
-            },
+            }
         }
+    }
+
+    /// Completes a staged host call that returned `ret` (see [`Staged::finish`]); the result
+    /// is the guest's.
+    pub fn finish_host(&mut self, staged: Box<Staged>, ret: i64) -> i64 {
+        staged.finish(ret, &self.aspace)
     }
 
     /// readlink of `/proc/self/exe` (and its aliases) names the guest's program, not trapbox:
@@ -475,9 +487,7 @@ impl Process {
             "tkill" => self.kill(unsafe { libc::getpid() }, a[1] as i32, Some(a[0] as i32)),
             "prctl" => ret(self.prctl(a)),
             "close_range" => ret(self.close_range(a)),
-            "getsockopt" => ret(self.getsockopt(a)),
             "mincore" => ret(self.mincore(a)),
-            "pselect6" => ret(self.pselect6(a)),
             _ => {
                 self.warn_once(name, format_args!("{name} is not supported yet; returning ENOSYS"));
                 Action::Return(neg(libc::ENOSYS))
@@ -699,16 +709,6 @@ impl Process {
         Ok(0)
     }
 
-    fn getsockopt(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
-        if self.fds.is_reserved(a[0] as i32 as i64) {
-            return Err(libc::EBADF);
-        }
-        let len = u32::from_le_bytes(self.read_struct::<4>(a[4])?);
-        self.aspace.check(a[4], 4, Access::Write).map_err(|_| libc::EFAULT)?;
-        self.check(a[3], len as u64, Access::Write)?;
-        forward("getsockopt", a)
-    }
-
     fn mincore(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
         if a[0] & 0xfff != 0 {
             return Err(libc::EINVAL);
@@ -719,21 +719,6 @@ impl Process {
         }
         self.aspace.check(a[2], len / 4096, Access::Write).map_err(|_| libc::EFAULT)?;
         forward("mincore", a)
-    }
-
-    fn pselect6(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
-        let set_bytes = (a[0].min(1 << 20)).div_ceil(64) * 8;
-        for p in [a[1], a[2], a[3]] {
-            self.check(p, set_bytes, Access::Write)?;
-        }
-        self.check(a[4], 16, Access::Write)?;
-        if a[5] != 0 {
-            let s = self.read_struct::<16>(a[5])?;
-            let (ptr, size) =
-                (u64::from_le_bytes(s[..8].try_into().expect("8")), u64::from_le_bytes(s[8..].try_into().expect("8")));
-            self.check(ptr, size, Access::Read)?;
-        }
-        forward("pselect6", a)
     }
 }
 

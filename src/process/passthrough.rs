@@ -1,197 +1,164 @@
-//! Forwarding a syscall to the host, checked against the ABI table (invariants 3 and 4).
+//! Forwarding a syscall to the host, staged by the ABI table's walk (invariants 3 and 4).
 //!
-//! Before the host kernel sees a syscall, every pointer argument is checked against the guest's
-//! mappings — address, length and direction, nested pointers included (iovecs, msghdr) — and
-//! every descriptor argument against trapbox's own. A failed check returns the errno the kernel
-//! would have given for the guest's view of memory (EFAULT) or descriptors (EBADF). NULL
-//! pointers go through unchanged: the kernel treats them as "none" or fails with EFAULT, and
-//! trapbox never maps page zero.
+//! [`stage`] runs the one walk over the call's arguments (`abi::walk`): pointer-bearing values
+//! are copied into trapbox's memory and checked there, flat buffers are checked to be guest
+//! memory with the right rights, and every descriptor the call names — in a register, a
+//! pollfd array, an fd_set, an SCM_RIGHTS message, a sigevent — is checked against trapbox's
+//! own. The result, a [`Staged`] call, runs on the host without the process lock held; then
+//! [`Staged::finish`] writes what the kernel put in the copies back to guest memory and vets
+//! the descriptors the call brought in. NULL pointers go through unchanged: the kernel treats
+//! them as "none" or fails with EFAULT, and trapbox never maps page zero.
 
-use crate::process::abi::{ArgKind, Dir, Len, Ret, SyscallDesc};
+use crate::process::abi::walk::{self, FdAt, Memory, Plan, Policy, Stop};
+use crate::process::abi::{Dir, Ret, SyscallDesc};
 use crate::process::fds::{leads_into_trapbox, FdGuard};
 use crate::process::mem::{Access, AddressSpace};
+use crate::process::signals;
 use crate::trap::GuestAddr;
-
-/// Longest path the kernel accepts.
-const PATH_MAX: usize = 4096;
-/// Most iovecs the kernel accepts.
-const IOV_MAX: u64 = 1024;
-
-fn dir_access(d: Dir) -> Access {
-    match d {
-        Dir::In => Access::Read,
-        Dir::Out => Access::Write,
-    }
-}
-
-fn len_of(len: Len, args: &[u64; 6]) -> u64 {
-    match len {
-        Len::Arg(i) => args[i],
-        Len::Fixed(n) => n as u64,
-        Len::ArgTimes(i, n) => args[i].saturating_mul(n as u64),
-    }
-}
 
 /// Why a check failed: the errno for the guest.
 pub type Errno = i32;
 
-fn check(mem: &AddressSpace, addr: u64, len: u64, access: Access) -> Result<(), Errno> {
-    if addr == 0 {
-        return Ok(());
+impl Memory for AddressSpace {
+    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
+        AddressSpace::read(self, GuestAddr(addr), out).is_ok()
     }
-    mem.check(addr, len, access).map_err(|_| libc::EFAULT)
-}
-
-fn check_iovecs(mem: &AddressSpace, addr: u64, count: u64, access: Access) -> Result<(), Errno> {
-    if count > IOV_MAX {
-        return Err(libc::EINVAL);
+    fn allows(&self, addr: u64, len: u64, dir: Dir) -> bool {
+        let access = match dir {
+            Dir::In => Access::Read,
+            Dir::Out => Access::Write,
+        };
+        self.check(addr, len, access).is_ok()
     }
-    if count == 0 {
-        return Ok(());
+    fn covers(&self, addr: u64, len: u64) -> bool {
+        addr.checked_add(len).is_some_and(|end| AddressSpace::covers(self, addr, end))
     }
-    mem.check(addr, count * 16, Access::Read).map_err(|_| libc::EFAULT)?;
-    for i in 0..count {
-        let base = mem.read_u64(addr + i * 16).map_err(|_| libc::EFAULT)?;
-        let len = mem.read_u64(addr + i * 16 + 8).map_err(|_| libc::EFAULT)?;
-        if len > 0 {
-            mem.check(base, len, access).map_err(|_| libc::EFAULT)?;
-        }
-    }
-    Ok(())
 }
 
-fn check_msghdr(mem: &AddressSpace, addr: u64, dir: Dir) -> Result<(), Errno> {
-    let acc = dir_access(dir);
-    // recvmsg writes back msg_namelen, msg_controllen and msg_flags.
-    mem.check(addr, 56, if dir == Dir::Out { Access::Write } else { Access::Read }).map_err(|_| libc::EFAULT)?;
-    let rd = |o: u64| mem.read_u64(addr + o).map_err(|_| libc::EFAULT);
-    let (name, namelen) = (rd(0)?, rd(8)? & 0xffff_ffff);
-    let (iov, iovlen) = (rd(16)?, rd(24)?);
-    let (control, controllen) = (rd(32)?, rd(40)?);
-    check(mem, name, namelen, acc)?;
-    check_iovecs(mem, iov, iovlen, acc)?;
-    check(mem, control, controllen, acc)
+/// The signals no signal set the kernel gets for the guest may hold (see
+/// [`signals::host_owned`]).
+pub fn policy() -> Policy {
+    let reserved = (1..=signals::NSIG as i32).filter(|s| signals::host_owned(*s)).fold(0, |m, s| m | signals::bit(s));
+    Policy { reserved_signals: reserved }
 }
 
-/// `ioctl` requests trapbox forwards, with what the third argument points to. Anything else
-/// is refused with ENOTTY (what the kernel says for a request a device does not know).
-fn ioctl_arg(request: u64) -> Option<Option<(u64, Access)>> {
-    const TERMIOS: u64 = 36; // the kernel's struct termios
-    Some(match request {
-        0x5401 => Some((TERMIOS, Access::Write)),         // TCGETS
-        0x5402..=0x5404 => Some((TERMIOS, Access::Read)), // TCSETS, TCSETSW, TCSETSF
-        0x5409..=0x540b => None,                          // TCSBRK, TCXONC, TCFLSH (values)
-        0x540f => Some((4, Access::Write)),               // TIOCGPGRP
-        0x5410 => Some((4, Access::Read)),                // TIOCSPGRP
-        0x5413 => Some((8, Access::Write)),               // TIOCGWINSZ
-        0x5414 => Some((8, Access::Read)),                // TIOCSWINSZ
-        0x541b => Some((4, Access::Write)),               // FIONREAD
-        0x5421 | 0x5452 => Some((4, Access::Read)),       // FIONBIO, FIOASYNC
-        0x5450 | 0x5451 => None,                          // FIONCLEX, FIOCLEX
-        0x5429 => Some((4, Access::Write)),               // TIOCGSID
-        0x80086601 => Some((8, Access::Write)),           // FS_IOC_GETFLAGS
-        _ => return None,
-    })
-}
-
-/// `fcntl` commands trapbox forwards, with the size the third argument points to.
-fn fcntl_arg(cmd: u64) -> Option<Option<(u64, Access)>> {
-    Some(match cmd as i32 {
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD | libc::F_GETFL | libc::F_SETFL => None,
-        libc::F_GETLK | libc::F_OFD_GETLK => Some((32, Access::Write)),
-        libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Some((32, Access::Read)),
-        libc::F_GETOWN | libc::F_SETOWN | libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => None,
-        libc::F_ADD_SEALS | libc::F_GET_SEALS | libc::F_GETLEASE | libc::F_SETLEASE => None,
-        16 => Some((8, Access::Write)), // F_GETOWN_EX
-        15 => Some((8, Access::Read)),  // F_SETOWN_EX
-        // F_SETSIG and F_NOTIFY would make the kernel signal trapbox.
-        _ => return None,
-    })
-}
-
-/// What the checker concluded.
-#[derive(Debug, PartialEq, Eq)]
+/// What staging concluded.
+#[derive(Debug)]
 pub enum Checked {
-    /// All arguments are safe to hand to the host kernel.
-    Ok,
+    /// Ready for the host.
+    Ok(Box<Staged>),
     /// Refuse with this errno.
     Refuse(Errno),
-    /// An argument kind the generic checker cannot vouch for (trapbox says so once).
+    /// An argument kind the walk cannot vouch for (trapbox says so once).
     Unsupported(&'static str),
 }
 
-/// Checks every argument of a syscall the ABI table marks `Host`.
-pub fn check_args(desc: &SyscallDesc, args: &[u64; 6], mem: &AddressSpace, fds: &FdGuard) -> Checked {
-    match check_args_inner(desc, args, mem, fds) {
-        Ok(()) => Checked::Ok,
-        Err(Err(e)) => Checked::Refuse(e),
-        Err(Ok(why)) => Checked::Unsupported(why),
-    }
+/// POLLNVAL: what poll reports for a descriptor that is not open.
+const POLLNVAL: u16 = 0x20;
+
+/// A checked call: the registers the host kernel gets and the copies they point at.
+#[derive(Debug)]
+pub struct Staged {
+    desc: &'static SyscallDesc,
+    plan: Plan,
+    regs: [u64; 6],
+    /// Pollfd entries naming trapbox's descriptors: polled as -1, reported POLLNVAL.
+    nval: Vec<(usize, usize)>,
 }
 
-fn check_args_inner(
-    desc: &SyscallDesc,
+/// Stages a syscall the ABI table marks `Host`. `is_guest_thread` says whether a thread id a
+/// sigevent names is one of the guest's.
+pub fn stage(
+    desc: &'static SyscallDesc,
     args: &[u64; 6],
     mem: &AddressSpace,
     fds: &FdGuard,
-) -> Result<(), Result<&'static str, Errno>> {
-    let refuse = |e: Errno| Err(Err(e));
-    for (i, a) in desc.args.iter().enumerate() {
-        let v = args[i];
-        let r = match a.kind {
-            ArgKind::Fd | ArgKind::DirFd if fds.is_reserved(v as i32 as i64) => Err(libc::EBADF),
-            ArgKind::Path | ArgKind::CStr if v != 0 => match mem.read_cstr(GuestAddr(v), PATH_MAX) {
-                Ok(_) => Ok(()),
-                Err(_) if mem.check(v, 1, Access::Read).is_ok() => Err(libc::ENAMETOOLONG),
-                Err(_) => Err(libc::EFAULT),
-            },
-            ArgKind::InBuf(len) => check(mem, v, len_of(len, args), Access::Read),
-            ArgKind::OutBuf { len, .. } => check(mem, v, len_of(len, args), Access::Write),
-            ArgKind::In(s) => check(mem, v, s.size() as u64, Access::Read),
-            ArgKind::Out(s) | ArgKind::InOut(s) => check(mem, v, s.size() as u64, Access::Write),
-            ArgKind::Iovec { count, dir } if v != 0 => check_iovecs(mem, v, args[count], dir_access(dir)),
-            ArgKind::Msghdr(dir) if v != 0 => check_msghdr(mem, v, dir),
-            ArgKind::PollFds { count } => check(mem, v, args[count].saturating_mul(8), Access::Write),
-            ArgKind::FdSet { nfds } => check(mem, v, args[nfds].min(1 << 20).div_ceil(64) * 8, Access::Write),
-            ArgKind::SockLenPtr => check(mem, v, 4, Access::Write),
-            ArgKind::SockAddrIn { len } => check(mem, v, args[len] & 0xffff_ffff, Access::Read),
-            ArgKind::SockAddrOut { len } if v != 0 => {
-                let lp = args[len];
-                let mut b = [0u8; 4];
-                if lp == 0 || mem.read(GuestAddr(lp), &mut b).is_err() {
-                    Err(libc::EFAULT)
-                } else {
-                    check(mem, v, u32::from_le_bytes(b) as u64, Access::Write)
+    is_guest_thread: &dyn Fn(i32) -> bool,
+) -> Checked {
+    let mut plan = match walk::plan(desc, args, mem, &policy()) {
+        Ok(p) => p,
+        Err(Stop::Errno(e)) => return Checked::Refuse(e),
+        Err(Stop::Unsupported(arg)) => return Checked::Unsupported(arg),
+    };
+    let mut nval = Vec::new();
+    for at in &plan.fds {
+        match *at {
+            FdAt::Named(fd) if fds.is_reserved(fd) => return Checked::Refuse(libc::EBADF),
+            FdAt::Polled { copy, entry } => {
+                let b = &plan.copies[copy].bytes[entry * 8..entry * 8 + 4];
+                if fds.is_reserved(i32::from_le_bytes(b.try_into().expect("4 bytes")).into()) {
+                    nval.push((copy, entry));
                 }
             }
-            ArgKind::GuestRange { len } => {
-                let n = (args[len] + 0xfff) & !0xfff;
-                if v & 0xfff != 0 {
-                    Err(libc::EINVAL)
-                } else if n > 0 && !mem.covers(v, v.saturating_add(n)) {
-                    Err(libc::ENOMEM)
-                } else {
-                    Ok(())
-                }
-            }
-            ArgKind::IoctlArg => match ioctl_arg(args[1] & 0xffff_ffff) {
-                Some(Some((n, acc))) => check(mem, v, n, acc),
-                Some(None) => Ok(()),
-                None => Err(libc::ENOTTY),
-            },
-            ArgKind::FcntlArg => match fcntl_arg(args[1]) {
-                Some(Some((n, acc))) => check(mem, v, n, acc),
-                Some(None) => Ok(()),
-                None => Err(libc::EINVAL),
-            },
-            ArgKind::StrArray | ArgKind::Special if v != 0 => return Err(Ok(a.name)),
-            _ => Ok(()),
-        };
-        if let Err(e) = r {
-            return refuse(e);
+            FdAt::Named(_) => {}
         }
     }
-    Ok(())
+    for u in &plan.signals {
+        let bad_sig = !(1..=signals::NSIG as i32).contains(&u.sig) || signals::host_owned(u.sig);
+        if bad_sig || u.tid.is_some_and(|t| !is_guest_thread(t)) {
+            return Checked::Refuse(libc::EINVAL);
+        }
+    }
+    let mut regs_in = *args;
+    if !nval.is_empty() {
+        for &(copy, entry) in &nval {
+            plan.copies[copy].bytes[entry * 8..entry * 8 + 4].copy_from_slice(&(-1i32).to_le_bytes());
+        }
+        // A closed descriptor makes poll return at once: so does one of trapbox's.
+        match desc.name {
+            "poll" => regs_in[2] = 0,
+            _ => {
+                let zero = plan.copies.len();
+                plan.copies.push(walk::Copy { guest: 0, bytes: vec![0; 16], back: walk::Back::Nothing });
+                plan.args[2] = Some(walk::Value::Copy(zero));
+            }
+        }
+    }
+    let regs = plan.registers(&regs_in);
+    Checked::Ok(Box::new(Staged { desc, plan, regs, nval }))
+}
+
+impl Staged {
+    /// The syscall number.
+    pub fn nr(&self) -> u64 {
+        self.desc.nr
+    }
+
+    /// Makes the host call (without the process lock: it may block).
+    pub fn run(&self) -> i64 {
+        host_syscall(self.desc, &self.regs)
+    }
+
+    /// Completes the call that returned `ret`: received descriptors that lead into trapbox
+    /// are closed (their number becomes -1 in the guest's copy of the message), what the
+    /// kernel wrote in the copies goes to guest memory, descriptors trapbox stood in for read
+    /// POLLNVAL. Returns the guest's result: EFAULT if guest memory for the results is gone.
+    pub fn finish(mut self, mut ret: i64, mem: &AddressSpace) -> i64 {
+        for &c in &self.plan.received {
+            for off in walk::scm_rights_at(&self.plan.copies[c].bytes) {
+                let b = &mut self.plan.copies[c].bytes[off..off + 4];
+                let fd = i32::from_le_bytes((&*b).try_into().expect("4 bytes"));
+                if ret >= 0 && leads_into_trapbox(fd.into()) {
+                    // SAFETY: `fd` arrived with this call; the guest has not seen its number.
+                    unsafe { libc::close(fd) };
+                    b.copy_from_slice(&(-1i32).to_le_bytes());
+                }
+            }
+        }
+        if ret >= 0 {
+            for &(copy, entry) in &self.nval {
+                let at = entry * 8 + 6;
+                self.plan.copies[copy].bytes[at..at + 2].copy_from_slice(&POLLNVAL.to_le_bytes());
+            }
+            ret += self.nval.len() as i64;
+        }
+        for (addr, bytes) in self.plan.copy_back(ret) {
+            if mem.write(GuestAddr(addr), &bytes).is_err() {
+                return -(libc::EFAULT as i64);
+            }
+        }
+        ret
+    }
 }
 
 /// Runs a checked syscall on the host. A new descriptor that leads into trapbox is closed
@@ -224,35 +191,43 @@ mod tests {
     use super::*;
     use crate::process::abi::lookup_name;
 
+    fn staged(name: &str, args: [u64; 6], fds: &FdGuard) -> Result<(), Errno> {
+        let mem = AddressSpace::new();
+        match stage(lookup_name(name).unwrap(), &args, &mem, fds, &|_| true) {
+            Checked::Ok(_) => Ok(()),
+            Checked::Refuse(e) => Err(e),
+            Checked::Unsupported(_) => Err(libc::ENOSYS),
+        }
+    }
+
     #[test]
-    fn check_args_refuses_reserved_fds() {
+    fn stage_refuses_reserved_fds() {
         let mut fds = FdGuard::default();
         fds.reserve(900);
-        let mem = AddressSpace::new();
-        let close = lookup_name("close").unwrap();
-        assert_eq!(check_args(close, &[900, 0, 0, 0, 0, 0], &mem, &fds), Checked::Refuse(libc::EBADF));
-        assert_eq!(check_args(close, &[3, 0, 0, 0, 0, 0], &mem, &fds), Checked::Ok);
-        let dup2 = lookup_name("dup2").unwrap();
-        assert_eq!(check_args(dup2, &[1, 900, 0, 0, 0, 0], &mem, &fds), Checked::Refuse(libc::EBADF));
+        assert_eq!(staged("close", [900, 0, 0, 0, 0, 0], &fds), Err(libc::EBADF));
+        assert_eq!(staged("close", [3, 0, 0, 0, 0, 0], &fds), Ok(()));
+        assert_eq!(staged("dup2", [1, 900, 0, 0, 0, 0], &fds), Err(libc::EBADF));
     }
 
     #[test]
-    fn check_args_refuses_pointers_outside_guest() {
+    fn stage_refuses_pointers_outside_guest() {
         let fds = FdGuard::default();
-        let mem = AddressSpace::new();
-        let read = lookup_name("read").unwrap();
-        assert_eq!(check_args(read, &[0, 0x1000, 10, 0, 0, 0], &mem, &fds), Checked::Refuse(libc::EFAULT));
+        assert_eq!(staged("read", [0, 0x1000, 10, 0, 0, 0], &fds), Err(libc::EFAULT));
         // NULL goes through: the kernel reports EFAULT itself.
-        assert_eq!(check_args(read, &[0, 0, 10, 0, 0, 0], &mem, &fds), Checked::Ok);
-        let openat = lookup_name("openat").unwrap();
-        assert_eq!(check_args(openat, &[0, 0x2000, 0, 0, 0, 0], &mem, &fds), Checked::Refuse(libc::EFAULT));
+        assert_eq!(staged("read", [0, 0, 10, 0, 0, 0], &fds), Ok(()));
+        assert_eq!(staged("openat", [0, 0x2000, 0, 0, 0, 0], &fds), Err(libc::EFAULT));
     }
 
     #[test]
-    fn check_args_unknown_ioctl_is_enotty() {
-        let fds = FdGuard::default();
-        let mem = AddressSpace::new();
-        let ioctl = lookup_name("ioctl").unwrap();
-        assert_eq!(check_args(ioctl, &[1, 0xdead, 0, 0, 0, 0], &mem, &fds), Checked::Refuse(libc::ENOTTY));
+    fn stage_unknown_ioctl_is_enotty() {
+        assert_eq!(staged("ioctl", [1, 0xdead, 0, 0, 0, 0], &FdGuard::default()), Err(libc::ENOTTY));
+    }
+
+    #[test]
+    fn policy_reserves_trapbox_signals() {
+        let p = policy();
+        assert_ne!(p.reserved_signals & signals::bit(libc::SIGSEGV), 0);
+        assert_ne!(p.reserved_signals & signals::bit(33), 0);
+        assert_eq!(p.reserved_signals & signals::bit(libc::SIGUSR1), 0);
     }
 }

@@ -247,7 +247,11 @@ impl Guest for KvmGuest<'_, '_> {
         };
         let action = match handled {
             Handled::Done(a) => a,
-            Handled::Host { nr, args } => Action::Return(self.cpu.unlocked(|| run_host(nr, &args))),
+            Handled::Host(staged) => {
+                let ret = self.cpu.unlocked(|| staged.run());
+                Action::Return(self.cpu.s().process.finish_host(staged, ret))
+            }
+            Handled::Wait { nr, args } => Action::Return(self.cpu.unlocked(|| run_host(nr, &args))),
             Handled::WaitSignal(mask) => {
                 while !self.cpu.s().process.signal_ends_wait(mask) {
                     self.cpu.unlocked(|| signals::wait_for_signal(mask));

@@ -5,6 +5,7 @@
 //! with it, the recorder learns from it which guest bytes the kernel wrote. Nothing else in
 //! trapbox holds syscall numbers.
 
+pub mod walk;
 pub mod x86_64;
 
 pub use x86_64::TABLE;
@@ -62,6 +63,14 @@ pub enum ArgKind {
     },
     /// A `struct msghdr` (sendmsg: `Dir::In`, recvmsg: `Dir::Out`).
     Msghdr(Dir),
+    /// An array of `struct mmsghdr`, counted by argument `count` (sendmmsg: `Dir::In`,
+    /// recvmmsg: `Dir::Out`); the kernel writes each entry's `msg_len`.
+    Mmsghdr {
+        /// Index of the argument that holds the number of entries.
+        count: usize,
+        /// Direction of the data.
+        dir: Dir,
+    },
     /// A NULL-terminated array of string pointers (argv, envp).
     StrArray,
     /// An array of `struct pollfd`, counted by argument `count` (read and written).
@@ -86,6 +95,20 @@ pub enum ArgKind {
         /// Index of the argument that holds the `socklen_t *`.
         len: usize,
     },
+    /// A socket option's value the kernel reads (setsockopt), of the length in argument `len`;
+    /// only options whose value is flat are passed (`walk::sockopt_is_flat`).
+    SockOptIn {
+        /// Index of the argument that holds the length.
+        len: usize,
+    },
+    /// A socket option's value the kernel writes (getsockopt); its capacity is `*arg[len]`
+    /// (a socklen_t pointer).
+    SockOptOut {
+        /// Index of the argument that holds the `socklen_t *`.
+        len: usize,
+    },
+    /// pselect6's sixth argument: a pointer to `{const sigset_t *ss; size_t ss_len}`.
+    SigsetPack,
     /// The third argument of ioctl: meaning depends on the request (argument 1).
     IoctlArg,
     /// The third argument of fcntl: meaning depends on the command (argument 1).
@@ -186,6 +209,8 @@ pub enum Struct {
     CapHeader,
     /// `struct __user_cap_data_struct` x2 (24 bytes).
     CapData,
+    /// `struct sigevent` (64 bytes): timer_create, mq_notify.
+    Sigevent,
 }
 
 impl Struct {
@@ -222,6 +247,7 @@ impl Struct {
             Struct::Clone3Args => 88,
             Struct::CapHeader => 8,
             Struct::CapData => 24,
+            Struct::Sigevent => 64,
         }
     }
 }
@@ -459,7 +485,10 @@ mod tests {
                 let idx = match a.kind {
                     ArgKind::InBuf(Len::Arg(i) | Len::ArgTimes(i, _)) => Some(i),
                     ArgKind::OutBuf { len: Len::Arg(i) | Len::ArgTimes(i, _), .. } => Some(i),
-                    ArgKind::Iovec { count, .. } | ArgKind::PollFds { count } => Some(count),
+                    ArgKind::Iovec { count, .. } | ArgKind::PollFds { count } | ArgKind::Mmsghdr { count, .. } => {
+                        Some(count)
+                    }
+                    ArgKind::SockOptIn { len } | ArgKind::SockOptOut { len } => Some(len),
                     ArgKind::FdSet { nfds } => Some(nfds),
                     ArgKind::SockAddrIn { len } | ArgKind::SockAddrOut { len } => Some(len),
                     ArgKind::GuestRange { len } => Some(len),

@@ -150,8 +150,6 @@ const USTAT: usize = 32;
 const SEMBUF: usize = 6;
 /// `struct io_event`.
 const IO_EVENT: usize = 32;
-/// `struct sigevent`.
-const SIGEVENT: usize = 64;
 /// `struct mq_attr`.
 const MQ_ATTR: usize = 64;
 /// `struct cachestat_range`.
@@ -223,8 +221,8 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(51, "getsockname", [fd("sockfd"), sa_out("addr", 2), socklen("addrlen")], Int, c!(NETWORK), HOST),
     sc!(52, "getpeername", [fd("sockfd"), sa_out("addr", 2), socklen("addrlen")], Int, c!(NETWORK), HOST),
     sc!(53, "socketpair", [flags("domain", F::AddressFamily), flags("type", F::SockType), int("protocol"), out("sv", S::Int2)], Int, c!(NETWORK), HOST),
-    sc!(54, "setsockopt", [fd("sockfd"), int("level"), int("optname"), inbuf("optval", 4), uint("optlen")], Int, c!(NETWORK), HOST),
-    sc!(55, "getsockopt", [fd("sockfd"), int("level"), int("optname"), special("optval"), special("optlen")], Int, c!(NETWORK), EMUL),
+    sc!(54, "setsockopt", [fd("sockfd"), int("level"), int("optname"), arg("optval", ArgKind::SockOptIn { len: 4 }), uint("optlen")], Int, c!(NETWORK), HOST),
+    sc!(55, "getsockopt", [fd("sockfd"), int("level"), int("optname"), arg("optval", ArgKind::SockOptOut { len: 4 }), socklen("optlen")], Int, c!(NETWORK), HOST),
     sc!(56, "clone", [flags("flags", F::Clone), hex("stack"), special("parent_tid"), special("child_tid"), hex("tls")], Int, c!(PROCESS), EMUL),
     sc!(57, "fork", [], Int, c!(PROCESS), EMUL),
     sc!(58, "vfork", [], Int, c!(PROCESS), EMUL),
@@ -391,7 +389,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(219, "restart_syscall", [], Int, c!(), HOST),
     sc!(220, "semtimedop", [int("semid"), arg("sops", ArgKind::InBuf(Len::ArgTimes(2, SEMBUF))), uint("nsops"), inp("timeout", S::Timespec)], Int, c!(IPC), HOST),
     sc!(221, "fadvise64", [fd("fd"), int("offset"), uint("len"), flags("advice", F::Fadvise)], Int, c!(DESC), HOST),
-    sc!(222, "timer_create", [flags("clockid", F::ClockId), inbuf_fixed("sevp", SIGEVENT), out("timerid", S::Int)], Int, c!(), HOST),
+    sc!(222, "timer_create", [flags("clockid", F::ClockId), inp("sevp", S::Sigevent), out("timerid", S::Int)], Int, c!(), HOST),
     sc!(223, "timer_settime", [int("timerid"), misc("flags"), inp("new_value", S::Itimerspec), out("old_value", S::Itimerspec)], Int, c!(), HOST),
     sc!(224, "timer_gettime", [int("timerid"), out("curr_value", S::Itimerspec)], Int, c!(), HOST),
     sc!(225, "timer_getoverrun", [int("timerid")], Int, c!(), HOST),
@@ -413,7 +411,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(241, "mq_unlink", [cstr("name")], Int, c!(), HOST),
     sc!(242, "mq_timedsend", [fd("mqdes"), inbuf("msg_ptr", 2), uint("msg_len"), uint("msg_prio"), inp("abs_timeout", S::Timespec)], Int, c!(DESC), HOST),
     sc!(243, "mq_timedreceive", [fd("mqdes"), outbuf("msg_ptr", 2, true), uint("msg_len"), out("msg_prio", S::Int), inp("abs_timeout", S::Timespec)], Int, c!(DESC), HOST),
-    sc!(244, "mq_notify", [fd("mqdes"), inbuf_fixed("sevp", SIGEVENT)], Int, c!(DESC), HOST),
+    sc!(244, "mq_notify", [fd("mqdes"), inp("sevp", S::Sigevent)], Int, c!(DESC), HOST),
     sc!(245, "mq_getsetattr", [fd("mqdes"), inbuf_fixed("newattr", MQ_ATTR), outbuf_fixed("oldattr", MQ_ATTR)], Int, c!(DESC), HOST),
     sc!(246, "kexec_load", [hex("entry"), uint("nr_segments"), special("segments"), misc("flags")], Int, c!(), ESCAPES),
     sc!(247, "waitid", [flags("idtype", F::IdType), int("id"), out("infop", S::Siginfo), flags("options", F::Wait), out("rusage", S::Rusage)], Int, c!(PROCESS), HOST),
@@ -439,7 +437,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(267, "readlinkat", [dirfd("dirfd"), path("pathname"), outbuf("buf", 3, true), uint("bufsiz")], Int, c!(FILE | DESC), HOST),
     sc!(268, "fchmodat", [dirfd("dirfd"), path("pathname"), mode("mode")], Int, c!(FILE | DESC), HOST),
     sc!(269, "faccessat", [dirfd("dirfd"), path("pathname"), flags("mode", F::Access)], Int, c!(FILE | DESC), HOST),
-    sc!(270, "pselect6", [int("nfds"), fdset("readfds"), fdset("writefds"), fdset("exceptfds"), inout("timeout", S::Timespec), special("sigmask")], Int, c!(DESC), EMUL),
+    sc!(270, "pselect6", [int("nfds"), fdset("readfds"), fdset("writefds"), fdset("exceptfds"), inout("timeout", S::Timespec), arg("sigmask", ArgKind::SigsetPack)], Int, c!(DESC), HOST),
     sc!(271, "ppoll", [arg("fds", PollFds { count: 1 }), uint("nfds"), inout("tmo_p", S::Timespec), inp("sigmask", S::Sigset), uint("sigsetsize")], Int, c!(DESC), HOST),
     sc!(272, "unshare", [flags("flags", F::Clone)], Int, c!(PROCESS), ESCAPES),
     sc!(273, "set_robust_list", [inp("head", S::RobustListHead), uint("len")], Int, c!(), EMUL),
@@ -468,7 +466,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(296, "pwritev", [fd("fd"), iov("iov", 2, In), int("iovcnt"), int("offset")], Int, c!(DESC), HOST),
     sc!(297, "rt_tgsigqueueinfo", [pid("tgid"), pid("tid"), sig("sig"), inp("info", S::Siginfo)], Int, c!(SIGNAL | PROCESS), HOST),
     sc!(298, "perf_event_open", [special("attr"), pid("pid"), int("cpu"), fd("group_fd"), misc("flags")], Fd, c!(DESC), ESCAPES),
-    sc!(299, "recvmmsg", [fd("sockfd"), special("msgvec"), uint("vlen"), flags("flags", F::Msg), inout("timeout", S::Timespec)], Int, c!(NETWORK), EMUL),
+    sc!(299, "recvmmsg", [fd("sockfd"), arg("msgvec", ArgKind::Mmsghdr { count: 2, dir: Out }), uint("vlen"), flags("flags", F::Msg), inout("timeout", S::Timespec)], Int, c!(NETWORK), HOST),
     sc!(300, "fanotify_init", [misc("flags"), flags("event_f_flags", F::Open)], Fd, c!(DESC), HOST),
     sc!(301, "fanotify_mark", [fd("fanotify_fd"), misc("flags"), hex("mask"), dirfd("dirfd"), path("pathname")], Int, c!(FILE | DESC), HOST),
     sc!(302, "prlimit64", [pid("pid"), flags("resource", F::Rlimit), inp("new_limit", S::Rlimit), out("old_limit", S::Rlimit)], Int, c!(), HOST),
@@ -476,7 +474,7 @@ pub static TABLE: &[SyscallDesc] = &[
     sc!(304, "open_by_handle_at", [fd("mount_fd"), special("handle"), flags("flags", F::Open)], Fd, c!(DESC), HOST),
     sc!(305, "clock_adjtime", [flags("clk_id", F::ClockId), special("buf")], Int, c!(CLOCK), ESCAPES),
     sc!(306, "syncfs", [fd("fd")], Int, c!(DESC), HOST),
-    sc!(307, "sendmmsg", [fd("sockfd"), special("msgvec"), uint("vlen"), flags("flags", F::Msg)], Int, c!(NETWORK), EMUL),
+    sc!(307, "sendmmsg", [fd("sockfd"), arg("msgvec", ArgKind::Mmsghdr { count: 2, dir: In }), uint("vlen"), flags("flags", F::Msg)], Int, c!(NETWORK), HOST),
     sc!(308, "setns", [fd("fd"), flags("nstype", F::Clone)], Int, c!(PROCESS | DESC), ESCAPES),
     sc!(309, "getcpu", [out("cpu", S::Int), out("node", S::Int), hex("tcache")], Int, c!(), HOST),
     sc!(310, "process_vm_readv", [pid("pid"), iov("local_iov", 2, Out), uint("liovcnt"), special("remote_iov"), uint("riovcnt"), misc("flags")], Int, c!(), ESCAPES),

@@ -209,7 +209,9 @@ pub fn bytes_written(g: &dyn Guest, call: &Syscall, ret: i64) -> Option<Vec<u8>>
         g.read(GuestAddr(a[1]), &mut data).ok()?;
         return Some(data);
     }
-    for (base, len) in super::iovec_ranges(g, a[1], a[2], n) {
+    let desc = call.desc()?;
+    let plan = crate::process::abi::walk::plan(desc, &a, &super::AfterCall(g), &Default::default()).ok()?;
+    for (base, len) in plan.used(crate::process::abi::Dir::In, ret) {
         let at = data.len();
         data.resize(at + len as usize, 0);
         g.read(GuestAddr(base), &mut data[at..]).ok()?;

@@ -4,8 +4,9 @@
 //! machine-dependent instruction from the trace, touching the host only to reproduce the
 //! guest's writes to stdout and stderr.
 //!
-//! Which guest bytes the kernel wrote comes from the ABI table's argument kinds
-//! ([`output_ranges`]), not from guessing through pointers.
+//! Which guest bytes the kernel wrote comes from the ABI table's walk over argument kinds
+//! ([`output_ranges`]), the same walk passthrough stages calls by, not from guessing through
+//! pointers.
 
 pub mod console;
 pub mod event;
@@ -27,116 +28,46 @@ use point::{Hit, Point};
 use shared_maps::SharedMaps;
 use turns::Shared;
 
-use crate::process::abi::{self, ArgKind, Dir, Len, SyscallDesc};
+use crate::process::abi::{self, Dir, SyscallDesc};
 use crate::process::host;
 use crate::process::sigframe;
 use crate::process::vdso::{self, TimeBuffer};
 use crate::trap::{Action, Guest, GuestAddr, Outcome, Start, Syscall, Trap, TrapHandler};
 
-/// The guest ranges the first `total` bytes of a transfer through the `count` iovecs at `iov`
-/// occupy, in order (empty ones left out; at most 1024 iovecs, as the kernel's UIO_MAXIOV).
-pub(crate) fn iovec_ranges(g: &dyn Guest, iov: u64, count: u64, total: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut left = total;
-    for k in 0..count.min(1024) {
-        let mut e = [0u8; 16];
-        if g.read(GuestAddr(iov + k * 16), &mut e).is_err() {
-            break;
-        }
-        let base = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
-        let n = left.min(u64::from_le_bytes(e[8..].try_into().expect("8 bytes")));
-        if n > 0 {
-            out.push((base, n));
-        }
-        left -= n;
+/// Guest memory as the ABI walk reads it after a call: the recorder vouches for nothing, it
+/// only needs the values the kernel left there.
+pub(crate) struct AfterCall<'a>(pub(crate) &'a dyn Guest);
+
+impl abi::walk::Memory for AfterCall<'_> {
+    fn read(&self, addr: u64, out: &mut [u8]) -> bool {
+        self.0.read(GuestAddr(addr), out).is_ok()
     }
-    out
+    fn allows(&self, _: u64, _: u64, _: Dir) -> bool {
+        true
+    }
+    fn covers(&self, _: u64, _: u64) -> bool {
+        true
+    }
 }
 
-/// The guest ranges a syscall that returned `ret` may have written, from its ABI entry.
+/// The guest ranges a syscall that returned `ret` may have written: the ABI walk's own
+/// account ([`abi::walk::Plan::written`]), the one passthrough stages the call by, plus the
+/// outputs of the calls trapbox emulates.
 pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let read_u32 = |p: u64| {
-        let mut b = [0u8; 4];
-        g.read(GuestAddr(p), &mut b).ok().map(|_| u32::from_le_bytes(b) as u64)
-    };
-    let read_u64 = |p: u64| {
-        let mut b = [0u8; 8];
-        g.read(GuestAddr(p), &mut b).ok().map(|_| u64::from_le_bytes(b))
-    };
-    let len_of = |l: Len| match l {
-        Len::Arg(i) => a[i],
-        Len::Fixed(n) => n as u64,
-        Len::ArgTimes(i, n) => a[i].saturating_mul(n as u64),
-    };
     let ok = ret >= 0;
-    for (i, arg) in desc.args.iter().enumerate() {
-        let v = a[i];
-        if v == 0 {
-            continue;
-        }
-        match arg.kind {
-            ArgKind::OutBuf { len, ret_is_len } if ok => {
-                out.push((v, if ret_is_len { ret as u64 } else { len_of(len) }))
-            }
-            ArgKind::Out(s) | ArgKind::InOut(s) => out.push((v, s.size() as u64)),
-            ArgKind::Iovec { count, dir: Dir::Out } if ok => out.extend(iovec_ranges(g, v, a[count], ret as u64)),
-            ArgKind::Msghdr(Dir::Out) if ok => {
-                out.push((v, 56));
-                if let (Some(name), Some(namelen)) = (read_u64(v), read_u32(v + 8)) {
-                    if name != 0 {
-                        out.push((name, namelen));
-                    }
-                }
-                if let (Some(ctl), Some(ctllen)) = (read_u64(v + 32), read_u64(v + 40)) {
-                    if ctl != 0 {
-                        out.push((ctl, ctllen));
-                    }
-                }
-                let (Some(iov), Some(n)) = (read_u64(v + 16), read_u64(v + 24)) else { continue };
-                out.extend(iovec_ranges(g, iov, n, ret as u64));
-            }
-            ArgKind::SockLenPtr => out.push((v, 4)),
-            ArgKind::SockAddrOut { len } if ok => {
-                if let Some(n) = read_u32(a[len]) {
-                    out.push((v, n.min(128)));
-                }
-            }
-            ArgKind::PollFds { count } => out.push((v, a[count].saturating_mul(8))),
-            ArgKind::FdSet { nfds } => out.push((v, a[nfds].min(1 << 20).div_ceil(64) * 8)),
-            ArgKind::IoctlArg if ok => {
-                if let Some(n) = match a[1] & 0xffff_ffff {
-                    0x5401 => Some(36),
-                    0x540f | 0x541b | 0x5429 => Some(4),
-                    0x5413 => Some(8),
-                    0x8008_6601 => Some(8),
-                    _ => None,
-                } {
-                    out.push((v, n));
-                }
-            }
-            ArgKind::FcntlArg if ok && matches!(a[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK) => out.push((v, 32)),
-            _ => {}
-        }
-    }
+    let mut out = match abi::walk::plan(desc, a, &AfterCall(g), &abi::walk::Policy::default()) {
+        Ok(plan) => plan.written(ret),
+        Err(_) => Vec::new(),
+    };
     match desc.name {
-        "getsockopt" => {
-            if let Some(n) = read_u32(a[4]) {
-                out.push((a[3], n));
-            }
-            out.push((a[4], 4));
-        }
         "mincore" if ok => out.push((a[2], a[1].div_ceil(4096))),
-        "pselect6" => {
-            let set = a[0].min(1 << 20).div_ceil(64) * 8;
-            out.extend([(a[1], set), (a[2], set), (a[3], set), (a[4], 16)].into_iter().filter(|(p, _)| *p != 0));
-        }
         "prctl" if ok && a[0] as i32 == libc::PR_GET_NAME => out.push((a[1], 16)),
         "prctl" if ok && matches!(a[0] as i32, libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER) => {
             out.push((a[1], 4))
         }
         _ => {}
     }
+    out.retain(|(addr, len)| *addr != 0 && *len > 0);
     out
 }
 

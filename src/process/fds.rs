@@ -116,6 +116,15 @@ pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(n) })
 }
 
+/// Whether open descriptor `fd` is a KVM object: the device, a VM, a vCPU or their kin
+/// (anonymous inodes named kvm-*). Mapping a vCPU's gives its run page, whose registers KVM
+/// loads at the next entry.
+pub fn is_kvm(fd: i64) -> bool {
+    let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { return false };
+    let t = target.to_string_lossy();
+    t == "/dev/kvm" || t.starts_with("anon_inode:kvm")
+}
+
 /// Whether an open descriptor `fd` leads into trapbox: the memory of trapbox's process (the
 /// guest's pid is trapbox's) or the KVM device.
 pub fn leads_into_trapbox(fd: i64) -> bool {

@@ -1,10 +1,11 @@
 //! The loader: puts an ELF program (and its interpreter) into the guest's address space the
 //! way Linux's execve does, and builds the initial stack (argv, envp, auxv).
 //!
-//! Segments are mapped from the file (MAP_PRIVATE) inside a reservation of the image's whole
-//! span, like the kernel's ELF loader; ET_DYN images go where the host's mmap puts them, ET_EXEC
-//! ones at their fixed addresses if those are free (trapbox never overlays its own memory).
-//! Right after the main image, a reservation holds the guest's brk heap.
+//! Segments are mapped from the file (MAP_PRIVATE) over the image's whole span, like the
+//! kernel's ELF loader, all in the guest arena (`process::arena`): a PIE main image at two
+//! thirds of the arena (as Linux puts it at two thirds of the address space), the interpreter
+//! and the stack where the arena's top-down placement puts them, ET_EXEC images at their fixed
+//! addresses if those are free. Right after the main image, room is held for the brk heap.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -225,8 +226,9 @@ fn map_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(i32) -> LoadError 
     move |e| LoadError::Map { path: path.to_path_buf(), what, source: std::io::Error::from_raw_os_error(e) }
 }
 
-/// Maps one ELF image. A position-independent image also gets `tail` bytes of reserved,
-/// inaccessible address space right after it (the brk heap's room), which stays trapbox's.
+/// Maps one ELF image at `at` (a PIE's recorded placement) or where the arena has room. A
+/// position-independent image also gets `tail` free bytes right after it (the brk heap's
+/// room).
 fn map_image(
     mem: &mut GuestMemory,
     aspace: &mut AddressSpace,
@@ -238,37 +240,18 @@ fn map_image(
 ) -> Result<Image, LoadError> {
     let (lo, hi) = info.span();
     let span = hi - lo;
-    let base = if let (true, Some(at)) = (info.pie, at) {
-        host::reserve_exact(at, span + tail).map_err(|e| match e {
-            libc::EEXIST => LoadError::AddressInUse { path: path.to_path_buf(), addr: at },
-            e => map_err(path, "image")(e),
-        })?;
-        // As on a normal load, the tail stays trapbox's reservation (the brk room).
-        at
-    } else if info.pie {
-        let align = info.max_align();
-        let total = span + tail + align;
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        // SAFETY: no MAP_FIXED: the kernel picks free space.
-        let raw = unsafe { host::mmap(0, total, libc::PROT_NONE, flags, -1, 0) }.map_err(map_err(path, "image"))?;
-        let start = (raw + align - 1) & !(align - 1);
-        // Trim the alignment slack on both sides.
-        // SAFETY: both trimmed pieces belong to the reservation just made.
-        unsafe {
-            if start > raw {
-                let _ = host::munmap(raw, start - raw);
-            }
-            let end = start + span + tail;
-            if raw + total > end {
-                let _ = host::munmap(end, raw + total - end);
-            }
+    let in_use = |addr| LoadError::AddressInUse { path: path.to_path_buf(), addr };
+    let base = match (info.pie, at) {
+        (true, Some(at)) if at.checked_add(span + tail).is_some_and(|e| aspace.is_free(at, e)) => at,
+        (true, Some(at)) => return Err(in_use(at)),
+        (true, None) => {
+            let align = info.max_align().max(4096);
+            let preferred = (aspace.arena().1 / 3 * 2) & !(align - 1);
+            let hint = if tail > 0 { preferred } else { 0 };
+            aspace.find_free(span + tail, align, hint, u64::MAX).ok_or_else(|| in_use(preferred))?
         }
-        start
-    } else {
-        host::reserve_exact(lo, span).map_err(|e| match e {
-            libc::EEXIST => LoadError::AddressInUse { path: path.to_path_buf(), addr: lo },
-            e => map_err(path, "image")(e),
-        })?
+        (false, _) if aspace.is_free(lo, hi) => lo,
+        (false, _) => return Err(in_use(lo)),
     };
     let bias = base - lo;
     aspace.insert(mem, base, span, libc::PROT_NONE)?;
@@ -369,7 +352,7 @@ pub fn load(
         None => None,
     };
 
-    // The brk heap follows the main image, in space reserved now so nothing else lands there.
+    // The brk heap follows the main image, in room held now so nothing else lands there.
     let (_, hi) = exe.info.span();
     let brk_start = exe.bias + hi;
     let mut brk_limit = brk_start;
@@ -377,26 +360,29 @@ pub fn load(
         brk_limit = brk_start + BRK_RESERVE;
     } else {
         for size in [BRK_RESERVE, 64 << 20, 1 << 20] {
-            if host::reserve_exact(brk_start, size).is_ok() {
+            if brk_start.checked_add(size).is_some_and(|e| aspace.is_free(brk_start, e)) {
                 brk_limit = brk_start + size;
                 break;
             }
         }
     }
+    aspace.set_brk_room((brk_start + 0xfff) & !0xfff, brk_limit);
 
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let stack = match placement.stack_base {
-        Some(at) => {
-            host::reserve_exact(at, STACK_SIZE)
-                .map_err(|_| LoadError::AddressInUse { path: exe_path.clone(), addr: at })?;
-            // SAFETY: replaces the placeholder just reserved.
-            unsafe { host::mmap(at, STACK_SIZE, rw, flags | libc::MAP_FIXED, -1, 0) }
-                .map_err(map_err(&exe_path, "stack"))?
+        Some(at) if at.checked_add(STACK_SIZE).is_some_and(|e| aspace.is_free(at, e)) => at,
+        Some(at) => return Err(LoadError::AddressInUse { path: exe_path.clone(), addr: at }),
+        // At the arena's top, as Linux puts the stack at the top of the address space.
+        None => {
+            let top = aspace.arena().1.saturating_sub(STACK_SIZE);
+            aspace
+                .find_free(STACK_SIZE, 4096, top, u64::MAX)
+                .ok_or(LoadError::AddressInUse { path: exe_path.clone(), addr: top })?
         }
-        // SAFETY: no MAP_FIXED: the kernel picks free space.
-        None => unsafe { host::mmap(0, STACK_SIZE, rw, flags, -1, 0) }.map_err(map_err(&exe_path, "stack"))?,
     };
+    // SAFETY: [stack, stack+STACK_SIZE) is free arena space (placeholders), replaced here.
+    unsafe { host::mmap(stack, STACK_SIZE, rw, flags, -1, 0) }.map_err(map_err(&exe_path, "stack"))?;
     aspace.insert(mem, stack, STACK_SIZE, rw)?;
     let top = stack + STACK_SIZE;
 

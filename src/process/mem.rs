@@ -15,6 +15,8 @@ use crate::vm::{GuestMemory, MemoryError, PteFlags};
 
 /// Highest user address + 1 (47-bit user space, minus the guard page Linux keeps).
 pub const USER_END: u64 = 0x7fff_ffff_f000;
+/// Room at the arena's top kept for the stack and the unmapped space below it.
+pub const MMAP_GAP: u64 = 256 << 20;
 
 /// One guest region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +44,110 @@ pub fn pte_flags(prot: i32) -> Option<PteFlags> {
     Some(PteFlags { write: prot & libc::PROT_WRITE != 0, exec: prot & libc::PROT_EXEC != 0, user: true })
 }
 
-/// The guest's regions.
+/// The guest's regions, and where in the arena new ones may go.
 #[derive(Debug, Default)]
 pub struct AddressSpace {
     regions: BTreeMap<u64, Region>,
     committed: u64,
+    /// The arena's bounds (see `process::arena`): guest memory is placed only inside.
+    bounds: (u64, u64),
+    /// Ranges of the arena that are not free for new guest mappings though they hold no guest
+    /// memory: what the arena found mapped. start -> end.
+    held: BTreeMap<u64, u64>,
+    /// The brk heap's room above the current break (reserved for it, not for mmap).
+    brk_room: (u64, u64),
 }
 
 impl AddressSpace {
     /// An empty address space.
     pub fn new() -> AddressSpace {
         AddressSpace::default()
+    }
+
+    /// Places new guest memory only in `[start, end)`, never in `held` (the arena's bounds
+    /// and what it holds for others).
+    pub fn set_arena(&mut self, start: u64, end: u64, held: &[(u64, u64)]) {
+        self.bounds = (start, end);
+        self.held = held.iter().copied().collect();
+    }
+
+    /// The arena's bounds.
+    pub fn arena(&self) -> (u64, u64) {
+        self.bounds
+    }
+
+    /// Where top-down placement of mappings starts: far enough below the arena's top, where
+    /// the stack goes, that a stack overflowing runs into unmapped space and faults, as it
+    /// does natively below the kernel's mmap base.
+    pub fn mmap_top(&self) -> u64 {
+        self.bounds.1.saturating_sub(MMAP_GAP).max(self.bounds.0)
+    }
+
+    /// Keeps `[start, end)`, the brk heap's room above the break, out of placement and out
+    /// of MAP_FIXED's reach (an empty range gives it back).
+    pub fn set_brk_room(&mut self, start: u64, end: u64) {
+        self.brk_room = (start, end.max(start));
+    }
+
+    /// Whether `[start, end)` meets a held range or the brk room.
+    fn meets_held(&self, start: u64, end: u64) -> bool {
+        let (bs, be) = self.brk_room;
+        (bs < end && be > start) || self.held.range(..end).any(|(&s, &e)| s < end && e > start)
+    }
+
+    /// Whether `[start, end)` may take a new guest mapping: inside the arena, no guest memory
+    /// and nothing held there.
+    pub fn is_free(&self, start: u64, end: u64) -> bool {
+        let (lo, hi) = self.bounds;
+        start >= lo
+            && end <= hi
+            && start < end
+            && self.overlapping(start, end).is_empty()
+            && !self.meets_held(start, end)
+    }
+
+    /// Whether `[start, end)` lies in the arena and outside held ranges (guest memory there or
+    /// not): where MAP_FIXED may go.
+    pub fn fixed_allowed(&self, start: u64, end: u64) -> bool {
+        let (lo, hi) = self.bounds;
+        start >= lo && end <= hi && start < end && !self.meets_held(start, end)
+    }
+
+    /// Where a new guest mapping of `len` bytes (a multiple of the page size) goes: at `hint`
+    /// if that is free, else the highest free place below `below` aligned to `align`, as Linux
+    /// places mappings top-down. None when the arena has no room.
+    pub fn find_free(&self, len: u64, align: u64, hint: u64, below: u64) -> Option<u64> {
+        let align = align.max(4096);
+        if hint != 0 && hint % align == 0 && hint.checked_add(len).is_some_and(|e| self.is_free(hint, e)) {
+            return Some(hint);
+        }
+        let (lo, _) = self.bounds;
+        let top = below.min(self.mmap_top());
+        // Occupied intervals below `top`, from the top down: guest regions and held ranges.
+        let mut taken: Vec<(u64, u64)> = self
+            .regions
+            .range(..top)
+            .map(|(&s, r)| (s, r.end))
+            .chain(self.held.range(..top).map(|(&s, &e)| (s, e)))
+            .chain(std::iter::once(self.brk_room).filter(|&(s, e)| e > s && s < top))
+            .collect();
+        taken.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        let mut gap_end = top;
+        for (s, e) in taken.into_iter().chain(std::iter::once((lo, lo))) {
+            if e < gap_end {
+                let gap_start = e.max(lo);
+                if let Some(at) = gap_end.checked_sub(len).map(|a| a & !(align - 1)) {
+                    if at >= gap_start {
+                        return Some(at);
+                    }
+                }
+            }
+            gap_end = gap_end.min(s);
+            if gap_end <= lo {
+                break;
+            }
+        }
+        None
     }
 
     /// Splits the region containing `at` so that a region starts exactly at `at`.
@@ -369,6 +464,32 @@ mod tests {
 
     const R: i32 = libc::PROT_READ;
     const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+    #[test]
+    fn find_free_places_top_down_in_the_arena() {
+        let mut a = space(&[(0x7000_0000, 0x8000_0000, RW)]);
+        a.set_arena(0x1_0000, 0x1_0000_0000, &[(0x2000_0000, 0x3000_0000)]);
+        // The first mapping goes at the top, below the stack's room; the next right below
+        // what is there.
+        assert_eq!(a.mmap_top(), 0xf000_0000);
+        assert_eq!(a.find_free(0x1000, 4096, 0, u64::MAX), Some(0xefff_f000));
+        assert_eq!(a.find_free(0x1000_0000, 4096, 0, 0x8000_0000), Some(0x6000_0000));
+        // A free hint is taken; a taken one, or one outside the arena, is not.
+        assert_eq!(a.find_free(0x1000, 4096, 0x5000_0000, u64::MAX), Some(0x5000_0000));
+        assert_eq!(a.find_free(0x1000, 4096, 0x7000_0000, u64::MAX), Some(0xefff_f000));
+        assert_eq!(a.find_free(0x1000, 4096, 0x1_0000_0000, u64::MAX), Some(0xefff_f000));
+        // A hint may be above the top-down start (the stack's own place).
+        assert_eq!(a.find_free(0x80_0000, 4096, 0xff80_0000, u64::MAX), Some(0xff80_0000));
+        // Held ranges are skipped.
+        assert_eq!(a.find_free(0x1000_0000, 4096, 0, 0x3000_0000), Some(0x1000_0000));
+        assert!(!a.is_free(0x2800_0000, 0x2800_1000));
+        assert!(!a.fixed_allowed(0x2800_0000, 0x2800_1000));
+        assert!(a.fixed_allowed(0x7000_0000, 0x7000_1000));
+        assert!(!a.is_free(0x7000_0000, 0x7000_1000));
+        // Alignment, and no room.
+        assert_eq!(a.find_free(0x1000, 1 << 21, 0, 0x7000_0000).map(|x| x % (1 << 21)), Some(0));
+        assert_eq!(a.find_free(0x2_0000_0000, 4096, 0, u64::MAX), None);
+    }
 
     /// A private read-execute page holding `ret` instructions, and its rights as
     /// /proc/self/maps shows them.

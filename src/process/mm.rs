@@ -1,13 +1,16 @@
 //! The guest's memory syscalls: mmap, munmap, mprotect, mremap, brk.
 //!
 //! Each one acts on the host (the guest's memory *is* trapbox's memory at the same addresses)
-//! and then brings the address space, the KVM slots and the guest page tables in step. The
-//! guest sees memory the way a kernel would show it: trapbox's own ranges look unmapped (munmap
-//! of them is a no-op, mprotect fails with ENOMEM), except that MAP_FIXED onto them fails with
-//! ENOMEM instead of clobbering trapbox.
+//! and then brings the address space, the KVM slots and the guest page tables in step. Guest
+//! memory lives only in the arena (`process::arena`): trapbox chooses where a mapping goes and
+//! makes it over a placeholder with MAP_FIXED, and memory the guest gives up becomes a
+//! placeholder again, so no range the guest ever had can become trapbox's. The guest sees
+//! memory the way a kernel would show it: outside the arena nothing is its own (munmap there
+//! is a no-op, mprotect fails with ENOMEM, MAP_FIXED fails with ENOMEM instead of clobbering
+//! trapbox).
 
+use super::arena;
 use super::host;
-use super::mem::{AddressSpace, USER_END};
 use super::Process;
 use crate::vm::GuestMemory;
 
@@ -21,36 +24,10 @@ fn neg(e: i32) -> i64 {
     -(e as i64)
 }
 
-/// Makes sure every part of `[start, end)` that is not guest memory is free on the host, by
-/// placing inaccessible placeholders there (the caller's MAP_FIXED then replaces them). On
-/// failure the placeholders are removed again and nothing changed.
-fn claim_gaps(aspace: &AddressSpace, start: u64, end: u64) -> Result<(), i32> {
-    let mut gaps = Vec::new();
-    let mut at = start;
-    for (s, e, _) in aspace.overlapping(start, end) {
-        if s > at {
-            gaps.push((at, s));
-        }
-        at = e;
-    }
-    if at < end {
-        gaps.push((at, end));
-    }
-    let mut placed = Vec::new();
-    for (s, e) in gaps {
-        match host::reserve_exact(s, e - s) {
-            Ok(_) => placed.push((s, e)),
-            Err(_) => {
-                for (ps, pe) in placed {
-                    // SAFETY: these placeholders were made just above and hold nothing.
-                    let _ = unsafe { host::munmap(ps, pe - ps) };
-                }
-                return Err(libc::ENOMEM);
-            }
-        }
-    }
-    Ok(())
-}
+/// Where new mappings go when the guest gives no usable hint: below its stack, top-down.
+const MMAP_BELOW: u64 = u64::MAX;
+/// MAP_32BIT: the first 2 GiB.
+const LOW_2G: u64 = 1 << 31;
 
 impl Process {
     fn over_limit(&self, extra: u64) -> bool {
@@ -59,10 +36,14 @@ impl Process {
 
     /// mmap(2).
     pub fn sys_mmap(&mut self, mem: &mut GuestMemory, a: &[u64; 6]) -> i64 {
-        let (addr, len, mut prot, mut flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5]);
+        let (hint, len, mut prot, mut flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5]);
         let Some(len) = page_up(len).filter(|l| *l > 0) else { return neg(libc::EINVAL) };
         if flags & libc::MAP_ANONYMOUS == 0 && self.fds.is_reserved(fd as i64) {
             return neg(libc::EBADF);
+        }
+        if flags & libc::MAP_ANONYMOUS == 0 && super::fds::is_kvm(fd.into()) {
+            // The KVM run page of a vCPU (or any KVM object) is never the guest's to map.
+            return neg(libc::ENODEV);
         }
         // Guest stacks do not grow on demand: their page tables are built at mmap time.
         flags &= !libc::MAP_GROWSDOWN;
@@ -70,51 +51,66 @@ impl Process {
         if prot != libc::PROT_NONE && self.over_limit(len) {
             return neg(libc::ENOMEM);
         }
-        let fixed = flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0;
-        if fixed {
-            if addr & (PAGE - 1) != 0 {
+        let noreplace = flags & libc::MAP_FIXED_NOREPLACE != 0;
+        let fixed = flags & libc::MAP_FIXED != 0 && !noreplace;
+        let Some(end) = hint.checked_add(len) else { return neg(libc::ENOMEM) };
+        let at = if fixed {
+            if hint & (PAGE - 1) != 0 {
                 return neg(libc::EINVAL);
             }
-            if addr.checked_add(len).is_none_or(|e| e > USER_END) {
-                return neg(libc::ENOMEM);
-            }
-            if let Err(e) = claim_gaps(&self.aspace, addr, addr + len) {
+            if !self.aspace.fixed_allowed(hint, end) {
                 self.warn_once(
                     "mmap-fixed",
-                    format_args!("refused mmap(MAP_FIXED) at {addr:#x}: the range holds trapbox memory"),
+                    format_args!("refused mmap(MAP_FIXED) at {hint:#x}: outside the guest's part of the address space"),
                 );
-                return neg(e);
+                return neg(libc::ENOMEM);
             }
-        }
-        // SAFETY: MAP_FIXED only replaces guest memory or placeholders claimed just above;
-        // otherwise the kernel picks free space (or fails for MAP_FIXED_NOREPLACE).
-        let got = match unsafe { host::mmap(addr, len, prot, flags, fd, off) } {
+            hint
+        } else if noreplace {
+            if hint & (PAGE - 1) != 0 {
+                return neg(libc::EINVAL);
+            }
+            if !self.aspace.is_free(hint, end) {
+                return neg(libc::EEXIST);
+            }
+            hint
+        } else {
+            let below = if flags & libc::MAP_32BIT != 0 { LOW_2G } else { MMAP_BELOW };
+            match self.aspace.find_free(len, PAGE, hint & !(PAGE - 1), below) {
+                Some(at) => at,
+                None => return neg(libc::ENOMEM),
+            }
+        };
+        let host_flags = (flags & !(libc::MAP_FIXED_NOREPLACE | libc::MAP_32BIT)) | libc::MAP_FIXED;
+        // SAFETY: [at, at+len) is in the arena, outside held ranges: guest memory or
+        // placeholders, which MAP_FIXED replaces in one step.
+        let got = match unsafe { host::mmap(at, len, prot, host_flags, fd, off) } {
             Ok(p) => p,
             Err(e) => return neg(e),
         };
         if let Err(e) = self.aspace.insert(mem, got, len, prot) {
             self.warn_once("mmap-slot", format_args!("mmap: {e}"));
-            // SAFETY: `got` is the mapping just made for the guest.
-            let _ = unsafe { host::munmap(got, len) };
             let _ = self.aspace.remove(mem, got, len);
+            // SAFETY: the mapping just made for the guest, in the arena.
+            unsafe { arena::park(got, len) };
             return neg(libc::ENOMEM);
         }
         got as i64
     }
 
-    /// munmap(2): only the guest's parts of the range are unmapped; the rest looks unmapped
+    /// munmap(2): the guest's parts of the range become placeholders; the rest looks unmapped
     /// to the guest already.
     pub fn sys_munmap(&mut self, mem: &mut GuestMemory, addr: u64, len: u64) -> i64 {
         let Some(len) = page_up(len).filter(|l| *l > 0) else { return neg(libc::EINVAL) };
-        if addr & (PAGE - 1) != 0 || addr.checked_add(len).is_none_or(|e| e > USER_END) {
+        if addr & (PAGE - 1) != 0 || addr.checked_add(len).is_none_or(|e| e > super::mem::USER_END) {
             return neg(libc::EINVAL);
         }
         for (s, e, _) in self.aspace.overlapping(addr, addr + len) {
             if let Err(err) = self.aspace.remove(mem, s, e - s) {
                 self.warn_once("munmap-slot", format_args!("munmap: {err}"));
             }
-            // SAFETY: [s, e) was guest memory; the guest's view of it is gone.
-            let _ = unsafe { host::munmap(s, e - s) };
+            // SAFETY: [s, e) was guest memory, in the arena; the guest's view of it is gone.
+            unsafe { arena::park(s, e - s) };
         }
         0
     }
@@ -156,7 +152,8 @@ impl Process {
         0
     }
 
-    /// mremap(2).
+    /// mremap(2). The new place is trapbox's choice (in the arena) unless MREMAP_FIXED names
+    /// one; what the old range held becomes a placeholder.
     pub fn sys_mremap(&mut self, mem: &mut GuestMemory, a: &[u64; 6]) -> i64 {
         let (old, old_len, new_len, flags, new_addr) = (a[0], a[1], a[2], a[3] as i32, a[4]);
         if old & (PAGE - 1) != 0 {
@@ -174,30 +171,87 @@ impl Process {
         if new_len > old_len && prot != libc::PROT_NONE && self.over_limit(new_len - old_len) {
             return neg(libc::ENOMEM);
         }
-        if flags & libc::MREMAP_FIXED != 0 {
-            if new_addr & (PAGE - 1) != 0 || new_addr.checked_add(new_len).is_none_or(|e| e > USER_END) {
+        let may_move = flags & libc::MREMAP_MAYMOVE != 0;
+        let keep_old = old_len == 0 || flags & libc::MREMAP_DONTUNMAP != 0;
+        let got = if flags & libc::MREMAP_FIXED != 0 {
+            let Some(end) = new_addr.checked_add(new_len) else { return neg(libc::EINVAL) };
+            if new_addr & (PAGE - 1) != 0 || !self.aspace.fixed_allowed(new_addr, end) {
                 return neg(libc::EINVAL);
             }
-            if let Err(e) = claim_gaps(&self.aspace, new_addr, new_addr + new_len) {
-                return neg(e);
+            // SAFETY: the old range is guest memory; the target is in the arena (guest memory
+            // or placeholders), which the kernel unmaps as it moves the pages there.
+            match unsafe { host::mremap(old, old_len, new_len, flags, new_addr) } {
+                Ok(p) => p,
+                Err(e) => return neg(e),
             }
-        }
-        // SAFETY: the old range is guest memory; a fixed target was claimed above; otherwise
-        // the kernel grows in place into free space or moves to free space.
-        let got = match unsafe { host::mremap(old, old_len, new_len, flags, new_addr) } {
-            Ok(p) => p,
-            Err(e) => return neg(e),
+        } else if new_len <= old_len && !keep_old {
+            // Shrinking in place: the tail becomes a placeholder.
+            // SAFETY: the old range is guest memory.
+            match unsafe { host::mremap(old, old_len, new_len, 0, 0) } {
+                Ok(p) => p,
+                Err(e) => return neg(e),
+            }
+        } else {
+            match self.grow_in_place(old, old_len, new_len, keep_old) {
+                Some(p) => p,
+                None if !may_move => return neg(libc::ENOMEM),
+                None => {
+                    let Some(at) = self.aspace.find_free(new_len, PAGE, 0, MMAP_BELOW) else {
+                        return neg(libc::ENOMEM);
+                    };
+                    let moved = flags | libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+                    // SAFETY: the old range is guest memory; [at, at+new_len) is free arena
+                    // space (placeholders), which the kernel replaces.
+                    match unsafe { host::mremap(old, old_len, new_len, moved, at) } {
+                        Ok(p) => p,
+                        Err(e) => return neg(e),
+                    }
+                }
+            }
         };
-        let keep_old = old_len == 0 || flags & libc::MREMAP_DONTUNMAP != 0;
         let mut r = Ok(());
         if !keep_old {
             r = r.and(self.aspace.remove(mem, old, old_len));
+            // What the old range held is gone from the host: make it a placeholder again,
+            // except where the result now lies.
+            let (gone_s, gone_e) = (old, old + old_len);
+            for (s, e) in [(gone_s, gone_e.min(got).max(gone_s)), (gone_s.max(got + new_len), gone_e)] {
+                if e > s {
+                    // SAFETY: the part of the old guest range the kernel left empty.
+                    unsafe { arena::park(s, e - s) };
+                }
+            }
         }
         r = r.and(self.aspace.insert(mem, got, new_len, prot));
         if let Err(e) = r {
             self.warn_once("mremap-slot", format_args!("mremap: {e}"));
         }
         got as i64
+    }
+
+    /// Grows `[old, old+old_len)` to `new_len` where it is, if the arena is free right after
+    /// it: the placeholder there is removed and the kernel grows the mapping into the hole at
+    /// once. (The hole exists for one syscall; the kernel places trapbox's own mappings
+    /// top-down from above the arena, and finds room there long before it would look here.)
+    fn grow_in_place(&mut self, old: u64, old_len: u64, new_len: u64, keep_old: bool) -> Option<u64> {
+        if keep_old || new_len <= old_len {
+            return None;
+        }
+        let (ext, ext_end) = (old + old_len, old.checked_add(new_len)?);
+        if !self.aspace.is_free(ext, ext_end) {
+            return None;
+        }
+        // SAFETY: [ext, ext_end) is a placeholder in the arena (free for the guest).
+        let _ = unsafe { host::munmap(ext, ext_end - ext) };
+        // SAFETY: the old range is guest memory; the extension was just freed for it.
+        match unsafe { host::mremap(old, old_len, new_len, 0, 0) } {
+            Ok(p) => Some(p),
+            Err(_) => {
+                // SAFETY: the hole just made, back to a placeholder.
+                unsafe { arena::park(ext, ext_end - ext) };
+                None
+            }
+        }
     }
 
     /// brk(2): the heap lives in the space reserved after the main image at load time.
@@ -212,8 +266,8 @@ impl Process {
                 return self.brk as i64;
             }
             let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-            // SAFETY: [cur_top, new_top) is inside the brk reservation made by the loader,
-            // which holds only trapbox's placeholder.
+            // SAFETY: [cur_top, new_top) is inside the brk room, which holds only
+            // placeholders (the guest cannot map there).
             if unsafe { host::mmap(cur_top, new_top - cur_top, rw, flags, -1, 0) }.is_err() {
                 return self.brk as i64;
             }
@@ -222,11 +276,78 @@ impl Process {
             }
         } else if new_top < cur_top {
             let _ = self.aspace.remove(mem, new_top, cur_top - new_top);
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE;
-            // SAFETY: the released heap pages go back to being the reservation's placeholder.
-            let _ = unsafe { host::mmap(new_top, cur_top - new_top, libc::PROT_NONE, flags, -1, 0) };
+            // SAFETY: the released heap pages go back to being the room's placeholder.
+            unsafe { arena::park(new_top, cur_top - new_top) };
         }
         self.brk = want;
+        self.aspace.set_brk_room(new_top, self.brk_limit);
         want as i64
+    }
+
+    /// shmat(2): the segment goes where trapbox chooses in the arena (or where the guest
+    /// asks, if that is in the arena and free, or its own memory with SHM_REMAP); the host
+    /// attaches it over the placeholder.
+    pub fn sys_shmat(&mut self, mem: &mut GuestMemory, id: i32, addr: u64, flags: i32) -> i64 {
+        const SHMLBA: u64 = PAGE;
+        // SAFETY: IPC_STAT writes a shmid_ds into the local.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `ds` is a valid shmid_ds.
+        if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } != 0 {
+            return neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL));
+        }
+        let Some(len) = page_up(ds.shm_segsz as u64).filter(|l| *l > 0) else { return neg(libc::EINVAL) };
+        let at = if addr == 0 {
+            match self.aspace.find_free(len, PAGE, 0, MMAP_BELOW) {
+                Some(at) => at,
+                None => return neg(libc::ENOMEM),
+            }
+        } else {
+            let at = if flags & libc::SHM_RND != 0 { addr & !(SHMLBA - 1) } else { addr };
+            if at & (PAGE - 1) != 0 {
+                return neg(libc::EINVAL);
+            }
+            let Some(end) = at.checked_add(len) else { return neg(libc::EINVAL) };
+            let ok = if flags & libc::SHM_REMAP != 0 {
+                self.aspace.fixed_allowed(at, end)
+            } else {
+                self.aspace.is_free(at, end)
+            };
+            if !ok {
+                return neg(libc::EINVAL);
+            }
+            at
+        };
+        let prot = libc::PROT_READ
+            | if flags & libc::SHM_RDONLY != 0 { 0 } else { libc::PROT_WRITE }
+            | if flags & libc::SHM_EXEC != 0 { libc::PROT_EXEC } else { 0 };
+        if prot & libc::PROT_WRITE != 0 && self.over_limit(len) {
+            return neg(libc::ENOMEM);
+        }
+        // SAFETY: [at, at+len) is in the arena: placeholders or the guest's own memory, which
+        // SHM_REMAP replaces.
+        let got = unsafe { libc::shmat(id, at as *const libc::c_void, flags | libc::SHM_REMAP) };
+        if got as isize == -1 {
+            return neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL));
+        }
+        let got = got as u64;
+        if let Err(e) = self.aspace.insert(mem, got, len, prot) {
+            self.warn_once("shmat-slot", format_args!("shmat: {e}"));
+            let _ = self.aspace.remove(mem, got, len);
+            // SAFETY: the attachment just made for the guest, in the arena.
+            unsafe { arena::park(got, len) };
+            return neg(libc::ENOMEM);
+        }
+        self.shm.insert(got, len);
+        got as i64
+    }
+
+    /// shmdt(2): the attachment at `addr` becomes a placeholder (mapping over it detaches it,
+    /// with no moment where the range is free).
+    pub fn sys_shmdt(&mut self, mem: &mut GuestMemory, addr: u64) -> i64 {
+        let Some(len) = self.shm.remove(&addr) else { return neg(libc::EINVAL) };
+        let _ = self.aspace.remove(mem, addr, len);
+        // SAFETY: the guest's attachment, in the arena, which it gave up.
+        unsafe { arena::park(addr, len) };
+        0
     }
 }

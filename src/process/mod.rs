@@ -7,6 +7,7 @@
 //! checking every pointer and descriptor ([`passthrough`]).
 
 pub mod abi;
+pub mod arena;
 pub mod elf;
 pub mod exec;
 pub mod fds;
@@ -97,6 +98,10 @@ pub fn run_host(nr: u64, args: &[u64; 6]) -> i64 {
 pub struct Process {
     /// Guest memory regions.
     pub aspace: AddressSpace,
+    /// Where guest memory may live (see [`arena`]); reserved when the sandbox is built.
+    pub arena: Option<arena::Arena>,
+    /// System V segments attached: address -> length.
+    shm: std::collections::BTreeMap<u64, u64>,
     /// trapbox's descriptors, out of the guest's reach.
     pub fds: FdGuard,
     /// Emulated signal state.
@@ -170,6 +175,8 @@ impl Process {
     pub fn new(fds: FdGuard, diag: std::fs::File) -> Process {
         Process {
             aspace: AddressSpace::new(),
+            arena: None,
+            shm: Default::default(),
             fds,
             signals: SignalState::default(),
             brk: 0,
@@ -270,20 +277,33 @@ impl Process {
         self.symbols = symbols::Symbols::load(&images);
     }
 
-    /// Unmaps all guest memory and the brk reservation from the host (the guest is gone).
+    /// Takes `a` as the place for all guest memory from now on.
+    pub fn use_arena(&mut self, a: arena::Arena) {
+        self.aspace.set_arena(a.start, a.end, &a.held);
+        self.arena = Some(a);
+    }
+
+    /// Gives up all guest memory (the image is replaced, or the guest is gone): every region
+    /// becomes a placeholder of the arena again, and the brk room is no longer held.
     pub fn release(&mut self, m: &mut Machine) {
         let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();
         for (s, e) in regions {
             let _ = self.aspace.remove(&mut m.mem, s, e - s);
-            // SAFETY: [s, e) was guest memory and the guest no longer runs.
-            let _ = unsafe { host::munmap(s, e - s) };
+            // SAFETY: [s, e) was guest memory, in the arena, and the guest no longer uses it.
+            unsafe { arena::park(s, e - s) };
         }
-        let heap_top = (self.brk + 0xfff) & !0xfff;
-        if self.brk_limit > heap_top {
-            // SAFETY: the rest of the brk reservation holds only trapbox's placeholder.
-            let _ = unsafe { host::munmap(heap_top, self.brk_limit - heap_top) };
+        self.aspace.set_brk_room(0, 0);
+        self.brk_limit = (self.brk + 0xfff) & !0xfff;
+        self.shm.clear();
+    }
+
+    /// The sandbox is gone: guest memory and the arena go back to the host, so that another
+    /// sandbox can be built in this process.
+    pub fn end(&mut self, m: &mut Machine) {
+        self.release(m);
+        if let Some(a) = self.arena.take() {
+            a.release();
         }
-        self.brk_limit = heap_top;
     }
 
     /// The current thread's clear_child_tid address (set_tid_address, CLONE_CHILD_CLEARTID).
@@ -451,6 +471,8 @@ impl Process {
             "mprotect" => Action::Return(self.sys_mprotect(&mut m.mem, a[0], a[1], a[2] as i32)),
             "mremap" => Action::Return(self.sys_mremap(&mut m.mem, a)),
             "brk" => Action::Return(self.sys_brk(&mut m.mem, a[0])),
+            "shmat" => Action::Return(self.sys_shmat(&mut m.mem, a[0] as i32, a[1], a[2] as i32)),
+            "shmdt" => Action::Return(self.sys_shmdt(&mut m.mem, a[0])),
             "exit" | "exit_group" => Action::Exit(a[0] as i32),
             "arch_prctl" => ret(self.arch_prctl(m, a[0] as i32, a[1])),
             "set_tid_address" => {

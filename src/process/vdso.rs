@@ -161,22 +161,14 @@ pub fn host_range() -> Option<(u64, u64)> {
     Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
 }
 
-/// Maps trapbox's vDSO and its buffer at `at` (or where the host puts them), fills the image
-/// and sets the buffer up for `mode`, the buffer being `alias`'s file. Returns the image's
-/// base (AT_SYSINFO_EHDR); [`install`] makes it guest memory.
-fn map(at: Option<u64>, mode: TimeMode, alias: &TimeAlias) -> Result<u64, VdsoError> {
-    let base = match at {
-        Some(a) => host::reserve_exact(a, SIZE).map_err(|e| match e {
-            libc::EEXIST => VdsoError::AddressInUse(a),
-            e => VdsoError::Map(std::io::Error::from_raw_os_error(e)),
-        })?,
-        None => {
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-            // SAFETY: no MAP_FIXED: the kernel picks free space.
-            unsafe { host::mmap(0, SIZE, libc::PROT_NONE, flags, -1, 0) }
-                .map_err(|e| VdsoError::Map(std::io::Error::from_raw_os_error(e)))?
-        }
-    };
+/// Maps trapbox's vDSO and its buffer at `base` (free arena space), fills the image and sets
+/// the buffer up for `mode`, the buffer being `alias`'s file. Returns the image's base
+/// (AT_SYSINFO_EHDR); [`install`] makes it guest memory.
+fn map(base: u64, mode: TimeMode, alias: &TimeAlias) -> Result<u64, VdsoError> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+    // SAFETY: [base, base+SIZE) is free arena space (placeholders), replaced here.
+    unsafe { host::mmap(base, SIZE, libc::PROT_NONE, flags, -1, 0) }
+        .map_err(|e| VdsoError::Map(std::io::Error::from_raw_os_error(e)))?;
     let fill = || -> Result<(), VdsoError> {
         let image = image(base)?;
         let map_err = |e| VdsoError::Map(std::io::Error::from_raw_os_error(e));
@@ -202,7 +194,7 @@ fn map(at: Option<u64>, mode: TimeMode, alias: &TimeAlias) -> Result<u64, VdsoEr
     };
     fill().inspect_err(|_| {
         // SAFETY: the mapping made above, which nothing else refers to yet.
-        let _ = unsafe { host::munmap(base, SIZE) };
+        unsafe { super::arena::park(base, SIZE) };
     })?;
     Ok(base)
 }
@@ -644,7 +636,12 @@ pub fn install(
     mode: TimeMode,
     alias: &TimeAlias,
 ) -> Result<u64, VdsoError> {
-    let base = map(at, mode, alias)?;
+    let base = match at {
+        Some(a) if a.checked_add(SIZE).is_some_and(|e| aspace.is_free(a, e)) => a,
+        Some(a) => return Err(VdsoError::AddressInUse(a)),
+        None => aspace.find_free(SIZE, 4096, 0, u64::MAX).ok_or(VdsoError::AddressInUse(0))?,
+    };
+    let base = map(base, mode, alias)?;
     let rx = libc::PROT_READ | libc::PROT_EXEC;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let inserted = aspace
@@ -653,7 +650,7 @@ pub fn install(
     if let Err(e) = inserted {
         let _ = aspace.remove(mem, base, SIZE);
         // SAFETY: the mapping `map` just made, no longer guest memory.
-        let _ = unsafe { host::munmap(base, SIZE) };
+        unsafe { super::arena::park(base, SIZE) };
         return Err(e.into());
     }
     // SAFETY: the image page was just filled; the host's view now matches the guest's.

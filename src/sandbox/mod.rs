@@ -55,6 +55,9 @@ pub enum SandboxError {
     /// trapbox could not duplicate its stderr for its own messages.
     #[error("cannot set up trapbox's diagnostic stream: {0}")]
     Diag(std::io::Error),
+    /// The address space for guest memory could not be reserved.
+    #[error("cannot reserve the guest's part of the address space: {0}")]
+    Arena(std::io::Error),
     /// KVM reported an exit trapbox does not handle (invariant 6: never dropped silently).
     #[error("unexpected VM exit {exit:?} at rip {rip:#x}")]
     UnexpectedExit {
@@ -203,6 +206,7 @@ impl SandboxBuilder {
         let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
         drop(stock);
+        process.use_arena(crate::process::arena::Arena::reserve().map_err(SandboxError::Arena)?);
         process.signals = signals::inherited();
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
@@ -262,7 +266,7 @@ impl Drop for Sandbox {
         // sandbox (another ET_EXEC image at the same fixed address) can be built afterwards.
         let mut cpu = Cpu::lock(&self.core, &mut self.main);
         let Shared { machine, process, .. } = cpu.s();
-        process.release(machine);
+        process.end(machine);
     }
 }
 

@@ -109,6 +109,9 @@ pub enum ArgKind {
     },
     /// pselect6's sixth argument: a pointer to `{const sigset_t *ss; size_t ss_len}`.
     SigsetPack,
+    /// shmctl's third argument: a `struct shmid_ds` (or the info structs, no larger) that the
+    /// command (argument 1) reads or writes.
+    ShmctlBuf,
     /// The third argument of ioctl: meaning depends on the request (argument 1).
     IoctlArg,
     /// The third argument of fcntl: meaning depends on the command (argument 1).

@@ -620,6 +620,17 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 }
                 value = Value::Copy(c);
             }
+            ArgKind::ShmctlBuf => {
+                // struct shmid_ds is 112 bytes; shminfo and shm_info are smaller.
+                const SHMID_DS: u64 = 112;
+                match a[1] as i32 & !0x100 {
+                    libc::IPC_SET => p.direct(mem, v, SHMID_DS, Dir::In, Written::All)?,
+                    libc::IPC_STAT | libc::IPC_INFO | 13 | 14 | 15 => {
+                        p.direct(mem, v, SHMID_DS, Dir::Out, Written::All)?
+                    }
+                    _ => {}
+                }
+            }
             ArgKind::GuestRange { len } => {
                 let n = a[len].checked_add(0xfff).ok_or(Stop::Errno(libc::ENOMEM))? & !0xfff;
                 if v & 0xfff != 0 {

@@ -125,21 +125,53 @@ pub fn is_kvm(fd: i64) -> bool {
     t == "/dev/kvm" || t.starts_with("anon_inode:kvm")
 }
 
-/// Whether an open descriptor `fd` leads into trapbox: the memory of trapbox's process (the
-/// guest's pid is trapbox's) or the KVM device.
+/// Whether open descriptor `fd` leads into trapbox, by what the open file is, however it was
+/// named: a process's memory (`/proc/N/mem` and `/proc/N/task/M/mem` for any N: the guest's
+/// threads are trapbox's threads, and its parent and children are trapbox processes — the
+/// kernel's own name for the file, which symlinks, `thread-self` and dirfd-relative opens all
+/// resolve to), a KVM object, the KVM device under any name (character device 10:232), or a
+/// regular file trapbox opened for itself ([`privatize`]: its trace, its memory files),
+/// reached again through `/proc/self/fd` or `map_files`. (Files the guest shares with trapbox
+/// — the standard streams trapbox's diagnostics go to — are the guest's too.)
 pub fn leads_into_trapbox(fd: i64) -> bool {
-    let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { return false };
-    let t = target.to_string_lossy();
-    if t == "/dev/kvm" || t.starts_with("anon_inode:kvm") {
+    let Ok(fd) = i32::try_from(fd) else { return false };
+    if is_kvm(fd.into()) {
         return true;
     }
-    let pid = std::process::id().to_string();
-    let mut parts = t.trim_start_matches('/').split('/');
-    if parts.next() != Some("proc") || parts.next() != Some(pid.as_str()) {
+    if let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+        if is_proc_mem(&target.to_string_lossy()) {
+            return true;
+        }
+    }
+    let Some(st) = stat_of(fd) else { return false };
+    const KVM_DEV: libc::dev_t = 10 << 8 | 232;
+    if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == KVM_DEV {
+        return true;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return false;
     }
-    let rest: Vec<&str> = parts.collect();
-    matches!(rest.as_slice(), ["mem"] | ["task", _, "mem"])
+    let own: Vec<RawFd> = privatized().iter().copied().filter(|o| *o != fd).collect();
+    own.into_iter().any(|o| stat_of(o).is_some_and(|t| (t.st_dev, t.st_ino) == (st.st_dev, st.st_ino)))
+}
+
+/// `fstat` of a descriptor.
+fn stat_of(fd: i32) -> Option<libc::stat> {
+    // SAFETY: fstat writes a stat into the local; a closed fd gives an error.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+}
+
+/// Whether `path` (the kernel's name of an open file) is a process's memory file.
+fn is_proc_mem(path: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["proc", pid, "mem"] => digits(pid),
+        ["proc", pid, "task", tid, "mem"] => digits(pid) && digits(tid),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -156,11 +188,51 @@ mod tests {
     }
 
     #[test]
-    fn leads_into_trapbox_catches_proc_mem() {
-        let f = std::fs::File::open("/proc/self/mem").unwrap();
+    fn leads_into_trapbox_catches_proc_mem_by_any_name() {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        for name in [
+            "/proc/self/mem".to_string(),
+            "/proc/thread-self/mem".to_string(),
+            format!("/proc/{tid}/mem"),
+            format!("/proc/self/task/{tid}/mem"),
+        ] {
+            let f = std::fs::File::open(&name).unwrap();
+            assert!(leads_into_trapbox(f.as_raw_fd() as i64), "{name}");
+        }
+        // Through a symlink the guest makes.
+        let dir = std::env::temp_dir().join(format!("tb-fds-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let link = dir.join("innocent");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/proc/self/mem", &link).unwrap();
+        let f = std::fs::File::open(&link).unwrap();
         assert!(leads_into_trapbox(f.as_raw_fd() as i64));
+        let _ = std::fs::remove_dir_all(&dir);
         let g = std::fs::File::open("/proc/self/maps").unwrap();
         assert!(!leads_into_trapbox(g.as_raw_fd() as i64));
+    }
+
+    #[test]
+    fn leads_into_trapbox_catches_trapbox_files_reopened() {
+        let mine = privatize(crate::process::host::memory_file("trapbox-test", b"x").unwrap()).unwrap();
+        // The same file opened again through /proc/self/fd is trapbox's file.
+        let again = std::fs::File::open(format!("/proc/self/fd/{}", mine.as_raw_fd())).unwrap();
+        assert!(leads_into_trapbox(again.as_raw_fd() as i64));
+        // An eventfd shares the anonymous inode with trapbox's KVM descriptors, and is fine.
+        // SAFETY: eventfd creates a descriptor.
+        let e = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(!leads_into_trapbox(e.into()));
+        // SAFETY: closing the eventfd made above.
+        unsafe { libc::close(e) };
+    }
+
+    #[test]
+    fn is_proc_mem_needs_the_shape() {
+        assert!(is_proc_mem("/proc/123/mem"));
+        assert!(is_proc_mem("/proc/123/task/456/mem"));
+        assert!(!is_proc_mem("/proc/123/maps"));
+        assert!(!is_proc_mem("/home/u/proc/1/mem"));
     }
 
     #[test]

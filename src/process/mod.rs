@@ -31,7 +31,7 @@ use std::io::Write;
 use abi::{Handling, Refusal};
 use fds::FdGuard;
 use mem::{Access, AddressSpace};
-use passthrough::{host_syscall, stage, Checked, Staged};
+use passthrough::{stage, Checked, Staged};
 use signals::{SigAction, SignalState};
 
 use crate::trap::{Action, GuestAddr, Regs, Syscall};
@@ -86,12 +86,10 @@ impl From<Action> for Handled {
     }
 }
 
-/// Makes a checked host syscall for the guest (see [`Handled::Host`]).
+/// Makes a checked host syscall for the guest that creates no descriptor (see
+/// [`Handled::Wait`]).
 pub fn run_host(nr: u64, args: &[u64; 6]) -> i64 {
-    match abi::lookup(nr) {
-        Some(desc) => host_syscall(desc, args),
-        None => neg(libc::ENOSYS),
-    }
+    passthrough::raw_syscall(nr, args)
 }
 
 /// A guest process.

@@ -126,7 +126,103 @@ impl Staged {
 
     /// Makes the host call (without the process lock: it may block).
     pub fn run(&self) -> i64 {
-        host_syscall(self.desc, &self.regs)
+        match self.desc.name {
+            "open" | "openat" | "openat2" | "creat" => self.open_vetted(),
+            _ => raw_syscall(self.desc.nr, &self.regs),
+        }
+    }
+
+    /// An open, made so that the descriptor it returns is vetted before its number exists:
+    /// another guest thread may use any number at any moment, so a descriptor leading into
+    /// trapbox must never be open under a number at all. The file is first opened with O_PATH
+    /// (a descriptor that can be neither read, written nor mapped), checked by what it is
+    /// ([`leads_into_trapbox`]), and only then reopened with the guest's flags through its
+    /// `/proc/self/fd` link, which reaches exactly that file. A creating open first tries to
+    /// create the file exclusively and without following a final symlink: a new file is the
+    /// guest's own.
+    fn open_vetted(&self) -> i64 {
+        let r = self.regs;
+        // (dirfd, path, flags, mode) of each form; openat2's flags and mode live in `how`.
+        let how = |off: usize| match self.plan.args[2] {
+            Some(walk::Value::Copy(c)) => {
+                let b = &self.plan.copies[c].bytes;
+                u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+            }
+            _ => 0,
+        };
+        let (dirfd, path, flags, mode) = match self.desc.name {
+            "open" => (libc::AT_FDCWD as i64 as u64, r[0], r[1], r[2]),
+            "creat" => {
+                (libc::AT_FDCWD as i64 as u64, r[0], (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64, r[1])
+            }
+            "openat" => (r[0], r[1], r[2], r[3]),
+            _ => (r[0], r[1], how(0), how(8)),
+        };
+        let flags = flags as i32;
+        let open = |flags: i32| -> i64 {
+            match self.desc.name {
+                "openat2" => {
+                    let mut h = [0u64; 3];
+                    h[0] = flags as u32 as u64;
+                    h[1] = mode;
+                    h[2] = how(16);
+                    raw_syscall(libc::SYS_openat2 as u64, &[dirfd, path, h.as_ptr() as u64, 24, 0, 0])
+                }
+                _ => raw_syscall(libc::SYS_openat as u64, &[dirfd, path, flags as u32 as u64, mode, 0, 0]),
+            }
+        };
+        // O_TMPFILE makes a new unnamed file: the guest's own.
+        if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            return open(flags);
+        }
+        let create = flags & libc::O_CREAT != 0;
+        if create {
+            if flags & libc::O_EXCL != 0 {
+                // Never follows a final symlink and never opens what exists.
+                return open(flags);
+            }
+            match open(flags | libc::O_EXCL | libc::O_NOFOLLOW) {
+                r if r != -(libc::EEXIST as i64) => return r,
+                _ => {}
+            }
+        }
+        let probe = libc::O_PATH | libc::O_CLOEXEC | (flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY));
+        let p = open(probe);
+        if p < 0 {
+            // A dangling symlink to create through: opened as asked; `finish` still vets it.
+            return if create && p == -(libc::ENOENT as i64) { open(flags) } else { p };
+        }
+        let close = |fd: i64| {
+            // SAFETY: a descriptor this function opened and nobody else holds.
+            unsafe { libc::close(fd as i32) };
+        };
+        if leads_into_trapbox(p) {
+            close(p);
+            return -(libc::EACCES as i64);
+        }
+        if flags & libc::O_PATH != 0 {
+            return p;
+        }
+        let link = std::ffi::CString::new(format!("/proc/self/fd/{p}")).expect("no NUL in a number");
+        let reopen = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
+        let fd = raw_syscall(
+            libc::SYS_openat as u64,
+            &[libc::AT_FDCWD as i64 as u64, link.as_ptr() as u64, reopen as u32 as u64, mode, 0, 0],
+        );
+        if fd < 0 {
+            close(p);
+            return fd;
+        }
+        // The guest gets the number the probe took (the lowest free one, as natively): the
+        // file replaces the probe under it in one dup3.
+        let cloexec = (flags & libc::O_CLOEXEC) as u64;
+        let r = raw_syscall(libc::SYS_dup3 as u64, &[fd as u64, p as u64, cloexec, 0, 0, 0]);
+        close(fd);
+        if r < 0 {
+            close(p);
+            return r;
+        }
+        p
     }
 
     /// Completes the call that returned `ret`: received descriptors that lead into trapbox
@@ -134,6 +230,7 @@ impl Staged {
     /// kernel wrote in the copies goes to guest memory, descriptors trapbox stood in for read
     /// POLLNVAL. Returns the guest's result: EFAULT if guest memory for the results is gone.
     pub fn finish(mut self, mut ret: i64, mem: &AddressSpace) -> i64 {
+        ret = vet_new_fd(self.desc, ret);
         for &c in &self.plan.received {
             for off in walk::scm_rights_at(&self.plan.copies[c].bytes) {
                 let b = &mut self.plan.copies[c].bytes[off..off + 4];
@@ -161,10 +258,9 @@ impl Staged {
     }
 }
 
-/// Runs a checked syscall on the host. A new descriptor that leads into trapbox is closed
-/// again and the call fails with EACCES.
-pub fn host_syscall(desc: &SyscallDesc, args: &[u64; 6]) -> i64 {
-    let ret = raw_syscall(desc.nr, args);
+/// A call that returned a new descriptor: one that leads into trapbox is closed again and the
+/// call fails with EACCES.
+fn vet_new_fd(desc: &SyscallDesc, ret: i64) -> i64 {
     if desc.ret == Ret::Fd && ret >= 0 && leads_into_trapbox(ret) {
         // SAFETY: `ret` is the descriptor the guest's call just created; nothing else holds it.
         unsafe { libc::close(ret as i32) };

@@ -54,6 +54,8 @@ pub struct CpuSetup {
 pub struct Vcpu {
     fd: VcpuFd,
     osxsave: bool,
+    /// The general registers were changed since the last exit (KVM loads them at entry).
+    regs_dirty: bool,
 }
 
 /// A flat 4 GiB code or data segment (`long`: a 64-bit code segment) at privilege `dpl`.
@@ -136,9 +138,7 @@ impl Vcpu {
         if n != entries.len() {
             return Err(VmError::MsrRejected(entries[n].index));
         }
-        let mut vcpu = Vcpu { fd, osxsave: setup.xcr0.is_some() };
-        vcpu.fd.set_sync_valid_reg(SyncReg::Register);
-        Ok(vcpu)
+        Ok(Vcpu { fd, osxsave: setup.xcr0.is_some(), regs_dirty: false })
     }
 
     /// Makes kicks on the calling host thread reach this vCPU (call on the thread that runs it).
@@ -187,6 +187,15 @@ impl Vcpu {
 
     /// Runs until the next exit.
     pub fn run(&mut self) -> Result<RawExit, VmError> {
+        {
+            // Which state KVM copies in and out is set outright at every entry, never OR-ed
+            // into what the run page holds: whoever else could write that page (nothing
+            // should; the guest can never map a vCPU's) cannot make KVM load segment or
+            // control registers from it.
+            let run = self.fd.get_kvm_run();
+            run.kvm_valid_regs = SyncReg::Register as u64;
+            run.kvm_dirty_regs = if std::mem::take(&mut self.regs_dirty) { SyncReg::Register as u64 } else { 0 };
+        }
         let exit = match self.fd.run() {
             Ok(VcpuExit::IoOut(port, _)) => RawExit::IoOut { port },
             Ok(VcpuExit::IoIn(port, data)) => {
@@ -227,7 +236,7 @@ impl Vcpu {
 
     /// General registers, to be written back on the next run.
     pub fn regs_mut(&mut self) -> &mut kvm_regs {
-        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        self.regs_dirty = true;
         &mut self.fd.sync_regs_mut().regs
     }
 

@@ -109,6 +109,12 @@ pub enum ArgKind {
     },
     /// pselect6's sixth argument: a pointer to `{const sigset_t *ss; size_t ss_len}`.
     SigsetPack,
+    /// openat2's `struct open_how`, of the size in argument `size` (extensible: the kernel
+    /// reads all of it).
+    OpenHow {
+        /// Index of the argument that holds the size.
+        size: usize,
+    },
     /// shmctl's third argument: a `struct shmid_ds` (or the info structs, no larger) that the
     /// command (argument 1) reads or writes.
     ShmctlBuf,

@@ -620,6 +620,16 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 }
                 value = Value::Copy(c);
             }
+            ArgKind::OpenHow { size } if v != 0 => {
+                let n = a[size];
+                if n < Struct::OpenHow.size() as u64 {
+                    return errno(libc::EINVAL);
+                }
+                if n > 4096 {
+                    return errno(libc::E2BIG);
+                }
+                value = Value::Copy(p.copy(v, fetch(mem, v, n)?, Back::Nothing));
+            }
             ArgKind::ShmctlBuf => {
                 // struct shmid_ds is 112 bytes; shminfo and shm_info are smaller.
                 const SHMID_DS: u64 = 112;

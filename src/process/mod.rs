@@ -501,10 +501,35 @@ impl Process {
                 ret(self.write_out(a[0], &set.to_le_bytes()).map(|_| 0))
             }
             "rt_sigreturn" => self.sys_rt_sigreturn(m, regs),
-            "kill" => self.kill(a[0] as i32, a[1] as i32, None),
-            "tgkill" => self.kill(a[0] as i32, a[2] as i32, Some(a[1] as i32)),
+            "kill" => self.send(SignalTarget::Process(a[0] as i32), a[1] as i32, None),
+            "tgkill" => self.send(SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2] as i32, None),
             // SAFETY: getpid has no preconditions.
-            "tkill" => self.kill(unsafe { libc::getpid() }, a[1] as i32, Some(a[0] as i32)),
+            "tkill" => self.send(SignalTarget::Thread(unsafe { libc::getpid() }, a[0] as i32), a[1] as i32, None),
+            "rt_sigqueueinfo" | "rt_tgsigqueueinfo" | "pidfd_send_signal" => {
+                let (target, sig, info_at) = match name {
+                    "rt_sigqueueinfo" => (SignalTarget::Process(a[0] as i32), a[1], a[2]),
+                    "rt_tgsigqueueinfo" => (SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2], a[3]),
+                    _ => {
+                        if self.fds.is_reserved(a[0] as i32 as i64) {
+                            return Action::Return(neg(libc::EBADF));
+                        }
+                        if a[3] != 0 {
+                            return Action::Return(neg(libc::EINVAL));
+                        }
+                        (SignalTarget::Pidfd(a[0] as i32), a[1], a[2])
+                    }
+                };
+                // The siginfo is read once, here; NULL (pidfd_send_signal) means "as kill".
+                let info = if info_at == 0 && name == "pidfd_send_signal" {
+                    None
+                } else {
+                    match self.read_struct::<128>(info_at) {
+                        Ok(i) => Some(i),
+                        Err(e) => return Action::Return(neg(e)),
+                    }
+                };
+                self.send(target, sig as i32, info)
+            }
             "prctl" => ret(self.prctl(a)),
             "close_range" => ret(self.close_range(a)),
             "mincore" => ret(self.mincore(a)),
@@ -603,45 +628,67 @@ impl Process {
         Ok(0)
     }
 
-    /// kill/tgkill/tkill: signals to the guest itself are emulated; other processes are
-    /// signalled on the host; trapbox's other threads cannot be named.
-    /// kill/tgkill/tkill go to the host, whose dispositions and mask mirror the guest's
-    /// (`signals`): a signal to the guest itself then behaves exactly like one from outside.
-    /// Only the signals whose host side stays trapbox's (its fault signals) are raised in the
-    /// emulation directly. The guest cannot signal trapbox's own threads.
-    fn kill(&mut self, pid: i32, sig: i32, tid: Option<i32>) -> Action {
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
+    /// Every way the guest sends a signal — kill, tkill, tgkill, rt_sigqueueinfo,
+    /// rt_tgsigqueueinfo, pidfd_send_signal — goes through here (`send`).
+    ///
+    /// Signals go to the host, whose dispositions and mask mirror the guest's (`signals`): a
+    /// signal to the guest itself then behaves exactly like one from outside. But a signal
+    /// whose host side stays trapbox's (its fault signals, its kick and preemption signals,
+    /// glibc's own 32 and 33) never reaches a thread of this process on the host: sent to the
+    /// guest itself, it is raised in the emulation, with the siginfo the guest gave (queued
+    /// siginfo is the guest's to forge, as natively; it is never taken for a fault of
+    /// trapbox's). The guest cannot name trapbox's own threads, nor every process at once.
+    fn send(&mut self, target: SignalTarget, sig: i32, info: Option<[u8; 128]>) -> Action {
+        // SAFETY: getpid and getuid have no preconditions.
+        let (me, uid) = unsafe { (libc::getpid(), libc::getuid()) };
         if !(0..=signals::NSIG as i32).contains(&sig) {
             return Action::Return(neg(libc::EINVAL));
+        }
+        let (pid, tid) = match target {
+            SignalTarget::Process(p) => (p, None),
+            SignalTarget::Thread(p, t) => (p, Some(t)),
+            SignalTarget::Pidfd(fd) => match pidfd_pid(fd) {
+                Some(p) => (p, None),
+                None => return Action::Return(neg(libc::EBADF)),
+            },
+        };
+        if pid == -1 {
+            // Every process the user may signal: far outside the box.
+            return Action::Return(neg(libc::EPERM));
         }
         if let Some(t) = tid {
             if pid == me && !self.is_guest_thread(t) {
                 return Action::Return(neg(libc::ESRCH));
             }
-        } else if pid == -1 {
-            // Every process the user may signal: far outside the box.
-            return Action::Return(neg(libc::EPERM));
         }
-        let to_me = pid == me && tid.is_none_or(|t| t == me);
-        if to_me && sig != 0 && signals::host_owned(sig) {
-            // SAFETY: getuid has no preconditions.
-            let uid = unsafe { libc::getuid() };
+        if pid == me && sig != 0 && signals::host_owned(sig) {
             let code = if tid.is_some() { SI_TKILL } else { SI_USER };
-            self.signals.raise(sig, signals::user_siginfo(sig, code, me, uid));
+            let mut info = info.unwrap_or_else(|| signals::user_siginfo(sig, code, me, uid));
+            info[0..4].copy_from_slice(&sig.to_le_bytes());
+            self.signals.raise(sig, info);
             return Action::Return(0);
         }
-        let r = match tid {
-            // SAFETY: tgkill/kill take no pointers.
-            Some(t) => unsafe { libc::syscall(libc::SYS_tgkill, pid, t, sig) },
-            // SAFETY: as above.
-            None => i64::from(unsafe { libc::kill(pid, sig) }),
+        let info_ptr = info.as_ref().map_or(0, |i| i.as_ptr() as u64);
+        let r = match (target, info) {
+            (SignalTarget::Pidfd(fd), _) => passthrough::raw_syscall(
+                libc::SYS_pidfd_send_signal as u64,
+                &[fd as u64, sig as u64, info_ptr, 0, 0, 0],
+            ),
+            (_, Some(_)) if tid.is_some() => passthrough::raw_syscall(
+                libc::SYS_rt_tgsigqueueinfo as u64,
+                &[pid as u64, tid.unwrap_or(0) as u64, sig as u64, info_ptr, 0, 0],
+            ),
+            (_, Some(_)) => {
+                passthrough::raw_syscall(libc::SYS_rt_sigqueueinfo as u64, &[pid as u64, sig as u64, info_ptr, 0, 0, 0])
+            }
+            (_, None) => match tid {
+                Some(t) => {
+                    passthrough::raw_syscall(libc::SYS_tgkill as u64, &[pid as u64, t as u64, sig as u64, 0, 0, 0])
+                }
+                None => passthrough::raw_syscall(libc::SYS_kill as u64, &[pid as u64, sig as u64, 0, 0, 0, 0]),
+            },
         };
-        Action::Return(if r == 0 {
-            0
-        } else {
-            neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM))
-        })
+        Action::Return(r)
     }
 
     /// Whether `tid` names one of the guest's threads.
@@ -740,6 +787,23 @@ impl Process {
         self.aspace.check(a[2], len / 4096, Access::Write).map_err(|_| libc::EFAULT)?;
         forward("mincore", a)
     }
+}
+
+/// Whom a guest's signal is for.
+#[derive(Clone, Copy, Debug)]
+enum SignalTarget {
+    /// A process (or, for pid <= 0, a process group).
+    Process(i32),
+    /// A thread of a process.
+    Thread(i32, i32),
+    /// The process a pidfd names.
+    Pidfd(i32),
+}
+
+/// The pid a pidfd refers to (its fdinfo's `Pid:` line), if `fd` is one.
+fn pidfd_pid(fd: i32) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// What an extended-state `arch_prctl` answers.

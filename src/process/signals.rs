@@ -305,6 +305,61 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     }
 }
 
+/// The handlers that were in place for trapbox's fault signals before [`catch_sent_faults`]
+/// (the Rust runtime's stack-overflow handler): genuine faults go on to them.
+static PREVIOUS_FAULT: [AtomicUsize; NSIG + 1] = [const { AtomicUsize::new(0) }; NSIG + 1];
+/// Their flags (SA_SIGINFO or not).
+static PREVIOUS_FLAGS: [AtomicUsize; NSIG + 1] = [const { AtomicUsize::new(0) }; NSIG + 1];
+
+/// The fault signals trapbox keeps for itself on the host.
+const FAULT_SIGNALS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
+
+extern "C" fn on_fault_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t.
+    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    if code <= 0 {
+        // Sent by a process (kill, sigqueue, tgkill: SI_USER, SI_QUEUE, SI_TKILL ...), not a
+        // fault of trapbox's: it is the guest's, with whatever siginfo the sender made up.
+        forward(sig, info, ctx);
+        return;
+    }
+    let slot = sig as usize;
+    let prev = PREVIOUS_FAULT[slot].load(Ordering::SeqCst);
+    if prev > 1 && PREVIOUS_FLAGS[slot].load(Ordering::SeqCst) & libc::SA_SIGINFO as usize != 0 {
+        // SAFETY: `prev` is the SA_SIGINFO handler that was installed for this signal.
+        let h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(prev) };
+        h(sig, info, ctx);
+        return;
+    }
+    // No handler to go on to: the default action, when the faulting instruction runs again.
+    // SAFETY: resetting a disposition is async-signal-safe.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Makes trapbox's fault signals that another process sends (to the guest's pid, which is
+/// trapbox's) reach the guest as its signals, while trapbox's own faults still end it.
+pub fn catch_sent_faults() {
+    for sig in FAULT_SIGNALS {
+        // SAFETY: sigaction with zeroed structs; the handler only forwards (async-signal-safe)
+        // or calls the handler that was there.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old);
+            if old.sa_sigaction == on_fault_signal as *const () as usize {
+                continue;
+            }
+            PREVIOUS_FAULT[sig as usize].store(old.sa_sigaction, Ordering::SeqCst);
+            PREVIOUS_FLAGS[sig as usize].store(old.sa_flags as usize, Ordering::SeqCst);
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_fault_signal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Moves the signals the forwarder caught into `state`.
 pub fn take_host_signals(state: &mut SignalState) {
     for sig in 1..=NSIG {

@@ -104,6 +104,7 @@ pub(super) fn set_main_thread() {
 pub(super) fn install_handlers() {
     set_main_thread();
     signals::set_host_hooks(on_host_signal, kick_vcpu);
+    signals::catch_sent_faults();
     for (sig, h) in [
         (libc::SIGINT, on_host_signal as extern "C" fn(libc::c_int)),
         (libc::SIGTERM, on_host_signal),

@@ -13,9 +13,38 @@ fn run_guest(name: &str, args: &[&str]) -> common::Run {
     boxed(&argv, b"", &tempdir(name))
 }
 
+/// Where trapbox's own image is when it runs without address randomization (a PIE at the
+/// kernel's ELF_ET_DYN_BASE).
+const TRAPBOX_NO_ASLR: &str = "0x555555554000";
+
+/// Runs guest `name` in a trapbox started without address randomization, telling the guest
+/// where trapbox's image is: the box shows the guest only its own mappings, so an attack needs
+/// the address from outside.
+fn attack_trapbox_image(name: &str) -> common::Run {
+    common::require_kvm();
+    let exe = guest(name, Form::Dynamic);
+    let out = std::process::Command::new("setarch")
+        .args(["x86_64", "-R", env!("CARGO_BIN_EXE_trapbox"), "run", "--"])
+        .arg(&exe)
+        .env("ADV_TRAPBOX_AT", TRAPBOX_NO_ASLR)
+        .current_dir(tempdir(name))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setarch (util-linux) runs trapbox");
+    let status = out.status.code().unwrap_or(-1);
+    common::Run { stdout: out.stdout, stderr: out.stderr, status }
+}
+
+#[test]
+fn the_guest_sees_no_trapbox_mapping() {
+    // Natively there is none; in the box /proc/self/maps is the guest's own.
+    let r = run_guest("adv_trapbox_mem", &[]);
+    assert_eq!(r.stdout_str(), "no trapbox mapping\n", "{}", r.stderr_str());
+}
+
 #[test]
 fn syscalls_into_trapbox_memory_get_efault() {
-    let r = run_guest("adv_trapbox_mem", &[]);
+    let r = attack_trapbox_image("adv_trapbox_mem");
     let out = r.stdout_str();
     assert!(out.contains("found trapbox mapping"), "the guest did not find trapbox's mapping:\n{out}");
     assert!(out.contains("read into trapbox memory: EFAULT"), "{out}");
@@ -27,7 +56,7 @@ fn syscalls_into_trapbox_memory_get_efault() {
 
 #[test]
 fn map_fixed_over_trapbox_fails_and_trapbox_survives() {
-    let r = run_guest("adv_map_fixed", &[]);
+    let r = attack_trapbox_image("adv_map_fixed");
     let out = r.stdout_str();
     assert!(out.contains("found trapbox mapping"), "{out}");
     assert!(out.contains("mmap fixed over trapbox: ENOMEM"), "{out}");

@@ -27,6 +27,63 @@ pub fn memory_operand_address(code: &[u8], rip: u64, r: &Regs, fs_base: u64, gs_
     })
 }
 
+/// What one of the instructions UMIP makes fault at CPL3 (sgdt, sidt, sldt, smsw, str) gives
+/// a Linux process: the kernel emulates them with fixed values, so that the addresses of its
+/// own tables stay secret. The box does the same — with the CPU's UMIP on, they fault in the
+/// guest too, and nothing of trapbox's system region (where its GDT and IDT live) leaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Umip {
+    /// The instruction's length.
+    pub len: u64,
+    /// Bytes to store at a guest address (a memory operand).
+    pub store: Option<(u64, Vec<u8>)>,
+    /// Or a register to set: (GPR number, value, bytes written: 2, 4 or 8).
+    pub reg: Option<(u8, u64, u8)>,
+}
+
+/// Linux's values (arch/x86/kernel/umip.c): dummy table bases in the kernel half, a CR0 with
+/// PE, MP, ET, NE, WP, AM and PG, no LDT, and its TSS selector.
+const DUMMY_GDT_BASE: u64 = 0xffff_ffff_fffe_0000;
+const DUMMY_IDT_BASE: u64 = 0xffff_ffff_ffff_0000;
+const DUMMY_CR0: u64 = 0x8005_0033;
+const DUMMY_TR: u64 = 0x40;
+
+/// The emulation of the UMIP instruction `code` at `rip`, if it is one.
+pub fn umip(code: &[u8], rip: u64, r: &Regs, fs_base: u64, gs_base: u64) -> Option<Umip> {
+    use iced_x86::Mnemonic;
+    let mut d = Decoder::with_ip(64, code, rip, DecoderOptions::NONE);
+    let insn = d.decode();
+    if insn.is_invalid() {
+        return None;
+    }
+    let value = match insn.mnemonic() {
+        Mnemonic::Sgdt | Mnemonic::Sidt => {
+            let base = if insn.mnemonic() == Mnemonic::Sgdt { DUMMY_GDT_BASE } else { DUMMY_IDT_BASE };
+            let addr = memory_operand_address(code, rip, r, fs_base, gs_base)?;
+            let mut b = vec![0u8; 10];
+            b[2..].copy_from_slice(&base.to_le_bytes());
+            return Some(Umip { len: insn.len() as u64, store: Some((addr, b)), reg: None });
+        }
+        Mnemonic::Smsw => DUMMY_CR0,
+        Mnemonic::Sldt => 0,
+        Mnemonic::Str => DUMMY_TR,
+        _ => return None,
+    };
+    let len = insn.len() as u64;
+    Some(match insn.op0_kind() {
+        OpKind::Memory => {
+            let addr = memory_operand_address(code, rip, r, fs_base, gs_base)?;
+            Umip { len, store: Some((addr, (value as u16).to_le_bytes().to_vec())), reg: None }
+        }
+        OpKind::Register => {
+            let reg = insn.op0_register();
+            let size = reg.size() as u8;
+            Umip { len, store: None, reg: Some((reg.full_register().number() as u8, value, size)) }
+        }
+        _ => return None,
+    })
+}
+
 /// Whether `addr` is canonical for 48-bit virtual addresses (bits 63..47 all equal).
 pub fn is_canonical(addr: u64) -> bool {
     ((addr as i64) << 16 >> 16) as u64 == addr
@@ -49,6 +106,23 @@ mod tests {
         assert_eq!(memory_operand_address(&[0x90], 0x400000, &r, 0, 0), None);
         // vmovdqu ymm0, [rdi]
         assert_eq!(memory_operand_address(&[0xc5, 0xfe, 0x6f, 0x07], 0x400000, &r, 0, 0), Some(0x1000));
+    }
+
+    #[test]
+    fn umip_instructions_give_linuxs_values() {
+        let r = Regs { rdi: 0x1000, ..Regs::default() };
+        // sgdt [rdi]
+        let u = umip(&[0x0f, 0x01, 0x07], 0x400000, &r, 0, 0).unwrap();
+        assert_eq!(u.len, 3);
+        let (at, b) = u.store.unwrap();
+        assert_eq!(at, 0x1000);
+        assert_eq!(b, [0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        // smsw eax, str ax, sldt rbx
+        assert_eq!(umip(&[0x0f, 0x01, 0xe0], 0, &r, 0, 0).unwrap().reg, Some((0, 0x8005_0033, 4)));
+        assert_eq!(umip(&[0x66, 0x0f, 0x00, 0xc8], 0, &r, 0, 0).unwrap().reg, Some((0, 0x40, 2)));
+        assert_eq!(umip(&[0x48, 0x0f, 0x00, 0xc3], 0, &r, 0, 0).unwrap().reg, Some((3, 0, 8)));
+        // Not a UMIP instruction.
+        assert_eq!(umip(&[0x90], 0, &r, 0, 0), None);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub fn pte_flags(prot: i32) -> Option<PteFlags> {
 pub struct AddressSpace {
     regions: BTreeMap<u64, Region>,
     committed: u64,
+    /// Bytes in all regions, inaccessible ones included (what RLIMIT_AS counts).
+    mapped: u64,
     /// The arena's bounds (see `process::arena`): guest memory is placed only inside.
     bounds: (u64, u64),
     /// Ranges of the arena that are not free for new guest mappings though they hold no guest
@@ -170,6 +172,7 @@ impl AddressSpace {
             if r.prot != libc::PROT_NONE {
                 self.committed -= r.end - k;
             }
+            self.mapped -= r.end - k;
             out.push((k, r));
         }
         out
@@ -191,6 +194,7 @@ impl AddressSpace {
         }
         mem.map(start, len, pte_flags(prot))?;
         self.regions.insert(start, Region { end: start + len, prot });
+        self.mapped += len;
         if prot != libc::PROT_NONE {
             self.committed += len;
         }
@@ -211,6 +215,7 @@ impl AddressSpace {
         let reduces = pieces.iter().any(|(_, r)| r.prot & !prot != 0);
         for (s, r) in pieces {
             self.regions.insert(s, Region { end: r.end, prot });
+            self.mapped += r.end - s;
             if prot != libc::PROT_NONE {
                 self.committed += r.end - s;
             }
@@ -270,6 +275,11 @@ impl AddressSpace {
             }
         }
         Ok(())
+    }
+
+    /// Bytes in all regions (RLIMIT_AS).
+    pub fn mapped(&self) -> u64 {
+        self.mapped
     }
 
     /// Bytes in regions with some access (for `--memory-limit`).

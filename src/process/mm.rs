@@ -30,8 +30,18 @@ const MMAP_BELOW: u64 = u64::MAX;
 const LOW_2G: u64 = 1 << 31;
 
 impl Process {
+    /// Whether `extra` more bytes of accessible memory would pass `--memory-limit`, or the
+    /// guest's own RLIMIT_AS (which counts every mapping).
     fn over_limit(&self, extra: u64) -> bool {
         self.memory_limit.is_some_and(|l| self.aspace.committed().saturating_add(extra) > l)
+            || self.aspace.mapped().saturating_add(extra) > self.limits.soft(libc::RLIMIT_AS)
+    }
+
+    /// What the guest's own settings refuse of a new mapping's or a change's rights:
+    /// PR_SET_MDWE's no write-and-execute and no gaining execute.
+    fn mdwe_refuses(&self, prot: i32, had_exec: bool) -> bool {
+        let wx = libc::PROT_WRITE | libc::PROT_EXEC;
+        self.view.mdwe != 0 && (prot & wx == wx || (prot & libc::PROT_EXEC != 0 && !had_exec))
     }
 
     /// mmap(2).
@@ -51,12 +61,22 @@ impl Process {
         if prot != libc::PROT_NONE && self.over_limit(len) {
             return neg(libc::ENOMEM);
         }
+        // A new mapping only refuses write-and-execute (its rights are its own from the start).
+        if self.mdwe_refuses(prot, true) {
+            return neg(libc::EACCES);
+        }
+        if self.view.lock_future && prot != libc::PROT_NONE {
+            flags |= libc::MAP_LOCKED;
+        }
         let noreplace = flags & libc::MAP_FIXED_NOREPLACE != 0;
         let fixed = flags & libc::MAP_FIXED != 0 && !noreplace;
         let Some(end) = hint.checked_add(len) else { return neg(libc::ENOMEM) };
         let at = if fixed {
             if hint & (PAGE - 1) != 0 {
                 return neg(libc::EINVAL);
+            }
+            if self.view.sealed(hint, end) {
+                return neg(libc::EPERM);
             }
             if !self.aspace.fixed_allowed(hint, end) {
                 self.warn_once(
@@ -105,6 +125,9 @@ impl Process {
         if addr & (PAGE - 1) != 0 || addr.checked_add(len).is_none_or(|e| e > super::mem::USER_END) {
             return neg(libc::EINVAL);
         }
+        if self.view.sealed(addr, addr + len) {
+            return neg(libc::EPERM);
+        }
         for (s, e, _) in self.aspace.overlapping(addr, addr + len) {
             if let Err(err) = self.aspace.remove(mem, s, e - s) {
                 self.warn_once("munmap-slot", format_args!("munmap: {err}"));
@@ -128,6 +151,15 @@ impl Process {
         let end = addr.saturating_add(len);
         if !self.aspace.covers(addr, end) {
             return neg(libc::ENOMEM);
+        }
+        if self.view.sealed(addr, end) {
+            return neg(libc::EPERM);
+        }
+        if prot & libc::PROT_EXEC != 0 && self.view.mdwe != 0 {
+            let had_exec = self.aspace.overlapping(addr, end).iter().all(|(_, _, p)| p & libc::PROT_EXEC != 0);
+            if self.mdwe_refuses(prot, had_exec) {
+                return neg(libc::EACCES);
+            }
         }
         if prot != libc::PROT_NONE {
             let newly: u64 = self
@@ -164,6 +196,9 @@ impl Process {
             return neg(libc::EINVAL);
         }
         let Some((_, region)) = self.aspace.region_at(old) else { return neg(libc::EFAULT) };
+        if self.view.sealed(old, old.saturating_add(old_len.max(PAGE))) {
+            return neg(libc::EPERM);
+        }
         if old_len > 0 && !self.aspace.covers(old, old.saturating_add(old_len)) {
             return neg(libc::EFAULT);
         }
@@ -262,7 +297,7 @@ impl Process {
         let (cur_top, new_top) = (page_up(self.brk).unwrap_or(self.brk), page_up(want).unwrap_or(want));
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         if new_top > cur_top {
-            if self.over_limit(new_top - cur_top) {
+            if self.over_limit(new_top - cur_top) || new_top - self.brk_start > self.limits.soft(libc::RLIMIT_DATA) {
                 return self.brk as i64;
             }
             let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;

@@ -14,10 +14,12 @@ pub mod fds;
 pub mod fork;
 pub mod host;
 pub mod insn;
+pub mod limits;
 pub mod loader;
 pub mod mem;
 mod mm;
 pub mod passthrough;
+pub mod selfview;
 pub mod sigdeliver;
 pub mod sigframe;
 pub mod signals;
@@ -100,6 +102,10 @@ pub struct Process {
     pub arena: Option<arena::Arena>,
     /// System V segments attached: address -> length.
     shm: std::collections::BTreeMap<u64, u64>,
+    /// The guest's resource limits (its own view; see [`limits`]).
+    pub limits: limits::Limits,
+    /// Per-process settings that are the guest's own view (see [`GuestView`]).
+    pub view: GuestView,
     /// trapbox's descriptors, out of the guest's reach.
     pub fds: FdGuard,
     /// Emulated signal state.
@@ -151,6 +157,36 @@ pub struct Process {
     warned: HashSet<String>,
 }
 
+/// Per-process kernel state the guest sets that is the guest's own view: trapbox's process
+/// keeps its own (non-dumpable, no_new_privs, no memory-write-execute restriction on its own
+/// code patching) and the guest is held to its settings by trapbox.
+#[derive(Clone, Debug)]
+pub struct GuestView {
+    /// PR_SET_DUMPABLE.
+    pub dumpable: u64,
+    /// PR_SET_NO_NEW_PRIVS.
+    pub no_new_privs: bool,
+    /// PR_SET_MDWE flags (1: refuse mappings that are writable and executable or gain exec).
+    pub mdwe: u64,
+    /// mlockall(MCL_FUTURE): new guest mappings are locked.
+    pub lock_future: bool,
+    /// Ranges mseal made immutable: start -> end.
+    pub sealed: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Default for GuestView {
+    fn default() -> GuestView {
+        GuestView { dumpable: 1, no_new_privs: false, mdwe: 0, lock_future: false, sealed: Default::default() }
+    }
+}
+
+impl GuestView {
+    /// Whether `[start, end)` meets a sealed range.
+    pub fn sealed(&self, start: u64, end: u64) -> bool {
+        self.sealed.range(..end).any(|(&s, &e)| s < end && e > start)
+    }
+}
+
 /// si_code of a signal sent by kill and by tkill/tgkill.
 const SI_USER: i32 = 0;
 const SI_TKILL: i32 = -6;
@@ -175,6 +211,8 @@ impl Process {
             aspace: AddressSpace::new(),
             arena: None,
             shm: Default::default(),
+            limits: limits::Limits::inherited(),
+            view: GuestView::default(),
             fds,
             signals: SignalState::default(),
             brk: 0,
@@ -258,6 +296,7 @@ impl Process {
 
     /// Takes on what the loader made: the image, the program's path, the heap, the symbols.
     fn adopt_image(&mut self, loaded: &loader::Loaded, envp: &[std::ffi::OsString]) {
+        set_comm(&loaded.exec_path);
         self.image = Some(crate::trap::Start {
             program: loaded.exec_path.clone(),
             argv: loaded.argv.clone(),
@@ -293,6 +332,10 @@ impl Process {
         self.aspace.set_brk_room(0, 0);
         self.brk_limit = (self.brk + 0xfff) & !0xfff;
         self.shm.clear();
+        // What execve resets: seals and locks go with the memory, a new image is dumpable.
+        self.view.sealed.clear();
+        self.view.lock_future = false;
+        self.view.dumpable = 1;
     }
 
     /// The sandbox is gone: guest memory and the arena go back to the host, so that another
@@ -382,6 +425,9 @@ impl Process {
                 name => self.emulate(m, name, &call.args, regs).into(),
             },
             Handling::Host => {
+                if matches!(desc.name, "dup2" | "dup3") && call.args[1] >= self.limits.soft(libc::RLIMIT_NOFILE) {
+                    return Action::Return(neg(libc::EBADF)).into();
+                }
                 let threads = |t: i32| self.is_guest_thread(t);
                 match stage(desc, &call.args, &self.aspace, &self.fds, &threads) {
                     Checked::Ok(staged) => match self.own_exe_link(desc.name, &call.args) {
@@ -404,7 +450,221 @@ impl Process {
     /// Completes a staged host call that returned `ret` (see [`Staged::finish`]); the result
     /// is the guest's.
     pub fn finish_host(&mut self, staged: Box<Staged>, ret: i64) -> i64 {
-        staged.finish(ret, &self.aspace)
+        let fd_result = staged.returns_fd();
+        let view = self.self_view(&staged, ret);
+        let ret = staged.finish(ret, &self.aspace);
+        let ret = match view {
+            Some(v) => self.apply_view(v, ret, fd_result),
+            None => ret,
+        };
+        // The guest's RLIMIT_NOFILE, which the host does not hold it to (see `limits`): a
+        // descriptor at or above it means there was no free one below.
+        if fd_result && ret >= 0 && ret as u64 >= self.limits.soft(libc::RLIMIT_NOFILE) {
+            // SAFETY: the descriptor this call just made for the guest, not yet returned.
+            unsafe { libc::close(ret as i32) };
+            return neg(libc::EMFILE);
+        }
+        ret
+    }
+
+    /// What of the guest's /proc view (`selfview`) a staged call that returned `ret` touches.
+    fn self_view(&self, staged: &Staged, ret: i64) -> Option<SelfView> {
+        if ret < 0 {
+            return None;
+        }
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let ours = |t: i32| self.is_guest_thread(t);
+        let reserved = |n: i32| self.fds.is_reserved(n.into());
+        match staged.name() {
+            "open" | "openat" | "openat2" | "creat" => {
+                if let Some(p) = staged.guest_path() {
+                    if self.names_own_exe(p.as_bytes()) {
+                        return Some(SelfView::Exe);
+                    }
+                    match selfview::parse(&p, me, &ours) {
+                        Some(selfview::ProcPath::Fd(n)) if reserved(n) => return Some(SelfView::Gone),
+                        Some(selfview::ProcPath::Task(_)) => return Some(SelfView::Gone),
+                        _ => {}
+                    }
+                }
+                match staged.resolved().and_then(|r| selfview::parse(r, me, &ours)) {
+                    Some(selfview::ProcPath::File(f)) => Some(SelfView::File(f)),
+                    _ => None,
+                }
+            }
+            "readlink" | "readlinkat" => match staged.guest_path().and_then(|p| selfview::parse(&p, me, &ours)) {
+                Some(selfview::ProcPath::Fd(n)) if reserved(n) => Some(SelfView::Gone),
+                Some(selfview::ProcPath::Task(_)) => Some(SelfView::Gone),
+                _ => None,
+            },
+            "getdents64" => {
+                let dir = std::fs::read_link(format!("/proc/self/fd/{}", staged.arg(0) as i32)).ok()?;
+                match selfview::parse(&dir.to_string_lossy(), me, &ours)? {
+                    selfview::ProcPath::FdDir => Some(SelfView::List(staged.arg(1), ListOf::Fds)),
+                    selfview::ProcPath::TaskDir => Some(SelfView::List(staged.arg(1), ListOf::Threads)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies `v` to the result `ret` of the call (see [`Process::self_view`]).
+    fn apply_view(&mut self, v: SelfView, ret: i64, fd_result: bool) -> i64 {
+        if ret < 0 {
+            return ret;
+        }
+        match v {
+            SelfView::Gone => {
+                if fd_result {
+                    // SAFETY: the descriptor this call just made for the guest, not returned.
+                    unsafe { libc::close(ret as i32) };
+                }
+                neg(libc::ENOENT)
+            }
+            SelfView::File(f) => {
+                let content = self.proc_content(f);
+                let fd = ret as i32;
+                let mem = match host::memory_file("trapbox-proc", &content) {
+                    Ok(m) => m,
+                    Err(_) => return ret,
+                };
+                // Read from its start (writing it left the offset at its end).
+                // SAFETY: lseek on the memory file just made.
+                unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&mem), 0, libc::SEEK_SET) };
+                // The guest's descriptor becomes the file trapbox wrote, under the same number
+                // and close-on-exec flag.
+                // SAFETY: F_GETFD on the guest's new descriptor.
+                let cloexec = unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+                let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+                // SAFETY: dup3 replaces the guest's new descriptor with the memory file.
+                unsafe { libc::dup3(std::os::fd::AsRawFd::as_raw_fd(&mem), fd, flags) };
+                ret
+            }
+            SelfView::Exe => {
+                let fd = ret as i32;
+                // SAFETY: F_GETFL/F_GETFD on the guest's new descriptor.
+                let (fl, fdfl) = unsafe { (libc::fcntl(fd, libc::F_GETFL), libc::fcntl(fd, libc::F_GETFD)) };
+                let mut o = std::fs::OpenOptions::new();
+                o.read(fl & libc::O_ACCMODE != libc::O_WRONLY).write(fl & libc::O_ACCMODE != libc::O_RDONLY);
+                if let Ok(f) = o.open(&self.exe) {
+                    let flags = if fdfl & libc::FD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
+                    // SAFETY: dup3 replaces the guest's new descriptor with the guest's program.
+                    unsafe { libc::dup3(std::os::fd::AsRawFd::as_raw_fd(&f), fd, flags) };
+                }
+                ret
+            }
+            SelfView::List(buf, of) => {
+                let mut b = vec![0u8; ret as usize];
+                if self.aspace.read(GuestAddr(buf), &mut b).is_err() {
+                    return ret;
+                }
+                let hide = |name: &str| match name.parse::<i32>() {
+                    Ok(n) => match of {
+                        ListOf::Fds => self.fds.is_reserved(n.into()),
+                        // SAFETY: getpid has no preconditions.
+                        ListOf::Threads => n != unsafe { libc::getpid() } && !self.is_guest_thread(n),
+                    },
+                    Err(_) => false,
+                };
+                let n = selfview::filter_dirents64(&mut b, &hide);
+                if self.aspace.write(GuestAddr(buf), &b).is_err() {
+                    return neg(libc::EFAULT);
+                }
+                n as i64
+            }
+        }
+    }
+
+    /// The bytes of one of the guest's own /proc files (see `selfview`).
+    fn proc_content(&self, f: selfview::ProcFile) -> Vec<u8> {
+        let Some(img) = &self.image else { return Vec::new() };
+        let joined = |v: &[std::ffi::OsString]| {
+            v.iter()
+                .flat_map(|a| std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str()).iter().copied().chain([0]))
+                .collect()
+        };
+        let (sp, stack) = img.placement.stack_image.clone().unwrap_or_default();
+        let word = |i: usize| stack.get(i * 8..i * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8")));
+        // The initial stack: argc, argv, NULL, envp, NULL, auxv.
+        let argc = word(0) as usize;
+        let envc = img.env_count;
+        let aux_at = 1 + argc + 1 + envc + 1;
+        let facts = || {
+            let strings = |first: usize, n: usize| {
+                if n == 0 {
+                    return (0, 0);
+                }
+                let (a, last) = (word(first), word(first + n - 1));
+                let end = stack
+                    .get((last - sp) as usize..)
+                    .and_then(|s| s.iter().position(|b| *b == 0))
+                    .map_or(last, |z| last + z as u64 + 1);
+                (a, end)
+            };
+            let code = self.symbols_range();
+            selfview::Facts {
+                code,
+                stack_start: img.placement.stack_base.map_or(0, |b| b + loader::STACK_SIZE),
+                args: strings(1, argc),
+                env: strings(1 + argc + 1, envc),
+                threads: 1 + self.thread_ids.len() as u64,
+            }
+        };
+        match f {
+            selfview::ProcFile::Cmdline => joined(&img.argv),
+            selfview::ProcFile::Environ => joined(&img.envp),
+            selfview::ProcFile::Auxv => {
+                let mut out = Vec::new();
+                let mut i = aux_at;
+                loop {
+                    let (k, v) = (word(i), word(i + 1));
+                    out.extend_from_slice(&k.to_le_bytes());
+                    out.extend_from_slice(&v.to_le_bytes());
+                    if k == 0 || (i + 2) * 8 > stack.len() {
+                        break;
+                    }
+                    i += 2;
+                }
+                out
+            }
+            selfview::ProcFile::Maps => {
+                let host = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+                let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();
+                let stack = img.placement.stack_base.map(|b| (b, b + loader::STACK_SIZE));
+                let heap =
+                    (self.brk > self.brk_start).then_some((self.brk_start & !0xfff, (self.brk + 0xfff) & !0xfff));
+                selfview::maps(&host, &regions, stack, heap).into_bytes()
+            }
+            selfview::ProcFile::Stat => {
+                let host = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+                selfview::stat(host.trim_end(), &facts()).into_bytes()
+            }
+            selfview::ProcFile::Status => {
+                let host = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                selfview::status(&host, &facts()).into_bytes()
+            }
+        }
+    }
+
+    /// The main image's code: the lowest and highest address of its executable regions.
+    fn symbols_range(&self) -> (u64, u64) {
+        let exe = self.image.as_ref().and_then(|i| i.placement.exe_base);
+        let mut lo = u64::MAX;
+        let mut hi = 0;
+        for (s, r) in self.aspace.regions() {
+            if r.prot & libc::PROT_EXEC != 0 && exe.is_none_or(|b| s >= b && s < b + (1 << 32)) {
+                lo = lo.min(s);
+                hi = hi.max(r.end);
+                break;
+            }
+        }
+        if lo == u64::MAX {
+            (0, 0)
+        } else {
+            (lo, hi)
+        }
     }
 
     /// readlink of `/proc/self/exe` (and its aliases) names the guest's program, not trapbox:
@@ -427,12 +687,25 @@ impl Process {
         })
     }
 
-    /// Whether `path` is `/proc/self/exe` or an alias of it: the guest's program, not trapbox.
+    /// Whether `path` is `/proc/self/exe` or an alias of it — any of the guest's threads, by
+    /// pid, tid or task — the guest's program, not trapbox.
     pub(crate) fn names_own_exe(&self, p: &[u8]) -> bool {
-        let pid = std::process::id().to_string();
-        let is_exe = p == b"/proc/self/exe"
-            || p == b"/proc/thread-self/exe"
-            || p.strip_prefix(b"/proc/").and_then(|r| r.strip_suffix(b"/exe")) == Some(pid.as_bytes());
+        let me = std::process::id() as i32;
+        let ours = |s: &[u8]| {
+            s == b"self"
+                || s == b"thread-self"
+                || std::str::from_utf8(s)
+                    .ok()
+                    .and_then(|t| t.parse::<i32>().ok())
+                    .is_some_and(|t| t == me || self.is_guest_thread(t))
+        };
+        let Some(rest) = p.strip_prefix(b"/proc/").and_then(|r| r.strip_suffix(b"/exe")) else { return false };
+        let parts: Vec<&[u8]> = rest.split(|b| *b == b'/').collect();
+        let is_exe = match parts.as_slice() {
+            [who] => ours(who),
+            [who, b"task", t] => ours(who) && ours(t),
+            _ => false,
+        };
         is_exe && !self.exe.as_os_str().is_empty()
     }
 
@@ -531,6 +804,12 @@ impl Process {
                 self.send(target, sig as i32, info)
             }
             "prctl" => ret(self.prctl(a)),
+            "getrlimit" => ret(self.prlimit(0, a[0], 0, a[1])),
+            "setrlimit" => ret(self.prlimit(0, a[0], a[1], 0)),
+            "prlimit64" => ret(self.prlimit(a[0] as i32, a[1], a[2], a[3])),
+            "mlockall" => ret(self.mlockall(a[0])),
+            "munlockall" => ret(self.munlockall()),
+            "mseal" => ret(self.mseal(a[0], a[1], a[2])),
             "close_range" => ret(self.close_range(a)),
             "mincore" => ret(self.mincore(a)),
             _ => {
@@ -661,6 +940,16 @@ impl Process {
                 return Action::Return(neg(libc::ESRCH));
             }
         }
+        if let (Some(i), false) = (info, matches!(target, SignalTarget::Pidfd(_))) {
+            // As the kernel: a queued siginfo claiming to come from the kernel (si_code >= 0)
+            // or from tkill may only be sent to the sending thread itself (the process, for
+            // rt_sigqueueinfo from its first thread).
+            let code = i32::from_le_bytes(i[8..12].try_into().expect("4 bytes"));
+            // SAFETY: gettid has no preconditions.
+            if (code >= 0 || code == SI_TKILL) && unsafe { libc::gettid() } != tid.unwrap_or(pid) {
+                return Action::Return(neg(libc::EPERM));
+            }
+        }
         if pid == me && sig != 0 && signals::host_owned(sig) {
             let code = if tid.is_some() { SI_TKILL } else { SI_USER };
             let mut info = info.unwrap_or_else(|| signals::user_siginfo(sig, code, me, uid));
@@ -716,9 +1005,43 @@ impl Process {
         Ok(())
     }
 
+    /// prctl: the options that set per-process state trapbox relies on are the guest's own
+    /// view ([`GuestView`]); per-thread ones and harmless ones go to the host; the rest are
+    /// refused with EINVAL and a warning.
     fn prctl(&mut self, a: &[u64; 6]) -> Result<i64, i32> {
+        const PR_SET_MDWE: i32 = 65;
+        const PR_GET_MDWE: i32 = 66;
         let opt = a[0] as i32;
         match opt {
+            libc::PR_GET_DUMPABLE => return Ok(self.view.dumpable as i64),
+            libc::PR_SET_DUMPABLE => {
+                if a[1] > 1 {
+                    return Err(libc::EINVAL);
+                }
+                self.view.dumpable = a[1];
+                return Ok(0);
+            }
+            libc::PR_GET_NO_NEW_PRIVS => return Ok(self.view.no_new_privs as i64),
+            libc::PR_SET_NO_NEW_PRIVS => {
+                if a[1] != 1 || a[2] | a[3] | a[4] != 0 {
+                    return Err(libc::EINVAL);
+                }
+                self.view.no_new_privs = true;
+                return Ok(0);
+            }
+            PR_GET_MDWE => return Ok(self.view.mdwe as i64),
+            PR_SET_MDWE => {
+                // Only REFUSE_EXEC_GAIN (1) and NO_INHERIT (2, with 1) exist; once set, it
+                // cannot be cleared.
+                if a[1] & !3 != 0 || a[1] == 2 || a[2] | a[3] | a[4] != 0 {
+                    return Err(libc::EINVAL);
+                }
+                if self.view.mdwe != 0 && a[1] != self.view.mdwe {
+                    return Err(libc::EPERM);
+                }
+                self.view.mdwe = a[1];
+                return Ok(0);
+            }
             libc::PR_SET_NAME => {
                 self.aspace.read_cstr(GuestAddr(a[1]), 4096).map_err(|_| libc::EFAULT)?;
             }
@@ -727,10 +1050,6 @@ impl Process {
                 self.aspace.check(a[1], 4, Access::Write).map_err(|_| libc::EFAULT)?
             }
             libc::PR_SET_PDEATHSIG
-            | libc::PR_GET_DUMPABLE
-            | libc::PR_SET_DUMPABLE
-            | libc::PR_SET_NO_NEW_PRIVS
-            | libc::PR_GET_NO_NEW_PRIVS
             | libc::PR_CAPBSET_READ
             | libc::PR_GET_SECUREBITS
             | libc::PR_SET_THP_DISABLE
@@ -756,6 +1075,85 @@ impl Process {
             }
         }
         forward("prctl", a)
+    }
+
+    /// getrlimit, setrlimit and prlimit64 of the guest itself: its own view ([`limits`]).
+    /// `new`/`old` are guest pointers to rlimits (0: none). Other processes' limits may be read
+    /// but not set (they are trapbox processes too).
+    fn prlimit(&mut self, pid: i32, res: u64, new: u64, old: u64) -> Result<i64, i32> {
+        // SAFETY: getpid and geteuid have no preconditions.
+        let (me, euid) = unsafe { (libc::getpid(), libc::geteuid()) };
+        if pid != 0 && pid != me && !self.is_guest_thread(pid) {
+            if new != 0 {
+                self.warn_once("prlimit-other", format_args!("prlimit64 of another process refused"));
+                return Err(libc::EPERM);
+            }
+            return forward("prlimit64", &[pid as u64, res, 0, old, 0, 0]);
+        }
+        let cur = self.limits.get(res)?;
+        let set = if new != 0 { Some(self.read_struct::<16>(new)?) } else { None };
+        self.check(old, 16, Access::Write)?;
+        if let Some(b) = set {
+            let soft = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+            let hard = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+            if self.limits.set(res, soft, hard, euid == 0)? {
+                forward("prlimit64", &[0, res, b.as_ptr() as u64, 0, 0, 0])?;
+            }
+        }
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&cur.0.to_le_bytes());
+        out[8..].copy_from_slice(&cur.1.to_le_bytes());
+        self.write_out(old, &out)?;
+        Ok(0)
+    }
+
+    /// mlockall: the guest's memory only (trapbox's own stays unlocked), MCL_FUTURE as a flag
+    /// for its later mappings.
+    fn mlockall(&mut self, flags: u64) -> Result<i64, i32> {
+        let known = (libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) as u64;
+        if flags == 0 || flags & !known != 0 || flags == libc::MCL_ONFAULT as u64 {
+            return Err(libc::EINVAL);
+        }
+        if flags & libc::MCL_CURRENT as u64 != 0 {
+            let onfault = flags & libc::MCL_ONFAULT as u64 != 0;
+            for (s, r) in self.aspace.regions().collect::<Vec<_>>() {
+                if r.prot == libc::PROT_NONE {
+                    continue;
+                }
+                let f = if onfault { 1 } else { 0 }; // MLOCK_ONFAULT
+                let n = passthrough::raw_syscall(libc::SYS_mlock2 as u64, &[s, r.end - s, f, 0, 0, 0]);
+                if n < 0 {
+                    return Err(-n as i32);
+                }
+            }
+        }
+        self.view.lock_future = flags & libc::MCL_FUTURE as u64 != 0;
+        Ok(0)
+    }
+
+    fn munlockall(&mut self) -> Result<i64, i32> {
+        for (s, r) in self.aspace.regions().collect::<Vec<_>>() {
+            let _ = passthrough::raw_syscall(libc::SYS_munlock as u64, &[s, r.end - s, 0, 0, 0, 0]);
+        }
+        self.view.lock_future = false;
+        Ok(0)
+    }
+
+    /// mseal: the range can no longer be unmapped, moved or have its rights changed — which
+    /// trapbox's memory calls enforce, since a seal on the host would also keep trapbox from
+    /// making the range a placeholder when the guest is gone.
+    fn mseal(&mut self, start: u64, len: u64, flags: u64) -> Result<i64, i32> {
+        if flags != 0 || start & 0xfff != 0 {
+            return Err(libc::EINVAL);
+        }
+        let end = start.checked_add(len.checked_add(0xfff).ok_or(libc::EINVAL)? & !0xfff).ok_or(libc::EINVAL)?;
+        if !self.aspace.covers(start, end) {
+            return Err(libc::ENOMEM);
+        }
+        if end > start {
+            self.view.sealed.insert(start, end);
+        }
+        Ok(0)
     }
 
     /// close_range around trapbox's descriptors.
@@ -787,6 +1185,39 @@ impl Process {
         self.aspace.check(a[2], len / 4096, Access::Write).map_err(|_| libc::EFAULT)?;
         forward("mincore", a)
     }
+}
+
+/// Names the calling host thread after `program` (its file name, as execve names a process's
+/// threads): /proc shows the guest's name for its threads, not trapbox's.
+pub fn set_comm(program: &std::path::Path) {
+    let name = program.file_name().map(std::os::unix::ffi::OsStrExt::as_bytes).unwrap_or(b"");
+    let mut comm = [0u8; 16];
+    let n = name.len().min(15);
+    comm[..n].copy_from_slice(&name[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+}
+
+/// How a call's result is made the guest's view of itself (see `selfview`).
+#[derive(Clone, Copy, Debug)]
+enum SelfView {
+    /// The entry does not exist for the guest (trapbox's descriptor, trapbox's thread).
+    Gone,
+    /// The descriptor opened is to hold this file of trapbox's writing.
+    File(selfview::ProcFile),
+    /// getdents64 into this guest buffer listed a directory of these.
+    List(u64, ListOf),
+    /// The descriptor opened is to be the guest's program (`/proc/self/exe` and its aliases).
+    Exe,
+}
+
+/// Which entries a /proc directory listing has.
+#[derive(Clone, Copy, Debug)]
+enum ListOf {
+    /// Descriptors (`fd`, `fdinfo`).
+    Fds,
+    /// Threads (`task`).
+    Threads,
 }
 
 /// Whom a guest's signal is for.

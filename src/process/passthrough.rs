@@ -64,6 +64,8 @@ pub struct Staged {
     regs: [u64; 6],
     /// Pollfd entries naming trapbox's descriptors: polled as -1, reported POLLNVAL.
     nval: Vec<(usize, usize)>,
+    /// For an open: the kernel's name of the file opened.
+    resolved: Option<String>,
 }
 
 /// Stages a syscall the ABI table marks `Host`. `is_guest_thread` says whether a thread id a
@@ -93,6 +95,19 @@ pub fn stage(
             FdAt::Named(_) => {}
         }
     }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    for &pid in &plan.pids {
+        // A thread of this process that is not the guest's is trapbox's own (a helper): the
+        // guest cannot name it, as if it did not exist.
+        if pid > 0
+            && pid != me
+            && !is_guest_thread(pid)
+            && std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
+        {
+            return Checked::Refuse(libc::ESRCH);
+        }
+    }
     for u in &plan.signals {
         let bad_sig = !(1..=signals::NSIG as i32).contains(&u.sig) || signals::host_owned(u.sig);
         if bad_sig || u.tid.is_some_and(|t| !is_guest_thread(t)) {
@@ -115,7 +130,7 @@ pub fn stage(
         }
     }
     let regs = plan.registers(&regs_in);
-    Checked::Ok(Box::new(Staged { desc, plan, regs, nval }))
+    Checked::Ok(Box::new(Staged { desc, plan, regs, nval, resolved: None }))
 }
 
 impl Staged {
@@ -124,8 +139,53 @@ impl Staged {
         self.desc.nr
     }
 
+    /// Whether the call returns a new descriptor.
+    pub fn returns_fd(&self) -> bool {
+        self.desc.ret == Ret::Fd
+    }
+
+    /// The syscall's name.
+    pub fn name(&self) -> &'static str {
+        self.desc.name
+    }
+
+    /// Argument `i` as the guest gave it.
+    pub fn arg(&self, i: usize) -> u64 {
+        match self.plan.args[i] {
+            Some(walk::Value::Raw(v)) => v,
+            _ => self.regs[i],
+        }
+    }
+
+    /// For an open: the kernel's name of the file it opened.
+    pub fn resolved(&self) -> Option<&str> {
+        self.resolved.as_deref()
+    }
+
+    /// The path the call names, as the kernel got it (the copy), made absolute against its
+    /// directory descriptor when relative.
+    pub fn guest_path(&self) -> Option<String> {
+        let (dirfd, at) = match self.desc.name {
+            "open" | "creat" | "readlink" => (libc::AT_FDCWD, 0),
+            "openat" | "openat2" | "readlinkat" => (self.regs[0] as i32, 1),
+            _ => return None,
+        };
+        let walk::Value::Copy(c) = self.plan.args[at]? else { return None };
+        let bytes = &self.plan.copies[c].bytes;
+        let path = String::from_utf8_lossy(&bytes[..bytes.len().saturating_sub(1)]).into_owned();
+        if path.starts_with('/') {
+            return Some(path);
+        }
+        let base = if dirfd == libc::AT_FDCWD {
+            std::env::current_dir().ok()?
+        } else {
+            std::fs::read_link(format!("/proc/self/fd/{dirfd}")).ok()?
+        };
+        Some(format!("{}/{path}", base.display()))
+    }
+
     /// Makes the host call (without the process lock: it may block).
-    pub fn run(&self) -> i64 {
+    pub fn run(&mut self) -> i64 {
         match self.desc.name {
             "open" | "openat" | "openat2" | "creat" => self.open_vetted(),
             _ => raw_syscall(self.desc.nr, &self.regs),
@@ -140,7 +200,7 @@ impl Staged {
     /// `/proc/self/fd` link, which reaches exactly that file. A creating open first tries to
     /// create the file exclusively and without following a final symlink: a new file is the
     /// guest's own.
-    fn open_vetted(&self) -> i64 {
+    fn open_vetted(&mut self) -> i64 {
         let r = self.regs;
         // (dirfd, path, flags, mode) of each form; openat2's flags and mode live in `how`.
         let how = |off: usize| match self.plan.args[2] {
@@ -200,6 +260,7 @@ impl Staged {
             close(p);
             return -(libc::EACCES as i64);
         }
+        self.resolved = std::fs::read_link(format!("/proc/self/fd/{p}")).ok().map(|t| t.to_string_lossy().into_owned());
         if flags & libc::O_PATH != 0 {
             return p;
         }

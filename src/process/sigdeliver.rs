@@ -168,6 +168,9 @@ impl Process {
             return segv;
         }
         let r = sigframe::restore(&uc, regs.rflags);
+        if r.bad_segments {
+            return segv;
+        }
         if let Some(fp) = r.fpstate {
             let Ok(mut x) = m.fpu() else { return segv };
             let cur = fpu_image(m, &x);

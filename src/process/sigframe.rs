@@ -183,6 +183,10 @@ pub struct Restored {
     pub mask: u64,
     /// Where the FPU area is, and its length, if the frame has one.
     pub fpstate: Option<u64>,
+    /// The frame names segments a return to user code cannot load (the kernel's iret would
+    /// fault: SIGSEGV): a code segment other than the 64-bit user one, or, when the frame asks
+    /// for its SS to be restored strictly, a stack segment other than the user one.
+    pub bad_segments: bool,
 }
 
 /// The registers a frame's ucontext saved (what the signal interrupted), in `struct
@@ -203,7 +207,11 @@ pub fn restore(uc: &[u8; UCONTEXT_SIZE_PUB], current_flags: u64) -> Restored {
     let mut regs = set_gregs(&saved_gregs(uc));
     regs.rflags = (current_flags & !USER_FLAGS) | (regs.rflags & USER_FLAGS);
     let fp = w(MCONTEXT - UC + SC_FPSTATE);
-    Restored { regs, mask: w(SIGMASK - UC), fpstate: (fp != 0).then_some(fp) }
+    let segs = w(MCONTEXT - UC + SC_CSGSFS);
+    let (cs, ss) = ((segs & 0xffff) as u16 | 3, ((segs >> 48) & 0xffff) as u16 | 3);
+    let strict_ss = w(0) & UC_STRICT_RESTORE_SS != 0;
+    let bad_segments = cs != crate::vm::arch::USER_CS || (strict_ss && ss != crate::vm::arch::USER_DS);
+    Restored { regs, mask: w(SIGMASK - UC), fpstate: (fp != 0).then_some(fp), bad_segments }
 }
 
 /// Size of the ucontext that [`restore`] reads.
@@ -320,6 +328,14 @@ mod tests {
         let uc_off = (uc_at - f.addr) as usize;
         let uc: [u8; UCONTEXT_SIZE_PUB] = f.bytes[uc_off..uc_off + UCONTEXT_SIZE_PUB].try_into().unwrap();
         assert_eq!(restore(&uc, 0x202).regs.rflags, 0x203);
+        assert!(!restore(&uc, 0x202).bad_segments);
+        // A handler that points the saved CS at the kernel's code segment gets SIGSEGV.
+        let mut bad = uc;
+        bad[MCONTEXT - UC + SC_CSGSFS..MCONTEXT - UC + SC_CSGSFS + 2].copy_from_slice(&0x8u16.to_le_bytes());
+        assert!(restore(&bad, 0x202).bad_segments);
+        let mut bad = uc;
+        bad[MCONTEXT - UC + SC_CSGSFS + 6..MCONTEXT - UC + SC_CSGSFS + 8].copy_from_slice(&0x10u16.to_le_bytes());
+        assert!(restore(&bad, 0x202).bad_segments);
     }
 
     #[test]

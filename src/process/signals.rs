@@ -285,6 +285,12 @@ pub fn set_host_hooks(clean_end: extern "C" fn(libc::c_int), kick: fn()) {
     KICK.store(kick as usize, Ordering::SeqCst);
 }
 
+/// Queues `sig` for the guest as the forwarder does (for trapbox's own handlers of signals
+/// that turned out to be sent to the guest).
+pub extern "C" fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    forward(sig, info, ctx)
+}
+
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     let Some(slot) = usize::try_from(sig).ok().filter(|s| *s <= NSIG) else { return };
     if !HOST_QUEUE.pending[slot].load(Ordering::SeqCst) {
@@ -338,8 +344,28 @@ extern "C" fn on_fault_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx:
 }
 
 /// Makes trapbox's fault signals that another process sends (to the guest's pid, which is
-/// trapbox's) reach the guest as its signals, while trapbox's own faults still end it.
-pub fn catch_sent_faults() {
+/// trapbox's) reach the guest as its signals, while trapbox's own faults still end it; and
+/// glibc's own 32 and 33 (which trapbox never uses: it neither cancels threads nor changes
+/// credentials), whose default would end trapbox and whose glibc handlers would act on
+/// trapbox's threads, likewise.
+pub fn catch_sent_signals() {
+    const SA_RESTORER: u64 = 0x0400_0000;
+    catch_sent_faults();
+    // glibc's sigaction refuses 32 and 33: the kernel's, with the restorer glibc gave the
+    // fault handlers just installed (x86-64 needs one).
+    let mut k = [0u64; 4];
+    // SAFETY: rt_sigaction reads no new action and writes the kernel sigaction (handler,
+    // flags, restorer, 8-byte mask) into `k`.
+    unsafe { libc::syscall(libc::SYS_rt_sigaction, libc::SIGSEGV, std::ptr::null::<u64>(), k.as_mut_ptr(), 8) };
+    let restorer = k[2];
+    for sig in [32, 33] {
+        let act = [forward as *const () as u64, (libc::SA_SIGINFO as u64 | SA_RESTORER), restorer, 0];
+        // SAFETY: installs `forward` (async-signal-safe) with glibc's restorer.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null_mut::<u64>(), 8) };
+    }
+}
+
+fn catch_sent_faults() {
     for sig in FAULT_SIGNALS {
         // SAFETY: sigaction with zeroed structs; the handler only forwards (async-signal-safe)
         // or calls the handler that was there.

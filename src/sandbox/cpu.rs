@@ -322,6 +322,11 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
         // Linux turns into SIGSEGV.
         (reported, reported_code) = (13, 0);
     }
+    if reported == 13 && emulate_umip(cpu, &mut regs) {
+        cpu.s().machine.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));
+        return Ok(Next::Continue);
+    }
+    let s = cpu.s();
     let trap = match reported {
         3 => Trap::Breakpoint { rip: frame.rip },
         1 => Trap::SingleStep { rip: frame.rip },
@@ -383,6 +388,35 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
     m.set_exception_return(vector, regs.rip, regs.rsp, regs.rflags);
     *crash_rip = None;
     Ok(if matches!(action, Action::ReturnAndStop(_)) { Next::End(Outcome::Stopped) } else { Next::Continue })
+}
+
+/// A #GP from an instruction UMIP keeps from user code (sgdt, sidt, sldt, smsw, str):
+/// emulated as Linux does (`insn::umip`), the guest going on after it. False if the fault is
+/// anything else, or the result cannot be stored (the guest then gets its SIGSEGV).
+fn emulate_umip(cpu: &mut Cpu<'_>, regs: &mut Regs) -> bool {
+    let s = cpu.s();
+    let mut code = [0u8; 15];
+    let n = s.process.aspace.read_runs(regs.rip, 15).first().map_or(0, |(_, b)| b.len());
+    if n == 0 || s.process.aspace.read(GuestAddr(regs.rip), &mut code[..n]).is_err() {
+        return false;
+    }
+    let (fs, gs) = (s.machine.fs_base().unwrap_or(0), s.machine.gs_base().unwrap_or(0));
+    let Some(u) = crate::process::insn::umip(&code[..n], regs.rip, regs, fs, gs) else { return false };
+    if let Some((addr, bytes)) = &u.store {
+        if s.process.aspace.write(GuestAddr(*addr), bytes).is_err() {
+            return false;
+        }
+    }
+    if let Some((reg, value, size)) = u.reg {
+        let r = regs.gpr_mut(reg);
+        *r = match size {
+            2 => (*r & !0xffff) | (value & 0xffff),
+            4 => value & 0xffff_ffff,
+            _ => value,
+        };
+    }
+    regs.rip += u.len;
+    true
 }
 
 /// `int 0x80` and `sysenter` are the 32-bit syscall ABI: say so instead of leaving the user
@@ -459,7 +493,14 @@ fn thread_main(
     let _kicks = ctx.kick.claim();
     let mut crash_rip = None;
     let mut pending = None;
-    let generation = core.lock().process.generation;
+    let generation = {
+        let shared = core.lock();
+        // The guest's thread is named after its program, as a new thread of it would be.
+        if let Some(img) = &shared.process.image {
+            crate::process::set_comm(&img.program);
+        }
+        shared.process.generation
+    };
     handler.on_thread_start(&mut KvmGuest::current(&mut Cpu::lock(core, &mut ctx)));
     let code = loop {
         if core.group.ending() {

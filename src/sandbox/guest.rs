@@ -247,7 +247,7 @@ impl Guest for KvmGuest<'_, '_> {
         };
         let action = match handled {
             Handled::Done(a) => a,
-            Handled::Host(staged) => {
+            Handled::Host(mut staged) => {
                 let ret = self.cpu.unlocked(|| staged.run());
                 Action::Return(self.cpu.s().process.finish_host(staged, ret))
             }

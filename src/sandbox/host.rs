@@ -27,9 +27,27 @@ pub(super) extern "C" fn on_host_signal(sig: libc::c_int) {
     }
 }
 
-extern "C" fn on_kick(_: libc::c_int) {
+extern "C" fn on_kick(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    if from_elsewhere(info) {
+        // The kick signal's number sent by another process (a guest's child, say): the guest's.
+        signals::forward_signal(sig, info, ctx);
+        return;
+    }
     signals::note_trapbox_wakeup();
     vm::vcpu::kick_from_signal_handler();
+}
+
+/// Whether a signal came from another process rather than from trapbox's own threads (which
+/// send their kicks and preemptions with tgkill, from this process).
+fn from_elsewhere(info: *mut libc::siginfo_t) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel passes a valid siginfo_t; si_pid is meaningful for SI_USER/SI_TKILL
+    // /SI_QUEUE, the only codes a process can send.
+    let (code, pid) = unsafe { ((*info).si_code, (*info).si_pid()) };
+    // SAFETY: getpid has no preconditions.
+    code <= 0 && pid != unsafe { libc::getpid() }
 }
 
 /// The signal trapbox sends its own threads to bring them out of guest mode or a host call.
@@ -47,7 +65,11 @@ thread_local! {
     static PREEMPT_ASKED: Cell<bool> = const { Cell::new(false) };
 }
 
-extern "C" fn on_preempt(_: libc::c_int) {
+extern "C" fn on_preempt(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    if from_elsewhere(info) {
+        signals::forward_signal(sig, info, ctx);
+        return;
+    }
     PREEMPT_ASKED.with(|p| p.set(true));
     vm::vcpu::kick_from_signal_handler();
 }
@@ -104,13 +126,14 @@ pub(super) fn set_main_thread() {
 pub(super) fn install_handlers() {
     set_main_thread();
     signals::set_host_hooks(on_host_signal, kick_vcpu);
-    signals::catch_sent_faults();
-    for (sig, h) in [
-        (libc::SIGINT, on_host_signal as extern "C" fn(libc::c_int)),
-        (libc::SIGTERM, on_host_signal),
-        (libc::SIGHUP, on_host_signal),
-        (kick_signal(), on_kick),
-        (preempt_signal(), on_preempt),
+    signals::catch_sent_signals();
+    type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+    for (sig, h, info) in [
+        (libc::SIGINT, on_host_signal as *const () as usize, false),
+        (libc::SIGTERM, on_host_signal as *const () as usize, false),
+        (libc::SIGHUP, on_host_signal as *const () as usize, false),
+        (kick_signal(), on_kick as Handler as *const () as usize, true),
+        (preempt_signal(), on_preempt as Handler as *const () as usize, true),
     ] {
         // SAFETY: the handlers only store to atomics and thread-local cells and send signals
         // (async-signal-safe). No SA_RESTART, so a blocking host call made for the guest
@@ -118,10 +141,13 @@ pub(super) fn install_handlers() {
         // the guest's user code stopped: a host call it meets restarts.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = h as *const () as usize;
+            sa.sa_sigaction = h;
             libc::sigemptyset(&mut sa.sa_mask);
+            if info {
+                sa.sa_flags = libc::SA_SIGINFO;
+            }
             if sig == preempt_signal() {
-                sa.sa_flags = libc::SA_RESTART;
+                sa.sa_flags |= libc::SA_RESTART;
             }
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }

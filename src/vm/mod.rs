@@ -282,6 +282,8 @@ impl Machine {
             cr3: tables.root(),
             lstar,
             xcr0,
+            // Where the CPU has UMIP (CPUID.7.0:ECX bit 2).
+            umip: arch::cpuview::host_cpuid(7, 0)[2] & (1 << 2) != 0,
         };
         let vcpu_fd = eintr_retry(|| vm.create_vcpu(0)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
@@ -341,8 +343,10 @@ impl Machine {
         if self.path == TrapPath::Hardware && state.regs.rip == stub {
             state.regs.rip = stub + entry::hw::OUT_LEN;
         }
-        let kvm = Kvm::new().map_err(VmError::NoKvm)?;
-        let kvm_fd = rehome(kvm.as_raw_fd(), self.fd_base)?;
+        // The parent's /dev/kvm descriptor came along: a child whose guest dropped the rights
+        // to open /dev/kvm (setuid to nobody) still makes its VM, as a natively forked child
+        // of such a process still runs.
+        let kvm_fd = rehome(self._kvm.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
         let kvm = unsafe { Kvm::from_raw_fd(kvm_fd) };
         let vm = eintr_retry(|| kvm.create_vm()).map_err(|e| VmError::Ioctl("KVM_CREATE_VM", e))?;

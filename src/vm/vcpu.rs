@@ -48,6 +48,9 @@ pub struct CpuSetup {
     pub lstar: u64,
     /// XCR0 the guest runs with (CR4.OSXSAVE set), or None where the host has no XSAVE.
     pub xcr0: Option<u64>,
+    /// CR4.UMIP: sgdt, sidt, sldt, smsw and str fault at CPL3 (emulated as Linux does), so
+    /// the guest never reads where trapbox's GDT and IDT are.
+    pub umip: bool,
 }
 
 /// A vCPU in 64-bit mode with the guest at CPL3.
@@ -88,7 +91,7 @@ impl Vcpu {
         let mut s = fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
         s.cr0 = arch::CR0;
         s.cr3 = setup.cr3;
-        s.cr4 = arch::CR4_BASE | arch::CR4_OSXSAVE;
+        s.cr4 = arch::CR4_BASE | arch::CR4_OSXSAVE | if setup.umip { arch::CR4_UMIP } else { 0 };
         s.efer = arch::EFER;
         s.gdt.base = setup.gdt.0;
         s.gdt.limit = setup.gdt.1;
@@ -112,6 +115,11 @@ impl Vcpu {
         s.gs = null_segment();
         if setup.xcr0.is_none() {
             s.cr4 &= !arch::CR4_OSXSAVE;
+        }
+        if fd.set_sregs(&s).is_err() && s.cr4 & arch::CR4_UMIP != 0 {
+            // A KVM that does not offer UMIP to guests refuses the bit: the guest runs
+            // without it (its sgdt then reads trapbox's GDT address, as on a CPU without UMIP).
+            s.cr4 &= !arch::CR4_UMIP;
         }
         fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
         if let Some(xcr0) = setup.xcr0 {

@@ -187,6 +187,8 @@ pub struct Plan {
     pub fds: Vec<FdAt>,
     /// Signals a sigevent names.
     pub signals: Vec<SignalUse>,
+    /// Process and thread ids the call names (the caller refuses trapbox's own threads).
+    pub pids: Vec<i32>,
     /// Copies holding control data the kernel fills (recvmsg): their SCM_RIGHTS descriptors
     /// are new in the guest after the call.
     pub received: Vec<usize>,
@@ -511,6 +513,7 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
         let mut value = Value::Raw(v);
         match arg.kind {
             ArgKind::Fd => p.fds.push(FdAt::Named(v as i32 as i64)),
+            ArgKind::Pid => p.pids.push(v as i32),
             ArgKind::DirFd if v as i32 != libc::AT_FDCWD => p.fds.push(FdAt::Named(v as i32 as i64)),
             ArgKind::Path | ArgKind::CStr if v != 0 => {
                 let s = fetch_str(mem, v)?;

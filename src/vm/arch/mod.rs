@@ -27,6 +27,8 @@ pub const CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 
 pub const CR4_BASE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 /// CR4.OSXSAVE.
 pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// CR4.UMIP: user-mode instruction prevention.
+pub const CR4_UMIP: u64 = 1 << 11;
 /// EFER: SCE, LME, LMA, NXE.
 pub const EFER: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
 

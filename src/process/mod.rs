@@ -106,6 +106,9 @@ pub struct Process {
     pub limits: limits::Limits,
     /// Per-process settings that are the guest's own view (see [`GuestView`]).
     pub view: GuestView,
+    /// The lines of /proc/self/status trapbox's hardening changed, as they were before it
+    /// (see [`selfview::Facts::unhardened`]).
+    pub unhardened_status: Vec<String>,
     /// trapbox's descriptors, out of the guest's reach.
     pub fds: FdGuard,
     /// Emulated signal state.
@@ -213,6 +216,7 @@ impl Process {
             shm: Default::default(),
             limits: limits::Limits::inherited(),
             view: GuestView::default(),
+            unhardened_status: Vec::new(),
             fds,
             signals: SignalState::default(),
             brk: 0,
@@ -610,6 +614,8 @@ impl Process {
                 args: strings(1, argc),
                 env: strings(1 + argc + 1, envc),
                 threads: 1 + self.thread_ids.len() as u64,
+                unhardened: self.unhardened_status.clone(),
+                no_new_privs: self.view.no_new_privs,
             }
         };
         match f {

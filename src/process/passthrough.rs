@@ -264,6 +264,16 @@ impl Staged {
         if flags & libc::O_PATH != 0 {
             return p;
         }
+        if self.resolved.as_deref().is_some_and(own_proc_file) {
+            // A /proc file of the guest's own that trapbox writes (`selfview`): the probe's
+            // number is all the guest gets here; `Process::finish_host` puts the file under
+            // it. (trapbox is not dumpable, so the kernel would refuse a user who is not root
+            // the file itself.)
+            let cloexec = if flags & libc::O_CLOEXEC != 0 { libc::FD_CLOEXEC } else { 0 };
+            // SAFETY: F_SETFD on the probe this function opened.
+            unsafe { libc::fcntl(p as i32, libc::F_SETFD, cloexec) };
+            return p;
+        }
         let link = std::ffi::CString::new(format!("/proc/self/fd/{p}")).expect("no NUL in a number");
         let reopen = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
         let fd = raw_syscall(
@@ -317,6 +327,15 @@ impl Staged {
         }
         ret
     }
+}
+
+/// Whether `path` (the kernel's name of an open file) is one of the /proc files of this
+/// process that trapbox writes for the guest (`selfview`).
+fn own_proc_file(path: &str) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let ours = |t: i32| std::path::Path::new(&format!("/proc/self/task/{t}")).exists();
+    matches!(crate::process::selfview::parse(path, me, &ours), Some(crate::process::selfview::ProcPath::File(_)))
 }
 
 /// A call that returned a new descriptor: one that leads into trapbox is closed again and the

@@ -148,7 +148,7 @@ fn set_stat_field(fields: &mut [String], n: usize, v: u64) {
 }
 
 /// What the guest's stat and status say instead of trapbox's.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Facts {
     /// The main image's code range.
     pub code: (u64, u64),
@@ -160,6 +160,11 @@ pub struct Facts {
     pub env: (u64, u64),
     /// The guest's threads.
     pub threads: u64,
+    /// Lines of the status as they read before trapbox hardened itself (`NoNewPrivs:`,
+    /// `Seccomp:`, the capability sets), which describe the guest's rights.
+    pub unhardened: Vec<String>,
+    /// Whether the guest set no_new_privs.
+    pub no_new_privs: bool,
 }
 
 /// The guest's `stat` line from the host's.
@@ -179,12 +184,21 @@ pub fn stat(host: &str, f: &Facts) -> String {
     format!("{head} {}\n", fields[2..].join(" "))
 }
 
-/// The guest's `status` from the host's: its thread count.
+/// The guest's `status` from the host's: its thread count, and its rights as they were
+/// before trapbox hardened itself.
 pub fn status(host: &str, f: &Facts) -> String {
     let mut out = String::new();
     for line in host.lines() {
+        let field = line.split_once(':').map_or(line, |(k, _)| k);
+        let before = f.unhardened.iter().find(|l| l.split_once(':').is_some_and(|(k, _)| k == field));
         if line.starts_with("Threads:") {
             out.push_str(&format!("Threads:\t{}\n", f.threads));
+        } else if line.starts_with("NoNewPrivs:") {
+            let was = before.is_some_and(|l| l.trim_end().ends_with('1'));
+            out.push_str(&format!("NoNewPrivs:\t{}\n", (was || f.no_new_privs) as u8));
+        } else if let Some(b) = before {
+            out.push_str(b);
+            out.push('\n');
         } else {
             out.push_str(line);
             out.push('\n');
@@ -248,7 +262,14 @@ mod tests {
     #[test]
     fn stat_and_status_describe_the_guest() {
         let host = "100 (my prog) S 1 100 100 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 3 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29";
-        let f = Facts { code: (0x1000, 0x2000), stack_start: 0x3000, args: (1, 2), env: (3, 4), threads: 1 };
+        let f = Facts {
+            code: (0x1000, 0x2000),
+            stack_start: 0x3000,
+            args: (1, 2),
+            env: (3, 4),
+            threads: 1,
+            ..Default::default()
+        };
         let s = stat(host, &f);
         let fields: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
         assert_eq!(fields[20 - 3], "1", "{s}");
@@ -256,6 +277,16 @@ mod tests {
         assert_eq!(fields[48 - 3], "1", "{s}");
         assert!(s.starts_with("100 (my prog) S"));
         assert_eq!(status("Name:\tx\nThreads:\t3\n", &f), "Name:\tx\nThreads:\t1\n");
+        // What the guest is allowed reads as before trapbox hardened itself, but for the
+        // guest's own no_new_privs.
+        let hardened = "CapEff:\t000001fffef7ffff\nNoNewPrivs:\t1\nSeccomp:\t2\n";
+        let f = Facts {
+            unhardened: vec!["CapEff:\t000001ffffffffff".into(), "NoNewPrivs:\t0".into(), "Seccomp:\t0".into()],
+            ..f
+        };
+        assert_eq!(status(hardened, &f), "CapEff:\t000001ffffffffff\nNoNewPrivs:\t0\nSeccomp:\t0\n");
+        let f = Facts { no_new_privs: true, ..f };
+        assert_eq!(status(hardened, &f), "CapEff:\t000001ffffffffff\nNoNewPrivs:\t1\nSeccomp:\t0\n");
     }
 
     #[test]

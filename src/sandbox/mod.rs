@@ -21,6 +21,7 @@
 
 mod cpu;
 mod guest;
+pub mod harden;
 mod host;
 mod threads;
 
@@ -207,6 +208,13 @@ impl SandboxBuilder {
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
         drop(stock);
         process.use_arena(crate::process::arena::Arena::reserve().map_err(SandboxError::Arena)?);
+        // Before the guest runs (and before the KVM fds' numbers are lent to anything), with
+        // everything trapbox needs already open.
+        for (what, errno) in harden::harden().failed {
+            let e = std::io::Error::from_raw_os_error(errno);
+            process.warn_once(what, format_args!("defense in depth: {what} failed ({e}); running without it"));
+        }
+        process.unhardened_status = harden::status_before().to_vec();
         process.signals = signals::inherited();
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };

@@ -70,8 +70,14 @@ same "sort -r" "" /usr/bin/sort -r /tb/data/lines.txt
 same "gzip -c" "" /bin/gzip -c -n /tb/data/lines.txt
 same "ls" "" /bin/ls -1 /tb/guests
 
+# The box shows the guest only its own mappings, so these attacks are told from outside where
+# trapbox's image is: with randomization off (this VM is the tier's own), at ELF_ET_DYN_BASE.
+echo 0 > /proc/sys/kernel/randomize_va_space
+export ADV_TRAPBOX_AT=0x555555554000
 boxed "adv_trapbox_mem" 0 "read into trapbox memory: EFAULT" -- $G/adv_trapbox_mem-dynamic
 boxed "adv_map_fixed" 0 "mmap fixed over trapbox: ENOMEM" -- $G/adv_map_fixed-dynamic
+unset ADV_TRAPBOX_AT
+echo 2 > /proc/sys/kernel/randomize_va_space
 boxed "adv_proc_mem" 0 "open /proc/self/mem: EACCES" -- $G/adv_proc_mem-dynamic
 same "adv_fds" "" $G/adv_fds-dynamic
 same "adv_procfd" "" $G/adv_procfd-dynamic

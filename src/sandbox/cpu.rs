@@ -256,9 +256,10 @@ fn on_host_memory_fault<H: TrapHandler + ?Sized>(
 fn on_interrupted<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -> Next {
     let preempt = host::take_preempt();
     let s = cpu.s();
-    if !s.machine.in_user_mode().unwrap_or(false) {
-        // Not at an instruction of the guest's: a preemption asked now is not delivered (the
-        // asker asks again if it still wants one).
+    if !s.machine.at_user_instruction().unwrap_or(false) || trap_may_be_on_its_way(s) {
+        // Not at an instruction of the guest's (in a stub, or with an exception on its way):
+        // neither a preemption asked now (the asker asks again if it still wants one) nor a
+        // signal (its handler runs at the next exit) is delivered here.
         return Next::Continue;
     }
     if !s.process.signals_waiting() {
@@ -276,6 +277,27 @@ fn on_interrupted<H: TrapHandler + ?Sized>(cpu: &mut Cpu<'_>, handler: &mut H) -
         Some(a) => Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),
         None => Next::Continue,
     }
+}
+
+/// Whether the guest, interrupted in user code, may have just run an instruction whose trap
+/// is still on its way: an `int3`, `int n`, `int1` or `into` right before RIP, or the trap
+/// flag set (a single step's #DB). KVM on hardware shows such an exception as an event
+/// ([`crate::vm::Machine::at_user_instruction`]); PVM does not, and writing the registers
+/// there (a signal frame, a preemption's) drops it. Erring on the side of "maybe" only
+/// delays a preemption or a signal to the next exit, which the trap itself brings at once.
+fn trap_may_be_on_its_way(s: &mut Shared) -> bool {
+    let regs = s.machine.regs();
+    if regs.rflags & (1 << 8) != 0 {
+        return true;
+    }
+    let mut before = [0u8; 2];
+    let Some(at) = regs.rip.checked_sub(2) else { return false };
+    if s.process.aspace.read(GuestAddr(at), &mut before).is_err() {
+        // Not readable as a whole (the start of a mapping): only the last byte can tell.
+        let mut last = [0u8; 1];
+        return s.process.aspace.read(GuestAddr(at + 1), &mut last).is_ok() && matches!(last[0], 0xcc | 0xce | 0xf1);
+    }
+    matches!(before[1], 0xcc | 0xce | 0xf1) || before[0] == 0xcd
 }
 
 /// A handler asked for this thread's [`Trap::Preempt`], and the thread is in user code.

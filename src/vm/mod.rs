@@ -384,10 +384,19 @@ impl Machine {
         Ok(vec![kvm_fd, vm_fd, cpu_fd])
     }
 
-    /// Whether the vCPU stopped in user code (CPL3) rather than in one of trapbox's stubs.
-    pub fn in_user_mode(&self) -> Result<bool, VmError> {
+    /// Whether the vCPU stopped at an instruction of user code (CPL3), rather than in one of
+    /// trapbox's stubs or between an instruction and the exception it raised: KVM can return
+    /// from a run interrupted by a signal with the exception of the instruction just executed
+    /// (an `int3`, a single step) queued but not yet delivered, the registers already past the
+    /// instruction. Writing the registers there would drop the exception (KVM_SET_REGS clears
+    /// it), and the guest would go on as if the instruction had not trapped.
+    pub fn at_user_instruction(&self) -> Result<bool, VmError> {
         let s = self.cpu().fd().get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
-        Ok(s.cs.selector & 3 == 3)
+        if s.cs.selector & 3 != 3 {
+            return Ok(false);
+        }
+        let e = self.cpu().fd().get_vcpu_events().map_err(|e| VmError::Ioctl("KVM_GET_VCPU_EVENTS", e))?;
+        Ok(e.exception.injected == 0 && e.exception.pending == 0 && e.interrupt.injected == 0 && e.nmi.injected == 0)
     }
 
     /// The running vCPU's state, for [`Machine::rebuild_after_fork`].

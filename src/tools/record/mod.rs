@@ -363,6 +363,17 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
                     self.shared.no_spin(self.me);
                 }
             },
+            // Kicked again before coming back to the point: the thread went on elsewhere (out
+            // of the loop it was in, maybe into another: a spin waiting for a thread that
+            // waits for this one's turn, which only a probe here can find). A miss; the probe
+            // starts over where the thread is now.
+            Trap::Preempt if !p.is_step() => {
+                if let Some(p) = self.probe.take() {
+                    p.disarm(g);
+                }
+                self.shared.no_spin(self.me);
+                return None;
+            }
             Trap::Preempt => {}
             _ => {
                 if let Some(p) = self.probe.take() {

@@ -351,6 +351,11 @@ extern "C" fn on_fault_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx:
 pub fn catch_sent_signals() {
     const SA_RESTORER: u64 = 0x0400_0000;
     catch_sent_faults();
+    // glibc installs its own handler for 33 (its set*id broadcast) when the process creates
+    // its first thread, replacing whatever was there: one thread first, so that it is done
+    // before the forwarder goes in (trapbox never calls set*id itself; the guest's threads'
+    // credentials change on their own host threads).
+    let _ = std::thread::spawn(|| {}).join();
     // glibc's sigaction refuses 32 and 33: the kernel's, with the restorer glibc gave the
     // fault handlers just installed (x86-64 needs one).
     let mut k = [0u64; 4];
@@ -359,8 +364,9 @@ pub fn catch_sent_signals() {
     unsafe { libc::syscall(libc::SYS_rt_sigaction, libc::SIGSEGV, std::ptr::null::<u64>(), k.as_mut_ptr(), 8) };
     let restorer = k[2];
     for sig in [32, 33] {
-        let act = [forward as *const () as u64, (libc::SA_SIGINFO as u64 | SA_RESTORER), restorer, 0];
-        // SAFETY: installs `forward` (async-signal-safe) with glibc's restorer.
+        let act = [forward as *const () as u64, (libc::SA_SIGINFO as u64 | SA_RESTORER), restorer, !0];
+        // SAFETY: installs `forward` (async-signal-safe) with glibc's restorer, every signal
+        // blocked while it runs (see block_all_while_handling).
         unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null_mut::<u64>(), 8) };
     }
 }
@@ -379,8 +385,9 @@ fn catch_sent_faults() {
             PREVIOUS_FLAGS[sig as usize].store(old.sa_flags as usize, Ordering::SeqCst);
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_fault_signal as *const () as usize;
+            // On the alternate stack, where a genuine stack overflow must be handled.
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut sa.sa_mask);
+            block_all_while_handling(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
@@ -428,6 +435,16 @@ pub fn host_owned(sig: i32) -> bool {
         || sig == 32 || sig == 33
 }
 
+/// Fills a handler's mask: every signal is blocked while one of trapbox's handlers runs, 32
+/// and 33 too (glibc's sigfillset leaves them out). A handler may run on a thread's alternate
+/// stack, which Rust sizes for one signal frame: with AVX-512 state two frames (a fault
+/// signal sent by another process, then 32 on top of it) do not fit, and the kernel kills
+/// the process for a frame it cannot write.
+pub fn block_all_while_handling(mask: &mut libc::sigset_t) {
+    // SAFETY: sigset_t is at least 8 bytes (the kernel's 64-signal mask comes first).
+    unsafe { std::ptr::write_unaligned((mask as *mut libc::sigset_t).cast::<u64>(), !0u64) };
+}
+
 /// Makes the host disposition of `sig` follow the guest's `a`.
 pub fn mirror_disposition(sig: i32, a: &SigAction) {
     if host_owned(sig) {
@@ -437,7 +454,7 @@ pub fn mirror_disposition(sig: i32, a: &SigAction) {
     // touch atomics and the queue (async-signal-safe).
     unsafe {
         let mut h: libc::sigaction = std::mem::zeroed();
-        libc::sigemptyset(&mut h.sa_mask);
+        block_all_while_handling(&mut h.sa_mask);
         let terminates = default_action(sig) == DefaultAction::Terminate;
         match a.handler {
             // A signal that would end the guest ends the run through trapbox, so that the end

@@ -142,7 +142,7 @@ pub(super) fn install_handlers() {
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = h;
-            libc::sigemptyset(&mut sa.sa_mask);
+            signals::block_all_while_handling(&mut sa.sa_mask);
             if info {
                 sa.sa_flags = libc::SA_SIGINFO;
             }

@@ -91,8 +91,8 @@ pub enum Back {
         /// (offset, length) within an entry.
         fields: &'static [(usize, usize)],
     },
-    /// The first `min(cap, n)` bytes, where `n` is the `width`-byte length at `offset` of copy
-    /// `copy` after the call (a value-result length the kernel updated).
+    /// The first `min(cap, n)` units of `unit` bytes, where `n` is the `width`-byte length at
+    /// `offset` of copy `copy` after the call (a value-result length the kernel updated).
     Prefix {
         /// The copy holding the length.
         copy: usize,
@@ -100,8 +100,10 @@ pub enum Back {
         offset: usize,
         /// 4 or 8 bytes.
         width: u8,
-        /// The guest's capacity.
+        /// The guest's capacity, in units.
         cap: u64,
+        /// Bytes per unit of the length (1 but for SO_GET_FILTER's 8-byte instructions).
+        unit: u8,
     },
     /// The 2-byte field at `offset` of each `stride`-byte entry (pollfd revents).
     Strided {
@@ -304,7 +306,7 @@ impl Plan {
                     }
                     let cap = namelen.min(COPY_MAX);
                     self.copies[m].bytes[base + 8..base + 12].copy_from_slice(&(cap as u32).to_le_bytes());
-                    let back = Back::Prefix { copy: m, offset: base + 8, width: 4, cap: namelen };
+                    let back = Back::Prefix { copy: m, offset: base + 8, width: 4, cap: namelen, unit: 1 };
                     self.copy(name, vec![0; cap as usize], back)
                 }
             };
@@ -335,7 +337,7 @@ impl Plan {
                     }
                     let cap = controllen.min(COPY_MAX);
                     self.copies[m].bytes[base + 40..base + 48].copy_from_slice(&cap.to_le_bytes());
-                    let back = Back::Prefix { copy: m, offset: base + 40, width: 8, cap: controllen };
+                    let back = Back::Prefix { copy: m, offset: base + 40, width: 8, cap: controllen, unit: 1 };
                     let c = self.copy(control, vec![0; cap as usize], back);
                     self.received.push(c);
                     c
@@ -360,7 +362,9 @@ impl Plan {
     }
 
     /// A buffer the kernel fills up to the value-result length at `len_ptr`.
-    fn value_result(&mut self, mem: &dyn Memory, addr: u64, len_ptr: u64) -> Result<usize, Stop> {
+    /// A buffer the kernel fills, sized by the `socklen_t` at `len_ptr` in units of `unit`
+    /// bytes, which the kernel updates.
+    fn value_result(&mut self, mem: &dyn Memory, addr: u64, len_ptr: u64, unit: u8) -> Result<usize, Stop> {
         if len_ptr == 0 {
             return Err(Stop::Errno(libc::EFAULT));
         }
@@ -369,14 +373,33 @@ impl Plan {
         if (cap as i32) < 0 {
             return Err(Stop::Errno(libc::EINVAL));
         }
-        let cap = u64::from(cap);
-        if !mem.allows(addr, cap, Dir::Out) {
+        let (cap, bytes) = (u64::from(cap), u64::from(unit));
+        if !mem.allows(addr, cap * bytes, Dir::Out) {
             return Err(Stop::Errno(libc::EFAULT));
         }
         // The kernel writes no more than the copy it is told about.
-        let given = cap.min(COPY_MAX);
+        let given = cap.min(COPY_MAX / bytes);
         self.copies[l].bytes.copy_from_slice(&(given as u32).to_le_bytes());
-        Ok(self.copy(addr, vec![0; given as usize], Back::Prefix { copy: l, offset: 0, width: 4, cap }))
+        let back = Back::Prefix { copy: l, offset: 0, width: 4, cap, unit };
+        Ok(self.copy(addr, vec![0; (given * bytes) as usize], back))
+    }
+
+    /// A classic BPF program for a socket (`struct sock_fprog`: a 16-bit instruction count and
+    /// a pointer to the 8-byte instructions), copied with the instructions it points at.
+    fn sock_fprog(&mut self, mem: &dyn Memory, addr: u64, optlen: u64) -> Result<usize, Stop> {
+        const BPF_MAXINSNS: u64 = 4096;
+        if optlen != 16 {
+            return Err(Stop::Errno(libc::EINVAL));
+        }
+        let prog = fetch(mem, addr, 16)?;
+        let (len, filter) = (u64::from(u16::from_le_bytes([prog[0], prog[1]])), u64_at(&prog, 8));
+        let c = self.copy(addr, prog, Back::Nothing);
+        if len == 0 || len > BPF_MAXINSNS {
+            return Err(Stop::Errno(libc::EINVAL));
+        }
+        let k = self.copy(filter, fetch(mem, filter, len * 8)?, Back::Nothing);
+        self.fixups.push((c, 8, k));
+        Ok(c)
     }
 
     /// A sigset the kernel reads as a mask or a set to wait for: copied without trapbox's own
@@ -504,6 +527,10 @@ pub fn sockopt_is_flat(level: i32, name: i32) -> bool {
     }
 }
 
+/// Socket options that carry a classic BPF program (`struct sock_fprog`).
+const SO_ATTACH_FILTER: i32 = 26;
+const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
+
 /// Walks a call's arguments (see the module comment). `a` are the guest's registers.
 pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy) -> Result<Plan, Stop> {
     let mut p = Plan::default();
@@ -591,18 +618,25 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 }
                 value = Value::Copy(p.copy(v, fetch(mem, v, n)?, Back::Nothing));
             }
-            ArgKind::SockAddrOut { len } | ArgKind::SockOptOut { len } if v != 0 => {
-                if matches!(arg.kind, ArgKind::SockOptOut { .. }) && !sockopt_is_flat(a[1] as i32, a[2] as i32) {
-                    return errno(libc::ENOPROTOOPT);
-                }
-                value = Value::Copy(p.value_result(mem, v, a[len])?);
+            ArgKind::SockAddrOut { len } if v != 0 => value = Value::Copy(p.value_result(mem, v, a[len], 1)?),
+            ArgKind::SockOptOut { len } if v != 0 => {
+                let unit = match (a[1] as i32, a[2] as i32) {
+                    // SO_GET_FILTER: the attached classic BPF program, its length counted in
+                    // 8-byte instructions.
+                    (libc::SOL_SOCKET, SO_ATTACH_FILTER) => 8,
+                    (level, name) if sockopt_is_flat(level, name) => 1,
+                    _ => return errno(libc::ENOPROTOOPT),
+                };
+                value = Value::Copy(p.value_result(mem, v, a[len], unit)?);
             }
             ArgKind::SockOptIn { len } => {
-                if !sockopt_is_flat(a[1] as i32, a[2] as i32) {
-                    return errno(libc::ENOPROTOOPT);
-                }
                 let n = a[len] & 0xffff_ffff;
-                if v != 0 {
+                if matches!((a[1] as i32, a[2] as i32), (libc::SOL_SOCKET, SO_ATTACH_FILTER | SO_ATTACH_REUSEPORT_CBPF))
+                {
+                    value = Value::Copy(p.sock_fprog(mem, v, n)?);
+                } else if !sockopt_is_flat(a[1] as i32, a[2] as i32) {
+                    return errno(libc::ENOPROTOOPT);
+                } else if v != 0 {
                     if n > COPY_MAX {
                         return errno(libc::EINVAL);
                     }
@@ -710,10 +744,10 @@ impl Plan {
                         }
                     }
                 }
-                Back::Prefix { copy, offset, width, cap } => {
+                Back::Prefix { copy, offset, width, cap, unit } => {
                     let src = &self.copies[copy].bytes;
                     let n = if width == 4 { u64::from(u32_at(src, offset)) } else { u64_at(src, offset) };
-                    let n = n.min(cap).min(b.len() as u64) as usize;
+                    let n = n.min(cap).saturating_mul(u64::from(unit)).min(b.len() as u64) as usize;
                     out.push((c.guest, b[..n].to_vec()));
                 }
                 Back::Strided { stride, offset } => {
@@ -887,6 +921,50 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_filter_is_copied_with_its_instructions() {
+        let mut m = Fake::default();
+        m.put(0x1000, &[7u8; 3 * 8]); // three instructions
+        let mut prog = 3u64.to_le_bytes().to_vec();
+        prog.extend_from_slice(&0x1000u64.to_le_bytes());
+        m.put(0x2000, &prog);
+        let args = [3, libc::SOL_SOCKET as u64, 26, 0x2000, 16, 0];
+        let mut p = plan_of("setsockopt", args, &m).unwrap();
+        let regs = p.registers(&args);
+        let hdr = p.copies.iter().find(|c| c.guest == 0x2000).unwrap();
+        assert_eq!(regs[3], hdr.bytes.as_ptr() as u64);
+        let insns = p.copies.iter().find(|c| c.guest == 0x1000).unwrap();
+        assert_eq!(insns.bytes, vec![7u8; 24]);
+        assert_eq!(u64_at(&hdr.bytes, 8), insns.bytes.as_ptr() as u64, "the copy points at the copied program");
+        // The kernel insists on the struct's size; a program it could not read is EFAULT.
+        assert_eq!(plan_of("setsockopt", [3, 1, 26, 0x2000, 8, 0], &m).err(), Some(Stop::Errno(libc::EINVAL)));
+        let mut far = 3u64.to_le_bytes().to_vec();
+        far.extend_from_slice(&0x9000u64.to_le_bytes());
+        m.put(0x3000, &far);
+        assert_eq!(plan_of("setsockopt", [3, 1, 26, 0x3000, 16, 0], &m).err(), Some(Stop::Errno(libc::EFAULT)));
+    }
+
+    #[test]
+    fn so_get_filter_counts_its_length_in_instructions() {
+        let mut m = Fake::default();
+        m.zeros(0x1000, 4 * 8);
+        m.put(0x2000, &4u32.to_le_bytes());
+        let args = [3, libc::SOL_SOCKET as u64, 26, 0x1000, 0x2000, 0];
+        let mut p = plan_of("getsockopt", args, &m).unwrap();
+        p.registers(&args);
+        let buf = p.copies.iter().position(|c| c.guest == 0x1000).unwrap();
+        assert_eq!(p.copies[buf].bytes.len(), 32, "room for four 8-byte instructions");
+        // The kernel attached program has two instructions.
+        let l = p.copies.iter().position(|c| c.guest == 0x2000).unwrap();
+        p.copies[l].bytes.copy_from_slice(&2u32.to_le_bytes());
+        let back = p.copy_back(0);
+        assert!(back.iter().any(|(a, b)| *a == 0x1000 && b.len() == 16), "{back:?}");
+        // Four instructions are 32 bytes the guest must own.
+        m.zeros(0x5000, 16);
+        m.put(0x6000, &4u32.to_le_bytes());
+        assert_eq!(plan_of("getsockopt", [3, 1, 26, 0x5000, 0x6000, 0], &m).err(), Some(Stop::Errno(libc::EFAULT)));
+    }
+
+    #[test]
     fn msghdr_pointers_point_at_copies() {
         let mut m = Fake::default();
         m.zeros(0x1000, 64); // data
@@ -968,11 +1046,14 @@ mod tests {
     fn socket_options_with_pointers_are_refused() {
         let mut m = Fake::default();
         m.zeros(0x1000, 16);
-        // SO_ATTACH_FILTER holds a pointer to the filter.
-        assert_eq!(
-            plan_of("setsockopt", [3, libc::SOL_SOCKET as u64, 26, 0x1000, 16, 0], &m),
-            Err(Stop::Errno(libc::ENOPROTOOPT))
-        );
+        // SO_ATTACH_BPF names an eBPF program by descriptor (the bpf call is refused anyway);
+        // SO_PEERPIDFD makes a descriptor.
+        for name in [50, 77] {
+            assert_eq!(
+                plan_of("setsockopt", [3, libc::SOL_SOCKET as u64, name, 0x1000, 16, 0], &m),
+                Err(Stop::Errno(libc::ENOPROTOOPT))
+            );
+        }
         assert!(
             plan_of("setsockopt", [3, libc::SOL_SOCKET as u64, libc::SO_REUSEADDR as u64, 0x1000, 4, 0], &m).is_ok()
         );

@@ -9,20 +9,22 @@
 //!   of the thread that runs the guest, which its threads inherit): as root, that capability
 //!   alone would reopen another process's memory and `process_vm_*` whatever the dumpable flag
 //!   says. The guest has no use for it (ptrace is refused).
-//! - **A seccomp filter built from the ABI table** ([`filter`]), on every thread: the calls
-//!   the table refuses because they reach outside the box (ptrace, mount, module loading,
-//!   kexec, bpf, io_uring, namespaces, ...) fail with EPERM even if trapbox itself were
-//!   tricked into making them, and numbers the table does not know fail with ENOSYS. The two
-//!   it refuses to the guest but uses itself, process_vm_readv and process_vm_writev (how
-//!   trapbox reads guest memory without faulting), stay allowed; without ptrace rights they
-//!   reach only trapbox's own process.
+//! - **A seccomp filter built from the ABI table** ([`filter`]), on every thread: an allow
+//!   list of the calls the table forwards to the host or emulates (trapbox makes both kinds
+//!   itself: for the guest, and for its own work, which needs nothing else). What the table
+//!   refuses because it reaches outside the box (ptrace, mount, module loading, kexec, bpf,
+//!   io_uring, namespaces, ...) fails with EPERM even if trapbox itself were tricked into
+//!   making it, and numbers the table does not know fail with ENOSYS. The two it refuses to
+//!   the guest but uses itself, process_vm_readv and process_vm_writev (how trapbox reads
+//!   guest memory without faulting), stay allowed; without ptrace rights they reach only
+//!   trapbox's own process.
 //!
 //! All of it is installed once per process, when the first sandbox is built; a forked child
 //! inherits it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::process::abi::{Handling, Refusal, TABLE};
+use crate::process::abi::{Handling, TABLE};
 
 static DONE: AtomicBool = AtomicBool::new(false);
 
@@ -127,30 +129,46 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
 const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
 const JGE_K: u16 = 0x35;
+const JGT_K: u16 = 0x25;
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_BIT: u32 = 0x4000_0000;
 
-/// Syscalls the filter refuses: those the ABI table refuses because they reach outside the
-/// box, but for the two trapbox uses itself (see the module comment).
-pub fn denied() -> Vec<u32> {
-    TABLE
-        .iter()
-        .filter(|d| d.handling == Handling::Refused(Refusal::Escapes))
-        .filter(|d| !matches!(d.name, "process_vm_readv" | "process_vm_writev"))
-        .map(|d| d.nr as u32)
-        .collect()
+/// Whether the filter lets trapbox's process make syscall `nr`: the calls the ABI table
+/// forwards to the host or emulates (trapbox makes those itself, for the guest and for its own
+/// work), and the two it refuses to the guest but uses itself (see the module comment).
+pub fn allowed(nr: u32) -> bool {
+    TABLE.iter().find(|d| d.nr as u32 == nr).is_some_and(|d| match d.handling {
+        Handling::Host | Handling::Emulated => true,
+        Handling::Refused(_) => matches!(d.name, "process_vm_readv" | "process_vm_writev"),
+    })
 }
 
-/// The filter: other architectures and x32 numbers get ENOSYS, the denied calls EPERM, numbers
-/// past the table's ENOSYS, everything else is allowed.
-pub fn filter() -> Vec<Insn> {
-    let deny = denied();
+/// The numbers below the table's last that are not allowed, as inclusive ranges.
+fn denied_ranges() -> Vec<(u32, u32)> {
     let last = TABLE.iter().map(|d| d.nr as u32).max().unwrap_or(0);
-    let n = deny.len();
-    let mut p = Vec::with_capacity(n + 10);
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for nr in 0..=last {
+        if allowed(nr) {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some((_, hi)) if *hi + 1 == nr => *hi = nr,
+            _ => ranges.push((nr, nr)),
+        }
+    }
+    ranges
+}
+
+/// The filter: other architectures, x32 numbers and numbers past the table get ENOSYS; the
+/// table's refused calls and the gaps in its numbering EPERM; everything else is allowed. An
+/// allow list, written as the ranges it leaves out (fewer comparisons on every call).
+pub fn filter() -> Vec<Insn> {
+    let ranges = denied_ranges();
+    let last = TABLE.iter().map(|d| d.nr as u32).max().unwrap_or(0);
+    let mut p = Vec::with_capacity(2 * ranges.len() + 10);
     // [0] arch check.
     p.push(stmt(LD_W_ABS, 4));
     p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0));
@@ -161,10 +179,14 @@ pub fn filter() -> Vec<Insn> {
     p.push(stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32));
     p.push(jump(JGE_K, last + 1, 0, 1));
     p.push(stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32));
-    // [8] one comparison per denied call: a match jumps to the EPERM return after them all.
-    for (i, nr) in deny.iter().enumerate() {
-        let to_eperm = (n - i) as u8; // over the remaining comparisons and the ALLOW
-        p.push(jump(JEQ_K, *nr, to_eperm, 0));
+    // [8] two comparisons per denied range: at or above its start and not above its end
+    // jumps to the EPERM return after them all.
+    let n = ranges.len();
+    for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        let after = 2 * (n - i - 1); // the comparisons of the ranges after this one
+        p.push(jump(JGE_K, lo, 0, 1));
+        let to_eperm = u8::try_from(after + 1).expect("the table's refusals fit one jump (tested)");
+        p.push(jump(JGT_K, hi, 0, to_eperm)); // past them and the ALLOW
     }
     p.push(stmt(RET_K, RET_ALLOW));
     p.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
@@ -205,6 +227,7 @@ mod tests {
                 LD_W_ABS => acc = if i.k == 4 { arch } else { nr },
                 JEQ_K => pc += if acc == i.k { i.jt } else { i.jf } as usize,
                 JGE_K => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
+                JGT_K => pc += if acc > i.k { i.jt } else { i.jf } as usize,
                 RET_K => return i.k,
                 c => panic!("unknown opcode {c:#x}"),
             }
@@ -228,6 +251,12 @@ mod tests {
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, X32_BIT | 1), enosys);
         assert_eq!(run(&p, 0x4000_0003, 1), enosys, "i386");
         assert!(p.len() < 4096);
-        assert!(denied().len() > 40);
+        // Every number of the table decides as `allowed` says, the gaps (335..424) refused.
+        for nr in 0..=libc::SYS_mseal as u32 {
+            let want = if allowed(nr) { RET_ALLOW } else { eperm };
+            assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr), want, "{nr}");
+        }
+        assert_eq!(run(&p, AUDIT_ARCH_X86_64, 400), eperm);
+        assert!(!allowed(libc::SYS_ptrace as u32) && allowed(libc::SYS_process_vm_readv as u32));
     }
 }

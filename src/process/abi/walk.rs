@@ -486,7 +486,15 @@ fn ioctl_arg(request: u64) -> Option<Option<(u64, Dir)>> {
     })
 }
 
-/// `fcntl` commands trapbox forwards, with the flat memory the third argument points to.
+/// fcntl commands the libc crate does not name, and F_SETOWN_EX's owner kind for a thread.
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+const F_OWNER_TID: u32 = 0;
+
+/// `fcntl` commands trapbox forwards, with the flat memory the third argument points to
+/// (F_SETSIG and F_SETOWN_EX are walked apart: they name a signal and a thread).
 fn fcntl_arg(cmd: u64) -> Option<Option<(u64, Dir)>> {
     Some(match cmd as i32 {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD | libc::F_GETFL | libc::F_SETFL => None,
@@ -494,9 +502,10 @@ fn fcntl_arg(cmd: u64) -> Option<Option<(u64, Dir)>> {
         libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => Some((32, Dir::In)),
         libc::F_GETOWN | libc::F_SETOWN | libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => None,
         libc::F_ADD_SEALS | libc::F_GET_SEALS | libc::F_GETLEASE | libc::F_SETLEASE => None,
-        16 => Some((8, Dir::Out)), // F_GETOWN_EX
-        15 => Some((8, Dir::In)),  // F_SETOWN_EX
-        // F_SETSIG and F_NOTIFY would make the kernel signal trapbox.
+        // F_NOTIFY's signal is SIGIO or what F_SETSIG chose (checked there), sent to the
+        // process.
+        F_GETSIG | libc::F_NOTIFY => None,
+        F_GETOWN_EX => Some((8, Dir::Out)),
         _ => return None,
     })
 }
@@ -692,6 +701,20 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 Some(None) => {}
                 None => return errno(libc::ENOTTY),
             },
+            // The signal F_SETSIG makes the kernel send for I/O readiness is named for the
+            // caller's check (0: SIGIO); F_SETOWN_EX's owner is copied, and a thread it names
+            // is named for the caller's check too (a racing thread cannot change it after).
+            ArgKind::FcntlArg if a[1] as i32 == F_SETSIG && v != 0 => {
+                p.signals.push(SignalUse { sig: v as i32, tid: None })
+            }
+            ArgKind::FcntlArg if a[1] as i32 == F_SETSIG => {}
+            ArgKind::FcntlArg if a[1] as i32 == F_SETOWN_EX => {
+                let owner = fetch(mem, v, 8)?;
+                if u32_at(&owner, 0) == F_OWNER_TID {
+                    p.pids.push(u32_at(&owner, 4) as i32);
+                }
+                value = Value::Copy(p.copy(v, owner, Back::Nothing));
+            }
             ArgKind::FcntlArg => match fcntl_arg(a[1]) {
                 Some(Some((n, dir))) => p.direct(mem, v, n, dir, Written::All)?,
                 Some(None) => {}
@@ -962,6 +985,23 @@ mod tests {
         m.zeros(0x5000, 16);
         m.put(0x6000, &4u32.to_le_bytes());
         assert_eq!(plan_of("getsockopt", [3, 1, 26, 0x5000, 0x6000, 0], &m).err(), Some(Stop::Errno(libc::EFAULT)));
+    }
+
+    #[test]
+    fn fcntl_names_its_signal_and_owner_thread() {
+        let mut m = Fake::default();
+        let p = plan_of("fcntl", [3, F_SETSIG as u64, 36, 0, 0, 0], &m).unwrap();
+        assert_eq!(p.signals, vec![SignalUse { sig: 36, tid: None }]);
+        assert!(plan_of("fcntl", [3, F_SETSIG as u64, 0, 0, 0, 0], &m).unwrap().signals.is_empty());
+        // F_SETOWN_EX with F_OWNER_TID 4242: copied, and the thread named.
+        m.put(0x1000, &[0, 0, 0, 0, 0x92, 0x10, 0, 0]);
+        let mut p = plan_of("fcntl", [3, 15, 0x1000, 0, 0, 0], &m).unwrap();
+        assert_eq!(p.pids, vec![4242]);
+        let regs = p.registers(&[3, 15, 0x1000, 0, 0, 0]);
+        assert_ne!(regs[2], 0x1000, "the kernel reads trapbox's copy");
+        // F_OWNER_PID names a process, not a thread.
+        m.put(0x1000, &[1, 0, 0, 0, 0x92, 0x10, 0, 0]);
+        assert!(plan_of("fcntl", [3, 15, 0x1000, 0, 0, 0], &m).unwrap().pids.is_empty());
     }
 
     #[test]

@@ -512,6 +512,108 @@ ESC_FN pid_t esc_gettid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
+/* A second guest thread that only waits, until esc_stop_helper(): its tid names a guest
+ * thread other than the caller. esc_start_helper returns that tid, or 0 (and says why). */
+static int esc_helper_pipe[2] = {-1, -1};
+static volatile pid_t esc_helper_tid;
+static pthread_t esc_helper_thread;
+
+ESC_FN void *esc_helper_body(void *arg)
+{
+    (void)arg;
+    esc_helper_tid = esc_gettid();
+    char c;
+    while (read(esc_helper_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+ESC_FN pid_t esc_start_helper(void)
+{
+    if (pipe(esc_helper_pipe) != 0) {
+        esc_say("pipe: %s", esc_err(errno));
+        return 0;
+    }
+    if (pthread_create(&esc_helper_thread, NULL, esc_helper_body, NULL) != 0) {
+        esc_say("pthread_create failed");
+        return 0;
+    }
+    while (!esc_helper_tid)
+        sched_yield();
+    return esc_helper_tid;
+}
+
+ESC_FN void esc_stop_helper(void)
+{
+    if (write(esc_helper_pipe[1], "x", 1) != 1)
+        esc_note("waking the helper: %s", esc_err(errno));
+    pthread_join(esc_helper_thread, NULL);
+    close(esc_helper_pipe[0]);
+    close(esc_helper_pipe[1]);
+}
+
+/* The open-dup race: while the caller opens something the box must refuse, a second thread
+ * dup()s the number the next descriptor gets, to catch a descriptor that exists for a moment
+ * before the box closes it again. `wanted` says of a descriptor's /proc/self/fd link whether
+ * it names what must not be had. esc_race returns the descriptor caught (the caller closes
+ * it), or -1; `opened` counts the opens that succeeded. */
+static volatile int esc_race_stop, esc_race_guess, esc_race_caught;
+static int (*esc_race_wanted)(const char *target);
+
+ESC_FN void esc_readlink_fd(int fd, char *out, size_t cap)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(p, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+ESC_FN void *esc_race_body(void *arg)
+{
+    (void)arg;
+    while (!esc_race_stop) {
+        int r = dup(esc_race_guess);
+        if (r < 0)
+            continue;
+        char t[256];
+        esc_readlink_fd(r, t, sizeof t);
+        if (esc_race_wanted(t)) {
+            esc_race_caught = r;
+            break;
+        }
+        close(r);
+    }
+    return NULL;
+}
+
+ESC_FN int esc_race(const char *path, int flags, int (*wanted)(const char *target), int *opened)
+{
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (probe < 0)
+        return -1;
+    close(probe);
+    esc_race_guess = probe;
+    esc_race_stop = 0;
+    esc_race_caught = -1;
+    esc_race_wanted = wanted;
+    pthread_t t;
+    if (pthread_create(&t, NULL, esc_race_body, NULL) != 0)
+        return -1;
+    int i;
+    *opened = 0;
+    for (i = 0; i < esc_iters && esc_race_caught < 0; i++) {
+        int fd = open(path, flags);
+        if (fd >= 0) {
+            ++*opened;
+            close(fd);
+        }
+    }
+    esc_race_stop = 1;
+    pthread_join(t, NULL);
+    esc_note("open-dup race on %s: %d tries, %d opens, caught %d", path, i, *opened, esc_race_caught);
+    return esc_race_caught;
+}
+
 /* Forks and execs argv (argv[0] a full path); returns the wait status or -1. */
 ESC_FN int esc_run_prog(char *const argv[])
 {

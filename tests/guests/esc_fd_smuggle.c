@@ -36,14 +36,6 @@ static struct tfd tfds[64];
 static int ntfds;
 static int esc_line; /* set when the current technique escaped */
 
-static void readlink_fd(int fd, char *out, size_t cap)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(p, out, cap - 1);
-    out[n > 0 ? n : 0] = '\0';
-}
-
 static int kvmish(const char *t)
 {
     return strcmp(t, "/dev/kvm") == 0 || strncmp(t, "anon_inode:kvm", 14) == 0;
@@ -64,7 +56,7 @@ static void find_trapbox_fds(void)
         if (fd < 3 || fd == self)
             continue;
         char t[256];
-        readlink_fd(fd, t, sizeof t);
+        esc_readlink_fd(fd, t, sizeof t);
         int hidden = fcntl(fd, F_GETFD) < 0 && errno == EBADF;
         if (kvmish(t) || hidden) {
             tfds[ntfds].fd = fd;
@@ -102,7 +94,7 @@ static void obtained(int r, int from, const char *how)
     if (r < 0)
         return;
     char t[256];
-    readlink_fd(r, t, sizeof t);
+    esc_readlink_fd(r, t, sizeof t);
     esc_note("%s of %d gave %d -> %s", how, from, r, t);
     if (kvmish(t)) {
         int v = ioctl(r, KVM_GET_API_VERSION, 0);
@@ -278,24 +270,9 @@ static void compare(const char *way, int s)
         esc_say("%s: differs from /dev/kvm (%s, /dev/kvm %s)", way, state_name(s), state_name(direct));
 }
 
-static volatile int race_stop, race_guess, race_caught = -1;
-
-static void *dupper(void *arg)
+static int names_kvm(const char *target)
 {
-    (void)arg;
-    while (!race_stop) {
-        int r = dup(race_guess);
-        if (r < 0)
-            continue;
-        char t[256];
-        readlink_fd(r, t, sizeof t);
-        if (strcmp(t, "/dev/kvm") == 0) {
-            race_caught = r;
-            break;
-        }
-        close(r);
-    }
-    return NULL;
+    return strcmp(target, "/dev/kvm") == 0;
 }
 
 static void device(void)
@@ -330,25 +307,8 @@ static void device(void)
     rmdir(dir);
     compare("mknod 10:232 node", s);
 
-    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (probe < 0)
-        return;
-    close(probe);
-    race_guess = probe;
-    race_stop = 0;
-    race_caught = -1;
-    pthread_t t;
-    if (pthread_create(&t, NULL, dupper, NULL) != 0)
-        return;
-    int i;
-    for (i = 0; i < esc_iters && race_caught < 0; i++) {
-        int fd = open("/dev/kvm", O_RDWR);
-        if (fd >= 0)
-            close(fd);
-    }
-    race_stop = 1;
-    pthread_join(t, NULL);
-    esc_note("open-dup race: %d tries, caught %d", i, race_caught);
+    int opened;
+    int race_caught = esc_race("/dev/kvm", O_RDWR, names_kvm, &opened);
     compare("open /dev/kvm while another thread dups it",
             race_caught >= 0 ? kvm_state(race_caught, "open-dup race") : direct);
 }

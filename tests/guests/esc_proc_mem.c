@@ -126,72 +126,17 @@ static void route_link(const char *label, const char *target, const char *suffix
     route(label, fd);
 }
 
-/* ---- a second thread that only waits (its tid names another thread's memory file) ------ */
-
-static int helper_pipe[2];
-static volatile pid_t helper_tid;
-
-static void *helper(void *arg)
-{
-    (void)arg;
-    helper_tid = esc_gettid();
-    char c;
-    while (read(helper_pipe[0], &c, 1) < 0 && errno == EINTR)
-        ;
-    return NULL;
-}
-
 /* ---- the open-dup race ------------------------------------------------------------------ */
 
-static volatile int race_stop, race_guess, race_caught = -1;
-
-static void *dupper(void *arg)
+static int names_mem(const char *target)
 {
-    (void)arg;
-    while (!race_stop) {
-        int r = dup(race_guess);
-        if (r < 0)
-            continue;
-        char p[64], t[256];
-        snprintf(p, sizeof p, "/proc/self/fd/%d", r);
-        ssize_t n = readlink(p, t, sizeof t - 1);
-        t[n > 0 ? n : 0] = '\0';
-        if (n > 0 && strstr(t, "/mem")) {
-            race_caught = r;
-            break;
-        }
-        close(r);
-    }
-    return NULL;
+    return strstr(target, "/mem") != NULL;
 }
 
 static void open_dup_race(void)
 {
-    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (probe < 0) {
-        esc_say("open-dup race: cannot open /dev/null");
-        return;
-    }
-    close(probe);
-    race_guess = probe;
-    race_stop = 0;
-    race_caught = -1;
-    pthread_t t;
-    if (pthread_create(&t, NULL, dupper, NULL) != 0) {
-        esc_say("open-dup race: pthread_create failed");
-        return;
-    }
-    int opened = 0, i;
-    for (i = 0; i < esc_iters && race_caught < 0; i++) {
-        int fd = open("/proc/self/mem", O_RDONLY);
-        if (fd >= 0) {
-            opened++;
-            close(fd);
-        }
-    }
-    race_stop = 1;
-    pthread_join(t, NULL);
-    esc_note("open-dup race: %d tries, %d opens, caught %d", i, opened, race_caught);
+    int opened;
+    int race_caught = esc_race("/proc/self/mem", O_RDONLY, names_mem, &opened);
     if (race_caught >= 0) {
         try_mem_fd(race_caught, "open-dup race");
         close(race_caught);
@@ -250,17 +195,10 @@ static void attack(void)
         esc_say("mkdtemp: %s", esc_err(errno));
         return;
     }
-    if (pipe(helper_pipe) != 0) {
-        esc_say("pipe: %s", esc_err(errno));
+    /* Another guest thread: its tid names a memory file too. */
+    pid_t helper_tid = esc_start_helper();
+    if (!helper_tid)
         return;
-    }
-    pthread_t ht;
-    if (pthread_create(&ht, NULL, helper, NULL) != 0) {
-        esc_say("pthread_create failed");
-        return;
-    }
-    while (!helper_tid)
-        sched_yield();
 
     pid_t pid = getpid(), tid = esc_gettid();
     char p[160], d[160];
@@ -342,11 +280,7 @@ static void attack(void)
     if (strcmp(esc_where, "fork") == 0)
         vm_rw(esc_pid0, "parent");
 
-    if (write(helper_pipe[1], "x", 1) != 1)
-        esc_note("waking the helper: %s", esc_err(errno));
-    pthread_join(ht, NULL);
-    close(helper_pipe[0]);
-    close(helper_pipe[1]);
+    esc_stop_helper();
     rmdir(tmpd);
 }
 

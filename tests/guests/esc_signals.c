@@ -137,21 +137,6 @@ static void tgqueue(pid_t tid, int sig, int code, unsigned long addr, const char
     report(call, sig, what, r, errno, before, tid);
 }
 
-/* ---- the other guest thread ------------------------------------------------------------- */
-
-static int helper_pipe[2];
-static volatile pid_t helper_tid;
-
-static void *helper(void *arg)
-{
-    (void)arg;
-    helper_tid = esc_gettid();
-    char c;
-    while (read(helper_pipe[0], &c, 1) < 0 && errno == EINTR)
-        ;
-    return NULL;
-}
-
 /* ---- sigreturn through a changed frame -------------------------------------------------- */
 
 enum change { CS8, CS10, SS10, IOPL3, FPREGS };
@@ -356,22 +341,14 @@ static void to_parent(void)
 
 static void attack(void)
 {
-    if (pipe(helper_pipe) != 0) {
-        esc_say("pipe: %s", esc_err(errno));
-        return;
-    }
-    pthread_t ht;
+    /* The other guest thread: the one waiting for this one in thread mode, else a helper. */
     int have_helper = 0;
     pid_t other = esc_waiter_tid;
     if (!other) {
-        if (pthread_create(&ht, NULL, helper, NULL) != 0) {
-            esc_say("pthread_create failed");
+        other = esc_start_helper();
+        if (!other)
             return;
-        }
         have_helper = 1;
-        while (!helper_tid)
-            sched_yield();
-        other = helper_tid;
     }
     esc_find_foreign();
 
@@ -465,15 +442,10 @@ static void attack(void)
     if (strcmp(esc_where, "fork") == 0)
         to_parent();
 
-    if (have_helper) {
-        if (write(helper_pipe[1], "x", 1) != 1)
-            esc_note("waking the helper: %s", esc_err(errno));
-        pthread_join(ht, NULL);
-    }
+    if (have_helper)
+        esc_stop_helper();
     if (pfd >= 0)
         close(pfd);
-    close(helper_pipe[0]);
-    close(helper_pipe[1]);
 }
 
 int main(int argc, char **argv)

@@ -201,29 +201,12 @@ pub fn phys_bits(cpuid: &CpuId) -> u32 {
 mod tests {
     use super::*;
 
-    /// Leaf 0xD sub-leaves of a Zen 4 (AVX-512 opmask at 832).
     fn zen4(xcr0: u64) -> XsaveLayout {
-        XsaveLayout::from_leaf_d(xcr0, |b| match b {
-            2 => [256, 576, 0, 0],
-            5 => [64, 832, 0, 0],
-            6 => [512, 896, 0, 0],
-            7 => [1024, 1408, 0, 0],
-            _ => [0; 4],
-        })
+        XsaveLayout::from_leaf_d(xcr0, xsave::test_cpus::zen4)
     }
 
-    /// Leaf 0xD sub-leaves of a Sapphire Rapids with AMX and protection keys.
     fn sapphire_rapids(xcr0: u64) -> XsaveLayout {
-        XsaveLayout::from_leaf_d(xcr0, |b| match b {
-            2 => [256, 576, 0, 0],
-            5 => [64, 1088, 0, 0],
-            6 => [512, 1152, 0, 0],
-            7 => [1024, 1664, 0, 0],
-            9 => [8, 2688, 0, 0],
-            17 => [64, 2752, 0, 0],
-            18 => [8192, 2816, 6, 0],
-            _ => [0; 4],
-        })
+        XsaveLayout::from_leaf_d(xcr0, xsave::test_cpus::sapphire_rapids)
     }
 
     fn find(c: &CpuId, f: u32, i: u32) -> kvm_cpuid_entry2 {

@@ -176,12 +176,11 @@ impl XsaveLayout {
     }
 }
 
+/// CPUID leaf 0xD of real CPUs, for tests here and in cpuid.rs.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod test_cpus {
     /// Leaf 0xD sub-leaves 2..=18 of an AMD Zen 4 (AVX-512 opmask at 832).
-    fn zen4(b: u32) -> [u32; 4] {
+    pub fn zen4(b: u32) -> [u32; 4] {
         match b {
             2 => [256, 576, 0, 0],
             5 => [64, 832, 0, 0],
@@ -193,7 +192,7 @@ mod tests {
     }
 
     /// Leaf 0xD sub-leaves of an Intel Sapphire Rapids (opmask at 1088, AMX after PKRU).
-    fn sapphire_rapids(b: u32) -> [u32; 4] {
+    pub fn sapphire_rapids(b: u32) -> [u32; 4] {
         match b {
             2 => [256, 576, 0, 0],
             5 => [64, 1088, 0, 0],
@@ -201,10 +200,16 @@ mod tests {
             7 => [1024, 1664, 0, 0],
             9 => [8, 2688, 0, 0],
             17 => [64, 2752, 0, 0],
-            18 => [8192, 2816, 2, 0],
+            18 => [8192, 2816, 6, 0],
             _ => [0; 4],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_cpus::{sapphire_rapids, zen4};
+    use super::*;
 
     #[test]
     fn standard_size_matches_the_cpus() {

@@ -729,19 +729,23 @@ fn threads_interleave_and_replay_as_recorded() {
 /// Two threads that hand a token back and forth by spinning on memory (no syscall while they
 /// wait) record, the holder preempted at each spin, and replay as recorded: each replayed
 /// thread stops where its registers match the recorded preemption point. trapbox's vDSO calls
-/// in between (clock_gettime) leave the same scratch registers in both runs.
+/// in between (clock_gettime) leave the same scratch registers in both runs. A spin that reads
+/// the clock on each turn has the same registers on every turn: the replayed thread stops only
+/// after as many clock reads as were recorded before the preemption.
 #[test]
 fn spinning_threads_are_preempted_and_replay_as_recorded() {
     common::require_kvm();
-    for form in [Form::Static, Form::Dynamic] {
+    for (form, spin) in
+        [(Form::Static, "pause"), (Form::Dynamic, "pause"), (Form::Static, "clock"), (Form::Dynamic, "clock")]
+    {
         let d = tempdir("rr-spin-handoff");
-        let argv = vec![guest("spin_handoff", form).to_string_lossy().into_owned(), "30".into()];
+        let argv = vec![guest("spin_handoff", form).to_string_lossy().into_owned(), "30".into(), spin.into()];
         assert_ne!(native(&argv, b"", &d).stdout, native(&argv, b"", &d).stdout, "not nondeterministic natively");
         let trace = d.join("spin.trace");
         let rec = record(&d, &trace, &argv, b"");
-        assert_eq!(rec.status, 0, "{form:?}: {}", rec.stderr_str());
+        assert_eq!(rec.status, 0, "{form:?} {spin}: {}", rec.stderr_str());
         assert!(rec.stdout_str().starts_with("spin hand-off 30 rounds, partner saw 30, hash "), "{}", rec.stdout_str());
-        replays_as_recorded(&d, &trace, &rec.stdout, 3, &format!("spin hand-off, {form:?}"));
+        replays_as_recorded(&d, &trace, &rec.stdout, 3, &format!("spin hand-off, {form:?}, {spin}"));
         let inspect = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d).stdout_str();
         // Each of the 60 waits ends with the spinning holder preempted (a wait that found the
         // token already passed needs none, and its thread's syscall may switch instead).

@@ -15,6 +15,10 @@
 //!
 //! The recorder drains the buffer at each recorded event ([`TimeBuffer::drain`]) and the
 //! replayer loads the entries the guest consumes before the next one ([`TimeBuffer::load`]).
+//! A replayer that needs to know when the guest has made the calls loaded so far (a thread
+//! preempted in a loop that reads the clock: its registers repeat, the count does not) asks
+//! for a breakpoint there ([`TimeBuffer::break_at`]): the replayed call that uses that many
+//! entries executes an `int3` inside the image ([`break_sites`]) before it returns.
 //! When the buffer is full the call falls back to the syscall, an ordinary recorded event.
 //! Copying out from the slot in both modes means a bad user pointer faults at the same
 //! instruction in a recording and in its replay.
@@ -39,11 +43,13 @@ const BUFFER_SIZE: u64 = 0x10000;
 pub const SIZE: u64 = IMAGE_SIZE + BUFFER_SIZE;
 /// Offset of the code inside the image.
 const CODE_OFFSET: u64 = 0x800;
-/// Buffer header: entries used, entries allowed, mode, then the host functions (record).
+/// Buffer header: entries used, entries allowed, mode, then the host functions (record), then
+/// the count of used entries at which a replayed call stops at a breakpoint (0: none).
 const HDR_USED: u64 = 0;
 const HDR_CAP: u64 = 8;
 const HDR_MODE: u64 = 16;
 const HDR_REAL: u64 = 24;
+const HDR_BREAK: u64 = 48;
 const HDR_SIZE: u64 = 64;
 /// Bytes of one entry: kind, argument (the clock), result, two value words.
 const ENTRY_SIZE: u64 = 40;
@@ -362,6 +368,13 @@ impl TimeBuffer {
         }
         self.set(HDR_USED, 0);
         self.set(HDR_CAP, n);
+        self.set(HDR_BREAK, 0);
+    }
+
+    /// Replay: the call that brings the entries used to `used` (from the last load) stops at
+    /// a breakpoint in the image (see [`break_sites`]); 0 for none.
+    pub fn break_at(&self, used: u64) {
+        self.set(HDR_BREAK, used);
     }
 }
 
@@ -395,7 +408,7 @@ pub fn image(base: u64) -> Result<Vec<u8>, VdsoError> {
     let soname = add_str(SONAME);
     let version = add_str(VERSION);
     let names: Vec<u32> = TimeKind::ALL.iter().map(|k| add_str(k.symbol())).collect();
-    let code = code(base + CODE_OFFSET, base + IMAGE_SIZE)?;
+    let (code, _) = code(base + CODE_OFFSET, base + IMAGE_SIZE)?;
     let nsyms = 1 + TimeKind::ALL.len();
 
     let mut img = vec![0u8; IMAGE_SIZE as usize];
@@ -499,24 +512,34 @@ fn asm_err(e: IcedError) -> VdsoError {
     VdsoError::Assemble(e.to_string())
 }
 
-/// The three functions at `ip`, each in its own FN_SIZE slot, over the buffer at `buf`.
-fn code(ip: u64, buf: u64) -> Result<Vec<u8>, VdsoError> {
+/// The three functions at `ip`, each in its own FN_SIZE slot, over the buffer at `buf`, and
+/// the address of each one's `int3` (see [`TimeBuffer::break_at`]).
+fn code(ip: u64, buf: u64) -> Result<(Vec<u8>, [u64; 3]), VdsoError> {
     let mut out = Vec::new();
+    let mut breaks = [0; 3];
     for (i, kind) in TimeKind::ALL.into_iter().enumerate() {
-        let f = function(kind, i, ip + i as u64 * FN_SIZE, buf).map_err(asm_err)?;
+        let (f, brk) = function(kind, i, ip + i as u64 * FN_SIZE, buf).map_err(asm_err)?;
         if f.len() as u64 > FN_SIZE {
             return Err(VdsoError::Assemble(format!("{} takes {} bytes", kind.symbol(), f.len())));
         }
         out.extend_from_slice(&f);
         out.resize((i + 1) * FN_SIZE as usize, 0xcc);
+        breaks[i] = brk;
     }
-    Ok(out)
+    Ok((out, breaks))
+}
+
+/// Where the `int3`s that [`TimeBuffer::break_at`] asks for are, in trapbox's vDSO at `base`
+/// (a breakpoint trap reports the address after one).
+pub fn break_sites(base: u64) -> Result<[u64; 3], VdsoError> {
+    Ok(code(base + CODE_OFFSET, base + IMAGE_SIZE)?.1)
 }
 
 /// One time function. Register use: rbx the clock (clock_gettime only), r12 the user's
 /// pointer, r13 the slot, r11 the buffer header until the host call.
-fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, IcedError> {
+fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<(Vec<u8>, u64), IcedError> {
     let mut a = CodeAssembler::new(64)?;
+    let mut brk = a.create_label();
     let mut slow = a.create_label();
     let mut slow_popped = a.create_label();
     let mut replay = a.create_label();
@@ -585,6 +608,14 @@ fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, 
         a.jne(unreserve)?;
     }
     a.mov(rax, qword_ptr(r13 + 16))?;
+    // The call the replayer asked to see (`TimeBuffer::break_at`): a breakpoint trap here.
+    a.mov(rcx, qword_ptr(r11 + HDR_BREAK as i32))?;
+    a.test(rcx, rcx)?;
+    a.jz(copy)?;
+    a.cmp(rcx, qword_ptr(r11 + HDR_USED as i32))?;
+    a.jne(copy)?;
+    a.set_label(&mut brk)?;
+    a.int3()?;
 
     // Copy the result out from the slot (a bad pointer faults here in both modes).
     a.set_label(&mut copy)?;
@@ -624,7 +655,9 @@ fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<Vec<u8>, 
     a.mov(eax, kind.syscall_nr())?;
     a.syscall()?;
     a.ret()?;
-    a.assemble(ip)
+    let done = a.assemble_options(ip, iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let at = done.label_ip(&brk)?;
+    Ok((done.inner.code_buffer, at))
 }
 
 /// Maps trapbox's own vDSO (at `at`, or anywhere) into trapbox and the guest: image read and
@@ -744,11 +777,16 @@ mod tests {
 
     #[test]
     fn each_function_fits_its_slot_and_ends_the_slow_path_with_syscall_ret() {
-        let c = code(0x1000, 0x2000).unwrap();
+        let (c, breaks) = code(0x1000, 0x1000 - CODE_OFFSET + IMAGE_SIZE).unwrap();
         assert_eq!(c.len() as u64, 3 * FN_SIZE);
         for k in 0..3 {
             let f = &c[k * FN_SIZE as usize..(k + 1) * FN_SIZE as usize];
             assert!(f.windows(3).any(|w| w == [0x0f, 0x05, 0xc3]), "function {k} has no syscall; ret");
+            // The replay's breakpoint is an int3 inside the function, not its padding.
+            let at = (breaks[k] - 0x1000) as usize;
+            assert_eq!(c[at], 0xcc, "function {k}'s break site");
+            assert!(at < k * FN_SIZE as usize + f.iter().rposition(|&b| b != 0xcc).unwrap(), "function {k}: {at:#x}");
         }
+        assert_eq!(break_sites(0x1000 - CODE_OFFSET).unwrap(), breaks);
     }
 }

@@ -1,7 +1,10 @@
 /*
- * spin_handoff.c [N] - two threads hand a token back and forth N times (default 20) by
- * spinning on a shared word, with no syscall while they wait (a `pause` loop, as spinlocks
- * do). Whoever holds the token mixes something nondeterministic into a hash: the main thread
+ * spin_handoff.c [N [clock]] - two threads hand a token back and forth N times (default 20)
+ * by spinning on a shared word, with no syscall while they wait (a `pause` loop, as spinlocks
+ * do; with `clock`, each turn of the loop reads CLOCK_MONOTONIC through the vDSO, as a spin
+ * with a deadline does, then pauses 1024 times counting in an SSE register: the general
+ * registers are the same at every pause of every turn, and only the number of clock reads
+ * tells the turns apart). Whoever holds the token mixes something nondeterministic into a hash: the main thread
  * getrandom bytes, the partner the TSC and CLOCK_MONOTONIC. Prints the hash and the rounds
  * each side saw; exits 0. Under a recording each wait is a spin the holder must be
  * preempted in, since the turn never changes at a syscall there.
@@ -18,6 +21,7 @@
 static volatile int token; /* 0: main's, 1: partner's */
 static uint64_t hash = 1469598103934665603ull;
 static long rounds, partner_saw;
+static int use_clock;
 
 static void mix(uint64_t v)
 {
@@ -27,10 +31,32 @@ static void mix(uint64_t v)
     }
 }
 
+/* 1024 pauses, counted down in xmm1 (the flags, from ptest, are the only other state). */
+static void pause_1024(void)
+{
+    static const int n = 1024, one = 1;
+    __asm__ volatile("movd %0, %%xmm1\n"
+                     "movd %1, %%xmm2\n"
+                     "1: pause\n"
+                     "psubd %%xmm2, %%xmm1\n"
+                     "ptest %%xmm1, %%xmm1\n"
+                     "jnz 1b\n"
+                     :
+                     : "m"(n), "m"(one)
+                     : "xmm1", "xmm2", "cc");
+}
+
 static void wait_for(int mine)
 {
-    while (token != mine)
-        _mm_pause();
+    struct timespec ts;
+    while (token != mine) {
+        if (use_clock) {
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            pause_1024();
+        } else {
+            _mm_pause();
+        }
+    }
 }
 
 static void *partner(void *arg)
@@ -50,6 +76,7 @@ static void *partner(void *arg)
 int main(int argc, char **argv)
 {
     rounds = argc > 1 ? atol(argv[1]) : 20;
+    use_clock = argc > 2 && argv[2][0] == 'c';
     pthread_t t;
     if (pthread_create(&t, NULL, partner, NULL) != 0)
         return 1;

@@ -1025,6 +1025,9 @@ struct Replay {
     time: Option<TimeBuffer>,
     /// Time calls loaded into it for the guest to make before the next event.
     time_loaded: u64,
+    /// Where trapbox's vDSO stops at a time call the replay waits for (see
+    /// [`vdso::TimeBuffer::break_at`]).
+    time_breaks: Option<[u64; 3]>,
     /// Whether the trace predates Console events (version < 3).
     legacy_console: bool,
     /// Recorded signals that interrupted user code, waiting for the guest to get there.
@@ -1133,6 +1136,7 @@ impl Replayer {
                     files: Default::default(),
                     time: None,
                     time_loaded: 0,
+                    time_breaks: None,
                     legacy_console,
                     armed: None,
                 };
@@ -1449,20 +1453,39 @@ impl Replay {
 
     /// When the trace's next event is a preemption of this thread: armed at its point. (Not
     /// armed, the next event is a divergence.)
+    ///
+    /// The recording wrote the preemption right after the time calls before it
+    /// (`give_up_turn`). A loop that reads the clock comes back to the point with the same
+    /// registers after fewer of them, so while calls are still to come the breakpoint waits:
+    /// the vDSO stops at the last one ([`vdso::TimeBuffer::break_at`]) and it goes in then.
     fn arm_preempt(&mut self, g: &mut dyn Guest) {
         let Some(&Event::Preempt(context)) = self.peek() else { return };
         if self.armed.is_some() {
             return;
         }
-        if let Some(a) = self.arm(g, context) {
+        let to_come = match self.time {
+            Some(t) if self.time_breaks.is_some() && t.used() < self.time_loaded => Some(t),
+            _ => None,
+        };
+        let point = match to_come {
+            Some(t) if self.patcher.site_at_breakpoint(context[16] + 1).is_none() => {
+                t.break_at(self.time_loaded);
+                Some(Point::pending(context))
+            }
+            _ => self.arm(g, context).map(|a| a.point),
+        };
+        if let Some(point) = point {
             let _ = self.next();
-            self.armed = Some(Armed { preempt: true, ..a });
+            self.armed = Some(Armed { point, signals: Vec::new(), preempt: true });
         }
     }
 
     /// Takes the breakpoint out and delivers its signals as the guest resumes.
     fn fire(&mut self, g: &mut dyn Guest) {
         if let Some(a) = self.armed.take() {
+            if let Some(t) = self.time {
+                t.break_at(0);
+            }
             a.point.disarm(g);
             for (sig, info) in &a.signals {
                 g.queue_signal(*sig, info);
@@ -1539,6 +1562,14 @@ impl Replay {
         self.patcher.scan(g);
         self.time = g.time_buffer();
         self.time_loaded = 0;
+        self.time_breaks = g.image().and_then(|s| s.placement.vdso).and_then(|b| vdso::break_sites(b).ok());
+    }
+
+    /// Whether a breakpoint trap is trapbox's vDSO stopping at the call a pending point waits
+    /// for (see [`Replay::arm_preempt`]).
+    fn is_time_break(&self, rip: u64) -> bool {
+        self.time.is_some_and(|t| t.used() == self.time_loaded)
+            && self.time_breaks.is_some_and(|b| b.contains(&rip.wrapping_sub(1)))
     }
 
     /// Stored file `id`, which the trace must have.
@@ -1647,6 +1678,19 @@ impl TrapHandler for Replayer {
         if st.stop.is_some() {
             // Another thread stopped the replay.
             return Action::Stop;
+        }
+        match (trap, st.armed.as_ref()) {
+            (Trap::Breakpoint { rip }, Some(a)) if a.point.is_pending() && st.is_time_break(*rip) => {
+                // The guest made the time calls the preemption came after: now the point.
+                if let Some(t) = st.time {
+                    t.break_at(0);
+                }
+                if let Some(a) = st.armed.as_mut() {
+                    a.point.place(g);
+                }
+                return Action::Resume;
+            }
+            _ => {}
         }
         match (trap, st.armed.as_mut()) {
             (Trap::Breakpoint { rip }, Some(a)) if a.point.is_hit(*rip) => {

@@ -49,14 +49,29 @@ pub(super) enum Hit {
 impl Point {
     /// A breakpoint at `context`'s instruction; None where none can go.
     pub fn arm(g: &mut dyn Guest, context: [u64; 18]) -> Option<Point> {
-        let mut p = Point { context, byte: None, passes: 0, stepping: false };
-        p.set(g).then_some(p)
+        let mut p = Point::pending(context);
+        p.place(g).then_some(p)
+    }
+
+    /// A point whose breakpoint goes in later ([`Point::place`]); until then no trap is its.
+    pub fn pending(context: [u64; 18]) -> Point {
+        Point { context, byte: None, passes: 0, stepping: false }
+    }
+
+    /// Whether the breakpoint of a [`Point::pending`] is still to be placed.
+    pub fn is_pending(&self) -> bool {
+        self.byte.is_none() && !self.stepping
+    }
+
+    /// Places a pending point's breakpoint; false where none can go.
+    pub fn place(&mut self, g: &mut dyn Guest) -> bool {
+        self.set(g)
     }
 
     /// The thread is at `context` now: looks for the next time it comes back with the same
     /// registers, after stepping the instruction here.
     pub fn again(g: &mut dyn Guest, context: [u64; 18]) -> Option<Point> {
-        let mut p = Point { context, byte: None, passes: 0, stepping: false };
+        let mut p = Point::pending(context);
         p.step(g).then_some(p)
     }
 

@@ -15,6 +15,7 @@ fn assert_one_line_error(r: &common::Run, needle: &str) {
     assert_ne!(r.status, 0, "must fail");
     assert_eq!(err.lines().count(), 1, "want exactly one line, got {err:?}");
     assert!(err.starts_with("trapbox: ") && err.contains(needle), "want {needle:?} in {err:?}");
+    assert_eq!(err.matches(needle).count(), 1, "the reason once: {err:?}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -56,9 +56,13 @@ pub struct RunArgs {
     /// Force a trap path instead of detecting the kind of KVM.
     #[arg(long, value_enum)]
     pub trap_path: Option<PathArg>,
-    /// Print the trap path at start and the exit count at the end.
+    /// Print the trap path at start, and at the end the exit count and what the box refused
+    /// the program (syscalls, ioctl requests, fcntl commands, socket options).
     #[arg(short, long)]
     pub verbose: bool,
+    /// No warnings on stderr (what the box refuses is still counted for -v).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// PROGRAM ARGS...
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,

@@ -22,10 +22,24 @@ fn main() {
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("trapbox: {e:#}");
+            eprintln!("trapbox: {}", one_line(&e));
             std::process::exit(127);
         }
     }
+}
+
+/// An error and its causes on one line, each reason once: a library error whose message
+/// already says its cause (`{path}: {source}`) is not followed by that cause again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !line.contains(&c) {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+    }
+    line
 }
 
 fn run(cli: args::Cli) -> Result<i32> {
@@ -49,7 +63,8 @@ pub fn build(r: &args::RunArgs, vdso: trapbox::VdsoMode) -> Result<trapbox::Sand
         .vdso_mode(vdso)
         .args(r.command.iter().cloned())
         .timeout(r.timeout.map(std::time::Duration::from_secs_f64))
-        .memory_limit(r.memory_limit);
+        .memory_limit(r.memory_limit)
+        .quiet(r.quiet);
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
     }
@@ -71,6 +86,8 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
     }
     if r.verbose {
         eprintln!("trapbox: {} VM exits, {} syscalls", report.exits, report.syscalls);
+        let none = "trapbox: refused: nothing".to_string();
+        eprintln!("{}", trapbox::process::refusals::summary_line(&report.refusals).unwrap_or(none));
     }
     report.outcome.exit_status()
 }

@@ -19,6 +19,7 @@ pub mod loader;
 pub mod mem;
 mod mm;
 pub mod passthrough;
+pub mod refusals;
 pub mod selfview;
 pub mod sigdeliver;
 pub mod sigframe;
@@ -158,6 +159,10 @@ pub struct Process {
     /// set_robust_list head and length.
     robust_list: (u64, u64),
     warned: HashSet<String>,
+    /// What the box refused the guest, across the run's process tree (see [`refusals`]).
+    pub refusals: Option<refusals::Refusals>,
+    /// No warnings on stderr (`--quiet`); refusals are still counted.
+    pub quiet: bool,
 }
 
 /// Per-process kernel state the guest sets that is the guest's own view: trapbox's process
@@ -239,6 +244,8 @@ impl Process {
             clear_child_tid: 0,
             robust_list: (0, 0),
             warned: HashSet::new(),
+            refusals: refusals::Refusals::new(),
+            quiet: false,
         }
     }
 
@@ -373,8 +380,23 @@ impl Process {
 
     /// Prints a `trapbox: warning: ...` line once per key.
     pub fn warn_once(&mut self, key: &str, msg: Arguments<'_>) {
-        if self.warned.insert(key.to_string()) {
+        if self.warned.insert(key.to_string()) && !self.quiet {
             let _ = writeln!(self.diag, "trapbox: warning: {msg}");
+        }
+    }
+
+    /// The box refuses `what` (`syscall ptrace`, `ioctl TIOCSTI`): counted, and the run's
+    /// first of its kind is told on stderr with `detail` (`on fd 0`) and `why`.
+    pub fn refuse(&mut self, what: &str, detail: &str, why: &str) {
+        match &mut self.refusals {
+            Some(r) => {
+                r.quiet = self.quiet;
+                r.refuse(&mut self.diag, what, detail, why);
+            }
+            None if self.warned.insert(what.to_string()) && !self.quiet => {
+                let _ = writeln!(self.diag, "trapbox: refused {what} {detail} ({why})");
+            }
+            None => {}
         }
     }
 
@@ -407,7 +429,7 @@ impl Process {
                     Refusal::Escapes => (libc::EPERM, "it would reach outside the box"),
                     Refusal::Obsolete => (libc::ENOSYS, "it is obsolete"),
                 };
-                self.warn_once(desc.name, format_args!("{} refused: {what}", desc.name));
+                self.refuse(&format!("syscall {}", desc.name), "", what);
                 Action::Return(neg(errno)).into()
             }
             Handling::Emulated => match desc.name {
@@ -439,6 +461,11 @@ impl Process {
                         None => Handled::Host(staged),
                     },
                     Checked::Refuse(e) => Action::Return(neg(e)).into(),
+                    Checked::Refused { what, errno, why } => {
+                        // ioctl, fcntl, setsockopt and getsockopt all name a descriptor first.
+                        self.refuse(&what.to_string(), &format!("on fd {}", call.args[0] as i32), why);
+                        Action::Return(neg(errno)).into()
+                    }
                     Checked::Unsupported(arg) => {
                         self.warn_once(
                             desc.name,

@@ -10,7 +10,7 @@
 //! them as "none" or fails with EFAULT, and trapbox never maps page zero.
 
 use crate::process::abi::walk::{self, FdAt, Memory, Plan, Policy, Stop};
-use crate::process::abi::{Dir, Ret, SyscallDesc};
+use crate::process::abi::{ioctl, Dir, Ret, SyscallDesc};
 use crate::process::fds::{leads_into_trapbox, FdGuard};
 use crate::process::mem::{Access, AddressSpace};
 use crate::process::signals;
@@ -51,6 +51,16 @@ pub enum Checked {
     Refuse(Errno),
     /// An argument kind the walk cannot vouch for (trapbox says so once).
     Unsupported(&'static str),
+    /// Something the box refuses (an ioctl request, an fcntl command, a socket option): fail
+    /// with `errno`, and tell the user (see [`super::refusals`]).
+    Refused {
+        /// What.
+        what: walk::Refused,
+        /// The guest's errno.
+        errno: Errno,
+        /// Why.
+        why: &'static str,
+    },
 }
 
 /// POLLNVAL: what poll reports for a descriptor that is not open.
@@ -81,6 +91,7 @@ pub fn stage(
         Ok(p) => p,
         Err(Stop::Errno(e)) => return Checked::Refuse(e),
         Err(Stop::Unsupported(arg)) => return Checked::Unsupported(arg),
+        Err(Stop::Refused { what, errno, why }) => return Checked::Refused { what, errno, why },
     };
     let mut nval = Vec::new();
     for at in &plan.fds {
@@ -141,7 +152,7 @@ impl Staged {
 
     /// Whether the call returns a new descriptor.
     pub fn returns_fd(&self) -> bool {
-        self.desc.ret == Ret::Fd
+        self.desc.ret == Ret::Fd || (self.desc.nr == libc::SYS_ioctl as u64 && ioctl::returns_fd(&self.regs))
     }
 
     /// The syscall's name.
@@ -301,7 +312,7 @@ impl Staged {
     /// kernel wrote in the copies goes to guest memory, descriptors trapbox stood in for read
     /// POLLNVAL. Returns the guest's result: EFAULT if guest memory for the results is gone.
     pub fn finish(mut self, mut ret: i64, mem: &AddressSpace) -> i64 {
-        ret = vet_new_fd(self.desc, ret);
+        ret = vet_new_fd(self.returns_fd(), ret);
         for &c in &self.plan.received {
             for off in walk::scm_rights_at(&self.plan.copies[c].bytes) {
                 let b = &mut self.plan.copies[c].bytes[off..off + 4];
@@ -340,8 +351,8 @@ fn own_proc_file(path: &str) -> bool {
 
 /// A call that returned a new descriptor: one that leads into trapbox is closed again and the
 /// call fails with EACCES.
-fn vet_new_fd(desc: &SyscallDesc, ret: i64) -> i64 {
-    if desc.ret == Ret::Fd && ret >= 0 && leads_into_trapbox(ret) {
+fn vet_new_fd(returns_fd: bool, ret: i64) -> i64 {
+    if returns_fd && ret >= 0 && leads_into_trapbox(ret) {
         // SAFETY: `ret` is the descriptor the guest's call just created; nothing else holds it.
         unsafe { libc::close(ret as i32) };
         return -(libc::EACCES as i64);
@@ -373,6 +384,7 @@ mod tests {
             Checked::Ok(_) => Ok(()),
             Checked::Refuse(e) => Err(e),
             Checked::Unsupported(_) => Err(libc::ENOSYS),
+            Checked::Refused { errno, .. } => Err(errno),
         }
     }
 

@@ -93,6 +93,9 @@ pub struct Report {
     pub trap_path: TrapPath,
     /// For a crash: `rip 0x401136 <main+0x16>`.
     pub crash_site: Option<String>,
+    /// What the box refused the guest in the whole run (its forked processes too), most
+    /// frequent first.
+    pub refusals: Vec<crate::process::refusals::Refused>,
 }
 
 impl Report {
@@ -138,6 +141,7 @@ pub struct SandboxBuilder {
     trap_path: Option<TrapPath>,
     placement: loader::Placement,
     vdso: VdsoMode,
+    quiet: bool,
 }
 
 impl SandboxBuilder {
@@ -184,6 +188,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// No warnings on stderr (what the box refuses is still counted in the [`Report`]).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
     /// Forces a trap path instead of detecting it.
     pub fn trap_path(mut self, p: TrapPath) -> Self {
         self.trap_path = Some(p);
@@ -206,6 +216,7 @@ impl SandboxBuilder {
         // SAFETY: diag_fd is a fresh descriptor owned by nothing else.
         let diag = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(diag_fd) };
         let mut process = Process::new(FdGuard::from_difference(&inherited, base), diag);
+        process.quiet = self.quiet;
         drop(stock);
         process.use_arena(crate::process::arena::Arena::reserve().map_err(SandboxError::Arena)?);
         // Before the guest runs (and before the KVM fds' numbers are lent to anything), with
@@ -427,6 +438,7 @@ impl Sandbox {
             trap_path: None,
             placement: loader::Placement::default(),
             vdso: VdsoMode::Host,
+            quiet: false,
         }
     }
 
@@ -496,13 +508,14 @@ impl Sandbox {
         let syscalls = core.syscalls.load(Ordering::SeqCst);
         let crash_site =
             crash_rip.filter(|_| matches!(outcome, Outcome::Killed { .. })).map(|rip| cpu::site(&cpu, rip));
+        let refusals = cpu.s().process.refusals.as_ref().map(|r| r.summary()).unwrap_or_default();
         let mut g = KvmGuest::new(&mut cpu, Regs::default());
         handler.on_end(&mut g, &outcome);
         drop(cpu);
         if forked {
             end_forked_child(&outcome);
         }
-        Ok(Report { outcome, exits, syscalls, trap_path: self.path, crash_site })
+        Ok(Report { outcome, exits, syscalls, trap_path: self.path, crash_site, refusals })
     }
 }
 
@@ -528,6 +541,7 @@ mod tests {
             syscalls: 0,
             trap_path: TrapPath::Pvm,
             crash_site: Some("rip 0x401000 <main>".into()),
+            refusals: Vec::new(),
         };
         let l = r.crash_line().unwrap();
         assert!(l.starts_with("guest killed by SIGSEGV: page fault: write at 0x0"), "{l}");

@@ -5,6 +5,7 @@
 //! with it, the recorder learns from it which guest bytes the kernel wrote. Nothing else in
 //! trapbox holds syscall numbers.
 
+pub mod ioctl;
 pub mod walk;
 pub mod x86_64;
 
@@ -118,6 +119,12 @@ pub enum ArgKind {
     /// shmctl's third argument: a `struct shmid_ds` (or the info structs, no larger) that the
     /// command (argument 1) reads or writes.
     ShmctlBuf,
+    /// futex_waitv's array of `struct futex_waitv` (24 bytes each: value, address of a
+    /// 32-bit futex word, flags), counted by argument `count`; the kernel reads the words.
+    FutexWaiters {
+        /// Index of the argument that holds the number of entries.
+        count: usize,
+    },
     /// The third argument of ioctl: meaning depends on the request (argument 1).
     IoctlArg,
     /// The third argument of fcntl: meaning depends on the command (argument 1).
@@ -153,6 +160,8 @@ pub enum Len {
     Fixed(usize),
     /// The value of argument N times a fixed element size.
     ArgTimes(usize, usize),
+    /// The value of argument N plus a fixed header size (msgsnd's `long mtype` before the text).
+    ArgPlus(usize, usize),
 }
 
 /// Named fixed-size structs the kernel reads or writes. `size()` is the x86-64 layout size.
@@ -492,11 +501,12 @@ mod tests {
             assert!(d.args.len() <= 6, "{}", d.name);
             for a in d.args {
                 let idx = match a.kind {
-                    ArgKind::InBuf(Len::Arg(i) | Len::ArgTimes(i, _)) => Some(i),
-                    ArgKind::OutBuf { len: Len::Arg(i) | Len::ArgTimes(i, _), .. } => Some(i),
-                    ArgKind::Iovec { count, .. } | ArgKind::PollFds { count } | ArgKind::Mmsghdr { count, .. } => {
-                        Some(count)
-                    }
+                    ArgKind::InBuf(Len::Arg(i) | Len::ArgTimes(i, _) | Len::ArgPlus(i, _)) => Some(i),
+                    ArgKind::OutBuf { len: Len::Arg(i) | Len::ArgTimes(i, _) | Len::ArgPlus(i, _), .. } => Some(i),
+                    ArgKind::Iovec { count, .. }
+                    | ArgKind::PollFds { count }
+                    | ArgKind::Mmsghdr { count, .. }
+                    | ArgKind::FutexWaiters { count } => Some(count),
                     ArgKind::SockOptIn { len } | ArgKind::SockOptOut { len } => Some(len),
                     ArgKind::FdSet { nfds } => Some(nfds),
                     ArgKind::SockAddrIn { len } | ArgKind::SockAddrOut { len } => Some(len),

@@ -21,6 +21,7 @@
 //! The same walk tells the recorder which guest bytes a call wrote ([`Plan::written`]); the
 //! sizes cannot drift between checking, copying and recording because there is one walk.
 
+use super::ioctl::{self, IoctlArg, IoctlHandling};
 use super::{ArgKind, Dir, Len, Struct, SyscallDesc};
 
 /// Longest path (and other string) the kernel reads, with its NUL.
@@ -55,7 +56,42 @@ pub enum Stop {
     Errno(i32),
     /// An argument the walk cannot vouch for; the call is refused with ENOSYS and a warning.
     Unsupported(&'static str),
+    /// The box itself refuses what the call asks (not the kernel): failed with `errno`, and
+    /// the user is told (see `process::refusals`).
+    Refused {
+        /// What is refused.
+        what: Refused,
+        /// The guest's errno.
+        errno: i32,
+        /// Why, for the user.
+        why: &'static str,
+    },
 }
+
+/// What the box refuses inside a call it otherwise passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// An ioctl request, by number, and its name if the box knows it.
+    Ioctl(u32, Option<&'static str>),
+    /// An fcntl command.
+    Fcntl(i32),
+    /// A socket option: level and name.
+    SockOpt(i32, i32),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Ioctl(_, Some(name)) => write!(f, "ioctl {name}"),
+            Refused::Ioctl(r, None) => write!(f, "ioctl {r:#x}"),
+            Refused::Fcntl(cmd) => write!(f, "fcntl command {cmd}"),
+            Refused::SockOpt(level, name) => write!(f, "socket option {name} at level {level}"),
+        }
+    }
+}
+
+/// Why a request the box does not know is refused.
+const UNKNOWN: &str = "trapbox does not know what its argument holds";
 
 /// What the caller decides about signals and threads a call names (the walk knows only
 /// the ABI).
@@ -210,6 +246,7 @@ fn len_of(len: Len, a: &[u64; 6]) -> u64 {
         Len::Arg(i) => a[i],
         Len::Fixed(n) => n as u64,
         Len::ArgTimes(i, n) => a[i].saturating_mul(n as u64),
+        Len::ArgPlus(i, n) => a[i].saturating_add(n as u64),
     }
 }
 
@@ -464,28 +501,6 @@ pub fn scm_rights(c: &[u8]) -> Vec<i32> {
     scm_rights_at(c).into_iter().map(|o| u32_at(c, o) as i32).collect()
 }
 
-/// `ioctl` requests trapbox forwards, with what the third argument points to: `Some(None)`
-/// for a value, `Some(Some((bytes, dir)))` for flat memory. Anything else is refused with
-/// ENOTTY (what the kernel says for a request a device does not know).
-fn ioctl_arg(request: u64) -> Option<Option<(u64, Dir)>> {
-    const TERMIOS: u64 = 36; // the kernel's struct termios
-    Some(match request {
-        0x5401 => Some((TERMIOS, Dir::Out)),         // TCGETS
-        0x5402..=0x5404 => Some((TERMIOS, Dir::In)), // TCSETS, TCSETSW, TCSETSF
-        0x5409..=0x540b => None,                     // TCSBRK, TCXONC, TCFLSH (values)
-        0x540f => Some((4, Dir::Out)),               // TIOCGPGRP
-        0x5410 => Some((4, Dir::In)),                // TIOCSPGRP
-        0x5413 => Some((8, Dir::Out)),               // TIOCGWINSZ
-        0x5414 => Some((8, Dir::In)),                // TIOCSWINSZ
-        0x541b => Some((4, Dir::Out)),               // FIONREAD
-        0x5421 | 0x5452 => Some((4, Dir::In)),       // FIONBIO, FIOASYNC
-        0x5450 | 0x5451 => None,                     // FIONCLEX, FIOCLEX
-        0x5429 => Some((4, Dir::Out)),               // TIOCGSID
-        0x8008_6601 => Some((8, Dir::Out)),          // FS_IOC_GETFLAGS
-        _ => return None,
-    })
-}
-
 /// fcntl commands the libc crate does not name, and F_SETOWN_EX's owner kind for a thread.
 const F_SETSIG: i32 = 10;
 const F_GETSIG: i32 = 11;
@@ -508,6 +523,15 @@ fn fcntl_arg(cmd: u64) -> Option<Option<(u64, Dir)>> {
         F_GETOWN_EX => Some((8, Dir::Out)),
         _ => return None,
     })
+}
+
+/// A socket option whose value is not known to be flat: refused with ENOPROTOOPT.
+fn sockopt_refused(level: i32, name: i32) -> Stop {
+    Stop::Refused {
+        what: Refused::SockOpt(level, name),
+        errno: libc::ENOPROTOOPT,
+        why: "its value may hold pointers or descriptors trapbox does not check",
+    }
 }
 
 /// Socket options whose value is flat (no pointer, no descriptor): `(level, optname)`. Other
@@ -634,7 +658,7 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                     // 8-byte instructions.
                     (libc::SOL_SOCKET, SO_ATTACH_FILTER) => 8,
                     (level, name) if sockopt_is_flat(level, name) => 1,
-                    _ => return errno(libc::ENOPROTOOPT),
+                    (level, name) => return Err(sockopt_refused(level, name)),
                 };
                 value = Value::Copy(p.value_result(mem, v, a[len], unit)?);
             }
@@ -644,7 +668,7 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 {
                     value = Value::Copy(p.sock_fprog(mem, v, n)?);
                 } else if !sockopt_is_flat(a[1] as i32, a[2] as i32) {
-                    return errno(libc::ENOPROTOOPT);
+                    return Err(sockopt_refused(a[1] as i32, a[2] as i32));
                 } else if v != 0 {
                     if n > COPY_MAX {
                         return errno(libc::EINVAL);
@@ -676,6 +700,25 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 }
                 value = Value::Copy(p.copy(v, fetch(mem, v, n)?, Back::Nothing));
             }
+            ArgKind::FutexWaiters { count } => {
+                // The kernel refuses more than 128; the words it compares must be the guest's.
+                const ENTRY: u64 = 24;
+                let n = a[count];
+                if n > 128 {
+                    return errno(libc::EINVAL);
+                }
+                let b = fetch(mem, v, n * ENTRY)?;
+                for i in 0..n as usize {
+                    let word = u64_at(&b, i * ENTRY as usize + 8);
+                    if word % 4 != 0 {
+                        return errno(libc::EINVAL);
+                    }
+                    if !mem.allows(word, 4, Dir::In) {
+                        return errno(libc::EFAULT);
+                    }
+                }
+                value = Value::Copy(p.copy(v, b, Back::Nothing));
+            }
             ArgKind::ShmctlBuf => {
                 // struct shmid_ds is 112 bytes; shminfo and shm_info are smaller.
                 const SHMID_DS: u64 = 112;
@@ -696,10 +739,36 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                     return errno(libc::ENOMEM);
                 }
             }
-            ArgKind::IoctlArg => match ioctl_arg(a[1] & 0xffff_ffff) {
-                Some(Some((n, dir))) => p.direct(mem, v, n, dir, Written::All)?,
-                Some(None) => {}
-                None => return errno(libc::ENOTTY),
+            ArgKind::IoctlArg => match ioctl::lookup(a[1]).map(|i| (i.name, i.handling)) {
+                Some((_, IoctlHandling::Pass { arg: IoctlArg::Mem(shape, dir), .. })) => {
+                    p.direct(mem, v, shape.size(), dir, Written::All)?
+                }
+                Some((_, IoctlHandling::Pass { arg: IoctlArg::Value, .. })) => {}
+                // A signal the kernel sends for the guest: checked by the caller.
+                Some((_, IoctlHandling::Pass { arg: IoctlArg::Signal, .. })) => {
+                    p.signals.push(SignalUse { sig: v as i32, tid: None })
+                }
+                // The process that gets SIGIO: copied, and named for the caller's check (a
+                // racing thread cannot change it after).
+                Some((_, IoctlHandling::Pass { arg: IoctlArg::Owner, .. })) => {
+                    let owner = fetch(mem, v, 4)?;
+                    p.pids.push((u32_at(&owner, 0) as i32).abs());
+                    value = Value::Copy(p.copy(v, owner, Back::Nothing));
+                }
+                Some((name, IoctlHandling::Refuse(why))) => {
+                    return Err(Stop::Refused {
+                        what: Refused::Ioctl(a[1] as u32, Some(name)),
+                        errno: libc::EPERM,
+                        why,
+                    })
+                }
+                None => {
+                    return Err(Stop::Refused {
+                        what: Refused::Ioctl(a[1] as u32, None),
+                        errno: libc::ENOTTY,
+                        why: UNKNOWN,
+                    })
+                }
             },
             // The signal F_SETSIG makes the kernel send for I/O readiness is named for the
             // caller's check (0: SIGIO); F_SETOWN_EX's owner is copied, and a thread it names
@@ -715,10 +784,16 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 }
                 value = Value::Copy(p.copy(v, owner, Back::Nothing));
             }
+            ArgKind::FcntlArg if matches!(a[1] as i32, libc::F_SETOWN) && v != 0 => {
+                // The process (or negated group) that gets SIGIO, named for the caller's check.
+                p.pids.push((v as i32).abs())
+            }
             ArgKind::FcntlArg => match fcntl_arg(a[1]) {
                 Some(Some((n, dir))) => p.direct(mem, v, n, dir, Written::All)?,
                 Some(None) => {}
-                None => return errno(libc::EINVAL),
+                None => {
+                    return Err(Stop::Refused { what: Refused::Fcntl(a[1] as i32), errno: libc::EINVAL, why: UNKNOWN })
+                }
             },
             ArgKind::StrArray | ArgKind::Special if v != 0 => return Err(Stop::Unsupported(arg.name)),
             _ => {}
@@ -1091,7 +1166,7 @@ mod tests {
         for name in [50, 77] {
             assert_eq!(
                 plan_of("setsockopt", [3, libc::SOL_SOCKET as u64, name, 0x1000, 16, 0], &m),
-                Err(Stop::Errno(libc::ENOPROTOOPT))
+                Err(sockopt_refused(libc::SOL_SOCKET, name as i32))
             );
         }
         assert!(

@@ -2,7 +2,8 @@
 //! strings quoted and cut at `-s`, flags by name, structs by field, output arguments only on
 //! success, and the ` = result` column at 40.
 
-use crate::process::abi::{ArgKind, FlagSet, Ret, Struct, SyscallDesc};
+use crate::process::abi::ioctl::{self, IoctlArg, IoctlHandling, Shape};
+use crate::process::abi::{ArgKind, Dir, FlagSet, Ret, Struct, SyscallDesc};
 use crate::trap::{Guest, GuestAddr, Syscall};
 
 use super::names;
@@ -341,7 +342,7 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
             });
         }
         ("ioctl", 1) => return Some(names::ioctl_request(v & 0xffff_ffff)),
-        ("ioctl", 2) => return Some(addr(v)),
+        ("ioctl", 2) => return ioctl_input(g, call, v),
         ("rseq", 1) | ("rseq", 3) => return Some(chex(v)),
         ("prlimit64", 0) => return Some((v as i32).to_string()),
         // strace's order: child_stack, flags, parent_tid (if set), tls (if set), child_tidptr.
@@ -400,6 +401,7 @@ fn len_value(len: crate::process::abi::Len, call: &Syscall) -> u64 {
         crate::process::abi::Len::Arg(i) => call.args[i],
         crate::process::abi::Len::Fixed(n) => n as u64,
         crate::process::abi::Len::ArgTimes(i, n) => call.args[i].saturating_mul(n as u64),
+        crate::process::abi::Len::ArgPlus(i, n) => call.args[i].saturating_add(n as u64),
     }
 }
 
@@ -418,6 +420,12 @@ pub fn output(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, ret: 
                 .unwrap_or_else(|| format!("parent_tid={}", addr(v)))
         }
         ("getdents64", 1) | ("getdents", 1) => return getdents(g, v, ret),
+        ("ioctl", 2) => {
+            return match ioctl::lookup(call.args[1]).map(|i| i.handling) {
+                Some(IoctlHandling::Pass { arg: IoctlArg::Mem(shape, Dir::Out), .. }) => ioctl_value(g, shape, v),
+                _ => addr(v),
+            }
+        }
         _ => {}
     }
     match desc.args[i].kind {
@@ -435,6 +443,40 @@ pub fn output(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, ret: 
             read_n::<4>(g, v).map(|b| format!("[{}]", u32::from_le_bytes(b))).unwrap_or_else(|| addr(v))
         }
         _ => addr(v),
+    }
+}
+
+/// ioctl's third argument before the call: what the request reads (`[1]`, `{ws_row=30,
+/// ...}`), a value, or None for what it writes (shown after).
+fn ioctl_input(g: &dyn Guest, call: &Syscall, v: u64) -> Option<String> {
+    let Some(i) = ioctl::lookup(call.args[1]) else { return Some(addr(v)) };
+    Some(match i.handling {
+        IoctlHandling::Pass { arg: IoctlArg::Mem(_, Dir::Out), .. } => return None,
+        IoctlHandling::Pass { arg: IoctlArg::Mem(shape, Dir::In), .. } => ioctl_value(g, shape, v),
+        IoctlHandling::Pass { arg: IoctlArg::Owner, .. } => ioctl_value(g, Shape::Int, v),
+        IoctlHandling::Pass { arg: IoctlArg::Signal, .. } => names::signal_name(v as i32).to_string(),
+        // Open flags (TIOCGPTPEER), shown as strace does.
+        IoctlHandling::Pass { new_fd: true, .. } => chex(v),
+        IoctlHandling::Pass { arg: IoctlArg::Value, .. } => (v as i64).to_string(),
+        IoctlHandling::Refuse(_) => addr(v),
+    })
+}
+
+/// Memory an ioctl reads or writes, by its shape.
+fn ioctl_value(g: &dyn Guest, shape: Shape, a: u64) -> String {
+    let mut b = vec![0u8; shape.size() as usize];
+    if a == 0 || g.read(GuestAddr(a), &mut b).is_err() {
+        return addr(a);
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    match shape {
+        Shape::Int => format!("[{}]", u32_at(&b, 0) as i32),
+        Shape::Long => format!("[{}]", u64_at(&b, 0) as i64),
+        Shape::Winsize => {
+            format!("{{ws_row={}, ws_col={}, ws_xpixel={}, ws_ypixel={}}}", u16_at(0), u16_at(2), u16_at(4), u16_at(6))
+        }
+        Shape::Termio => names::termios_flags([u16_at(0), u16_at(2), u16_at(4), u16_at(6)]),
+        Shape::Termios | Shape::Termios2 => names::termios_flags([0, 4, 8, 12].map(|o| u32_at(&b, o) as u64)),
     }
 }
 

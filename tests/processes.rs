@@ -194,6 +194,9 @@ forms!(sig_altstack, &[], "sigaltstack says SS_ONSTACK: yes\n", 0);
 forms!(sig_pipe, &[], "handler: ran 1 time(s), write -1 EPIPE\n", 0);
 forms!(sig_ucontext, &[], "without SA_RESTART: read returned -1 EINTR\n", 0);
 forms!(sig_kill, &[], "delivered: TERM USR2 USR1\n", 0);
+// A signal aimed at one thread (pthread_kill, rt_tgsigqueueinfo) runs its handler on that
+// thread, whether it is blocked in a host call, sleeping or running user code.
+forms!(sig_thread, &[], "rt_tgsigqueueinfo to the thread spinning: ran on it\n", 0);
 
 /// A fork-then-exec chain five processes deep; each level execs /proc/self/exe (which in
 /// the box must be the guest's program, not trapbox) and passes its child's status up.

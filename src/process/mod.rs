@@ -411,7 +411,7 @@ impl Process {
     /// Whether a signal has come that ends rt_sigsuspend/pause waiting with `mask` in force
     /// (trapbox's own wake-ups, when the run ends, count too).
     pub fn signal_ends_wait(&mut self, mask: u64) -> bool {
-        signals::take_host_signals(&mut self.signals);
+        self.take_host_signals();
         self.signals.deliverable(mask) || crate::process::signals::trapbox_woken()
     }
 
@@ -802,7 +802,7 @@ impl Process {
                 if a[1] != 8 {
                     return Action::Return(neg(libc::EINVAL));
                 }
-                signals::take_host_signals(&mut self.signals);
+                self.take_host_signals();
                 let set = (self.signals.pending_mask() | signals::host_pending()) & self.signals.mask;
                 ret(self.write_out(a[0], &set.to_le_bytes()).map(|_| 0))
             }
@@ -987,7 +987,11 @@ impl Process {
             let code = if tid.is_some() { SI_TKILL } else { SI_USER };
             let mut info = info.unwrap_or_else(|| signals::user_siginfo(sig, code, me, uid));
             info[0..4].copy_from_slice(&sig.to_le_bytes());
-            self.signals.raise(sig, info);
+            self.signals.raise_to(tid, sig, info);
+            // SAFETY: gettid has no preconditions.
+            if let Some(t) = tid.filter(|t| *t != unsafe { libc::gettid() }) {
+                signals::kick_guest_thread(t);
+            }
             return Action::Return(0);
         }
         let info_ptr = info.as_ref().map_or(0, |i| i.as_ptr() as u64);
@@ -1011,6 +1015,14 @@ impl Process {
             },
         };
         Action::Return(r)
+    }
+
+    /// Moves the signals caught on the host into the guest's pending signals, each for the
+    /// guest thread it arrived on.
+    pub fn take_host_signals(&mut self) {
+        // SAFETY: getpid has no preconditions.
+        let (me, ids) = (unsafe { libc::getpid() }, &self.thread_ids);
+        signals::take_host_signals(&mut self.signals, &|t| t == me || ids.contains(&t));
     }
 
     /// Whether `tid` names one of the guest's threads.

@@ -57,7 +57,7 @@ impl Process {
     /// ones for several signals, as the kernel does), a default action may end the process.
     /// Returns None when nothing changed, Resume when `regs` now enter a handler.
     pub fn deliver_signals(&mut self, m: &mut Machine, regs: &mut Regs, mut why: Interrupted) -> Option<Action> {
-        signals::take_host_signals(&mut self.signals);
+        self.take_host_signals();
         let mut changed = false;
         while let Some((sig, info)) = self.signals.take_deliverable() {
             let a = match self.signals.disposition(sig) {

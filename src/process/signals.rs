@@ -83,8 +83,21 @@ pub struct SignalState {
     pub mask: u64,
     /// sigaltstack's stack_t, raw.
     pub altstack: [u8; 24],
-    /// Signals raised but not delivered yet, in arrival order (a standard signal at most once).
-    pending: Vec<Queued>,
+    /// Signals raised but not delivered yet, in arrival order, each for the process (None)
+    /// or for one guest thread (a standard signal at most once for each).
+    pending: Vec<(Option<i32>, Queued)>,
+}
+
+/// The calling thread's id: a guest thread is a host thread, so the thread at a trap is the
+/// guest thread the signal state is being asked about.
+fn this_thread() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Whether a pending entry for `target` is the calling thread's to take.
+fn mine(target: Option<i32>) -> bool {
+    target.is_none_or(|t| t == this_thread())
 }
 
 impl Default for SignalState {
@@ -175,29 +188,37 @@ impl SignalState {
     /// Queues `sig` (a standard signal already pending is not queued twice). An ignored
     /// signal is dropped at once, as the kernel does.
     pub fn raise(&mut self, sig: i32, info: [u8; 128]) {
+        self.raise_to(None, sig, info)
+    }
+
+    /// Queues `sig` for guest thread `thread` (tgkill, a signal the host delivered to that
+    /// thread), or for the process with None: only that thread takes it.
+    pub fn raise_to(&mut self, thread: Option<i32>, sig: i32, info: [u8; 128]) {
         if !(1..=NSIG as i32).contains(&sig) || self.disposition(sig) == Delivery::Nothing {
             return;
         }
-        if sig < 32 && self.pending.iter().any(|(s, _)| *s == sig) {
+        if sig < 32 && self.pending.iter().any(|(t, (s, _))| *s == sig && *t == thread) {
             return;
         }
-        self.pending.push((sig, info));
+        self.pending.push((thread, (sig, info)));
     }
 
-    /// Queues `sig` ahead of everything pending (a fault the guest's own instruction raised).
+    /// Queues `sig` for the calling thread ahead of everything pending (a fault its own
+    /// instruction raised).
     pub fn raise_first(&mut self, sig: i32, info: [u8; 128]) {
-        self.pending.retain(|(s, _)| *s != sig);
-        self.pending.insert(0, (sig, info));
+        let me = Some(this_thread());
+        self.pending.retain(|(t, (s, _))| !(*s == sig && *t == me));
+        self.pending.insert(0, (me, (sig, info)));
     }
 
-    /// Pending signals as a mask.
+    /// Signals pending for the calling thread (its own and the process's) as a mask.
     pub fn pending_mask(&self) -> u64 {
-        self.pending.iter().fold(0, |m, (s, _)| m | bit(*s))
+        self.pending.iter().filter(|(t, _)| mine(*t)).fold(0, |m, (_, (s, _))| m | bit(*s))
     }
 
-    /// Whether a pending signal is deliverable under `mask`.
+    /// Whether a signal pending for the calling thread is deliverable under `mask`.
     pub fn deliverable(&self, mask: u64) -> bool {
-        self.pending.iter().any(|(s, _)| *s == libc::SIGKILL || mask & bit(*s) == 0)
+        self.pending.iter().any(|(t, (s, _))| mine(*t) && (*s == libc::SIGKILL || mask & bit(*s) == 0))
     }
 
     /// Takes the next signal deliverable under the current mask (lowest number first among
@@ -207,12 +228,13 @@ impl SignalState {
             .pending
             .iter()
             .enumerate()
-            .filter(|(_, (s, _))| *s == libc::SIGKILL || self.mask & bit(*s) == 0)
+            .filter(|(_, (t, (s, _)))| mine(*t) && (*s == libc::SIGKILL || self.mask & bit(*s) == 0))
             // Synchronous signals (SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE) first, as the
-            // kernel's dequeue does; then the lowest number.
-            .min_by_key(|(_, (s, _))| (!is_synchronous(*s), *s))
+            // kernel's dequeue does; then the thread's own before the process's, then the
+            // lowest number.
+            .min_by_key(|(_, (t, (s, _)))| (!is_synchronous(*s), t.is_none(), *s))
             .map(|(i, _)| i)?;
-        Some(self.pending.remove(i))
+        Some(self.pending.remove(i).1)
     }
 
     /// What the guest's disposition makes of `sig`, regardless of the mask.
@@ -256,12 +278,16 @@ impl SignalState {
 // ---- The host side ---------------------------------------------------------------------
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// Signals the forwarder caught for the guest, each with the siginfo of its last arrival.
 struct HostQueue {
     pending: [AtomicBool; NSIG + 1],
     info: [UnsafeCell<[u8; 128]>; NSIG + 1],
+    /// The host thread each arrived on: the thread the kernel chose (for a process-directed
+    /// signal, one that does not block it, the host masks being the guest's) or the one it was
+    /// sent to (tgkill, SIGPIPE, a thread's timer).
+    thread: [AtomicI32; NSIG + 1],
 }
 
 // SAFETY: a slot's info is written only by the forwarder while its `pending` flag is clear
@@ -271,6 +297,7 @@ unsafe impl Sync for HostQueue {}
 static HOST_QUEUE: HostQueue = HostQueue {
     pending: [const { AtomicBool::new(false) }; NSIG + 1],
     info: [const { UnsafeCell::new([0; 128]) }; NSIG + 1],
+    thread: [const { AtomicI32::new(0) }; NSIG + 1],
 };
 
 /// What trapbox runs for a signal whose guest disposition is to terminate (ending the run
@@ -301,6 +328,8 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
                 std::ptr::copy_nonoverlapping(info.cast::<u8>(), (*HOST_QUEUE.info[slot].get()).as_mut_ptr(), 128)
             };
         }
+        // SAFETY: gettid is async-signal-safe and has no preconditions.
+        HOST_QUEUE.thread[slot].store(unsafe { libc::gettid() }, Ordering::SeqCst);
         HOST_QUEUE.pending[slot].store(true, Ordering::SeqCst);
     }
     let k = KICK.load(Ordering::SeqCst);
@@ -393,15 +422,19 @@ fn catch_sent_faults() {
     }
 }
 
-/// Moves the signals the forwarder caught into `state`.
-pub fn take_host_signals(state: &mut SignalState) {
+/// Moves the signals the forwarder caught into `state`, each for the guest thread it arrived
+/// on (`is_guest_thread` tells those from trapbox's own).
+pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) -> bool) {
     for sig in 1..=NSIG {
         if HOST_QUEUE.pending[sig].load(Ordering::SeqCst) {
             // SAFETY: the flag is set, so the forwarder no longer writes this slot until we
             // clear it below.
             let info = unsafe { *HOST_QUEUE.info[sig].get() };
+            let thread = HOST_QUEUE.thread[sig].load(Ordering::SeqCst);
             HOST_QUEUE.pending[sig].store(false, Ordering::SeqCst);
-            state.raise(sig as i32, info);
+            // Delivered where the host delivered it; one that reached a thread of trapbox's
+            // own goes to whichever guest thread takes it first.
+            state.raise_to(Some(thread).filter(|t| is_guest_thread(*t)), sig as i32, info);
         }
     }
 }
@@ -425,11 +458,25 @@ pub fn host_signals_waiting() -> bool {
     HOST_QUEUE.pending.iter().any(|p| p.load(Ordering::SeqCst))
 }
 
+/// The signal trapbox sends its own threads to bring them out of guest mode or a host call.
+pub fn kick_signal() -> i32 {
+    libc::SIGRTMIN() + 2
+}
+
+/// Brings guest thread `tid` of this process out of guest mode or a blocking host call (which
+/// returns EINTR, and is restarted if the guest's handler asks for it), so that it takes a
+/// signal raised for it in the emulation.
+pub fn kick_guest_thread(tid: i32) {
+    // SAFETY: getpid has no preconditions; tgkill to a thread of this process with trapbox's
+    // kick signal, whose handler only brings the thread out.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, kick_signal()) };
+}
+
 /// Signals whose host disposition and mask stay trapbox's: its own faults, the vCPU kick and
 /// preemption, and the two that cannot be caught.
 pub fn host_owned(sig: i32) -> bool {
     matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS)
-        || sig == libc::SIGRTMIN() + 2
+        || sig == kick_signal()
         || sig == libc::SIGRTMIN() + 3
         // glibc's own (thread cancellation, set*id across threads) in trapbox's process.
         || sig == 32 || sig == 33
@@ -597,6 +644,27 @@ mod tests {
         let h = SigAction { handler: 0x401000, flags: 4, restorer: 0, mask: 0 };
         assert_eq!(s.set_action(libc::SIGINT, Some(h)), Ok(SigAction::default()));
         assert_eq!(s.action(libc::SIGINT), Some(h));
+    }
+
+    #[test]
+    fn a_signal_for_another_thread_waits_for_it() {
+        let mut s = SignalState::default();
+        let handler = SigAction { handler: 0x1000, ..SigAction::default() };
+        for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+            s.set_action(sig, Some(handler)).unwrap();
+        }
+        let info = [0u8; 128];
+        let other = this_thread() + 1;
+        s.raise_to(Some(other), libc::SIGUSR1, info);
+        assert!(!s.deliverable(0) && s.pending_mask() == 0, "another thread's signal is not this one's");
+        assert!(s.take_deliverable().is_none());
+        // The process's and this thread's own: this thread's first, then the process's.
+        s.raise(libc::SIGUSR1, info);
+        s.raise_to(Some(this_thread()), libc::SIGUSR2, info);
+        assert_eq!(s.pending_mask(), bit(libc::SIGUSR1) | bit(libc::SIGUSR2));
+        assert_eq!(s.take_deliverable().map(|q| q.0), Some(libc::SIGUSR2));
+        assert_eq!(s.take_deliverable().map(|q| q.0), Some(libc::SIGUSR1));
+        assert!(s.take_deliverable().is_none(), "the other thread's SIGUSR1 stays for it");
     }
 
     #[test]

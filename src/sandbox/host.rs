@@ -52,7 +52,7 @@ fn from_elsewhere(info: *mut libc::siginfo_t) -> bool {
 
 /// The signal trapbox sends its own threads to bring them out of guest mode or a host call.
 pub(super) fn kick_signal() -> i32 {
-    libc::SIGRTMIN() + 2
+    signals::kick_signal()
 }
 
 /// The signal that asks a guest thread's host thread for a [`crate::trap::Trap::Preempt`].

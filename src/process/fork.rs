@@ -168,8 +168,9 @@ impl Process {
         self.vfork_done = vfork.map(|(_, w)| w);
         self.forked = true;
         self.generation += 1;
-        // Only the forking thread exists in the child.
+        // Only the forking thread exists in the child, and nothing is pending for it.
         self.thread_ids.clear();
+        self.signals.forked();
         self.clear_child_tid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };

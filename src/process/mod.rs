@@ -375,6 +375,9 @@ impl Process {
     /// Whether signal delivery has work: a deliverable signal, one caught on the host, or a
     /// mask to restore after rt_sigsuspend.
     pub fn signals_waiting(&self) -> bool {
+        for t in self.signals.waiting_elsewhere() {
+            signals::kick_guest_thread(t);
+        }
         self.signals.deliverable(self.signals.mask) || signals::host_signals_waiting() || self.saved_mask.is_some()
     }
 
@@ -408,11 +411,10 @@ impl Process {
         self.syscall_inner(m, call, regs)
     }
 
-    /// Whether a signal has come that ends rt_sigsuspend/pause waiting with `mask` in force
-    /// (trapbox's own wake-ups, when the run ends, count too).
+    /// Whether a signal has come that ends rt_sigsuspend/pause waiting with `mask` in force.
     pub fn signal_ends_wait(&mut self, mask: u64) -> bool {
         self.take_host_signals();
-        self.signals.deliverable(mask) || crate::process::signals::trapbox_woken()
+        self.signals.deliverable(mask)
     }
 
     fn syscall_inner(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Handled {
@@ -1018,11 +1020,13 @@ impl Process {
     }
 
     /// Moves the signals caught on the host into the guest's pending signals, each for the
-    /// guest thread it arrived on.
+    /// guest thread it arrived on; another thread that got one is kicked to take it.
     pub fn take_host_signals(&mut self) {
         // SAFETY: getpid has no preconditions.
         let (me, ids) = (unsafe { libc::getpid() }, &self.thread_ids);
-        signals::take_host_signals(&mut self.signals, &|t| t == me || ids.contains(&t));
+        for t in signals::take_host_signals(&mut self.signals, &|t| t == me || ids.contains(&t)) {
+            signals::kick_guest_thread(t);
+        }
     }
 
     /// Whether `tid` names one of the guest's threads.

@@ -216,6 +216,25 @@ impl SignalState {
         self.pending.iter().filter(|(t, _)| mine(*t)).fold(0, |m, (_, (s, _))| m | bit(*s))
     }
 
+    /// The other threads with a signal pending for them alone (they are kicked until they
+    /// take it: one may have arrived just before its thread blocked in a host call).
+    pub fn waiting_elsewhere(&self) -> Vec<i32> {
+        let me = this_thread();
+        let mut out: Vec<i32> = self.pending.iter().filter_map(|(t, _)| t.filter(|t| *t != me)).collect();
+        out.dedup();
+        out
+    }
+
+    /// Thread `tid` left: the signals pending for it alone go with it.
+    pub fn thread_left(&mut self, tid: i32) {
+        self.pending.retain(|(t, _)| *t != Some(tid));
+    }
+
+    /// In a forked child: nothing is pending (fork(2)).
+    pub fn forked(&mut self) {
+        self.pending.clear();
+    }
+
     /// Whether a signal pending for the calling thread is deliverable under `mask`.
     pub fn deliverable(&self, mask: u64) -> bool {
         self.pending.iter().any(|(t, (s, _))| mine(*t) && (*s == libc::SIGKILL || mask & bit(*s) == 0))
@@ -423,8 +442,11 @@ fn catch_sent_faults() {
 }
 
 /// Moves the signals the forwarder caught into `state`, each for the guest thread it arrived
-/// on (`is_guest_thread` tells those from trapbox's own).
-pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) -> bool) {
+/// on (`is_guest_thread` tells those from trapbox's own). Returns the other threads that got
+/// one: a signal can arrive on a thread just before it blocks in a host call, and only a kick
+/// brings it out to take it.
+pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) -> bool) -> Vec<i32> {
+    let mut others = Vec::new();
     for sig in 1..=NSIG {
         if HOST_QUEUE.pending[sig].load(Ordering::SeqCst) {
             // SAFETY: the flag is set, so the forwarder no longer writes this slot until we
@@ -434,9 +456,14 @@ pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) 
             HOST_QUEUE.pending[sig].store(false, Ordering::SeqCst);
             // Delivered where the host delivered it; one that reached a thread of trapbox's
             // own goes to whichever guest thread takes it first.
-            state.raise_to(Some(thread).filter(|t| is_guest_thread(*t)), sig as i32, info);
+            let target = Some(thread).filter(|t| is_guest_thread(*t));
+            state.raise_to(target, sig as i32, info);
+            if let Some(t) = target.filter(|t| *t != this_thread() && !others.contains(t)) {
+                others.push(t);
+            }
         }
     }
+    others
 }
 
 /// Set by trapbox's own signal handlers (a run ending, a kick): blocking waits for the guest

@@ -557,6 +557,7 @@ fn thread_main(
         let p = &mut cpu.s().process;
         let ctid = p.clear_child_tid();
         p.thread_ids.retain(|t| *t != tid);
+        p.signals.thread_left(tid);
         if ctid != 0 && p.aspace.write(GuestAddr(ctid), &0u32.to_le_bytes()).is_ok() {
             // What the kernel does at thread exit (CLONE_CHILD_CLEARTID): pthread_join waits
             // on this word. Guest futexes are host futexes at the same addresses.

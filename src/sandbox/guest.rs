@@ -253,7 +253,13 @@ impl Guest for KvmGuest<'_, '_> {
             }
             Handled::Wait { nr, args } => Action::Return(self.cpu.unlocked(|| run_host(nr, &args))),
             Handled::WaitSignal(mask) => {
+                // Only a signal ends the wait, or the run ending: a kick of trapbox's own that
+                // brings neither (one meant for an earlier call) waits on.
+                let core = self.cpu.core.clone();
                 while !self.cpu.s().process.signal_ends_wait(mask) {
+                    if signals::trapbox_woken() && run_ending(&core) {
+                        break;
+                    }
                     self.cpu.unlocked(|| signals::wait_for_signal(mask));
                 }
                 Action::Return(-(libc::EINTR as i64))
@@ -308,13 +314,7 @@ impl Guest for KvmGuest<'_, '_> {
     fn wait_for(&mut self, ready: &mut dyn FnMut() -> bool) -> bool {
         let core = self.cpu.core.clone();
         self.cpu.unlocked(|| loop {
-            // A time limit or a signal to trapbox is handled by the first thread's loop, which
-            // may be the one waiting here.
-            let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
-            if core.group.ending()
-                || super::host::HOST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) != 0
-                || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-            {
+            if run_ending(&core) {
                 return false;
             }
             if ready() {
@@ -339,4 +339,14 @@ impl Guest for KvmGuest<'_, '_> {
             None => Action::Kill { signal: sig, fault: None },
         }
     }
+}
+
+/// Whether the run is ending (the guest exits, trapbox got a signal, the time limit passed): a
+/// thread waiting for the guest gives up so that the first thread's loop, which may be this
+/// one, can act.
+fn run_ending(core: &super::Core) -> bool {
+    let deadline = *core.deadline.lock().unwrap_or_else(|e| e.into_inner());
+    core.group.ending()
+        || super::host::HOST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) != 0
+        || deadline.is_some_and(|d| std::time::Instant::now() >= d)
 }

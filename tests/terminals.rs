@@ -228,3 +228,26 @@ fn pty_ioctls_are_traced_as_strace_does() {
     assert!(want.len() >= 8, "{}", s.stderr_str());
     assert_eq!(got, want);
 }
+
+/// An interactive shell in the box on a terminal (`script` gives trapbox one): the window size
+/// reaches it, and job control works (a background job listed, killed, waited for).
+#[test]
+fn an_interactive_shell_keeps_its_terminal_and_job_control() {
+    common::require_kvm();
+    let d = tempdir("bash-i");
+    let input = b"stty size\nsleep 30 &\njobs\nkill %1\nwait\necho done-$?\nexit\n";
+    let shell = |prefix: &str| {
+        let cmd = format!("stty rows 33 cols 99; {prefix}/bin/bash --norc -i");
+        native(&["/usr/bin/script", "-qc", &cmd, "/dev/null"], input, &d)
+    };
+    let tb = format!("{} run -- ", env!("CARGO_BIN_EXE_trapbox"));
+    let (n, b) = (shell(""), shell(&tb));
+    for r in [&n, &b] {
+        let out = r.stdout_str().replace('\r', "");
+        assert_eq!(r.status, 0, "{out}");
+        // (Lines may start with the terminal's escapes: bash's bracketed-paste mode.)
+        for want in ["33 99", "[1]+  Running                 sleep 30 &", "done-0"] {
+            assert!(out.lines().any(|l| l.ends_with(want)), "{want:?} missing from:\n{out}");
+        }
+    }
+}

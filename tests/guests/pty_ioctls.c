@@ -20,5 +20,6 @@ int main(void)
   int q; ioctl(m, FIONREAD, &q);
   int one=1; ioctl(m, FIONBIO, &one);
   struct termios t; tcgetattr(s, &t); tcsetattr(s, TCSANOW, &t);
+  tcflush(s, TCIOFLUSH); tcflow(s, TCOON);
   printf("%d %d\n", r.ws_row, r.ws_col);
   return 0; }

@@ -457,7 +457,11 @@ fn ioctl_input(g: &dyn Guest, call: &Syscall, v: u64) -> Option<String> {
         IoctlHandling::Pass { arg: IoctlArg::Signal, .. } => names::signal_name(v as i32).to_string(),
         // Open flags (TIOCGPTPEER), shown as strace does.
         IoctlHandling::Pass { new_fd: true, .. } => chex(v),
-        IoctlHandling::Pass { arg: IoctlArg::Value, .. } => (v as i64).to_string(),
+        IoctlHandling::Pass { arg: IoctlArg::Value, .. } => match (i.name, v) {
+            ("TCFLSH", 0..=2) => ["TCIFLUSH", "TCOFLUSH", "TCIOFLUSH"][v as usize].to_string(),
+            ("TCXONC", 0..=3) => ["TCOOFF", "TCOON", "TCIOFF", "TCION"][v as usize].to_string(),
+            _ => (v as i64).to_string(),
+        },
         IoctlHandling::Refuse(_) => addr(v),
     })
 }

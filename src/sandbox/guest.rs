@@ -77,6 +77,20 @@ pub(super) struct KvmGuest<'c, 'a> {
 }
 
 impl<'c, 'a> KvmGuest<'c, 'a> {
+    /// Makes a blocking host call for the guest without the lock, again as long as it is only
+    /// interrupted by trapbox's own kicks: an EINTR that no guest signal caused (a kick to take
+    /// a signal the thread cannot take yet, a preemption ending a call the kernel does not
+    /// restart) is never the guest's to see. A guest signal, or the run ending, ends it.
+    fn until_not_kicked(&mut self, mut call: impl FnMut() -> i64) -> i64 {
+        let core = self.cpu.core.clone();
+        loop {
+            let ret = self.cpu.unlocked(&mut call);
+            if ret != -(libc::EINTR as i64) || self.cpu.s().process.signals_waiting() || run_ending(&core) {
+                return ret;
+            }
+        }
+    }
+
     pub fn new(cpu: &'c mut Cpu<'a>, regs: Regs) -> Self {
         KvmGuest { cpu, regs, dirty: false, replaced: false, why: Interrupted::Running, thread_handler: None }
     }
@@ -248,10 +262,10 @@ impl Guest for KvmGuest<'_, '_> {
         let action = match handled {
             Handled::Done(a) => a,
             Handled::Host(mut staged) => {
-                let ret = self.cpu.unlocked(|| staged.run());
+                let ret = self.until_not_kicked(|| staged.run());
                 Action::Return(self.cpu.s().process.finish_host(staged, ret))
             }
-            Handled::Wait { nr, args } => Action::Return(self.cpu.unlocked(|| run_host(nr, &args))),
+            Handled::Wait { nr, args } => Action::Return(self.until_not_kicked(|| run_host(nr, &args))),
             Handled::WaitSignal(mask) => {
                 // Only a signal ends the wait, or the run ending: a kick of trapbox's own that
                 // brings neither (one meant for an earlier call) waits on.

@@ -219,6 +219,10 @@ impl SignalState {
     /// The other threads with a signal pending for them alone (they are kicked until they
     /// take it: one may have arrived just before its thread blocked in a host call).
     pub fn waiting_elsewhere(&self) -> Vec<i32> {
+        // Asked at every trap: most of the time nothing is pending, and gettid is not needed.
+        if self.pending.iter().all(|(t, _)| t.is_none()) {
+            return Vec::new();
+        }
         let me = this_thread();
         let mut out: Vec<i32> = self.pending.iter().filter_map(|(t, _)| t.filter(|t| *t != me)).collect();
         out.dedup();

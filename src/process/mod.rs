@@ -375,9 +375,7 @@ impl Process {
     /// Whether signal delivery has work: a deliverable signal, one caught on the host, or a
     /// mask to restore after rt_sigsuspend.
     pub fn signals_waiting(&self) -> bool {
-        for t in self.signals.waiting_elsewhere() {
-            signals::kick_guest_thread(t);
-        }
+        self.kick_waiting_threads();
         self.signals.deliverable(self.signals.mask) || signals::host_signals_waiting() || self.saved_mask.is_some()
     }
 
@@ -989,11 +987,9 @@ impl Process {
             let code = if tid.is_some() { SI_TKILL } else { SI_USER };
             let mut info = info.unwrap_or_else(|| signals::user_siginfo(sig, code, me, uid));
             info[0..4].copy_from_slice(&sig.to_le_bytes());
+            // Another thread it is for is kicked to take it when this syscall's trap asks
+            // `signals_waiting`.
             self.signals.raise_to(tid, sig, info);
-            // SAFETY: gettid has no preconditions.
-            if let Some(t) = tid.filter(|t| *t != unsafe { libc::gettid() }) {
-                signals::kick_guest_thread(t);
-            }
             return Action::Return(0);
         }
         let info_ptr = info.as_ref().map_or(0, |i| i.as_ptr() as u64);
@@ -1024,7 +1020,15 @@ impl Process {
     pub fn take_host_signals(&mut self) {
         // SAFETY: getpid has no preconditions.
         let (me, ids) = (unsafe { libc::getpid() }, &self.thread_ids);
-        for t in signals::take_host_signals(&mut self.signals, &|t| t == me || ids.contains(&t)) {
+        signals::take_host_signals(&mut self.signals, &|t| t == me || ids.contains(&t));
+        self.kick_waiting_threads();
+    }
+
+    /// Kicks every other thread a signal is pending for alone: one can arrive just before its
+    /// thread blocks in a host call, too late to interrupt it, and only a kick brings it out
+    /// to take it. Done at every trap while the signal waits.
+    fn kick_waiting_threads(&self) {
+        for t in self.signals.waiting_elsewhere() {
             signals::kick_guest_thread(t);
         }
     }

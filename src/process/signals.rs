@@ -225,6 +225,7 @@ impl SignalState {
         }
         let me = this_thread();
         let mut out: Vec<i32> = self.pending.iter().filter_map(|(t, _)| t.filter(|t| *t != me)).collect();
+        out.sort_unstable();
         out.dedup();
         out
     }
@@ -446,11 +447,8 @@ fn catch_sent_faults() {
 }
 
 /// Moves the signals the forwarder caught into `state`, each for the guest thread it arrived
-/// on (`is_guest_thread` tells those from trapbox's own). Returns the other threads that got
-/// one: a signal can arrive on a thread just before it blocks in a host call, and only a kick
-/// brings it out to take it.
-pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) -> bool) -> Vec<i32> {
-    let mut others = Vec::new();
+/// on (`is_guest_thread` tells those from trapbox's own).
+pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) -> bool) {
     for sig in 1..=NSIG {
         if HOST_QUEUE.pending[sig].load(Ordering::SeqCst) {
             // SAFETY: the flag is set, so the forwarder no longer writes this slot until we
@@ -460,14 +458,9 @@ pub fn take_host_signals(state: &mut SignalState, is_guest_thread: &dyn Fn(i32) 
             HOST_QUEUE.pending[sig].store(false, Ordering::SeqCst);
             // Delivered where the host delivered it; one that reached a thread of trapbox's
             // own goes to whichever guest thread takes it first.
-            let target = Some(thread).filter(|t| is_guest_thread(*t));
-            state.raise_to(target, sig as i32, info);
-            if let Some(t) = target.filter(|t| *t != this_thread() && !others.contains(t)) {
-                others.push(t);
-            }
+            state.raise_to(Some(thread).filter(|t| is_guest_thread(*t)), sig as i32, info);
         }
     }
-    others
 }
 
 /// Set by trapbox's own signal handlers (a run ending, a kick): blocking waits for the guest

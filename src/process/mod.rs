@@ -389,13 +389,11 @@ impl Process {
     /// The box refuses `what` (`syscall ptrace`, `ioctl TIOCSTI`): counted, and the run's
     /// first of its kind is told on stderr with `detail` (`on fd 0`) and `why`.
     pub fn refuse(&mut self, what: &str, detail: &str, why: &str) {
-        match &mut self.refusals {
-            Some(r) => {
-                r.quiet = self.quiet;
-                r.refuse(&mut self.diag, what, detail, why);
-            }
+        match &self.refusals {
+            Some(r) => r.refuse(&mut self.diag, what, detail, why, self.quiet),
+            // No shared table: told once per process instead.
             None if self.warned.insert(what.to_string()) && !self.quiet => {
-                let _ = writeln!(self.diag, "trapbox: refused {what} {detail} ({why})");
+                let _ = writeln!(self.diag, "{}", refusals::warning(what, detail, why));
             }
             None => {}
         }

@@ -32,8 +32,6 @@ struct Slot {
 #[derive(Debug)]
 pub struct Refusals {
     slots: *mut Slot,
-    /// Warnings are not printed (`--quiet`); refusals are still counted.
-    pub quiet: bool,
 }
 
 // SAFETY: the slots are shared memory updated only through atomics (the name bytes are
@@ -68,7 +66,7 @@ impl Refusals {
                 0,
             )
         };
-        (p != libc::MAP_FAILED).then(|| Refusals { slots: p.cast(), quiet: false })
+        (p != libc::MAP_FAILED).then(|| Refusals { slots: p.cast() })
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -117,17 +115,23 @@ impl Refusals {
         out
     }
 
-    /// Counts a refusal of `what` and, the first time in the run, writes the warning line
-    /// (`trapbox: refused WHAT DETAIL (WHY)`) to `diag`.
-    pub fn refuse(&self, diag: &mut impl std::io::Write, what: &str, detail: &str, why: &str) {
-        if self.count(what) && !self.quiet {
-            let mut line = format!("trapbox: refused {what}");
-            if !detail.is_empty() {
-                let _ = write!(line, " {detail}");
-            }
-            let _ = writeln!(diag, "{line} ({why})");
+    /// Counts a refusal of `what` and, the first time in the run and unless `quiet`, writes
+    /// its [`warning`] to `diag`.
+    pub fn refuse(&self, diag: &mut impl std::io::Write, what: &str, detail: &str, why: &str, quiet: bool) {
+        if self.count(what) && !quiet {
+            let _ = writeln!(diag, "{}", warning(what, detail, why));
         }
     }
+}
+
+/// The line a refusal is told in: `trapbox: refused WHAT DETAIL (WHY)`.
+pub fn warning(what: &str, detail: &str, why: &str) -> String {
+    let mut line = format!("trapbox: refused {what}");
+    if !detail.is_empty() {
+        let _ = write!(line, " {detail}");
+    }
+    let _ = write!(line, " ({why})");
+    line
 }
 
 /// The summary `-v` prints: `trapbox: refused: ioctl TIOCSTI ×2, fcntl 0x409 ×1`, or None
@@ -153,8 +157,8 @@ mod tests {
     fn the_first_refusal_of_a_kind_warns_once_for_the_whole_process_tree() {
         let r = Refusals::new().unwrap();
         let mut out = Vec::new();
-        r.refuse(&mut out, "ioctl TIOCSTI", "on fd 0", "it would type into a terminal outside the box");
-        r.refuse(&mut out, "ioctl TIOCSTI", "on fd 1", "it would type into a terminal outside the box");
+        r.refuse(&mut out, "ioctl TIOCSTI", "on fd 0", "it would type into a terminal outside the box", false);
+        r.refuse(&mut out, "ioctl TIOCSTI", "on fd 1", "it would type into a terminal outside the box", false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "trapbox: refused ioctl TIOCSTI on fd 0 (it would type into a terminal outside the box)\n"
@@ -183,11 +187,14 @@ mod tests {
 
     #[test]
     fn quiet_counts_without_a_word() {
-        let mut r = Refusals::new().unwrap();
-        r.quiet = true;
+        let r = Refusals::new().unwrap();
         let mut out = Vec::new();
-        r.refuse(&mut out, "syscall ptrace", "", "it would reach outside the box");
+        r.refuse(&mut out, "syscall ptrace", "", "it would reach outside the box", true);
         assert!(out.is_empty());
+        assert_eq!(
+            warning("syscall ptrace", "", "it would reach outside the box"),
+            "trapbox: refused syscall ptrace (it would reach outside the box)"
+        );
         assert_eq!(r.summary()[0].count, 1);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use trapbox::vm::{GuestMemory, Machine, PteFlags, RawExit, TrapPath};
+use trapbox::vm::{GuestMemory, KvmMachine as Machine, PteFlags, RawExit, TrapPath};
 
 /// The floor: a CPL3 loop whose every iteration is one MMIO store, i.e. one exit, with the
 /// registers carried in kvm_run sync regs. trapbox's syscall path cannot be cheaper.

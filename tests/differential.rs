@@ -23,7 +23,7 @@ macro_rules! differential {
                 let run = assert_same_as_native(&argv, $stdin, &dir);
                 $also(&run);
             }
-            each_form!(check);
+            each_form_each_backend!(check);
         }
     };
 }

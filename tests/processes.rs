@@ -105,9 +105,11 @@ fn boxed<S: AsRef<OsStr>>(argv: &[S], stdin: &[u8], cwd: &Path) -> Run {
 /// `trapbox run RUN_OPTS -- argv...`.
 fn boxed_with<S: AsRef<OsStr>>(run_opts: &[&str], argv: &[S], stdin: &[u8], cwd: &Path) -> Run {
     require_kvm();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
-    c.arg("run").args(run_opts).arg("--").args(argv.iter().map(|a| a.as_ref()));
-    run_bounded(c, stdin, cwd, &[])
+    let mut args: Vec<&OsStr> = vec![OsStr::new("run")];
+    args.extend(run_opts.iter().map(OsStr::new));
+    args.push(OsStr::new("--"));
+    args.extend(argv.iter().map(|a| a.as_ref()));
+    run_bounded(common::trapbox_command(&args), stdin, cwd, &[])
 }
 
 fn shown<S: AsRef<OsStr>>(argv: &[S]) -> Vec<String> {
@@ -165,7 +167,7 @@ macro_rules! forms {
                 let r = guest_same(stringify!($name), form, $args, $expect);
                 assert_eq!(r.status, $status);
             }
-            each_form!(check);
+            each_form_each_backend!(check);
         }
     };
 }
@@ -200,8 +202,8 @@ forms!(sig_kill, &[], "delivered: TERM USR2 USR1\n", 0);
 /// `cargo test --release -- --ignored sig_thread`: about one run in 80 hits an older crash
 /// (the guest killed by SIGSEGV with no fault, seen with builds from before per-thread signals
 /// too; docs/ARCHITECTURE.md, Known gaps), which would fail CI at random.
-#[test]
 #[ignore = "about 1 run in 80 hits an older crash (guest killed by SIGSEGV); see Known gaps"]
+#[test]
 fn sig_thread_runs_each_handler_on_its_thread() {
     for form in [Form::Static, Form::StaticPie, Form::Dynamic] {
         let r = guest_same("sig_thread", form, &[], "rt_tgsigqueueinfo to the thread spinning: ran on it\n");
@@ -211,7 +213,6 @@ fn sig_thread_runs_each_handler_on_its_thread() {
 
 /// A fork-then-exec chain five processes deep; each level execs /proc/self/exe (which in
 /// the box must be the guest's program, not trapbox) and passes its child's status up.
-#[test]
 fn fork_exec_chain_five_deep() {
     for form in [Form::Static, Form::Dynamic] {
         let r = guest_same("fork_chain", form, &["chain", "5"], "depth 5: child exited 14\n");
@@ -222,7 +223,6 @@ fn fork_exec_chain_five_deep() {
 
 /// A dynamic program forks and execs a static one (no interpreter, other load path), and
 /// a static one execs a dynamic one; the launcher reports exactly how the child ended.
-#[test]
 fn exec_switches_between_static_and_dynamic() {
     let dir = tempdir("exec-forms");
     for (launcher, target) in [(Form::Dynamic, Form::Static), (Form::Static, Form::Dynamic)] {
@@ -238,7 +238,6 @@ fn exec_switches_between_static_and_dynamic() {
 
 /// fexecve of a close-on-exec descriptor (the usual way to open it): the program is found
 /// although the exec closes the descriptor naming it, also when no path leads to the file.
-#[test]
 fn fexecve_of_a_close_on_exec_descriptor() {
     let dir = tempdir("fexecve");
     let prog = dir.join("prog");
@@ -289,21 +288,18 @@ fn bash() -> String {
     tool("bash", "bash").to_string_lossy().into_owned()
 }
 
-#[test]
 fn bash_pipeline() {
     let dir = tempdir("bash-pipe");
     let r = same_as_native(&[bash().as_str(), "-c", "ls / | sort | head -3"], b"", &dir);
     assert_eq!(r.stdout_str().lines().count(), 3);
 }
 
-#[test]
 fn bash_command_substitution() {
     let dir = tempdir("bash-subst");
     let r = same_as_native(&[bash().as_str(), "-c", "echo $(echo hi)"], b"", &dir);
     assert_eq!(r.stdout_str(), "hi\n");
 }
 
-#[test]
 fn bash_xargs() {
     let dir = tempdir("bash-xargs");
     let r = same_as_native(&[bash().as_str(), "-c", "seq 1 5 | xargs -n2 echo"], b"", &dir);
@@ -312,7 +308,6 @@ fn bash_xargs() {
 
 /// Exit statuses and signals through bash: `$?` of a child killed by a signal, a subshell's
 /// exit code, and a trap handler for a signal bash sends itself.
-#[test]
 fn bash_statuses_and_traps() {
     let dir = tempdir("bash-trap");
     let script = "sh -c 'kill -TERM $$'; echo \"killed: $?\"; (exit 7); echo \"subshell: $?\"; \
@@ -376,19 +371,16 @@ fn make_same(jobs: &[&str]) {
     assert_eq!(b.guest_stderr(), n.guest_stderr());
 }
 
-#[test]
 fn make_builds_a_small_makefile() {
     make_same(&[]);
 }
 
-#[test]
 fn make_j2_builds_a_small_makefile() {
     make_same(&["-j2"]);
 }
 
 /// The whole compiler driver in the box: gcc forks cc1, as and collect2/ld, then bash runs
 /// the result.
-#[test]
 fn gcc_compiles_and_runs_hello_inside_the_box() {
     tool("gcc", "gcc");
     let src = "#include <stdio.h>\nint main(void) { printf(\"built in the box: %d\\n\", 6 * 7); return 0; }\n";
@@ -410,7 +402,6 @@ fn python3() -> &'static str {
     p
 }
 
-#[test]
 fn python3_threading() {
     let dir = tempdir("py-threads");
     let prog = "import threading\n\
@@ -423,7 +414,6 @@ fn python3_threading() {
     assert_eq!(r.stdout_str(), "19999900000 1\n");
 }
 
-#[test]
 fn python3_multiprocessing_pool() {
     let dir = tempdir("py-pool");
     // The fork start method explicitly (Python 3.14 changes the default to forkserver).
@@ -436,7 +426,6 @@ fn python3_multiprocessing_pool() {
 }
 
 /// V8 starts worker threads (platform, GC) before running a line of JavaScript.
-#[test]
 fn node_runs_a_script() {
     let node = tool("node", "nodejs");
     let dir = tempdir("node");
@@ -447,7 +436,6 @@ fn node_runs_a_script() {
 
 /// git init/add/commit/log with fixed identities and dates: the commit id depends only on
 /// content, so it must be the same natively and in the box.
-#[test]
 fn git_init_add_commit_log() {
     tool("git", "git");
     let script = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
@@ -567,7 +555,6 @@ fn adversarial_guests_from_a_second_thread() {
 
 /// A guest spinning without syscalls in a forked child or on a second thread still ends
 /// at the timeout: the watchdog must reach every process and vCPU of the guest.
-#[test]
 fn timeout_reaches_children_and_threads() {
     let dir = tempdir("adv-loop");
     let header = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/adv_in_thread.h");
@@ -679,15 +666,13 @@ fn tree(who: &str, text: &str) -> Vec<(BTreeSet<String>, Vec<String>)> {
 /// `[pid N]` with N the pid fork returned to the parent, and each process makes the same
 /// set of syscalls as under strace (compared per process; addresses, pids and order of
 /// interleaving are not).
-#[test]
 fn trace_f_follows_children_like_strace() {
     require_kvm();
     let dir = tempdir("trace-f");
     let script = "/bin/true; echo x";
     let s = native(&["strace", "-f", bash().as_str(), "-c", script], b"", &dir);
     assert_eq!(s.stdout_str(), "x\n", "strace -f failed (install strace): {}", s.stderr_str());
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
-    c.args(["trace", "-f", "--", bash().as_str(), "-c", script]);
+    let c = common::trapbox_command(&["trace", "-f", "--", bash().as_str(), "-c", script]);
     let t = run_bounded(c, b"", &dir, &[]);
     assert_eq!(t.stdout_str(), "x\n", "trapbox stderr:\n{}", t.stderr_str());
     assert_eq!(t.status, 0);
@@ -708,3 +693,23 @@ fn trace_f_follows_children_like_strace() {
     }
     assert!(tt[0].0.contains("wait4") && tt[1].0.contains("execve"), "{tt:?}");
 }
+
+// Every test above runs on both engines.
+each_backend!(
+    fork_exec_chain_five_deep,
+    exec_switches_between_static_and_dynamic,
+    fexecve_of_a_close_on_exec_descriptor,
+    bash_pipeline,
+    bash_command_substitution,
+    bash_xargs,
+    bash_statuses_and_traps,
+    make_builds_a_small_makefile,
+    make_j2_builds_a_small_makefile,
+    gcc_compiles_and_runs_hello_inside_the_box,
+    python3_threading,
+    python3_multiprocessing_pool,
+    node_runs_a_script,
+    git_init_add_commit_log,
+    timeout_reaches_children_and_threads,
+    trace_f_follows_children_like_strace,
+);

@@ -1,6 +1,7 @@
 //! `trapbox record` / `trapbox replay`: replays reproduce recorded output byte for byte, need
 //! no host input, and stop clearly on divergence, truncation and corruption.
 
+#[macro_use]
 mod common;
 
 use common::{guest, native, tempdir, trapbox, Form};
@@ -46,7 +47,6 @@ fn setup(tag: &str, form: Form) -> (PathBuf, PathBuf, Vec<String>) {
     (d, trace, argv)
 }
 
-#[test]
 fn replay_reproduces_nondeterministic_output_without_its_inputs() {
     for form in [Form::Static, Form::Dynamic] {
         let (d, trace, argv) = setup("rr-nondet", form);
@@ -64,7 +64,6 @@ fn replay_reproduces_nondeterministic_output_without_its_inputs() {
     }
 }
 
-#[test]
 fn replay_reproduces_python_and_system_binaries() {
     common::require_kvm();
     let d = tempdir("rr-sys");
@@ -86,7 +85,6 @@ fn replay_reproduces_python_and_system_binaries() {
     }
 }
 
-#[test]
 fn crash_and_exit_status_replay() {
     common::require_kvm();
     let d = tempdir("rr-crash");
@@ -132,7 +130,6 @@ fn edit_first_stdin_read(trace: &Path, new_len: i64) {
 /// Issue 19: a trace names the CPU view it was recorded with; a replay on a CPU that lacks a
 /// feature the program was told of, or saves other state, is refused before the program runs,
 /// in one line that names what is missing.
-#[test]
 fn replay_on_another_cpu_view_is_refused_up_front() {
     use trapbox::trap::CpuView;
     use trapbox::vm::arch::cpuview::Leaf;
@@ -192,7 +189,6 @@ fn replay_on_another_cpu_view_is_refused_up_front() {
     assert!(rep.stderr_str().contains("PKRU"), "{}", rep.stderr_str());
 }
 
-#[test]
 fn edited_trace_diverges_with_a_clear_report() {
     let (d, trace, argv) = setup("rr-diverge", Form::Static);
     let rec = record(&d, &trace, &argv, b"input\n");
@@ -206,7 +202,6 @@ fn edited_trace_diverges_with_a_clear_report() {
     assert!(err.contains("the trace has write(0x1, ") && err.contains("the program made write(0x1, "), "{err}");
 }
 
-#[test]
 fn changed_binary_is_refused() {
     common::require_kvm();
     let d = tempdir("rr-binary");
@@ -220,7 +215,6 @@ fn changed_binary_is_refused() {
     assert!(rep.stderr_str().contains("the program changed since it was recorded"), "{}", rep.stderr_str());
 }
 
-#[test]
 fn truncated_trace_replays_its_prefix() {
     common::require_kvm();
     let d = tempdir("rr-trunc");
@@ -241,14 +235,12 @@ fn truncated_trace_replays_its_prefix() {
     assert!(rec.stdout.starts_with(&rep.stdout), "the prefix's output is a prefix of the recorded output");
 }
 
-#[test]
 fn recording_killed_with_sigkill_leaves_a_replayable_prefix() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     common::require_kvm();
     let d = tempdir("rr-kill");
     let trace = d.join("k.trace");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trapbox"))
-        .args(["record", "-o"])
+    let mut child = common::trapbox_command(&["record", "-o"])
         .arg(&trace)
         .arg("--")
         .arg(guest("getppid_loop", Form::Static))
@@ -267,7 +259,6 @@ fn recording_killed_with_sigkill_leaves_a_replayable_prefix() {
     assert!(rep.stderr_str().contains("the trace ends after event"), "{}", rep.stderr_str());
 }
 
-#[test]
 fn corrupt_chunk_is_named() {
     let (d, trace, argv) = setup("rr-corrupt", Form::Dynamic);
     assert_eq!(record(&d, &trace, &argv, b"in\n").status, 0);
@@ -281,14 +272,14 @@ fn corrupt_chunk_is_named() {
     assert!(err.contains("chunk ") && err.contains(" is corrupt"), "{err}");
 }
 
-#[test]
 fn inspect_summarises_a_trace() {
     let (d, trace, argv) = setup("rr-inspect", Form::Static);
     assert_eq!(record(&d, &trace, &argv, b"in\n").status, 0);
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 7)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 8)"), "{out}");
+    assert!(out.contains(&format!("engine: {}", common::backend().name())), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
     let getrandom = out.lines().find(|l| l.trim_end().ends_with(" getrandom")).expect("per-syscall count");
@@ -319,7 +310,6 @@ fn inspect_summarises_a_trace() {
 /// A shell that forks and reaps its children in a SIGCHLD handler: the recording follows the
 /// shell (the children's pids, wait statuses and pipe data are its syscall results), and the
 /// signals delivered to its handler come back at the same points on replay.
-#[test]
 fn forking_shell_with_sigchld_handler_replays() {
     let dir = tempdir("rr-shell");
     let trace = dir.join("shell.trace");
@@ -344,7 +334,6 @@ fn count_before(text: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no \"{label}\" in:\n{text}"))
 }
 
-#[test]
 fn time_calls_run_in_the_vdso_and_replay() {
     common::require_kvm();
     // glibc in its three link forms, and musl, whose vDSO reader is another implementation.
@@ -401,7 +390,6 @@ fn edit_first_time_batch(trace: &Path, more: bool) {
     });
 }
 
-#[test]
 fn edited_time_calls_diverge_with_a_clear_report() {
     common::require_kvm();
     let d = tempdir("rr-vdso-diverge");
@@ -417,7 +405,6 @@ fn edited_time_calls_diverge_with_a_clear_report() {
     }
 }
 
-#[test]
 fn guest_attacks_on_its_vdso_record_and_replay_alike() {
     common::require_kvm();
     let d = tempdir("rr-adv-vdso");
@@ -436,7 +423,6 @@ fn guest_attacks_on_its_vdso_record_and_replay_alike() {
     }
 }
 
-#[test]
 fn output_of_children_and_other_descriptors_replays() {
     // The recorded shell's children write to stdout and stderr themselves (ls, head, echo
     // binaries), the shell writes through a descriptor it duplicated, and some output goes into
@@ -466,7 +452,6 @@ fn output_of_children_and_other_descriptors_replays() {
     }
 }
 
-#[test]
 fn rdrand_and_rdseed_are_trapped_and_replayed() {
     // The recorded CPUID view hides both, but a program may use them without asking: they are
     // patched like rdtsc, answered by the host's instruction and recorded, with the register
@@ -486,7 +471,6 @@ fn rdrand_and_rdseed_are_trapped_and_replayed() {
     }
 }
 
-#[test]
 fn recorded_process_execs_across_link_forms_and_scripts() {
     common::require_kvm();
     let d = tempdir("rr-exec");
@@ -536,7 +520,6 @@ fn recorded_process_execs_across_link_forms_and_scripts() {
     assert_eq!((rep.status, rep.stdout_str()), (0, rec.stdout_str()), "{}", rep.stderr_str());
 }
 
-#[test]
 fn exec_of_a_changed_or_missing_program_is_refused_and_failed_execs_replay() {
     common::require_kvm();
     let d = tempdir("rr-exec-changed");
@@ -578,7 +561,6 @@ fn exec_of_a_changed_or_missing_program_is_refused_and_failed_execs_replay() {
     assert_eq!((rep.status, rep.stdout_str()), (127, rec.stdout_str()), "{}", rep.stderr_str());
 }
 
-#[test]
 fn execs_by_relative_path_and_by_descriptor_replay_from_another_directory() {
     common::require_kvm();
     let d = tempdir("rr-exec-paths");
@@ -608,7 +590,6 @@ fn execs_by_relative_path_and_by_descriptor_replay_from_another_directory() {
 
 /// Code whose mapping changes keeps its trapped instructions: mprotect of a patched text page,
 /// generated code made executable, then moved by mremap.
-#[test]
 fn patched_code_survives_mprotect_and_mremap() {
     common::require_kvm();
     let d = tempdir("rr-code-moves");
@@ -628,7 +609,6 @@ fn patched_code_survives_mprotect_and_mremap() {
 /// interrupted, with the registers it interrupted; where those cannot be found again within
 /// the passes a replay steps over (a late turn of a counting loop), the replay reports a
 /// divergence instead of delivering it elsewhere.
-#[test]
 fn signals_interrupting_user_code_replay_there_or_diverge() {
     common::require_kvm();
     let d = tempdir("rr-sig-spin");
@@ -664,7 +644,6 @@ fn signals_interrupting_user_code_replay_there_or_diverge() {
 /// threads while the guest maps more memory: their buffers must not take the addresses the
 /// guest's mappings got in the recording. (They were mapped wherever there was room when the
 /// thread got to the file, and replays failed most times, before or during the run.)
-#[test]
 fn a_large_stored_file_replays_with_the_recorded_layout() {
     common::require_kvm();
     let d = tempdir("rr-bigmap");
@@ -682,7 +661,6 @@ fn a_large_stored_file_replays_with_the_recorded_layout() {
 /// descriptor range, up to three quarters of that range: an exec after more stored files than
 /// that must still check its program (it failed with EMFILE when the range had 32 numbers and
 /// the files could take them all).
-#[test]
 fn exec_after_many_stored_files_replays() {
     common::require_kvm();
     let d = tempdir("rr-many-files");
@@ -705,7 +683,6 @@ fn exec_after_many_stored_files_replays() {
 /// output that depends on the interleaving, on getrandom, rdtsc, the clock and /dev/urandom
 /// replays byte for byte, in each link form, across two waves of threads (the second runs on
 /// the host threads and vCPUs the first left).
-#[test]
 fn threads_interleave_and_replay_as_recorded() {
     common::require_kvm();
     for form in [Form::Static, Form::Dynamic] {
@@ -732,7 +709,6 @@ fn threads_interleave_and_replay_as_recorded() {
 /// in between (clock_gettime) leave the same scratch registers in both runs. A spin that reads
 /// the clock on each turn has the same registers on every turn: the replayed thread stops only
 /// after as many clock reads as were recorded before the preemption.
-#[test]
 fn spinning_threads_are_preempted_and_replay_as_recorded() {
     common::require_kvm();
     for (form, spin) in
@@ -760,7 +736,6 @@ fn spinning_threads_are_preempted_and_replay_as_recorded() {
 }
 
 /// Python's threading (a lock, a queue, thread start and join) records and replays.
-#[test]
 fn python_threads_record_and_replay() {
     common::require_kvm();
     let d = tempdir("rr-pythreads");
@@ -785,7 +760,6 @@ fn python_threads_record_and_replay() {
 }
 
 /// A trace that switches to a thread the replay does not have diverges with a clear report.
-#[test]
 fn a_switch_to_a_missing_thread_diverges() {
     common::require_kvm();
     let d = tempdir("rr-bad-switch");
@@ -814,7 +788,6 @@ fn a_switch_to_a_missing_thread_diverges() {
 /// A thread that spins counting its turns (its registers never repeat) is never preempted: it
 /// keeps the turn, and the others wait. trapbox says so, and the time limit still ends the
 /// recording.
-#[test]
 fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
     common::require_kvm();
     let d = tempdir("rr-spin");
@@ -838,8 +811,7 @@ fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
 /// stdout, stderr).
 fn trapbox_into_file(args: &[String], dir: &Path, out: &Path) -> (i32, Vec<u8>, String) {
     let file = std::fs::File::create(out).unwrap();
-    let r = std::process::Command::new(env!("CARGO_BIN_EXE_trapbox"))
-        .args(args)
+    let r = common::trapbox_command(args)
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .stdout(file)
@@ -848,7 +820,6 @@ fn trapbox_into_file(args: &[String], dir: &Path, out: &Path) -> (i32, Vec<u8>, 
     (r.status.code().unwrap_or(-1), std::fs::read(out).unwrap(), String::from_utf8_lossy(&r.stderr).into_owned())
 }
 
-#[test]
 fn bytes_moved_to_the_console_by_sendfile_copy_file_range_and_splice_replay() {
     // Into a regular file (copy_file_range and sendfile reach it) and into a pipe (splice and
     // sendfile do): the recording keeps what these calls moved, though it never was in the
@@ -900,7 +871,6 @@ fn bytes_moved_to_the_console_by_sendfile_copy_file_range_and_splice_replay() {
     assert_eq!(rep.stdout_str(), out.replace(&piped, ""));
 }
 
-#[test]
 fn a_forked_child_that_closes_every_descriptor_records() {
     // close_range(3, ~0U) in a child (as Python's subprocess does before exec) must skip the
     // sandbox's descriptors, the recorder's own among them.
@@ -915,7 +885,6 @@ fn a_forked_child_that_closes_every_descriptor_records() {
     replays_as_recorded(&d, &trace, &rec.stdout, 2, "fork_close_range");
 }
 
-#[test]
 fn memory_a_child_shares_with_the_recorded_process_replays() {
     // The child is not recorded and does not run in replay: what it wrote to shared memory
     // comes from the trace, at the events where the recording saw it.
@@ -942,7 +911,6 @@ fn memory_a_child_shares_with_the_recorded_process_replays() {
     replays_as_recorded(&d, &trace, &rec.stdout, 2, "multiprocessing");
 }
 
-#[test]
 fn threads_of_an_unrecorded_child_run_freely() {
     // The recorded shell's children are not recorded, so their threads take no turns: one that
     // waits in a syscall for another (a futex ping-pong) does not hold the other up, and one
@@ -966,3 +934,39 @@ fn threads_of_an_unrecorded_child_run_freely() {
     assert!(!rec.stderr_str().contains("for its turn"), "{}", rec.stderr_str());
     replays_as_recorded(&d, &trace, &rec.stdout, 2, "bash with threaded children");
 }
+
+// Every test above runs on both engines.
+each_backend!(
+    replay_reproduces_nondeterministic_output_without_its_inputs,
+    replay_reproduces_python_and_system_binaries,
+    crash_and_exit_status_replay,
+    replay_on_another_cpu_view_is_refused_up_front,
+    edited_trace_diverges_with_a_clear_report,
+    changed_binary_is_refused,
+    truncated_trace_replays_its_prefix,
+    recording_killed_with_sigkill_leaves_a_replayable_prefix,
+    corrupt_chunk_is_named,
+    inspect_summarises_a_trace,
+    forking_shell_with_sigchld_handler_replays,
+    time_calls_run_in_the_vdso_and_replay,
+    edited_time_calls_diverge_with_a_clear_report,
+    guest_attacks_on_its_vdso_record_and_replay_alike,
+    output_of_children_and_other_descriptors_replays,
+    rdrand_and_rdseed_are_trapped_and_replayed,
+    recorded_process_execs_across_link_forms_and_scripts,
+    exec_of_a_changed_or_missing_program_is_refused_and_failed_execs_replay,
+    execs_by_relative_path_and_by_descriptor_replay_from_another_directory,
+    patched_code_survives_mprotect_and_mremap,
+    signals_interrupting_user_code_replay_there_or_diverge,
+    a_large_stored_file_replays_with_the_recorded_layout,
+    exec_after_many_stored_files_replays,
+    threads_interleave_and_replay_as_recorded,
+    spinning_threads_are_preempted_and_replay_as_recorded,
+    python_threads_record_and_replay,
+    a_switch_to_a_missing_thread_diverges,
+    a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it,
+    bytes_moved_to_the_console_by_sendfile_copy_file_range_and_splice_replay,
+    a_forked_child_that_closes_every_descriptor_records,
+    memory_a_child_shares_with_the_recorded_process_replays,
+    threads_of_an_unrecorded_child_run_freely,
+);

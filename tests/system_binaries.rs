@@ -1,5 +1,6 @@
 //! System binaries run natively and under `trapbox run`, compared byte for byte.
 
+#[macro_use]
 mod common;
 
 use common::{assert_same_as_native, tempdir};
@@ -20,13 +21,11 @@ fn data_file(dir: &std::path::Path) -> PathBuf {
     p
 }
 
-#[test]
 fn echo() {
     let d = tempdir("echo");
     assert_same_as_native(&["/bin/echo", "hello", "from", "the box"], b"", &d);
 }
 
-#[test]
 fn cat_file_and_stdin() {
     let d = tempdir("cat");
     let f = data_file(&d);
@@ -34,7 +33,6 @@ fn cat_file_and_stdin() {
     assert_same_as_native(&["/bin/cat", "-"], b"from stdin\nsecond line\n", &d);
 }
 
-#[test]
 fn ls_la() {
     // `ls -la` lists `..` with its link count: a directory of this test's own, not the shared
     // temporary directory where other tests make and remove directories meanwhile.
@@ -47,7 +45,6 @@ fn ls_la() {
     assert_same_as_native(&["/bin/ls", "-R", "/usr/share/doc/coreutils"], b"", &d);
 }
 
-#[test]
 fn sha256sum_file_and_stdin() {
     let d = tempdir("sha");
     let f = data_file(&d);
@@ -55,7 +52,6 @@ fn sha256sum_file_and_stdin() {
     assert_same_as_native(&["/usr/bin/sha256sum"], b"hash me\n", &d);
 }
 
-#[test]
 fn sort_file_and_stdin() {
     let d = tempdir("sort");
     let f = data_file(&d);
@@ -63,7 +59,6 @@ fn sort_file_and_stdin() {
     assert_same_as_native(&["/usr/bin/sort", "-r"], b"b\na\nc\n", &d);
 }
 
-#[test]
 fn gzip_c_file_and_stdin() {
     let d = tempdir("gzip");
     let f = data_file(&d);
@@ -71,7 +66,6 @@ fn gzip_c_file_and_stdin() {
     assert_same_as_native(&["/bin/gzip", "-c", "-n"], b"compress me please, compress me please\n", &d);
 }
 
-#[test]
 fn python3_imports_json_and_hashlib() {
     let d = tempdir("py");
     let prog = "import json, hashlib, sys\n\
@@ -80,8 +74,19 @@ fn python3_imports_json_and_hashlib() {
     assert_same_as_native(&["/usr/bin/python3", "-c", prog], b"piped into python\n", &d);
 }
 
-#[test]
 fn missing_file_error_matches() {
     let d = tempdir("catmissing");
     assert_same_as_native(&["/bin/cat", "does-not-exist"], b"", &d);
 }
+
+// Every test above runs on both engines.
+each_backend!(
+    echo,
+    cat_file_and_stdin,
+    ls_la,
+    sha256sum_file_and_stdin,
+    sort_file_and_stdin,
+    gzip_c_file_and_stdin,
+    python3_imports_json_and_hashlib,
+    missing_file_error_matches,
+);

@@ -7,6 +7,7 @@
 //! the environment address in the execve line differs. (The box shares the host's vDSO, so
 //! time calls and ld.so's early allocations are the same as natively.)
 
+#[macro_use]
 mod common;
 
 use common::{guest, native, tempdir, trapbox, Form};
@@ -144,7 +145,6 @@ fn guest_argv(name: &str, form: Form, args: &[&str]) -> Vec<String> {
     v
 }
 
-#[test]
 fn matches_strace_on_guest_programs() {
     common::require_kvm();
     for form in [Form::Static, Form::StaticPie, Form::Dynamic] {
@@ -161,7 +161,6 @@ fn matches_strace_on_guest_programs() {
     }
 }
 
-#[test]
 fn matches_strace_on_system_binaries() {
     common::require_kvm();
     let d = tempdir("tr-sys");
@@ -184,7 +183,6 @@ fn trace_run(args: &[&str], argv: &[String], dir: &Path) -> common::Run {
     trapbox(&t, b"", dir)
 }
 
-#[test]
 fn filters_select_names_classes_and_negations() {
     common::require_kvm();
     let d = tempdir("tr-filter");
@@ -212,7 +210,6 @@ fn filters_select_names_classes_and_negations() {
     assert!(r.stderr_str().contains("invalid system call 'bogus'"), "{}", r.stderr_str());
 }
 
-#[test]
 fn summary_counts_match_the_lines() {
     common::require_kvm();
     let d = tempdir("tr-c");
@@ -230,7 +227,6 @@ fn summary_counts_match_the_lines() {
     assert!(r.stderr_str().contains(" total\n"));
 }
 
-#[test]
 fn output_file_timing_fd_paths_and_success_filters() {
     common::require_kvm();
     let d = tempdir("tr-o");
@@ -257,7 +253,6 @@ fn output_file_timing_fd_paths_and_success_filters() {
     assert!(bad.iter().all(|l| l.ends_with("= -1 ENOENT (No such file or directory)")));
 }
 
-#[test]
 fn json_parses_back() {
     common::require_kvm();
     let d = tempdir("tr-json");
@@ -279,7 +274,6 @@ fn json_parses_back() {
     assert_eq!(objs.last().unwrap()["end"], "exited with 0");
 }
 
-#[test]
 fn stop_on_large_mmap_stops_exactly_there() {
     common::require_kvm();
     let d = tempdir("tr-stop");
@@ -314,7 +308,6 @@ fn stop_on_large_mmap_stops_exactly_there() {
 
 /// A fork's clone line in strace's shape: `clone(child_stack=NULL, flags=...|SIGCHLD,
 /// child_tidptr=0x...) = PID`, once per fork, in the parent only.
-#[test]
 fn clone_lines_match_strace() {
     let dir = tempdir("trace-clone");
     let exe = guest("adv_fork", Form::Static).to_string_lossy().into_owned();
@@ -360,3 +353,15 @@ fn clone_lines_match_strace() {
     assert_eq!(want.len(), 5, "{want:?}");
     assert_eq!(got, want);
 }
+
+// Every test above runs on both engines.
+each_backend!(
+    matches_strace_on_guest_programs,
+    matches_strace_on_system_binaries,
+    filters_select_names_classes_and_negations,
+    summary_counts_match_the_lines,
+    output_file_timing_fd_paths_and_success_filters,
+    json_parses_back,
+    stop_on_large_mmap_stops_exactly_there,
+    clone_lines_match_strace,
+);

@@ -56,6 +56,12 @@ pub struct RunArgs {
     /// Force a trap path instead of detecting the kind of KVM.
     #[arg(long, value_enum)]
     pub trap_path: Option<PathArg>,
+    /// Where the program runs: `kvm` (a VM: the sandbox), `inproc` (in trapbox's own process,
+    /// syscalls caught by Syscall User Dispatch: faster where VM exits are dear, but NOT a
+    /// sandbox: the program can write trapbox's memory), or `auto` (hardware KVM if there is
+    /// one, else in-process). Default: `kvm` for run, `auto` for trace and record.
+    #[arg(long, value_enum, value_name = "BACKEND", conflicts_with = "trap_path")]
+    pub backend: Option<BackendArg>,
     /// Print the trap path at start, and at the end the exit count and what the box refused
     /// the program (syscalls, ioctl requests, fcntl commands, socket options).
     #[arg(short, long)]
@@ -131,6 +137,31 @@ pub struct ReplayArgs {
     /// Print the trap path and the exit count.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Where the replay runs (see `run --backend`); default: the backend that recorded it.
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendArg>,
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A KVM virtual machine (the sandbox).
+    Kvm,
+    /// trapbox's own process, syscalls caught by Syscall User Dispatch (not a sandbox).
+    Inproc,
+    /// Hardware KVM where there is one; in-process where /dev/kvm is missing, unusable or PVM.
+    Auto,
+}
+
+impl BackendArg {
+    /// The engine this choice names on this host.
+    pub fn engine(self) -> trapbox::vm::Engine {
+        match self {
+            BackendArg::Kvm => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
+            BackendArg::Inproc => trapbox::vm::Engine::InProcess,
+            BackendArg::Auto => trapbox::vm::Engine::auto(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

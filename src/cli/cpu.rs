@@ -3,7 +3,7 @@
 use anyhow::Result;
 use trapbox::trap::CpuView;
 use trapbox::vm::arch::xsave;
-use trapbox::vm::{Machine, TrapPath};
+use trapbox::vm::{KvmMachine, TrapPath};
 
 /// Prints the host's CPU view (what trapbox's own process sees) and the guest's (what a
 /// program in the box sees, measured in a VM made for it), their state components, XSAVE
@@ -12,7 +12,7 @@ use trapbox::vm::{Machine, TrapPath};
 pub fn inspect_cpu(path: Option<TrapPath>) -> Result<i32> {
     let host = CpuView::host();
     let path = path.unwrap_or_else(TrapPath::detect);
-    let machine = Machine::new(path, trapbox::process::fds::private_fd_base())?;
+    let machine = KvmMachine::new(path, trapbox::process::fds::private_fd_base())?;
     let guest = machine.cpu_view();
     println!("CPU: {}", brand());
     println!("kind of KVM: {}", path.name());

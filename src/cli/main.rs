@@ -57,7 +57,11 @@ fn run(cli: args::Cli) -> Result<i32> {
 }
 
 /// Builds the sandbox `run`, `trace` and `record` share (`vdso`: which vDSO the guest gets).
-pub fn build(r: &args::RunArgs, vdso: trapbox::VdsoMode) -> Result<trapbox::Sandbox> {
+pub fn build(
+    r: &args::RunArgs,
+    vdso: trapbox::VdsoMode,
+    default_backend: Option<args::BackendArg>,
+) -> Result<trapbox::Sandbox> {
     let program = r.command.first().expect("clap requires PROGRAM").clone();
     let mut builder = trapbox::Sandbox::builder(&program)
         .vdso_mode(vdso)
@@ -67,6 +71,9 @@ pub fn build(r: &args::RunArgs, vdso: trapbox::VdsoMode) -> Result<trapbox::Sand
         .quiet(r.quiet);
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
+    }
+    if let Some(b) = r.backend.or(default_backend) {
+        builder = builder.engine(b.engine());
     }
     let sandbox = builder.build()?;
     if r.verbose {
@@ -93,7 +100,7 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
 }
 
 fn run_program(r: args::RunArgs) -> Result<i32> {
-    let mut sandbox = build(&r, trapbox::VdsoMode::Host)?;
+    let mut sandbox = build(&r, trapbox::VdsoMode::Host, None)?;
     let report = sandbox.run(trapbox::Passthrough)?;
     Ok(finish(&r, &report))
 }

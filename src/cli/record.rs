@@ -17,7 +17,7 @@ pub fn record(r: RecordArgs) -> Result<i32> {
     if let Some(old) = replaced {
         rec.close_later(old);
     }
-    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record)?;
+    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record, Some(crate::args::BackendArg::Auto))?;
     let report = sandbox.run(&mut rec)?;
     if let Some(e) = rec.error() {
         eprintln!("trapbox: writing {} failed: {e} (the trace is incomplete)", r.output.display());
@@ -45,7 +45,13 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     if let Err(why) = start.check_program() {
         bail!("{why}");
     }
-    let mut sandbox = start.sandbox().build()?;
+    // The engine that recorded, unless told otherwise (traces before format 8 name none: KVM).
+    let engine = match (r.backend, start.engine) {
+        (Some(b), _) => b.engine(),
+        (None, Some(e)) => e,
+        (None, None) => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
+    };
+    let mut sandbox = start.sandbox().engine(engine).build()?;
     if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
         bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
     }
@@ -136,6 +142,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                         if events == 1 {
                             println!("  program: {}", String::from_utf8_lossy(&s.program));
                             println!("  argv: {argv:?}");
+                            if let Some(e) = s.engine {
+                                println!("  engine: {}", e.name());
+                            }
                         } else {
                             println!("  exec (event {}): {} {argv:?}", events - 1, String::from_utf8_lossy(&s.program));
                         }

@@ -40,7 +40,7 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         }
         None => Box::new(std::io::stderr()),
     };
-    let mut sandbox = crate::build(&t.run, trapbox::VdsoMode::Host)?;
+    let mut sandbox = crate::build(&t.run, trapbox::VdsoMode::Host, Some(crate::args::BackendArg::Auto))?;
     let mut tracer = Tracer::new(trapbox::Passthrough, opts, out);
     let report = sandbox.run(&mut tracer)?;
     Ok(crate::finish(&t.run, &report))

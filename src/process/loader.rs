@@ -18,7 +18,7 @@ use thiserror::Error;
 use super::elf::{self, ElfError, ElfInfo, PT_PHDR};
 use super::host;
 use super::mem::AddressSpace;
-use crate::vm::{GuestMemory, MemoryError};
+use crate::vm::{MemoryError, MemoryMirror};
 
 /// Size of the guest's main stack.
 pub const STACK_SIZE: u64 = 8 << 20;
@@ -230,7 +230,7 @@ fn map_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(i32) -> LoadError 
 /// position-independent image also gets `tail` free bytes right after it (the brk heap's
 /// room).
 fn map_image(
-    mem: &mut GuestMemory,
+    mem: &mut dyn MemoryMirror,
     aspace: &mut AddressSpace,
     path: &Path,
     file: &File,
@@ -301,7 +301,7 @@ pub struct MachineFacts {
 
 /// Loads `program` with `argv` and `envp` into guest memory and builds its stack.
 pub fn load(
-    mem: &mut GuestMemory,
+    mem: &mut dyn MemoryMirror,
     aspace: &mut AddressSpace,
     program: &Path,
     argv: &[OsString],

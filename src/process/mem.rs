@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::trap::{GuestAddr, MemError};
-use crate::vm::{GuestMemory, MemoryError, PteFlags};
+use crate::vm::{MemoryError, MemoryMirror, PteFlags};
 
 /// Highest user address + 1 (47-bit user space, minus the guard page Linux keeps).
 pub const USER_END: u64 = 0x7fff_ffff_f000;
@@ -180,7 +180,7 @@ impl AddressSpace {
 
     /// Records a new guest mapping that the host already made at `[start, start+len)`,
     /// replacing whatever guest regions were there, and makes it reachable in the guest.
-    pub fn insert(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
+    pub fn insert(&mut self, mem: &mut dyn MemoryMirror, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
         if !self.cut(start, start + len).is_empty() {
             // Replacing guest memory: its entries go first (and get flushed).
             mem.unmap(start, len)?;
@@ -188,7 +188,7 @@ impl AddressSpace {
         if mem.slots_low() {
             // Reclaim slots whose host range holds no guest memory any more.
             let end = start + len;
-            mem.collect(|s, e| {
+            mem.collect(&|s, e| {
                 (s < end && e > start) || self.regions.range(..e).next_back().is_some_and(|(_, r)| r.end > s)
             })?;
         }
@@ -202,7 +202,7 @@ impl AddressSpace {
     }
 
     /// Forgets `[start, start+len)` (the host range is about to be unmapped or was).
-    pub fn remove(&mut self, mem: &mut GuestMemory, start: u64, len: u64) -> Result<(), MemoryError> {
+    pub fn remove(&mut self, mem: &mut dyn MemoryMirror, start: u64, len: u64) -> Result<(), MemoryError> {
         if self.cut(start, start + len).is_empty() {
             return Ok(());
         }
@@ -210,7 +210,7 @@ impl AddressSpace {
     }
 
     /// Changes the rights of `[start, start+len)`, which must be covered.
-    pub fn protect(&mut self, mem: &mut GuestMemory, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
+    pub fn protect(&mut self, mem: &mut dyn MemoryMirror, start: u64, len: u64, prot: i32) -> Result<(), MemoryError> {
         let pieces = self.cut(start, start + len);
         let reduces = pieces.iter().any(|(_, r)| r.prot & !prot != 0);
         for (s, r) in pieces {

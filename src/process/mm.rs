@@ -12,7 +12,7 @@
 use super::arena;
 use super::host;
 use super::Process;
-use crate::vm::GuestMemory;
+use crate::vm::MemoryMirror;
 
 const PAGE: u64 = 4096;
 
@@ -45,7 +45,7 @@ impl Process {
     }
 
     /// mmap(2).
-    pub fn sys_mmap(&mut self, mem: &mut GuestMemory, a: &[u64; 6]) -> i64 {
+    pub fn sys_mmap(&mut self, mem: &mut dyn MemoryMirror, a: &[u64; 6]) -> i64 {
         let (hint, len, mut prot, mut flags, fd, off) = (a[0], a[1], a[2] as i32, a[3] as i32, a[4] as i32, a[5]);
         let Some(len) = page_up(len).filter(|l| *l > 0) else { return neg(libc::EINVAL) };
         if flags & libc::MAP_ANONYMOUS == 0 && self.fds.is_reserved(fd as i64) {
@@ -120,7 +120,7 @@ impl Process {
 
     /// munmap(2): the guest's parts of the range become placeholders; the rest looks unmapped
     /// to the guest already.
-    pub fn sys_munmap(&mut self, mem: &mut GuestMemory, addr: u64, len: u64) -> i64 {
+    pub fn sys_munmap(&mut self, mem: &mut dyn MemoryMirror, addr: u64, len: u64) -> i64 {
         let Some(len) = page_up(len).filter(|l| *l > 0) else { return neg(libc::EINVAL) };
         if addr & (PAGE - 1) != 0 || addr.checked_add(len).is_none_or(|e| e > super::mem::USER_END) {
             return neg(libc::EINVAL);
@@ -139,7 +139,7 @@ impl Process {
     }
 
     /// mprotect(2).
-    pub fn sys_mprotect(&mut self, mem: &mut GuestMemory, addr: u64, len: u64, prot: i32) -> i64 {
+    pub fn sys_mprotect(&mut self, mem: &mut dyn MemoryMirror, addr: u64, len: u64, prot: i32) -> i64 {
         if addr & (PAGE - 1) != 0 {
             return neg(libc::EINVAL);
         }
@@ -186,7 +186,7 @@ impl Process {
 
     /// mremap(2). The new place is trapbox's choice (in the arena) unless MREMAP_FIXED names
     /// one; what the old range held becomes a placeholder.
-    pub fn sys_mremap(&mut self, mem: &mut GuestMemory, a: &[u64; 6]) -> i64 {
+    pub fn sys_mremap(&mut self, mem: &mut dyn MemoryMirror, a: &[u64; 6]) -> i64 {
         let (old, old_len, new_len, flags, new_addr) = (a[0], a[1], a[2], a[3] as i32, a[4]);
         if old & (PAGE - 1) != 0 {
             return neg(libc::EINVAL);
@@ -290,7 +290,7 @@ impl Process {
     }
 
     /// brk(2): the heap lives in the space reserved after the main image at load time.
-    pub fn sys_brk(&mut self, mem: &mut GuestMemory, want: u64) -> i64 {
+    pub fn sys_brk(&mut self, mem: &mut dyn MemoryMirror, want: u64) -> i64 {
         if want < self.brk_start || want > self.brk_limit {
             return self.brk as i64;
         }
@@ -322,7 +322,7 @@ impl Process {
     /// shmat(2): the segment goes where trapbox chooses in the arena (or where the guest
     /// asks, if that is in the arena and free, or its own memory with SHM_REMAP); the host
     /// attaches it over the placeholder.
-    pub fn sys_shmat(&mut self, mem: &mut GuestMemory, id: i32, addr: u64, flags: i32) -> i64 {
+    pub fn sys_shmat(&mut self, mem: &mut dyn MemoryMirror, id: i32, addr: u64, flags: i32) -> i64 {
         const SHMLBA: u64 = PAGE;
         // SAFETY: IPC_STAT writes a shmid_ds into the local.
         let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
@@ -378,7 +378,7 @@ impl Process {
 
     /// shmdt(2): the attachment at `addr` becomes a placeholder (mapping over it detaches it,
     /// with no moment where the range is free).
-    pub fn sys_shmdt(&mut self, mem: &mut GuestMemory, addr: u64) -> i64 {
+    pub fn sys_shmdt(&mut self, mem: &mut dyn MemoryMirror, addr: u64) -> i64 {
         let Some(len) = self.shm.remove(&addr) else { return neg(libc::EINVAL) };
         let _ = self.aspace.remove(mem, addr, len);
         // SAFETY: the guest's attachment, in the arena, which it gave up.

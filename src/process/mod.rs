@@ -22,7 +22,7 @@ pub mod passthrough;
 pub mod refusals;
 pub mod selfview;
 pub mod sigdeliver;
-pub mod sigframe;
+pub use crate::vm::arch::sigframe;
 pub mod signals;
 pub mod symbols;
 pub mod vdso;
@@ -254,7 +254,7 @@ impl Process {
     /// cached for it.
     pub fn patch_code(
         &mut self,
-        mem: &mut crate::vm::GuestMemory,
+        mem: &mut dyn crate::vm::MemoryMirror,
         addr: u64,
         bytes: &[u8],
     ) -> Result<(), crate::trap::MemError> {
@@ -290,7 +290,7 @@ impl Process {
                     Some(a) => a,
                     None => self.time_alias.insert(vdso::TimeAlias::new().map_err(vdso::VdsoError::Map)?),
                 };
-                Some(vdso::install(&mut m.mem, &mut self.aspace, placement.vdso, mode, alias)?)
+                Some(vdso::install(m.mem(), &mut self.aspace, placement.vdso, mode, alias)?)
             }
             None => None,
         };
@@ -300,7 +300,7 @@ impl Process {
             minsigstksz: sigframe::max_len(fpu_bytes),
             vdso: placement.vdso.or(self.vdso),
         };
-        let loaded = loader::load(&mut m.mem, &mut self.aspace, program, argv, envp, facts, &placement)?;
+        let loaded = loader::load(m.mem(), &mut self.aspace, program, argv, envp, facts, &placement)?;
         self.adopt_image(&loaded, envp);
         Ok(loaded)
     }
@@ -336,7 +336,7 @@ impl Process {
     pub fn release(&mut self, m: &mut Machine) {
         let regions: Vec<(u64, u64)> = self.aspace.regions().map(|(s, r)| (s, r.end)).collect();
         for (s, e) in regions {
-            let _ = self.aspace.remove(&mut m.mem, s, e - s);
+            let _ = self.aspace.remove(m.mem(), s, e - s);
             // SAFETY: [s, e) was guest memory, in the arena, and the guest no longer uses it.
             unsafe { arena::park(s, e - s) };
         }
@@ -768,13 +768,13 @@ impl Process {
             // glibc falls back to clone when clone3 is missing; one entry point is enough.
             "clone3" => Action::Return(neg(libc::ENOSYS)),
             "execve" | "execveat" => self.sys_execve(m, regs, name, a),
-            "mmap" => Action::Return(self.sys_mmap(&mut m.mem, a)),
-            "munmap" => Action::Return(self.sys_munmap(&mut m.mem, a[0], a[1])),
-            "mprotect" => Action::Return(self.sys_mprotect(&mut m.mem, a[0], a[1], a[2] as i32)),
-            "mremap" => Action::Return(self.sys_mremap(&mut m.mem, a)),
-            "brk" => Action::Return(self.sys_brk(&mut m.mem, a[0])),
-            "shmat" => Action::Return(self.sys_shmat(&mut m.mem, a[0] as i32, a[1], a[2] as i32)),
-            "shmdt" => Action::Return(self.sys_shmdt(&mut m.mem, a[0])),
+            "mmap" => Action::Return(self.sys_mmap(m.mem(), a)),
+            "munmap" => Action::Return(self.sys_munmap(m.mem(), a[0], a[1])),
+            "mprotect" => Action::Return(self.sys_mprotect(m.mem(), a[0], a[1], a[2] as i32)),
+            "mremap" => Action::Return(self.sys_mremap(m.mem(), a)),
+            "brk" => Action::Return(self.sys_brk(m.mem(), a[0])),
+            "shmat" => Action::Return(self.sys_shmat(m.mem(), a[0] as i32, a[1], a[2] as i32)),
+            "shmdt" => Action::Return(self.sys_shmdt(m.mem(), a[0])),
             "exit" | "exit_group" => Action::Exit(a[0] as i32),
             "arch_prctl" => ret(self.arch_prctl(m, a[0] as i32, a[1])),
             "set_tid_address" => {
@@ -850,7 +850,7 @@ impl Process {
         }
     }
 
-    fn arch_prctl(&mut self, m: &Machine, code: i32, addr: u64) -> Result<i64, i32> {
+    fn arch_prctl(&mut self, m: &mut Machine, code: i32, addr: u64) -> Result<i64, i32> {
         const SET_GS: i32 = 0x1001;
         const SET_FS: i32 = 0x1002;
         const GET_FS: i32 = 0x1003;

@@ -5,6 +5,7 @@ use super::sigframe::{self, FpuImage, FrameInput};
 use super::signals::{self, bit, sa, Delivery};
 use super::Process;
 use crate::trap::{Action, GuestAddr, Regs};
+use crate::vm::arch::xsave::{set_xsave_bytes, xsave_bytes};
 use crate::vm::Machine;
 
 /// What the guest was doing when the signal came.
@@ -223,14 +224,4 @@ fn fpu_image(m: &Machine, x: &kvm_bindings::kvm_xsave) -> FpuImage {
     let bv = u64::from_le_bytes(all[512..520].try_into().expect("8 bytes")) & features;
     all[512..520].copy_from_slice(&bv.to_le_bytes());
     FpuImage { bytes: all[..size].to_vec(), xfeatures: features }
-}
-
-fn xsave_bytes(x: &kvm_bindings::kvm_xsave) -> Vec<u8> {
-    x.region.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-fn set_xsave_bytes(x: &mut kvm_bindings::kvm_xsave, b: &[u8]) {
-    for (w, c) in x.region.iter_mut().zip(b.chunks_exact(4)) {
-        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    }
 }

@@ -417,7 +417,8 @@ pub fn catch_sent_signals() {
     unsafe { libc::syscall(libc::SYS_rt_sigaction, libc::SIGSEGV, std::ptr::null::<u64>(), k.as_mut_ptr(), 8) };
     let restorer = k[2];
     for sig in [32, 33] {
-        let act = [forward as *const () as u64, (libc::SA_SIGINFO as u64 | SA_RESTORER), restorer, !0];
+        let (h, f) = crate::vm::inproc::wrap(sig, forward as *const () as usize, libc::SA_SIGINFO);
+        let act = [h as u64, (f as u64 | SA_RESTORER), restorer, !0];
         // SAFETY: installs `forward` (async-signal-safe) with glibc's restorer, every signal
         // blocked while it runs (see block_all_while_handling).
         unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null_mut::<u64>(), 8) };
@@ -431,17 +432,18 @@ fn catch_sent_faults() {
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             libc::sigaction(sig, std::ptr::null(), &mut old);
-            if old.sa_sigaction == on_fault_signal as *const () as usize {
+            let old_handler = crate::vm::inproc::handler_of(sig, old.sa_sigaction);
+            if old_handler == on_fault_signal as *const () as usize {
                 continue;
             }
-            PREVIOUS_FAULT[sig as usize].store(old.sa_sigaction, Ordering::SeqCst);
+            PREVIOUS_FAULT[sig as usize].store(old_handler, Ordering::SeqCst);
             PREVIOUS_FLAGS[sig as usize].store(old.sa_flags as usize, Ordering::SeqCst);
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_fault_signal as *const () as usize;
             // On the alternate stack, where a genuine stack overflow must be handled.
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             block_all_while_handling(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            install(sig, &mut sa);
         }
     }
 }
@@ -516,6 +518,17 @@ pub fn block_all_while_handling(mask: &mut libc::sigset_t) {
     unsafe { std::ptr::write_unaligned((mask as *mut libc::sigset_t).cast::<u64>(), !0u64) };
 }
 
+/// Installs one of trapbox's host dispositions for `sig`. With the in-process engine on, a
+/// handler stands behind the engine's entry stub (`vm::inproc`), which runs it when trapbox's
+/// own code is interrupted and brings guest code to a stop otherwise.
+pub fn install(sig: i32, sa: &mut libc::sigaction) {
+    let (h, f) = crate::vm::inproc::wrap(sig, sa.sa_sigaction, sa.sa_flags);
+    sa.sa_sigaction = h;
+    sa.sa_flags = f;
+    // SAFETY: `sa` is a complete sigaction; the handlers trapbox installs are async-signal-safe.
+    unsafe { libc::sigaction(sig, sa, std::ptr::null_mut()) };
+}
+
 /// Makes the host disposition of `sig` follow the guest's `a`.
 pub fn mirror_disposition(sig: i32, a: &SigAction) {
     if host_owned(sig) {
@@ -545,7 +558,7 @@ pub fn mirror_disposition(sig: i32, a: &SigAction) {
         if sig == libc::SIGCHLD {
             h.sa_flags |= (a.flags & (libc::SA_NOCLDSTOP | libc::SA_NOCLDWAIT) as u64) as i32;
         }
-        libc::sigaction(sig, &h, std::ptr::null_mut());
+        install(sig, &mut h);
     }
 }
 

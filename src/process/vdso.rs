@@ -33,7 +33,7 @@ use iced_x86::code_asm::*;
 
 use super::host;
 use super::mem::AddressSpace;
-use crate::vm::GuestMemory;
+use crate::vm::MemoryMirror;
 
 /// Bytes of the image: ELF headers, dynamic symbols and code in one read-execute page.
 pub const IMAGE_SIZE: u64 = 0x1000;
@@ -663,7 +663,7 @@ fn function(kind: TimeKind, index: usize, ip: u64, buf: u64) -> Result<(Vec<u8>,
 /// Maps trapbox's own vDSO (at `at`, or anywhere) into trapbox and the guest: image read and
 /// execute, buffer read and write. Returns its base.
 pub fn install(
-    mem: &mut GuestMemory,
+    mem: &mut dyn MemoryMirror,
     aspace: &mut AddressSpace,
     at: Option<u64>,
     mode: TimeMode,

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use crate::process::sigdeliver::Interrupted;
 use crate::process::signals;
 use crate::trap::{Action, Fault, GuestAddr, Outcome, Regs, Syscall, Trap, TrapHandler};
+use crate::vm::regs::{kvm_regs_of, store_gprs, user_regs};
 use crate::vm::{Exit, ResumeFrom, TrapPath};
 
 use super::guest::{Cpu, KvmGuest};
 use super::host::{self, HOST_SIGNAL};
 use super::threads::{Core, Job, Shared, ThreadCtx};
 use super::SandboxError;
-use crate::vm::vcpu::Vcpu;
+use crate::vm::Vcpu;
 
 /// What a thread does after a trap.
 pub(super) enum Next {
@@ -40,53 +41,6 @@ pub(super) fn end_of(action: &Action) -> Option<Outcome> {
         Action::Stop | Action::ReturnAndStop(_) => Some(Outcome::Stopped),
         Action::Return(_) | Action::Resume => None,
     }
-}
-
-pub(super) fn user_regs(k: &kvm_bindings::kvm_regs) -> Regs {
-    Regs {
-        rax: k.rax,
-        rbx: k.rbx,
-        rcx: k.rcx,
-        rdx: k.rdx,
-        rsi: k.rsi,
-        rdi: k.rdi,
-        rbp: k.rbp,
-        rsp: k.rsp,
-        r8: k.r8,
-        r9: k.r9,
-        r10: k.r10,
-        r11: k.r11,
-        r12: k.r12,
-        r13: k.r13,
-        r14: k.r14,
-        r15: k.r15,
-        rip: k.rip,
-        rflags: k.rflags,
-    }
-}
-
-pub(super) fn kvm_regs_of(r: &Regs) -> kvm_bindings::kvm_regs {
-    let mut k = kvm_bindings::kvm_regs { rsp: r.rsp, rip: r.rip, rflags: r.rflags, ..Default::default() };
-    store_gprs(&mut k, r);
-    k
-}
-
-fn store_gprs(k: &mut kvm_bindings::kvm_regs, r: &Regs) {
-    k.rax = r.rax;
-    k.rbx = r.rbx;
-    k.rcx = r.rcx;
-    k.rdx = r.rdx;
-    k.rsi = r.rsi;
-    k.rdi = r.rdi;
-    k.rbp = r.rbp;
-    k.r8 = r.r8;
-    k.r9 = r.r9;
-    k.r10 = r.r10;
-    k.r11 = r.r11;
-    k.r12 = r.r12;
-    k.r13 = r.r13;
-    k.r14 = r.r14;
-    k.r15 = r.r15;
 }
 
 /// Where the crash happened, with its symbol. Only a crash report asks: the symbols are read
@@ -473,7 +427,9 @@ pub(super) fn host_thread(core: Arc<Core>, mut job: Box<Job>) {
                 fresh = v.save_state().ok().and_then(|s| s.sregs);
                 Some(v)
             }
-            None => own.take().filter(|_| fresh.is_some()).and_then(|mut v| {
+            // A KVM vCPU reused for another thread needs a fresh vCPU's segment registers; the
+            // in-process engine's CPU has none.
+            None => own.take().filter(|v| fresh.is_some() || matches!(v, Vcpu::InProc(_))).and_then(|mut v| {
                 state.sregs = fresh;
                 v.restore_state(&state).ok().map(|_| v)
             }),

@@ -97,7 +97,7 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
 
     /// The guest with the registers its vCPU holds now (for a hook outside any trap).
     pub fn current(cpu: &'c mut Cpu<'a>) -> Self {
-        let regs = cpu::user_regs(cpu.s().machine.regs());
+        let regs = crate::vm::regs::user_regs(cpu.s().machine.regs());
         KvmGuest::new(cpu, regs)
     }
 
@@ -130,7 +130,7 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
         let state = s.machine.save_cpu_state().map(|mut state| {
             // The thread starts in user mode at the return point, whatever stub the parent is in.
             state.sregs = None;
-            state.regs = cpu::kvm_regs_of(&child);
+            state.regs = crate::vm::regs::kvm_regs_of(&child);
             if f & flag::SETTLS != 0 {
                 state.fs_base = args.tls;
             }
@@ -161,7 +161,9 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
             let s = self.cpu.s();
             match s.machine.new_vcpu(id, &job.state) {
                 Ok(v) => {
-                    s.process.fds.reserve(std::os::fd::AsRawFd::as_raw_fd(v.fd()));
+                    if let Some(fd) = v.fd() {
+                        s.process.fds.reserve(fd);
+                    }
                     job.vcpu = Some(v);
                 }
                 Err(e) => {
@@ -299,10 +301,13 @@ impl Guest for KvmGuest<'_, '_> {
     }
     fn patch_code(&mut self, addr: GuestAddr, bytes: &[u8]) -> Result<(), MemError> {
         let Shared { machine, process, .. } = self.cpu.s();
-        process.patch_code(&mut machine.mem, addr.0, bytes)
+        process.patch_code(machine.mem(), addr.0, bytes)
     }
     fn cpuid(&self, leaf: u32, subleaf: u32) -> Option<[u32; 4]> {
         self.cpu.sr().machine.cpuid(leaf, subleaf)
+    }
+    fn engine(&self) -> Option<crate::trap::Engine> {
+        Some(self.cpu.sr().machine.engine())
     }
     fn cpu_view(&self) -> Option<crate::trap::CpuView> {
         Some(self.cpu.sr().machine.cpu_view().clone())

@@ -149,7 +149,7 @@ pub(super) fn install_handlers() {
             if sig == preempt_signal() {
                 sa.sa_flags |= libc::SA_RESTART;
             }
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            signals::install(sig, &mut sa);
         }
     }
 }

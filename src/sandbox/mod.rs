@@ -37,7 +37,7 @@ use crate::process::fds::{self, FdGuard};
 use crate::process::loader::{self, LoadError};
 use crate::process::{signals, vdso, Process, ThreadState};
 use crate::trap::{signal_name, CpuView, Outcome, Regs, Start, Trap, TrapHandler};
-use crate::vm::{self, Machine, TrapPath, VmError};
+use crate::vm::{self, Engine, Machine, TrapPath, VmError};
 
 use cpu::{Next, Pending};
 use guest::{Cpu, KvmGuest};
@@ -138,7 +138,7 @@ pub struct SandboxBuilder {
     envp: Vec<OsString>,
     timeout: Option<Duration>,
     memory_limit: Option<u64>,
-    trap_path: Option<TrapPath>,
+    engine: Option<Engine>,
     placement: loader::Placement,
     vdso: VdsoMode,
     quiet: bool,
@@ -194,9 +194,16 @@ impl SandboxBuilder {
         self
     }
 
-    /// Forces a trap path instead of detecting it.
+    /// Forces a KVM trap path instead of detecting it.
     pub fn trap_path(mut self, p: TrapPath) -> Self {
-        self.trap_path = Some(p);
+        self.engine = Some(Engine::Kvm(p));
+        self
+    }
+
+    /// Chooses the engine: KVM (the default, with the detected trap path) or trapbox's own
+    /// process ([`Engine::InProcess`], not a sandbox).
+    pub fn engine(mut self, e: Engine) -> Self {
+        self.engine = Some(e);
         self
     }
 
@@ -206,8 +213,8 @@ impl SandboxBuilder {
         let stock = fds::stocktaking();
         let inherited = fds::open_fds();
         let base = fds::private_fd_base();
-        let path = self.trap_path.unwrap_or_else(TrapPath::detect);
-        let mut machine = Machine::new(path, base)?;
+        let engine = self.engine.unwrap_or_else(|| Engine::Kvm(TrapPath::detect()));
+        let mut machine = Machine::new(engine, base)?;
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) on stderr only creates a new descriptor.
         let diag_fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, base) };
         if diag_fd < 0 {
@@ -435,7 +442,7 @@ impl Sandbox {
                 .collect(),
             timeout: None,
             memory_limit: None,
-            trap_path: None,
+            engine: None,
             placement: loader::Placement::default(),
             vdso: VdsoMode::Host,
             quiet: false,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::process::{Process, ThreadState};
 use crate::trap::Outcome;
-use crate::vm::vcpu::Vcpu;
+use crate::vm::Vcpu;
 use crate::vm::{Machine, Runner};
 
 use super::host;

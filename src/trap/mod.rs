@@ -12,6 +12,7 @@ mod fault;
 
 /// The CPU a guest's user code sees (pure data: no KVM type).
 pub use crate::vm::arch::cpuview::{CpuView, ViewMismatch};
+pub use crate::vm::Engine;
 pub use fault::{siginfo_bytes, signal_name, Fault, FaultKind, SigInfo, SIGNAL_NAMES};
 
 use crate::process::abi::{self, SyscallDesc};
@@ -288,6 +289,11 @@ pub trait Guest {
 
     /// What `cpuid(leaf, subleaf)` gives the guest's user code, if the backend knows.
     fn cpuid(&self, _leaf: u32, _subleaf: u32) -> Option<[u32; 4]> {
+        None
+    }
+
+    /// The engine running the guest, if the backend says.
+    fn engine(&self) -> Option<Engine> {
         None
     }
 

@@ -359,6 +359,69 @@ impl GuestMemory {
     }
 }
 
+/// What the process layer keeps in step with its map of the guest's address space: a second
+/// view of guest memory that the engine running the guest may have. KVM has one (slots and
+/// page tables, [`GuestMemory`]); the in-process engine has none, since there the host's own
+/// page tables are the guest's ([`NoMirror`]).
+pub trait MemoryMirror {
+    /// `[hva, hva+len)` became guest memory with these rights (None: reserved, inaccessible).
+    fn map(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError>;
+    /// The rights of `[hva, hva+len)` changed; `reduces`: some page lost a right.
+    fn protect(&mut self, hva: u64, len: u64, flags: Option<PteFlags>, reduces: bool) -> Result<(), MemoryError>;
+    /// `[hva, hva+len)` is no longer guest memory.
+    fn unmap(&mut self, hva: u64, len: u64) -> Result<(), MemoryError>;
+    /// Whether the mirror is running short of room (KVM slots) and should [`Self::collect`].
+    fn slots_low(&self) -> bool;
+    /// Drops what mirrors memory `live(start, end)` says is gone; how many were dropped.
+    fn collect(&mut self, live: &dyn Fn(u64, u64) -> bool) -> Result<usize, MemoryError>;
+    /// `[hva, hva+len)` was written behind the guest's back (patched code).
+    fn code_changed(&mut self, hva: u64, len: u64);
+}
+
+impl MemoryMirror for GuestMemory {
+    fn map(&mut self, hva: u64, len: u64, flags: Option<PteFlags>) -> Result<(), MemoryError> {
+        GuestMemory::map(self, hva, len, flags)
+    }
+    fn protect(&mut self, hva: u64, len: u64, flags: Option<PteFlags>, reduces: bool) -> Result<(), MemoryError> {
+        GuestMemory::protect(self, hva, len, flags, reduces)
+    }
+    fn unmap(&mut self, hva: u64, len: u64) -> Result<(), MemoryError> {
+        GuestMemory::unmap(self, hva, len)
+    }
+    fn slots_low(&self) -> bool {
+        GuestMemory::slots_low(self)
+    }
+    fn collect(&mut self, live: &dyn Fn(u64, u64) -> bool) -> Result<usize, MemoryError> {
+        GuestMemory::collect(self, live)
+    }
+    fn code_changed(&mut self, hva: u64, len: u64) {
+        GuestMemory::code_changed(self, hva, len)
+    }
+}
+
+/// The mirror of an engine whose guest uses the host's page tables directly: nothing to do.
+#[derive(Debug, Default)]
+pub struct NoMirror;
+
+impl MemoryMirror for NoMirror {
+    fn map(&mut self, _: u64, _: u64, _: Option<PteFlags>) -> Result<(), MemoryError> {
+        Ok(())
+    }
+    fn protect(&mut self, _: u64, _: u64, _: Option<PteFlags>, _: bool) -> Result<(), MemoryError> {
+        Ok(())
+    }
+    fn unmap(&mut self, _: u64, _: u64) -> Result<(), MemoryError> {
+        Ok(())
+    }
+    fn slots_low(&self) -> bool {
+        false
+    }
+    fn collect(&mut self, _: &dyn Fn(u64, u64) -> bool) -> Result<usize, MemoryError> {
+        Ok(0)
+    }
+    fn code_changed(&mut self, _: u64, _: u64) {}
+}
+
 /// Rounds up to a page.
 pub fn page_up(x: u64) -> u64 {
     (x + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)

@@ -15,10 +15,15 @@
 pub mod arch;
 pub mod entry;
 pub mod exit;
+pub mod inproc;
+mod machine;
 pub mod memory;
 pub mod paging;
 mod probe;
+pub mod regs;
 pub mod vcpu;
+
+pub use machine::{Engine, Machine, Runner, Vcpu};
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
@@ -27,7 +32,7 @@ use thiserror::Error;
 
 pub use entry::TrapPath;
 pub use exit::{Exit, RawExit};
-pub use memory::{GuestMemory, MemoryError};
+pub use memory::{GuestMemory, MemoryError, MemoryMirror, NoMirror};
 pub use paging::PteFlags;
 
 use exit::Doorbell;
@@ -37,9 +42,21 @@ use paging::{PageTables, TablePool, PAGE_SIZE};
 /// Errors of the VM layer.
 #[derive(Debug, Error)]
 pub enum VmError {
+    /// The in-process engine cannot run on this host.
+    #[error(transparent)]
+    InProc(#[from] inproc::Unavailable),
+    /// A KVM machine was asked for with the in-process trap path.
+    #[error("the in-process trap path has no KVM machine")]
+    NotAKvmPath,
+    /// A thread could not be armed for the in-process engine.
+    #[error("cannot prepare a thread for in-process guest code ({0}): {1}")]
+    InProcArm(&'static str, std::io::Error),
     /// /dev/kvm could not be opened.
-    #[error("cannot open /dev/kvm: {0} (trapbox needs KVM: load kvm_intel/kvm_amd or kvm_pvm and run as a user who can open /dev/kvm)")]
+    #[error("cannot open /dev/kvm: {0} (the sandbox needs KVM: load kvm_intel/kvm_amd or kvm_pvm and run as a user who can open /dev/kvm; `--backend inproc` runs without it, but is not a sandbox)")]
     NoKvm(kvm_ioctls::Error),
+    /// /dev/kvm opened but is not KVM (another device bound over it, as in some containers).
+    #[error("/dev/kvm does not answer as KVM (trapbox's sandbox needs KVM; `--backend inproc` runs without it, but is not a sandbox)")]
+    NotKvm,
     /// A KVM ioctl failed.
     #[error("{0}: {1}")]
     Ioctl(&'static str, kvm_ioctls::Error),
@@ -122,13 +139,13 @@ pub struct ExceptionFrame {
 }
 
 /// One VM, the system region and the guest memory, and the vCPU of the thread that holds it
-/// ([`Machine::enter`]; the others run theirs outside).
-pub struct Machine {
+/// ([`KvmMachine::enter`]; the others run theirs outside).
+pub struct KvmMachine {
     _kvm: Kvm,
     /// Guest memory (slots, guest-physical space, page tables).
     pub mem: GuestMemory,
-    /// The vCPU of the thread that holds the machine now (see [`Machine::enter`]).
-    vcpu: Option<vcpu::Vcpu>,
+    /// The vCPU of the thread that holds the machine now (see [`KvmMachine::enter`]).
+    vcpu: Option<vcpu::KvmVcpu>,
     path: TrapPath,
     sys: *mut u8,
     doorbell: Doorbell,
@@ -160,11 +177,17 @@ pub enum ResumeFrom {
     Running,
 }
 
-impl Machine {
+impl KvmMachine {
     /// Creates the VM for trap path `path`. Its file descriptors are moved to numbers at or
     /// above `fd_base`, so the guest's own descriptors number from 3 as they would natively.
-    pub fn new(path: TrapPath, fd_base: i32) -> Result<Machine, VmError> {
+    pub fn new(path: TrapPath, fd_base: i32) -> Result<KvmMachine, VmError> {
+        if path == TrapPath::InProcess {
+            return Err(VmError::NotAKvmPath);
+        }
         let kvm = Kvm::new().map_err(VmError::NoKvm)?;
+        if kvm.get_api_version() != 12 {
+            return Err(VmError::NotKvm);
+        }
         // SAFETY: the rehomed fd is a fresh duplicate of /dev/kvm that nothing else owns.
         let kvm = unsafe { Kvm::from_raw_fd(rehome(kvm.as_raw_fd(), fd_base)?) };
         for (cap, name) in [(Cap::SyncRegs, "KVM_CAP_SYNC_REGS"), (Cap::UserMemory, "KVM_CAP_USER_MEMORY")] {
@@ -221,7 +244,7 @@ impl Machine {
             memory_size: SYS_SIZE,
             userspace_addr: base,
         };
-        // SAFETY: the system region stays mapped for the life of the Machine (unmapped in
+        // SAFETY: the system region stays mapped for the life of the KvmMachine (unmapped in
         // Drop after the VM fd is gone).
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
 
@@ -249,12 +272,13 @@ impl Machine {
         let lstar = match path {
             TrapPath::Pvm => base + layout::TRAMPOLINE,
             TrapPath::Hardware => base + layout::HW_SYSCALL,
+            TrapPath::InProcess => unreachable!("refused above"),
         };
 
         let write = |off: u64, bytes: &[u8]| {
             assert!(off as usize + bytes.len() <= layout::TABLES as usize, "system structures overlap the pool");
             // SAFETY: the range lies inside the first 64 KiB of the system region (asserted
-            // above), which is mapped read/write and owned by this Machine.
+            // above), which is mapped read/write and owned by this KvmMachine.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sys.add(off as usize), bytes.len()) }
         };
         let gdt = arch::gdt(base + layout::TSS, 103);
@@ -289,7 +313,7 @@ impl Machine {
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
-        let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let mut vcpu = vcpu::KvmVcpu::new(vcpu_fd, &cpuid, &setup)?;
         // The creating thread runs the first vCPU.
         vcpu.claim_kicks();
         let initial_fpu = vcpu.get_xsave()?;
@@ -304,7 +328,7 @@ impl Machine {
             memory_size: PAGE_SIZE,
             userspace_addr: zap.1,
         };
-        // SAFETY: the zap page lies in the system region, mapped for the Machine's lifetime;
+        // SAFETY: the zap page lies in the system region, mapped for the KvmMachine's lifetime;
         // no guest page table points at it.
         unsafe { vm.set_user_memory_region(zap_region) }
             .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
@@ -313,7 +337,7 @@ impl Machine {
         // forget them (PVM's shadow tables included).
         mem.unmap(base + layout::PROBE, 2 * PAGE_SIZE)?;
         let view = check_view(probed, xcr0)?;
-        Ok(Machine {
+        Ok(KvmMachine {
             _kvm: kvm,
             mem,
             vcpu: Some(vcpu),
@@ -364,7 +388,7 @@ impl Machine {
                 memory_size: len,
                 userspace_addr: hva,
             };
-            // SAFETY: as in Machine::new: the system region lives as long as the Machine.
+            // SAFETY: as in Machine::new: the system region lives as long as the KvmMachine.
             eintr_retry(|| unsafe { vm.set_user_memory_region(region) })
                 .map_err(|e| VmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
         }
@@ -374,7 +398,7 @@ impl Machine {
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(cpu_fd) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
         drop(std::mem::replace(&mut self._kvm, kvm));
         self.mem.rebind(vm)?;
-        let mut vcpu = vcpu::Vcpu::new(vcpu_fd, &self.cpuid, &self.setup)?;
+        let mut vcpu = vcpu::KvmVcpu::new(vcpu_fd, &self.cpuid, &self.setup)?;
         if self.zero_tsc {
             vcpu.zero_tsc_offset()?;
         }
@@ -406,7 +430,7 @@ impl Machine {
         Ok(e.exception.injected == 0 && e.exception.pending == 0 && e.interrupt.injected == 0 && e.nmi.injected == 0)
     }
 
-    /// The running vCPU's state, for [`Machine::rebuild_after_fork`].
+    /// The running vCPU's state, for [`KvmMachine::rebuild_after_fork`].
     pub fn save_cpu_state(&mut self) -> Result<vcpu::CpuState, VmError> {
         self.cpu_mut().save_state()
     }
@@ -451,6 +475,7 @@ impl Machine {
                 let rip0 = k.rip;
                 *k = kvm_bindings::kvm_regs { rip: rip0, rflags: k.rflags, ..*r };
             }
+            (TrapPath::InProcess, _) => unreachable!("a KvmMachine has a KVM trap path"),
             (TrapPath::Hardware, ResumeFrom::Syscall) => {
                 let top = self.sys as u64 + layout::STACK_TOP;
                 let frame = [r.rip, arch::USER_CS as u64, rflags, r.rsp, arch::USER_DS as u64];
@@ -469,31 +494,31 @@ impl Machine {
     }
 
     /// The current vCPU. Holding the machine without a vCPU entered is a trapbox bug.
-    fn cpu(&self) -> &vcpu::Vcpu {
+    fn cpu(&self) -> &vcpu::KvmVcpu {
         self.vcpu.as_ref().expect("a thread's vCPU is entered while the machine is in use")
     }
 
-    fn cpu_mut(&mut self) -> &mut vcpu::Vcpu {
+    fn cpu_mut(&mut self) -> &mut vcpu::KvmVcpu {
         self.vcpu.as_mut().expect("a thread's vCPU is entered while the machine is in use")
     }
 
     /// Takes the current vCPU out: its thread runs it without holding the machine.
-    pub fn leave(&mut self) -> Option<vcpu::Vcpu> {
+    pub fn leave(&mut self) -> Option<vcpu::KvmVcpu> {
         self.vcpu.take()
     }
 
     /// Makes `v` the current vCPU (its thread holds the machine now).
-    pub fn enter(&mut self, v: vcpu::Vcpu) {
+    pub fn enter(&mut self, v: vcpu::KvmVcpu) {
         self.vcpu = Some(v);
     }
 
     /// A vCPU for a new guest thread, starting from `state`.
-    pub fn new_vcpu(&mut self, id: u64, state: &vcpu::CpuState) -> Result<vcpu::Vcpu, VmError> {
+    pub fn new_vcpu(&mut self, id: u64, state: &vcpu::CpuState) -> Result<vcpu::KvmVcpu, VmError> {
         let fd = eintr_retry(|| self.mem.vm().create_vcpu(id)).map_err(|e| VmError::Ioctl("KVM_CREATE_VCPU", e))?;
         let n = rehome(fd.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let fd = unsafe { self.mem.vm().create_vcpu_from_rawfd(n) }.map_err(|e| VmError::Ioctl("mmap kvm_run", e))?;
-        let mut v = vcpu::Vcpu::new(fd, &self.cpuid, &self.setup)?;
+        let mut v = vcpu::KvmVcpu::new(fd, &self.cpuid, &self.setup)?;
         if self.zero_tsc {
             v.zero_tsc_offset()?;
         }
@@ -502,8 +527,8 @@ impl Machine {
     }
 
     /// What a thread needs to run its vCPU without holding the machine: decoding exits.
-    pub fn runner(&self) -> Runner {
-        Runner { path: self.path, doorbell: self.doorbell }
+    pub fn runner(&self) -> KvmRunner {
+        KvmRunner { path: self.path, doorbell: self.doorbell }
     }
 
     /// Makes pending page-table changes visible to every vCPU before any runs again.
@@ -691,7 +716,7 @@ impl Machine {
         let mut q = [0u64; 6];
         for (i, w) in q.iter_mut().take(words as usize).enumerate() {
             // SAFETY: frame_ptr keeps the frame's words inside the ring-0 stack of the system
-            // region, which is mapped for the Machine's lifetime.
+            // region, which is mapped for the KvmMachine's lifetime.
             *w = unsafe { p.add(i).read() };
         }
         q
@@ -723,16 +748,16 @@ impl Machine {
     }
 }
 
-/// Runs a vCPU and decodes its exits (what [`Machine::run`] does, for a vCPU its thread holds).
+/// Runs a vCPU and decodes its exits (what [`KvmMachine::run`] does, for a vCPU its thread holds).
 #[derive(Clone, Copy, Debug)]
-pub struct Runner {
+pub struct KvmRunner {
     path: TrapPath,
     doorbell: Doorbell,
 }
 
-impl Runner {
+impl KvmRunner {
     /// Runs `vcpu` to its next exit.
-    pub fn run(&self, vcpu: &mut vcpu::Vcpu) -> Result<Exit, VmError> {
+    pub fn run(&self, vcpu: &mut vcpu::KvmVcpu) -> Result<Exit, VmError> {
         let raw = vcpu.run()?;
         let rip = vcpu.regs().rip;
         Ok(exit::classify(raw, self.path, &self.doorbell, rip))
@@ -744,7 +769,7 @@ impl Runner {
 /// components in `components`. The probe's two pages are mapped user-visible here; the caller
 /// unmaps them before the guest runs.
 fn probe_view(
-    vcpu: &mut vcpu::Vcpu,
+    vcpu: &mut vcpu::KvmVcpu,
     tables: &mut PageTables,
     base: u64,
     components: u64,
@@ -756,7 +781,7 @@ fn probe_view(
     let out_len = probe::out_len(leaves.len());
     assert!(code.len() as u64 <= PAGE_SIZE && out_len as u64 <= PAGE_SIZE, "the probe fits its pages");
     // SAFETY: both pages lie inside the system region, mapped read/write and owned by the
-    // Machine being built; nothing else uses them.
+    // KvmMachine being built; nothing else uses them.
     unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), code_at as *mut u8, code.len()) };
     let gpa = |va: u64| SYS_GPA + (va - base);
     let user_x = PteFlags { write: false, exec: true, user: true };
@@ -817,7 +842,7 @@ fn rehome(fd: RawFd, base: i32) -> Result<RawFd, VmError> {
     Ok(n)
 }
 
-impl Drop for Machine {
+impl Drop for KvmMachine {
     fn drop(&mut self) {
         // The VM and vCPU fds close after this body; the system region must outlive KVM's use
         // of it, and KVM stops using it once the vCPU is no longer running, which holds here.

@@ -33,6 +33,20 @@ pub fn kick_from_signal_handler() {
     }
 }
 
+/// Makes kicks on the calling host thread set `p` (the in-process engine's kick byte).
+pub(crate) fn claim_kick_byte(p: *mut u8) {
+    IMMEDIATE_EXIT.with(|c| c.set(p));
+}
+
+/// Forgets `p` as the calling thread's kick target, if it is (its owner goes away).
+pub(crate) fn release_kick_byte(p: *mut u8) {
+    IMMEDIATE_EXIT.with(|c| {
+        if c.get() == p {
+            c.set(std::ptr::null_mut())
+        }
+    });
+}
+
 /// Static description of the ring-0 environment the vCPU starts with.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuSetup {
@@ -54,7 +68,7 @@ pub struct CpuSetup {
 }
 
 /// A vCPU in 64-bit mode with the guest at CPL3.
-pub struct Vcpu {
+pub struct KvmVcpu {
     fd: VcpuFd,
     osxsave: bool,
     /// The general registers were changed since the last exit (KVM loads them at entry).
@@ -84,9 +98,9 @@ fn null_segment() -> kvm_segment {
     kvm_segment { unusable: 1, ..Default::default() }
 }
 
-impl Vcpu {
+impl KvmVcpu {
     /// Configures `fd`: CPUID, long mode at CPL3, XCR0, syscall MSRs, sync regs.
-    pub fn new(fd: VcpuFd, cpuid: &kvm_bindings::CpuId, setup: &CpuSetup) -> Result<Vcpu, VmError> {
+    pub fn new(fd: VcpuFd, cpuid: &kvm_bindings::CpuId, setup: &CpuSetup) -> Result<KvmVcpu, VmError> {
         fd.set_cpuid2(cpuid).map_err(|e| VmError::Ioctl("KVM_SET_CPUID2", e))?;
         let mut s = fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
         s.cr0 = arch::CR0;
@@ -146,7 +160,7 @@ impl Vcpu {
         if n != entries.len() {
             return Err(VmError::MsrRejected(entries[n].index));
         }
-        Ok(Vcpu { fd, osxsave: setup.xcr0.is_some(), regs_dirty: false })
+        Ok(KvmVcpu { fd, osxsave: setup.xcr0.is_some(), regs_dirty: false })
     }
 
     /// Makes kicks on the calling host thread reach this vCPU (call on the thread that runs it).
@@ -166,7 +180,7 @@ impl Vcpu {
         })
     }
 
-    /// Loads `state` (from [`Vcpu::save_state`], possibly of another vCPU).
+    /// Loads `state` (from [`KvmVcpu::save_state`], possibly of another vCPU).
     pub fn restore_state(&mut self, state: &CpuState) -> Result<(), VmError> {
         if let Some(s) = &state.sregs {
             self.fd.set_sregs(s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
@@ -298,7 +312,7 @@ impl Vcpu {
     }
 }
 
-impl Drop for Vcpu {
+impl Drop for KvmVcpu {
     fn drop(&mut self) {
         let mine: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
         IMMEDIATE_EXIT.with(|c| {

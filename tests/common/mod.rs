@@ -39,14 +39,111 @@ impl Form {
     }
 }
 
-/// Fails unless /dev/kvm can be opened.
+/// Fails unless this thread's engine can run: /dev/kvm can be opened, or (in-process) the
+/// kernel has Syscall User Dispatch.
 pub fn require_kvm() {
+    if backend() == Backend::InProc {
+        require_sud();
+        return;
+    }
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         panic!("trapbox's tests need KVM and /dev/kvm cannot be opened ({e}): run them on a machine with KVM (hardware or kvm_pvm) as a user in the kvm group");
     }
 }
 
 static BUILD: Mutex<()> = Mutex::new(());
+
+/// The engine a test's `trapbox run/trace/record/replay` commands use ([`each_backend!`] sets
+/// it for the test's thread; `--backend` given by the test itself wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A KVM VM.
+    Kvm,
+    /// trapbox's own process (Syscall User Dispatch).
+    InProc,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Kvm => "kvm",
+            Backend::InProc => "inproc",
+        }
+    }
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Kvm) };
+}
+
+/// Runs `f` with this thread's trapbox commands on `b`.
+pub fn with_backend<R>(b: Backend, f: impl FnOnce() -> R) -> R {
+    BACKEND.with(|c| c.set(b));
+    if b == Backend::InProc {
+        require_sud();
+    }
+    f()
+}
+
+/// The engine this thread's trapbox commands use.
+pub fn backend() -> Backend {
+    BACKEND.with(|c| c.get())
+}
+
+/// Fails unless the kernel has Syscall User Dispatch (the in-process engine needs it).
+pub fn require_sud() {
+    // SAFETY: PR_SET_SYSCALL_USER_DISPATCH with PR_SYS_DISPATCH_OFF on a thread where it is
+    // off changes nothing; only its acceptance is asked.
+    let r = unsafe { libc::prctl(59, 0, 0, 0, 0) };
+    if r != 0 {
+        panic!("the in-process engine's tests need Syscall User Dispatch (Linux 5.11 or later): this kernel refuses PR_SET_SYSCALL_USER_DISPATCH");
+    }
+}
+
+/// One `#[test]` per engine for each named function (`kvm::NAME`, `inproc::NAME`): the two
+/// engines must behave alike, so the suite runs on both.
+#[allow(unused_macros)]
+macro_rules! each_backend {
+    ($($f:ident),* $(,)?) => {
+        mod kvm {
+            $(
+                #[test]
+                fn $f() {
+                    crate::common::with_backend(crate::common::Backend::Kvm, super::$f)
+                }
+            )*
+        }
+        mod inproc {
+            $(
+                #[test]
+                fn $f() {
+                    crate::common::with_backend(crate::common::Backend::InProc, super::$f)
+                }
+            )*
+        }
+    };
+}
+
+/// [`each_form!`] on both engines: `static_`, `static_pie`, `dynamic` on KVM and
+/// `inproc_static`, `inproc_static_pie`, `inproc_dynamic` in-process.
+#[allow(unused_macros)]
+macro_rules! each_form_each_backend {
+    ($check:ident) => {
+        each_form!($check);
+        #[test]
+        fn inproc_static() {
+            crate::common::with_backend(crate::common::Backend::InProc, || $check(Form::Static))
+        }
+        #[test]
+        fn inproc_static_pie() {
+            crate::common::with_backend(crate::common::Backend::InProc, || $check(Form::StaticPie))
+        }
+        #[test]
+        fn inproc_dynamic() {
+            crate::common::with_backend(crate::common::Backend::InProc, || $check(Form::Dynamic))
+        }
+    };
+}
 
 /// One `#[test]` per link form (`static_`, `static_pie`, `dynamic`), each calling
 /// `$check(form)`: static has no ld.so, static-pie relocates itself, dynamic goes through ld.so.
@@ -144,7 +241,7 @@ impl Run {
     }
 }
 
-fn run_cmd(mut cmd: Command, stdin: &[u8], cwd: &Path) -> Run {
+pub fn run_cmd(mut cmd: Command, stdin: &[u8], cwd: &Path) -> Run {
     cmd.current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let mut sin = child.stdin.take().expect("piped");
@@ -167,14 +264,29 @@ pub fn native<S: AsRef<OsStr>>(argv: &[S], stdin: &[u8], cwd: &Path) -> Run {
 
 /// Runs `trapbox <tool_args...>`.
 pub fn trapbox<S: AsRef<OsStr>>(tool_args: &[S], stdin: &[u8], cwd: &Path) -> Run {
+    run_cmd(trapbox_command(tool_args), stdin, cwd)
+}
+
+/// The command `trapbox <tool_args...>` on this thread's engine ([`backend`]): `--backend`
+/// goes after the tool's name for run, trace, record and replay unless the test gave one.
+pub fn trapbox_command<S: AsRef<OsStr>>(tool_args: &[S]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
-    c.args(tool_args);
-    run_cmd(c, stdin, cwd)
+    let args: Vec<&OsStr> = tool_args.iter().map(|a| a.as_ref()).collect();
+    let tool = args.first().and_then(|a| a.to_str()).unwrap_or("");
+    let given = args.iter().take_while(|a| **a != "--").any(|a| *a == "--backend");
+    if matches!(tool, "run" | "trace" | "record" | "replay") && !given {
+        c.arg(tool).args(["--backend", backend().name()]).args(&args[1..]);
+    } else {
+        c.args(&args);
+    }
+    c
 }
 
 /// Runs `trapbox run -- argv...`.
 pub fn boxed<S: AsRef<OsStr>>(argv: &[S], stdin: &[u8], cwd: &Path) -> Run {
-    require_kvm();
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
     let mut args: Vec<&OsStr> = vec![OsStr::new("run"), OsStr::new("--")];
     args.extend(argv.iter().map(|a| a.as_ref()));
     trapbox(&args, stdin, cwd)

@@ -3,7 +3,7 @@
 
 use crate::process::abi;
 pub use crate::process::vdso::{TimeCall, TimeKind};
-use crate::trap::CpuView;
+use crate::trap::{CpuView, Engine};
 use crate::vm::arch::cpuview::Leaf;
 
 /// Everything that happened that the guest could not compute by itself.
@@ -97,6 +97,9 @@ pub struct StartEvent {
     /// The CPU the guest's user code saw (format version 7 on): a replay needs the same
     /// XSAVE state and layout, and every feature the program was told of.
     pub cpu: Option<Box<CpuView>>,
+    /// The engine that ran the recording (format version 8 on): a replay runs on it unless
+    /// told otherwise.
+    pub engine: Option<Engine>,
 }
 
 /// One syscall.
@@ -251,6 +254,15 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    fn engine(&mut self) -> Result<Option<Engine>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(Engine::Kvm(crate::vm::TrapPath::detect()))),
+            2 => Ok(Some(Engine::InProcess)),
+            t => Err(format!("bad engine tag {t}")),
+        }
+    }
+
     fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
         let n = self.u32()? as usize;
         if n > self.b.len() {
@@ -292,6 +304,11 @@ impl Event {
                         }
                     }
                 }
+                b.push(match s.engine {
+                    None => 0,
+                    Some(Engine::Kvm(_)) => 1,
+                    Some(Engine::InProcess) => 2,
+                });
             }
             Event::Syscall(s) => {
                 b.push(2);
@@ -392,6 +409,7 @@ impl Event {
                 stack: d.bytes()?,
                 vdso: if d.version >= 3 { d.opt()? } else { None },
                 cpu: if d.version >= 7 { d.cpu_view()? } else { None },
+                engine: if d.version >= 8 { d.engine()? } else { None },
             }),
             7 => Event::TimeCalls(d.list(|d| {
                 let k = d.u8()?;
@@ -515,6 +533,7 @@ mod tests {
                         Leaf { leaf: 1, sub: 0, regs: [1, 2, 3, 4] },
                     ],
                 ))),
+                engine: Some(Engine::InProcess),
             }),
             Event::Syscall(SyscallEvent {
                 nr: 0,

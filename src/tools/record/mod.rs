@@ -487,6 +487,7 @@ impl<W: Write + Send + 'static> Recording<W> {
             stack,
             vdso: pl.vdso,
             cpu: g.cpu_view().map(Box::new),
+            engine: g.engine(),
         };
         // A start goes to disk at once (a trace cut short anywhere still replays a prefix),
         // its program CRC computed by the writer's thread.

@@ -6,6 +6,7 @@
 
 pub mod cpuid;
 pub mod cpuview;
+pub mod sigframe;
 pub mod xsave;
 
 /// Kernel code selector.

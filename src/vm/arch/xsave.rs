@@ -268,3 +268,15 @@ mod tests {
         assert_eq!(names(0), "none");
     }
 }
+
+/// The bytes of a KVM XSAVE area (standard form).
+pub fn xsave_bytes(x: &kvm_bindings::kvm_xsave) -> Vec<u8> {
+    x.region.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Fills a KVM XSAVE area from `b` (as many bytes as both hold).
+pub fn set_xsave_bytes(x: &mut kvm_bindings::kvm_xsave, b: &[u8]) {
+    for (w, c) in x.region.iter_mut().zip(b.chunks_exact(4)) {
+        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+}

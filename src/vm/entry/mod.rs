@@ -25,6 +25,8 @@ pub enum TrapPath {
     Hardware,
     /// `syscall` does not change privilege (PVM's software hypervisor).
     Pvm,
+    /// No VM: the in-process engine's Syscall User Dispatch (`vm::inproc`).
+    InProcess,
 }
 
 impl TrapPath {
@@ -48,6 +50,7 @@ impl TrapPath {
         match self {
             TrapPath::Hardware => "hardware KVM (syscall → CPL0 stub → out)",
             TrapPath::Pvm => "PVM (syscall → CPL3 trampoline → MMIO doorbell)",
+            TrapPath::InProcess => "in-process, no VM (syscall → Syscall User Dispatch → SIGSYS)",
         }
     }
 }

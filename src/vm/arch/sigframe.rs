@@ -50,7 +50,8 @@ pub fn gregs(r: &Regs) -> [u64; 18] {
     ]
 }
 
-fn set_gregs(g: &[u64; 18]) -> Regs {
+/// The registers of a `struct sigcontext` register array ([`gregs`]'s inverse).
+pub fn from_gregs(g: &[u64; 18]) -> Regs {
     Regs {
         r8: g[0],
         r9: g[1],
@@ -132,7 +133,7 @@ pub fn build(sp: u64, interrupted: &Regs, input: &FrameInput<'_>) -> Option<Fram
         put(&mut b, MCONTEXT + i * 8, *v);
     }
     // cs, gs, fs, ss as the kernel stores them.
-    let segs = (crate::vm::arch::USER_CS as u64) | (crate::vm::arch::USER_DS as u64) << 48;
+    let segs = (super::USER_CS as u64) | (super::USER_DS as u64) << 48;
     put(&mut b, MCONTEXT + SC_CSGSFS, segs);
     if let Some((err, trapno, cr2)) = input.fault {
         put(&mut b, MCONTEXT + SC_ERR, err);
@@ -195,6 +196,17 @@ pub fn saved_gregs(uc: &[u8; UCONTEXT_SIZE_PUB]) -> [u64; 18] {
     std::array::from_fn(|i| uc_word(uc, MCONTEXT - UC + i * 8))
 }
 
+/// The fault details a ucontext holds: error code, trap number, CR2.
+pub fn fault_words(uc: &[u8; UCONTEXT_SIZE_PUB]) -> (u64, u64, u64) {
+    let w = |off: usize| uc_word(uc, MCONTEXT - UC + off);
+    (w(SC_ERR), w(SC_TRAPNO), w(SC_CR2))
+}
+
+/// Where a ucontext's FPU area is, if it has one.
+pub fn fpstate(uc: &[u8; UCONTEXT_SIZE_PUB]) -> Option<u64> {
+    Some(uc_word(uc, MCONTEXT - UC + SC_FPSTATE)).filter(|fp| *fp != 0)
+}
+
 /// The word at `off` in a ucontext.
 fn uc_word(uc: &[u8; UCONTEXT_SIZE_PUB], off: usize) -> u64 {
     u64::from_le_bytes(uc[off..off + 8].try_into().expect("8 bytes"))
@@ -204,13 +216,13 @@ fn uc_word(uc: &[u8; UCONTEXT_SIZE_PUB], off: usize) -> u64 {
 /// now `RSP` at `rt_sigreturn`). Flags the user may not set are taken from `current`.
 pub fn restore(uc: &[u8; UCONTEXT_SIZE_PUB], current_flags: u64) -> Restored {
     let w = |off: usize| uc_word(uc, off);
-    let mut regs = set_gregs(&saved_gregs(uc));
+    let mut regs = from_gregs(&saved_gregs(uc));
     regs.rflags = (current_flags & !USER_FLAGS) | (regs.rflags & USER_FLAGS);
     let fp = w(MCONTEXT - UC + SC_FPSTATE);
     let segs = w(MCONTEXT - UC + SC_CSGSFS);
     let (cs, ss) = ((segs & 0xffff) as u16 | 3, ((segs >> 48) & 0xffff) as u16 | 3);
     let strict_ss = w(0) & UC_STRICT_RESTORE_SS != 0;
-    let bad_segments = cs != crate::vm::arch::USER_CS || (strict_ss && ss != crate::vm::arch::USER_DS);
+    let bad_segments = cs != super::USER_CS || (strict_ss && ss != super::USER_DS);
     Restored { regs, mask: w(SIGMASK - UC), fpstate: (fp != 0).then_some(fp), bad_segments }
 }
 

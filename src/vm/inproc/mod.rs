@@ -1,0 +1,502 @@
+//! The in-process engine: guest code runs natively in trapbox's own process, on the host
+//! thread of its guest thread, at its own addresses; Syscall User Dispatch (Linux ≥ 5.11)
+//! turns each of its syscalls into a SIGSYS, and its faults arrive as the kernel's signals.
+//! Each becomes the same [`Exit`] the KVM engine decodes, so the run loop above does not know
+//! which engine ran the guest.
+//!
+//! **Not a sandbox.** The guest shares trapbox's address space: its mappings are checked and
+//! kept in the guest arena like the KVM engine's, but a wild store or a jump into trapbox's
+//! code is not stopped by anything. It is for tracing and recording programs one trusts.
+//!
+//! How a guest thread runs ([`Cpu::run`], crossings in `entry.rs`): its registers, FS/GS bases
+//! and XSAVE state live in the [`Cpu`]; entering builds an `rt_sigreturn` frame from them and
+//! returns into the guest through the kernel; leaving is a signal caught on trapbox's
+//! alternate stack, whose frame holds the guest's registers and XSAVE state as the kernel
+//! saved them. SUD, the alternate stack and FS are per host thread, and SUD is not inherited
+//! by clone or fork, so a [`Cpu`] arms its thread on its first run and a forked child
+//! re-arms ([`Machine::rebuild_after_fork`]).
+
+mod entry;
+
+use kvm_bindings::{kvm_regs, kvm_xsave};
+
+use super::arch::cpuview::CpuView;
+use super::arch::sigframe::{self, FpuImage, FrameInput};
+use super::arch::xsave::{set_xsave_bytes, xsave_bytes};
+use super::exit::Exit;
+use super::regs::{kvm_regs_of, user_regs};
+use super::vcpu::CpuState;
+use super::{NoMirror, VmError};
+
+pub use entry::{active, handler_of, wrap};
+
+/// Bytes of a thread's region: the [`entry::Block`], the entry frame, and the alternate
+/// stack the kernel delivers on (from the top down).
+const REGION: usize = 256 * 1024;
+/// Where the entry frame's free space ends (the frame is built below it).
+const ENTRY_TOP: u64 = 32 * 1024;
+
+/// `PR_SET_SYSCALL_USER_DISPATCH` and its modes.
+const PR_SET_SYSCALL_USER_DISPATCH: i32 = 59;
+const PR_SYS_DISPATCH_OFF: u64 = 0;
+const PR_SYS_DISPATCH_ON: u64 = 1;
+/// si_code of a SIGSYS from SUD.
+const SYS_USER_DISPATCH: i32 = 2;
+/// si_arch of a 64-bit syscall.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// Why the in-process engine cannot run here.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The kernel lacks Syscall User Dispatch.
+    #[error("the kernel has no Syscall User Dispatch (Linux 5.11 or later with CONFIG_GENERIC_ENTRY): {0}")]
+    NoSud(std::io::Error),
+}
+
+/// Whether this kernel lets a thread dispatch its syscalls to a signal handler.
+pub fn available() -> Result<(), Unavailable> {
+    // SAFETY: turning SUD off on the calling thread (where it is not on) changes nothing; the
+    // call only tells whether the kernel knows the option.
+    let r = unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Unavailable::NoSud(std::io::Error::last_os_error()))
+    }
+}
+
+/// The in-process engine's machine: the CPU view is the host's, there is no second copy of
+/// the page tables, and the thread that holds it has its [`Cpu`] entered.
+pub struct Machine {
+    view: CpuView,
+    vcpu: Option<Cpu>,
+    mirror: NoMirror,
+    exits: u64,
+}
+
+impl Machine {
+    /// Turns the engine on in this process and makes the first thread's CPU (claimed by the
+    /// calling thread).
+    pub fn new() -> Result<Machine, VmError> {
+        available().map_err(VmError::InProc)?;
+        entry::activate();
+        let view = CpuView::host();
+        let mut cpu = Cpu::new(&view)?;
+        cpu.claim_kicks();
+        Ok(Machine { view, vcpu: Some(cpu), mirror: NoMirror, exits: 0 })
+    }
+
+    /// The address-space mirror (none).
+    pub fn mem(&mut self) -> &mut NoMirror {
+        &mut self.mirror
+    }
+
+    /// The CPU view: the host's own.
+    pub fn cpu_view(&self) -> &CpuView {
+        &self.view
+    }
+
+    /// The current thread's CPU.
+    pub fn cpu(&self) -> &Cpu {
+        self.vcpu.as_ref().expect("a thread's CPU is entered while the machine is in use")
+    }
+
+    /// See [`Machine::cpu`].
+    pub fn cpu_mut(&mut self) -> &mut Cpu {
+        self.vcpu.as_mut().expect("a thread's CPU is entered while the machine is in use")
+    }
+
+    /// Takes the current CPU out: its thread runs it without holding the machine.
+    pub fn leave(&mut self) -> Option<Cpu> {
+        self.vcpu.take()
+    }
+
+    /// Makes `c` the current CPU.
+    pub fn enter(&mut self, c: Cpu) {
+        self.vcpu = Some(c);
+    }
+
+    /// A CPU for a new guest thread, starting from `state` (armed on its thread's first run).
+    pub fn new_cpu(&self, state: &CpuState) -> Result<Cpu, VmError> {
+        let mut c = Cpu::new(&self.view)?;
+        c.restore_state(state);
+        Ok(c)
+    }
+
+    /// In a forked child: the forking thread's CPU, whose SUD the fork did not carry over,
+    /// arms again on its next run.
+    pub fn rebuild_after_fork(&mut self) {
+        if let Some(c) = self.vcpu.as_mut() {
+            c.armed = 0;
+        }
+    }
+
+    /// Runs the current CPU to its next exit.
+    pub fn run(&mut self) -> Result<Exit, VmError> {
+        self.exits += 1;
+        self.cpu_mut().run()
+    }
+
+    /// Exits (traps) so far.
+    pub fn exits(&self) -> u64 {
+        self.exits
+    }
+
+    /// Counts traps of CPUs that ran outside the machine.
+    pub fn add_exits(&mut self, n: u64) {
+        self.exits += n;
+    }
+
+    /// The host's vDSO base, which the guest shares as it is (it is mapped in this process).
+    pub fn share_vdso(&self) -> Option<u64> {
+        // SAFETY: getauxval has no preconditions.
+        let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+        (base != 0).then_some(base)
+    }
+}
+
+/// One guest thread's CPU: its registers and state, and the host thread region (block,
+/// entry frame, alternate stack) it runs with.
+pub struct Cpu {
+    region: *mut u8,
+    regs: kvm_regs,
+    xsave: Box<kvm_xsave>,
+    gs_base: u64,
+    /// The host thread SUD and the alternate stack are armed on (0: none yet).
+    armed: i32,
+    /// XSAVE image size and features of a signal frame (0 features: FXSAVE form).
+    fpu_len: usize,
+    fpu_features: u64,
+    /// The last exit's fault details: error code, trap number, CR2.
+    fault: (u64, u64, u64),
+}
+
+// SAFETY: the region is owned by the Cpu alone; a Cpu moves to the host thread that runs it
+// and is armed there before use.
+unsafe impl Send for Cpu {}
+
+impl Cpu {
+    fn new(view: &CpuView) -> Result<Cpu, VmError> {
+        // SAFETY: a fresh private anonymous mapping that only this Cpu uses.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(VmError::SysRegion(std::io::Error::last_os_error()));
+        }
+        let (fpu_len, fpu_features) =
+            if view.osxsave() { (view.frame_xsave_size() as usize, view.frame_features()) } else { (512, 0) };
+        let mut c = Cpu {
+            region: p.cast(),
+            regs: kvm_regs { rflags: 0x202, ..Default::default() },
+            xsave: Box::new(kvm_xsave::default()),
+            gs_base: 0,
+            armed: 0,
+            fpu_len: fpu_len.min(std::mem::size_of::<kvm_xsave>()),
+            fpu_features,
+            fault: (0, 0, 0),
+        };
+        c.reset_fpu();
+        let b = c.block();
+        b.magic = entry::MAGIC;
+        b.selector = entry::ALLOW;
+        Ok(c)
+    }
+
+    fn block(&mut self) -> &mut entry::Block {
+        // SAFETY: the region starts with the block, is page aligned, and lives as long as self.
+        unsafe { &mut *self.region.cast::<entry::Block>() }
+    }
+
+    fn block_ref(&self) -> &entry::Block {
+        // SAFETY: as in `block`.
+        unsafe { &*self.region.cast::<entry::Block>() }
+    }
+
+    /// Makes kicks on the calling host thread reach this CPU.
+    pub fn claim_kicks(&mut self) {
+        let p: *mut u8 = &mut self.block().kick;
+        super::vcpu::claim_kick_byte(p);
+    }
+
+    /// Arms the calling host thread: the alternate stack, trapbox's FS base, SUD.
+    fn arm(&mut self) -> Result<(), VmError> {
+        let region = self.region;
+        let st = libc::stack_t { ss_sp: region.cast(), ss_flags: 0, ss_size: REGION };
+        // SAFETY: the region is REGION bytes of this Cpu's memory, alive while it is armed.
+        if unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) } != 0 {
+            return Err(VmError::InProcArm("sigaltstack", std::io::Error::last_os_error()));
+        }
+        let mut fs = 0u64;
+        // SAFETY: ARCH_GET_FS writes the FS base into `fs`.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
+        self.block().trapbox_fs = fs;
+        let (at, len) = entry::sigreturn_range();
+        let selector: *mut u8 = &mut self.block().selector;
+        // SAFETY: the selector byte lives in the region for as long as SUD is on for this
+        // thread (the Cpu turns it off when dropped on it).
+        let r = unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, at, len, selector as u64) };
+        if r != 0 {
+            return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", std::io::Error::last_os_error()));
+        }
+        self.load_gs();
+        // SAFETY: gettid has no preconditions.
+        self.armed = unsafe { libc::gettid() };
+        Ok(())
+    }
+
+    fn load_gs(&self) {
+        // trapbox's own code never uses GS: the guest's stays loaded.
+        // SAFETY: ARCH_SET_GS changes only the GS base of this thread.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1001, self.gs_base) };
+    }
+
+    fn on_this_thread(&self) -> bool {
+        // SAFETY: gettid has no preconditions.
+        self.armed != 0 && self.armed == unsafe { libc::gettid() }
+    }
+
+    /// Runs the guest until the next trap, signal or kick.
+    pub fn run(&mut self) -> Result<Exit, VmError> {
+        if !self.on_this_thread() {
+            self.arm()?;
+        }
+        let mut old: libc::sigset_t = unsafe_zeroed_sigset();
+        let mut all: libc::sigset_t = unsafe_zeroed_sigset();
+        // SAFETY: sigset manipulation on local sets.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        let restore = |old: &libc::sigset_t| {
+            // SAFETY: puts back the mask read above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+        };
+        if std::mem::replace(&mut self.block().kick, 0) != 0 {
+            restore(&old);
+            return Ok(Exit::Interrupted);
+        }
+        // SAFETY: sigset_t starts with the kernel's 64-signal mask.
+        let mask = unsafe { std::ptr::read_unaligned((&old as *const libc::sigset_t).cast::<u64>()) };
+        let Some(frame) = self.entry_frame(mask) else {
+            restore(&old);
+            return Ok(Exit::Exception(13));
+        };
+        let block: *mut entry::Block = self.block();
+        // SAFETY: every signal is blocked; the block is this thread's, armed above; the frame
+        // was just written below ENTRY_TOP in the region and names the region as the
+        // alternate stack; its mask is the thread's own (which leaves trapbox's stub-handled
+        // signals unblocked).
+        unsafe { entry::enter(block, frame) };
+        let exit = self.take_exit();
+        self.block().kick = 0;
+        restore(&old);
+        Ok(exit)
+    }
+
+    /// Writes the entry frame into the region; the address of its ucontext.
+    fn entry_frame(&mut self, mask: u64) -> Option<u64> {
+        let regs = user_regs(&self.regs);
+        let bytes: Vec<u8> = xsave_bytes(&self.xsave)[..self.fpu_len].to_vec();
+        let fpu = FpuImage { bytes, xfeatures: self.fpu_features };
+        let mut altstack = [0u8; 24];
+        altstack[0..8].copy_from_slice(&(self.region as u64).to_le_bytes());
+        altstack[16..24].copy_from_slice(&(REGION as u64).to_le_bytes());
+        let info = [0u8; sigframe::SIGINFO_SIZE];
+        let input = FrameInput { info: &info, saved_mask: mask, altstack, fault: None, fpu: &fpu, restorer: 0 };
+        let top = self.region as u64 + ENTRY_TOP;
+        let frame = sigframe::build(top, &regs, &input)?;
+        let floor = self.region as u64 + std::mem::size_of::<entry::Block>() as u64;
+        if frame.addr < floor {
+            return None;
+        }
+        // SAFETY: [frame.addr, top) lies in the region above the block (checked), which
+        // nothing else uses while every signal is blocked.
+        unsafe { std::ptr::copy_nonoverlapping(frame.bytes.as_ptr(), frame.addr as *mut u8, frame.bytes.len()) };
+        // rt_sigreturn finds the ucontext at RSP (the handler's `ret` popped the return
+        // address).
+        Some(frame.sp + 8)
+    }
+
+    /// Reads what brought the guest out from the kernel's frame on the alternate stack.
+    fn take_exit(&mut self) -> Exit {
+        let b = self.block();
+        let (sig, info_at, uc_at) = (b.sig as i32, b.info, b.uc);
+        let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
+        let mut info = [0u8; sigframe::SIGINFO_SIZE];
+        // SAFETY: the kernel wrote the siginfo and ucontext of the frame it delivered on the
+        // alternate stack; nothing has been delivered since (every signal is blocked).
+        unsafe {
+            std::ptr::copy_nonoverlapping(uc_at as *const u8, uc.as_mut_ptr(), uc.len());
+            std::ptr::copy_nonoverlapping(info_at as *const u8, info.as_mut_ptr(), info.len());
+        }
+        let g = sigframe::saved_gregs(&uc);
+        let code = i32::from_le_bytes(info[8..12].try_into().expect("4 bytes"));
+        if g[16] == entry::sigreturn_end() {
+            // The kernel refused the entry frame (an XSAVE image it cannot load): the guest
+            // gets the SIGSEGV Linux gives a bad rt_sigreturn, with its FPU state reset.
+            self.reset_fpu();
+            self.fault = (0, 13, 0);
+            return Exit::Exception(13);
+        }
+        self.regs = kvm_regs_of(&sigframe::from_gregs(&g));
+        let (err, trapno, cr2) = sigframe::fault_words(&uc);
+        self.fault = (err, trapno, cr2);
+        if let Some(fp) = sigframe::fpstate(&uc) {
+            let mut bytes = xsave_bytes(&self.xsave);
+            // SAFETY: the kernel wrote at least the frame's XSAVE image (fpu_len bytes, the
+            // layout trapbox's CPU view measured) at `fp`, on the alternate stack.
+            unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), self.fpu_len) };
+            set_xsave_bytes(&mut self.xsave, &bytes);
+        }
+        let fault_signal =
+            matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0;
+        if sig == libc::SIGSYS && code == SYS_USER_DISPATCH {
+            let arch = u32::from_le_bytes(info[28..32].try_into().expect("4 bytes"));
+            if arch == AUDIT_ARCH_X86_64 {
+                return Exit::Syscall;
+            }
+            // `int 0x80`: the 32-bit ABI, which the KVM engine meets as a #GP at the
+            // instruction; the same here.
+            self.regs.rip = self.regs.rip.wrapping_sub(2);
+            self.fault = (0, 13, 0);
+            return Exit::Exception(13);
+        }
+        if fault_signal {
+            if sig == libc::SIGBUS && trapno == 14 {
+                return Exit::HostMemoryFault;
+            }
+            return Exit::Exception(trapno as u8);
+        }
+        // A signal for trapbox's handler, which would have run had trapbox's code been
+        // interrupted: it runs now, in trapbox's context, and the guest stops as after a kick.
+        let h = entry::handler(sig);
+        if h > 1 {
+            // SAFETY: `h` is the SA_SIGINFO-compatible handler trapbox installed for `sig`
+            // (recorded by `wrap`); it gets the kernel's siginfo and ucontext, still intact
+            // on the alternate stack, with every signal blocked as its mask asked.
+            let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
+            f(sig, info_at as *mut libc::siginfo_t, uc_at as *mut libc::c_void);
+        }
+        Exit::Interrupted
+    }
+
+    /// General registers as of the last exit.
+    pub fn regs(&self) -> &kvm_regs {
+        &self.regs
+    }
+
+    /// General registers, loaded at the next entry.
+    pub fn regs_mut(&mut self) -> &mut kvm_regs {
+        &mut self.regs
+    }
+
+    /// The last fault's error code, trap number and CR2.
+    pub fn fault(&self) -> (u64, u64, u64) {
+        self.fault
+    }
+
+    /// The guest's FS base.
+    pub fn fs_base(&self) -> u64 {
+        self.block_ref().guest_fs
+    }
+
+    /// Sets the guest's FS base.
+    pub fn set_fs_base(&mut self, v: u64) {
+        self.block().guest_fs = v;
+    }
+
+    /// The guest's GS base.
+    pub fn gs_base(&self) -> u64 {
+        self.gs_base
+    }
+
+    /// Sets the guest's GS base (loaded at once when this thread runs the CPU).
+    pub fn set_gs_base(&mut self, v: u64) {
+        self.gs_base = v;
+        if self.on_this_thread() {
+            self.load_gs();
+        }
+    }
+
+    /// The XSAVE state (standard form).
+    pub fn xsave(&self) -> kvm_xsave {
+        copy_xsave(&self.xsave)
+    }
+
+    /// Replaces the XSAVE state.
+    pub fn set_xsave(&mut self, x: &kvm_xsave) {
+        *self.xsave = copy_xsave(x);
+    }
+
+    /// The state of a program that has just started: x87 control word 0x37f, MXCSR 0x1f80,
+    /// every XSAVE component at its initial configuration.
+    pub fn reset_fpu(&mut self) {
+        let mut b = vec![0u8; std::mem::size_of::<kvm_xsave>()];
+        b[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        b[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
+        set_xsave_bytes(&mut self.xsave, &b);
+    }
+
+    /// The state another CPU can start from.
+    pub fn save_state(&mut self) -> CpuState {
+        CpuState {
+            sregs: None,
+            regs: self.regs,
+            fs_base: self.fs_base(),
+            gs_base: self.gs_base,
+            xsave: copy_xsave(&self.xsave),
+        }
+    }
+
+    /// Loads `state`.
+    pub fn restore_state(&mut self, state: &CpuState) {
+        self.regs = state.regs;
+        self.set_fs_base(state.fs_base);
+        self.set_gs_base(state.gs_base);
+        *self.xsave = copy_xsave(&state.xsave);
+    }
+}
+
+impl Drop for Cpu {
+    fn drop(&mut self) {
+        if self.armed != 0 && !self.on_this_thread() {
+            // Armed on another host thread that may still deliver signals on the region:
+            // it stays mapped.
+            return;
+        }
+        if self.armed != 0 {
+            let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+            // SAFETY: this thread's own SUD and alternate stack, both this Cpu's, are turned
+            // off before the region goes.
+            unsafe {
+                libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0);
+                libc::sigaltstack(&off, std::ptr::null_mut());
+            }
+        }
+        let kick: *mut u8 = &mut self.block().kick;
+        super::vcpu::release_kick_byte(kick);
+        // SAFETY: the region was mapped in Cpu::new with REGION bytes and nothing refers to it
+        // any more.
+        unsafe { libc::munmap(self.region.cast(), REGION) };
+    }
+}
+
+fn unsafe_zeroed_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all zeroes is the empty set.
+    unsafe { std::mem::zeroed() }
+}
+
+/// A copy of an XSAVE area (KVM's type has no Clone: it may carry a variable tail, which
+/// trapbox never uses).
+fn copy_xsave(x: &kvm_xsave) -> kvm_xsave {
+    kvm_xsave { region: x.region, ..Default::default() }
+}

@@ -1,0 +1,93 @@
+//! Choosing the engine: `--backend auto` falls back to the in-process engine where KVM cannot
+//! be had, the jobs work there, and a trace names the engine that recorded it.
+
+mod common;
+
+use common::{guest, tempdir, Form, Run};
+
+/// `trapbox ARGS` exactly as given (no engine added by the test support).
+fn plain(args: &[&str], dir: &std::path::Path) -> Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
+    c.args(args);
+    common::run_cmd(c, b"", dir)
+}
+use std::process::Command;
+
+/// Runs `trapbox ARGS` in a private mount namespace where /dev/kvm is /dev/null (as in a
+/// container without KVM), claiming hardware KVM so that only the missing device can make
+/// `auto` leave KVM.
+fn without_kvm(args: &[&str], dir: &std::path::Path) -> Run {
+    common::require_sud();
+    let mut script = String::from("mount --bind /dev/null /dev/kvm && exec \"$0\"");
+    for i in 1..=args.len() {
+        script.push_str(&format!(" \"${i}\""));
+    }
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &script, env!("CARGO_BIN_EXE_trapbox")]);
+    c.args(args).env("TRAPBOX_TRAP_PATH", "hw");
+    let r = common::run_cmd(c, b"", dir);
+    assert!(
+        !r.stderr_str().contains("unshare:") && !r.stderr_str().contains("mount:"),
+        "cannot hide /dev/kvm (needs root and util-linux): {}",
+        r.stderr_str()
+    );
+    r
+}
+
+#[test]
+fn auto_falls_back_to_in_process_without_dev_kvm() {
+    let d = tempdir("no-kvm");
+    let hello = guest("hello", Form::Dynamic);
+    let hello = hello.to_str().unwrap();
+    let t = without_kvm(&["trace", "-v", "-o", "t.txt", "--", hello], &d);
+    assert_eq!(t.status, 0, "{}", t.stderr_str());
+    assert!(t.stderr_str().contains("trap path: in-process"), "-v names the engine: {}", t.stderr_str());
+    let lines = std::fs::read_to_string(d.join("t.txt")).unwrap();
+    assert!(lines.contains("write(1, ") && lines.ends_with("+++ exited with 0 +++\n"), "{lines}");
+    let native = common::native(&[hello], b"", &d);
+    assert_eq!(t.stdout, native.stdout);
+
+    let r = without_kvm(&["record", "-v", "-o", "h.trace", "--", hello], &d);
+    assert_eq!(r.status, 0, "{}", r.stderr_str());
+    assert!(r.stderr_str().contains("trap path: in-process"), "{}", r.stderr_str());
+    let p = without_kvm(&["replay", "-v", "h.trace"], &d);
+    assert_eq!((p.status, &p.stdout), (0, &native.stdout), "{}", p.stderr_str());
+    assert!(p.stderr_str().contains("trap path: in-process"), "replay takes the recording's engine: {}", p.stderr_str());
+
+    // `run` is the sandbox: it does not quietly become something that is not one.
+    let k = without_kvm(&["run", "--", hello], &d);
+    assert_ne!(k.status, 0);
+    let err = k.stderr_str();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("trapbox: ") && err.contains("/dev/kvm"), "{err}");
+}
+
+#[test]
+fn a_trace_names_its_engine_and_replays_on_either() {
+    common::require_kvm();
+    common::require_sud();
+    let d = tempdir("engines");
+    let prog = guest("random_clock", Form::Static);
+    let prog = prog.to_str().unwrap();
+    for (rec, other) in [("inproc", "kvm"), ("kvm", "inproc")] {
+        let trace = format!("{rec}.trace");
+        let r = plain(&["record", "--backend", rec, "-o", &trace, "--", prog], &d);
+        assert_eq!(r.status, 0, "{}", r.stderr_str());
+        let same = plain(&["replay", "-v", &trace], &d);
+        let inproc = same.stderr_str().contains("trap path: in-process");
+        assert_eq!(inproc, rec == "inproc", "replay takes the recording's engine: {}", same.stderr_str());
+        assert_eq!((same.status, &same.stdout), (0, &r.stdout), "{rec} replayed: {}", same.stderr_str());
+        // On the other engine: the same run, or — where that engine gives programs another
+        // CPU (PVM hides features the host has) — refused up front in one line.
+        let moved = plain(&["replay", "--backend", other, &trace], &d);
+        let refused = moved.stderr_str().contains("cannot replay on this CPU");
+        if refused {
+            assert!(moved.status != 0 && moved.stdout.is_empty(), "{}", moved.stderr_str());
+            assert_eq!(moved.stderr_str().lines().count(), 1, "one line: {}", moved.stderr_str());
+        } else {
+            assert_eq!((moved.status, &moved.stdout), (0, &r.stdout), "{rec} on {other}: {}", moved.stderr_str());
+        }
+        let i = plain(&["inspect", &trace], &d);
+        assert!(i.stdout_str().contains(&format!("engine: {rec}")), "{}", i.stdout_str());
+    }
+}

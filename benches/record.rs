@@ -1,5 +1,5 @@
-//! The record/replay benchmark: `trapbox run`, `trapbox record` and `trapbox replay` side by
-//! side on a syscall-heavy loop, python3 with imports, sha256sum of a large file, two threads
+//! The record/replay benchmark, on both engines: `trapbox run`, `trapbox record` and
+//! `trapbox replay` side by side on a syscall-heavy loop, python3 with imports, sha256sum of a large file, two threads
 //! handing a token back and forth through a futex, two threads doing it by spinning (each
 //! hand-over a preemption when recording), and two threads computing without syscalls (which
 //! a recording runs one after the other), with the trace size per syscall.
@@ -34,13 +34,17 @@ fn main() {
     ];
     println!("trapbox record/replay benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
     println!("(times: medians of {reps} interleaved rounds; ratios: medians of the rounds' own ratios)\n");
-    println!("| workload | run | record | replay | record/run | replay/record | trace bytes | bytes/syscall |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (i, (name, argv)) in workloads.iter().enumerate() {
-        let trace = tmp.join(format!("{i}.trace"));
+    println!(
+        "| workload | engine | run | record | replay | record/run | replay/record | trace bytes | bytes/syscall |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, (name, argv, engine)) in
+        workloads.iter().enumerate().flat_map(|(i, (n, a))| ["kvm", "inproc"].map(|e| (i, (n, a, e))))
+    {
+        let trace = tmp.join(format!("{i}-{engine}.trace"));
         let t = trace.to_str().expect("utf-8");
-        let run = with(&[tb, "run", "--"], argv);
-        let rec = with(&[tb, "record", "-o", t, "--"], argv);
+        let run = with(&[tb, "run", "--backend", engine, "--"], argv);
+        let rec = with(&[tb, "record", "--backend", engine, "-o", t, "--"], argv);
         let rep = with(&[tb, "replay", t], &[]);
         // Record once first so replay has a trace from the first round on.
         side_by_side(std::slice::from_ref(&rec), 1);
@@ -60,7 +64,7 @@ fn main() {
             })
             .unwrap_or(1);
         println!(
-            "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {size} | {:.1} |",
+            "| {name} | {engine} | {} | {} | {} | {:.2}× | {:.2}× | {size} | {:.1} |",
             ms(times[0]),
             ms(times[1]),
             ms(times[2]),

@@ -1,5 +1,8 @@
-//! The tracer benchmark: a syscall-heavy loop and two real programs under native, `strace -f`,
-//! `strace -f --seccomp-bpf -e trace=write`, `trapbox run` and `trapbox trace`, side by side.
+//! The tracer benchmark, both engines side by side: native, `strace -f` (unpinned, and pinned
+//! with tracer and program on one CPU and on two, to show its spread), `trapbox trace` on KVM
+//! and in-process, and `trapbox run` on both; per `getppid`, and on python3, sha256sum of a
+//! large file, `/bin/true` start-up and `make -j2`. The exit floor (the cheapest VM exit from
+//! CPL3) bounds what any KVM trap path can do.
 //!
 //! `cargo bench --bench trace` (add `-- --quick` for fewer repetitions).
 
@@ -18,18 +21,29 @@ fn main() {
     let g = getppid.to_str().expect("utf-8 path");
     let data = data_file(64);
     let d = data.to_str().expect("utf-8 path");
-    println!("trapbox trace benchmark — KVM kind: {}", trapbox::vm::TrapPath::detect().name());
-    println!("(medians of {reps} interleaved runs)\n");
+    let make_dir = make_project();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!("trapbox trace benchmark — CPU: {cpu}; KVM kind: {}", trapbox::vm::TrapPath::detect().name());
+    println!("(medians of {reps} interleaved runs; trace output to /dev/null)\n");
+    let strace = ["strace", "-f", "-o", "/dev/null"];
     let variants: Vec<(&str, Vec<&str>)> = vec![
         ("native", vec![]),
-        ("strace -f", vec!["strace", "-f", "-o", "/dev/null"]),
-        (
-            "strace -f --seccomp-bpf -e trace=write",
-            vec!["strace", "-f", "--seccomp-bpf", "-e", "trace=write", "-o", "/dev/null"],
-        ),
-        ("trapbox run", vec![tb, "run", "--"]),
-        ("trapbox trace", vec![tb, "trace", "-o", "/dev/null", "--"]),
+        ("strace -f", strace.to_vec()),
+        ("strace -f, 1 CPU", [&["taskset", "-c", "0"][..], &strace[..]].concat()),
+        ("strace -f, 2 CPUs", [&["taskset", "-c", "0"][..], &strace[..], &["taskset", "-c", "1"][..]].concat()),
+        ("trace kvm", vec![tb, "trace", "--backend", "kvm", "-o", "/dev/null", "--"]),
+        ("trace inproc", vec![tb, "trace", "--backend", "inproc", "-o", "/dev/null", "--"]),
+        ("run kvm", vec![tb, "run", "--backend", "kvm", "--"]),
+        ("run inproc", vec![tb, "run", "--backend", "inproc", "--"]),
     ];
+    let col = |name: &str| variants.iter().position(|v| v.0 == name).expect("variant");
     let n: u64 = if quick { 20_000 } else { 50_000 };
     let ns = n.to_string();
     let mut cmds = Vec::new();
@@ -39,21 +53,35 @@ fn main() {
     }
     let t = side_by_side(&cmds, reps);
     let per: Vec<_> = (0..variants.len()).map(|i| t[2 * i].saturating_sub(t[2 * i + 1]) / n as u32).collect();
-    println!("## syscall-heavy loop (getppid × {n})\n");
-    println!("| variant | per syscall |");
-    println!("|---|---|");
+    let floor = common::floor::exit_floor(if quick { 2000 } else { 10_000 });
+    println!("## per syscall (getppid × {n}, minus the same program making none)\n");
+    println!("| variant | per syscall | strace -f ÷ variant |");
+    println!("|---|---|---|");
     for ((name, _), p) in variants.iter().zip(&per) {
-        println!("| {name} | {} |", us(*p));
+        println!("| {name} | {} | {:.1}× |", us(*p), per[col("strace -f")].as_secs_f64() / p.as_secs_f64().max(1e-9));
     }
+    println!("| exit floor (one VM exit from CPL3) | {} | |", us(floor));
+    let strace_cols = [col("strace -f"), col("strace -f, 1 CPU"), col("strace -f, 2 CPUs")];
+    let (lo, hi) = strace_cols
+        .iter()
+        .map(|&c| per[c])
+        .fold((per[strace_cols[0]], per[strace_cols[0]]), |(a, b), x| (a.min(x), b.max(x)));
     println!(
-        "\nstrace -f / trapbox trace = {:.1}× (target ≥ 3×); trapbox trace / trapbox run = {:.2}× (target ≤ 1.2×)",
-        per[1].as_secs_f64() / per[4].as_secs_f64(),
-        per[4].as_secs_f64() / per[3].as_secs_f64()
+        "\nstrace's spread by placement: {}–{}; trace inproc is {:.1}×–{:.1}× faster than strace -f (target ≥ 5×), trace kvm {:.1}×–{:.1}×",
+        us(lo),
+        us(hi),
+        lo.as_secs_f64() / per[col("trace inproc")].as_secs_f64(),
+        hi.as_secs_f64() / per[col("trace inproc")].as_secs_f64(),
+        lo.as_secs_f64() / per[col("trace kvm")].as_secs_f64(),
+        hi.as_secs_f64() / per[col("trace kvm")].as_secs_f64(),
     );
     let py = "import json, hashlib; print(hashlib.sha256(json.dumps(list(range(1000))).encode()).hexdigest())";
+    let mk = make_dir.to_str().expect("utf-8 path");
     let programs: Vec<(&str, Vec<&str>)> = vec![
         ("python3 -c (json, hashlib)", vec!["/usr/bin/python3", "-c", py]),
         ("sha256sum 64 MiB", vec!["/usr/bin/sha256sum", d]),
+        ("/bin/true (start-up)", vec!["/bin/true"]),
+        ("make -j2 (8 targets)", vec!["/usr/bin/make", "-s", "-B", "-j2", "-C", mk]),
     ];
     println!("\n## programs\n");
     println!("| workload | {} |", variants.iter().map(|v| v.0).collect::<Vec<_>>().join(" | "));
@@ -62,10 +90,32 @@ fn main() {
         let cmds: Vec<Vec<String>> = variants.iter().map(|(_, p)| with(p, argv)).collect();
         let t = side_by_side(&cmds, reps);
         println!("| {name} | {} |", t.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(" | "));
+        let r = |a: &str, b: &str| t[col(a)].as_secs_f64() / t[col(b)].as_secs_f64();
         println!(
-            "| ↳ ratios | | strace/trace {:.1}× | | | trace/run {:.2}× |",
-            t[1].as_secs_f64() / t[4].as_secs_f64(),
-            t[4].as_secs_f64() / t[3].as_secs_f64()
+            "| ↳ ratios | | strace ÷ trace inproc {:.1}× | strace ÷ trace kvm {:.1}× | | trace inproc ÷ native {:.2}× | trace kvm ÷ native {:.2}× | trace inproc − native {:.1} ms | |",
+            r("strace -f", "trace inproc"),
+            r("strace -f", "trace kvm"),
+            r("trace inproc", "native"),
+            r("trace kvm", "native"),
+            (t[col("trace inproc")].as_secs_f64() - t[col("native")].as_secs_f64()) * 1000.0
         );
     }
+}
+
+/// A directory with a Makefile of eight independent targets, each a copy and a count: a
+/// process-creation workload for `make -j2`.
+fn make_project() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trapbox-bench-make-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut mk = String::from("all:");
+    for i in 0..8 {
+        mk.push_str(&format!(" out{i}"));
+        std::fs::write(dir.join(format!("in{i}")), "some text\n".repeat(100)).expect("write input");
+    }
+    mk.push('\n');
+    for i in 0..8 {
+        mk.push_str(&format!("out{i}: in{i}\n\tcp in{i} out{i} && wc -l out{i} > /dev/null\n"));
+    }
+    std::fs::write(dir.join("Makefile"), mk).expect("write Makefile");
+    dir
 }

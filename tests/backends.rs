@@ -52,7 +52,11 @@ fn auto_falls_back_to_in_process_without_dev_kvm() {
     assert!(r.stderr_str().contains("trap path: in-process"), "{}", r.stderr_str());
     let p = without_kvm(&["replay", "-v", "h.trace"], &d);
     assert_eq!((p.status, &p.stdout), (0, &native.stdout), "{}", p.stderr_str());
-    assert!(p.stderr_str().contains("trap path: in-process"), "replay takes the recording's engine: {}", p.stderr_str());
+    assert!(
+        p.stderr_str().contains("trap path: in-process"),
+        "replay takes the recording's engine: {}",
+        p.stderr_str()
+    );
 
     // `run` is the sandbox: it does not quietly become something that is not one.
     let k = without_kvm(&["run", "--", hello], &d);

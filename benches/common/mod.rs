@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod floor;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

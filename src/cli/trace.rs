@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use trapbox::tools::trace::{Filter, StopCondition, Style, SummaryMode, TraceOptions, Tracer};
+use trapbox::tools::trace::{Filter, Flush, StopCondition, Style, SummaryMode, TraceOptions, Tracer};
 
 use crate::args::TraceArgs;
 
@@ -33,15 +33,18 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         json: t.json,
         stop,
     };
-    let out: Box<dyn Write + Send> = match &t.output {
+    use std::io::IsTerminal;
+    let (out, flush): (Box<dyn Write + Send>, Flush) = match &t.output {
         Some(p) => {
             let f = std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?;
-            Box::new(std::io::BufWriter::new(trapbox::process::fds::privatize(f)?))
+            let mode = if f.is_terminal() { Flush::EachLine } else { Flush::Buffered };
+            (Box::new(trapbox::process::fds::privatize(f)?), mode)
         }
-        None => Box::new(std::io::stderr()),
+        None if std::io::stderr().is_terminal() => (Box::new(std::io::stderr()), Flush::EachLine),
+        None => (Box::new(std::io::stderr()), Flush::SharedWithProgram),
     };
     let mut sandbox = crate::build(&t.run, trapbox::VdsoMode::Host, Some(crate::args::BackendArg::Auto))?;
-    let mut tracer = Tracer::new(trapbox::Passthrough, opts, out);
+    let mut tracer = Tracer::new(trapbox::Passthrough, opts, out, flush);
     let report = sandbox.run(&mut tracer)?;
     Ok(crate::finish(&t.run, &report))
 }

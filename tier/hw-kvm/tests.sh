@@ -109,6 +109,12 @@ timeout 120 $T trace -- $G/hello-dynamic > /dev/null 2> /tmp/b.err
 if grep -qF 'write(1, "hello, world\n", 13)' /tmp/b.err; then ok "trace"; else bad "trace"; fi
 timeout 120 $T trace -o /tmp/t.txt -- $G/hello-static > /dev/null 2>&1
 if grep -q '^exit_group(0)' /tmp/t.txt && grep -q '^+++ exited with 0 +++' /tmp/t.txt; then ok "trace -o"; else bad "trace -o"; fi
+# `--backend auto` takes hardware KVM where there is one; the in-process engine gives the same
+# lines on this kernel too.
+timeout 120 $T trace -v -o /tmp/t.txt -- $G/hello-static > /dev/null 2> /tmp/b.err
+if grep -q '^trapbox: trap path: hardware KVM' /tmp/b.err; then ok "trace auto: hardware KVM"; else bad "trace auto: hardware KVM ($(head -2 /tmp/b.err))"; fi
+timeout 120 $T trace --backend inproc -o /tmp/t2.txt -- $G/hello-static > /dev/null 2> /tmp/b.err
+if [ "$(grep -v '^set_tid_address\|^getrandom' /tmp/t.txt)" = "$(grep -v '^set_tid_address\|^getrandom' /tmp/t2.txt)" ]; then ok "trace inproc = trace kvm"; else bad "trace inproc differs: $(diff /tmp/t.txt /tmp/t2.txt | head -5)"; fi
 
 # The shared vDSO reads the host clock correctly (guest TSC offset zero on hardware KVM).
 t_box=$($T run -- $G/clock_now-dynamic | cut -d' ' -f1); t_host=$(date +%s)

@@ -576,8 +576,9 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), stack_base: 1, sp: 2, ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        // The trailing "no vDSO" and "no CPU view" tags, which version 2 did not have.
-        b.truncate(b.len() - 2);
+        // The trailing "no vDSO", "no CPU view" and "no engine" tags, which version 2 did not
+        // have.
+        b.truncate(b.len() - 3);
         let mut d = Decoder::new(&b).at_version(2);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
@@ -588,8 +589,19 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), vdso: Some(9), ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        b.pop(); // the "no CPU view" tag
+        b.truncate(b.len() - 2); // the "no CPU view" and "no engine" tags
         let mut d = Decoder::new(&b).at_version(6);
+        assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
+        assert_eq!(d.consumed(), b.len());
+    }
+
+    #[test]
+    fn version_7_start_has_no_engine() {
+        let mut b = Vec::new();
+        let start = StartEvent { program: b"/bin/x".to_vec(), ..Default::default() };
+        Event::Start(start.clone()).encode(&mut b);
+        b.pop(); // the "no engine" tag
+        let mut d = Decoder::new(&b).at_version(7);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
     }

@@ -9,6 +9,7 @@
 pub mod filter;
 pub mod format;
 pub mod names;
+pub mod sink;
 pub mod stop;
 pub mod summary;
 
@@ -23,6 +24,8 @@ pub use summary::Summary;
 
 use crate::process::abi::SyscallDesc;
 use crate::trap::{Action, Guest, Outcome, Regs, Start, Syscall, Trap, TrapHandler};
+pub use sink::Flush;
+use sink::Sink;
 
 /// `-c` / `-C`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -83,9 +86,9 @@ pub struct StopReport {
     pub regs: Regs,
 }
 
-/// Where the lines go: one writer for every thread and process of the guest (a forked child
-/// inherits the descriptor), one whole line per write.
-type Output = Arc<Mutex<Box<dyn Write + Send>>>;
+/// Where the lines go: one sink for every thread of the guest (a forked child carries on with
+/// its copy, flushed before the fork).
+type Output = Arc<Mutex<Sink>>;
 
 /// The tracing handler. Following threads and child processes (`-f`): a thread gets a copy
 /// sharing the output and the `-c` table; a forked child carries on with its own copy of
@@ -103,6 +106,16 @@ pub struct Tracer<H> {
     child_process: bool,
 }
 
+/// Whether the guest's descriptor `fd` is a terminal (the guest's descriptors are trapbox's
+/// process's, on either engine).
+fn is_terminal(fd: u64) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|p| {
+        p.starts_with("/dev/pts")
+            || p.to_string_lossy().starts_with("/dev/tty")
+            || p == std::path::Path::new("/dev/console")
+    })
+}
+
 /// Syscalls that create a child process or thread.
 fn creates_task(name: &str) -> bool {
     matches!(name, "clone" | "clone3" | "fork" | "vfork")
@@ -114,11 +127,11 @@ fn is_error(ret: i64) -> bool {
 
 impl<H: TrapHandler> Tracer<H> {
     /// Traces `inner`'s run to `out`.
-    pub fn new(inner: H, opts: TraceOptions, out: Box<dyn Write + Send>) -> Self {
+    pub fn new(inner: H, opts: TraceOptions, out: Box<dyn Write + Send>, flush: Flush) -> Self {
         Tracer {
             inner,
             opts,
-            out: Arc::new(Mutex::new(out)),
+            out: Arc::new(Mutex::new(Sink::new(out, flush))),
             summary: Arc::default(),
             stopped: None,
             prefix: false,
@@ -149,10 +162,29 @@ impl<H: TrapHandler> Tracer<H> {
         }
         text.push_str(s);
         text.push('\n');
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).line(&text);
+    }
+
+    /// Writes out held-back lines before a call that needs them out: a fork (the child's copy
+    /// of the buffer would print them again), a read from a terminal, a write of the program's
+    /// to the stream the lines share.
+    fn flush_before(&self, call: &Syscall) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        // A closed trace file must not take the guest down with it.
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        if !out.pending() {
+            return;
+        }
+        let nr = call.nr as i64;
+        let fd = call.args[0];
+        let forks = matches!(nr, libc::SYS_clone | libc::SYS_clone3 | libc::SYS_fork | libc::SYS_vfork);
+        let writes = matches!(
+            nr,
+            libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev | libc::SYS_pwritev2
+        );
+        let reads =
+            matches!(nr, libc::SYS_read | libc::SYS_readv | libc::SYS_pread64 | libc::SYS_preadv | libc::SYS_preadv2);
+        if forks || (writes && out.shares(fd)) || (reads && is_terminal(fd)) {
+            out.flush();
+        }
     }
 
     fn call_text(
@@ -213,6 +245,7 @@ impl<H: TrapHandler> Tracer<H> {
             (true, Some(d)) => (0..d.args.len()).map(|i| format::input(g, d, call, i, &self.opts.style)).collect(),
             _ => Vec::new(),
         };
+        self.flush_before(call);
         let t0 = Instant::now();
         let action = self.inner.on_trap(g, trap);
         let took = t0.elapsed();
@@ -403,9 +436,9 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
         }
         if self.opts.summary != SummaryMode::Off && !self.child_process {
             let t = self.summary.lock().unwrap_or_else(|e| e.into_inner()).render();
-            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = write!(out, "{t}");
-            let _ = out.flush();
+            self.out.lock().unwrap_or_else(|e| e.into_inner()).finish(&t);
+        } else {
+            self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
         }
     }
 

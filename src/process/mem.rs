@@ -412,7 +412,7 @@ fn write_unprotected(pieces: &[(u64, u64, i32)], addr: u64, data: &[u8]) -> std:
 /// trapbox's pid, cached (glibc does not cache getpid); 0 until asked, reset in a forked child.
 static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-fn own_pid() -> libc::pid_t {
+pub(crate) fn own_pid() -> libc::pid_t {
     use std::sync::atomic::Ordering;
     match OWN_PID.load(Ordering::Relaxed) {
         0 => {

@@ -501,8 +501,7 @@ impl Process {
         if ret < 0 {
             return None;
         }
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
+        let me = mem::own_pid();
         let ours = |t: i32| self.is_guest_thread(t);
         let reserved = |n: i32| self.fds.is_reserved(n.into());
         match staged.name() {
@@ -1033,8 +1032,7 @@ impl Process {
 
     /// Whether `tid` names one of the guest's threads.
     fn is_guest_thread(&self, tid: i32) -> bool {
-        // SAFETY: getpid has no preconditions.
-        tid == unsafe { libc::getpid() } || self.thread_ids.contains(&tid)
+        tid == mem::own_pid() || self.thread_ids.contains(&tid)
     }
 
     /// futex's pointer checks; the call itself is made by the caller (it may block).

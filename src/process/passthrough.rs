@@ -106,8 +106,7 @@ pub fn stage(
             FdAt::Named(_) => {}
         }
     }
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = super::mem::own_pid();
     for &pid in &plan.pids {
         // A thread of this process that is not the guest's is trapbox's own (a helper): the
         // guest cannot name it, as if it did not exist.
@@ -343,8 +342,7 @@ impl Staged {
 /// Whether `path` (the kernel's name of an open file) is one of the /proc files of this
 /// process that trapbox writes for the guest (`selfview`).
 fn own_proc_file(path: &str) -> bool {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = super::mem::own_pid();
     let ours = |t: i32| std::path::Path::new(&format!("/proc/self/task/{t}")).exists();
     matches!(crate::process::selfview::parse(path, me, &ours), Some(crate::process::selfview::ProcPath::File(_)))
 }

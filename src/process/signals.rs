@@ -486,7 +486,13 @@ pub fn host_signals_waiting() -> bool {
 
 /// The signal trapbox sends its own threads to bring them out of guest mode or a host call.
 pub fn kick_signal() -> i32 {
-    libc::SIGRTMIN() + 2
+    sigrtmin() + 2
+}
+
+/// SIGRTMIN, asked of libc once: it is consulted at every trap (`host_owned`).
+pub fn sigrtmin() -> i32 {
+    static RTMIN: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *RTMIN.get_or_init(|| libc::SIGRTMIN())
 }
 
 /// Brings guest thread `tid` of this process out of guest mode or a blocking host call (which
@@ -503,7 +509,7 @@ pub fn kick_guest_thread(tid: i32) {
 pub fn host_owned(sig: i32) -> bool {
     matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS)
         || sig == kick_signal()
-        || sig == libc::SIGRTMIN() + 3
+        || sig == sigrtmin() + 3
         // glibc's own (thread cancellation, set*id across threads) in trapbox's process.
         || sig == 32 || sig == 33
 }

@@ -57,7 +57,7 @@ pub(super) fn kick_signal() -> i32 {
 
 /// The signal that asks a guest thread's host thread for a [`crate::trap::Trap::Preempt`].
 fn preempt_signal() -> i32 {
-    libc::SIGRTMIN() + 3
+    signals::sigrtmin() + 3
 }
 
 thread_local! {

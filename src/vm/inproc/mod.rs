@@ -30,6 +30,12 @@ use super::{NoMirror, VmError};
 
 pub use entry::{active, handler_of, wrap};
 
+thread_local! {
+    /// The region of the CPU this host thread is armed for (its alternate stack, its SUD
+    /// selector), if any.
+    static ARMED: std::cell::Cell<*mut u8> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
 /// Bytes of a thread's region: the [`entry::Block`], the entry frame, and the alternate
 /// stack the kernel delivers on (from the top down).
 const REGION: usize = 256 * 1024;
@@ -127,7 +133,7 @@ impl Machine {
     /// arms again on its next run.
     pub fn rebuild_after_fork(&mut self) {
         if let Some(c) = self.vcpu.as_mut() {
-            c.armed = 0;
+            c.armed = false;
         }
     }
 
@@ -160,13 +166,14 @@ impl Machine {
 pub struct Cpu {
     region: *mut u8,
     regs: kvm_regs,
-    xsave: Box<kvm_xsave>,
+    /// The guest's x87/SSE/AVX state as a signal frame holds it (XSAVE standard form of the
+    /// frame's components, or the FXSAVE area): what the kernel saved at the last exit and
+    /// loads at the next entry, kept in that form so a trap copies it once each way.
+    fpu: FpuImage,
     gs_base: u64,
-    /// The host thread SUD and the alternate stack are armed on (0: none yet).
-    armed: i32,
-    /// XSAVE image size and features of a signal frame (0 features: FXSAVE form).
-    fpu_len: usize,
-    fpu_features: u64,
+    /// SUD and the alternate stack are armed on the thread whose [`ARMED`] names this CPU's
+    /// region (false: on none yet, or the fork that made this process did not carry them).
+    armed: bool,
     /// The last exit's fault details: error code, trap number, CR2.
     fault: (u64, u64, u64),
 }
@@ -193,14 +200,13 @@ impl Cpu {
         }
         let (fpu_len, fpu_features) =
             if view.osxsave() { (view.frame_xsave_size() as usize, view.frame_features()) } else { (512, 0) };
+        let fpu_len = fpu_len.min(std::mem::size_of::<kvm_xsave>());
         let mut c = Cpu {
             region: p.cast(),
             regs: kvm_regs { rflags: 0x202, ..Default::default() },
-            xsave: Box::new(kvm_xsave::default()),
+            fpu: FpuImage { bytes: vec![0; fpu_len], xfeatures: fpu_features },
             gs_base: 0,
-            armed: 0,
-            fpu_len: fpu_len.min(std::mem::size_of::<kvm_xsave>()),
-            fpu_features,
+            armed: false,
             fault: (0, 0, 0),
         };
         c.reset_fpu();
@@ -247,8 +253,8 @@ impl Cpu {
             return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", std::io::Error::last_os_error()));
         }
         self.load_gs();
-        // SAFETY: gettid has no preconditions.
-        self.armed = unsafe { libc::gettid() };
+        ARMED.with(|a| a.set(region));
+        self.armed = true;
         Ok(())
     }
 
@@ -259,8 +265,7 @@ impl Cpu {
     }
 
     fn on_this_thread(&self) -> bool {
-        // SAFETY: gettid has no preconditions.
-        self.armed != 0 && self.armed == unsafe { libc::gettid() }
+        self.armed && ARMED.with(|a| a.get()) == self.region
     }
 
     /// Runs the guest until the next trap, signal or kick.
@@ -304,13 +309,11 @@ impl Cpu {
     /// Writes the entry frame into the region; the address of its ucontext.
     fn entry_frame(&mut self, mask: u64) -> Option<u64> {
         let regs = user_regs(&self.regs);
-        let bytes: Vec<u8> = xsave_bytes(&self.xsave)[..self.fpu_len].to_vec();
-        let fpu = FpuImage { bytes, xfeatures: self.fpu_features };
         let mut altstack = [0u8; 24];
         altstack[0..8].copy_from_slice(&(self.region as u64).to_le_bytes());
         altstack[16..24].copy_from_slice(&(REGION as u64).to_le_bytes());
         let info = [0u8; sigframe::SIGINFO_SIZE];
-        let input = FrameInput { info: &info, saved_mask: mask, altstack, fault: None, fpu: &fpu, restorer: 0 };
+        let input = FrameInput { info: &info, saved_mask: mask, altstack, fault: None, fpu: &self.fpu, restorer: 0 };
         let top = self.region as u64 + ENTRY_TOP;
         let frame = sigframe::build(top, &regs, &input)?;
         let floor = self.region as u64 + std::mem::size_of::<entry::Block>() as u64;
@@ -350,11 +353,10 @@ impl Cpu {
         let (err, trapno, cr2) = sigframe::fault_words(&uc);
         self.fault = (err, trapno, cr2);
         if let Some(fp) = sigframe::fpstate(&uc) {
-            let mut bytes = xsave_bytes(&self.xsave);
-            // SAFETY: the kernel wrote at least the frame's XSAVE image (fpu_len bytes, the
+            let bytes = &mut self.fpu.bytes;
+            // SAFETY: the kernel wrote at least the frame's XSAVE image (this many bytes, the
             // layout trapbox's CPU view measured) at `fp`, on the alternate stack.
-            unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), self.fpu_len) };
-            set_xsave_bytes(&mut self.xsave, &bytes);
+            unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), bytes.len()) };
         }
         let fault_signal =
             matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0;
@@ -428,33 +430,30 @@ impl Cpu {
 
     /// The XSAVE state (standard form).
     pub fn xsave(&self) -> kvm_xsave {
-        copy_xsave(&self.xsave)
+        let mut x = kvm_xsave::default();
+        set_xsave_bytes(&mut x, &self.fpu.bytes);
+        x
     }
 
     /// Replaces the XSAVE state.
     pub fn set_xsave(&mut self, x: &kvm_xsave) {
-        *self.xsave = copy_xsave(x);
+        let n = self.fpu.bytes.len();
+        self.fpu.bytes.copy_from_slice(&xsave_bytes(x)[..n]);
     }
 
     /// The state of a program that has just started: x87 control word 0x37f, MXCSR 0x1f80,
     /// every XSAVE component at its initial configuration.
     pub fn reset_fpu(&mut self) {
-        let mut b = vec![0u8; std::mem::size_of::<kvm_xsave>()];
+        let b = &mut self.fpu.bytes;
+        b.fill(0);
         b[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
         b[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
         b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
-        set_xsave_bytes(&mut self.xsave, &b);
     }
 
     /// The state another CPU can start from.
     pub fn save_state(&mut self) -> CpuState {
-        CpuState {
-            sregs: None,
-            regs: self.regs,
-            fs_base: self.fs_base(),
-            gs_base: self.gs_base,
-            xsave: copy_xsave(&self.xsave),
-        }
+        CpuState { sregs: None, regs: self.regs, fs_base: self.fs_base(), gs_base: self.gs_base, xsave: self.xsave() }
     }
 
     /// Loads `state`.
@@ -462,18 +461,19 @@ impl Cpu {
         self.regs = state.regs;
         self.set_fs_base(state.fs_base);
         self.set_gs_base(state.gs_base);
-        *self.xsave = copy_xsave(&state.xsave);
+        self.set_xsave(&state.xsave);
     }
 }
 
 impl Drop for Cpu {
     fn drop(&mut self) {
-        if self.armed != 0 && !self.on_this_thread() {
+        if self.armed && !self.on_this_thread() {
             // Armed on another host thread that may still deliver signals on the region:
             // it stays mapped.
             return;
         }
-        if self.armed != 0 {
+        if self.armed {
+            ARMED.with(|a| a.set(std::ptr::null_mut()));
             let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
             // SAFETY: this thread's own SUD and alternate stack, both this Cpu's, are turned
             // off before the region goes.
@@ -493,10 +493,4 @@ impl Drop for Cpu {
 fn unsafe_zeroed_sigset() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; all zeroes is the empty set.
     unsafe { std::mem::zeroed() }
-}
-
-/// A copy of an XSAVE area (KVM's type has no Clone: it may carry a variable tail, which
-/// trapbox never uses).
-fn copy_xsave(x: &kvm_xsave) -> kvm_xsave {
-    kvm_xsave { region: x.region, ..Default::default() }
 }

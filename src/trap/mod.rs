@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod fault;
+#[cfg(test)]
+pub(crate) mod script;
 
 /// The CPU a guest's user code sees (pure data: no KVM type).
 pub use crate::vm::arch::cpuview::{CpuView, ViewMismatch};

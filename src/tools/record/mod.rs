@@ -1805,6 +1805,91 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trap::script::{drive, HostAnswer, ScriptedGuest};
+
+    /// A trace kept in memory.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_scripted_recording_replays_without_the_host() {
+        const MEM: u64 = 0x20_0000;
+        let (rand, ts, input) = (MEM, MEM + 0x40, MEM + 0x80);
+        let calls = [
+            (libc::SYS_getrandom, [rand, 8, 0, 0, 0, 0]),
+            (libc::SYS_clock_gettime, [libc::CLOCK_REALTIME as u64, ts, 0, 0, 0, 0]),
+            (libc::SYS_read, [0, input, 64, 0, 0, 0]),
+            (libc::SYS_getpid, [0; 6]),
+            (libc::SYS_exit_group, [7, 0, 0, 0, 0, 0]),
+        ];
+        let answers = vec![
+            HostAnswer { ret: 8, writes: vec![(rand, vec![1, 2, 3, 4, 5, 6, 7, 8])] },
+            HostAnswer {
+                ret: 0,
+                writes: vec![(ts, [1_700_000_000u64.to_le_bytes(), 123_456_789u64.to_le_bytes()].concat())],
+            },
+            HostAnswer { ret: 6, writes: vec![(input, b"typed\n".to_vec())] },
+            HostAnswer { ret: 4242, writes: vec![] },
+        ];
+        let start = Start { program: "/bin/true".into(), argv: vec!["true".into()], ..Default::default() };
+        let trace = Buffer::default();
+        let mut rec = Recorder::new(crate::trap::Passthrough, trace.clone()).unwrap();
+        let mut live = ScriptedGuest::new(MEM, 0x1000, answers);
+        assert_eq!(drive(&mut rec, &mut live, &start, &calls), Outcome::Exited(7));
+        assert_eq!(rec.error(), None);
+        drop(rec);
+        assert_eq!(live.forwarded.len(), 4);
+
+        // The replay's guest has the same memory, zeroed, and a host with nothing to say: every
+        // answer and every byte the kernel wrote comes from the trace.
+        let bytes = trace.0.lock().unwrap().clone();
+        let (first, mut rep) = Replayer::open(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(first.program, b"/bin/true");
+        let mut replayed = ScriptedGuest::new(MEM, 0x1000, Vec::new());
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = answers.clone();
+        let mut observed = crate::trap::Observe::new(&mut rep, move |_: &dyn Guest, _: &Trap, a: &Action| {
+            seen.lock().unwrap().push(a.clone());
+        });
+        assert_eq!(drive(&mut observed, &mut replayed, &start, &calls), Outcome::Exited(7));
+        assert!(replayed.forwarded.is_empty(), "nothing reached the host: {:?}", replayed.forwarded);
+        assert_eq!(
+            *answers.lock().unwrap(),
+            vec![Action::Return(8), Action::Return(0), Action::Return(6), Action::Return(4242), Action::Exit(7)]
+        );
+        assert_eq!(replayed.bytes(rand, 8), live.bytes(rand, 8));
+        assert_eq!(replayed.bytes(ts, 16), live.bytes(ts, 16));
+        assert_eq!(replayed.bytes(input, 6), b"typed\n");
+        assert!(rep.stopped().is_none());
+    }
+
+    #[test]
+    fn a_scripted_replay_that_meets_another_call_diverges() {
+        const MEM: u64 = 0x20_0000;
+        let start = Start { program: "/bin/true".into(), ..Default::default() };
+        let trace = Buffer::default();
+        let mut rec = Recorder::new(crate::trap::Passthrough, trace.clone()).unwrap();
+        let mut live = ScriptedGuest::new(MEM, 0x100, vec![HostAnswer { ret: 1, writes: vec![] }]);
+        drive(&mut rec, &mut live, &start, &[(libc::SYS_getppid, [0; 6]), (libc::SYS_exit_group, [0; 6])]);
+        drop(rec);
+        let (_, mut rep) = Replayer::open(std::io::Cursor::new(trace.0.lock().unwrap().clone())).unwrap();
+        let mut replayed = ScriptedGuest::new(MEM, 0x100, Vec::new());
+        let outcome = drive(&mut rep, &mut replayed, &start, &[(libc::SYS_getuid, [0; 6])]);
+        assert_ne!(outcome, Outcome::Exited(0));
+        let stop = rep.stopped().expect("a divergence stops the replay");
+        assert!(stop.to_string().contains("getppid") && stop.to_string().contains("getuid"), "{stop}");
+        assert!(replayed.forwarded.is_empty());
+    }
 
     #[test]
     fn a_stored_file_gives_the_same_bytes_from_memory_or_from_its_copy() {

@@ -518,6 +518,78 @@ mod tests {
         );
     }
 
+    /// A shared buffer the tracer writes into.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_scripted_run_traces_as_strace_prints_it() {
+        use crate::trap::script::{drive, HostAnswer, ScriptedGuest};
+        use crate::trap::GuestAddr;
+        const MEM: u64 = 0x10_0000;
+        let (path, buf) = (MEM, MEM + 0x100);
+        let answers = vec![
+            HostAnswer { ret: 3, writes: vec![] },
+            HostAnswer { ret: 5, writes: vec![(buf, b"host\n".to_vec())] },
+            HostAnswer { ret: -(libc::ENOENT as i64), writes: vec![] },
+            HostAnswer { ret: 3, writes: vec![] },
+            HostAnswer { ret: 0, writes: vec![] },
+        ];
+        let mut g = ScriptedGuest::new(MEM, 0x1000, answers);
+        g.write(GuestAddr(path), b"/etc/hostname\0").unwrap();
+        g.write(GuestAddr(MEM + 0x200), b"hi\n/nowhere\0").unwrap();
+        let out = Captured::default();
+        let mut t =
+            Tracer::new(crate::trap::Passthrough, TraceOptions::default(), Box::new(out.clone()), Flush::Buffered);
+        let at = libc::AT_FDCWD as u64;
+        let calls = [
+            (libc::SYS_openat, [at, path, libc::O_RDONLY as u64, 0, 0, 0]),
+            (libc::SYS_read, [3, buf, 64, 0, 0, 0]),
+            (libc::SYS_openat, [at, MEM + 0x203, (libc::O_WRONLY | libc::O_CREAT) as u64, 0o644, 0, 0]),
+            (libc::SYS_write, [1, MEM + 0x200, 3, 0, 0, 0]),
+            (libc::SYS_close, [3, 0, 0, 0, 0, 0]),
+            (libc::SYS_exit_group, [0; 6]),
+        ];
+        let start = Start {
+            program: "/bin/cat".into(),
+            argv: vec!["cat".into()],
+            env_count: 2,
+            envp_addr: 0x7ffe_1000,
+            ..Default::default()
+        };
+        assert_eq!(drive(&mut t, &mut g, &start, &calls), Outcome::Exited(0));
+        assert!(
+            out.0.lock().unwrap().is_empty() || out.0.lock().unwrap().ends_with(b"+++\n"),
+            "lines held back until the end"
+        );
+        drop(t);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                "execve(\"/bin/cat\", [\"cat\"], 0x7ffe1000 /* 2 vars */) = 0\n",
+                "openat(AT_FDCWD, \"/etc/hostname\", O_RDONLY) = 3\n",
+                "read(3, \"host\\n\", 64)                   = 5\n",
+                "openat(AT_FDCWD, \"/nowhere\", O_WRONLY|O_CREAT, 0644) = -1 ENOENT (No such file or directory)\n",
+                "write(1, \"hi\\n\", 3)                     = 3\n",
+                "close(3)                                = 0\n",
+                "exit_group(0)                           = ?\n",
+                "+++ exited with 0 +++\n",
+            )
+        );
+        assert_eq!(g.forwarded.len(), 5, "exit_group ends the run, the rest reached the host");
+    }
+
     #[test]
     fn format_regs_has_all_registers() {
         let r = Regs { rip: 0x401000, ..Default::default() };

@@ -57,5 +57,7 @@ differential!(cpu, none, b"");
 differential!(cpu_view, none, b"", passes);
 differential!(vec_state, none, b"", passes);
 differential!(selfexe, none, b"");
+// An FPU state the kernel refuses, left in a signal frame: SIGSEGV at rt_sigreturn.
+differential!(bad_fpu_frame, none, b"");
 differential!(remap_churn, none, b"");
 differential!(adv_stack, none, b"");

@@ -72,7 +72,8 @@ pub fn build(
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
     }
-    if let Some(b) = r.backend.or(default_backend) {
+    // A KVM trap path named explicitly means KVM, whatever the tool's default engine.
+    if let Some(b) = r.backend.or(default_backend.filter(|_| r.trap_path.is_none())) {
         builder = builder.engine(b.engine());
     }
     let sandbox = builder.build()?;

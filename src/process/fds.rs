@@ -64,13 +64,15 @@ impl FdGuard {
 
     /// Whether `fd` is trapbox's.
     pub fn is_reserved(&self, fd: i64) -> bool {
-        i32::try_from(fd).is_ok_and(|fd| self.reserved.contains(&fd) || privatized().contains(&fd))
+        i32::try_from(fd)
+            .is_ok_and(|fd| self.reserved.contains(&fd) || privatized().contains(&fd) || guest_files().contains(&fd))
     }
 
     /// The reserved descriptors, in ascending order (close_range skips them in one pass).
     pub fn reserved(&self) -> BTreeSet<RawFd> {
         let mut all = self.reserved.clone();
         all.extend(privatized().iter().copied());
+        all.extend(guest_files().iter().copied());
         all
     }
 }
@@ -101,6 +103,32 @@ pub fn private(make: impl FnOnce() -> std::io::Result<std::fs::File>) -> std::io
     privatize(make()?)
 }
 
+/// Like [`private`], for trapbox's own descriptor of a file that is the guest's (a recorder
+/// reading a mapped library to store it): the number is trapbox's, but the file is not, so
+/// the guest opening it by its name is not an escape ([`leads_into_trapbox`] looks only at
+/// the files of [`privatize`]). A forked child inherits such a descriptor while its parent's
+/// helper still holds it; the child's guest must still be able to open its own libc.
+pub fn private_of_guest_file(make: impl FnOnce() -> std::io::Result<std::fs::File>) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let _stock = stocktaking();
+    let f = make()?;
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
+    let n = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, private_fd_base()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    guest_files().insert(n);
+    privatized().remove(&n);
+    // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
+    Ok(unsafe { std::fs::File::from_raw_fd(n) })
+}
+
+/// Descriptors [`private_of_guest_file`] made: trapbox's numbers, the guest's files.
+fn guest_files() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
+    static GUEST: std::sync::Mutex<BTreeSet<RawFd>> = std::sync::Mutex::new(BTreeSet::new());
+    GUEST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Moves a file trapbox opened for itself (a trace or record file) into the private range, so
 /// the guest's descriptors number as they would natively and the guest cannot name, close or
 /// inherit it across exec.
@@ -112,6 +140,7 @@ pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
         return Err(std::io::Error::last_os_error());
     }
     privatized().insert(n);
+    guest_files().remove(&n);
     // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
     Ok(unsafe { std::fs::File::from_raw_fd(n) })
 }

@@ -57,7 +57,7 @@ pub enum Vcpu {
     /// A KVM vCPU.
     Kvm(KvmVcpu),
     /// An in-process CPU.
-    InProc(inproc::Cpu),
+    InProc(Box<inproc::Cpu>),
 }
 
 /// Runs a thread's [`Vcpu`] to its next exit.
@@ -212,10 +212,7 @@ impl Machine {
     pub fn set_fpu(&mut self, x: &kvm_xsave) -> Result<(), VmError> {
         match self {
             Machine::Kvm(m) => m.set_fpu(x),
-            Machine::InProc(m) => {
-                m.cpu_mut().set_xsave(x);
-                Ok(())
-            }
+            Machine::InProc(m) => m.cpu_mut().set_xsave(x),
         }
     }
 
@@ -231,7 +228,7 @@ impl Machine {
     pub fn leave(&mut self) -> Option<Vcpu> {
         match self {
             Machine::Kvm(m) => m.leave().map(Vcpu::Kvm),
-            Machine::InProc(m) => m.leave().map(Vcpu::InProc),
+            Machine::InProc(m) => m.leave().map(|c| Vcpu::InProc(Box::new(c))),
         }
     }
 
@@ -239,7 +236,7 @@ impl Machine {
     pub fn enter(&mut self, v: Vcpu) {
         match (self, v) {
             (Machine::Kvm(m), Vcpu::Kvm(v)) => m.enter(v),
-            (Machine::InProc(m), Vcpu::InProc(c)) => m.enter(c),
+            (Machine::InProc(m), Vcpu::InProc(c)) => m.enter(*c),
             _ => unreachable!("a machine's CPUs are all of its engine"),
         }
     }
@@ -248,7 +245,7 @@ impl Machine {
     pub fn new_vcpu(&mut self, id: u64, state: &CpuState) -> Result<Vcpu, VmError> {
         match self {
             Machine::Kvm(m) => m.new_vcpu(id, state).map(Vcpu::Kvm),
-            Machine::InProc(m) => m.new_cpu(state).map(Vcpu::InProc),
+            Machine::InProc(m) => m.new_cpu(state).map(|c| Vcpu::InProc(Box::new(c))),
         }
     }
 

@@ -144,7 +144,7 @@ impl Console {
             // A description of its own (in trapbox's descriptor range): reading it moves no
             // offset of the guest's.
             let path = format!("/proc/self/fd/{}", t.from);
-            let file = fds::private(|| std::fs::File::open(path)).ok()?;
+            let file = fds::private_of_guest_file(|| std::fs::File::open(path)).ok()?;
             let mut data = vec![0u8; n];
             file.read_exact_at(&mut data, at).ok()?;
             Some(data)

@@ -425,7 +425,7 @@ impl<W: Write + Send + 'static> Recording<W> {
         // A new open file description: reading it does not move the guest's file offset. It
         // goes to the writer's thread, so into the private range.
         let path = format!("/proc/self/fd/{}", fd as i32);
-        let file = crate::process::fds::private(|| std::fs::File::open(path)).ok()?;
+        let file = crate::process::fds::private_of_guest_file(|| std::fs::File::open(path)).ok()?;
         let m = file.metadata().ok()?;
         if !m.is_file() || m.len() > FILE_LIMIT {
             return None;

@@ -46,6 +46,14 @@ const ENTRY_TOP: u64 = 32 * 1024;
 const PR_SET_SYSCALL_USER_DISPATCH: i32 = 59;
 const PR_SYS_DISPATCH_OFF: u64 = 0;
 const PR_SYS_DISPATCH_ON: u64 = 1;
+/// Bits (signal − 1) of the signals that bring guest code out with a trap: SIGSYS and the
+/// fault signals.
+const TRAP_SIGNALS: u64 = 1 << (libc::SIGSYS - 1)
+    | 1 << (libc::SIGSEGV - 1)
+    | 1 << (libc::SIGBUS - 1)
+    | 1 << (libc::SIGILL - 1)
+    | 1 << (libc::SIGFPE - 1)
+    | 1 << (libc::SIGTRAP - 1);
 /// si_code of a SIGSYS from SUD.
 const SYS_USER_DISPATCH: i32 = 2;
 /// si_arch of a 64-bit syscall.
@@ -174,6 +182,9 @@ pub struct Cpu {
     /// SUD and the alternate stack are armed on the thread whose [`ARMED`] names this CPU's
     /// region (false: on none yet, or the fork that made this process did not carry them).
     armed: bool,
+    /// The alternate stack the thread had before it was armed (the Rust runtime's), put
+    /// back when the CPU is dropped on it.
+    previous_altstack: Option<libc::stack_t>,
     /// The last exit's fault details: error code, trap number, CR2.
     fault: (u64, u64, u64),
 }
@@ -200,13 +211,19 @@ impl Cpu {
         }
         let (fpu_len, fpu_features) =
             if view.osxsave() { (view.frame_xsave_size() as usize, view.frame_features()) } else { (512, 0) };
-        let fpu_len = fpu_len.min(std::mem::size_of::<kvm_xsave>());
+        if fpu_len > std::mem::size_of::<kvm_xsave>() {
+            return Err(VmError::InProcArm(
+                "a signal frame's XSAVE image is larger than 4 KiB",
+                std::io::Error::from_raw_os_error(libc::E2BIG),
+            ));
+        }
         let mut c = Cpu {
             region: p.cast(),
             regs: kvm_regs { rflags: 0x202, ..Default::default() },
             fpu: FpuImage { bytes: vec![0; fpu_len], xfeatures: fpu_features },
             gs_base: 0,
             armed: false,
+            previous_altstack: None,
             fault: (0, 0, 0),
         };
         c.reset_fpu();
@@ -235,11 +252,22 @@ impl Cpu {
     /// Arms the calling host thread: the alternate stack, trapbox's FS base, SUD.
     fn arm(&mut self) -> Result<(), VmError> {
         let region = self.region;
+        if self.armed {
+            // SUD and the alternate stack belong to the thread that armed them, which cannot be
+            // disarmed from here.
+            return Err(VmError::InProcArm(
+                "the CPU is armed on another thread",
+                std::io::Error::from_raw_os_error(libc::EBUSY),
+            ));
+        }
         let st = libc::stack_t { ss_sp: region.cast(), ss_flags: 0, ss_size: REGION };
-        // SAFETY: the region is REGION bytes of this Cpu's memory, alive while it is armed.
-        if unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) } != 0 {
+        let mut previous = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: 0, ss_size: 0 };
+        // SAFETY: the region is REGION bytes of this Cpu's memory, alive while it is armed;
+        // the previous setting is written into a local.
+        if unsafe { libc::sigaltstack(&st, &mut previous) } != 0 {
             return Err(VmError::InProcArm("sigaltstack", std::io::Error::last_os_error()));
         }
+        self.previous_altstack = Some(previous);
         let mut fs = 0u64;
         // SAFETY: ARCH_GET_FS writes the FS base into `fs`.
         unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
@@ -250,12 +278,28 @@ impl Cpu {
         // thread (the Cpu turns it off when dropped on it).
         let r = unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, at, len, selector as u64) };
         if r != 0 {
-            return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", std::io::Error::last_os_error()));
+            let e = std::io::Error::last_os_error();
+            self.restore_altstack();
+            return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", e));
         }
         self.load_gs();
         ARMED.with(|a| a.set(region));
         self.armed = true;
         Ok(())
+    }
+
+    /// Puts back the thread's alternate stack from before [`Cpu::arm`].
+    fn restore_altstack(&mut self) {
+        if let Some(p) = self.previous_altstack.take() {
+            let p = if p.ss_flags & libc::SS_DISABLE != 0 {
+                libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 }
+            } else {
+                libc::stack_t { ss_flags: 0, ..p }
+            };
+            // SAFETY: the setting this thread had, whose memory its owner (the Rust runtime)
+            // keeps until the thread ends.
+            unsafe { libc::sigaltstack(&p, std::ptr::null_mut()) };
+        }
     }
 
     fn load_gs(&self) {
@@ -273,25 +317,24 @@ impl Cpu {
         if !self.on_this_thread() {
             self.arm()?;
         }
-        let mut old: libc::sigset_t = unsafe_zeroed_sigset();
-        let mut all: libc::sigset_t = unsafe_zeroed_sigset();
-        // SAFETY: sigset manipulation on local sets.
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
-        let restore = |old: &libc::sigset_t| {
-            // SAFETY: puts back the mask read above.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+        // Every signal blocked, glibc's own 32 and 33 included (which its sigfillset leaves
+        // out): the kernel's call, not libc's.
+        let mut old = 0u64;
+        let set_mask = |new: &u64, old: *mut u64| {
+            // SAFETY: rt_sigprocmask reads an 8-byte set and writes the previous one into `old`
+            // (or nowhere, when null).
+            unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, new as *const u64, old, 8) };
         };
+        set_mask(&!0u64, &mut old);
         if std::mem::replace(&mut self.block().kick, 0) != 0 {
-            restore(&old);
+            set_mask(&old, std::ptr::null_mut());
             return Ok(Exit::Interrupted);
         }
-        // SAFETY: sigset_t starts with the kernel's 64-signal mask.
-        let mask = unsafe { std::ptr::read_unaligned((&old as *const libc::sigset_t).cast::<u64>()) };
+        // The signals that bring guest code out are never blocked while it runs (a blocked
+        // SIGSYS or fault signal would make the kernel kill the process).
+        let mask = old & !TRAP_SIGNALS;
         let Some(frame) = self.entry_frame(mask) else {
-            restore(&old);
+            set_mask(&old, std::ptr::null_mut());
             return Ok(Exit::Exception(13));
         };
         let block: *mut entry::Block = self.block();
@@ -302,7 +345,7 @@ impl Cpu {
         unsafe { entry::enter(block, frame) };
         let exit = self.take_exit();
         self.block().kick = 0;
-        restore(&old);
+        set_mask(&old, std::ptr::null_mut());
         Ok(exit)
     }
 
@@ -417,7 +460,14 @@ impl Cpu {
 
     /// The guest's GS base.
     pub fn gs_base(&self) -> u64 {
-        self.gs_base
+        if !self.on_this_thread() {
+            return self.gs_base;
+        }
+        // Guest code may set GS itself (wrgsbase); trapbox's code never touches it.
+        let mut gs = self.gs_base;
+        // SAFETY: ARCH_GET_GS writes this thread's GS base into `gs`.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1004, &mut gs as *mut u64) };
+        gs
     }
 
     /// Sets the guest's GS base (loaded at once when this thread runs the CPU).
@@ -435,10 +485,25 @@ impl Cpu {
         x
     }
 
-    /// Replaces the XSAVE state.
-    pub fn set_xsave(&mut self, x: &kvm_xsave) {
+    /// Replaces the XSAVE state, if the kernel would load it: MXCSR without reserved bits, an
+    /// XSAVE header in standard form naming only the frame's components (what KVM_SET_XSAVE
+    /// checks; an image the kernel refuses at the entry would stop the guest at trapbox's
+    /// `rt_sigreturn` instead of where it was).
+    pub fn set_xsave(&mut self, x: &kvm_xsave) -> Result<(), VmError> {
+        let b = xsave_bytes(x);
+        let word = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let mxcsr = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
+        let header_ok = self.fpu.xfeatures == 0
+            || (word(512) & !self.fpu.xfeatures == 0 && word(520) == 0 && b[528..576].iter().all(|&v| v == 0));
+        if mxcsr & !0xffff != 0 || !header_ok {
+            return Err(VmError::InProcArm(
+                "an XSAVE image the kernel would refuse",
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
         let n = self.fpu.bytes.len();
-        self.fpu.bytes.copy_from_slice(&xsave_bytes(x)[..n]);
+        self.fpu.bytes.copy_from_slice(&b[..n]);
+        Ok(())
     }
 
     /// The state of a program that has just started: x87 control word 0x37f, MXCSR 0x1f80,
@@ -453,7 +518,7 @@ impl Cpu {
 
     /// The state another CPU can start from.
     pub fn save_state(&mut self) -> CpuState {
-        CpuState { sregs: None, regs: self.regs, fs_base: self.fs_base(), gs_base: self.gs_base, xsave: self.xsave() }
+        CpuState { sregs: None, regs: self.regs, fs_base: self.fs_base(), gs_base: self.gs_base(), xsave: self.xsave() }
     }
 
     /// Loads `state`.
@@ -461,7 +526,8 @@ impl Cpu {
         self.regs = state.regs;
         self.set_fs_base(state.fs_base);
         self.set_gs_base(state.gs_base);
-        self.set_xsave(&state.xsave);
+        // A state saved from a CPU: its image was loadable.
+        let _ = self.set_xsave(&state.xsave);
     }
 }
 
@@ -474,13 +540,9 @@ impl Drop for Cpu {
         }
         if self.armed {
             ARMED.with(|a| a.set(std::ptr::null_mut()));
-            let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
-            // SAFETY: this thread's own SUD and alternate stack, both this Cpu's, are turned
-            // off before the region goes.
-            unsafe {
-                libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0);
-                libc::sigaltstack(&off, std::ptr::null_mut());
-            }
+            // SAFETY: this thread's own SUD, this Cpu's, is turned off before the region goes.
+            unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0) };
+            self.restore_altstack();
         }
         let kick: *mut u8 = &mut self.block().kick;
         super::vcpu::release_kick_byte(kick);
@@ -488,9 +550,4 @@ impl Drop for Cpu {
         // any more.
         unsafe { libc::munmap(self.region.cast(), REGION) };
     }
-}
-
-fn unsafe_zeroed_sigset() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; all zeroes is the empty set.
-    unsafe { std::mem::zeroed() }
 }

@@ -95,3 +95,30 @@ fn a_trace_names_its_engine_and_replays_on_either() {
         assert!(i.stdout_str().contains(&format!("engine: {rec}")), "{}", i.stdout_str());
     }
 }
+
+#[test]
+fn a_guest_cannot_switch_off_the_in_process_interception() {
+    common::require_kvm();
+    common::require_sud();
+    // tests/guests/disarm.c: SUD off and on with a selector of its own, SIGSYS and the fault
+    // signals blocked, caught and ignored, a tiny alternate stack, seccomp, its own GS.
+    for form in [Form::Static, Form::Dynamic] {
+        let d = tempdir("disarm");
+        let prog = guest("disarm", form);
+        let prog = prog.to_str().unwrap();
+        let kvm = plain(&["run", "--backend", "kvm", "-q", "--", prog], &d);
+        let inproc = plain(&["trace", "--backend", "inproc", "-q", "-o", "t.txt", "--", prog], &d);
+        assert_eq!(inproc.status, 0, "{form:?}: {}", inproc.stderr_str());
+        assert_eq!(inproc.stdout_str(), kvm.stdout_str(), "{form:?}: the engines answer alike");
+        let out = inproc.stdout_str();
+        assert!(
+            out.contains("SIGSYS handler ran for a syscall: 0\n") && out.ends_with("after all attempts: 0\n"),
+            "{out}"
+        );
+        let lines = std::fs::read_to_string(d.join("t.txt")).unwrap();
+        // Every syscall after every attempt was still a trap.
+        assert_eq!(lines.lines().filter(|l| l.starts_with("getppid()")).count(), 3, "{lines}");
+        assert!(lines.contains("write(1, \"after all attempts: 0\\n\", 22) = 22"), "{lines}");
+        assert!(lines.ends_with("+++ exited with 0 +++\n"), "{lines}");
+    }
+}

@@ -122,3 +122,40 @@ fn a_guest_cannot_switch_off_the_in_process_interception() {
         assert!(lines.ends_with("+++ exited with 0 +++\n"), "{lines}");
     }
 }
+
+#[test]
+fn both_engines_print_the_same_strace_lines() {
+    common::require_kvm();
+    common::require_sud();
+    // What differs between two runs of the same program on any engine (a pid, random bytes)
+    // is masked; everything else, addresses included, is trapbox's choice and the same.
+    let mask = |t: &str| -> String {
+        t.lines()
+            .map(|l| match l.split_once('(') {
+                Some(("set_tid_address" | "getrandom" | "getpid" | "gettid", _)) => l.split('(').next().unwrap(),
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let d = tempdir("same-lines");
+    let fio = d.join("fio");
+    std::fs::create_dir(&fio).unwrap();
+    for form in [Form::Static, Form::StaticPie, Form::Dynamic] {
+        for (name, args) in
+            [("hello", vec![]), ("fileio", vec![fio.to_str().unwrap()]), ("malloc", vec![]), ("poll", vec![])]
+        {
+            let prog = guest(name, form);
+            let mut texts = Vec::new();
+            for engine in ["kvm", "inproc"] {
+                let out = format!("{engine}.txt");
+                let mut argv = vec!["trace", "--backend", engine, "-o", &out, "--", prog.to_str().unwrap()];
+                argv.extend(args.iter().copied());
+                let r = plain(&argv, &d);
+                assert_eq!(r.status, 0, "{name} {form:?} on {engine}: {}", r.stderr_str());
+                texts.push(mask(&std::fs::read_to_string(d.join(&out)).unwrap()));
+            }
+            assert_eq!(texts[0], texts[1], "{name} {form:?}: kvm and inproc lines differ");
+        }
+    }
+}

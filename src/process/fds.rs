@@ -109,18 +109,8 @@ pub fn private(make: impl FnOnce() -> std::io::Result<std::fs::File>) -> std::io
 /// the files of [`privatize`]). A forked child inherits such a descriptor while its parent's
 /// helper still holds it; the child's guest must still be able to open its own libc.
 pub fn private_of_guest_file(make: impl FnOnce() -> std::io::Result<std::fs::File>) -> std::io::Result<std::fs::File> {
-    use std::os::fd::{AsRawFd, FromRawFd};
     let _stock = stocktaking();
-    let f = make()?;
-    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
-    let n = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, private_fd_base()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    guest_files().insert(n);
-    privatized().remove(&n);
-    // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
-    Ok(unsafe { std::fs::File::from_raw_fd(n) })
+    into_private_range(make()?, Owner::Guest)
 }
 
 /// Descriptors [`private_of_guest_file`] made: trapbox's numbers, the guest's files.
@@ -133,14 +123,34 @@ fn guest_files() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
 /// the guest's descriptors number as they would natively and the guest cannot name, close or
 /// inherit it across exec.
 pub fn privatize(f: std::fs::File) -> std::io::Result<std::fs::File> {
+    into_private_range(f, Owner::Trapbox)
+}
+
+/// Whose file a descriptor in the private range is.
+enum Owner {
+    /// trapbox's own ([`privatize`]).
+    Trapbox,
+    /// The guest's, held by trapbox ([`private_of_guest_file`]).
+    Guest,
+}
+
+/// Moves `f` to a number in the private range, recorded as `owner`'s file.
+fn into_private_range(f: std::fs::File, owner: Owner) -> std::io::Result<std::fs::File> {
     use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
     let n = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, private_fd_base()) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    privatized().insert(n);
-    guest_files().remove(&n);
+    // A number is reused once closed: it is the newest file's. (Both sets, always locked in
+    // this order.)
+    let (mut trapbox, mut guest) = (privatized(), guest_files());
+    let (mine, other) = match owner {
+        Owner::Trapbox => (&mut trapbox, &mut guest),
+        Owner::Guest => (&mut guest, &mut trapbox),
+    };
+    mine.insert(n);
+    other.remove(&n);
     // SAFETY: n is a fresh descriptor owned by nothing else; `f` closes the old number.
     Ok(unsafe { std::fs::File::from_raw_fd(n) })
 }

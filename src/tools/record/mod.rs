@@ -1805,21 +1805,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trap::script::{drive, HostAnswer, ScriptedGuest};
-
-    /// A trace kept in memory.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::trap::script::{drive, HostAnswer, ScriptedGuest, SharedBuffer};
 
     #[test]
     fn a_scripted_recording_replays_without_the_host() {
@@ -1842,7 +1828,7 @@ mod tests {
             HostAnswer { ret: 4242, writes: vec![] },
         ];
         let start = Start { program: "/bin/true".into(), argv: vec!["true".into()], ..Default::default() };
-        let trace = Buffer::default();
+        let trace = SharedBuffer::default();
         let mut rec = Recorder::new(crate::trap::Passthrough, trace.clone()).unwrap();
         let mut live = ScriptedGuest::new(MEM, 0x1000, answers);
         assert_eq!(drive(&mut rec, &mut live, &start, &calls), Outcome::Exited(7));
@@ -1852,7 +1838,7 @@ mod tests {
 
         // The replay's guest has the same memory, zeroed, and a host with nothing to say: every
         // answer and every byte the kernel wrote comes from the trace.
-        let bytes = trace.0.lock().unwrap().clone();
+        let bytes = trace.bytes();
         let (first, mut rep) = Replayer::open(std::io::Cursor::new(bytes)).unwrap();
         assert_eq!(first.program, b"/bin/true");
         let mut replayed = ScriptedGuest::new(MEM, 0x1000, Vec::new());
@@ -1877,12 +1863,12 @@ mod tests {
     fn a_scripted_replay_that_meets_another_call_diverges() {
         const MEM: u64 = 0x20_0000;
         let start = Start { program: "/bin/true".into(), ..Default::default() };
-        let trace = Buffer::default();
+        let trace = SharedBuffer::default();
         let mut rec = Recorder::new(crate::trap::Passthrough, trace.clone()).unwrap();
         let mut live = ScriptedGuest::new(MEM, 0x100, vec![HostAnswer { ret: 1, writes: vec![] }]);
         drive(&mut rec, &mut live, &start, &[(libc::SYS_getppid, [0; 6]), (libc::SYS_exit_group, [0; 6])]);
         drop(rec);
-        let (_, mut rep) = Replayer::open(std::io::Cursor::new(trace.0.lock().unwrap().clone())).unwrap();
+        let (_, mut rep) = Replayer::open(std::io::Cursor::new(trace.bytes())).unwrap();
         let mut replayed = ScriptedGuest::new(MEM, 0x100, Vec::new());
         let outcome = drive(&mut rep, &mut replayed, &start, &[(libc::SYS_getuid, [0; 6])]);
         assert_ne!(outcome, Outcome::Exited(0));

@@ -518,23 +518,9 @@ mod tests {
         );
     }
 
-    /// A shared buffer the tracer writes into.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_scripted_run_traces_as_strace_prints_it() {
-        use crate::trap::script::{drive, HostAnswer, ScriptedGuest};
+        use crate::trap::script::{drive, HostAnswer, ScriptedGuest, SharedBuffer};
         use crate::trap::GuestAddr;
         const MEM: u64 = 0x10_0000;
         let (path, buf) = (MEM, MEM + 0x100);
@@ -548,7 +534,7 @@ mod tests {
         let mut g = ScriptedGuest::new(MEM, 0x1000, answers);
         g.write(GuestAddr(path), b"/etc/hostname\0").unwrap();
         g.write(GuestAddr(MEM + 0x200), b"hi\n/nowhere\0").unwrap();
-        let out = Captured::default();
+        let out = SharedBuffer::default();
         let mut t =
             Tracer::new(crate::trap::Passthrough, TraceOptions::default(), Box::new(out.clone()), Flush::Buffered);
         let at = libc::AT_FDCWD as u64;

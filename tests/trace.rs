@@ -163,7 +163,10 @@ fn matches_strace_on_guest_programs() {
 
 fn matches_strace_on_system_binaries() {
     common::require_kvm();
-    let d = tempdir("tr-sys");
+    // `ls -la` lists `..` with its link count: a directory of this test's own, not the shared
+    // temporary directory where other tests make and remove directories meanwhile.
+    let d = tempdir("tr-sys").join("listed");
+    std::fs::create_dir(&d).unwrap();
     std::fs::write(d.join("f.txt"), "one\ntwo\nthree\n".repeat(500)).unwrap();
     for argv in [
         vec!["/bin/cat", "f.txt"],

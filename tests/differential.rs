@@ -57,6 +57,9 @@ differential!(cpu, none, b"");
 differential!(cpu_view, none, b"", passes);
 differential!(vec_state, none, b"", passes);
 differential!(selfexe, none, b"");
+// A signal deliverable only at a handler's rt_sigreturn after an EINTR the kernel never
+// restarts: rt_sigreturn must not be "restarted" in its place.
+differential!(sig_after_sigreturn, none, b"");
 // An FPU state the kernel refuses, left in a signal frame: SIGSEGV at rt_sigreturn.
 differential!(bad_fpu_frame, none, b"");
 differential!(remap_churn, none, b"");

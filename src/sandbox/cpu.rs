@@ -134,7 +134,12 @@ pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
     }
     let s = cpu.s();
     if s.process.signals_waiting() {
-        let why = Interrupted::Syscall { nr: call.nr, result: regs.rax as i64 };
+        // A call that replaced the whole context (rt_sigreturn, execve) has no result of its
+        // own to restart: RAX is the restored context's (as the kernel's orig_ax = -1 says
+        // after a sigreturn). Taken for one, an EINTR restored from a frame made a second
+        // handler's frame "restart" the rt_sigreturn itself at the interrupted call's site.
+        let why =
+            if replaced { Interrupted::Running } else { Interrupted::Syscall { nr: call.nr, result: regs.rax as i64 } };
         match s.process.deliver_signals(&mut s.machine, &mut regs, why) {
             Some(Action::Resume) => replaced = true,
             Some(a) => return Next::End(end_of(&a).unwrap_or(Outcome::Stopped)),

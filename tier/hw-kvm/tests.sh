@@ -170,9 +170,11 @@ if [ -n "$t_box" ] && [ $((t_host - t_box)) -le 2 ] && [ $((t_box - t_host)) -le
 for p in esc_proc_mem esc_fd_smuggle esc_sysv_shm esc_double_fetch esc_struct_ptrs esc_limits esc_proc_state esc_self_view esc_signals; do
   same "$p thread" "" $G/$p-dynamic thread
 done
-# Every blocking call lets the other threads run. (sig_thread is not run here: see the
-# ignored test in tests/processes.rs.)
+# Every blocking call lets the other threads run; signals aimed at threads run on them, and
+# one that waits for a handler's rt_sigreturn does not restart it.
 same "block_unblock" "" $G/block_unblock-static
+same "sig_thread" "" $G/sig_thread-static
+same "sig_after_sigreturn" "" $G/sig_after_sigreturn-static
 fi
 
 if [ "$part" != main ]; then

@@ -122,22 +122,7 @@ impl Image {
     }
 }
 
-/// Where the loader puts things: chosen freely on a normal run, imposed on a replay so the
-/// guest sees exactly the recorded layout.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Placement {
-    /// Lowest address of the main image (position-independent images only).
-    pub exe_base: Option<u64>,
-    /// Lowest address of the interpreter's image.
-    pub interp_base: Option<u64>,
-    /// Lowest address of the stack mapping.
-    pub stack_base: Option<u64>,
-    /// The initial stack pointer and the bytes of `[sp, stack top)` (argv, envp, auxv with
-    /// AT_RANDOM and AT_HWCAP as recorded).
-    pub stack_image: Option<(u64, Vec<u8>)>,
-    /// Base of trapbox's own vDSO ([`super::vdso`]), for recorded and replayed runs.
-    pub vdso: Option<u64>,
-}
+pub use crate::trap::Placement;
 
 /// What the loader produced.
 #[derive(Debug)]

@@ -343,6 +343,23 @@ pub trait Guest {
     }
 }
 
+/// Where the loader puts things: chosen freely on a normal run, imposed on a replay so the
+/// guest sees exactly the recorded layout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Lowest address of the main image (position-independent images only).
+    pub exe_base: Option<u64>,
+    /// Lowest address of the interpreter's image.
+    pub interp_base: Option<u64>,
+    /// Lowest address of the stack mapping.
+    pub stack_base: Option<u64>,
+    /// The initial stack pointer and the bytes of `[sp, stack top)` (argv, envp, auxv with
+    /// AT_RANDOM and AT_HWCAP as recorded).
+    pub stack_image: Option<(u64, Vec<u8>)>,
+    /// Base of trapbox's own vDSO (`process::vdso`), for recorded and replayed runs.
+    pub vdso: Option<u64>,
+}
+
 /// What the guest was started with (what `execve` would have been given) and where the
 /// loader put it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -358,7 +375,7 @@ pub struct Start {
     /// Guest address of the envp array.
     pub envp_addr: u64,
     /// Where everything was placed (what a replay must reproduce).
-    pub placement: crate::process::loader::Placement,
+    pub placement: Placement,
 }
 
 /// Decides what each trap means. One required method; the rest are hooks with defaults.

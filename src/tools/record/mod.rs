@@ -712,8 +712,8 @@ impl StartEvent {
 
     /// Where the recorded image was: images, stack (with the recorded stack image) and
     /// trapbox's vDSO.
-    pub fn placement(&self) -> crate::process::loader::Placement {
-        crate::process::loader::Placement {
+    pub fn placement(&self) -> crate::trap::Placement {
+        crate::trap::Placement {
             exe_base: self.exe_base,
             interp_base: self.interp_base,
             stack_base: Some(self.stack_base),

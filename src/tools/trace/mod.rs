@@ -154,10 +154,11 @@ impl<H: TrapHandler> Tracer<H> {
 
     /// Writes one line, prefixed with `[pid N]` (N: `tid`, or this thread's) once the guest has
     /// several threads or processes.
-    fn emit_as(&mut self, s: &str, tid: Option<i32>) {
+    fn emit_as(&mut self, s: &str, tid: Option<&dyn Fn() -> i32>) {
         let mut text = String::with_capacity(s.len() + 16);
         if self.prefix {
-            let t = tid.filter(|t| *t > 0).map_or_else(this_tid, |t| t as u32);
+            // Asked only when lines carry it (each ask is a syscall on some engines).
+            let t = tid.map(|f| f()).filter(|t| *t > 0).map_or_else(this_tid, |t| t as u32);
             text.push_str(&format!("[pid {t:>5}] "));
         }
         text.push_str(s);
@@ -284,7 +285,7 @@ impl<H: TrapHandler> Tracer<H> {
                     let j = self.json_line(desc, call, &args, ret, took);
                     self.emit(&j);
                 } else if self.lines_on() {
-                    self.emit_as(&l, Some(g.tid()));
+                    self.emit_as(&l, Some(&|| g.tid()));
                 }
             }
             text = Some(l);
@@ -446,7 +447,7 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
         self.inner.on_signal(g, sig, siginfo);
         if self.lines_on() && !self.opts.json {
             let line = signal_line(sig, siginfo);
-            self.emit_as(&line, Some(g.tid()));
+            self.emit_as(&line, Some(&|| g.tid()));
         }
     }
 

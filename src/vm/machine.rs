@@ -305,7 +305,7 @@ impl Machine {
         }
     }
 
-    /// AT_HWCAP for the guest.
+    /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.
     pub fn hwcap(&self) -> u64 {
         self.cpu_view().cpuid(1, 0).map_or(0, |r| u64::from(r[3]))
     }

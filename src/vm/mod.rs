@@ -601,11 +601,6 @@ impl KvmMachine {
         Ok(base)
     }
 
-    /// AT_HWCAP for the guest: CPUID leaf 1 EDX as the guest sees it.
-    pub fn hwcap(&self) -> u64 {
-        self.view.cpuid(1, 0).map_or(0, |r| u64::from(r[3]))
-    }
-
     /// Whether guest XSAVE/AVX state is enabled through KVM.
     pub fn osxsave(&self) -> bool {
         self.cpu().osxsave()

@@ -222,7 +222,7 @@ fn stub_address() -> usize {
 /// trapbox's handler for `sig` when it is installed as [`wrap`] said, else `handler` itself.
 pub fn handler_of(sig: i32, handler: usize) -> usize {
     if handler == stub_address() {
-        usize::try_from(sig).ok().and_then(|s| HANDLERS.get(s)).map_or(0, |h| h.load(Ordering::SeqCst))
+        self::handler(sig)
     } else {
         handler
     }

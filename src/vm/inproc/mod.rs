@@ -386,8 +386,9 @@ impl Cpu {
         let g = sigframe::saved_gregs(&uc);
         let code = i32::from_le_bytes(info[8..12].try_into().expect("4 bytes"));
         if g[16] == entry::sigreturn_end() {
-            // The kernel refused the entry frame (an XSAVE image it cannot load): the guest
-            // gets the SIGSEGV Linux gives a bad rt_sigreturn, with its FPU state reset.
+            // The kernel refused the entry frame before loading the guest's registers (XSAVE
+            // images are checked when set, so this is trapbox's own frame gone wrong): the
+            // guest gets the SIGSEGV Linux gives a bad rt_sigreturn, its FPU state reset.
             self.reset_fpu();
             self.fault = (0, 13, 0);
             return Exit::Exception(13);

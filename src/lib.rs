@@ -10,19 +10,33 @@
 //! # Ok::<(), trapbox::SandboxError>(())
 //! ```
 //!
-//! Layers, bottom up: [`vm`] (KVM, long mode, trap paths), [`process`] (loader, address
-//! space, syscall ABI table, passthrough), [`trap`] (the backend-neutral API), [`sandbox`]
-//! (the run loop that joins them). See docs/ARCHITECTURE.md.
+//! This crate is the facade and the `trapbox` command; the work is done by the workspace's
+//! crates, bottom up (each depends only on those before it):
+//!
+//! - [`abi`] (`trapbox-abi`): the x86-64 Linux user ABI — the syscall table and its argument
+//!   walker, registers, signal frames, XSAVE, CPUID views, clone requests;
+//! - `trapbox-host`: trapbox's own process discipline (private descriptors, helper threads);
+//!   `trapbox-vdso`: the time vDSO recorded and replayed runs use;
+//! - [`trap`] (`trapbox-trap`): the backend-neutral API — [`Trap`], [`Action`], [`Guest`],
+//!   [`TrapHandler`], the [`trap::Process`] capability and a scripted engine for tests;
+//! - [`vm`] (`trapbox-vm`): the engines — KVM (hardware and PVM trap paths) and in-process;
+//! - [`process`] (`trapbox-process`): the Linux process model on either engine, and
+//!   [`Sandbox`], the run loop;
+//! - [`tools`] (`trapbox-tools`): the tracer and record/replay, on the trap API alone;
+//! - [`boot`] (`trapbox-boot`): direct boot of a Linux kernel.
+//!
+//! See docs/ARCHITECTURE.md.
 
-pub mod boot;
-mod le;
-pub mod process;
-pub mod sandbox;
-pub mod tools;
-pub mod trap;
-pub mod vm;
+pub use trapbox_abi as abi;
+pub use trapbox_boot as boot;
+pub use trapbox_process as process;
+pub use trapbox_process::sandbox;
+pub use trapbox_tools as tools;
+pub use trapbox_trap as trap;
+pub use trapbox_vm as vm;
 
 pub use sandbox::{Report, Sandbox, SandboxBuilder, SandboxError, VdsoMode};
 pub use trap::{
-    Action, Deny, Fault, Guest, GuestAddr, Kicker, Observe, Outcome, Passthrough, Regs, Syscall, Trap, TrapHandler,
+    Action, Deny, Fault, Guest, GuestAddr, Kicker, Observe, Outcome, Passthrough, Process, Regs, Syscall, Trap,
+    TrapHandler,
 };

@@ -141,7 +141,7 @@ fn a_kicker_preempts_the_guest_in_user_code() {
     }
     impl TrapHandler for Kicked {
         fn on_start(&mut self, g: &mut dyn Guest, _: &trapbox::trap::Start) {
-            let k: Kicker = g.kicker().expect("a KVM guest thread can be kicked");
+            let k: Kicker = g.process().expect("the engine runs a process model").kicker();
             let stop = self.stop.clone();
             // Kicks until the thread is gone (the run ended), then says how many landed.
             self.kicker = Some(std::thread::spawn(move || {

@@ -1,4 +1,4 @@
-//! `trapbox boot` with the tiny kernel image trapbox builds itself (src/boot/testimage.rs):
+//! `trapbox boot` with the tiny kernel image trapbox builds itself (crates/boot/src/testimage.rs):
 //! load → run → serial → exit on this machine's KVM (PVM included: the image runs a few hundred
 //! ring-0 instructions), and one test per diagnostic with a misbehaving or corrupted image.
 //! The real kernel is booted in the hardware-KVM tier (tests/hw_kvm_tier.rs).

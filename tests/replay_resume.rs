@@ -60,7 +60,7 @@ fn replay_pauses_at_an_event_and_resumes_from_it() {
 
     let (start, replayer) = Replayer::open(BufReader::new(std::fs::File::open(&trace).unwrap())).unwrap();
     let mut replayer = replayer.stop_at(9);
-    let mut sb = start.sandbox().build().unwrap();
+    let mut sb = trapbox::Sandbox::replaying(start.image()).build().unwrap();
     let first = sb.run(&mut replayer).unwrap();
     assert_eq!(first.outcome, Outcome::Stopped);
     assert!(matches!(replayer.stopped(), Some(ReplayStop::StoppedAt(9))), "{:?}", replayer.stopped());

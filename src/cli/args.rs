@@ -159,7 +159,7 @@ impl BackendArg {
         match self {
             BackendArg::Kvm => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
             BackendArg::Inproc => trapbox::vm::Engine::InProcess,
-            BackendArg::Auto => trapbox::vm::Engine::auto(),
+            BackendArg::Auto => trapbox::vm::auto_engine(),
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
         (None, Some(e)) => e,
         (None, None) => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
     };
-    let mut sandbox = start.sandbox().engine(engine).build()?;
+    let mut sandbox = trapbox::Sandbox::replaying(start.image()).engine(engine).build()?;
     if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
         bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
     }

@@ -29,6 +29,8 @@ pub mod flag {
     pub const ESCAPING: u64 = 0x7e02_0000 | 0x2000;
 }
 
+use crate::Sysno;
+
 /// A `clone` request, decoded once from whichever of fork/vfork/clone made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CloneArgs {
@@ -46,10 +48,10 @@ pub struct CloneArgs {
 
 impl CloneArgs {
     /// Decodes `fork()`, `vfork()` or `clone(flags, stack, parent_tid, child_tid, tls)`.
-    pub fn decode(name: &str, a: &[u64; 6]) -> CloneArgs {
-        match name {
-            "fork" => CloneArgs { flags: libc::SIGCHLD as u64, stack: 0, parent_tid: 0, child_tid: 0, tls: 0 },
-            "vfork" => CloneArgs {
+    pub fn decode(sysno: Sysno, a: &[u64; 6]) -> CloneArgs {
+        match sysno {
+            Sysno::fork => CloneArgs { flags: libc::SIGCHLD as u64, stack: 0, parent_tid: 0, child_tid: 0, tls: 0 },
+            Sysno::vfork => CloneArgs {
                 flags: flag::VM | flag::VFORK | libc::SIGCHLD as u64,
                 stack: 0,
                 parent_tid: 0,

@@ -18,7 +18,7 @@ pub mod walk;
 pub mod x86_64;
 
 pub use regs::{GuestAddr, Regs, Syscall};
-pub use x86_64::TABLE;
+pub use x86_64::{Sysno, TABLE};
 
 /// What one argument register holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,6 +417,8 @@ bitflags_lite! {
 pub struct SyscallDesc {
     /// Syscall number on x86-64.
     pub nr: u64,
+    /// The same number, typed: what dispatch matches on.
+    pub sysno: Sysno,
     /// Name as strace prints it.
     pub name: &'static str,
     /// Arguments, in register order (rdi, rsi, rdx, r10, r8, r9); only the used ones.
@@ -444,6 +446,18 @@ pub fn lookup(nr: u64) -> Option<&'static SyscallDesc> {
     match TABLE.get(nr as usize) {
         Some(d) if d.nr == nr => Some(d),
         _ => TABLE.iter().find(|d| d.nr == nr),
+    }
+}
+
+impl Sysno {
+    /// Its entry in the table (every `Sysno` has one: both are made from the same rows).
+    pub fn desc(self) -> &'static SyscallDesc {
+        lookup(self as u64).expect("every Sysno is a row of the table")
+    }
+
+    /// The name strace prints.
+    pub fn name(self) -> &'static str {
+        self.desc().name
     }
 }
 

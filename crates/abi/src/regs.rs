@@ -82,6 +82,11 @@ impl Syscall {
         crate::lookup(self.nr)
     }
 
+    /// The typed number, if trapbox knows this syscall.
+    pub fn sysno(&self) -> Option<crate::Sysno> {
+        self.desc().map(|d| d.sysno)
+    }
+
     /// Whether this is a clone that creates a thread (CLONE_THREAD).
     pub fn creates_thread(&self) -> bool {
         self.nr == libc::SYS_clone as u64 && self.args[0] & libc::CLONE_THREAD as u64 != 0

@@ -11,6 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::{loader, neg, Process};
+use trapbox_abi::Sysno;
 use trapbox_trap::{Action, GuestAddr, Regs};
 use trapbox_vm::Machine;
 
@@ -46,17 +47,17 @@ impl ExecPlan {
 
 impl Process {
     /// execve(path, argv, envp) and execveat(dirfd, path, argv, envp, flags).
-    pub(super) fn sys_execve(&mut self, m: &mut Machine, regs: &mut Regs, name: &str, a: &[u64; 6]) -> Action {
-        match self.exec_prepare(name, a) {
+    pub(super) fn sys_execve(&mut self, m: &mut Machine, regs: &mut Regs, sysno: Sysno, a: &[u64; 6]) -> Action {
+        match self.exec_prepare(sysno, a) {
             Ok(plan) => self.exec_commit(m, regs, plan),
             Err(e) => Action::Return(neg(e)),
         }
     }
 
     /// Everything execve checks before the point of no return (the errno it fails with).
-    pub fn exec_prepare(&self, name: &str, a: &[u64; 6]) -> Result<ExecPlan, i32> {
-        let (dirfd, path, argv, envp, flags) = match name {
-            "execveat" => (a[0] as i32, a[1], a[2], a[3], a[4] as i32),
+    pub fn exec_prepare(&self, sysno: Sysno, a: &[u64; 6]) -> Result<ExecPlan, i32> {
+        let (dirfd, path, argv, envp, flags) = match sysno {
+            Sysno::execveat => (a[0] as i32, a[1], a[2], a[3], a[4] as i32),
             _ => (libc::AT_FDCWD, a[0], a[1], a[2], 0),
         };
         let (path, held) = pin(self.exec_target(dirfd, path, flags)?)?;

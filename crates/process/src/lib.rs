@@ -43,6 +43,7 @@ use mem::{Access, AddressSpace};
 use passthrough::{stage, Checked, Staged};
 use signals::{SigAction, SignalState};
 
+use trapbox_abi::Sysno as S;
 use trapbox_trap::{Action, GuestAddr, Regs, Syscall};
 use trapbox_vm::Machine;
 
@@ -209,10 +210,9 @@ fn neg(e: i32) -> i64 {
     -(e as i64)
 }
 
-/// Runs syscall `name` (looked up in the ABI table) on the host after the caller's checks.
-fn forward(name: &str, a: &[u64; 6]) -> Result<i64, i32> {
-    let desc = abi::lookup_name(name).expect("emulated syscalls are in the ABI table");
-    match passthrough::raw_syscall(desc.nr, a) {
+/// Runs syscall `sysno` on the host after the caller's checks.
+fn forward(sysno: S, a: &[u64; 6]) -> Result<i64, i32> {
+    match passthrough::raw_syscall(sysno as u64, a) {
         r if r < 0 => Err(-r as i32),
         r => Ok(r),
     }
@@ -438,14 +438,14 @@ impl Process {
                 self.refuse(&format!("syscall {}", desc.name), "", what);
                 Action::Return(neg(errno)).into()
             }
-            Handling::Emulated => match desc.name {
+            Handling::Emulated => match desc.sysno {
                 // The calls that may block wait without holding the process.
-                "futex" => match self.futex(&call.args) {
+                S::futex => match self.futex(&call.args) {
                     Ok(()) => Handled::Wait { nr: desc.nr, args: call.args },
                     Err(e) => Action::Return(neg(e)).into(),
                 },
-                "pause" => self.sigsuspend(None),
-                "rt_sigsuspend" => {
+                S::pause => self.sigsuspend(None),
+                S::rt_sigsuspend => {
                     if call.args[1] != 8 {
                         return Action::Return(neg(libc::EINVAL)).into();
                     }
@@ -454,15 +454,15 @@ impl Process {
                         Err(e) => Action::Return(neg(e)).into(),
                     }
                 }
-                name => self.emulate(m, name, &call.args, regs).into(),
+                sysno => self.emulate(m, sysno, &call.args, regs).into(),
             },
             Handling::Host => {
-                if matches!(desc.name, "dup2" | "dup3") && call.args[1] >= self.limits.soft(libc::RLIMIT_NOFILE) {
+                if matches!(desc.sysno, S::dup2 | S::dup3) && call.args[1] >= self.limits.soft(libc::RLIMIT_NOFILE) {
                     return Action::Return(neg(libc::EBADF)).into();
                 }
                 let threads = |t: i32| self.is_guest_thread(t);
                 match stage(desc, &call.args, &self.aspace, &self.fds, &threads) {
-                    Checked::Ok(staged) => match self.own_exe_link(desc.name, &call.args) {
+                    Checked::Ok(staged) => match self.own_exe_link(desc.sysno, &call.args) {
                         Some(r) => Action::Return(r).into(),
                         None => Handled::Host(staged),
                     },
@@ -512,8 +512,8 @@ impl Process {
         let me = mem::own_pid();
         let ours = |t: i32| self.is_guest_thread(t);
         let reserved = |n: i32| self.fds.is_reserved(n.into());
-        match staged.name() {
-            "open" | "openat" | "openat2" | "creat" => {
+        match staged.sysno() {
+            S::open | S::openat | S::openat2 | S::creat => {
                 if let Some(p) = staged.guest_path() {
                     if self.names_own_exe(p.as_bytes()) {
                         return Some(SelfView::Exe);
@@ -529,12 +529,12 @@ impl Process {
                     _ => None,
                 }
             }
-            "readlink" | "readlinkat" => match staged.guest_path().and_then(|p| selfview::parse(&p, me, &ours)) {
+            S::readlink | S::readlinkat => match staged.guest_path().and_then(|p| selfview::parse(&p, me, &ours)) {
                 Some(selfview::ProcPath::Fd(n)) if reserved(n) => Some(SelfView::Gone),
                 Some(selfview::ProcPath::Task(_)) => Some(SelfView::Gone),
                 _ => None,
             },
-            "getdents64" => {
+            S::getdents64 => {
                 let dir = std::fs::read_link(format!("/proc/self/fd/{}", staged.arg(0) as i32)).ok()?;
                 match selfview::parse(&dir.to_string_lossy(), me, &ours)? {
                     selfview::ProcPath::FdDir => Some(SelfView::List(staged.arg(1), ListOf::Fds)),
@@ -707,10 +707,10 @@ impl Process {
 
     /// readlink of `/proc/self/exe` (and its aliases) names the guest's program, not trapbox:
     /// the guest's process identity is its own even though it shares trapbox's pid.
-    fn own_exe_link(&self, name: &str, a: &[u64; 6]) -> Option<i64> {
-        let (path, buf, size) = match name {
-            "readlink" => (a[0], a[1], a[2]),
-            "readlinkat" => (a[1], a[2], a[3]),
+    fn own_exe_link(&self, sysno: S, a: &[u64; 6]) -> Option<i64> {
+        let (path, buf, size) = match sysno {
+            S::readlink => (a[0], a[1], a[2]),
+            S::readlinkat => (a[1], a[2], a[3]),
             _ => return None,
         };
         let p = self.aspace.read_cstr(GuestAddr(path), 4096).ok()?;
@@ -768,42 +768,42 @@ impl Process {
     }
 
     /// The syscalls trapbox implements itself.
-    fn emulate(&mut self, m: &mut Machine, name: &str, a: &[u64; 6], regs: &mut Regs) -> Action {
+    fn emulate(&mut self, m: &mut Machine, sysno: S, a: &[u64; 6], regs: &mut Regs) -> Action {
         let ret = |r: Result<i64, i32>| Action::Return(r.unwrap_or_else(neg));
-        match name {
-            "fork" | "vfork" | "clone" => self.sys_clone(m, regs, fork::CloneArgs::decode(name, a)),
+        match sysno {
+            S::fork | S::vfork | S::clone => self.sys_clone(m, regs, fork::CloneArgs::decode(sysno, a)),
             // glibc falls back to clone when clone3 is missing; one entry point is enough.
-            "clone3" => Action::Return(neg(libc::ENOSYS)),
-            "execve" | "execveat" => self.sys_execve(m, regs, name, a),
-            "mmap" => Action::Return(self.sys_mmap(m.mem(), a)),
-            "munmap" => Action::Return(self.sys_munmap(m.mem(), a[0], a[1])),
-            "mprotect" => Action::Return(self.sys_mprotect(m.mem(), a[0], a[1], a[2] as i32)),
-            "mremap" => Action::Return(self.sys_mremap(m.mem(), a)),
-            "brk" => Action::Return(self.sys_brk(m.mem(), a[0])),
-            "shmat" => Action::Return(self.sys_shmat(m.mem(), a[0] as i32, a[1], a[2] as i32)),
-            "shmdt" => Action::Return(self.sys_shmdt(m.mem(), a[0])),
-            "exit" | "exit_group" => Action::Exit(a[0] as i32),
-            "arch_prctl" => ret(self.arch_prctl(m, a[0] as i32, a[1])),
-            "set_tid_address" => {
+            S::clone3 => Action::Return(neg(libc::ENOSYS)),
+            S::execve | S::execveat => self.sys_execve(m, regs, sysno, a),
+            S::mmap => Action::Return(self.sys_mmap(m.mem(), a)),
+            S::munmap => Action::Return(self.sys_munmap(m.mem(), a[0], a[1])),
+            S::mprotect => Action::Return(self.sys_mprotect(m.mem(), a[0], a[1], a[2] as i32)),
+            S::mremap => Action::Return(self.sys_mremap(m.mem(), a)),
+            S::brk => Action::Return(self.sys_brk(m.mem(), a[0])),
+            S::shmat => Action::Return(self.sys_shmat(m.mem(), a[0] as i32, a[1], a[2] as i32)),
+            S::shmdt => Action::Return(self.sys_shmdt(m.mem(), a[0])),
+            S::exit | S::exit_group => Action::Exit(a[0] as i32),
+            S::arch_prctl => ret(self.arch_prctl(m, a[0] as i32, a[1])),
+            S::set_tid_address => {
                 self.clear_child_tid = a[0];
                 // SAFETY: gettid has no preconditions.
                 Action::Return(unsafe { libc::gettid() } as i64)
             }
-            "set_robust_list" => {
+            S::set_robust_list => {
                 if a[1] != 24 {
                     return Action::Return(neg(libc::EINVAL));
                 }
                 self.robust_list = (a[0], a[1]);
                 Action::Return(0)
             }
-            "get_robust_list" => ret(self.get_robust_list(a)),
+            S::get_robust_list => ret(self.get_robust_list(a)),
             // No rseq area is registered on the host: the kernel would write to it behind the
             // guest's back from trapbox's thread. glibc runs without rseq on ENOSYS.
-            "rseq" => Action::Return(neg(libc::ENOSYS)),
-            "rt_sigaction" => ret(self.rt_sigaction(a)),
-            "rt_sigprocmask" => ret(self.rt_sigprocmask(a)),
-            "sigaltstack" => ret(self.sigaltstack(a, regs.rsp)),
-            "rt_sigpending" => {
+            S::rseq => Action::Return(neg(libc::ENOSYS)),
+            S::rt_sigaction => ret(self.rt_sigaction(a)),
+            S::rt_sigprocmask => ret(self.rt_sigprocmask(a)),
+            S::sigaltstack => ret(self.sigaltstack(a, regs.rsp)),
+            S::rt_sigpending => {
                 if a[1] != 8 {
                     return Action::Return(neg(libc::EINVAL));
                 }
@@ -811,15 +811,15 @@ impl Process {
                 let set = (self.signals.pending_mask() | signals::host_pending()) & self.signals.mask;
                 ret(self.write_out(a[0], &set.to_le_bytes()).map(|_| 0))
             }
-            "rt_sigreturn" => self.sys_rt_sigreturn(m, regs),
-            "kill" => self.send(SignalTarget::Process(a[0] as i32), a[1] as i32, None),
-            "tgkill" => self.send(SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2] as i32, None),
+            S::rt_sigreturn => self.sys_rt_sigreturn(m, regs),
+            S::kill => self.send(SignalTarget::Process(a[0] as i32), a[1] as i32, None),
+            S::tgkill => self.send(SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2] as i32, None),
             // SAFETY: getpid has no preconditions.
-            "tkill" => self.send(SignalTarget::Thread(unsafe { libc::getpid() }, a[0] as i32), a[1] as i32, None),
-            "rt_sigqueueinfo" | "rt_tgsigqueueinfo" | "pidfd_send_signal" => {
-                let (target, sig, info_at) = match name {
-                    "rt_sigqueueinfo" => (SignalTarget::Process(a[0] as i32), a[1], a[2]),
-                    "rt_tgsigqueueinfo" => (SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2], a[3]),
+            S::tkill => self.send(SignalTarget::Thread(unsafe { libc::getpid() }, a[0] as i32), a[1] as i32, None),
+            S::rt_sigqueueinfo | S::rt_tgsigqueueinfo | S::pidfd_send_signal => {
+                let (target, sig, info_at) = match sysno {
+                    S::rt_sigqueueinfo => (SignalTarget::Process(a[0] as i32), a[1], a[2]),
+                    S::rt_tgsigqueueinfo => (SignalTarget::Thread(a[0] as i32, a[1] as i32), a[2], a[3]),
                     _ => {
                         if self.fds.is_reserved(a[0] as i32 as i64) {
                             return Action::Return(neg(libc::EBADF));
@@ -831,7 +831,7 @@ impl Process {
                     }
                 };
                 // The siginfo is read once, here; NULL (pidfd_send_signal) means "as kill".
-                let info = if info_at == 0 && name == "pidfd_send_signal" {
+                let info = if info_at == 0 && sysno == S::pidfd_send_signal {
                     None
                 } else {
                     match self.read_struct::<128>(info_at) {
@@ -841,16 +841,17 @@ impl Process {
                 };
                 self.send(target, sig as i32, info)
             }
-            "prctl" => ret(self.prctl(a)),
-            "getrlimit" => ret(self.prlimit(0, a[0], 0, a[1])),
-            "setrlimit" => ret(self.prlimit(0, a[0], a[1], 0)),
-            "prlimit64" => ret(self.prlimit(a[0] as i32, a[1], a[2], a[3])),
-            "mlockall" => ret(self.mlockall(a[0])),
-            "munlockall" => ret(self.munlockall()),
-            "mseal" => ret(self.mseal(a[0], a[1], a[2])),
-            "close_range" => ret(self.close_range(a)),
-            "mincore" => ret(self.mincore(a)),
+            S::prctl => ret(self.prctl(a)),
+            S::getrlimit => ret(self.prlimit(0, a[0], 0, a[1])),
+            S::setrlimit => ret(self.prlimit(0, a[0], a[1], 0)),
+            S::prlimit64 => ret(self.prlimit(a[0] as i32, a[1], a[2], a[3])),
+            S::mlockall => ret(self.mlockall(a[0])),
+            S::munlockall => ret(self.munlockall()),
+            S::mseal => ret(self.mseal(a[0], a[1], a[2])),
+            S::close_range => ret(self.close_range(a)),
+            S::mincore => ret(self.mincore(a)),
             _ => {
+                let name = sysno.name();
                 self.warn_once(name, format_args!("{name} is not supported yet; returning ENOSYS"));
                 Action::Return(neg(libc::ENOSYS))
             }
@@ -1131,7 +1132,7 @@ impl Process {
                 return Err(libc::EINVAL);
             }
         }
-        forward("prctl", a)
+        forward(S::prctl, a)
     }
 
     /// getrlimit, setrlimit and prlimit64 of the guest itself: its own view ([`limits`]).
@@ -1145,7 +1146,7 @@ impl Process {
                 self.warn_once("prlimit-other", format_args!("prlimit64 of another process refused"));
                 return Err(libc::EPERM);
             }
-            return forward("prlimit64", &[pid as u64, res, 0, old, 0, 0]);
+            return forward(S::prlimit64, &[pid as u64, res, 0, old, 0, 0]);
         }
         let cur = self.limits.get(res)?;
         let set = if new != 0 { Some(self.read_struct::<16>(new)?) } else { None };
@@ -1154,7 +1155,7 @@ impl Process {
             let soft = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
             let hard = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
             if self.limits.set(res, soft, hard, euid == 0)? {
-                forward("prlimit64", &[0, res, b.as_ptr() as u64, 0, 0, 0])?;
+                forward(S::prlimit64, &[0, res, b.as_ptr() as u64, 0, 0, 0])?;
             }
         }
         let mut out = [0u8; 16];
@@ -1224,7 +1225,7 @@ impl Process {
             self.fds.reserved().into_iter().map(|f| f as u64).filter(|f| *f >= first as u64 && *f <= last as u64);
         for f in ours.chain(std::iter::once(last as u64 + 1)) {
             if f > start {
-                forward("close_range", &[start, f - 1, flags, 0, 0, 0])?;
+                forward(S::close_range, &[start, f - 1, flags, 0, 0, 0])?;
             }
             start = f + 1;
         }
@@ -1240,7 +1241,7 @@ impl Process {
             return Err(libc::ENOMEM);
         }
         self.aspace.check(a[2], len / 4096, Access::Write).map_err(|_| libc::EFAULT)?;
-        forward("mincore", a)
+        forward(S::mincore, a)
     }
 }
 

@@ -10,7 +10,7 @@
 //! them as "none" or fails with EFAULT, and trapbox never maps page zero.
 
 use crate::abi::walk::{self, FdAt, Memory, Plan, Policy, Stop};
-use crate::abi::{ioctl, Dir, Ret, SyscallDesc};
+use crate::abi::{ioctl, Dir, Ret, SyscallDesc, Sysno as S};
 use crate::fds::{leads_into_trapbox, FdGuard};
 use crate::mem::{Access, AddressSpace};
 use crate::signals;
@@ -130,8 +130,8 @@ pub fn stage(
             plan.copies[copy].bytes[entry * 8..entry * 8 + 4].copy_from_slice(&(-1i32).to_le_bytes());
         }
         // A closed descriptor makes poll return at once: so does one of trapbox's.
-        match desc.name {
-            "poll" => regs_in[2] = 0,
+        match desc.sysno {
+            S::poll => regs_in[2] = 0,
             _ => {
                 let zero = plan.copies.len();
                 plan.copies.push(walk::Copy { guest: 0, bytes: vec![0; 16], back: walk::Back::Nothing });
@@ -159,6 +159,11 @@ impl Staged {
         self.desc.name
     }
 
+    /// The syscall, typed.
+    pub fn sysno(&self) -> S {
+        self.desc.sysno
+    }
+
     /// Argument `i` as the guest gave it.
     pub fn arg(&self, i: usize) -> u64 {
         match self.plan.args[i] {
@@ -175,9 +180,9 @@ impl Staged {
     /// The path the call names, as the kernel got it (the copy), made absolute against its
     /// directory descriptor when relative.
     pub fn guest_path(&self) -> Option<String> {
-        let (dirfd, at) = match self.desc.name {
-            "open" | "creat" | "readlink" => (libc::AT_FDCWD, 0),
-            "openat" | "openat2" | "readlinkat" => (self.regs[0] as i32, 1),
+        let (dirfd, at) = match self.desc.sysno {
+            S::open | S::creat | S::readlink => (libc::AT_FDCWD, 0),
+            S::openat | S::openat2 | S::readlinkat => (self.regs[0] as i32, 1),
             _ => return None,
         };
         let walk::Value::Copy(c) = self.plan.args[at]? else { return None };
@@ -196,8 +201,8 @@ impl Staged {
 
     /// Makes the host call (without the process lock: it may block).
     pub fn run(&mut self) -> i64 {
-        match self.desc.name {
-            "open" | "openat" | "openat2" | "creat" => self.open_vetted(),
+        match self.desc.sysno {
+            S::open | S::openat | S::openat2 | S::creat => self.open_vetted(),
             _ => raw_syscall(self.desc.nr, &self.regs),
         }
     }
@@ -220,18 +225,18 @@ impl Staged {
             }
             _ => 0,
         };
-        let (dirfd, path, flags, mode) = match self.desc.name {
-            "open" => (libc::AT_FDCWD as i64 as u64, r[0], r[1], r[2]),
-            "creat" => {
+        let (dirfd, path, flags, mode) = match self.desc.sysno {
+            S::open => (libc::AT_FDCWD as i64 as u64, r[0], r[1], r[2]),
+            S::creat => {
                 (libc::AT_FDCWD as i64 as u64, r[0], (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64, r[1])
             }
-            "openat" => (r[0], r[1], r[2], r[3]),
+            S::openat => (r[0], r[1], r[2], r[3]),
             _ => (r[0], r[1], how(0), how(8)),
         };
         let flags = flags as i32;
         let open = |flags: i32| -> i64 {
-            match self.desc.name {
-                "openat2" => {
+            match self.desc.sysno {
+                S::openat2 => {
                     let mut h = [0u64; 3];
                     h[0] = flags as u32 as u64;
                     h[1] = mode;

@@ -9,6 +9,7 @@ use crate::exec::ExecPlan;
 use crate::fork::{flag, CloneArgs};
 use crate::sigdeliver::Interrupted;
 use crate::{run_host, signals, Handled, ThreadState};
+use trapbox_abi::Sysno;
 use trapbox_trap::{Action, Guest, GuestAddr, MemError, Regs, Start, Syscall, TrapHandler};
 
 use super::cpu;
@@ -199,8 +200,8 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
 impl KvmGuest<'_, '_> {
     /// execve in a process with other threads: the checks first, then [`Self::exec_plan`].
     fn exec_with_threads(&mut self, call: &Syscall) -> Action {
-        let name = if call.nr == libc::SYS_execveat as u64 { "execveat" } else { "execve" };
-        match self.cpu.s().process.exec_prepare(name, &call.args) {
+        let sysno = if call.nr == libc::SYS_execveat as u64 { Sysno::execveat } else { Sysno::execve };
+        match self.cpu.s().process.exec_prepare(sysno, &call.args) {
             Ok(plan) => self.exec_plan(plan),
             Err(e) => Action::Return(-(e as i64)),
         }
@@ -250,7 +251,7 @@ impl Guest for KvmGuest<'_, '_> {
     }
     fn passthrough(&mut self, call: &Syscall) -> Action {
         if call.creates_thread() {
-            return self.spawn_thread(CloneArgs::decode("clone", &call.args));
+            return self.spawn_thread(CloneArgs::decode(trapbox_abi::Sysno::clone, &call.args));
         }
         let is_exec = call.nr == libc::SYS_execve as u64 || call.nr == libc::SYS_execveat as u64;
         if is_exec && self.cpu.core.group.others() > 0 {

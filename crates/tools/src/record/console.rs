@@ -22,6 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use super::event::ConsoleEvent;
+use trapbox_abi::Sysno as S;
 use trapbox_host::{self as host, fds};
 use trapbox_trap::{Guest, GuestAddr, Syscall};
 
@@ -99,7 +100,7 @@ impl Console {
 
     /// The console stream (1 or 2) write-like `call`, which returned `ret`, wrote to.
     pub fn written_to(&self, call: &Syscall, ret: i64) -> Option<u8> {
-        if ret <= 0 || !matches!(call.name().as_ref(), "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2") {
+        if ret <= 0 || !matches!(call.sysno(), Some(S::write | S::pwrite64 | S::writev | S::pwritev | S::pwritev2)) {
             return None;
         }
         self.stream(call.args[0] as i64)
@@ -115,9 +116,9 @@ impl Console {
     pub fn transfer(&self, g: &dyn Guest, call: &Syscall) -> Option<Transfer> {
         let a = call.args;
         // (source, pointer to its offset or 0, destination)
-        let (from, off, to) = match call.name().as_ref() {
-            "sendfile" => (a[1], a[2], a[0]),
-            "copy_file_range" | "splice" => (a[0], a[1], a[2]),
+        let (from, off, to) = match call.sysno() {
+            Some(S::sendfile) => (a[1], a[2], a[0]),
+            Some(S::copy_file_range | S::splice) => (a[0], a[1], a[2]),
             _ => return None,
         };
         // Descriptors are ints: the kernel reads the low 32 bits.
@@ -204,7 +205,7 @@ pub fn bytes_written(g: &dyn Guest, call: &Syscall, ret: i64) -> Option<Vec<u8>>
     let a = call.args;
     let n = u64::try_from(ret).ok()?;
     let mut data = Vec::with_capacity(n.min(1 << 26) as usize);
-    if matches!(call.name().as_ref(), "write" | "pwrite64") {
+    if matches!(call.sysno(), Some(S::write | S::pwrite64)) {
         data.resize(n as usize, 0);
         g.read(GuestAddr(a[1]), &mut data).ok()?;
         return Some(data);

@@ -29,7 +29,7 @@ use shared_maps::SharedMaps;
 use turns::Shared;
 
 use trapbox_abi::arch::sigframe;
-use trapbox_abi::{self as abi, Dir, SyscallDesc};
+use trapbox_abi::{self as abi, Dir, SyscallDesc, Sysno as S};
 use trapbox_host as host;
 use trapbox_trap::{Action, Guest, GuestAddr, MemError, Outcome, Start, Syscall, Trap, TrapHandler};
 use trapbox_vdso::{self as vdso, TimeBuffer};
@@ -59,10 +59,10 @@ pub fn output_ranges(g: &dyn Guest, desc: &SyscallDesc, a: &[u64; 6], ret: i64) 
         Ok(plan) => plan.written(ret),
         Err(_) => Vec::new(),
     };
-    match desc.name {
-        "mincore" if ok => out.push((a[2], a[1].div_ceil(4096))),
-        "prctl" if ok && a[0] as i32 == libc::PR_GET_NAME => out.push((a[1], 16)),
-        "prctl" if ok && matches!(a[0] as i32, libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER) => {
+    match desc.sysno {
+        S::mincore if ok => out.push((a[2], a[1].div_ceil(4096))),
+        S::prctl if ok && a[0] as i32 == libc::PR_GET_NAME => out.push((a[1], 16)),
+        S::prctl if ok && matches!(a[0] as i32, libc::PR_GET_PDEATHSIG | libc::PR_GET_CHILD_SUBREAPER) => {
             out.push((a[1], 4))
         }
         _ => {}
@@ -104,20 +104,20 @@ fn snapshot(g: &dyn Guest, addr: u64, len: u64, into: &mut Vec<(u64, Vec<u8>)>) 
 }
 
 /// Memory calls after which executable mappings may have changed.
-fn maps_changed(name: &str) -> bool {
-    matches!(name, "mmap" | "munmap" | "mprotect" | "mremap")
+fn maps_changed(sysno: Option<S>) -> bool {
+    matches!(sysno, Some(S::mmap | S::munmap | S::mprotect | S::mremap))
 }
 
 fn rescan(p: &mut Patcher, g: &mut dyn Guest, call: &Syscall, ret: i64) {
-    let name = call.name();
-    if !maps_changed(&name) || ret < 0 {
+    let sysno = call.sysno();
+    if !maps_changed(sysno) || ret < 0 {
         return;
     }
     let a = call.args;
-    match name.as_ref() {
-        "mmap" => p.forget(ret as u64, (ret as u64).saturating_add(a[1])),
-        "munmap" => p.forget(a[0], a[0].saturating_add(a[1])),
-        "mremap" => p.moved(a[0], a[1], ret as u64, a[2]),
+    match sysno {
+        Some(S::mmap) => p.forget(ret as u64, (ret as u64).saturating_add(a[1])),
+        Some(S::munmap) => p.forget(a[0], a[0].saturating_add(a[1])),
+        Some(S::mremap) => p.moved(a[0], a[1], ret as u64, a[2]),
         // Same code, other rights: its patches stay (a new scan sees through them).
         _ => p.unscan(a[0], a[0].saturating_add(a[1])),
     }
@@ -334,7 +334,7 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         // turn, so that they happen in the recorded order against the other threads', and so
         // do exec and thread and process creation.
         let lets_go = matches!(kind, CallKind::Other { forks: false, .. })
-            && !replay_reexecutes(&call.name())
+            && !replay_reexecutes(call.sysno())
             && self.shared.let_go(self.me, None);
         let action = self.inner.on_trap(g, trap);
         if lets_go && !self.take_turn(g) {
@@ -527,7 +527,7 @@ impl<W: Write + Send + 'static> Recording<W> {
             self.push_children_console();
             return CallKind::Exec;
         }
-        let forks = matches!(call.name().as_ref(), "fork" | "vfork" | "clone");
+        let forks = matches!(call.sysno(), Some(S::fork | S::vfork | S::clone));
         if forks {
             self.console.before_fork();
         }
@@ -598,14 +598,14 @@ impl<W: Write + Send + 'static> Recording<W> {
                 self.push_children_console();
                 // What others wrote to shared memory since the last event: a replay writes it
                 // here (calls a replay performs itself take no writes; it waits for the next).
-                let mut writes = if replay_reexecutes(&call.name()) { Vec::new() } else { self.shared_maps.changes(g) };
+                let mut writes = if replay_reexecutes(call.sysno()) { Vec::new() } else { self.shared_maps.changes(g) };
                 if let Some(d) = call.desc() {
                     for (addr, len) in output_ranges(g, d, &call.args, ret) {
                         snapshot(g, addr, len, &mut writes);
                     }
                 }
                 let mut file = None;
-                if call.name() == "mmap" && ret >= 0 && call.args[3] as i32 & libc::MAP_ANONYMOUS == 0 {
+                if call.sysno() == Some(S::mmap) && ret >= 0 && call.args[3] as i32 & libc::MAP_ANONYMOUS == 0 {
                     match self.file_id(call.args[4]) {
                         Some(id) => file = Some((id, call.args[5])),
                         // Too big to store whole: store what was mapped.
@@ -1098,25 +1098,27 @@ fn clone_thread(g: &mut dyn Guest, call: &Syscall, ev: &SyscallEvent) -> Result<
 
 /// Syscalls a replay performs for real: they only change the guest's own state (memory, TLS,
 /// signal dispositions), and the replayed run needs that state.
-fn replay_reexecutes(name: &str) -> bool {
+fn replay_reexecutes(sysno: Option<S>) -> bool {
     matches!(
-        name,
-        "mmap"
-            | "munmap"
-            | "mprotect"
-            | "mremap"
-            | "brk"
-            | "madvise"
-            | "arch_prctl"
-            | "set_tid_address"
-            | "set_robust_list"
-            | "rseq"
-            | "rt_sigaction"
-            | "rt_sigprocmask"
-            | "sigaltstack"
-            | "rt_sigreturn"
-            | "exit"
-            | "exit_group"
+        sysno,
+        Some(
+            S::mmap
+                | S::munmap
+                | S::mprotect
+                | S::mremap
+                | S::brk
+                | S::madvise
+                | S::arch_prctl
+                | S::set_tid_address
+                | S::set_robust_list
+                | S::rseq
+                | S::rt_sigaction
+                | S::rt_sigprocmask
+                | S::sigaltstack
+                | S::rt_sigreturn
+                | S::exit
+                | S::exit_group
+        )
     )
 }
 
@@ -1360,11 +1362,11 @@ impl Replay {
         if ev.nr != call.nr || ev.args[..n] != call.args[..n] {
             return self.diverged(index, describe_call(ev.nr, &ev.args), describe_call(call.nr, &call.args));
         }
-        let name = call.name();
+        let sysno = call.sysno();
         // Traces before version 3 have no Console events: their writes to descriptors 1 and 2
         // are made again instead.
         let to_console = self.legacy_console
-            && matches!(name.as_ref(), "write" | "writev" | "pwrite64" | "pwritev" | "pwritev2")
+            && matches!(sysno, Some(S::write | S::writev | S::pwrite64 | S::pwritev | S::pwritev2))
             && matches!(call.args[0], 1 | 2);
         let action = if is_exec(call) && ev.ret == 0 {
             match self.exec(g, call) {
@@ -1376,7 +1378,7 @@ impl Replay {
                 Ok(a) => a,
                 Err(actual) => return self.diverged(index, describe_call(ev.nr, &ev.args), actual),
             }
-        } else if replay_reexecutes(&name) {
+        } else if replay_reexecutes(sysno) {
             match self.reexecute(g, call, &ev) {
                 Ok(a) => a,
                 Err(actual) => {
@@ -1596,7 +1598,7 @@ impl Replay {
     /// Performs a memory or state syscall for real, at the recorded addresses; Err describes
     /// a result that differs from the trace.
     fn reexecute(&mut self, g: &mut dyn Guest, call: &Syscall, ev: &SyscallEvent) -> Result<Action, String> {
-        let name = call.name();
+        let sysno = call.sysno();
         let a = call.args;
         let mut forced = *call;
         let fixed_bits = libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE;
@@ -1604,9 +1606,9 @@ impl Replay {
         // A stored file is mapped from a memory file holding its bytes, under a descriptor
         // number the guest cannot see (it is closed before the guest runs again).
         let mut lent_fd = None;
-        match name.as_ref() {
-            "mmap" | "mremap" if ev.ret < 0 => return Ok(Action::Return(ev.ret)),
-            "mmap" => {
+        match sysno {
+            Some(S::mmap | S::mremap) if ev.ret < 0 => return Ok(Action::Return(ev.ret)),
+            Some(S::mmap) => {
                 let flags = a[3] as i32;
                 let fixed = if flags & libc::MAP_FIXED != 0 && flags & libc::MAP_FIXED_NOREPLACE == 0 {
                     libc::MAP_FIXED
@@ -1634,7 +1636,7 @@ impl Replay {
                     forced.args[3] = ((flags & !fixed_bits) | fixed) as u64;
                 }
             }
-            "mremap" if ev.ret as u64 != a[0] => {
+            Some(S::mremap) if ev.ret as u64 != a[0] => {
                 forced.args[3] = a[3] | (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
                 forced.args[4] = ev.ret as u64;
             }
@@ -1656,12 +1658,12 @@ impl Replay {
                 g.write(GuestAddr(*addr), data).map_err(|_| format!("mmap: cannot fill {addr:#x} from the trace"))?;
             }
             if a[2] as i32 & libc::PROT_WRITE == 0 {
-                let mp = abi::lookup_name("mprotect").map_or(10, |d| d.nr);
+                let mp = S::mprotect as u64;
                 g.passthrough(&Syscall { nr: mp, args: [ev.ret as u64, a[1], a[2], 0, 0, 0] });
             }
         }
         // Results that name the host (a pid) are the recorded ones; memory results must match.
-        if name != "set_tid_address" && got != ev.ret {
+        if sysno != Some(S::set_tid_address) && got != ev.ret {
             return Err(format!("{} = {got:#x}", describe_call(call.nr, &call.args)));
         }
         Ok(Action::Return(ev.ret))

@@ -15,6 +15,7 @@
 //! [`BUDGET`] bytes are watched; a fork while more is mapped is reported once.
 
 use trapbox_abi::clone::{flag, CloneArgs};
+use trapbox_abi::Sysno as S;
 use trapbox_trap::{Guest, GuestAddr, Syscall};
 
 /// The most shared memory watched, in bytes, across all mappings.
@@ -46,21 +47,21 @@ impl SharedMaps {
             return;
         }
         let a = call.args;
-        match call.name().as_ref() {
-            "mmap" => {
+        match call.sysno() {
+            Some(S::mmap) => {
                 let shared = matches!(a[3] as i32 & 0xf, libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE);
                 if shared && a[2] as i32 & libc::PROT_WRITE != 0 {
                     self.add(g, ret as u64, a[1]);
                 }
             }
-            "munmap" => self.remove(a[0], a[0].saturating_add(a[1])),
-            "shmat" if a[2] as i32 & libc::SHM_RDONLY == 0 => {
+            Some(S::munmap) => self.remove(a[0], a[0].saturating_add(a[1])),
+            Some(S::shmat) if a[2] as i32 & libc::SHM_RDONLY == 0 => {
                 // The segment's size is the kernel's; without it, the segment is not watched.
                 let len = segment_size(a[0]).unwrap_or(u64::MAX);
                 self.add(g, ret as u64, len);
             }
             // Detaching names the segment's start only.
-            "shmdt" => {
+            Some(S::shmdt) => {
                 if let Some(m) = self.maps.iter().find(|m| m.start == a[0]) {
                     let end = m.end;
                     self.remove(a[0], end);
@@ -148,7 +149,7 @@ impl SharedMaps {
     /// At a fork that made a child process (not a thread; not a vfork, whose child execs at
     /// once): the warning to give, the first time shared memory is mapped that is not watched.
     pub fn forked(&mut self, call: &Syscall) -> Option<String> {
-        let flags = CloneArgs::decode(&call.name(), &call.args).flags;
+        let flags = CloneArgs::decode(call.sysno().unwrap_or(trapbox_abi::Sysno::clone), &call.args).flags;
         if self.warned || flags & (flag::VFORK | flag::THREAD) != 0 {
             return None;
         }

@@ -3,7 +3,7 @@
 //! success, and the ` = result` column at 40.
 
 use trapbox_abi::ioctl::{self, IoctlArg, IoctlHandling, Shape};
-use trapbox_abi::{ArgKind, Dir, FlagSet, Ret, Struct, SyscallDesc};
+use trapbox_abi::{ArgKind, Dir, FlagSet, Ret, Struct, SyscallDesc, Sysno as S};
 use trapbox_trap::{Guest, GuestAddr, Syscall};
 
 use super::names;
@@ -318,14 +318,14 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
     let v = call.args[i];
     let kind = desc.args[i].kind;
     // Per-syscall shapes strace has that the argument kind alone does not say.
-    match (desc.name, i) {
-        ("openat", 3) | ("open", 2) if call.args[if desc.name == "open" { 1 } else { 2 }] & 0o20100100 == 0 => {
+    match (desc.sysno, i) {
+        (S::openat, 3) | (S::open, 2) if call.args[if desc.sysno == S::open { 1 } else { 2 }] & 0o20100100 == 0 => {
             return Some(String::new());
         }
-        ("mmap", 4) => return Some((v as i32).to_string()),
-        ("mmap", 5) => return Some(chex(v)),
-        ("fcntl", 1) => return Some(names::fcntl_cmd(v)),
-        ("fcntl", 2) => {
+        (S::mmap, 4) => return Some((v as i32).to_string()),
+        (S::mmap, 5) => return Some(chex(v)),
+        (S::fcntl, 1) => return Some(names::fcntl_cmd(v)),
+        (S::fcntl, 2) => {
             return Some(match call.args[1] as i32 {
                 libc::F_GETFD | libc::F_GETFL | libc::F_GETOWN | 11 /* F_GETSIG */ | libc::F_GETPIPE_SZ | libc::F_GET_SEALS => {
                     String::new()
@@ -341,19 +341,19 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
                 _ => (v as i64).to_string(),
             });
         }
-        ("ioctl", 1) => return Some(names::ioctl_request(v & 0xffff_ffff)),
-        ("ioctl", 2) => return ioctl_input(g, call, v),
-        ("rseq", 1) | ("rseq", 3) => return Some(chex(v)),
-        ("prlimit64", 0) => return Some((v as i32).to_string()),
+        (S::ioctl, 1) => return Some(names::ioctl_request(v & 0xffff_ffff)),
+        (S::ioctl, 2) => return ioctl_input(g, call, v),
+        (S::rseq, 1) | (S::rseq, 3) => return Some(chex(v)),
+        (S::prlimit64, 0) => return Some((v as i32).to_string()),
         // strace's order: child_stack, flags, parent_tid (if set), tls (if set), child_tidptr.
-        ("clone", 0) => {
+        (S::clone, 0) => {
             let stack = if call.args[1] == 0 { "NULL".to_string() } else { chex(call.args[1]) };
             return Some(format!("child_stack={stack}, flags={}", names::flags(FlagSet::Clone, v)));
         }
-        ("clone", 1) | ("clone", 3) => return Some(String::new()),
-        ("clone", 2) if call.args[0] & CLONE_PARENT_SETTID != 0 => return None,
-        ("clone", 2) => return Some(String::new()),
-        ("clone", 4) => {
+        (S::clone, 1) | (S::clone, 3) => return Some(String::new()),
+        (S::clone, 2) if call.args[0] & CLONE_PARENT_SETTID != 0 => return None,
+        (S::clone, 2) => return Some(String::new()),
+        (S::clone, 4) => {
             let mut parts = Vec::new();
             if call.args[0] & CLONE_SETTLS != 0 {
                 parts.push(format!("tls={}", chex(v)));
@@ -363,7 +363,7 @@ pub fn input(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, st: &S
             }
             return Some(parts.join(", "));
         }
-        ("getrandom", 0) | ("getdents64", 1) | ("getdents", 1) => return None,
+        (S::getrandom, 0) | (S::getdents64, 1) | (S::getdents, 1) => return None,
         _ => {}
     }
     Some(match kind {
@@ -412,15 +412,15 @@ pub fn output(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, i: usize, ret: 
     if !ok {
         return addr(v);
     }
-    match (desc.name, i) {
-        ("getrandom", 0) => return buffer(g, v, ret as u64, st, true),
-        ("clone", 2) => {
+    match (desc.sysno, i) {
+        (S::getrandom, 0) => return buffer(g, v, ret as u64, st, true),
+        (S::clone, 2) => {
             return read_n::<4>(g, v)
                 .map(|b| format!("parent_tid=[{}]", i32::from_le_bytes(b)))
                 .unwrap_or_else(|| format!("parent_tid={}", addr(v)))
         }
-        ("getdents64", 1) | ("getdents", 1) => return getdents(g, v, ret),
-        ("ioctl", 2) => {
+        (S::getdents64, 1) | (S::getdents, 1) => return getdents(g, v, ret),
+        (S::ioctl, 2) => {
             return match ioctl::lookup(call.args[1]).map(|i| i.handling) {
                 Some(IoctlHandling::Pass { arg: IoctlArg::Mem(shape, Dir::Out), .. }) => ioctl_value(g, shape, v),
                 _ => addr(v),
@@ -505,9 +505,9 @@ fn pollfds(g: &dyn Guest, a: u64, n: u64, field: &str, returned: bool) -> String
 
 /// What strace appends after some results: poll's returned events, ` (Timeout)`.
 pub fn result_suffix(g: &dyn Guest, desc: &SyscallDesc, call: &Syscall, ret: i64) -> String {
-    match desc.name {
-        "poll" | "ppoll" if ret == 0 => " (Timeout)".into(),
-        "poll" | "ppoll" if ret > 0 => format!(" ({})", pollfds(g, call.args[0], call.args[1], "revents", true)),
+    match desc.sysno {
+        S::poll | S::ppoll if ret == 0 => " (Timeout)".into(),
+        S::poll | S::ppoll if ret > 0 => format!(" ({})", pollfds(g, call.args[0], call.args[1], "revents", true)),
         _ => String::new(),
     }
 }

@@ -377,7 +377,7 @@ fn execve_line(start: &Start, style: &Style) -> String {
 impl<H: TrapHandler> TrapHandler for Tracer<H> {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
         self.inner.on_start(g, start);
-        let execve = trapbox_abi::lookup_name("execve").map(|d| d.nr).unwrap_or(59);
+        let execve = trapbox_abi::Sysno::execve as u64;
         if self.opts.filter.traces(execve) {
             if self.opts.summary != SummaryMode::Off {
                 self.summary.lock().unwrap_or_else(|e| e.into_inner()).add("execve", false, Duration::ZERO);

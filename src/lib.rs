@@ -31,6 +31,7 @@ pub use trapbox_abi as abi;
 pub use trapbox_boot as boot;
 pub use trapbox_process as process;
 pub use trapbox_process::sandbox;
+pub use trapbox_repl as repl;
 pub use trapbox_tools as tools;
 pub use trapbox_trap as trap;
 pub use trapbox_vm as vm;

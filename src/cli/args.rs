@@ -25,6 +25,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Boot a Linux kernel (bzImage) in KVM with a serial console on this terminal.
     Boot(crate::boot::BootArgs),
+    /// An x86-64 assembly REPL: each line is assembled, run at CPL3 in the box, and the
+    /// registers it changed are shown (`.help` lists the commands).
+    Repl(crate::repl::ReplArgs),
     /// Say what a file is and whether trapbox can run it (or summarise a trace); with
     /// `--cpu`, show the CPU the box gives programs beside the host's.
     Inspect {

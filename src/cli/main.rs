@@ -8,6 +8,7 @@ mod boot;
 mod cpu;
 mod inspect;
 mod record;
+mod repl;
 mod trace;
 
 fn main() {
@@ -49,6 +50,7 @@ fn run(cli: args::Cli) -> Result<i32> {
         args::Command::Record(r) => record::record(r),
         args::Command::Replay(r) => record::replay(r),
         args::Command::Boot(b) => boot::boot(b),
+        args::Command::Repl(r) => repl::repl(r),
         args::Command::Inspect { cpu: true, trap_path, .. } => cpu::inspect_cpu(trap_path.map(Into::into)),
         args::Command::Inspect { file, events, .. } => {
             inspect::inspect(&file.expect("clap requires FILE without --cpu"), events)

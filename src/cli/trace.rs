@@ -32,6 +32,7 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         summary,
         json: t.json,
         stop,
+        start_line: true,
     };
     use std::io::IsTerminal;
     let (out, flush): (Box<dyn Write + Send>, Flush) = match &t.output {

@@ -62,6 +62,9 @@ cp "$trapbox" "$rootfs/tb/trapbox"
 add_binary "$trapbox"
 rm -f "$rootfs$trapbox"
 for b in /bin/cat /bin/echo /usr/bin/sha256sum /usr/bin/sort /bin/gzip /bin/ls; do add_binary "$b"; done
+# GNU as, for `trapbox repl` (at its usual path: the REPL runs `as` from PATH).
+add_binary "$(readlink -f "$(command -v as)")"
+ln -sf "$(readlink -f "$(command -v as)")" "$rootfs/bin/as"
 
 # The engine's guest programs in their three forms.
 for src in "$root"/tests/guests/*.c; do

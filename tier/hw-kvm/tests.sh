@@ -116,6 +116,11 @@ if grep -q '^trapbox: trap path: hardware KVM' /tmp/b.err; then ok "trace auto: 
 timeout 120 $T trace --backend inproc -o /tmp/t2.txt -- $G/hello-static > /dev/null 2> /tmp/b.err
 if [ "$(grep -v '^set_tid_address\|^getrandom' /tmp/t.txt)" = "$(grep -v '^set_tid_address\|^getrandom' /tmp/t2.txt)" ]; then ok "trace inproc = trace kvm"; else bad "trace inproc differs: $(diff /tmp/t.txt /tmp/t2.txt | head -5)"; fi
 
+# The REPL on hardware KVM: a line runs, a fault is reported, a syscall is traced, undo.
+printf 'mov rax, 5\nadd rax, rax\nmov rbx, [0]\nmov eax, 39\nsyscall\n.undo\n.undo\n.regs\n' | timeout 60 $T repl > /tmp/r.out 2>&1
+if grep -q '^rax=0xa$' /tmp/r.out && grep -q '^fault: SIGSEGV' /tmp/r.out && grep -q '^getpid() *= [0-9]' /tmp/r.out \
+   && [ "$(grep -c '^undone$' /tmp/r.out)" = 2 ] && grep -q '^rax=0xa$' /tmp/r.out; then ok "repl"; else bad "repl: $(head -c 600 /tmp/r.out)"; fi
+
 # The shared vDSO reads the host clock correctly (guest TSC offset zero on hardware KVM).
 t_box=$($T run -- $G/clock_now-dynamic | cut -d' ' -f1); t_host=$(date +%s)
 if [ -n "$t_box" ] && [ $((t_host - t_box)) -le 2 ] && [ $((t_box - t_host)) -le 2 ]; then ok "vdso clock ($t_box vs $t_host)"; else bad "vdso clock (box '$t_box', host $t_host)"; fi

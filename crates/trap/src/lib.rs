@@ -238,6 +238,14 @@ pub trait Process {
 
     /// A way for other threads to preempt this guest thread (see [`Kicker`]).
     fn kicker(&self) -> Kicker;
+
+    /// The trapping thread's x87/SSE/AVX/AVX-512 state as an XSAVE image in standard form
+    /// (the layout [`CpuView`] describes), or None if the engine cannot read it now.
+    fn xsave(&self) -> Option<Vec<u8>>;
+
+    /// Replaces the trapping thread's x87/SSE/AVX state with an image [`Process::xsave`]
+    /// gave (or one edited from it); false if the engine refuses it (a malformed header).
+    fn set_xsave(&mut self, image: &[u8]) -> bool;
 }
 
 /// Where the loader puts things: chosen freely on a normal run, imposed on a replay so the

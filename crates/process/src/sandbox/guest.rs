@@ -352,6 +352,21 @@ impl trapbox_trap::Process for KvmGuest<'_, '_> {
     fn kicker(&self) -> trapbox_trap::Kicker {
         self.cpu.ctx.kick.kicker()
     }
+    fn xsave(&self) -> Option<Vec<u8>> {
+        let x = self.cpu.sr().machine.fpu().ok()?;
+        Some(trapbox_vm::arch::xsave::xsave_bytes(&x))
+    }
+    fn set_xsave(&mut self, image: &[u8]) -> bool {
+        let machine = &mut self.cpu.s().machine;
+        let Ok(mut x) = machine.fpu() else { return false };
+        let mut all = trapbox_vm::arch::xsave::xsave_bytes(&x);
+        if image.len() > all.len() {
+            return false;
+        }
+        all[..image.len()].copy_from_slice(image);
+        trapbox_vm::arch::xsave::set_xsave_bytes(&mut x, &all);
+        machine.set_fpu(&x).is_ok()
+    }
     fn raise_signal(&mut self, sig: i32, siginfo: &[u8; 128]) -> Action {
         let why = self.why;
         let Shared { machine, process, .. } = self.cpu.s();

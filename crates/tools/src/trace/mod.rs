@@ -58,6 +58,9 @@ pub struct TraceOptions {
     pub json: bool,
     /// `--stop-on`.
     pub stop: Option<StopCondition>,
+    /// Print the program's start as strace does (its `execve` line); a tool that runs a
+    /// program of its own (the REPL) leaves it out.
+    pub start_line: bool,
 }
 
 impl Default for TraceOptions {
@@ -71,6 +74,7 @@ impl Default for TraceOptions {
             summary: SummaryMode::Off,
             json: false,
             stop: None,
+            start_line: true,
         }
     }
 }
@@ -382,7 +386,7 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
             if self.opts.summary != SummaryMode::Off {
                 self.summary.lock().unwrap_or_else(|e| e.into_inner()).add("execve", false, Duration::ZERO);
             }
-            if self.lines_on() && !self.opts.json {
+            if self.lines_on() && !self.opts.json && self.opts.start_line {
                 let mut l = execve_line(start, &self.opts.style);
                 if self.opts.timing {
                     l.push_str(" <0.000000>");

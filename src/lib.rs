@@ -29,6 +29,7 @@
 
 pub use trapbox_abi as abi;
 pub use trapbox_boot as boot;
+pub use trapbox_gdb as gdb;
 pub use trapbox_process as process;
 pub use trapbox_process::sandbox;
 pub use trapbox_repl as repl;

@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a program in the box; it behaves as natively, every syscall goes through trapbox.
-    Run(RunArgs),
+    Run(RunCmd),
     /// Run a program in the box and print its syscalls the way strace does.
     Trace(TraceArgs),
     /// Run a program like `run` and record everything nondeterministic to a trace.
@@ -46,6 +46,16 @@ pub enum Command {
         #[arg(long, value_enum, requires = "cpu")]
         trap_path: Option<PathArg>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunCmd {
+    /// Wait for gdb on [HOST:]PORT before the program's first instruction, and let it debug
+    /// the program (`gdb PROGRAM -ex 'target remote :PORT'`).
+    #[arg(long, value_name = "[HOST:]PORT")]
+    pub gdb: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(clap::Args, Debug)]

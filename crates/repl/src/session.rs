@@ -24,9 +24,6 @@ use crate::input::{LineSource, COMMANDS};
 use crate::show;
 
 const PAGE: u64 = 4096;
-// arch_prctl codes (asm/prctl.h; the libc crate does not name them).
-const ARCH_GET_FS: i32 = 0x1003;
-const ARCH_GET_GS: i32 = 0x1004;
 
 /// What a session needs.
 pub struct Options {
@@ -427,10 +424,8 @@ impl Session {
         let mut text = show::all_gprs(&r);
         text.push('\n');
         text.push_str(&show::flags(r.rflags, self.opts.plain));
-        for (name, code) in [("fs_base", ARCH_GET_FS), ("gs_base", ARCH_GET_GS)] {
-            if let Some(v) = self.arch_get(g, code) {
-                text.push_str(&format!("\n{name}={v:#x}"));
-            }
+        if let Some((fs, gs)) = g.process().map(|p| p.segment_bases()) {
+            text.push_str(&format!("\nfs_base={fs:#x}\ngs_base={gs:#x}"));
         }
         let vector = g.process().and_then(|p| Some((p.xsave()?, p.cpu_view())));
         if let Some((x, view)) = vector {
@@ -438,20 +433,6 @@ impl Session {
             text.push_str(&show::vector_regs(&x, &view));
         }
         self.say(&text);
-    }
-
-    /// arch_prctl(ARCH_GET_FS/GS) through the guest's own call, into the last 8 bytes of
-    /// scratch memory, which are put back after.
-    fn arch_get(&mut self, g: &mut dyn Guest, code: i32) -> Option<u64> {
-        let at = GuestAddr(guest::SCRATCH + guest::SCRATCH_SIZE - 8);
-        let mut keep = [0u8; 8];
-        g.read(at, &mut keep).ok()?;
-        let call = Syscall { nr: Sysno::arch_prctl as u64, args: [code as u64, at.0, 0, 0, 0, 0] };
-        let ok = matches!(g.passthrough(&call), Action::Return(0));
-        let mut b = [0u8; 8];
-        let got = g.read(at, &mut b);
-        let _ = g.write(at, &keep);
-        (ok && got.is_ok()).then(|| u64::from_le_bytes(b))
     }
 
     fn read(&mut self, g: &mut dyn Guest, args: &[&str]) {

@@ -243,6 +243,9 @@ pub trait Process {
     /// (the layout [`CpuView`] describes), or None if the engine cannot read it now.
     fn xsave(&self) -> Option<Vec<u8>>;
 
+    /// The trapping thread's FS and GS bases (its TLS pointer and the rarely used GS).
+    fn segment_bases(&self) -> (u64, u64);
+
     /// Replaces the trapping thread's x87/SSE/AVX state with an image [`Process::xsave`]
     /// gave (or one edited from it); false if the engine refuses it (a malformed header).
     fn set_xsave(&mut self, image: &[u8]) -> bool;

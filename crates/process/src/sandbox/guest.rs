@@ -356,6 +356,10 @@ impl trapbox_trap::Process for KvmGuest<'_, '_> {
         let x = self.cpu.sr().machine.fpu().ok()?;
         Some(trapbox_vm::arch::xsave::xsave_bytes(&x))
     }
+    fn segment_bases(&self) -> (u64, u64) {
+        let m = &self.cpu.sr().machine;
+        (m.fs_base().unwrap_or(0), m.gs_base().unwrap_or(0))
+    }
     fn set_xsave(&mut self, image: &[u8]) -> bool {
         let machine = &mut self.cpu.s().machine;
         let Ok(mut x) = machine.fpu() else { return false };

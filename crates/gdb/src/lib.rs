@@ -1,0 +1,426 @@
+//! `trapbox run --gdb`: a GDB remote stub on the trap API. The [`Debugger`] is a
+//! [`TrapHandler`]: at every stop (the program's first instruction, a breakpoint, a single
+//! step, a fault, Ctrl-C) it tells the gdb side why, then answers gdb's requests — registers,
+//! memory, breakpoints — from inside the trap, until gdb resumes the guest. The gdb side
+//! ([`stub`]) runs `gdbstub` on a thread of its own and never touches the guest; the two
+//! talk over channels. Breakpoints are `int3`s placed with the `Process` capability; memory
+//! reads show the program's own bytes under them.
+//!
+//! Not yet: reverse execution (replays), threads other than the first (they run with the
+//! passthrough, and one that reaches a breakpoint dies of SIGTRAP), hardware watchpoints,
+//! `catch syscall`.
+
+pub mod arch;
+mod stub;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use trapbox_abi::arch::cpuview::CpuView;
+use trapbox_trap::{siginfo_bytes, Action, Guest, GuestAddr, Kicker, Outcome, Regs, Start, Trap, TrapHandler};
+
+use arch::GdbRegs;
+use stub::{Proxy, Request, Stop};
+
+pub use gdbstub::stub::DisconnectReason;
+
+const SIGINT: u8 = 2;
+const SIGTRAP: u8 = 5;
+
+/// gdb's signal numbers (the remote protocol's, not Linux's) for Linux signals 1–31.
+const GDB_SIGNALS: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 10, 8, 9, 30, 11, 31, 13, 14, 15, 0, 20, 19, 17, 18, 21, 22, 16, 24, 25, 26, 27, 28, 23, 32,
+    12,
+];
+
+/// Linux signal `sig` as gdb numbers it (a Linux-only signal as gdb's "unknown").
+fn to_gdb(sig: i32) -> u8 {
+    GDB_SIGNALS.get(sig as usize).copied().filter(|g| *g != 0).unwrap_or(143)
+}
+
+/// gdb's signal number `g` as Linux numbers it.
+fn from_gdb(g: u8) -> Option<i32> {
+    GDB_SIGNALS.iter().position(|x| *x == g && g != 0).map(|i| i as i32)
+}
+const TF: u64 = 1 << 8;
+
+/// The debugging handler for the guest's first thread.
+pub struct Debugger {
+    requests: Receiver<Request>,
+    stops: Sender<Stop>,
+    kicker: Arc<Mutex<Option<Kicker>>>,
+    /// gdb's breakpoints: address → the program's byte under the `int3`.
+    breaks: BTreeMap<u64, u8>,
+    /// The `int3` at the first instruction that gives gdb its first stop.
+    entry: Option<(u64, u8)>,
+    /// A breakpoint being stepped over: its address, and whether to continue after.
+    step_over: Option<(u64, bool)>,
+    /// gdb asked for a single step.
+    stepping: bool,
+    auxv: Vec<u8>,
+    /// The signal and fault of the last stop, for gdb passing the signal on.
+    stopped_by: Option<(i32, i32, u64)>,
+    /// gdb is gone: the program runs on undisturbed.
+    detached: bool,
+    /// gdb's last word was `kill`.
+    killed: Arc<AtomicBool>,
+}
+
+/// Starts the gdb side on `conn`; returns the handler for the guest and the gdb side's
+/// thread, which ends when gdb detaches, kills or the guest ends.
+pub fn attach(conn: TcpStream) -> (Debugger, std::thread::JoinHandle<Result<DisconnectReason, String>>) {
+    let (req_tx, req_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let kicker = Arc::new(Mutex::new(None));
+    let killed = Arc::new(AtomicBool::new(false));
+    let mut proxy = Proxy { requests: req_tx, stops: stop_rx, kicker: kicker.clone() };
+    let (kick, kill) = (kicker.clone(), killed.clone());
+    let thread = std::thread::Builder::new()
+        .name("trapbox-gdb".into())
+        .spawn(move || {
+            let end = stub::serve(&mut proxy, conn);
+            // gdb is gone: the guest learns it at its next stop, made now (a kill ends it;
+            // a detach takes the breakpoints out and lets it run on). The flag is set before
+            // the channels close, which is how a stopped guest learns it.
+            if matches!(end, Ok(DisconnectReason::Kill)) {
+                kill.store(true, Ordering::SeqCst);
+            }
+            drop(proxy);
+            if let Some(k) = kick.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                k.kick();
+            }
+            end
+        })
+        .expect("a thread for the gdb connection");
+    let d = Debugger {
+        requests: req_rx,
+        stops: stop_tx,
+        kicker,
+        breaks: BTreeMap::new(),
+        entry: None,
+        step_over: None,
+        stepping: false,
+        auxv: Vec::new(),
+        stopped_by: None,
+        detached: false,
+        killed,
+    };
+    (d, thread)
+}
+
+fn patch(g: &mut dyn Guest, addr: u64, byte: u8) -> bool {
+    g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &[byte]).is_ok())
+}
+
+impl Debugger {
+    /// Tells gdb why the guest stopped and answers its requests until it resumes the guest.
+    /// The first stop (`why` None) is not told: gdb takes a target it connects to as stopped.
+    fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
+        if self.detached || why.is_some_and(|w| self.stops.send(w).is_err()) {
+            return self.detach(g);
+        }
+        loop {
+            let Ok(req) = self.requests.recv() else { return self.detach(g) };
+            match req {
+                Request::ReadRegs(tx) => {
+                    let _ = tx.send(self.regs_of(g));
+                }
+                Request::WriteRegs(r, tx) => {
+                    let _ = tx.send(self.set_regs(g, &r));
+                }
+                Request::ReadMem(addr, len, tx) => {
+                    let _ = tx.send(self.read(g, addr, len));
+                }
+                Request::WriteMem(addr, data, tx) => {
+                    let _ = tx.send(self.write(g, addr, &data));
+                }
+                Request::AddBreak(addr, tx) => {
+                    let _ = tx.send(self.add_break(g, addr));
+                }
+                Request::RemoveBreak(addr, tx) => {
+                    let ok = match self.breaks.remove(&addr) {
+                        Some(b) => patch(g, addr, b),
+                        None => false,
+                    };
+                    let _ = tx.send(ok);
+                }
+                Request::Auxv(tx) => {
+                    let _ = tx.send(self.auxv.clone());
+                }
+                Request::Resume { step, signal } => return self.resume(g, step, signal),
+            }
+        }
+    }
+
+    /// gdb went away: its breakpoints go, and the program runs on — or ends, if gdb's last
+    /// word was `kill`.
+    fn detach(&mut self, g: &mut dyn Guest) -> Action {
+        if self.killed.load(Ordering::SeqCst) {
+            return Action::Kill { signal: libc::SIGKILL, fault: None };
+        }
+        self.detached = true;
+        for (addr, b) in std::mem::take(&mut self.breaks) {
+            patch(g, addr, b);
+        }
+        let mut r = g.regs();
+        r.rflags &= !TF;
+        g.set_regs(&r);
+        Action::Resume
+    }
+
+    fn resume(&mut self, g: &mut dyn Guest, step: bool, signal: Option<u8>) -> Action {
+        if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.stopped_by.take()) {
+            if sig == signo {
+                // gdb passes the fault's signal on: the guest's handler runs, or it dies.
+                if let Some(p) = g.process() {
+                    return p.raise_signal(signo, &siginfo_bytes(signo, code, addr));
+                }
+            }
+        }
+        let mut r = g.regs();
+        if let Some(orig) = self.breaks.get(&r.rip).copied() {
+            // Off the breakpoint first: the program's byte back for one step.
+            patch(g, r.rip, orig);
+            self.step_over = Some((r.rip, !step));
+            r.rflags |= TF;
+        }
+        if step {
+            self.stepping = true;
+            r.rflags |= TF;
+        }
+        g.set_regs(&r);
+        Action::Resume
+    }
+
+    fn add_break(&mut self, g: &mut dyn Guest, addr: u64) -> bool {
+        if self.breaks.contains_key(&addr) {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        if g.read(GuestAddr(addr), &mut b).is_err() || !patch(g, addr, 0xcc) {
+            return false;
+        }
+        self.breaks.insert(addr, b[0]);
+        true
+    }
+
+    /// Guest memory as the program has it: the `int3`s under gdb's breakpoints read as the
+    /// program's bytes. As much as is readable from `addr`.
+    fn read(&self, g: &mut dyn Guest, addr: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (a, bytes) in g.read_runs(GuestAddr(addr), len as u64) {
+            if a != addr + out.len() as u64 {
+                break;
+            }
+            out.extend(bytes);
+        }
+        for (bp, orig) in self.breaks.iter().chain(self.entry.as_ref().map(|(a, b)| (a, b))) {
+            if let Some(i) = bp.checked_sub(addr).filter(|i| (*i as usize) < out.len()) {
+                out[i as usize] = *orig;
+            }
+        }
+        out
+    }
+
+    /// Writes guest memory, code included; a breakpoint's byte becomes the new one, its
+    /// `int3` stays.
+    fn write(&mut self, g: &mut dyn Guest, addr: u64, data: &[u8]) -> bool {
+        let mut data = data.to_vec();
+        for (bp, orig) in self.breaks.iter_mut() {
+            if let Some(i) = bp.checked_sub(addr).filter(|i| (*i as usize) < data.len()) {
+                *orig = data[i as usize];
+                data[i as usize] = 0xcc;
+            }
+        }
+        g.write(GuestAddr(addr), &data).is_ok()
+            || g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &data).is_ok())
+    }
+
+    fn regs_of(&self, g: &mut dyn Guest) -> GdbRegs {
+        let r = g.regs();
+        let mut out = GdbRegs {
+            gpr: [
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+                r.r15,
+            ],
+            rip: r.rip,
+            eflags: r.rflags as u32,
+            seg: [0x33, 0x2b, 0, 0, 0, 0],
+            orig_rax: u64::MAX,
+            ..GdbRegs::default()
+        };
+        let Some(p) = g.process() else { return out };
+        (out.fs_base, out.gs_base) = p.segment_bases();
+        let view = p.cpu_view();
+        let Some(x) = p.xsave() else { return out };
+        let u16_ = |o: usize| u16::from_le_bytes([x[o], x[o + 1]]) as u32;
+        let u32_ = |o: usize| u32::from_le_bytes(x[o..o + 4].try_into().unwrap());
+        // The FXSAVE area's abridged tag (a bit per register) as the full tag word gdb
+        // shows: empty (3) or valid (0).
+        let abridged = x[4];
+        let ftag = (0..8).fold(0u32, |t, i| t | if abridged >> i & 1 == 0 { 3 << (2 * i) } else { 0 });
+        out.fpu = [u16_(0), u16_(2), ftag, u16_(12), u32_(8), u16_(20), u32_(16), u16_(6) & 0x7ff];
+        for i in 0..8 {
+            out.st[i].copy_from_slice(&x[32 + 16 * i..42 + 16 * i]);
+        }
+        for i in 0..16 {
+            out.xmm[i].copy_from_slice(&x[160 + 16 * i..176 + 16 * i]);
+        }
+        out.mxcsr = u32_(24);
+        if let Some(o) = avx_offset(&view, &x) {
+            for i in 0..16 {
+                out.ymmh[i].copy_from_slice(&x[o + 16 * i..o + 16 * (i + 1)]);
+            }
+        }
+        out
+    }
+
+    fn set_regs(&self, g: &mut dyn Guest, n: &GdbRegs) -> bool {
+        let [rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15] = n.gpr;
+        let old = g.regs();
+        let rflags = (old.rflags & !0xffff_ffff) | n.eflags as u64;
+        let r =
+            Regs { rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip: n.rip, rflags };
+        g.set_regs(&r);
+        let Some(p) = g.process() else { return true };
+        let view = p.cpu_view();
+        let Some(mut x) = p.xsave() else { return true };
+        x[0..2].copy_from_slice(&(n.fpu[0] as u16).to_le_bytes());
+        x[2..4].copy_from_slice(&(n.fpu[1] as u16).to_le_bytes());
+        for i in 0..8 {
+            x[32 + 16 * i..42 + 16 * i].copy_from_slice(&n.st[i]);
+        }
+        for i in 0..16 {
+            x[160 + 16 * i..176 + 16 * i].copy_from_slice(&n.xmm[i]);
+        }
+        x[24..28].copy_from_slice(&n.mxcsr.to_le_bytes());
+        if let Some(o) = avx_offset(&view, &x) {
+            for i in 0..16 {
+                x[o + 16 * i..o + 16 * (i + 1)].copy_from_slice(&n.ymmh[i]);
+            }
+        }
+        p.set_xsave(&x)
+    }
+}
+
+/// Where the AVX upper halves are in a standard-form XSAVE image, if the CPU view enables
+/// AVX and the image holds them.
+fn avx_offset(view: &CpuView, x: &[u8]) -> Option<usize> {
+    if view.xcr0() >> 2 & 1 == 0 {
+        return None;
+    }
+    let c = view.layout().components().iter().find(|c| c.bit == 2 && c.size != 0)?;
+    let o = c.offset as usize;
+    (x.len() >= o + 256).then_some(o)
+}
+
+/// The auxiliary vector the loader put on the initial stack, after the environment.
+fn auxv_of(g: &mut dyn Guest, start: &Start) -> Vec<u8> {
+    let mut at = start.envp_addr + 8 * (start.env_count as u64 + 1);
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        let mut pair = [0u8; 16];
+        if g.read(GuestAddr(at), &mut pair).is_err() {
+            break;
+        }
+        out.extend_from_slice(&pair);
+        if pair[..8] == [0; 8] {
+            break;
+        }
+        at += 16;
+    }
+    out
+}
+
+impl TrapHandler for Debugger {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.auxv = auxv_of(g, start);
+        // The first stop is at the first instruction: an int3 there, taken out at the stop.
+        let rip = g.regs().rip;
+        let mut b = [0u8; 1];
+        if g.read(GuestAddr(rip), &mut b).is_ok() && patch(g, rip, 0xcc) {
+            self.entry = Some((rip, b[0]));
+        }
+        *self.kicker.lock().unwrap_or_else(|e| e.into_inner()) = g.process().map(|p| p.kicker());
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => g.passthrough(call),
+            Trap::Breakpoint { rip } => {
+                let at = rip - 1;
+                let ours = match self.entry {
+                    Some((e, b)) if e == at => {
+                        patch(g, at, b);
+                        self.entry = None;
+                        Some(None)
+                    }
+                    _ => self.breaks.contains_key(&at).then_some(Some(Stop::Break)),
+                };
+                match ours {
+                    Some(why) => {
+                        let mut r = g.regs();
+                        r.rip = at;
+                        g.set_regs(&r);
+                        self.stopped_by = None;
+                        self.stop(g, why)
+                    }
+                    // The program's own int3: a SIGTRAP stop after it, as on Linux.
+                    None => {
+                        self.stopped_by = Some((libc::SIGTRAP, 0x80, 0));
+                        self.stop(g, Some(Stop::Signal(SIGTRAP)))
+                    }
+                }
+            }
+            Trap::SingleStep { .. } => {
+                let mut r = g.regs();
+                r.rflags &= !TF;
+                g.set_regs(&r);
+                if let Some((addr, cont)) = self.step_over.take() {
+                    if self.breaks.contains_key(&addr) {
+                        patch(g, addr, 0xcc);
+                    }
+                    if cont && !self.stepping {
+                        return Action::Resume;
+                    }
+                }
+                self.stopped_by = None;
+                if std::mem::take(&mut self.stepping) {
+                    self.stop(g, Some(Stop::Step))
+                } else {
+                    self.stopped_by = Some((libc::SIGTRAP, 2, 0));
+                    self.stop(g, Some(Stop::Signal(SIGTRAP)))
+                }
+            }
+            Trap::Fault(f) => {
+                let si = f.siginfo();
+                self.stopped_by = Some((si.signo, si.code, si.addr));
+                self.stop(g, Some(Stop::Signal(to_gdb(si.signo))))
+            }
+            Trap::Preempt if self.detached => Action::Resume,
+            Trap::Preempt => {
+                self.stopped_by = None;
+                self.stop(g, Some(Stop::Signal(SIGINT)))
+            }
+            Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
+            Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
+        }
+    }
+
+    fn on_end(&mut self, _g: &mut dyn Guest, outcome: &Outcome) {
+        let stop = match outcome {
+            Outcome::Exited(c) => Stop::Exited(*c as u8),
+            Outcome::Killed { signal, .. } => Stop::Killed(to_gdb(*signal)),
+            Outcome::TimedOut => Stop::Killed(to_gdb(libc::SIGKILL)),
+            Outcome::Stopped => return,
+        };
+        let _ = self.stops.send(stop);
+    }
+
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        Some(Box::new(trapbox_trap::Passthrough))
+    }
+}

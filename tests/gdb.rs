@@ -1,0 +1,176 @@
+//! `trapbox run --gdb`: Debian's gdb, in batch mode, against a live run on both engines.
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// What a debugging session left: gdb's output, the program's stdout, trapbox's stderr and
+/// exit status.
+struct Session {
+    gdb: String,
+    stdout: String,
+    stderr: String,
+    status: i32,
+}
+
+/// Runs `program` under `trapbox run --gdb` and gdb with `commands`; `during`, if given,
+/// runs while gdb does (to interrupt it).
+fn debug(program: &Path, commands: &[&str], during: Option<&dyn Fn(u32)>) -> Session {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
+    let mut tb = trapbox_command(&[
+        std::ffi::OsStr::new("run"),
+        "--gdb".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--".as_ref(),
+        program.as_os_str(),
+    ]);
+    let mut tb = tb.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("trapbox starts");
+    let mut err = BufReader::new(tb.stderr.take().expect("piped"));
+    let mut first = String::new();
+    err.read_line(&mut first).expect("trapbox says where it waits");
+    let port = first
+        .split("target remote :")
+        .nth(1)
+        .and_then(|p| p.trim().trim_end_matches('\'').parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-q", "-batch", "-nx"]).arg(program).args(["-ex", &format!("target remote :{port}")]);
+    for c in commands {
+        gdb.args(["-ex", c]);
+    }
+    let child = gdb
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gdb runs (apt-get install gdb)");
+    if let Some(f) = during {
+        f(child.id());
+    }
+    let out = child.wait_with_output().expect("gdb ends");
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    let mut stdout = String::new();
+    let _ = tb.stdout.take().expect("piped").read_to_string(&mut stdout);
+    let status = tb.wait().expect("trapbox ends").code().unwrap_or(-1);
+    Session {
+        gdb: String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        stdout,
+        stderr: first + &rest,
+        status,
+    }
+}
+
+fn target(form: Form) -> std::path::PathBuf {
+    guest_with_flags("gdb_target", form, "debug", &["-O0", "-g"])
+}
+
+fn breakpoint_print_backtrace_finish_next(form: Form) {
+    let s = debug(
+        &target(form),
+        &["break square", "continue", "print x", "bt", "finish", "next", "print counter", "delete", "continue"],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("Breakpoint 1, square (x=1) at"), "{g}");
+    assert!(g.contains("$1 = 1\n"), "{g}");
+    assert!(g.contains("#1  ") && g.contains(" in main () at "), "backtrace through main:\n{g}");
+    assert!(g.contains("Value returned is $2 = 1\n"), "{g}");
+    assert!(g.contains("$3 = 1\n"), "counter after the first pass:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+    assert_eq!(s.status, 0, "{}", s.stderr);
+}
+
+fn breakpoints_step_and_exit() {
+    breakpoint_print_backtrace_finish_next(Form::Dynamic);
+}
+
+fn shared_libraries_and_a_breakpoint_in_libc() {
+    let s = debug(
+        &target(Form::Dynamic),
+        &[
+            "break main",
+            "continue",
+            "info sharedlibrary",
+            "break printf",
+            "continue",
+            "bt 1",
+            "p $fs_base != 0",
+            "kill",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("libc.so.6"), "info sharedlibrary lists libc:\n{g}");
+    assert!(g.contains("Breakpoint 2, ") && g.contains("printf"), "stopped in libc's printf:\n{g}");
+    assert!(g.contains("#0  ") && g.contains("printf"), "{g}");
+    assert!(g.contains("$1 = 1\n"), "FS base (the TLS pointer) is set:\n{g}");
+    assert_eq!(s.status, 137, "gdb's kill ends the program: {}", s.stderr);
+}
+
+fn stepi_and_registers() {
+    let s = debug(
+        &target(Form::Static),
+        &[
+            "break square",
+            "continue",
+            "p $pc == (long)&square + 0 || $pc > (long)&square",
+            "stepi",
+            "p $rip == $pc",
+            "info registers rip",
+            "p $orig_rax",
+            "continue",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("$1 = 1\n") && g.contains("$2 = 1\n"), "{g}");
+    assert!(g.contains("rip            0x"), "{g}");
+    assert!(g.contains("$3 = -1\n"), "orig_rax outside a syscall:\n{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
+/// Each fault stops in gdb; `continue` passes the signal on to the program's handler, which
+/// recovers (three SIGSEGVs, one SIGBUS), and the program ends normally.
+fn faults_are_signal_stops_and_continue_passes_them() {
+    let prog = guest("sig_segv", Form::Static);
+    let s = debug(&prog, &["continue", "continue", "continue", "continue", "continue"], None);
+    let g = &s.gdb;
+    assert_eq!(g.matches("Program received signal SIGSEGV").count(), 3, "{g}");
+    assert_eq!(g.matches("Program received signal SIGBUS").count(), 1, "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert!(s.stdout.contains("recovered 4"), "{}", s.stdout);
+}
+
+fn ctrl_c_interrupts_a_spinning_guest() {
+    let prog = guest_with_flags("gdb_spin", Form::Static, "debug", &["-O0", "-g"]);
+    let interrupt = |gdb_pid: u32| {
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: kill(2) on gdb's own pid, which this test started.
+        unsafe { libc::kill(gdb_pid as i32, libc::SIGINT) };
+    };
+    let s = debug(&prog, &["continue", "print spins > 0", "kill"], Some(&interrupt));
+    let g = &s.gdb;
+    assert!(g.contains("Program received signal SIGINT"), "{g}");
+    assert!(g.contains("$1 = 1\n"), "{g}");
+    assert_eq!(s.status, 137, "{}", s.stderr);
+}
+
+each_backend!(
+    breakpoints_step_and_exit,
+    shared_libraries_and_a_breakpoint_in_libc,
+    stepi_and_registers,
+    faults_are_signal_stops_and_continue_passes_them,
+    ctrl_c_interrupts_a_spinning_guest,
+);
+
+each_form!(breakpoint_print_backtrace_finish_next);

@@ -41,11 +41,15 @@ fn debug(program: &Path, commands: &[&str], during: Option<&dyn Fn(u32)>) -> Ses
         .nth(1)
         .and_then(|p| p.trim().trim_end_matches('\'').parse::<u16>().ok())
         .unwrap_or_else(|| panic!("no port in {first:?}"));
+    // A command file, so that commands may span lines (`while` … `end`).
+    let script = tempdir("gdb").join("commands.gdb");
+    let text: String = std::iter::once(format!("target remote :{port}"))
+        .chain(commands.iter().map(|c| c.to_string()))
+        .map(|c| c + "\n")
+        .collect();
+    std::fs::write(&script, text).expect("gdb's command file");
     let mut gdb = Command::new("gdb");
-    gdb.args(["-q", "-batch", "-nx"]).arg(program).args(["-ex", &format!("target remote :{port}")]);
-    for c in commands {
-        gdb.args(["-ex", c]);
-    }
+    gdb.args(["-q", "-batch", "-nx"]).arg(program).arg("-x").arg(&script);
     let child = gdb
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -165,7 +169,30 @@ fn ctrl_c_interrupts_a_spinning_guest() {
     assert_eq!(s.status, 137, "{}", s.stderr);
 }
 
+/// A single step over `syscall` ends right after it, with the call's result in RAX.
+fn stepi_over_a_syscall() {
+    let prog = target(Form::Static);
+    let s = debug(
+        &prog,
+        &[
+            "break write",
+            "continue",
+            "while *(unsigned short *)$pc != 0x050f\nstepi\nend",
+            "set $at = $pc",
+            "stepi",
+            "p $pc - $at",
+            "p $rax",
+            "kill",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("$1 = 2\n"), "stopped right after the syscall:\n{g}");
+    assert!(g.contains("$2 = 19\n"), "write's result (\"total 14 counter 6\\n\"):\n{g}");
+}
+
 each_backend!(
+    stepi_over_a_syscall,
     breakpoints_step_and_exit,
     shared_libraries_and_a_breakpoint_in_libc,
     stepi_and_registers,

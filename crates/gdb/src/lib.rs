@@ -349,7 +349,30 @@ impl TrapHandler for Debugger {
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         match trap {
-            Trap::Syscall(call) => g.passthrough(call),
+            Trap::Syscall(call) => {
+                let action = g.passthrough(call);
+                let over = self.step_over.take();
+                if let Some((addr, _)) = over {
+                    if self.breaks.contains_key(&addr) {
+                        patch(g, addr, 0xcc);
+                    }
+                }
+                if over.is_none() && !self.stepping {
+                    return action;
+                }
+                // The step was this `syscall`: it ends here, at the return address, not one
+                // instruction later where the trap flag would stop it.
+                let Action::Return(v) = action else { return action };
+                let mut r = g.regs();
+                r.rax = v as u64;
+                r.rflags &= !TF;
+                g.set_regs(&r);
+                if std::mem::take(&mut self.stepping) {
+                    self.stopped_by = None;
+                    return self.stop(g, Some(Stop::Step));
+                }
+                Action::Resume
+            }
             Trap::Breakpoint { rip } => {
                 let at = rip - 1;
                 let ours = match self.entry {

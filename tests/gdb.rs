@@ -22,16 +22,25 @@ struct Session {
 /// Runs `program` under `trapbox run --gdb` and gdb with `commands`; `during`, if given,
 /// runs while gdb does (to interrupt it).
 fn debug(program: &Path, commands: &[&str], during: Option<&dyn Fn(u32)>) -> Session {
+    let tool = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
+    debug_with(&tool, program, Some(program), commands, during)
+}
+
+/// `trapbox TOOL...` (ending in `--gdb 127.0.0.1:0` and what the tool takes), with gdb on
+/// `program`'s symbols.
+fn debug_with(
+    tool: &[std::ffi::OsString],
+    program: &Path,
+    last: Option<&Path>,
+    commands: &[&str],
+    during: Option<&dyn Fn(u32)>,
+) -> Session {
     if backend() == Backend::Kvm {
         require_kvm();
     }
-    let mut tb = trapbox_command(&[
-        std::ffi::OsStr::new("run"),
-        "--gdb".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--".as_ref(),
-        program.as_os_str(),
-    ]);
+    let mut args: Vec<std::ffi::OsString> = tool.to_vec();
+    args.extend(last.map(|p| p.as_os_str().to_owned()));
+    let mut tb = trapbox_command(&args);
     let mut tb = tb.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("trapbox starts");
     let mut err = BufReader::new(tb.stderr.take().expect("piped"));
     let mut first = String::new();
@@ -191,7 +200,54 @@ fn stepi_over_a_syscall() {
     assert!(g.contains("$2 = 19\n"), "write's result (\"total 14 counter 6\\n\"):\n{g}");
 }
 
+/// A replay under gdb: the same breakpoints and values as the live run, the program's output
+/// replayed, and the end reached normally.
+fn a_replay_under_gdb() {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
+    let prog = target(Form::Dynamic);
+    let dir = tempdir("gdb-replay");
+    let trace = dir.join("t.trace");
+    let rec = trapbox(
+        &[std::ffi::OsStr::new("record"), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()],
+        b"",
+        &dir,
+    );
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &["break square", "continue", "continue", "print x", "print counter", "delete", "continue"],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("Breakpoint 1, square (x=1)"), "{g}");
+    assert!(g.contains("Breakpoint 1, square (x=2)"), "{g}");
+    assert!(g.contains("$1 = 2\n") && g.contains("$2 = 3\n"), "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
+/// `trace --stop-on … --gdb`: the matching call is a stop in gdb, the traced lines before it
+/// are out, and the program goes on to its end from there.
+fn a_trace_stop_is_a_gdb_stop() {
+    let prog = target(Form::Static);
+    let tool = ["trace", "--stop-on", "write", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
+    let s = debug_with(&tool, &prog, Some(&prog), &["continue", "p $rax", "bt 2", "continue"], None);
+    let g = &s.gdb;
+    assert!(g.contains("Program received signal SIGTRAP"), "{g}");
+    assert!(g.contains("$1 = 19\n"), "the call's result is in RAX at the stop:\n{g}");
+    assert!(g.contains("#0  0x") && g.contains(" in write ()"), "stopped in write:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert!(s.stderr.contains("write(1, \"total 14 counter 6\\n\", 19)"), "{}", s.stderr);
+}
+
 each_backend!(
+    a_replay_under_gdb,
+    a_trace_stop_is_a_gdb_stop,
     stepi_over_a_syscall,
     breakpoints_step_and_exit,
     shared_libraries_and_a_breakpoint_in_libc,

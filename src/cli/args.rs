@@ -89,6 +89,10 @@ pub struct RunArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
+    /// Wait for gdb on [HOST:]PORT before the program's first instruction; a --stop-on match
+    /// is a stop in gdb (SIGTRAP) after the call, and the program can go on from there.
+    #[arg(long, value_name = "[HOST:]PORT")]
+    pub gdb: Option<String>,
     /// Which syscalls: `trace=NAME,...`, classes `%file %process %network %signal %ipc %desc
     /// %memory %creds %stat %clock`, `!` to negate (`trace=` may be left out).
     #[arg(short = 'e', value_name = "EXPR")]
@@ -147,6 +151,11 @@ pub struct ReplayArgs {
     /// Stop just before trace event N (exit status 125).
     #[arg(long, value_name = "N")]
     pub stop_at: Option<u64>,
+    /// Wait for gdb on [HOST:]PORT before the replayed program's first instruction and let it
+    /// debug the replay (forward only, for now); the end of the trace is reported to gdb as
+    /// the end of the replay history.
+    #[arg(long, value_name = "[HOST:]PORT")]
+    pub gdb: Option<String>,
     /// Print the trap path and the exit count.
     #[arg(short, long)]
     pub verbose: bool,

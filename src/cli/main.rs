@@ -1,11 +1,12 @@
 //! The `trapbox` command.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 mod args;
 mod boot;
 mod cpu;
+mod gdb;
 mod inspect;
 mod record;
 mod repl;
@@ -104,25 +105,11 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
 
 fn run_program(cmd: args::RunCmd) -> Result<i32> {
     let r = &cmd.run;
-    let Some(at) = &cmd.gdb else {
-        let mut sandbox = build(r, trapbox::VdsoMode::Host, None)?;
-        let report = sandbox.run(trapbox::Passthrough)?;
-        return Ok(finish(r, &report));
-    };
-    // Listen before building: gdb may connect as soon as the port is said.
-    let addr = if at.contains(':') { at.clone() } else { format!("127.0.0.1:{at}") };
-    let listener = std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr} for gdb"))?;
+    let gdb = cmd.gdb.as_deref().map(gdb::listen).transpose()?;
     let mut sandbox = build(r, trapbox::VdsoMode::Host, None)?;
-    let port = listener.local_addr()?.port();
-    let program = r.command[0].to_string_lossy();
-    eprintln!("trapbox: waiting for gdb on {addr}: gdb {program} -ex 'target remote :{port}'");
-    let (conn, _) = listener.accept().context("gdb's connection")?;
-    let (debugger, stub) = trapbox::gdb::attach(conn);
-    let report = sandbox.run(debugger)?;
-    match stub.join() {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => eprintln!("trapbox: gdb connection: {e}"),
-        Err(_) => eprintln!("trapbox: gdb connection: its thread panicked"),
-    }
+    let report = match gdb {
+        Some(l) => l.run(std::path::Path::new(&r.command[0]), &mut sandbox, trapbox::Passthrough)?,
+        None => sandbox.run(trapbox::Passthrough)?,
+    };
     Ok(finish(r, &report))
 }

@@ -51,6 +51,7 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
         (None, Some(e)) => e,
         (None, None) => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
     };
+    let gdb = r.gdb.as_deref().map(crate::gdb::listen).transpose()?;
     let mut sandbox = trapbox::Sandbox::replaying(start.image()).engine(engine).build()?;
     if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
         bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
@@ -58,7 +59,10 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
     }
-    let report = sandbox.run(&mut replayer)?;
+    let report = match gdb {
+        Some(l) => l.run(&start.program_path(), &mut sandbox, &mut replayer)?,
+        None => sandbox.run(&mut replayer)?,
+    };
     if let Some(stop) = replayer.stopped() {
         eprintln!("trapbox: {stop}");
         return Ok(match stop {

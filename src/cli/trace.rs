@@ -44,8 +44,12 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         None if std::io::stderr().is_terminal() => (Box::new(std::io::stderr()), Flush::EachLine),
         None => (Box::new(std::io::stderr()), Flush::SharedWithProgram),
     };
+    let gdb = t.gdb.as_deref().map(crate::gdb::listen).transpose()?;
     let mut sandbox = crate::build(&t.run, trapbox::VdsoMode::Host, Some(crate::args::BackendArg::Auto))?;
     let mut tracer = Tracer::new(trapbox::Passthrough, opts, out, flush);
-    let report = sandbox.run(&mut tracer)?;
+    let report = match gdb {
+        Some(l) => l.run(std::path::Path::new(&t.run.command[0]), &mut sandbox, &mut tracer)?,
+        None => sandbox.run(&mut tracer)?,
+    };
     Ok(crate::finish(&t.run, &report))
 }

@@ -1,5 +1,7 @@
-//! `trapbox run --gdb`: a GDB remote stub on the trap API. The [`Debugger`] is a
-//! [`TrapHandler`]: at every stop (the program's first instruction, a breakpoint, a single
+//! `trapbox run --gdb`, `replay --gdb`, `trace --stop-on … --gdb`: a GDB remote stub on the
+//! trap API. The [`Debugger`] is a [`TrapHandler`] wrapped around the tool's own (the
+//! passthrough, the replayer, the tracer), which keeps answering syscalls and its own
+//! breakpoints; at every stop (the program's first instruction, a breakpoint, a single
 //! step, a fault, Ctrl-C) it tells the gdb side why, then answers gdb's requests — registers,
 //! memory, breakpoints — from inside the trap, until gdb resumes the guest. The gdb side
 //! ([`stub`]) runs `gdbstub` on a thread of its own and never touches the guest; the two
@@ -7,8 +9,8 @@
 //! reads show the program's own bytes under them.
 //!
 //! Not yet: reverse execution (replays), threads other than the first (they run with the
-//! passthrough, and one that reaches a breakpoint dies of SIGTRAP), hardware watchpoints,
-//! `catch syscall`.
+//! inner handler's thread handler, and one that reaches a gdb breakpoint dies of SIGTRAP),
+//! hardware watchpoints, `catch syscall`.
 
 pub mod arch;
 mod stub;
@@ -47,8 +49,9 @@ fn from_gdb(g: u8) -> Option<i32> {
 }
 const TF: u64 = 1 << 8;
 
-/// The debugging handler for the guest's first thread.
-pub struct Debugger {
+/// The debugging handler for the guest's first thread, around `inner`.
+pub struct Debugger<H> {
+    inner: H,
     requests: Receiver<Request>,
     stops: Sender<Stop>,
     kicker: Arc<Mutex<Option<Kicker>>>,
@@ -67,16 +70,23 @@ pub struct Debugger {
     detached: bool,
     /// gdb's last word was `kill`.
     killed: Arc<AtomicBool>,
+    /// gdb asked for the running guest to stop (the kick is gdb's, not the inner handler's).
+    interrupted: Arc<AtomicBool>,
 }
 
-/// Starts the gdb side on `conn`; returns the handler for the guest and the gdb side's
-/// thread, which ends when gdb detaches, kills or the guest ends.
-pub fn attach(conn: TcpStream) -> (Debugger, std::thread::JoinHandle<Result<DisconnectReason, String>>) {
+/// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
+/// gdb side's thread, which ends when gdb detaches, kills or the guest ends.
+pub fn attach<H: TrapHandler>(
+    conn: TcpStream,
+    inner: H,
+) -> (Debugger<H>, std::thread::JoinHandle<Result<DisconnectReason, String>>) {
     let (req_tx, req_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel();
     let kicker = Arc::new(Mutex::new(None));
     let killed = Arc::new(AtomicBool::new(false));
-    let mut proxy = Proxy { requests: req_tx, stops: stop_rx, kicker: kicker.clone() };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut proxy =
+        Proxy { requests: req_tx, stops: stop_rx, kicker: kicker.clone(), interrupted: interrupted.clone() };
     let (kick, kill) = (kicker.clone(), killed.clone());
     let thread = std::thread::Builder::new()
         .name("trapbox-gdb".into())
@@ -96,6 +106,7 @@ pub fn attach(conn: TcpStream) -> (Debugger, std::thread::JoinHandle<Result<Disc
         })
         .expect("a thread for the gdb connection");
     let d = Debugger {
+        inner,
         requests: req_rx,
         stops: stop_tx,
         kicker,
@@ -107,6 +118,7 @@ pub fn attach(conn: TcpStream) -> (Debugger, std::thread::JoinHandle<Result<Disc
         stopped_by: None,
         detached: false,
         killed,
+        interrupted,
     };
     (d, thread)
 }
@@ -115,7 +127,7 @@ fn patch(g: &mut dyn Guest, addr: u64, byte: u8) -> bool {
     g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &[byte]).is_ok())
 }
 
-impl Debugger {
+impl<H: TrapHandler> Debugger<H> {
     /// Tells gdb why the guest stopped and answers its requests until it resumes the guest.
     /// The first stop (`why` None) is not told: gdb takes a target it connects to as stopped.
     fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
@@ -216,6 +228,13 @@ impl Debugger {
                 break;
             }
             out.extend(bytes);
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            if *b == 0xcc {
+                if let Some(orig) = self.inner.patched_byte(addr + i as u64) {
+                    *b = orig;
+                }
+            }
         }
         for (bp, orig) in self.breaks.iter().chain(self.entry.as_ref().map(|(a, b)| (a, b))) {
             if let Some(i) = bp.checked_sub(addr).filter(|i| (*i as usize) < out.len()) {
@@ -335,8 +354,9 @@ fn auxv_of(g: &mut dyn Guest, start: &Start) -> Vec<u8> {
     out
 }
 
-impl TrapHandler for Debugger {
+impl<H: TrapHandler> TrapHandler for Debugger<H> {
     fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
         self.auxv = auxv_of(g, start);
         // The first stop is at the first instruction: an int3 there, taken out at the stop.
         let rip = g.regs().rip;
@@ -348,9 +368,24 @@ impl TrapHandler for Debugger {
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if self.detached {
+            return self.inner.on_trap(g, trap);
+        }
         match trap {
-            Trap::Syscall(call) => {
-                let action = g.passthrough(call);
+            Trap::Syscall(_) => {
+                let action = self.inner.on_trap(g, trap);
+                // A stop the inner handler asks for (a trace's stop condition, the end of a
+                // replay's trace) is a stop in gdb: the call answered, the guest held there.
+                let action = match action {
+                    Action::ReturnAndStop(v) => {
+                        let mut r = g.regs();
+                        r.rax = v as u64;
+                        g.set_regs(&r);
+                        self.stopped_by = None;
+                        return self.stop(g, Some(Stop::Signal(SIGTRAP)));
+                    }
+                    a => a,
+                };
                 let over = self.step_over.take();
                 if let Some((addr, _)) = over {
                     if self.breaks.contains_key(&addr) {
@@ -381,7 +416,10 @@ impl TrapHandler for Debugger {
                         self.entry = None;
                         Some(None)
                     }
-                    _ => self.breaks.contains_key(&at).then_some(Some(Stop::Break)),
+                    _ if self.breaks.contains_key(&at) => Some(Some(Stop::Break)),
+                    // The inner handler's own (a replay's patches): its business.
+                    _ if self.inner.patched_byte(at).is_some() => return self.inner.on_trap(g, trap),
+                    _ => None,
                 };
                 match ours {
                     Some(why) => {
@@ -414,8 +452,8 @@ impl TrapHandler for Debugger {
                 if std::mem::take(&mut self.stepping) {
                     self.stop(g, Some(Stop::Step))
                 } else {
-                    self.stopped_by = Some((libc::SIGTRAP, 2, 0));
-                    self.stop(g, Some(Stop::Signal(SIGTRAP)))
+                    // Not gdb's step: the inner handler's (a replay steps over its points).
+                    self.inner.on_trap(g, trap)
                 }
             }
             Trap::Fault(f) => {
@@ -423,17 +461,16 @@ impl TrapHandler for Debugger {
                 self.stopped_by = Some((si.signo, si.code, si.addr));
                 self.stop(g, Some(Stop::Signal(to_gdb(si.signo))))
             }
-            Trap::Preempt if self.detached => Action::Resume,
-            Trap::Preempt => {
+            Trap::Preempt if self.interrupted.swap(false, Ordering::SeqCst) || self.killed.load(Ordering::SeqCst) => {
                 self.stopped_by = None;
                 self.stop(g, Some(Stop::Signal(SIGINT)))
             }
-            Trap::HostSignal(sig) => Action::Kill { signal: *sig, fault: None },
-            Trap::Timeout => Action::Kill { signal: libc::SIGKILL, fault: None },
+            Trap::Preempt | Trap::HostSignal(_) | Trap::Timeout => self.inner.on_trap(g, trap),
         }
     }
 
-    fn on_end(&mut self, _g: &mut dyn Guest, outcome: &Outcome) {
+    fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(g, outcome);
         let stop = match outcome {
             Outcome::Exited(c) => Stop::Exited(*c as u8),
             Outcome::Killed { signal, .. } => Stop::Killed(to_gdb(*signal)),
@@ -444,6 +481,14 @@ impl TrapHandler for Debugger {
     }
 
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
-        Some(Box::new(trapbox_trap::Passthrough))
+        self.inner.new_thread()
+    }
+
+    fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(g, sig, siginfo)
+    }
+
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        self.breaks.get(&addr).copied().or_else(|| self.inner.patched_byte(addr))
     }
 }

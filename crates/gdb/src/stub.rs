@@ -53,6 +53,8 @@ pub(crate) struct Proxy {
     pub stops: Receiver<Stop>,
     /// A way to interrupt the running guest: its kicker, given at the first stop.
     pub kicker: std::sync::Arc<std::sync::Mutex<Option<trapbox_trap::Kicker>>>,
+    /// Set before the kick, so that the guest tells gdb's stop from its other kicks.
+    pub interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The guest went away (the run ended, or its thread is gone).
@@ -203,6 +205,7 @@ impl BlockingEventLoop for Loop {
 
     fn on_interrupt(target: &mut Proxy) -> Result<Option<Self::StopReason>, Gone> {
         // The guest stops at its next instruction and reports SIGINT like any stop.
+        target.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(k) = target.kicker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             k.kick();
         }

@@ -310,6 +310,13 @@ pub trait TrapHandler {
         None
     }
 
+    /// The program's own byte at `addr` where this handler put an `int3` of its own there
+    /// (the recorder's and replayer's patches), so that a debugger shows the program's code
+    /// and tells the handler's breakpoints from the program's. None elsewhere.
+    fn patched_byte(&self, _addr: u64) -> Option<u8> {
+        None
+    }
+
     /// Called on a new thread's handler (from [`TrapHandler::new_thread`]) on its own host
     /// thread, before the thread's first instruction.
     fn on_thread_start(&mut self, _guest: &mut dyn Guest) {}
@@ -342,6 +349,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
         (**self).on_thread_exit(guest)
     }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        (**self).patched_byte(addr)
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
@@ -365,6 +375,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     }
     fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
         (**self).on_thread_exit(guest)
+    }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        (**self).patched_byte(addr)
     }
 }
 
@@ -446,6 +459,9 @@ impl<H: TrapHandler, F: FnMut(&dyn Guest, &Trap, &Action)> TrapHandler for Obser
     fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
         self.inner.on_thread_exit(guest)
     }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        self.inner.patched_byte(addr)
+    }
 }
 
 /// Wraps a handler and refuses the syscalls a policy names, with the errno it gives, before
@@ -485,6 +501,9 @@ impl<H: TrapHandler, P: FnMut(&Syscall) -> Option<i32>> TrapHandler for Deny<H, 
     }
     fn on_thread_exit(&mut self, guest: &mut dyn Guest) {
         self.inner.on_thread_exit(guest)
+    }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        self.inner.patched_byte(addr)
     }
 }
 

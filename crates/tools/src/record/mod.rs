@@ -1671,6 +1671,15 @@ impl Replay {
 }
 
 impl TrapHandler for Replayer {
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        let st = self.shared.lock();
+        st.patcher
+            .original(addr)
+            .or_else(|| st.armed.as_ref().and_then(|a| a.point.original(addr)))
+            // The time breaks are int3s of trapbox's vDSO image itself.
+            .or_else(|| st.time_breaks.filter(|b| b.contains(&addr)).map(|_| 0xcc))
+    }
+
     fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {
         let st = &mut *self.shared.lock();
         st.begin_image(g);

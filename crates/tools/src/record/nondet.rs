@@ -146,6 +146,11 @@ fn sweep(code: &[u8], ip: u64) -> Vec<Site> {
 }
 
 impl Patcher {
+    /// The program's byte under the `int3` at `addr`, if this patcher put one there.
+    pub fn original(&self, addr: u64) -> Option<u8> {
+        self.sites.get(&addr).map(|(_, b)| *b)
+    }
+
     /// Scans every executable mapping not scanned yet and patches what it finds.
     pub fn scan(&mut self, g: &mut dyn Guest) {
         let exec: Vec<(u64, u64)> = g

@@ -75,6 +75,11 @@ impl Point {
         p.step(g).then_some(p)
     }
 
+    /// The program's byte under this point's `int3`, if it is set at `addr`.
+    pub fn original(&self, addr: u64) -> Option<u8> {
+        self.byte.filter(|_| addr == self.addr())
+    }
+
     /// The point's address.
     pub fn addr(&self) -> u64 {
         self.context[16]

@@ -24,7 +24,7 @@ pub use summary::Summary;
 
 pub use sink::Flush;
 use sink::Sink;
-use trapbox_abi::SyscallDesc;
+use trapbox_abi::{SyscallDesc, Sysno};
 use trapbox_trap::{Action, Guest, Outcome, Regs, Start, Syscall, Trap, TrapHandler};
 
 /// `-c` / `-C`.
@@ -118,11 +118,6 @@ fn is_terminal(fd: u64) -> bool {
             || p.to_string_lossy().starts_with("/dev/tty")
             || p == std::path::Path::new("/dev/console")
     })
-}
-
-/// Syscalls that create a child process or thread.
-fn creates_task(name: &str) -> bool {
-    matches!(name, "clone" | "clone3" | "fork" | "vfork")
 }
 
 fn is_error(ret: i64) -> bool {
@@ -261,7 +256,8 @@ impl<H: TrapHandler> Tracer<H> {
             _ => None,
         };
         let name = call.name();
-        if creates_task(&name) && ret == Some(0) && !name.starts_with("clone3") {
+        let sysno = call.sysno();
+        if matches!(sysno, Some(Sysno::clone | Sysno::fork | Sysno::vfork)) && ret == Some(0) {
             // The new process's return from fork: strace shows only the parent's line.
             self.prefix = true;
             self.child_process = true;
@@ -294,7 +290,10 @@ impl<H: TrapHandler> Tracer<H> {
             }
             text = Some(l);
         }
-        if creates_task(&name) && ret.is_some_and(|r| r > 0) {
+        // A child process or thread now exists: lines carry the thread id from here on.
+        if matches!(sysno, Some(Sysno::clone | Sysno::clone3 | Sysno::fork | Sysno::vfork))
+            && ret.is_some_and(|r| r > 0)
+        {
             self.prefix = true;
         }
         if let Action::Kill { signal, fault: None } = &action {
@@ -466,6 +465,9 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
             prefix: true,
             child_process: self.child_process,
         }))
+    }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        self.inner.patched_byte(addr)
     }
 }
 

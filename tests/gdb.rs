@@ -245,7 +245,25 @@ fn a_trace_stop_is_a_gdb_stop() {
     assert!(s.stderr.contains("write(1, \"total 14 counter 6\\n\", 19)"), "{}", s.stderr);
 }
 
+/// `catch syscall write`: a stop at the call's entry (`orig_rax` names it) and at its return
+/// (RAX has the result), then on to the end.
+fn catch_syscall_stops_at_entry_and_return() {
+    let s = debug(
+        &target(Form::Static),
+        &["catch syscall write", "continue", "p $orig_rax", "continue", "p $rax", "continue"],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("Catchpoint 1 (call to syscall write)"), "{g}");
+    assert!(g.contains("$1 = 1\n"), "orig_rax at the entry is write's number:\n{g}");
+    assert!(g.contains("Catchpoint 1 (returned from syscall write)"), "{g}");
+    assert!(g.contains("$2 = 19\n"), "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
 each_backend!(
+    catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,
     stepi_over_a_syscall,

@@ -10,7 +10,7 @@
 //!
 //! Not yet: reverse execution (replays), threads other than the first (they run with the
 //! inner handler's thread handler, and one that reaches a gdb breakpoint dies of SIGTRAP),
-//! hardware watchpoints, `catch syscall`.
+//! hardware watchpoints.
 
 pub mod arch;
 mod stub;
@@ -72,6 +72,10 @@ pub struct Debugger<H> {
     killed: Arc<AtomicBool>,
     /// gdb asked for the running guest to stop (the kick is gdb's, not the inner handler's).
     interrupted: Arc<AtomicBool>,
+    /// `catch syscall`: None when off; Some(None) for every call, Some(Some(numbers)) for those.
+    catch: Option<Option<Vec<u64>>>,
+    /// The syscall stopped at, while gdb looks at its entry (`orig_rax`).
+    in_syscall: Option<u64>,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -119,6 +123,8 @@ pub fn attach<H: TrapHandler>(
         detached: false,
         killed,
         interrupted,
+        catch: None,
+        in_syscall: None,
     };
     (d, thread)
 }
@@ -162,6 +168,7 @@ impl<H: TrapHandler> Debugger<H> {
                 Request::Auxv(tx) => {
                     let _ = tx.send(self.auxv.clone());
                 }
+                Request::CatchSyscalls(which) => self.catch = which,
                 Request::Resume { step, signal } => return self.resume(g, step, signal),
             }
         }
@@ -268,7 +275,7 @@ impl<H: TrapHandler> Debugger<H> {
             rip: r.rip,
             eflags: r.rflags as u32,
             seg: [0x33, 0x2b, 0, 0, 0, 0],
-            orig_rax: u64::MAX,
+            orig_rax: self.in_syscall.unwrap_or(u64::MAX),
             ..GdbRegs::default()
         };
         let Some(p) = g.process() else { return out };
@@ -372,8 +379,32 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
             return self.inner.on_trap(g, trap);
         }
         match trap {
-            Trap::Syscall(_) => {
+            Trap::Syscall(call) => {
+                let caught = self.catch.as_ref().is_some_and(|w| w.as_ref().is_none_or(|w| w.contains(&call.nr)));
+                if caught {
+                    // `catch syscall`: a stop before the call and one after it, as ptrace gives.
+                    self.in_syscall = Some(call.nr);
+                    self.stopped_by = None;
+                    let held = self.stop(g, Some(Stop::SyscallEntry(call.nr)));
+                    self.in_syscall = None;
+                    if !matches!(held, Action::Resume) || self.detached {
+                        return held;
+                    }
+                }
                 let action = self.inner.on_trap(g, trap);
+                let action = match (caught, action) {
+                    (true, Action::Return(v)) => {
+                        let mut r = g.regs();
+                        r.rax = v as u64;
+                        g.set_regs(&r);
+                        let after = self.stop(g, Some(Stop::SyscallReturn(call.nr)));
+                        if !matches!(after, Action::Resume) {
+                            return after;
+                        }
+                        Action::Return(v)
+                    }
+                    (_, a) => a,
+                };
                 // A stop the inner handler asks for (a trace's stop condition, the end of a
                 // replay's trace) is a stop in gdb: the call answered, the guest held there.
                 let action = match action {

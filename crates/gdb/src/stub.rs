@@ -17,6 +17,7 @@ use gdbstub::target::ext::base::singlethread::{
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, SwBreakpoint, SwBreakpointOps};
+use gdbstub::target::ext::catch_syscalls::{CatchSyscallPosition, CatchSyscalls, CatchSyscallsOps, SyscallNumbers};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
 use crate::arch::{GdbRegs, X86_64Linux};
@@ -30,6 +31,9 @@ pub(crate) enum Request {
     AddBreak(u64, Sender<bool>),
     RemoveBreak(u64, Sender<bool>),
     Auxv(Sender<Vec<u8>>),
+    /// `catch syscall`: stop at the entry and return of these calls (None: every call), or
+    /// of none.
+    CatchSyscalls(Option<Option<Vec<u64>>>),
     /// Continue (or single-step), delivering `signal` if gdb passes one.
     Resume {
         step: bool,
@@ -45,6 +49,8 @@ pub(crate) enum Stop {
     Signal(u8),
     Exited(u8),
     Killed(u8),
+    SyscallEntry(u64),
+    SyscallReturn(u64),
 }
 
 /// gdb's view of the guest: requests out, stops in.
@@ -91,6 +97,9 @@ impl Target for Proxy {
         Some(self)
     }
     fn support_auxv(&mut self) -> Option<AuxvOps<'_, Self>> {
+        Some(self)
+    }
+    fn support_catch_syscalls(&mut self) -> Option<CatchSyscallsOps<'_, Self>> {
         Some(self)
     }
     // gdb's own breakpoints are trapbox's (software, through the Process capability).
@@ -166,8 +175,24 @@ impl Auxv for Proxy {
     }
 }
 
+impl CatchSyscalls for Proxy {
+    fn enable_catch_syscalls(&mut self, filter: Option<SyscallNumbers<'_, u64>>) -> TargetResult<(), Self> {
+        let which = filter.map(|f| f.collect());
+        self.requests.send(Request::CatchSyscalls(Some(which))).map_err(|_| TargetError::NonFatal)
+    }
+    fn disable_catch_syscalls(&mut self) -> TargetResult<(), Self> {
+        self.requests.send(Request::CatchSyscalls(None)).map_err(|_| TargetError::NonFatal)
+    }
+}
+
 fn stop_reason(s: Stop) -> SingleThreadStopReason<u64> {
     match s {
+        Stop::SyscallEntry(n) => {
+            SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Entry }
+        }
+        Stop::SyscallReturn(n) => {
+            SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Return }
+        }
         Stop::Break => SingleThreadStopReason::SwBreak(()),
         Stop::Step => SingleThreadStopReason::DoneStep,
         Stop::Signal(n) => SingleThreadStopReason::Signal(Signal(n)),

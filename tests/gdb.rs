@@ -262,7 +262,23 @@ fn catch_syscall_stops_at_entry_and_return() {
     assert_eq!(s.stdout, "total 14 counter 6\n");
 }
 
+/// Threads other than the first run through gdb's breakpoints without stopping (gdb follows
+/// the first thread) and without dying of them.
+fn other_threads_pass_breakpoints() {
+    let prog = guest_with_flags("thread_create", Form::Dynamic, "debug", &["-O0", "-g"]);
+    let s = debug_with(
+        &["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from),
+        &prog,
+        Some(&prog),
+        &["break body", "continue"],
+        None,
+    );
+    assert!(s.gdb.contains("exited normally]"), "{}", s.gdb);
+    assert_eq!(s.stdout, "created and joined 100 threads, sum 4950\n", "{}", s.stderr);
+}
+
 each_backend!(
+    other_threads_pass_breakpoints,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,

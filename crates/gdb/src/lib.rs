@@ -9,7 +9,7 @@
 //! reads show the program's own bytes under them.
 //!
 //! Not yet: reverse execution (replays), threads other than the first (they run with the
-//! inner handler's thread handler, and one that reaches a gdb breakpoint dies of SIGTRAP),
+//! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]),
 //! hardware watchpoints.
 
 pub mod arch;
@@ -57,6 +57,8 @@ pub struct Debugger<H> {
     kicker: Arc<Mutex<Option<Kicker>>>,
     /// gdb's breakpoints: address → the program's byte under the `int3`.
     breaks: BTreeMap<u64, u8>,
+    /// The same, for the other threads' handlers ([`Follower`]).
+    shared_breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
     /// The `int3` at the first instruction that gives gdb its first stop.
     entry: Option<(u64, u8)>,
     /// A breakpoint being stepped over: its address, and whether to continue after.
@@ -115,6 +117,7 @@ pub fn attach<H: TrapHandler>(
         stops: stop_tx,
         kicker,
         breaks: BTreeMap::new(),
+        shared_breaks: Arc::default(),
         entry: None,
         step_over: None,
         stepping: false,
@@ -169,7 +172,10 @@ impl<H: TrapHandler> Debugger<H> {
                     let _ = tx.send(self.auxv.clone());
                 }
                 Request::CatchSyscalls(which) => self.catch = which,
-                Request::Resume { step, signal } => return self.resume(g, step, signal),
+                Request::Resume { step, signal } => {
+                    self.publish();
+                    return self.resume(g, step, signal);
+                }
             }
         }
     }
@@ -184,6 +190,7 @@ impl<H: TrapHandler> Debugger<H> {
         for (addr, b) in std::mem::take(&mut self.breaks) {
             patch(g, addr, b);
         }
+        self.publish();
         let mut r = g.regs();
         r.rflags &= !TF;
         g.set_regs(&r);
@@ -212,6 +219,12 @@ impl<H: TrapHandler> Debugger<H> {
         }
         g.set_regs(&r);
         Action::Resume
+    }
+
+    /// The breakpoints as the other threads' handlers see them: updated before the guest
+    /// runs again.
+    fn publish(&self) {
+        *self.shared_breaks.lock().unwrap_or_else(|e| e.into_inner()) = self.breaks.clone();
     }
 
     fn add_break(&mut self, g: &mut dyn Guest, addr: u64) -> bool {
@@ -512,7 +525,8 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
     }
 
     fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
-        self.inner.new_thread()
+        let inner = self.inner.new_thread()?;
+        Some(Box::new(Follower { inner, breaks: self.shared_breaks.clone(), over: None }))
     }
 
     fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
@@ -521,5 +535,63 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
 
     fn patched_byte(&self, addr: u64) -> Option<u8> {
         self.breaks.get(&addr).copied().or_else(|| self.inner.patched_byte(addr))
+    }
+}
+
+/// The handler of a thread other than the first: gdb follows only the first, so another
+/// thread that reaches one of gdb's breakpoints passes it without stopping (the program's
+/// byte put back for one step, then the `int3` again) instead of dying of its SIGTRAP.
+/// While that byte is back, the first thread could pass the same address unseen.
+struct Follower {
+    inner: Box<dyn TrapHandler + Send>,
+    breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
+    /// The breakpoint being stepped over.
+    over: Option<u64>,
+}
+
+impl TrapHandler for Follower {
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Breakpoint { rip } => {
+                let at = rip - 1;
+                let orig = self.breaks.lock().unwrap_or_else(|e| e.into_inner()).get(&at).copied();
+                let Some(orig) = orig else { return self.inner.on_trap(g, trap) };
+                patch(g, at, orig);
+                let mut r = g.regs();
+                r.rip = at;
+                r.rflags |= TF;
+                g.set_regs(&r);
+                self.over = Some(at);
+                Action::Resume
+            }
+            Trap::SingleStep { .. } if self.over.is_some() => {
+                let at = self.over.take().unwrap_or_default();
+                if self.breaks.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&at) {
+                    patch(g, at, 0xcc);
+                }
+                let mut r = g.regs();
+                r.rflags &= !TF;
+                g.set_regs(&r);
+                Action::Resume
+            }
+            _ => self.inner.on_trap(g, trap),
+        }
+    }
+    fn on_thread_start(&mut self, g: &mut dyn Guest) {
+        self.inner.on_thread_start(g)
+    }
+    fn on_thread_exit(&mut self, g: &mut dyn Guest) {
+        self.inner.on_thread_exit(g)
+    }
+    fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
+        self.inner.on_signal(g, sig, siginfo)
+    }
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        let inner = self.inner.new_thread()?;
+        Some(Box::new(Follower { inner, breaks: self.breaks.clone(), over: None }))
+    }
+    fn patched_byte(&self, addr: u64) -> Option<u8> {
+        let orig = self.breaks.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).copied();
+        orig.or_else(|| self.inner.patched_byte(addr))
     }
 }

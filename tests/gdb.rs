@@ -277,7 +277,108 @@ fn other_threads_pass_breakpoints() {
     assert_eq!(s.stdout, "created and joined 100 threads, sum 4950\n", "{}", s.stderr);
 }
 
+/// Records the debug target and returns the trace.
+fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
+    let prog = target(form);
+    let dir = tempdir("gdb-rec");
+    let trace = dir.join("t.trace");
+    let rec = trapbox(
+        &[std::ffi::OsStr::new("record"), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()],
+        b"",
+        &dir,
+    );
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    (prog, trace)
+}
+
+/// reverse-continue on a replay goes back to the previous breakpoint hit, with the memory
+/// of then (the global counter), and to the start, where forward execution takes up again.
+fn reverse_continue_rewinds_memory_and_registers() {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
+    let (prog, trace) = recorded(Form::Static);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &[
+            "break square",
+            "continue",
+            "continue",
+            "continue",
+            "print x",
+            "print counter",
+            "reverse-continue",
+            "print x",
+            "print counter",
+            "reverse-continue",
+            "print x",
+            "reverse-continue",
+            "print counter",
+            "continue",
+            "print x",
+            "delete",
+            "continue",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(
+        values,
+        ["$1 = 3", "$2 = 6", "$3 = 2", "$4 = 3", "$5 = 1", "$6 = 0", "$7 = 1"],
+        "x and counter going back, then forward again:\n{g}"
+    );
+    assert!(g.contains("No more reverse-execution history."), "the start is reported:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
+/// reverse-stepi after steps and after a continue (one instruction before a breakpoint),
+/// reverse-next and reverse-finish, with a local's value as it was.
+fn reverse_stepping() {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
+    let (prog, trace) = recorded(Form::Static);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &[
+            "break square",
+            "continue",
+            "set $at_break = $pc",
+            "stepi",
+            "stepi",
+            "reverse-stepi",
+            "reverse-stepi",
+            "p $pc == $at_break",
+            "reverse-stepi",
+            "p $pc < $at_break",
+            "stepi",
+            "p $pc == $at_break",
+            "next",
+            "print y",
+            "reverse-next",
+            "print y",
+            "reverse-finish",
+            "kill",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(values, ["$1 = 1", "$2 = 1", "$3 = 1", "$4 = 1", "$5 = 0"], "{g}");
+    assert!(g.contains(" in main () at ") || g.contains("main ()"), "reverse-finish returns to main:\n{g}");
+}
+
 each_backend!(
+    reverse_continue_rewinds_memory_and_registers,
+    reverse_stepping,
     other_threads_pass_breakpoints,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,

@@ -29,7 +29,7 @@ impl Listener {
         let port = self.listener.local_addr()?.port();
         eprintln!("trapbox: waiting for gdb on {}: gdb {} -ex 'target remote :{port}'", self.addr, program.display());
         let (conn, _) = self.listener.accept().context("gdb's connection")?;
-        let (debugger, stub) = trapbox::gdb::attach(conn, inner);
+        let (debugger, stub) = trapbox::gdb::attach(conn, inner, false);
         let report = sandbox.run(debugger)?;
         match stub.join() {
             Ok(Ok(_)) => {}
@@ -37,5 +37,46 @@ impl Listener {
             Err(_) => eprintln!("trapbox: gdb connection: its thread panicked"),
         }
         Ok(report)
+    }
+
+    /// Waits for gdb, then runs a replay inside the debugger; when gdb goes back, the replay
+    /// is run again from its start (`next` makes a fresh sandbox and replayer each time).
+    pub fn run_replay<R: TrapHandler>(
+        self,
+        program: &std::path::Path,
+        mut next: impl FnMut() -> Result<(trapbox::Sandbox, R)>,
+    ) -> Result<(trapbox::Report, R)> {
+        let conn = self.accept(program)?;
+        let (mut dbg, stub) = trapbox::gdb::attach(conn, (), true);
+        let mut plan = None;
+        loop {
+            let (mut sandbox, mut replayer) = next()?;
+            let mut d = dbg.rebind(&mut replayer, plan.take());
+            let report = sandbox.run(&mut d)?;
+            let restart = d.take_restart();
+            dbg = d.rebind((), None);
+            match restart {
+                Some(p) => plan = Some(p),
+                None => {
+                    drop(dbg);
+                    finish(stub);
+                    return Ok((report, replayer));
+                }
+            }
+        }
+    }
+
+    fn accept(self, program: &std::path::Path) -> Result<std::net::TcpStream> {
+        let port = self.listener.local_addr()?.port();
+        eprintln!("trapbox: waiting for gdb on {}: gdb {} -ex 'target remote :{port}'", self.addr, program.display());
+        Ok(self.listener.accept().context("gdb's connection")?.0)
+    }
+}
+
+fn finish(stub: std::thread::JoinHandle<Result<trapbox::gdb::DisconnectReason, String>>) {
+    match stub.join() {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("trapbox: gdb connection: {e}"),
+        Err(_) => eprintln!("trapbox: gdb connection: its thread panicked"),
     }
 }

@@ -35,6 +35,38 @@ pub fn record(r: RecordArgs) -> Result<i32> {
 
 /// Replays a trace.
 pub fn replay(r: ReplayArgs) -> Result<i32> {
+    let gdb = r.gdb.as_deref().map(crate::gdb::listen).transpose()?;
+    let (report, replayer) = match gdb {
+        // Under gdb the replay may be run again from its start (gdb going back).
+        Some(l) => {
+            let (program, first) = open_replay(&r)?;
+            let mut first = Some(first);
+            l.run_replay(&program, || match first.take() {
+                Some(run) => Ok(run),
+                None => open_replay(&r).map(|(_, run)| run),
+            })?
+        }
+        None => {
+            let (_, (mut sandbox, mut replayer)) = open_replay(&r)?;
+            (sandbox.run(&mut replayer)?, replayer)
+        }
+    };
+    if let Some(stop) = replayer.stopped() {
+        eprintln!("trapbox: {stop}");
+        return Ok(match stop {
+            ReplayStop::Diverged { .. } | ReplayStop::Corrupt(_) => 127,
+            ReplayStop::TraceEnds { .. } | ReplayStop::StoppedAt(_) => 125,
+        });
+    }
+    if let Some(line) = report.crash_line() {
+        eprintln!("trapbox: {line}");
+    }
+    Ok(report.outcome.exit_status())
+}
+
+/// Opens the trace and builds the sandbox that replays it: the recorded program's path, the
+/// sandbox and its replayer.
+fn open_replay(r: &ReplayArgs) -> Result<(std::path::PathBuf, (trapbox::Sandbox, Replayer))> {
     let f = std::fs::File::open(&r.trace).with_context(|| format!("{}", r.trace.display()))?;
     let f = trapbox::process::fds::privatize(f)?;
     let (start, mut replayer) =
@@ -51,29 +83,14 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
         (None, Some(e)) => e,
         (None, None) => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
     };
-    let gdb = r.gdb.as_deref().map(crate::gdb::listen).transpose()?;
-    let mut sandbox = trapbox::Sandbox::replaying(start.image()).engine(engine).build()?;
+    let sandbox = trapbox::Sandbox::replaying(start.image()).engine(engine).build()?;
     if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
         bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
     }
     if r.verbose {
         eprintln!("trapbox: trap path: {}", sandbox.trap_path().name());
     }
-    let report = match gdb {
-        Some(l) => l.run(&start.program_path(), &mut sandbox, &mut replayer)?,
-        None => sandbox.run(&mut replayer)?,
-    };
-    if let Some(stop) = replayer.stopped() {
-        eprintln!("trapbox: {stop}");
-        return Ok(match stop {
-            ReplayStop::Diverged { .. } | ReplayStop::Corrupt(_) => 127,
-            ReplayStop::TraceEnds { .. } | ReplayStop::StoppedAt(_) => 125,
-        });
-    }
-    if let Some(line) = report.crash_line() {
-        eprintln!("trapbox: {line}");
-    }
-    Ok(report.outcome.exit_status())
+    Ok((start.program_path(), (sandbox, replayer)))
 }
 
 /// Whether `head` starts like a trace.

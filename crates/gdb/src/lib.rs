@@ -8,14 +8,16 @@
 //! talk over channels. Breakpoints are `int3`s placed with the `Process` capability; memory
 //! reads show the program's own bytes under them.
 //!
-//! Not yet: reverse execution (replays), threads other than the first (they run with the
+//! On a replay, gdb can go back ([`rewind`]: the replay run again from its start). Not yet:
+//! checkpoints, threads other than the first (they run with the
 //! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]),
 //! hardware watchpoints.
 
 pub mod arch;
+mod rewind;
 mod stub;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -25,6 +27,8 @@ use trapbox_abi::arch::cpuview::CpuView;
 use trapbox_trap::{siginfo_bytes, Action, Guest, GuestAddr, Kicker, Outcome, Regs, Start, Trap, TrapHandler};
 
 use arch::GdbRegs;
+pub use rewind::Plan;
+use rewind::{Hit, Logged, Survey, Then};
 use stub::{Proxy, Request, Stop};
 
 pub use gdbstub::stub::DisconnectReason;
@@ -78,21 +82,51 @@ pub struct Debugger<H> {
     catch: Option<Option<Vec<u64>>>,
     /// The syscall stopped at, while gdb looks at its entry (`orig_rax`).
     in_syscall: Option<u64>,
+    /// The guest is a replay that can be run again from its start ([`rewind`]).
+    reversible: bool,
+    /// Every request that changed something, with the stop it was made at.
+    log: Vec<(usize, Logged)>,
+    /// Stops so far in this run.
+    stop_index: usize,
+    /// The stop the running resume was made at.
+    resumed_at: usize,
+    /// Logged requests still to replay in this run, and what then.
+    script: VecDeque<(usize, Logged)>,
+    then: Then,
+    /// A Ctrl-C stop is in the log: no position after it can be reached again.
+    irreproducible: bool,
+    /// Where the next run goes, when this one ends to go back.
+    restart: Option<Plan>,
+    /// `int3`s of the debugger's own (survey, `until`): address → the program's byte.
+    internal: BTreeMap<u64, u8>,
+    survey: Option<Survey>,
+    /// The running resume's `until`: addresses, the arrival to stop at, arrivals so far.
+    until: Option<(BTreeSet<u64>, u64, u64)>,
+    /// Steps counted since the stop a logged continue was made at.
+    counting: Option<u64>,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
 /// gdb side's thread, which ends when gdb detaches, kills or the guest ends.
-pub fn attach<H: TrapHandler>(
+/// `reversible`: the guest is a replay the caller runs again from its start whenever a run
+/// ends with [`Debugger::take_restart`] saying where to go ([`Debugger::rebind`]).
+pub fn attach<H>(
     conn: TcpStream,
     inner: H,
+    reversible: bool,
 ) -> (Debugger<H>, std::thread::JoinHandle<Result<DisconnectReason, String>>) {
     let (req_tx, req_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel();
     let kicker = Arc::new(Mutex::new(None));
     let killed = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
-    let mut proxy =
-        Proxy { requests: req_tx, stops: stop_rx, kicker: kicker.clone(), interrupted: interrupted.clone() };
+    let mut proxy = Proxy {
+        requests: req_tx,
+        stops: stop_rx,
+        kicker: kicker.clone(),
+        interrupted: interrupted.clone(),
+        reversible,
+    };
     let (kick, kill) = (kicker.clone(), killed.clone());
     let thread = std::thread::Builder::new()
         .name("trapbox-gdb".into())
@@ -128,8 +162,72 @@ pub fn attach<H: TrapHandler>(
         interrupted,
         catch: None,
         in_syscall: None,
+        reversible,
+        log: Vec::new(),
+        stop_index: 0,
+        resumed_at: 0,
+        script: VecDeque::new(),
+        then: Then::Live,
+        irreproducible: false,
+        restart: None,
+        internal: BTreeMap::new(),
+        survey: None,
+        until: None,
+        counting: None,
     };
     (d, thread)
+}
+
+impl<H> Debugger<H> {
+    /// Where the next run of the replay must go, if this one ended to go back.
+    pub fn take_restart(&mut self) -> Option<Plan> {
+        self.restart.take()
+    }
+
+    /// The same debugger (gdb's connection, its log) around `inner`, for a new run of the
+    /// replay from its start, going where `plan` says.
+    pub fn rebind<H2>(self, inner: H2, plan: Option<Plan>) -> Debugger<H2> {
+        let (log, script, then, survey) = match plan {
+            Some(p) => {
+                let survey = match &p.then {
+                    Then::Survey(addrs) => Some(Survey { addrs: addrs.clone(), hits: Vec::new(), nth: 0 }),
+                    _ => None,
+                };
+                (Vec::new(), p.script.into(), p.then, survey)
+            }
+            None => (self.log, VecDeque::new(), Then::Live, None),
+        };
+        Debugger {
+            inner,
+            requests: self.requests,
+            stops: self.stops,
+            kicker: self.kicker,
+            breaks: BTreeMap::new(),
+            shared_breaks: self.shared_breaks,
+            entry: None,
+            step_over: None,
+            stepping: false,
+            auxv: Vec::new(),
+            stopped_by: None,
+            detached: self.detached,
+            killed: self.killed,
+            interrupted: self.interrupted,
+            catch: None,
+            in_syscall: None,
+            reversible: self.reversible,
+            log,
+            stop_index: 0,
+            resumed_at: 0,
+            script,
+            then,
+            irreproducible: self.irreproducible,
+            restart: None,
+            internal: BTreeMap::new(),
+            survey,
+            until: None,
+            counting: None,
+        }
+    }
 }
 
 fn patch(g: &mut dyn Guest, addr: u64, byte: u8) -> bool {
@@ -140,6 +238,47 @@ impl<H: TrapHandler> Debugger<H> {
     /// Tells gdb why the guest stopped and answers its requests until it resumes the guest.
     /// The first stop (`why` None) is not told: gdb takes a target it connects to as stopped.
     fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
+        let idx = self.stop_index;
+        self.stop_index += 1;
+        let rip = g.regs().rip;
+        if idx == 0 {
+            let addrs: Vec<u64> = self.survey.as_ref().map(|s| s.addrs.iter().copied().collect()).unwrap_or_default();
+            for a in addrs {
+                self.add_internal(g, a);
+            }
+        }
+        if let Some(s) = self.survey.as_mut() {
+            if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
+                s.nth += 1;
+                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: Some(idx) });
+            }
+        }
+        if let Some(n) = self.counting {
+            return self.count(g, why, n);
+        }
+        // Going back: the logged requests of this stop, answered without telling gdb.
+        while self.script.front().is_some_and(|(at, _)| *at == idx) {
+            let (_, req) = self.script.pop_front().expect("looked at");
+            self.log.push((idx, req.clone()));
+            if let Some(action) = self.apply(g, req) {
+                return action;
+            }
+        }
+        let why = match std::mem::replace(&mut self.then, Then::Live) {
+            Then::Live => why,
+            Then::Report(s) => Some(s),
+            Then::Steps(0) => Some(Stop::Step),
+            Then::Steps(n) => {
+                self.then = Then::Steps(n - 1);
+                self.log.push((idx, Logged::Resume { step: true, signal: None, until: None }));
+                return self.resume(g, true, None);
+            }
+            Then::Count => {
+                self.counting = Some(0);
+                return self.resume(g, true, None);
+            }
+            Then::Survey(_) => return self.end_survey(idx),
+        };
         if self.detached || why.is_some_and(|w| self.stops.send(w).is_err()) {
             return self.detach(g);
         }
@@ -150,32 +289,44 @@ impl<H: TrapHandler> Debugger<H> {
                     let _ = tx.send(self.regs_of(g));
                 }
                 Request::WriteRegs(r, tx) => {
+                    self.log.push((idx, Logged::WriteRegs(r.clone())));
                     let _ = tx.send(self.set_regs(g, &r));
                 }
                 Request::ReadMem(addr, len, tx) => {
                     let _ = tx.send(self.read(g, addr, len));
                 }
                 Request::WriteMem(addr, data, tx) => {
+                    self.log.push((idx, Logged::WriteMem(addr, data.clone())));
                     let _ = tx.send(self.write(g, addr, &data));
                 }
                 Request::AddBreak(addr, tx) => {
+                    self.log.push((idx, Logged::AddBreak(addr)));
                     let _ = tx.send(self.add_break(g, addr));
                 }
                 Request::RemoveBreak(addr, tx) => {
-                    let ok = match self.breaks.remove(&addr) {
-                        Some(b) => patch(g, addr, b),
-                        None => false,
-                    };
-                    let _ = tx.send(ok);
+                    self.log.push((idx, Logged::RemoveBreak(addr)));
+                    let _ = tx.send(self.remove_break(g, addr));
                 }
                 Request::Auxv(tx) => {
                     let _ = tx.send(self.auxv.clone());
                 }
-                Request::CatchSyscalls(which) => self.catch = which,
+                Request::CatchSyscalls(which) => {
+                    self.log.push((idx, Logged::Catch(which.clone())));
+                    self.catch = which;
+                }
                 Request::Resume { step, signal } => {
+                    self.log.push((idx, Logged::Resume { step, signal, until: None }));
                     self.publish();
                     return self.resume(g, step, signal);
                 }
+                Request::Reverse { step } => match self.go_back(idx, step) {
+                    Some(action) => return action,
+                    None => {
+                        if self.stops.send(if idx == 0 { Stop::ReplayBegin } else { Stop::Signal(SIGTRAP) }).is_err() {
+                            return self.detach(g);
+                        }
+                    }
+                },
             }
         }
     }
@@ -198,6 +349,10 @@ impl<H: TrapHandler> Debugger<H> {
     }
 
     fn resume(&mut self, g: &mut dyn Guest, step: bool, signal: Option<u8>) -> Action {
+        self.resumed_at = self.stop_index.saturating_sub(1);
+        if let Some(s) = self.survey.as_mut() {
+            s.nth = 0;
+        }
         if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.stopped_by.take()) {
             if sig == signo {
                 // gdb passes the fault's signal on: the guest's handler runs, or it dies.
@@ -207,7 +362,7 @@ impl<H: TrapHandler> Debugger<H> {
             }
         }
         let mut r = g.regs();
-        if let Some(orig) = self.breaks.get(&r.rip).copied() {
+        if let Some(orig) = self.breaks.get(&r.rip).or(self.internal.get(&r.rip)).copied() {
             // Off the breakpoint first: the program's byte back for one step.
             patch(g, r.rip, orig);
             self.step_over = Some((r.rip, !step));
@@ -231,12 +386,185 @@ impl<H: TrapHandler> Debugger<H> {
         if self.breaks.contains_key(&addr) {
             return true;
         }
-        let mut b = [0u8; 1];
-        if g.read(GuestAddr(addr), &mut b).is_err() || !patch(g, addr, 0xcc) {
+        let Some(orig) = self.original(g, addr) else { return false };
+        if !patch(g, addr, 0xcc) {
             return false;
         }
-        self.breaks.insert(addr, b[0]);
+        self.breaks.insert(addr, orig);
         true
+    }
+
+    /// Removes gdb's breakpoint at `addr`; one that is not there (gdb's view of a position
+    /// gone back to, where it had not been placed yet) is removed already.
+    fn remove_break(&mut self, g: &mut dyn Guest, addr: u64) -> bool {
+        match self.breaks.remove(&addr) {
+            // An internal int3 there stays.
+            Some(b) => self.internal.contains_key(&addr) || patch(g, addr, b),
+            None => true,
+        }
+    }
+
+    /// The program's byte at `addr`, under whatever `int3` the debugger put there.
+    fn original(&self, g: &mut dyn Guest, addr: u64) -> Option<u8> {
+        if let Some(b) = self.breaks.get(&addr).or(self.internal.get(&addr)) {
+            return Some(*b);
+        }
+        let mut b = [0u8; 1];
+        g.read(GuestAddr(addr), &mut b).ok().map(|_| b[0])
+    }
+
+    fn add_internal(&mut self, g: &mut dyn Guest, addr: u64) {
+        if self.internal.contains_key(&addr) {
+            return;
+        }
+        if let Some(orig) = self.original(g, addr) {
+            if patch(g, addr, 0xcc) {
+                self.internal.insert(addr, orig);
+            }
+        }
+    }
+
+    fn remove_internals(&mut self, g: &mut dyn Guest) {
+        for (addr, b) in std::mem::take(&mut self.internal) {
+            if !self.breaks.contains_key(&addr) {
+                patch(g, addr, b);
+            }
+        }
+    }
+
+    /// A logged request, answered again; a resume gives the action.
+    fn apply(&mut self, g: &mut dyn Guest, req: Logged) -> Option<Action> {
+        match req {
+            Logged::AddBreak(a) => {
+                self.add_break(g, a);
+            }
+            Logged::RemoveBreak(a) => {
+                self.remove_break(g, a);
+            }
+            Logged::WriteRegs(r) => {
+                self.set_regs(g, &r);
+            }
+            Logged::WriteMem(a, d) => {
+                self.write(g, a, &d);
+            }
+            Logged::Catch(c) => self.catch = c,
+            Logged::Resume { step, signal, until } => {
+                if let Some((addrs, m)) = until {
+                    for a in &addrs {
+                        self.add_internal(g, *a);
+                    }
+                    self.until = Some((addrs, m, 0));
+                }
+                self.publish();
+                return Some(self.resume(g, step, signal));
+            }
+        }
+        None
+    }
+
+    /// gdb asks to go back from stop `idx`: where the next run goes (this one ends), or None
+    /// when it cannot (the start reached, or a position that cannot be reproduced).
+    fn go_back(&mut self, idx: usize, step: bool) -> Option<Action> {
+        if !self.reversible || idx == 0 {
+            return None;
+        }
+        if self.irreproducible {
+            eprintln!("trapbox: gdb: cannot go back across a Ctrl-C stop (where it landed cannot be reproduced)");
+            return None;
+        }
+        let plan = if step {
+            match rewind::resume_at(&self.log, idx - 1) {
+                Some(Logged::Resume { step: true, .. }) => {
+                    Plan { script: rewind::before(&self.log, idx - 1), then: Then::Report(Stop::Step) }
+                }
+                Some(Logged::Resume { step: false, signal: None, until: None }) => {
+                    Plan { script: rewind::upto(&self.log, idx - 1), then: Then::Count }
+                }
+                _ => {
+                    eprintln!("trapbox: gdb: cannot step back across a stop that passed a signal on");
+                    return None;
+                }
+            }
+        } else {
+            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect()) }
+        };
+        self.restart = Some(plan);
+        Some(Action::Stop)
+    }
+
+    /// Counting steps from the stop a logged continue was made at, to the stop it reached:
+    /// that one is reached again when a step arrives at one of the breakpoints, or faults.
+    fn count(&mut self, g: &mut dyn Guest, why: Option<Stop>, n: u64) -> Action {
+        let (n, arrived) = match why {
+            Some(Stop::Step) => (n + 1, self.breaks.contains_key(&g.regs().rip)),
+            _ => (n, true),
+        };
+        if !arrived {
+            self.counting = Some(n);
+            return self.resume(g, true, None);
+        }
+        self.counting = None;
+        let then = if n == 0 { Then::Report(Stop::Step) } else { Then::Steps(n - 1) };
+        self.restart = Some(Plan { script: self.log.clone(), then });
+        Action::Stop
+    }
+
+    /// One of the debugger's own `int3`s: an arrival for `until` or the survey, passed
+    /// without stopping unless it is the one `until` waits for.
+    fn internal_hit(&mut self, g: &mut dyn Guest, at: u64) -> Action {
+        let mut r = g.regs();
+        r.rip = at;
+        g.set_regs(&r);
+        if let Some((addrs, m, n)) = self.until.as_mut() {
+            if addrs.contains(&at) {
+                *n += 1;
+                if *n == *m {
+                    self.until = None;
+                    self.remove_internals(g);
+                    self.stopped_by = None;
+                    return self.stop(g, Some(Stop::Break));
+                }
+            }
+        }
+        if let Some(s) = self.survey.as_mut() {
+            if s.addrs.contains(&at) {
+                s.nth += 1;
+                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: None });
+            }
+        }
+        // On: the program's byte back for one step, the int3 again after it.
+        if let Some(orig) = self.internal.get(&at).copied() {
+            patch(g, at, orig);
+        }
+        r.rflags |= TF;
+        g.set_regs(&r);
+        self.step_over = Some((at, true));
+        Action::Resume
+    }
+
+    /// The end of a survey run: go to the last arrival before this stop, or to the start.
+    fn end_survey(&mut self, idx: usize) -> Action {
+        let s = self.survey.take().expect("a survey run");
+        let last = s.hits.iter().rev().find(|h| h.stop != Some(idx)).copied();
+        let plan = match last {
+            None => Plan { script: Vec::new(), then: Then::Report(Stop::ReplayBegin) },
+            Some(Hit { stop: Some(at), .. }) => {
+                Plan { script: rewind::before(&self.log, at), then: Then::Report(Stop::Break) }
+            }
+            Some(Hit { resumed_at, nth, stop: None }) => {
+                let mut script = rewind::upto(&self.log, resumed_at);
+                match rewind::resume_at(&self.log, resumed_at) {
+                    Some(Logged::Resume { step, signal, .. }) => script.push((
+                        resumed_at,
+                        Logged::Resume { step: *step, signal: *signal, until: Some((s.addrs.clone(), nth)) },
+                    )),
+                    _ => return Action::Stop,
+                }
+                Plan { script, then: Then::Report(Stop::Break) }
+            }
+        };
+        self.restart = Some(plan);
+        Action::Stop
     }
 
     /// Guest memory as the program has it: the `int3`s under gdb's breakpoints read as the
@@ -256,7 +584,8 @@ impl<H: TrapHandler> Debugger<H> {
                 }
             }
         }
-        for (bp, orig) in self.breaks.iter().chain(self.entry.as_ref().map(|(a, b)| (a, b))) {
+        let own = self.breaks.iter().chain(self.internal.iter()).chain(self.entry.as_ref().map(|(a, b)| (a, b)));
+        for (bp, orig) in own {
             if let Some(i) = bp.checked_sub(addr).filter(|i| (*i as usize) < out.len()) {
                 out[i as usize] = *orig;
             }
@@ -461,6 +790,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         Some(None)
                     }
                     _ if self.breaks.contains_key(&at) => Some(Some(Stop::Break)),
+                    _ if self.internal.contains_key(&at) => return self.internal_hit(g, at),
                     // The inner handler's own (a replay's patches): its business.
                     _ if self.inner.patched_byte(at).is_some() => return self.inner.on_trap(g, trap),
                     _ => None,
@@ -485,7 +815,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 r.rflags &= !TF;
                 g.set_regs(&r);
                 if let Some((addr, cont)) = self.step_over.take() {
-                    if self.breaks.contains_key(&addr) {
+                    if self.breaks.contains_key(&addr) || self.internal.contains_key(&addr) {
                         patch(g, addr, 0xcc);
                     }
                     if cont && !self.stepping {
@@ -507,6 +837,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
             }
             Trap::Preempt if self.interrupted.swap(false, Ordering::SeqCst) || self.killed.load(Ordering::SeqCst) => {
                 self.stopped_by = None;
+                self.irreproducible = true;
                 self.stop(g, Some(Stop::Signal(SIGINT)))
             }
             Trap::Preempt | Trap::HostSignal(_) | Trap::Timeout => self.inner.on_trap(g, trap),
@@ -515,6 +846,14 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
 
     fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
         self.inner.on_end(g, outcome);
+        if self.counting.take().is_some() {
+            // The continue ended the program: step back to the stop it was made at.
+            self.restart = Some(Plan { script: self.log.clone(), then: Then::Report(Stop::Step) });
+            return;
+        }
+        if self.restart.is_some() || !self.script.is_empty() {
+            return;
+        }
         let stop = match outcome {
             Outcome::Exited(c) => Stop::Exited(*c as u8),
             Outcome::Killed { signal, .. } => Stop::Killed(to_gdb(*signal)),

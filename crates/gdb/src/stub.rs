@@ -12,6 +12,9 @@ use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
+use gdbstub::target::ext::base::reverse_exec::{
+    ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
+};
 use gdbstub::target::ext::base::singlethread::{
     SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps,
 };
@@ -39,6 +42,10 @@ pub(crate) enum Request {
         step: bool,
         signal: Option<u8>,
     },
+    /// Go back: to the previous instruction (`step`) or breakpoint hit (a replay only).
+    Reverse {
+        step: bool,
+    },
 }
 
 /// Why the guest stopped, or how it ended.
@@ -51,6 +58,8 @@ pub(crate) enum Stop {
     Killed(u8),
     SyscallEntry(u64),
     SyscallReturn(u64),
+    /// Going back reached the start of the replay.
+    ReplayBegin,
 }
 
 /// gdb's view of the guest: requests out, stops in.
@@ -61,6 +70,8 @@ pub(crate) struct Proxy {
     pub kicker: std::sync::Arc<std::sync::Mutex<Option<trapbox_trap::Kicker>>>,
     /// Set before the kick, so that the guest tells gdb's stop from its other kicks.
     pub interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The guest is a replay: gdb may go back.
+    pub reversible: bool,
 }
 
 /// The guest went away (the run ended, or its thread is gone).
@@ -142,6 +153,32 @@ impl SingleThreadResume for Proxy {
     fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
         Some(self)
     }
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
+        if self.reversible {
+            Some(self)
+        } else {
+            None
+        }
+    }
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+        if self.reversible {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl ReverseCont<()> for Proxy {
+    fn reverse_cont(&mut self) -> Result<(), Gone> {
+        self.requests.send(Request::Reverse { step: false }).map_err(|_| Gone)
+    }
+}
+
+impl ReverseStep<()> for Proxy {
+    fn reverse_step(&mut self, _tid: ()) -> Result<(), Gone> {
+        self.requests.send(Request::Reverse { step: true }).map_err(|_| Gone)
+    }
 }
 
 impl SingleThreadSingleStep for Proxy {
@@ -187,6 +224,7 @@ impl CatchSyscalls for Proxy {
 
 fn stop_reason(s: Stop) -> SingleThreadStopReason<u64> {
     match s {
+        Stop::ReplayBegin => SingleThreadStopReason::ReplayLog { tid: None, pos: ReplayLogPosition::Begin },
         Stop::SyscallEntry(n) => {
             SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Entry }
         }

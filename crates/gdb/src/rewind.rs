@@ -1,0 +1,94 @@
+//! Going back in a replay, without a performance counter: a replay is deterministic, and so
+//! is everything gdb asked of it, so a position is "the start, then gdb's requests up to
+//! here". Every request that changes the guest or the debugger (breakpoints, register and
+//! memory writes, `catch syscall`, resumes) is logged with the stop it was made at; going
+//! back replays the trace from its start, answering the logged requests at the same stops
+//! without telling gdb, up to the position wanted:
+//!
+//! - `reverse-stepi` after a step: the stop before it;
+//! - `reverse-stepi` after a continue: the stop before it, then as many single steps, less
+//!   one, as the continue took to reach this stop (a first replay counts them);
+//! - `reverse-continue`: a first replay, with gdb's breakpoints placed from the start,
+//!   notes every arrival at one of them up to this stop; a second stops at the last.
+//!
+//! A Ctrl-C stop cannot be reproduced (the kick lands anywhere), so going back across one
+//! is refused. Each step back costs a replay from the start: fine for short replays;
+//! checkpoints would bound it.
+
+use std::collections::BTreeSet;
+
+use crate::arch::GdbRegs;
+use crate::stub::Stop;
+
+/// A request gdb made that changed something.
+#[derive(Clone, Debug)]
+pub(crate) enum Logged {
+    AddBreak(u64),
+    RemoveBreak(u64),
+    WriteRegs(Box<GdbRegs>),
+    WriteMem(u64, Vec<u8>),
+    Catch(Option<Option<Vec<u64>>>),
+    /// A resume; `until` stops it at the m-th arrival at one of these addresses (a position
+    /// `reverse-continue` found).
+    Resume {
+        step: bool,
+        signal: Option<u8>,
+        until: Option<(BTreeSet<u64>, u64)>,
+    },
+}
+
+/// What a run does once the logged requests are replayed.
+#[derive(Clone, Debug)]
+pub(crate) enum Then {
+    /// Tell gdb nothing new (the first run: gdb takes the target as stopped).
+    Live,
+    /// Tell gdb this stop.
+    Report(Stop),
+    /// Single-step this many times, then tell gdb a step.
+    Steps(u64),
+    /// Single-step, counting, until the stop the logged continue reached; then go back to
+    /// one step less.
+    Count,
+    /// Note the arrivals at these addresses up to the end of the log; then go to the last.
+    Survey(BTreeSet<u64>),
+}
+
+/// Where a new run of the replay goes.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub(crate) script: Vec<(usize, Logged)>,
+    pub(crate) then: Then,
+}
+
+/// The logged requests made before the resume at stop `at` (that resume left out).
+pub(crate) fn upto(log: &[(usize, Logged)], at: usize) -> Vec<(usize, Logged)> {
+    log.iter().filter(|(s, l)| *s < at || (*s == at && !matches!(l, Logged::Resume { .. }))).cloned().collect()
+}
+
+/// The resume made at stop `at`.
+pub(crate) fn resume_at(log: &[(usize, Logged)], at: usize) -> Option<&Logged> {
+    log.iter().rev().find(|(s, l)| *s == at && matches!(l, Logged::Resume { .. })).map(|(_, l)| l)
+}
+
+/// The logged requests made before stop `at` was reached: the position of that stop.
+pub(crate) fn before(log: &[(usize, Logged)], at: usize) -> Vec<(usize, Logged)> {
+    log.iter().filter(|(s, _)| *s < at).cloned().collect()
+}
+
+/// An arrival at a surveyed address: the stop whose resume led there, its rank among that
+/// resume's arrivals, and the stop it was, if it was one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hit {
+    pub resumed_at: usize,
+    pub nth: u64,
+    pub stop: Option<usize>,
+}
+
+/// A survey run's notes.
+#[derive(Debug)]
+pub(crate) struct Survey {
+    pub addrs: BTreeSet<u64>,
+    pub hits: Vec<Hit>,
+    /// Arrivals in the running resume so far.
+    pub nth: u64,
+}

@@ -278,7 +278,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 8)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 9)"), "{out}");
     assert!(out.contains(&format!("engine: {}", common::backend().name())), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");
@@ -969,4 +969,47 @@ each_backend!(
     a_forked_child_that_closes_every_descriptor_records,
     memory_a_child_shares_with_the_recorded_process_replays,
     threads_of_an_unrecorded_child_run_freely,
+    a_replay_starts_with_the_recorded_ignored_signals,
 );
+
+/// A replay starts with the signals the recording started with ignored, wherever it is
+/// launched from: recorded with SIGINT at its default, replayed from a shell that ignores
+/// SIGINT (a background job's), and the other way round — same path, same output.
+fn a_replay_starts_with_the_recorded_ignored_signals() {
+    common::require_kvm();
+    let d = tempdir("sigign");
+    let prog = guest("sigint_disposition", Form::Dynamic).to_string_lossy().into_owned();
+    let tb = env!("CARGO_BIN_EXE_trapbox");
+    let backend = common::backend().name();
+    for (record_ignoring, want) in [(false, "SIGINT default, parent 1\n"), (true, "SIGINT ignored\n")] {
+        let trace = d.join(format!("t-{record_ignoring}.trace"));
+        let t = trace.display();
+        let rec = if record_ignoring { "trap '' INT; " } else { "trap - INT; " };
+        let r = common::run_cmd(
+            {
+                let mut c = std::process::Command::new("sh");
+                c.arg("-c").arg(format!("{rec}exec {tb} record --backend {backend} -o {t} -- {prog}"));
+                c
+            },
+            b"",
+            &d,
+        );
+        assert_eq!((r.status, r.stdout_str().as_str()), (0, want), "{}", r.stderr_str());
+        let rep = if record_ignoring { "trap - INT; " } else { "trap '' INT; " };
+        let r = common::run_cmd(
+            {
+                let mut c = std::process::Command::new("sh");
+                c.arg("-c").arg(format!("{rep}exec {tb} replay {t}"));
+                c
+            },
+            b"",
+            &d,
+        );
+        assert_eq!(
+            (r.status, r.stdout_str().as_str()),
+            (0, want),
+            "replayed from the other disposition: {}",
+            r.stderr_str()
+        );
+    }
+}

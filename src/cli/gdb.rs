@@ -15,7 +15,7 @@ pub struct Listener {
 pub fn listen(at: &str) -> Result<Listener> {
     let addr = if at.contains(':') { at.to_string() } else { format!("127.0.0.1:{at}") };
     let listener = TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr} for gdb"))?;
-    Ok(Listener { listener, addr })
+    Ok(Listener { listener: private(listener)?, addr })
 }
 
 impl Listener {
@@ -69,8 +69,17 @@ impl Listener {
     fn accept(self, program: &std::path::Path) -> Result<std::net::TcpStream> {
         let port = self.listener.local_addr()?.port();
         eprintln!("trapbox: waiting for gdb on {}: gdb {} -ex 'target remote :{port}'", self.addr, program.display());
-        Ok(self.listener.accept().context("gdb's connection")?.0)
+        let conn = self.listener.accept().context("gdb's connection")?.0;
+        private(conn)
     }
+}
+
+/// A socket of trapbox's own, moved to its private descriptor range: out of the guest's
+/// reach, and not taking a number the guest's program expects to get.
+fn private<S: From<std::os::fd::OwnedFd> + Into<std::os::fd::OwnedFd>>(s: S) -> Result<S> {
+    let file = std::fs::File::from(s.into());
+    let file = trapbox::process::fds::privatize(file).context("gdb's socket")?;
+    Ok(S::from(std::os::fd::OwnedFd::from(file)))
 }
 
 fn finish(stub: std::thread::JoinHandle<Result<trapbox::gdb::DisconnectReason, String>>) {

@@ -102,8 +102,10 @@ pub struct Debugger<H> {
     survey: Option<Survey>,
     /// The running resume's `until`: addresses, the arrival to stop at, arrivals so far.
     until: Option<(BTreeSet<u64>, u64, u64)>,
-    /// Steps counted since the stop a logged continue was made at.
+    /// Steps counted since the stop a logged continue was made at, and that continue's
+    /// `until` with the arrivals seen so far.
     counting: Option<u64>,
+    count_until: Option<(BTreeSet<u64>, u64, u64)>,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -174,6 +176,7 @@ pub fn attach<H>(
         survey: None,
         until: None,
         counting: None,
+        count_until: None,
     };
     (d, thread)
 }
@@ -226,6 +229,7 @@ impl<H> Debugger<H> {
             survey,
             until: None,
             counting: None,
+            count_until: None,
         }
     }
 }
@@ -273,8 +277,9 @@ impl<H: TrapHandler> Debugger<H> {
                 self.log.push((idx, Logged::Resume { step: true, signal: None, until: None }));
                 return self.resume(g, true, None);
             }
-            Then::Count => {
+            Then::Count(until) => {
                 self.counting = Some(0);
+                self.count_until = until.map(|(a, m)| (a, m, 0));
                 return self.resume(g, true, None);
             }
             Then::Survey(_) => return self.end_survey(idx),
@@ -477,11 +482,11 @@ impl<H: TrapHandler> Debugger<H> {
                 Some(Logged::Resume { step: true, .. }) => {
                     Plan { script: rewind::before(&self.log, idx - 1), then: Then::Report(Stop::Step) }
                 }
-                Some(Logged::Resume { step: false, signal: None, until: None }) => {
-                    Plan { script: rewind::upto(&self.log, idx - 1), then: Then::Count }
+                Some(Logged::Resume { step: false, signal: None, until }) => {
+                    Plan { script: rewind::upto(&self.log, idx - 1), then: Then::Count(until.clone()) }
                 }
                 _ => {
-                    eprintln!("trapbox: gdb: cannot step back across a stop that passed a signal on");
+                    eprintln!("trapbox: gdb: cannot step back across a continue that passed a signal on");
                     return None;
                 }
             }
@@ -495,8 +500,18 @@ impl<H: TrapHandler> Debugger<H> {
     /// Counting steps from the stop a logged continue was made at, to the stop it reached:
     /// that one is reached again when a step arrives at one of the breakpoints, or faults.
     fn count(&mut self, g: &mut dyn Guest, why: Option<Stop>, n: u64) -> Action {
+        let rip = g.regs().rip;
         let (n, arrived) = match why {
-            Some(Stop::Step) => (n + 1, self.breaks.contains_key(&g.regs().rip)),
+            Some(Stop::Step) => {
+                let at_until = match self.count_until.as_mut() {
+                    Some((addrs, m, seen)) if addrs.contains(&rip) => {
+                        *seen += 1;
+                        *seen == *m
+                    }
+                    _ => false,
+                };
+                (n + 1, at_until || self.breaks.contains_key(&rip))
+            }
             _ => (n, true),
         };
         if !arrived {
@@ -761,25 +776,28 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 };
                 let over = self.step_over.take();
                 if let Some((addr, _)) = over {
-                    if self.breaks.contains_key(&addr) {
+                    if self.breaks.contains_key(&addr) || self.internal.contains_key(&addr) {
                         patch(g, addr, 0xcc);
                     }
                 }
                 if over.is_none() && !self.stepping {
                     return action;
                 }
-                // The step was this `syscall`: it ends here, at the return address, not one
-                // instruction later where the trap flag would stop it.
-                let Action::Return(v) = action else { return action };
+                // The step (or the step off a breakpoint) ended with this `syscall`: the trap
+                // flag goes, and a step stops here, at the return address, not one instruction
+                // later where the flag would stop it. A continue goes on with the inner
+                // handler's own answer.
                 let mut r = g.regs();
-                r.rax = v as u64;
                 r.rflags &= !TF;
                 g.set_regs(&r);
-                if std::mem::take(&mut self.stepping) {
-                    self.stopped_by = None;
-                    return self.stop(g, Some(Stop::Step));
+                if !std::mem::take(&mut self.stepping) {
+                    return action;
                 }
-                Action::Resume
+                let Action::Return(v) = action else { return action };
+                r.rax = v as u64;
+                g.set_regs(&r);
+                self.stopped_by = None;
+                self.stop(g, Some(Stop::Step))
             }
             Trap::Breakpoint { rip } => {
                 let at = rip - 1;

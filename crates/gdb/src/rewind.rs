@@ -46,9 +46,9 @@ pub(crate) enum Then {
     Report(Stop),
     /// Single-step this many times, then tell gdb a step.
     Steps(u64),
-    /// Single-step, counting, until the stop the logged continue reached; then go back to
-    /// one step less.
-    Count,
+    /// Single-step, counting, until the stop the logged continue reached (with its `until`,
+    /// the m-th arrival at those addresses); then go back to one step less.
+    Count(Option<(BTreeSet<u64>, u64)>),
     /// Note the arrivals at these addresses up to the end of the log; then go to the last.
     Survey(BTreeSet<u64>),
 }

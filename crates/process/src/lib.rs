@@ -323,6 +323,7 @@ impl Process {
             env_count: envp.len(),
             envp_addr: loaded.envp_addr,
             placement: loaded.placement.clone(),
+            ignored_signals: Some(self.signals.ignored()),
         });
         self.exe = std::fs::canonicalize(&loaded.exe.path).unwrap_or_else(|_| loaded.exe.path.clone());
         self.brk = loaded.brk_start;

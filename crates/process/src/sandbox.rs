@@ -142,6 +142,9 @@ pub struct SandboxBuilder {
     placement: loader::Placement,
     vdso: VdsoMode,
     quiet: bool,
+    /// The signals the guest starts with ignored; None: those trapbox itself was started
+    /// with ignored (as a program inherits them across exec).
+    ignored_signals: Option<u64>,
 }
 
 impl SandboxBuilder {
@@ -233,7 +236,10 @@ impl SandboxBuilder {
             process.warn_once(what, format_args!("defense in depth: {what} failed ({e}); running without it"));
         }
         process.unhardened_status = harden::status_before().to_vec();
-        process.signals = signals::inherited();
+        process.signals = match self.ignored_signals {
+            Some(mask) => signals::with_ignored(mask),
+            None => signals::inherited(),
+        };
         process.memory_limit = self.memory_limit;
         let argv = if self.argv.is_empty() { vec![self.program.clone().into_os_string()] } else { self.argv };
         let host_vdso = match self.vdso {
@@ -431,11 +437,13 @@ impl Sandbox {
     /// the images, stack and trapbox's vDSO at their recorded addresses with the recorded
     /// stack image, and a vDSO that replays time calls (none if `image` placed none).
     pub fn replaying(image: Start) -> SandboxBuilder {
-        Sandbox::builder(image.program)
+        let mut b = Sandbox::builder(image.program)
             .args(image.argv)
             .env(image.envp)
             .placement(image.placement)
-            .vdso_mode(VdsoMode::Replay)
+            .vdso_mode(VdsoMode::Replay);
+        b.ignored_signals = image.ignored_signals;
+        b
     }
 
     /// Starts describing a sandbox for `program` (found on $PATH if it has no slash).
@@ -456,6 +464,7 @@ impl Sandbox {
             engine: None,
             placement: loader::Placement::default(),
             vdso: VdsoMode::Host,
+            ignored_signals: None,
             quiet: false,
         }
     }

@@ -141,6 +141,11 @@ pub fn user_siginfo(sig: i32, code: i32, pid: i32, uid: u32) -> [u8; 128] {
 }
 
 impl SignalState {
+    /// The signals ignored now (bit `n - 1` for signal `n`).
+    pub fn ignored(&self) -> u64 {
+        (1..=NSIG as i32).filter(|s| self.action(*s).is_some_and(|a| a.handler == 1)).fold(0, |m, s| m | bit(s))
+    }
+
     /// The disposition of `sig`.
     pub fn action(&self, sig: i32) -> Option<SigAction> {
         self.actions.get(usize::try_from(sig).ok()?).copied()
@@ -596,7 +601,13 @@ pub fn mirror_all(state: &SignalState) {
 /// The guest's signal state at start: what the host ignored stays ignored (inherited across
 /// exec, as natively); the rest is at its default.
 pub fn inherited() -> SignalState {
-    let mut s = SignalState::default();
+    with_ignored(host_ignored())
+}
+
+/// The signals this process ignores (bit `n - 1` for signal `n`), as a program it started
+/// would inherit them.
+pub fn host_ignored() -> u64 {
+    let mut mask = 0;
     for sig in 1..=NSIG as i32 {
         // The Rust runtime ignores SIGPIPE in trapbox itself before main; that is not
         // something the guest inherited.
@@ -609,8 +620,18 @@ pub fn inherited() -> SignalState {
             libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
         };
         if ignored {
-            let _ = s.set_action(sig, Some(SigAction { handler: 1, ..SigAction::default() }));
+            mask |= bit(sig);
         }
+    }
+    mask
+}
+
+/// A start with the signals of `mask` ignored and the rest at their default (a replay
+/// starts with what the recording started with, wherever it is launched from).
+pub fn with_ignored(mask: u64) -> SignalState {
+    let mut s = SignalState::default();
+    for sig in (1..=NSIG as i32).filter(|s| mask & bit(*s) != 0) {
+        let _ = s.set_action(sig, Some(SigAction { handler: 1, ..SigAction::default() }));
     }
     s
 }

@@ -284,6 +284,11 @@ pub struct Start {
     pub envp_addr: u64,
     /// Where everything was placed (what a replay must reproduce).
     pub placement: Placement,
+    /// The signals the program started with ignored (bit `n - 1` for signal `n`: inherited
+    /// across exec, as natively), when known. A replay starts with the same, wherever it is
+    /// launched from: a program that asks whether SIGINT is ignored takes another path
+    /// otherwise.
+    pub ignored_signals: Option<u64>,
 }
 
 /// Decides what each trap means. One required method; the rest are hooks with defaults.

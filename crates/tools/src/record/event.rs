@@ -100,6 +100,8 @@ pub struct StartEvent {
     /// The engine that ran the recording (format version 8 on): a replay runs on it unless
     /// told otherwise.
     pub engine: Option<Engine>,
+    /// The signals the program started with ignored (version 9 on).
+    pub ignored: Option<u64>,
 }
 
 /// One syscall.
@@ -309,6 +311,7 @@ impl Event {
                     Some(Engine::Kvm(_)) => 1,
                     Some(Engine::InProcess) => 2,
                 });
+                put_opt(b, s.ignored);
             }
             Event::Syscall(s) => {
                 b.push(2);
@@ -410,6 +413,7 @@ impl Event {
                 vdso: if d.version >= 3 { d.opt()? } else { None },
                 cpu: if d.version >= 7 { d.cpu_view()? } else { None },
                 engine: if d.version >= 8 { d.engine()? } else { None },
+                ignored: if d.version >= 9 { d.opt()? } else { None },
             }),
             7 => Event::TimeCalls(d.list(|d| {
                 let k = d.u8()?;
@@ -534,6 +538,7 @@ mod tests {
                     ],
                 ))),
                 engine: Some(Engine::InProcess),
+                ignored: Some(1 << (libc::SIGINT - 1)),
             }),
             Event::Syscall(SyscallEvent {
                 nr: 0,
@@ -576,9 +581,9 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), stack_base: 1, sp: 2, ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        // The trailing "no vDSO", "no CPU view" and "no engine" tags, which version 2 did not
-        // have.
-        b.truncate(b.len() - 3);
+        // The trailing "no vDSO", "no CPU view", "no engine" and "no ignored signals" tags,
+        // which version 2 did not have.
+        b.truncate(b.len() - 4);
         let mut d = Decoder::new(&b).at_version(2);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
@@ -589,7 +594,7 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), vdso: Some(9), ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        b.truncate(b.len() - 2); // the "no CPU view" and "no engine" tags
+        b.truncate(b.len() - 3); // the "no CPU view", "no engine" and "no ignored signals" tags
         let mut d = Decoder::new(&b).at_version(6);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
@@ -600,8 +605,19 @@ mod tests {
         let mut b = Vec::new();
         let start = StartEvent { program: b"/bin/x".to_vec(), ..Default::default() };
         Event::Start(start.clone()).encode(&mut b);
-        b.pop(); // the "no engine" tag
+        b.truncate(b.len() - 2); // the "no engine" and "no ignored signals" tags
         let mut d = Decoder::new(&b).at_version(7);
+        assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
+        assert_eq!(d.consumed(), b.len());
+    }
+
+    #[test]
+    fn version_8_start_has_no_ignored_signals() {
+        let mut b = Vec::new();
+        let start = StartEvent { program: b"/bin/x".to_vec(), engine: Some(Engine::InProcess), ..Default::default() };
+        Event::Start(start.clone()).encode(&mut b);
+        b.pop(); // the "no ignored signals" tag
+        let mut d = Decoder::new(&b).at_version(8);
         assert_eq!(Event::decode(&mut d).unwrap(), Event::Start(start));
         assert_eq!(d.consumed(), b.len());
     }

@@ -502,6 +502,7 @@ impl<W: Write + Send + 'static> Recording<W> {
             vdso: pl.vdso,
             cpu: g.process().map(|p| Box::new(p.cpu_view())),
             engine: g.process().map(|p| p.engine()),
+            ignored: start.ignored_signals,
         };
         // A start goes to disk at once (a trace cut short anywhere still replays a prefix),
         // its program CRC computed by the writer's thread.
@@ -775,6 +776,7 @@ impl StartEvent {
             env_count: self.envp.len(),
             envp_addr: self.sp + 8 * (self.argv.len() as u64 + 2),
             placement: self.placement(),
+            ignored_signals: self.ignored,
         }
     }
 }

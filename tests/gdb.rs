@@ -203,18 +203,7 @@ fn stepi_over_a_syscall() {
 /// A replay under gdb: the same breakpoints and values as the live run, the program's output
 /// replayed, and the end reached normally.
 fn a_replay_under_gdb() {
-    if backend() == Backend::Kvm {
-        require_kvm();
-    }
-    let prog = target(Form::Dynamic);
-    let dir = tempdir("gdb-replay");
-    let trace = dir.join("t.trace");
-    let rec = trapbox(
-        &[std::ffi::OsStr::new("record"), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()],
-        b"",
-        &dir,
-    );
-    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let (prog, trace) = recorded(Form::Dynamic);
     let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let s = debug_with(
         &tool,
@@ -277,8 +266,11 @@ fn other_threads_pass_breakpoints() {
     assert_eq!(s.stdout, "created and joined 100 threads, sum 4950\n", "{}", s.stderr);
 }
 
-/// Records the debug target and returns the trace.
+/// Records the debug target on this thread's engine; returns the program and the trace.
 fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
     let prog = target(form);
     let dir = tempdir("gdb-rec");
     let trace = dir.join("t.trace");
@@ -294,9 +286,6 @@ fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
 /// reverse-continue on a replay goes back to the previous breakpoint hit, with the memory
 /// of then (the global counter), and to the start, where forward execution takes up again.
 fn reverse_continue_rewinds_memory_and_registers() {
-    if backend() == Backend::Kvm {
-        require_kvm();
-    }
     let (prog, trace) = recorded(Form::Static);
     let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let s = debug_with(
@@ -339,9 +328,6 @@ fn reverse_continue_rewinds_memory_and_registers() {
 /// reverse-stepi after steps and after a continue (one instruction before a breakpoint),
 /// reverse-next and reverse-finish, with a local's value as it was.
 fn reverse_stepping() {
-    if backend() == Backend::Kvm {
-        require_kvm();
-    }
     let (prog, trace) = recorded(Form::Static);
     let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let s = debug_with(

@@ -401,6 +401,14 @@ impl<H: TrapHandler> Debugger<H> {
 
     /// Removes gdb's breakpoint at `addr`; one that is not there (gdb's view of a position
     /// gone back to, where it had not been placed yet) is removed already.
+    /// After a step off `addr`: its `int3` again, if a breakpoint (gdb's or the debugger's
+    /// own) is still there.
+    fn reinsert(&self, g: &mut dyn Guest, addr: u64) {
+        if self.breaks.contains_key(&addr) || self.internal.contains_key(&addr) {
+            patch(g, addr, 0xcc);
+        }
+    }
+
     fn remove_break(&mut self, g: &mut dyn Guest, addr: u64) -> bool {
         match self.breaks.remove(&addr) {
             // An internal int3 there stays.
@@ -695,8 +703,7 @@ fn avx_offset(view: &CpuView, x: &[u8]) -> Option<usize> {
     if view.xcr0() >> 2 & 1 == 0 {
         return None;
     }
-    let c = view.layout().components().iter().find(|c| c.bit == 2 && c.size != 0)?;
-    let o = c.offset as usize;
+    let o = view.layout().offset(2)?;
     (x.len() >= o + 256).then_some(o)
 }
 
@@ -776,9 +783,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 };
                 let over = self.step_over.take();
                 if let Some((addr, _)) = over {
-                    if self.breaks.contains_key(&addr) || self.internal.contains_key(&addr) {
-                        patch(g, addr, 0xcc);
-                    }
+                    self.reinsert(g, addr);
                 }
                 if over.is_none() && !self.stepping {
                     return action;
@@ -833,9 +838,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 r.rflags &= !TF;
                 g.set_regs(&r);
                 if let Some((addr, cont)) = self.step_over.take() {
-                    if self.breaks.contains_key(&addr) || self.internal.contains_key(&addr) {
-                        patch(g, addr, 0xcc);
-                    }
+                    self.reinsert(g, addr);
                     if cont && !self.stepping {
                         return Action::Resume;
                     }

@@ -94,7 +94,7 @@ pub fn vector_regs(x: &[u8], view: &CpuView) -> String {
     let bv = x.get(512..520).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
     let on = |bit: u32| view.xcr0() >> bit & 1 != 0;
     let live = |bit: u32| bv >> bit & 1 != 0;
-    let comp = |bit: u32| view.layout().components().iter().find(|c| c.bit == bit && c.size != 0).map(|c| c.offset);
+    let comp = |bit: u32| view.layout().offset(bit);
     let mut out = Vec::new();
     out.push(format!("fcw={:#06x} fsw={:#06x} mxcsr={:#010x}", le16(0), le16(2), le32(24)));
     for i in 0..8 {
@@ -107,14 +107,14 @@ pub fn vector_regs(x: &[u8], view: &CpuView) -> String {
         let mut name = "xmm";
         if on(2) {
             if let Some(o) = comp(2) {
-                let hi = if live(2) { bytes(o as usize + 16 * i, 16) } else { vec![0; 16] };
+                let hi = if live(2) { bytes(o + 16 * i, 16) } else { vec![0; 16] };
                 v.extend(hi);
                 name = "ymm";
             }
         }
         if on(6) {
             if let Some(o) = comp(6) {
-                let hi = if live(6) { bytes(o as usize + 32 * i, 32) } else { vec![0; 32] };
+                let hi = if live(6) { bytes(o + 32 * i, 32) } else { vec![0; 32] };
                 v.extend(hi);
                 name = "zmm";
             }
@@ -124,7 +124,7 @@ pub fn vector_regs(x: &[u8], view: &CpuView) -> String {
     if on(7) {
         if let Some(o) = comp(7) {
             for i in 0..16 {
-                let v = if live(7) { bytes(o as usize + 64 * i, 64) } else { vec![0; 64] };
+                let v = if live(7) { bytes(o + 64 * i, 64) } else { vec![0; 64] };
                 out.push(format!("zmm{}={}", 16 + i, hex_be(&v)));
             }
         }
@@ -133,7 +133,7 @@ pub fn vector_regs(x: &[u8], view: &CpuView) -> String {
         if let Some(o) = comp(5) {
             let ks: Vec<String> = (0..8)
                 .map(|i| {
-                    let v = if live(5) { bytes(o as usize + 8 * i, 8) } else { vec![0; 8] };
+                    let v = if live(5) { bytes(o + 8 * i, 8) } else { vec![0; 8] };
                     format!("k{i}={:#x}", u64::from_le_bytes(v.try_into().unwrap()))
                 })
                 .collect();

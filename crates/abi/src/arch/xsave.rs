@@ -115,6 +115,11 @@ pub struct XsaveLayout {
 }
 
 impl XsaveLayout {
+    /// Where component `bit` starts in the standard form, if the layout describes it.
+    pub fn offset(&self, bit: u32) -> Option<usize> {
+        self.components.iter().find(|c| c.bit == bit && c.size != 0).map(|c| c.offset as usize)
+    }
+
     /// The layout of the components enabled in `xcr0`, each read from `leaf_d(bit)` (CPUID
     /// leaf 0xD, sub-leaf `bit`, as `[eax, ebx, ecx, edx]`).
     pub fn from_leaf_d(xcr0: u64, leaf_d: impl Fn(u32) -> [u32; 4]) -> XsaveLayout {

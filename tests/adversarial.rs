@@ -23,14 +23,14 @@ const TRAPBOX_NO_ASLR: &str = "0x555555554000";
 fn attack_trapbox_image(name: &str) -> common::Run {
     common::require_kvm();
     let exe = guest(name, Form::Dynamic);
-    let out = std::process::Command::new("setarch")
-        .args(["x86_64", "-R", env!("CARGO_BIN_EXE_trapbox"), "run", "--"])
-        .arg(&exe)
-        .env("ADV_TRAPBOX_AT", TRAPBOX_NO_ASLR)
-        .current_dir(tempdir(name))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("setarch (util-linux) runs trapbox");
+    let out = common::output(
+        std::process::Command::new("setarch")
+            .args(["x86_64", "-R", env!("CARGO_BIN_EXE_trapbox"), "run", "--"])
+            .arg(&exe)
+            .env("ADV_TRAPBOX_AT", TRAPBOX_NO_ASLR)
+            .current_dir(tempdir(name))
+            .stdin(std::process::Stdio::null()),
+    );
     let status = out.status.code().unwrap_or(-1);
     common::Run { stdout: out.stdout, stderr: out.stderr, status }
 }
@@ -164,19 +164,19 @@ fn sigterm_and_sigint_end_the_guest_cleanly() {
     use std::process::{Command, Stdio};
     let exe = guest("adv_loop", Form::Static);
     for (sig, status) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trapbox"))
-            .args(["run", "--"])
-            .arg(&exe)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_grouped(
+            Command::new(env!("CARGO_BIN_EXE_trapbox"))
+                .args(["run", "--"])
+                .arg(&exe)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let mut buf = [0u8; 8];
         child.stdout.as_mut().unwrap().read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"looping\n");
         // SAFETY: plain kill of our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
-        let out = child.wait_with_output().unwrap();
+        let out = common::wait_within(child, "trapbox run adv_loop");
         assert_eq!(out.status.code(), Some(status), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }

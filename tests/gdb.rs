@@ -41,7 +41,7 @@ fn debug_with(
     let mut args: Vec<std::ffi::OsString> = tool.to_vec();
     args.extend(last.map(|p| p.as_os_str().to_owned()));
     let mut tb = trapbox_command(&args);
-    let mut tb = tb.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("trapbox starts");
+    let mut tb = common::spawn_grouped(tb.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()));
     let mut err = BufReader::new(tb.stderr.take().expect("piped"));
     let mut first = String::new();
     err.read_line(&mut first).expect("trapbox says where it waits");
@@ -59,24 +59,20 @@ fn debug_with(
     std::fs::write(&script, text).expect("gdb's command file");
     let mut gdb = Command::new("gdb");
     gdb.args(["-q", "-batch", "-nx"]).arg(program).arg("-x").arg(&script);
-    let child = gdb
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gdb runs (apt-get install gdb)");
+    let child = common::spawn_grouped(gdb.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()));
     if let Some(f) = during {
         f(child.id());
     }
-    let out = child.wait_with_output().expect("gdb ends");
+    let out = common::wait_within(child, "gdb");
+    // trapbox's stderr after its first line is small (what it says at the end): the pipe holds
+    // it while the wait reads stdout.
+    let tb = common::wait_within(tb, "trapbox under gdb");
     let mut rest = String::new();
     let _ = err.read_to_string(&mut rest);
-    let mut stdout = String::new();
-    let _ = tb.stdout.take().expect("piped").read_to_string(&mut stdout);
-    let status = tb.wait().expect("trapbox ends").code().unwrap_or(-1);
+    let status = tb.status.code().unwrap_or(-1);
     Session {
         gdb: String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        stdout,
+        stdout: String::from_utf8_lossy(&tb.stdout).into_owned(),
         stderr: first + &rest,
         status,
     }

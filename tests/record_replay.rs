@@ -811,12 +811,9 @@ fn a_spinning_thread_in_a_recording_is_reported_and_the_time_limit_ends_it() {
 /// stdout, stderr).
 fn trapbox_into_file(args: &[String], dir: &Path, out: &Path) -> (i32, Vec<u8>, String) {
     let file = std::fs::File::create(out).unwrap();
-    let r = common::trapbox_command(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(file)
-        .output()
-        .expect("trapbox runs");
+    let mut cmd = common::trapbox_command(args);
+    cmd.current_dir(dir).stdin(std::process::Stdio::null()).stdout(file).stderr(std::process::Stdio::piped());
+    let r = common::wait_within(common::spawn_grouped(&mut cmd), "trapbox");
     (r.status.code().unwrap_or(-1), std::fs::read(out).unwrap(), String::from_utf8_lossy(&r.stderr).into_owned())
 }
 

@@ -160,13 +160,13 @@ each_backend!(
 fn interactive_history_and_quit() {
     require_kvm();
     let cmd = format!("{} repl", env!("CARGO_BIN_EXE_trapbox"));
-    let mut child = Command::new("script")
-        .args(["-qefc", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script(1) runs (bsdutils)");
+    let mut child = common::spawn_grouped(
+        Command::new("script")
+            .args(["-qefc", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut input = child.stdin.take().expect("piped");
     // Each key sequence after the prompt is there: the editor reads keys, not lines.
     let keys: [&[u8]; 4] = [b"mov rax, 5\r", b"add rax, rax\r", b"\x1b[A\r", b".quit\r"];
@@ -175,7 +175,7 @@ fn interactive_history_and_quit() {
         input.write_all(k).unwrap();
         input.flush().unwrap();
     }
-    let out = child.wait_with_output().expect("script ends");
+    let out = common::wait_within(child, "script(1) running trapbox repl");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     // The echo of what ran (address and disassembly) appears once per run: `add` ran twice.

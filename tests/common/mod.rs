@@ -241,18 +241,98 @@ impl Run {
     }
 }
 
+/// How long one command of a test may run before it is killed and the test fails with what
+/// its processes were doing: a hang must be a failure that says where, never a CI run that
+/// never ends. `TRAPBOX_TEST_DEADLINE` (seconds) overrides it.
+fn deadline() -> std::time::Duration {
+    let secs = std::env::var("TRAPBOX_TEST_DEADLINE").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
 pub fn run_cmd(mut cmd: Command, stdin: &[u8], cwd: &Path) -> Run {
     cmd.current_dir(cwd).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut child = spawn_grouped(&mut cmd);
     let mut sin = child.stdin.take().expect("piped");
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = sin.write_all(&input);
     });
-    let out = child.wait_with_output().expect("wait");
+    let out = wait_within(child, &format!("{cmd:?}"));
     writer.join().expect("stdin writer");
     let status = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
     Run { stdout: out.stdout, stderr: out.stderr, status }
+}
+
+/// Starts `cmd` in a process group of its own, so that [`wait_within`] can show and kill
+/// every process of a hang (forked guests too) and the pipes they hold close.
+pub fn spawn_grouped(cmd: &mut Command) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// `cmd`'s output (stdin empty unless set), within the [`deadline`].
+pub fn output(cmd: &mut Command) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = spawn_grouped(cmd);
+    wait_within(child, &format!("{cmd:?}"))
+}
+
+/// Waits for `child` (started by [`spawn_grouped`]) and collects its output; past the
+/// [`deadline`], fails the test with what each of its processes was doing, then kills them.
+pub fn wait_within(child: std::process::Child, what: &str) -> std::process::Output {
+    let pgid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let limit = deadline();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(limit) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            return None;
+        }
+        let report = hang_report(pgid);
+        // The whole group: a forked guest holding the pipes would keep the wait below open.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status();
+        Some(report)
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = done.send(());
+    if let Some(report) = watchdog.join().expect("watchdog") {
+        panic!(
+            "{what} still ran after {limit:?} and was killed; its processes were:\n{report}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Each thread of each process in group `pgid`: its name, state, the syscall it is in, where
+/// the kernel has it waiting, and its kernel stack (root can read it).
+pub fn hang_report(pgid: i32) -> String {
+    let mut r = String::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return r };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state ppid pgrp ...
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+        if after.split_whitespace().nth(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let tasks = std::fs::read_dir(p.path().join("task")).into_iter().flatten().flatten();
+        for t in tasks {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let tstat = read("stat");
+            let state = tstat.rsplit_once(')').and_then(|(_, a)| a.split_whitespace().next()).unwrap_or("?");
+            r += &format!(
+                "pid {pid} tid {} {} state {state} syscall [{}] wchan {}\n{}",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("syscall").trim(),
+                read("wchan").trim(),
+                read("stack")
+            );
+        }
+    }
+    r
 }
 
 /// Runs `argv` natively.

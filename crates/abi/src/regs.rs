@@ -92,6 +92,14 @@ impl Syscall {
         self.nr == libc::SYS_clone as u64 && self.args[0] & libc::CLONE_THREAD as u64 != 0
     }
 
+    /// Whether this is a fork, a vfork, or a clone that makes a process (no CLONE_THREAD).
+    pub fn creates_process(&self) -> bool {
+        let nr = self.nr as i64;
+        nr == libc::SYS_fork
+            || nr == libc::SYS_vfork
+            || (nr == libc::SYS_clone && self.args[0] & libc::CLONE_THREAD as u64 == 0)
+    }
+
     /// Name as strace prints it (`syscall_0x1ab` when unknown).
     pub fn name(&self) -> std::borrow::Cow<'static, str> {
         match self.desc() {

@@ -366,7 +366,7 @@ fn drive<H: TrapHandler + ?Sized>(
             // the group's handles name threads that do not exist here.
             generation = g;
             std::mem::replace(&mut watchdog, Watchdog::start(deadline)).forget();
-            core.group.reset_after_fork();
+            core.forked_child();
         }
     };
     // Every other thread stops before the end is reported, and the host threads waiting for
@@ -383,7 +383,7 @@ fn drive<H: TrapHandler + ?Sized>(
 /// the process with its guest.
 fn own_forked_process<H: TrapHandler + ?Sized>(core: &Arc<Core>, ctx: &mut ThreadCtx, handler: &mut H) -> ! {
     host::set_main_thread();
-    core.group.reset_after_fork();
+    core.forked_child();
     // SAFETY: pthread_self has no preconditions.
     core.group.set_main(unsafe { libc::pthread_self() });
     let (mut pending, mut crash_rip) = (None, None);

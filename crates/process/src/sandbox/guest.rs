@@ -259,6 +259,7 @@ impl Guest for KvmGuest<'_, '_> {
         }
         let before = self.regs;
         let handled = {
+            let _group = call.creates_process().then(|| self.cpu.core.group.hold_for_fork());
             let Shared { machine, process, .. } = self.cpu.s();
             process.syscall_staged(machine, call, &mut self.regs)
         };

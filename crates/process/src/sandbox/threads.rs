@@ -95,6 +95,15 @@ impl Shared {
     pub fn end_idle(&mut self) {
         self.idle.clear();
     }
+
+    /// In a forked child: the waiting host threads were the parent's and do not exist here.
+    /// Their channels are left as they are, never dropped: fork may have copied a channel's
+    /// lock held by its thread (one entering its wait), and dropping the last sender takes it.
+    pub fn forget_idle(&mut self) {
+        for idle in self.idle.drain(..) {
+            std::mem::forget(idle);
+        }
+    }
 }
 
 // SAFETY: the machine's raw pointer to the system region and the process's state are only
@@ -166,6 +175,13 @@ impl Core {
         }
     }
 
+    /// In a forked child, whose only thread is the one that forked: the parent's other
+    /// threads, running or waiting, are not here.
+    pub fn forked_child(&self) {
+        self.group.reset_after_fork();
+        self.lock().forget_idle();
+    }
+
     /// Takes the lock. A thread that panicked while holding it left the state as consistent as
     /// any trap in progress leaves it; going on is better than taking trapbox down.
     pub fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -183,6 +199,9 @@ struct GroupState {
     /// The first thread's host thread.
     main: Option<libc::pthread_t>,
 }
+
+/// The group's lock, held across a fork ([`Group::hold_for_fork`]).
+pub(super) struct ForkHold<'a>(#[allow(dead_code)] MutexGuard<'a, GroupState>);
 
 /// The guest's thread group.
 #[derive(Default)]
@@ -282,6 +301,13 @@ impl Group {
         if self.state().outcome.is_none() {
             self.ending.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Holds the group's lock across a fork. fork copies every lock as it is at that instant,
+    /// and other threads take this one outside the shared lock (ending, waiting): held by the
+    /// forking thread, the child's copy is one its only thread can take.
+    pub fn hold_for_fork(&self) -> ForkHold<'_> {
+        ForkHold(self.state())
     }
 
     /// In a forked child only the forking thread exists.

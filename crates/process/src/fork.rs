@@ -102,6 +102,8 @@ impl Process {
             Err(e) => self.child_fails(format_args!("cannot rebuild the VM in the child: {e}")),
         }
         self.vfork_done = vfork.map(|(_, w)| w);
+        // The parent's snapshots: its page map, not this process's.
+        self.snapshots = None;
         self.forked = true;
         self.generation += 1;
         // Only the forking thread exists in the child, and nothing is pending for it.

@@ -26,6 +26,7 @@ pub mod selfview;
 pub mod sigdeliver;
 pub use trapbox_abi::arch::sigframe;
 pub mod signals;
+pub mod snapshot;
 pub mod symbols;
 pub mod vdso;
 
@@ -170,6 +171,8 @@ pub struct Process {
     pub refusals: Option<refusals::Refusals>,
     /// No warnings on stderr (`--quiet`); refusals are still counted.
     pub quiet: bool,
+    /// Snapshots taken of this process (see [`snapshot`]).
+    snapshots: Option<snapshot::Store>,
 }
 
 /// Per-process kernel state the guest sets that is the guest's own view: trapbox's process
@@ -252,6 +255,7 @@ impl Process {
             warned: HashSet::new(),
             refusals: refusals::Refusals::new(),
             quiet: false,
+            snapshots: None,
         }
     }
 

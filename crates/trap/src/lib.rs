@@ -182,6 +182,69 @@ pub trait Guest {
     fn process(&mut self) -> Option<&mut dyn Process> {
         None
     }
+
+    /// Snapshots of the process, where the engine can take them (both KVM and in-process
+    /// can; the scripted engine cannot).
+    fn snapshots(&mut self) -> Option<&mut dyn Snapshots> {
+        None
+    }
+}
+
+/// A snapshot taken by [`Snapshots::take`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotId(pub u32);
+
+/// What one [`Snapshots::restore`] put back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Pages written since (or otherwise changed) that were copied back or dropped.
+    pub dirty_pages: u64,
+    /// Mappings made, removed or re-protected since that were undone.
+    pub remapped: u64,
+    /// Descriptors opened since that were closed.
+    pub closed_fds: u64,
+}
+
+/// Why a snapshot could not be taken or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A snapshot is of a process with one thread.
+    #[error("the process has {0} threads: a snapshot needs a single-threaded process")]
+    Threads(usize),
+    /// The id names no snapshot (never taken, or discarded).
+    #[error("there is no snapshot {0:?}")]
+    Unknown(SnapshotId),
+    /// A mapping the snapshot had cannot be made again (a file mapping removed since).
+    #[error("the mapping at {0:#x} was removed and was not anonymous memory")]
+    Unrestorable(u64),
+    /// The host refused what a snapshot needs (reading the page map, copying memory).
+    #[error("{what}: {source}")]
+    Host {
+        /// What trapbox was doing.
+        what: &'static str,
+        /// The host's (or the engine's) error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Snapshots of a single-threaded guest process: its memory, mappings, program break,
+/// descriptors, registers and vector state, restored by pages written since. For a fuzzer's
+/// resets, a debugger's checkpoints, a REPL's undo. A restore happens at a trap: the guest
+/// resumes ([`Action::Resume`]) where the snapshot was taken.
+///
+/// Not restored: the contents of files (a write to a file after the snapshot stays), the
+/// offsets of descriptors open at the snapshot, signal dispositions, and shared mappings' other
+/// processes.
+pub trait Snapshots {
+    /// Takes a snapshot of the process as it is at this trap.
+    fn take(&mut self) -> Result<SnapshotId, SnapshotError>;
+
+    /// Puts the process back as it was when `id` was taken. Cheapest when `id` is the
+    /// snapshot last taken or restored: only the pages written since are visited.
+    fn restore(&mut self, id: SnapshotId) -> Result<Restored, SnapshotError>;
+
+    /// Forgets snapshot `id` and frees its copy of memory.
+    fn discard(&mut self, id: SnapshotId);
 }
 
 /// The Linux process model as an engine runs it: the program's image and mappings, signals,

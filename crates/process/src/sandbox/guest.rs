@@ -8,9 +8,12 @@ use std::sync::{mpsc, Arc, MutexGuard};
 use crate::exec::ExecPlan;
 use crate::fork::{flag, CloneArgs};
 use crate::sigdeliver::Interrupted;
+use crate::snapshot::CpuSnapshot;
 use crate::{run_host, signals, Handled, ThreadState};
 use trapbox_abi::Sysno;
-use trapbox_trap::{Action, Guest, GuestAddr, MemError, Regs, Start, Syscall, TrapHandler};
+use trapbox_trap::{
+    Action, Guest, GuestAddr, MemError, Regs, Restored, SnapshotError, SnapshotId, Start, Syscall, TrapHandler,
+};
 
 use super::cpu;
 use super::threads::{Core, Job, Shared, ThreadCtx};
@@ -305,6 +308,49 @@ impl Guest for KvmGuest<'_, '_> {
     fn process(&mut self) -> Option<&mut dyn trapbox_trap::Process> {
         Some(self)
     }
+    fn snapshots(&mut self) -> Option<&mut dyn trapbox_trap::Snapshots> {
+        Some(self)
+    }
+}
+
+/// Both engines take snapshots: memory by the process model ([`crate::snapshot`]), the CPU
+/// state here.
+impl trapbox_trap::Snapshots for KvmGuest<'_, '_> {
+    fn take(&mut self) -> Result<SnapshotId, SnapshotError> {
+        let regs = self.regs;
+        let Shared { machine, process, .. } = self.cpu.s();
+        let fpu = machine.fpu().map_err(|e| vm_error("cannot read the vector state", e))?;
+        let cpu = CpuSnapshot {
+            regs,
+            xsave: trapbox_vm::arch::xsave::xsave_bytes(&fpu),
+            fs_base: machine.fs_base().unwrap_or(0),
+            gs_base: machine.gs_base().unwrap_or(0),
+        };
+        process.take_snapshot(cpu)
+    }
+    fn restore(&mut self, id: SnapshotId) -> Result<Restored, SnapshotError> {
+        let Shared { machine, process, .. } = self.cpu.s();
+        let (done, cpu) = process.restore_snapshot(machine.mem(), id)?;
+        let mut fpu = machine.fpu().map_err(|e| vm_error("cannot read the vector state", e))?;
+        trapbox_vm::arch::xsave::set_xsave_bytes(&mut fpu, &cpu.xsave);
+        machine.set_fpu(&fpu).map_err(|e| vm_error("cannot set the vector state", e))?;
+        machine.set_fs_base(cpu.fs_base).map_err(|e| vm_error("cannot set the FS base", e))?;
+        machine.set_gs_base(cpu.gs_base).map_err(|e| vm_error("cannot set the GS base", e))?;
+        if let Err(e) = machine.prepare_run() {
+            return Err(vm_error("cannot flush guest translations", e));
+        }
+        self.regs = cpu.regs;
+        self.dirty = true;
+        self.replaced = true;
+        Ok(done)
+    }
+    fn discard(&mut self, id: SnapshotId) {
+        self.cpu.s().process.discard_snapshot(id);
+    }
+}
+
+fn vm_error(what: &'static str, e: trapbox_vm::VmError) -> SnapshotError {
+    SnapshotError::Host { what, source: Box::new(e) }
 }
 
 /// Both engines run the whole Linux process model.

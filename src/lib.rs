@@ -23,12 +23,15 @@
 //! - [`process`] (`trapbox-process`): the Linux process model on either engine, and
 //!   [`Sandbox`], the run loop;
 //! - [`tools`] (`trapbox-tools`): the tracer and record/replay, on the trap API alone;
+//! - [`fuzz`] (`trapbox-fuzz`), [`gdb`], [`repl`]: the fuzzer (on LibAFL, with the engines'
+//!   [`trap::Snapshots`]), the debugger's stub and the assembly REPL, on the trap API too;
 //! - [`boot`] (`trapbox-boot`): direct boot of a Linux kernel.
 //!
 //! See docs/ARCHITECTURE.md.
 
 pub use trapbox_abi as abi;
 pub use trapbox_boot as boot;
+pub use trapbox_fuzz as fuzz;
 pub use trapbox_gdb as gdb;
 pub use trapbox_process as process;
 pub use trapbox_process::sandbox;

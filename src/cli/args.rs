@@ -28,6 +28,9 @@ pub enum Command {
     /// An x86-64 assembly REPL: each line is assembled, run at CPL3 in the box, and the
     /// registers it changed are shown (`.help` lists the commands).
     Repl(crate::repl::ReplArgs),
+    /// Snapshot fuzzing of an unmodified program on LibAFL: harness mode calls a
+    /// libFuzzer-style function once per input, resetting the guest to a snapshot in between.
+    Fuzz(crate::fuzz::FuzzArgs),
     /// Say what a file is and whether trapbox can run it (or summarise a trace); with
     /// `--cpu`, show the CPU the box gives programs beside the host's.
     Inspect {

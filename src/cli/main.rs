@@ -6,6 +6,7 @@ use clap::Parser;
 mod args;
 mod boot;
 mod cpu;
+mod fuzz;
 mod gdb;
 mod inspect;
 mod record;
@@ -52,6 +53,7 @@ fn run(cli: args::Cli) -> Result<i32> {
         args::Command::Replay(r) => record::replay(r),
         args::Command::Boot(b) => boot::boot(b),
         args::Command::Repl(r) => repl::repl(r),
+        args::Command::Fuzz(f) => fuzz::fuzz(f),
         args::Command::Inspect { cpu: true, trap_path, .. } => cpu::inspect_cpu(trap_path.map(Into::into)),
         args::Command::Inspect { file, events, .. } => {
             inspect::inspect(&file.expect("clap requires FILE without --cpu"), events)

@@ -348,13 +348,13 @@ pub fn trapbox<S: AsRef<OsStr>>(tool_args: &[S], stdin: &[u8], cwd: &Path) -> Ru
 }
 
 /// The command `trapbox <tool_args...>` on this thread's engine ([`backend`]): `--backend`
-/// goes after the tool's name for run, trace, record, replay and repl unless the test gave one.
+/// goes after the tool's name for run, trace, record, replay, repl and fuzz unless the test gave one.
 pub fn trapbox_command<S: AsRef<OsStr>>(tool_args: &[S]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
     let args: Vec<&OsStr> = tool_args.iter().map(|a| a.as_ref()).collect();
     let tool = args.first().and_then(|a| a.to_str()).unwrap_or("");
     let given = args.iter().take_while(|a| **a != "--").any(|a| *a == "--backend");
-    if matches!(tool, "run" | "trace" | "record" | "replay" | "repl") && !given {
+    if matches!(tool, "run" | "trace" | "record" | "replay" | "repl" | "fuzz") && !given {
         c.arg(tool).args(["--backend", backend().name()]).args(&args[1..]);
     } else {
         c.args(&args);

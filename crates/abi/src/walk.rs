@@ -710,7 +710,7 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
                 let b = fetch(mem, v, n * ENTRY)?;
                 for i in 0..n as usize {
                     let word = u64_at(&b, i * ENTRY as usize + 8);
-                    if word % 4 != 0 {
+                    if !word.is_multiple_of(4) {
                         return errno(libc::EINVAL);
                     }
                     if !mem.allows(word, 4, Dir::In) {

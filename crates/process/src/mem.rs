@@ -120,7 +120,7 @@ impl AddressSpace {
     /// places mappings top-down. None when the arena has no room.
     pub fn find_free(&self, len: u64, align: u64, hint: u64, below: u64) -> Option<u64> {
         let align = align.max(4096);
-        if hint != 0 && hint % align == 0 && hint.checked_add(len).is_some_and(|e| self.is_free(hint, e)) {
+        if hint != 0 && hint.is_multiple_of(align) && hint.checked_add(len).is_some_and(|e| self.is_free(hint, e)) {
             return Some(hint);
         }
         let (lo, _) = self.bounds;

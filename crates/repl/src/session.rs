@@ -457,7 +457,7 @@ impl Session {
             return self.say("error: .write ADDR HEXBYTES");
         };
         let hex: String = args[1..].concat();
-        let bytes: Option<Vec<u8>> = (hex.len() % 2 == 0 && !hex.is_empty())
+        let bytes: Option<Vec<u8>> = (hex.len().is_multiple_of(2) && !hex.is_empty())
             .then(|| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect())
             .flatten();
         let Some(bytes) = bytes else { return self.say("error: .write ADDR HEXBYTES (an even number of hex digits)") };

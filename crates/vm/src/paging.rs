@@ -163,7 +163,7 @@ impl PageTables {
     }
 
     fn check(va: u64, len: u64) -> Result<(), PagingError> {
-        if va % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(PagingError::Unaligned(va));
         }
         if va.checked_add(len).is_none_or(|end| end > 1 << 47) {
@@ -221,7 +221,7 @@ impl PageTables {
     /// mapped there.
     pub fn map(&mut self, va: u64, gpa: u64, len: u64, flags: PteFlags) -> Result<(), PagingError> {
         Self::check(va, len)?;
-        if gpa % PAGE_SIZE != 0 {
+        if !gpa.is_multiple_of(PAGE_SIZE) {
             return Err(PagingError::Unaligned(gpa));
         }
         let bits = flags.bits();

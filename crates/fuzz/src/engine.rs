@@ -1,0 +1,252 @@
+//! The fuzzing loop, on LibAFL: an executor that hands each input to the [`Harness`]
+//! (running in the guest's thread) and reads its [`Report`] back, a one-slot-per-block
+//! coverage map, havoc mutations (with a dictionary's tokens), and an objective that keeps
+//! each distinct crash once and writes it to the output directory.
+//!
+//! [`Harness`]: crate::harness::Harness
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use libafl::corpus::{Corpus, InMemoryCorpus};
+use libafl::events::{ProgressReporter, SimpleEventManager};
+use libafl::executors::{Executor, ExitKind, HasObservers};
+use libafl::feedbacks::{CrashFeedback, Feedback, MaxMapFeedback, StateInitializer, TimeoutFeedback};
+use libafl::fuzzer::HasObjective;
+use libafl::inputs::{BytesInput, HasTargetBytes};
+use libafl::monitors::SimpleMonitor;
+use libafl::mutators::havoc_mutations::havoc_mutations;
+use libafl::mutators::scheduled::{tokens_mutations, HavocScheduledMutator};
+use libafl::mutators::token_mutations::Tokens;
+use libafl::observers::StdMapObserver;
+use libafl::schedulers::QueueScheduler;
+use libafl::stages::mutational::StdMutationalStage;
+use libafl::state::{HasCorpus, HasExecutions, HasMaxSize, HasSolutions, StdState};
+use libafl::{feedback_and_fast, feedback_not, feedback_or_fast, Evaluator, Fuzzer, HasMetadata, StdFuzzer};
+use libafl_bolts::rands::StdRand;
+use libafl_bolts::tuples::{tuple_list, Merge, RefIndexable};
+use libafl_bolts::{current_nanos, Named};
+
+use crate::harness::{End, Link, Report};
+use crate::{FuzzError, Options, Summary};
+
+type CovObs = StdMapObserver<'static, u8, false>;
+
+/// A crash or hang the last execution ended with, for the objective.
+#[derive(Clone, Debug)]
+struct Found {
+    /// Bucket: signal and faulting instruction (0 for a hang).
+    key: (i32, u64),
+    /// One line for the summary file.
+    line: String,
+    /// "crashes" or "hangs".
+    dir: &'static str,
+}
+
+/// Runs inputs in the guest.
+struct VmExecutor {
+    link: Link,
+    kicker: Option<trapbox_trap::Kicker>,
+    timeout: Duration,
+    observers: (CovObs, ()),
+    found: Rc<RefCell<Option<Found>>>,
+    covered: usize,
+    dirty_pages: u64,
+    runs: u64,
+}
+
+impl HasObservers for VmExecutor {
+    type Observers = (CovObs, ());
+    fn observers(&self) -> RefIndexable<&Self::Observers, Self::Observers> {
+        RefIndexable::from(&self.observers)
+    }
+    fn observers_mut(&mut self) -> RefIndexable<&mut Self::Observers, Self::Observers> {
+        RefIndexable::from(&mut self.observers)
+    }
+}
+
+impl VmExecutor {
+    /// One execution: the input to the guest, its report back (kicking it past the limit).
+    fn run(&mut self, input: &[u8]) -> Result<Report, libafl::Error> {
+        let gone = || libafl::Error::shutting_down();
+        self.link.jobs.send(input.to_vec()).map_err(|_| gone())?;
+        match self.link.reports.recv_timeout(self.timeout) {
+            Ok(r) => Ok(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.link.timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                if let Some(k) = &self.kicker {
+                    k.kick();
+                }
+                self.link.reports.recv().map_err(|_| gone())
+            }
+        }
+    }
+}
+
+impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
+    fn run_target(
+        &mut self,
+        _fuzzer: &mut Z,
+        state: &mut S,
+        _mgr: &mut EM,
+        input: &BytesInput,
+    ) -> Result<ExitKind, libafl::Error> {
+        *state.executions_mut() += 1;
+        let report = self.run(&input.target_bytes())?;
+        self.runs += 1;
+        self.dirty_pages += report.dirty_pages;
+        for name in &report.refused {
+            eprintln!("trapbox fuzz: the target called {name} after the snapshot: refused (ENOSYS); its effects could not be undone");
+        }
+        let map = &mut self.observers.0;
+        for slot in &report.new_blocks {
+            if let Some(b) = map.get_mut(*slot as usize) {
+                *b = 1;
+            }
+        }
+        self.covered += report.new_blocks.len();
+        let (kind, found) = match report.end {
+            End::Returned | End::Exited(_) => (ExitKind::Ok, None),
+            End::Crashed { signal, rip, addr, what } => {
+                let at = addr.map(|a| format!(", address {a:#x}")).unwrap_or_default();
+                let line = format!("{}: {what} (rip {rip:#x}{at})", trapbox_trap::signal_name(signal));
+                (ExitKind::Crash, Some(Found { key: (signal, rip), line, dir: "crashes" }))
+            }
+            End::TimedOut => {
+                let line = format!("hang: still running after {:?}", self.timeout);
+                (ExitKind::Timeout, Some(Found { key: (0, 0), line, dir: "hangs" }))
+            }
+        };
+        *self.found.borrow_mut() = found;
+        Ok(kind)
+    }
+}
+
+/// The objective: a crash or hang not seen before (by signal and faulting instruction; every
+/// hang is one bucket). Each is written to OUT/crashes (or OUT/hangs) as the input and a
+/// one-line summary beside it.
+struct Distinct {
+    found: Rc<RefCell<Option<Found>>>,
+    seen: HashSet<(i32, u64)>,
+    out: PathBuf,
+    name: Cow<'static, str>,
+    saved: Vec<(PathBuf, String)>,
+    /// Of them, crashes (not hangs).
+    crashes: usize,
+}
+
+impl Named for Distinct {
+    fn name(&self) -> &Cow<'static, str> {
+        &self.name
+    }
+}
+
+impl<S> StateInitializer<S> for Distinct {}
+
+impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
+    fn is_interesting(
+        &mut self,
+        _state: &mut S,
+        _mgr: &mut EM,
+        input: &BytesInput,
+        _observers: &OT,
+        _exit: &ExitKind,
+    ) -> Result<bool, libafl::Error> {
+        let Some(f) = self.found.borrow_mut().take() else { return Ok(false) };
+        if !self.seen.insert(f.key) {
+            return Ok(false);
+        }
+        let dir = self.out.join(f.dir);
+        std::fs::create_dir_all(&dir)?;
+        let id = format!("id-{:06}-sig-{}-rip-{:x}", self.seen.len() - 1, f.key.0, f.key.1);
+        let path = dir.join(&id);
+        std::fs::write(&path, &*input.target_bytes())?;
+        std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;
+        eprintln!("trapbox fuzz: new {}: {} -> {}", &f.dir[..f.dir.len() - 1], f.line, path.display());
+        self.saved.push((path, f.line));
+        self.crashes += usize::from(f.dir == "crashes");
+        Ok(true)
+    }
+}
+
+/// The loop, on the calling thread, until the time or run limit; `link` reaches the guest.
+pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
+    let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedMain)?;
+    let observer: CovObs = StdMapObserver::owned("blocks", vec![0u8; setup.blocks.max(1)]);
+    let mut feedback = feedback_and_fast!(
+        feedback_not!(feedback_or_fast!(CrashFeedback::new(), TimeoutFeedback::new())),
+        MaxMapFeedback::new(&observer)
+    );
+    let found = Rc::new(RefCell::new(None));
+    let mut objective = Distinct {
+        found: found.clone(),
+        seen: HashSet::new(),
+        out: opts.out.clone(),
+        name: "distinct".into(),
+        saved: vec![],
+        crashes: 0,
+    };
+    let rand = StdRand::with_seed(opts.seed.unwrap_or_else(current_nanos));
+    let mut state = StdState::new(rand, InMemoryCorpus::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
+    state.set_max_size(opts.max_len);
+    if let Some(dict) = &opts.dict {
+        let tokens = Tokens::from_file(dict).map_err(|source| FuzzError::Dict { path: dict.clone(), source })?;
+        state.add_metadata(tokens);
+    }
+    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+    let quiet = opts.quiet;
+    let mut mgr = SimpleEventManager::new(SimpleMonitor::new(move |line: &str| {
+        if !quiet {
+            eprintln!("trapbox fuzz: {line}");
+        }
+    }));
+    let mut executor = VmExecutor {
+        link,
+        kicker: setup.kicker,
+        timeout: opts.timeout,
+        observers: tuple_list!(observer),
+        found,
+        covered: 0,
+        dirty_pages: 0,
+        runs: 0,
+    };
+    let started = Instant::now();
+    if let Some(dir) = &opts.inputs {
+        state.load_initial_inputs_forced(&mut fuzzer, &mut executor, &mut mgr, std::slice::from_ref(dir))?;
+    }
+    if state.corpus().count() == 0 {
+        // No seeds (or only crashing ones): start from one empty-ish input.
+        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(vec![b'\n']))?;
+    }
+    let mutator = HavocScheduledMutator::new(havoc_mutations().merge(tokens_mutations()));
+    let mut stages = tuple_list!(StdMutationalStage::new(mutator));
+    let time_up = |s: &StdState<_, _, _, _>| {
+        opts.time.is_some_and(|t| started.elapsed() >= t) || opts.runs.is_some_and(|n| *s.executions() >= n)
+    };
+    let found_one = |f: &StdFuzzer<_, _, _, _, Distinct>| opts.until_crash && f.objective().crashes > 0;
+    while !time_up(&state) && !found_one(&fuzzer) {
+        mgr.maybe_report_progress(&mut state, Duration::from_secs(5))?;
+        match fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr) {
+            Ok(_) => {}
+            Err(libafl::Error::ShuttingDown) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let elapsed = started.elapsed();
+    let objective = fuzzer.objective_mut();
+    Ok(Summary {
+        executions: *state.executions(),
+        elapsed,
+        corpus: state.corpus().count(),
+        crashes: std::mem::take(&mut objective.saved),
+        blocks: setup.blocks,
+        covered: executor.covered,
+        dirty_pages_per_reset: executor.dirty_pages as f64 / executor.runs.max(1) as f64,
+        solutions: state.solutions().count(),
+    })
+}

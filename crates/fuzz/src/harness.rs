@@ -1,0 +1,341 @@
+//! The trap handler that runs the executions: harness mode, a libFuzzer-style function
+//! (`int f(const uint8_t *data, size_t size)`) called once per input from a snapshot taken
+//! at `main`.
+//!
+//! The program starts as it would natively and runs until `main`, where an `int3` waits:
+//! libc and the program's constructors have run. There the snapshot is taken and every basic
+//! block of the program gets a one-shot breakpoint. Each execution restores the snapshot,
+//! places the input on the stack below `main`'s frame, and calls the function with `main`'s
+//! address as its return address: the `int3` still there ends the execution. A block's
+//! breakpoint, hit, gives its byte back and counts once; a fault, an `abort`, an `exit`, or
+//! the time limit ends the execution too. The fuzzer (on its own thread) hands inputs over
+//! and gets [`Report`]s back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use trapbox_abi::Sysno;
+use trapbox_trap::{Action, Guest, GuestAddr, Kicker, SnapshotId, Syscall, Trap, TrapHandler};
+
+/// How one execution ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The function returned.
+    Returned,
+    /// The program called exit or exit_group (not a crash: AFL's view).
+    Exited(i32),
+    /// A fault or a fatal signal the program raised itself (abort).
+    Crashed {
+        /// The signal it means.
+        signal: i32,
+        /// The instruction that faulted (for raise: the syscall's).
+        rip: u64,
+        /// The address it touched, for a page fault.
+        addr: Option<u64>,
+        /// One line saying what happened.
+        what: String,
+    },
+    /// The time limit passed.
+    TimedOut,
+}
+
+/// What the handler tells the fuzzer after an execution.
+#[derive(Debug)]
+pub struct Report {
+    /// How it ended.
+    pub end: End,
+    /// Slots (indexes into [`Setup::blocks`]) first hit by this execution.
+    pub new_blocks: Vec<u32>,
+    /// Pages the reset before it put back.
+    pub dirty_pages: u64,
+    /// Syscalls refused during it, by name (each reported once per campaign).
+    pub refused: Vec<&'static str>,
+}
+
+/// What the fuzzer learns once the snapshot is taken.
+pub struct Setup {
+    /// Number of coverage slots.
+    pub blocks: usize,
+    /// Breaks a spinning execution (the fuzzer's time limit).
+    pub kicker: Option<Kicker>,
+}
+
+/// Where the harness is.
+enum Phase {
+    /// Running towards `main`.
+    Starting,
+    /// At the snapshot, between executions or in one.
+    Fuzzing { snapshot: SnapshotId },
+}
+
+/// The handler.
+pub struct Harness {
+    /// `main` and the function to call, link-time addresses.
+    main: u64,
+    entry: u64,
+    /// Block leaders, link-time.
+    blocks: Vec<u64>,
+    pie: bool,
+    lowest: u64,
+    /// Runtime addresses once known: main, entry, blocks (slot -> address).
+    rt: Option<(u64, u64)>,
+    /// Runtime block address -> (slot, original byte) while its breakpoint is in.
+    armed: HashMap<u64, (u32, u8)>,
+    phase: Phase,
+    jobs: Receiver<Vec<u8>>,
+    reports: Sender<Report>,
+    setup: Option<Sender<Setup>>,
+    timed_out: Arc<AtomicBool>,
+    hit: Vec<u32>,
+    dirty: u64,
+    refused_once: BTreeSet<&'static str>,
+    refused: Vec<&'static str>,
+    /// Why the campaign could not start, if it could not.
+    pub failure: Option<String>,
+}
+
+/// The channel ends the fuzzer keeps.
+pub struct Link {
+    /// Inputs to run.
+    pub jobs: Sender<Vec<u8>>,
+    /// Reports of runs.
+    pub reports: Receiver<Report>,
+    /// The set-up, once.
+    pub setup: Receiver<Setup>,
+    /// Set before the kick that ends an execution past its time.
+    pub timed_out: Arc<AtomicBool>,
+}
+
+impl Harness {
+    /// A harness calling `entry` from `main` (link-time addresses), with coverage on
+    /// `blocks`; `pie` and `lowest` say how the program's addresses move when loaded.
+    pub fn new(main: u64, entry: u64, blocks: Vec<u64>, pie: bool, lowest: u64) -> (Harness, Link) {
+        let (jobs_tx, jobs) = std::sync::mpsc::channel();
+        let (reports, reports_rx) = std::sync::mpsc::channel();
+        let (setup_tx, setup) = std::sync::mpsc::channel();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let blocks = blocks.into_iter().filter(|b| *b != main).collect();
+        let h = Harness {
+            main,
+            entry,
+            blocks,
+            pie,
+            lowest,
+            rt: None,
+            armed: HashMap::new(),
+            phase: Phase::Starting,
+            jobs,
+            reports,
+            setup: Some(setup_tx),
+            timed_out: timed_out.clone(),
+            hit: Vec::new(),
+            dirty: 0,
+            refused_once: BTreeSet::new(),
+            refused: Vec::new(),
+            failure: None,
+        };
+        (h, Link { jobs: jobs_tx, reports: reports_rx, setup, timed_out })
+    }
+
+    /// The load bias, known from the first trap on.
+    fn bias(&self, g: &mut dyn Guest) -> u64 {
+        if !self.pie {
+            return 0;
+        }
+        let base = g.process().and_then(|p| p.image()).and_then(|s| s.placement.exe_base).unwrap_or(0);
+        base.wrapping_sub(self.lowest & !0xfff)
+    }
+
+    /// Ends the campaign with `why`.
+    fn fail(&mut self, why: String) -> Action {
+        self.failure = Some(why);
+        self.setup = None;
+        Action::Exit(1)
+    }
+
+    /// The first trap: `main` gets its `int3`.
+    fn arm_main(&mut self, g: &mut dyn Guest) -> Result<(), String> {
+        let bias = self.bias(g);
+        let (main, entry) = (self.main.wrapping_add(bias), self.entry.wrapping_add(bias));
+        let p = g.process().ok_or("the engine does not run the process model")?;
+        p.patch_code(GuestAddr(main), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at main: {e}"))?;
+        self.rt = Some((main, entry));
+        Ok(())
+    }
+
+    /// At `main`: the snapshot, then every block's breakpoint.
+    fn start_fuzzing(&mut self, g: &mut dyn Guest) -> Result<SnapshotId, String> {
+        let bias = self.bias(g);
+        let blocks = std::mem::take(&mut self.blocks);
+        for (slot, b) in blocks.iter().enumerate() {
+            let at = b.wrapping_add(bias);
+            let mut byte = [0u8];
+            if g.read(GuestAddr(at), &mut byte).is_err() {
+                continue;
+            }
+            self.armed.insert(at, (slot as u32, byte[0]));
+        }
+        let p = g.process().ok_or("the engine does not run the process model")?;
+        for at in self.armed.keys() {
+            p.patch_code(GuestAddr(*at), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at {at:#x}: {e}"))?;
+        }
+        let kicker = Some(p.kicker());
+        let snaps = g.snapshots().ok_or("the engine cannot take snapshots")?;
+        let id = snaps.take().map_err(|e| format!("cannot take the snapshot at main: {e}"))?;
+        if let Some(tx) = self.setup.take() {
+            let _ = tx.send(Setup { blocks: blocks.len(), kicker });
+        }
+        self.blocks = blocks;
+        Ok(id)
+    }
+
+    /// Reports the execution that ended (if one ran), then starts the next: restore, place the
+    /// input, call the function. No next input ends the run.
+    fn next(&mut self, g: &mut dyn Guest, snapshot: SnapshotId, ended: Option<End>) -> Action {
+        if let Some(end) = ended {
+            let report = Report {
+                end,
+                new_blocks: std::mem::take(&mut self.hit),
+                dirty_pages: self.dirty,
+                refused: std::mem::take(&mut self.refused),
+            };
+            if self.reports.send(report).is_err() {
+                return Action::Exit(0);
+            }
+            let Some(snaps) = g.snapshots() else { return Action::Exit(1) };
+            match snaps.restore(snapshot) {
+                Ok(r) => self.dirty = r.dirty_pages,
+                Err(e) => return self.fail(format!("cannot restore the snapshot: {e}")),
+            }
+        }
+        let Ok(input) = self.jobs.recv() else {
+            return Action::Exit(0);
+        };
+        self.timed_out.store(false, Ordering::SeqCst);
+        let (main, entry) = self.rt.expect("set at the first trap");
+        let mut r = g.regs();
+        // The input goes below main's frame and its red zone; the call's frame below it.
+        let buf = (r.rsp - 256 - input.len() as u64) & !15;
+        let sp = (buf - 64) & !15;
+        if g.write(GuestAddr(buf), &input).is_err() || g.write(GuestAddr(sp - 8), &main.to_le_bytes()).is_err() {
+            return self.fail(format!("the stack cannot hold a {}-byte input", input.len()));
+        }
+        r.rsp = sp - 8;
+        r.rip = entry;
+        r.rdi = buf;
+        r.rsi = input.len() as u64;
+        r.rax = 0;
+        g.set_regs(&r);
+        self.phase = Phase::Fuzzing { snapshot };
+        Action::Resume
+    }
+
+    fn ended(&mut self, g: &mut dyn Guest, end: End) -> Action {
+        match self.phase {
+            Phase::Fuzzing { snapshot, .. } => self.next(g, snapshot, Some(end)),
+            Phase::Starting => Action::Exit(1),
+        }
+    }
+
+    fn on_syscall(&mut self, g: &mut dyn Guest, call: &Syscall) -> Action {
+        if matches!(self.phase, Phase::Starting) {
+            if self.rt.is_none() {
+                if let Err(e) = self.arm_main(g) {
+                    return self.fail(e);
+                }
+            }
+            return g.passthrough(call);
+        }
+        let a = call.args;
+        match call.sysno() {
+            Some(Sysno::exit | Sysno::exit_group) => self.ended(g, End::Exited(a[0] as i32)),
+            Some(Sysno::kill | Sysno::tkill | Sysno::tgkill) => {
+                let sig = if call.sysno() == Some(Sysno::tgkill) { a[2] } else { a[1] } as i32;
+                if sig == 0 {
+                    return Action::Return(0);
+                }
+                let what = format!("the program raised {}", trapbox_trap::signal_name(sig));
+                let rip = g.regs().rip;
+                self.ended(g, End::Crashed { signal: sig, rip, addr: None, what })
+            }
+            // Output is swallowed: the next execution must not see it, nor the terminal.
+            Some(Sysno::write) if a[0] == 1 || a[0] == 2 => Action::Return(a[2] as i64),
+            Some(
+                Sysno::brk
+                | Sysno::mmap
+                | Sysno::munmap
+                | Sysno::mprotect
+                | Sysno::mremap
+                | Sysno::madvise
+                | Sysno::clock_gettime
+                | Sysno::gettimeofday
+                | Sysno::time
+                | Sysno::getpid
+                | Sysno::gettid
+                | Sysno::getuid
+                | Sysno::geteuid
+                | Sysno::getgid
+                | Sysno::getegid
+                | Sysno::getrandom
+                | Sysno::rt_sigprocmask
+                | Sysno::sched_yield
+                | Sysno::futex,
+            ) => g.passthrough(call),
+            _ => {
+                let name = call.sysno().map(|s| s.name()).unwrap_or("unknown");
+                if self.refused_once.insert(name) {
+                    self.refused.push(name);
+                }
+                Action::Return(-(libc::ENOSYS as i64))
+            }
+        }
+    }
+}
+
+impl TrapHandler for Harness {
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        match trap {
+            Trap::Syscall(call) => self.on_syscall(g, call),
+            Trap::Breakpoint { rip } => {
+                let at = rip - 1;
+                let main = self.rt.map(|r| r.0);
+                if Some(at) == main {
+                    return match self.phase {
+                        Phase::Starting => match self.start_fuzzing(g) {
+                            Ok(snapshot) => self.next(g, snapshot, None),
+                            Err(e) => self.fail(e),
+                        },
+                        Phase::Fuzzing { .. } => self.ended(g, End::Returned),
+                    };
+                }
+                if let Some((slot, byte)) = self.armed.remove(&at) {
+                    if let Some(p) = g.process() {
+                        if let Err(e) = p.patch_code(GuestAddr(at), &[byte]) {
+                            return self.fail(format!("cannot remove the breakpoint at {at:#x}: {e}"));
+                        }
+                    }
+                    self.hit.push(slot);
+                    let mut r = g.regs();
+                    r.rip = at;
+                    g.set_regs(&r);
+                    return Action::Resume;
+                }
+                let what = format!("int3 at {at:#x}");
+                self.ended(g, End::Crashed { signal: libc::SIGTRAP, rip: at, addr: None, what })
+            }
+            Trap::Fault(f) => {
+                let info = f.siginfo();
+                let what = match g.symbolize(f.rip) {
+                    Some(s) => format!("{} in {s}", f.describe()),
+                    None => f.describe(),
+                };
+                self.ended(g, End::Crashed { signal: info.signo, rip: f.rip, addr: f.addr, what })
+            }
+            Trap::Preempt if self.timed_out.load(Ordering::SeqCst) => self.ended(g, End::TimedOut),
+            Trap::Preempt | Trap::SingleStep { .. } => Action::Resume,
+            Trap::Timeout | Trap::HostSignal(_) => Action::Exit(0),
+        }
+    }
+}

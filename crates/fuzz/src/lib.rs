@@ -1,0 +1,93 @@
+//! `trapbox fuzz`: snapshot fuzzing of an unmodified program in trapbox's guest, on LibAFL.
+//!
+//! The guest runs on its thread under a [`harness::Harness`] (a [`trapbox_trap::TrapHandler`]
+//! that takes a snapshot, resets to it before each input, and collects one-shot block
+//! coverage); LibAFL runs on another ([`engine`]), handing inputs over a channel. It stands
+//! on the trap API only: the snapshot is the engine's [`trapbox_trap::Snapshots`] capability,
+//! breakpoints are [`trapbox_trap::Process::patch_code`].
+
+pub mod engine;
+pub mod harness;
+pub mod target;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use harness::{Harness, Link};
+pub use target::{Target, TargetError};
+
+/// What a campaign is told.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Seed inputs (a directory), if any.
+    pub inputs: Option<PathBuf>,
+    /// Where crashes and hangs go (OUT/crashes, OUT/hangs).
+    pub out: PathBuf,
+    /// Stop after this long.
+    pub time: Option<Duration>,
+    /// Stop after this many executions.
+    pub runs: Option<u64>,
+    /// One execution's time limit.
+    pub timeout: Duration,
+    /// An AFL-format dictionary.
+    pub dict: Option<PathBuf>,
+    /// Longest input.
+    pub max_len: usize,
+    /// The random seed (a fixed one repeats a campaign's choices).
+    pub seed: Option<u64>,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Stop at the first distinct crash.
+    pub until_crash: bool,
+}
+
+/// What a campaign did.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Executions run.
+    pub executions: u64,
+    /// How long the loop ran.
+    pub elapsed: Duration,
+    /// Inputs kept for new coverage.
+    pub corpus: usize,
+    /// Crashes and hangs saved: the input's path and one line.
+    pub crashes: Vec<(PathBuf, String)>,
+    /// Coverage slots (basic blocks).
+    pub blocks: usize,
+    /// Blocks reached.
+    pub covered: usize,
+    /// Pages a reset put back, on average.
+    pub dirty_pages_per_reset: f64,
+    /// Distinct crashes and hangs.
+    pub solutions: usize,
+}
+
+/// Why a campaign failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FuzzError {
+    /// The program file.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The program ended (or failed) before reaching `main`, where the snapshot is taken.
+    #[error("the program ended before reaching main, where the snapshot is taken")]
+    NeverReachedMain,
+    /// The dictionary cannot be read.
+    #[error("cannot read the dictionary {path}: {source}")]
+    Dict {
+        /// The file.
+        path: PathBuf,
+        /// LibAFL's reason.
+        source: libafl::Error,
+    },
+    /// LibAFL failed.
+    #[error("fuzzer: {0}")]
+    Libafl(#[from] libafl::Error),
+}
+
+/// Harness mode for `program`: the handler to run it under, and the fuzzer's end of the link.
+pub fn harness(program: &Path, entry: &str) -> Result<(Harness, Link), FuzzError> {
+    let t = Target::read(program)?;
+    let main = t.require(program, "main")?;
+    let entry = t.require(program, entry)?;
+    Ok(Harness::new(main, entry, t.blocks, t.pie, t.lowest))
+}

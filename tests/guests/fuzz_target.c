@@ -1,0 +1,69 @@
+/* fuzz_target: a libFuzzer-style harness with bugs for `trapbox fuzz` to find.
+ *   - "FUZZ!" crashes with a write through a null pointer, reached only through five nested
+ *     byte comparisons (each its own block, so coverage guides the fuzzer there);
+ *   - "HANG" spins forever;
+ *   - "OPEN" opens a file after the snapshot (the fuzzer must refuse it);
+ *   - every call counts itself in a global and allocates: a reset that missed a page would
+ *     see the count at 2 and abort.
+ * `fuzz_target FILE` runs the function once on FILE's bytes (how a saved crash reproduces). */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int calls;
+static char *keep;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (++calls != 1)
+        abort();
+    /* A fresh allocation each time: the heap must come back as it was. */
+    keep = malloc(64 + size);
+    if (!keep)
+        abort();
+    memcpy(keep, data, size);
+    if (size >= 4 && memcmp(data, "HANG", 4) == 0)
+        for (volatile int spin = 1; spin;)
+            ;
+    if (size >= 4 && memcmp(data, "OPEN", 4) == 0) {
+        int fd = open("/etc/hostname", O_RDONLY);
+        if (fd >= 0)
+            close(fd);
+    }
+    /* The barriers keep the compiler from merging the comparisons into one. */
+    if (size >= 5 && data[0] == 'F') {
+        __asm__ volatile("" ::: "memory");
+        if (data[1] == 'U') {
+            __asm__ volatile("" ::: "memory");
+            if (data[2] == 'Z') {
+                __asm__ volatile("" ::: "memory");
+                if (data[3] == 'Z') {
+                    __asm__ volatile("" ::: "memory");
+                    if (data[4] == '!') {
+                        volatile int *p = 0;
+                        *p = 1;
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2)
+        return 0;
+    static uint8_t buf[1 << 16];
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) {
+        perror(argv[1]);
+        return 2;
+    }
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    LLVMFuzzerTestOneInput(buf, n);
+    puts("no crash");
+    return 0;
+}

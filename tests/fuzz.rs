@@ -9,29 +9,34 @@ use std::path::{Path, PathBuf};
 
 use common::{guest, tempdir, trapbox, Form};
 
-/// `trapbox fuzz` on `exe` with seeds `seeds` and `extra` options: the run, and OUT.
+/// `trapbox fuzz` in harness mode on `exe` with seeds `seeds` and `extra` options: the run,
+/// and OUT.
 fn fuzz(exe: &Path, seeds: &[&[u8]], extra: &[&str]) -> (common::Run, PathBuf) {
     fuzz_with(exe, seeds, extra, &[])
 }
 
 /// [`fuzz`] with environment variables for trapbox.
 fn fuzz_with(exe: &Path, seeds: &[&[u8]], extra: &[&str], env: &[(&str, &str)]) -> (common::Run, PathBuf) {
+    let mut opts = vec!["--entry", "LLVMFuzzerTestOneInput"];
+    opts.extend_from_slice(extra);
+    fuzz_command(&[exe.to_string_lossy().as_ref()], seeds, &opts, env)
+}
+
+/// `trapbox fuzz` with `extra` options on the command `command` (program and arguments).
+fn fuzz_command(command: &[&str], seeds: &[&[u8]], extra: &[&str], env: &[(&str, &str)]) -> (common::Run, PathBuf) {
     let dir = tempdir("fuzz");
     let (inputs, out) = (dir.join("seeds"), dir.join("out"));
     std::fs::create_dir_all(&inputs).unwrap();
     for (i, s) in seeds.iter().enumerate() {
         std::fs::write(inputs.join(format!("seed{i}")), s).unwrap();
     }
-    let mut args: Vec<String> = ["fuzz", "-q", "--seed", "7", "--entry", "LLVMFuzzerTestOneInput", "-i"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = ["fuzz", "-q", "--seed", "7", "-i"].iter().map(|s| s.to_string()).collect();
     args.push(inputs.to_string_lossy().into_owned());
     args.push("-o".into());
     args.push(out.to_string_lossy().into_owned());
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("--".into());
-    args.push(exe.to_string_lossy().into_owned());
+    args.extend(command.iter().map(|s| s.to_string()));
     let mut cmd = common::trapbox_command(&args);
     cmd.envs(env.iter().copied());
     (common::run_cmd(cmd, b"", &dir), out)
@@ -67,7 +72,7 @@ fn finds_the_planted_crash(form: Form) {
     let dict = pieces(&tempdir("fuzz-dict"));
     let limits = ["--runs", "200000", "--until-crash", "--timeout", "2000", "--dict", &dict];
     let (run, out) = fuzz(&exe, &[b"A"], &limits);
-    check_crash(&exe, &run, &out);
+    check_crash(&exe, &run, &out, "LLVMFuzzerTestOneInput");
 }
 
 each_form_each_backend!(finds_the_planted_crash);
@@ -79,19 +84,20 @@ fn coverage_alone_finds_the_planted_crash() {
     common::with_backend(common::Backend::InProc, || {
         let exe = guest("fuzz_target", Form::Dynamic);
         let (run, out) = fuzz(&exe, &[b"A"], &["--runs", "1000000", "--until-crash"]);
-        check_crash(&exe, &run, &out);
+        check_crash(&exe, &run, &out, "LLVMFuzzerTestOneInput");
     })
 }
 
-/// One crash was saved, is the planted one, and reproduces natively and in the box.
-fn check_crash(exe: &Path, run: &common::Run, out: &Path) {
+/// One crash was saved, is the planted one (in function `func`), and reproduces natively and in
+/// the box.
+fn check_crash(exe: &Path, run: &common::Run, out: &Path, func: &str) {
     assert_eq!(run.status, 1, "no crash found:\n{}\n{}", run.stdout_str(), run.stderr_str());
     let crashes = saved(out, "crashes");
     assert_eq!(crashes.len(), 1, "{crashes:?}\n{}", run.stdout_str());
     let (input, line) = &crashes[0];
     assert!(std::fs::read(input).unwrap().starts_with(b"FUZZ!"), "{input:?}");
     assert!(line.starts_with("SIGSEGV: page fault: write at 0x0"), "{line}");
-    assert!(line.contains("LLVMFuzzerTestOneInput"), "{line}");
+    assert!(line.contains(func), "{line}");
     // The saved input crashes the program on its own, natively and in the box alike.
     let dir = tempdir("fuzz-repro");
     let argv = [exe.to_string_lossy().into_owned(), input.to_string_lossy().into_owned()];
@@ -175,4 +181,53 @@ fn bad_input_gets_one_line() {
     assert_eq!(no_symbol.status, 127);
     assert!(no_symbol.stderr_str().contains("has no function symbol nope"), "{}", no_symbol.stderr_str());
     assert_eq!(no_symbol.stderr_str().lines().count(), 1, "{}", no_symbol.stderr_str());
+}
+
+/// File mode: the program opens its input by the path `@@` becomes (after a `stat` of it: the
+/// snapshot is at that first mention), or reads its stdin.
+mod file_mode {
+    use super::*;
+
+    fn finds_the_crash(stdin: bool) {
+        if common::backend() == common::Backend::Kvm {
+            common::require_kvm();
+        }
+        let exe = guest("fuzz_file", Form::Dynamic);
+        let e = exe.to_string_lossy().into_owned();
+        let command: Vec<&str> = if stdin { vec![&e] } else { vec![&e, "@@"] };
+        let dict_path = pieces(&tempdir("fuzz-dict"));
+        let opts = ["--runs", "1000000", "--until-crash", "--dict", &dict_path];
+        let (run, out) = fuzz_command(&command, &[b"A"], &opts, &[]);
+        check_crash(&exe, &run, &out, "parse");
+    }
+
+    #[test]
+    fn path_kvm() {
+        finds_the_crash(false)
+    }
+
+    #[test]
+    fn stdin_kvm() {
+        finds_the_crash(true)
+    }
+
+    #[test]
+    fn path_inproc() {
+        common::with_backend(common::Backend::InProc, || finds_the_crash(false))
+    }
+
+    #[test]
+    fn stdin_inproc() {
+        common::with_backend(common::Backend::InProc, || finds_the_crash(true))
+    }
+
+    /// A program that never names its input ends before the snapshot: one line says so.
+    #[test]
+    fn a_program_that_ignores_its_input_is_refused_with_a_line() {
+        common::require_kvm();
+        let exe = guest("hello", Form::Static);
+        let (run, _) = fuzz_command(&[exe.to_string_lossy().as_ref(), "@@"], &[b"A"], &["--runs", "10"], &[]);
+        assert_eq!(run.status, 127, "{}", run.stderr_str());
+        assert!(run.stderr_str().contains("before reaching its first use of the input"), "{}", run.stderr_str());
+    }
 }

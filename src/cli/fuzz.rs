@@ -16,9 +16,11 @@ pub struct FuzzArgs {
     #[arg(short = 'o', value_name = "OUT")]
     out: PathBuf,
     /// Harness mode: call this function, `int f(const uint8_t *data, size_t size)`, once per
-    /// input, from a snapshot taken at `main` (the program needs both symbols).
+    /// input, from a snapshot taken at `main` (the program needs both symbols). Without it,
+    /// file mode: `@@` in the arguments is the input's path, and without `@@` the input is
+    /// stdin; the snapshot is at the program's first call that mentions it.
     #[arg(long, value_name = "SYMBOL")]
-    entry: String,
+    entry: Option<String>,
     /// Stop after SECS seconds.
     #[arg(long, value_name = "SECS")]
     time: Option<f64>,
@@ -55,12 +57,22 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     if f.time.is_none() && f.runs.is_none() {
         bail!("say how long to fuzz: --time SECS or --runs N");
     }
-    if f.command.iter().any(|a| a == "@@") {
-        bail!("file mode (@@) is not built yet: use harness mode (--entry SYMBOL)");
-    }
     let program = PathBuf::from(&f.command[0]);
-    let (harness, link) = trapbox::fuzz::harness(&program, &f.entry)?;
     std::fs::create_dir_all(&f.out).with_context(|| format!("cannot make {}", f.out.display()))?;
+    let file_arg = f.command.iter().skip(1).any(|a| a == "@@");
+    // The file each input is written to (file mode), absolute: the program may change directory.
+    let input = std::path::absolute(f.out.join(".cur_input")).context("cannot name the input file")?;
+    let mut command = f.command.clone();
+    let (harness, link) = match &f.entry {
+        Some(_) if file_arg => bail!("--entry calls a function with the input: drop @@ (or --entry for file mode)"),
+        Some(entry) => trapbox::fuzz::harness(&program, entry)?,
+        None => {
+            for a in command.iter_mut().skip(1).filter(|a| *a == "@@") {
+                *a = input.to_string_lossy().into_owned();
+            }
+            trapbox::fuzz::file_mode(&program, &input, !file_arg)?
+        }
+    };
     let opts = trapbox::fuzz::Options {
         inputs: f.inputs.clone(),
         out: f.out.clone(),
@@ -73,7 +85,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         quiet: f.quiet,
         until_crash: f.until_crash,
     };
-    let mut builder = trapbox::Sandbox::builder(&program).args(f.command.iter().cloned()).quiet(true);
+    let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true);
     builder = builder.engine(f.backend.unwrap_or(BackendArg::Kvm).engine());
     let mut sandbox = builder.build()?;
     // LibAFL on its own thread; the guest on this one (the engine's thread).
@@ -83,28 +95,34 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         .context("cannot start the fuzzer's thread")?;
     let mut harness = harness;
     let report = sandbox.run(&mut harness);
+    // The handler's ends of the link go first: a fuzzer still waiting for the snapshot (the
+    // program ended before it) then hears that it never comes.
+    let failure = harness.failure.take();
+    drop(harness);
     let summary = fuzzer.join().map_err(|_| anyhow::anyhow!("the fuzzer's thread panicked"))?;
-    if let Some(why) = harness.failure.take() {
+    if let Some(why) = failure {
         bail!("{why}");
     }
     let report = report?;
     let s = match summary {
         Ok(s) => s,
-        Err(trapbox::fuzz::FuzzError::NeverReachedMain) => {
+        Err(trapbox::fuzz::FuzzError::NeverReachedSnapshot) => {
             let how = report.crash_line().unwrap_or_else(|| format!("{:?}", report.outcome));
-            bail!("the program ended before reaching main, where the snapshot is taken ({how})");
+            let point = if f.entry.is_some() { "main" } else { "its first use of the input" };
+            bail!("the program ended before reaching {point}, where the snapshot is taken ({how})");
         }
         Err(e) => return Err(e.into()),
     };
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; blocks {}/{}; {:.1} pages reset per execution; {} distinct crashes and hangs",
+        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; blocks {}/{}; reset {:.1} µs, {:.1} pages; {} distinct crashes and hangs",
         s.executions,
         secs,
         s.executions as f64 / secs,
         s.corpus,
         s.covered,
         s.blocks,
+        s.reset_per_execution.as_secs_f64() * 1e6,
         s.dirty_pages_per_reset,
         s.crashes.len()
     );

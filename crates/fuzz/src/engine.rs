@@ -56,6 +56,7 @@ struct VmExecutor {
     found: Rc<RefCell<Option<Found>>>,
     covered: usize,
     dirty_pages: u64,
+    reset: Duration,
     runs: u64,
 }
 
@@ -100,6 +101,7 @@ impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
         let report = self.run(&input.target_bytes())?;
         self.runs += 1;
         self.dirty_pages += report.dirty_pages;
+        self.reset += report.reset;
         for name in &report.refused {
             eprintln!("trapbox fuzz: the target called {name} after the snapshot: refused (ENOSYS); its effects could not be undone");
         }
@@ -176,7 +178,7 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
 
 /// The loop, on the calling thread, until the time or run limit; `link` reaches the guest.
 pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
-    let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedMain)?;
+    let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedSnapshot)?;
     let observer: CovObs = StdMapObserver::owned("blocks", vec![0u8; setup.blocks.max(1)]);
     let mut feedback = feedback_and_fast!(
         feedback_not!(feedback_or_fast!(CrashFeedback::new(), TimeoutFeedback::new())),
@@ -213,6 +215,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         found,
         covered: 0,
         dirty_pages: 0,
+        reset: Duration::ZERO,
         runs: 0,
     };
     let started = Instant::now();
@@ -247,6 +250,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         blocks: setup.blocks,
         covered: executor.covered,
         dirty_pages_per_reset: executor.dirty_pages as f64 / executor.runs.max(1) as f64,
+        reset_per_execution: Duration::from_secs_f64(executor.reset.as_secs_f64() / executor.runs.max(1) as f64),
         solutions: state.solutions().count(),
     })
 }

@@ -1,6 +1,7 @@
-//! The trap handler that runs the executions: harness mode, a libFuzzer-style function
-//! (`int f(const uint8_t *data, size_t size)`) called once per input from a snapshot taken
-//! at `main`.
+//! The trap handler that runs the executions, in one of two modes.
+//!
+//! **Harness mode**: a libFuzzer-style function (`int f(const uint8_t *data, size_t size)`)
+//! called once per input from a snapshot taken at `main`.
 //!
 //! The program starts as it would natively and runs until `main`, where an `int3` waits:
 //! libc and the program's constructors have run. There the snapshot is taken and every basic
@@ -10,6 +11,14 @@
 //! breakpoint, hit, gives its byte back and counts once; a fault, an `abort`, an `exit`, or
 //! the time limit ends the execution too. The fuzzer (on its own thread) hands inputs over
 //! and gets [`Report`]s back.
+//!
+//! **File mode** (AFL's `@@`, or stdin): the program runs until its first syscall that
+//! mentions the input — a path argument naming the input file (`stat`, `access`, `open`, …,
+//! found by the ABI table's path arguments), or for stdin a read or `fstat` of descriptor 0 —
+//! and the snapshot is taken there, before that call. Each execution writes the input to the
+//! file (stdin: descriptor 0 is made a fresh descriptor of it), restores, performs the pending
+//! call, and lets the program run to its exit, a crash or the time limit. After the snapshot
+//! the program may also read files (opened read-only; the reset closes what it opened).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +59,8 @@ pub struct Report {
     pub new_blocks: Vec<u32>,
     /// Pages the reset before it put back.
     pub dirty_pages: u64,
+    /// How long that reset took.
+    pub reset: std::time::Duration,
     /// Syscalls refused during it, by name (each reported once per campaign).
     pub refused: Vec<&'static str>,
 }
@@ -70,16 +81,35 @@ enum Phase {
     Fuzzing { snapshot: SnapshotId },
 }
 
+/// How inputs reach the program.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// A function called from `main` (link-time addresses of both).
+    Call {
+        /// `main`.
+        main: u64,
+        /// The function.
+        entry: u64,
+    },
+    /// A file the program opens (`@@`), or its stdin.
+    File {
+        /// The file the input is written to before each execution.
+        input: std::path::PathBuf,
+        /// The program reads its stdin (a fresh descriptor of `input` each time) instead.
+        stdin: bool,
+    },
+}
+
 /// The handler.
 pub struct Harness {
-    /// `main` and the function to call, link-time addresses.
-    main: u64,
-    entry: u64,
+    mode: Mode,
+    /// File mode: the call the snapshot was taken before.
+    pending: Option<Syscall>,
     /// Block leaders, link-time.
     blocks: Vec<u64>,
     pie: bool,
     lowest: u64,
-    /// Runtime addresses once known: main, entry, blocks (slot -> address).
+    /// Harness mode's runtime addresses once known: main and the function.
     rt: Option<(u64, u64)>,
     /// Runtime block address -> (slot, original byte) while its breakpoint is in.
     armed: HashMap<u64, (u32, u8)>,
@@ -90,6 +120,7 @@ pub struct Harness {
     timed_out: Arc<AtomicBool>,
     hit: Vec<u32>,
     dirty: u64,
+    reset: std::time::Duration,
     refused_once: BTreeSet<&'static str>,
     refused: Vec<&'static str>,
     /// Why the campaign could not start, if it could not.
@@ -109,17 +140,21 @@ pub struct Link {
 }
 
 impl Harness {
-    /// A harness calling `entry` from `main` (link-time addresses), with coverage on
-    /// `blocks`; `pie` and `lowest` say how the program's addresses move when loaded.
-    pub fn new(main: u64, entry: u64, blocks: Vec<u64>, pie: bool, lowest: u64) -> (Harness, Link) {
+    /// A handler giving inputs as `mode` says, with coverage on `blocks` (link-time
+    /// addresses); `pie` and `lowest` say how the program's addresses move when loaded.
+    pub fn new(mode: Mode, blocks: Vec<u64>, pie: bool, lowest: u64) -> (Harness, Link) {
         let (jobs_tx, jobs) = std::sync::mpsc::channel();
         let (reports, reports_rx) = std::sync::mpsc::channel();
         let (setup_tx, setup) = std::sync::mpsc::channel();
         let timed_out = Arc::new(AtomicBool::new(false));
-        let blocks = blocks.into_iter().filter(|b| *b != main).collect();
+        let main = match mode {
+            Mode::Call { main, .. } => Some(main),
+            Mode::File { .. } => None,
+        };
+        let blocks = blocks.into_iter().filter(|b| Some(*b) != main).collect();
         let h = Harness {
-            main,
-            entry,
+            mode,
+            pending: None,
             blocks,
             pie,
             lowest,
@@ -132,6 +167,7 @@ impl Harness {
             timed_out: timed_out.clone(),
             hit: Vec::new(),
             dirty: 0,
+            reset: std::time::Duration::ZERO,
             refused_once: BTreeSet::new(),
             refused: Vec::new(),
             failure: None,
@@ -156,9 +192,9 @@ impl Harness {
     }
 
     /// The first trap: `main` gets its `int3`.
-    fn arm_main(&mut self, g: &mut dyn Guest) -> Result<(), String> {
+    fn arm_main(&mut self, g: &mut dyn Guest, main: u64, entry: u64) -> Result<(), String> {
         let bias = self.bias(g);
-        let (main, entry) = (self.main.wrapping_add(bias), self.entry.wrapping_add(bias));
+        let (main, entry) = (main.wrapping_add(bias), entry.wrapping_add(bias));
         let p = g.process().ok_or("the engine does not run the process model")?;
         p.patch_code(GuestAddr(main), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at main: {e}"))?;
         self.rt = Some((main, entry));
@@ -199,13 +235,17 @@ impl Harness {
                 end,
                 new_blocks: std::mem::take(&mut self.hit),
                 dirty_pages: self.dirty,
+                reset: self.reset,
                 refused: std::mem::take(&mut self.refused),
             };
             if self.reports.send(report).is_err() {
                 return Action::Exit(0);
             }
             let Some(snaps) = g.snapshots() else { return Action::Exit(1) };
-            match snaps.restore(snapshot) {
+            let t = std::time::Instant::now();
+            let restored = snaps.restore(snapshot);
+            self.reset = t.elapsed();
+            match restored {
                 Ok(r) => self.dirty = r.dirty_pages,
                 Err(e) => return self.fail(format!("cannot restore the snapshot: {e}")),
             }
@@ -214,12 +254,43 @@ impl Harness {
             return Action::Exit(0);
         };
         self.timed_out.store(false, Ordering::SeqCst);
+        self.phase = Phase::Fuzzing { snapshot };
+        match self.mode.clone() {
+            Mode::Call { .. } => self.call(g, &input),
+            Mode::File { input: path, stdin } => self.perform_pending(g, &input, &path, stdin),
+        }
+    }
+
+    /// File mode: the input in its file (and on stdin), then the call the snapshot stopped.
+    fn perform_pending(&mut self, g: &mut dyn Guest, input: &[u8], path: &std::path::Path, stdin: bool) -> Action {
+        if let Err(e) = std::fs::write(path, input) {
+            return self.fail(format!("cannot write the input to {}: {e}", path.display()));
+        }
+        if stdin {
+            if let Err(e) = crate::host::stdin_from(path) {
+                return self.fail(format!("cannot give the input to stdin: {e}"));
+            }
+        }
+        let Some(call) = self.pending else { return self.fail("no pending call at the snapshot".into()) };
+        match g.passthrough(&call) {
+            Action::Return(v) => {
+                let mut r = g.regs();
+                r.rax = v as u64;
+                g.set_regs(&r);
+                Action::Resume
+            }
+            other => other,
+        }
+    }
+
+    /// Harness mode: the input on the stack, and a call of the function returning to `main`.
+    fn call(&mut self, g: &mut dyn Guest, input: &[u8]) -> Action {
         let (main, entry) = self.rt.expect("set at the first trap");
         let mut r = g.regs();
         // The input goes below main's frame and its red zone; the call's frame below it.
         let buf = (r.rsp - 256 - input.len() as u64) & !15;
         let sp = (buf - 64) & !15;
-        if g.write(GuestAddr(buf), &input).is_err() || g.write(GuestAddr(sp - 8), &main.to_le_bytes()).is_err() {
+        if g.write(GuestAddr(buf), input).is_err() || g.write(GuestAddr(sp - 8), &main.to_le_bytes()).is_err() {
             return self.fail(format!("the stack cannot hold a {}-byte input", input.len()));
         }
         r.rsp = sp - 8;
@@ -228,7 +299,6 @@ impl Harness {
         r.rsi = input.len() as u64;
         r.rax = 0;
         g.set_regs(&r);
-        self.phase = Phase::Fuzzing { snapshot };
         Action::Resume
     }
 
@@ -239,16 +309,43 @@ impl Harness {
         }
     }
 
+    /// File mode: whether `call` is the program's first mention of its input.
+    fn mentions_input(&self, g: &mut dyn Guest, call: &Syscall) -> bool {
+        let Mode::File { input, stdin } = &self.mode else { return false };
+        let Some(desc) = call.desc() else { return false };
+        if *stdin {
+            let reads_fd0 = matches!(
+                desc.sysno,
+                Sysno::read | Sysno::readv | Sysno::pread64 | Sysno::preadv | Sysno::fstat | Sysno::lseek
+            );
+            return reads_fd0 && call.args[0] == 0;
+        }
+        let want = input.as_os_str().as_encoded_bytes();
+        desc.args.iter().enumerate().any(|(i, a)| {
+            matches!(a.kind, trapbox_abi::ArgKind::Path)
+                && g.read_cstr(GuestAddr(call.args[i]), 4096).is_ok_and(|p| p == want)
+        })
+    }
+
     fn on_syscall(&mut self, g: &mut dyn Guest, call: &Syscall) -> Action {
         if matches!(self.phase, Phase::Starting) {
-            if self.rt.is_none() {
-                if let Err(e) = self.arm_main(g) {
-                    return self.fail(e);
+            if let Mode::Call { main, entry } = self.mode {
+                if self.rt.is_none() {
+                    if let Err(e) = self.arm_main(g, main, entry) {
+                        return self.fail(e);
+                    }
                 }
+            } else if self.mentions_input(g, call) {
+                self.pending = Some(*call);
+                return match self.start_fuzzing(g) {
+                    Ok(snapshot) => self.next(g, snapshot, None),
+                    Err(e) => self.fail(e),
+                };
             }
             return g.passthrough(call);
         }
         let a = call.args;
+        let file_mode = matches!(self.mode, Mode::File { .. });
         match call.sysno() {
             Some(Sysno::exit | Sysno::exit_group) => self.ended(g, End::Exited(a[0] as i32)),
             Some(Sysno::kill | Sysno::tkill | Sysno::tgkill) => {
@@ -262,6 +359,28 @@ impl Harness {
             }
             // Output is swallowed: the next execution must not see it, nor the terminal.
             Some(Sysno::write) if a[0] == 1 || a[0] == 2 => Action::Return(a[2] as i64),
+            // File mode: reading files, the input among them, leaves nothing behind that the
+            // reset does not undo (descriptors opened since are closed).
+            Some(Sysno::open) if file_mode && read_only(a[1]) => g.passthrough(call),
+            Some(Sysno::openat) if file_mode && read_only(a[2]) => g.passthrough(call),
+            Some(
+                Sysno::read
+                | Sysno::pread64
+                | Sysno::readv
+                | Sysno::lseek
+                | Sysno::fstat
+                | Sysno::stat
+                | Sysno::lstat
+                | Sysno::newfstatat
+                | Sysno::statx
+                | Sysno::access
+                | Sysno::faccessat
+                | Sysno::faccessat2
+                | Sysno::close
+                | Sysno::getdents64,
+            ) if file_mode => g.passthrough(call),
+            // isatty() on the output.
+            Some(Sysno::ioctl) if a[1] == libc::TCGETS => g.passthrough(call),
             Some(
                 Sysno::brk
                 | Sysno::mmap
@@ -292,6 +411,12 @@ impl Harness {
             }
         }
     }
+}
+
+/// Whether open flags `flags` only read.
+fn read_only(flags: u64) -> bool {
+    let f = flags as i32;
+    f & libc::O_ACCMODE == libc::O_RDONLY && f & (libc::O_CREAT | libc::O_TRUNC) == 0
 }
 
 impl TrapHandler for Harness {

@@ -1,4 +1,5 @@
-//! `trapbox fuzz`: snapshot fuzzing of an unmodified program in trapbox's guest, on LibAFL.
+//! `trapbox fuzz`: snapshot fuzzing of an unmodified program in trapbox's guest, on LibAFL,
+//! in harness mode (a function called per input) or file mode (`@@` or stdin).
 //!
 //! The guest runs on its thread under a [`harness::Harness`] (a [`trapbox_trap::TrapHandler`]
 //! that takes a snapshot, resets to it before each input, and collects one-shot block
@@ -8,12 +9,13 @@
 
 pub mod engine;
 pub mod harness;
+mod host;
 pub mod target;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use harness::{Harness, Link};
+pub use harness::{Harness, Link, Mode};
 pub use target::{Target, TargetError};
 
 /// What a campaign is told.
@@ -58,6 +60,8 @@ pub struct Summary {
     pub covered: usize,
     /// Pages a reset put back, on average.
     pub dirty_pages_per_reset: f64,
+    /// How long a reset took, on average.
+    pub reset_per_execution: Duration,
     /// Distinct crashes and hangs.
     pub solutions: usize,
 }
@@ -68,9 +72,10 @@ pub enum FuzzError {
     /// The program file.
     #[error(transparent)]
     Target(#[from] TargetError),
-    /// The program ended (or failed) before reaching `main`, where the snapshot is taken.
-    #[error("the program ended before reaching main, where the snapshot is taken")]
-    NeverReachedMain,
+    /// The program ended (or failed) before the snapshot point: `main` (harness mode) or its
+    /// first use of the input (file mode).
+    #[error("the program ended before the snapshot point (main, or its first use of the input)")]
+    NeverReachedSnapshot,
     /// The dictionary cannot be read.
     #[error("cannot read the dictionary {path}: {source}")]
     Dict {
@@ -89,5 +94,12 @@ pub fn harness(program: &Path, entry: &str) -> Result<(Harness, Link), FuzzError
     let t = Target::read(program)?;
     let main = t.require(program, "main")?;
     let entry = t.require(program, entry)?;
-    Ok(Harness::new(main, entry, t.blocks, t.pie, t.lowest))
+    Ok(Harness::new(Mode::Call { main, entry }, t.blocks, t.pie, t.lowest))
+}
+
+/// File mode for `program`: inputs written to `input`, which the program opens by that path
+/// (its `@@` argument), or reads as its stdin.
+pub fn file_mode(program: &Path, input: &Path, stdin: bool) -> Result<(Harness, Link), FuzzError> {
+    let t = Target::read(program)?;
+    Ok(Harness::new(Mode::File { input: input.into(), stdin }, t.blocks, t.pie, t.lowest))
 }

@@ -110,6 +110,8 @@ pub struct Store {
     next: u32,
     /// The snapshot memory equals but for the pages written since.
     clean_at: Option<u32>,
+    /// A call since the last take or restore may have made guest descriptors.
+    fds_touched: bool,
 }
 
 /// The trapping thread's CPU state at a snapshot (the run loop takes and sets it).
@@ -153,7 +155,7 @@ impl Store {
             Some(uffd) => Tracker::Written { uffd, registered: BTreeSet::new() },
             None => Tracker::Compare,
         };
-        Ok(Store { pagemap, tracker, snaps: BTreeMap::new(), next: 1, clean_at: None })
+        Ok(Store { pagemap, tracker, snaps: BTreeMap::new(), next: 1, clean_at: None, fds_touched: false })
     }
 
     /// Whether written pages are tracked (else restores compare).
@@ -178,6 +180,12 @@ impl Store {
             ioctl(uffd.as_raw_fd(), uffd::IOC_REGISTER, &mut r).map_err(host("cannot track writes"))?;
             registered.insert((start, end));
         }
+        self.reprotect(start, end)
+    }
+
+    /// Write-protects `[start, end)` again (part of a registered region).
+    fn reprotect(&self, start: u64, end: u64) -> Result<(), SnapshotError> {
+        let Tracker::Written { uffd, .. } = &self.tracker else { return Ok(()) };
         let mut wp = uffd::WriteProtect { start, len: end - start, mode: uffd::WRITEPROTECT_MODE_WP };
         ioctl(uffd.as_raw_fd(), uffd::IOC_WRITEPROTECT, &mut wp).map(|_| ()).map_err(host("cannot write-protect"))
     }
@@ -287,6 +295,29 @@ impl Process {
         trapbox_host::fds::open_fds().into_iter().filter(|fd| !own.contains(fd)).collect()
     }
 
+    /// Closes the guest's descriptors that are not in `kept`, if it may have made any since
+    /// the last take or restore (listing /proc/self/fd is most of a reset's time otherwise).
+    fn close_fds_since(&self, kept: &BTreeSet<RawFd>, touched: bool) {
+        if !touched {
+            return;
+        }
+        for fd in self.guest_fds().difference(kept) {
+            // SAFETY: a guest descriptor the snapshot did not have; trapbox's own are excluded
+            // by `guest_fds`.
+            unsafe { libc::close(*fd) };
+        }
+    }
+
+    /// Notes a call that may give the guest new descriptors (see [`Process::close_fds_since`]).
+    pub(crate) fn note_descriptors(&mut self, call: &trapbox_abi::Syscall) {
+        let Some(store) = self.snapshots.as_mut() else { return };
+        let Some(desc) = call.desc() else { return };
+        use trapbox_abi::Sysno as S;
+        let makes = matches!(desc.ret, trapbox_abi::Ret::Fd)
+            || matches!(desc.sysno, S::pipe | S::pipe2 | S::socketpair | S::recvmsg | S::recvmmsg | S::fcntl);
+        store.fds_touched |= makes;
+    }
+
     /// Takes the memory side of a snapshot: a copy of every present page of the writable
     /// regions, the regions, the break and the descriptors.
     pub fn take_snapshot(&mut self, cpu: CpuSnapshot) -> Result<SnapshotId, SnapshotError> {
@@ -317,6 +348,7 @@ impl Process {
                 store.protect(start, end)?;
             }
         }
+        store.fds_touched = false;
         store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds });
         store.clean_at = Some(id);
         Ok(SnapshotId(id))
@@ -347,13 +379,7 @@ impl Process {
     ) -> Result<Restored, SnapshotError> {
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
         let mut done = Restored::default();
-        // Descriptors opened since are closed (they are the guest's, not trapbox's).
-        for fd in self.guest_fds().difference(&snap.fds) {
-            // SAFETY: a guest descriptor the snapshot did not have; trapbox holds none of
-            // its own outside the reserved range.
-            unsafe { libc::close(*fd) };
-            done.closed_fds += 1;
-        }
+        self.close_fds_since(&snap.fds, std::mem::take(&mut store.fds_touched));
         // The break first: the heap's pages come and go with it.
         if self.brk != snap.brk {
             self.sys_brk(mem, snap.brk);
@@ -396,22 +422,35 @@ impl Process {
         store.forget_registrations(&now);
         let full = store.clean_at != Some(id.0) || !store.tracks_writes();
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
-        let mut touched: Vec<(u64, u64)> = Vec::new();
+        // Regions visited whole (protected whole after), and runs of pages written back.
+        let mut whole: Vec<(u64, u64)> = Vec::new();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
         for &(start, end, _) in snap.regions.iter().filter(|r| writable(r.2)) {
-            let entries = store.entries(start, end)?;
             let fresh = remade.iter().any(|&(a, b)| a < end && start < b);
-            let written = if full || fresh { Vec::new() } else { store.written(start, end)? };
-            let mut visit = |at: u64, entry: u64| -> Result<(), SnapshotError> {
-                let present = entry & (PM_PRESENT | PM_SWAPPED) != 0;
+            let written = if full || fresh { vec![(start, end)] } else { store.written(start, end)? };
+            let kept_pages: Vec<u64> = snap.pages.range(start..end).map(|(a, _)| *a).collect();
+            // The page map is read over the span that matters only (a stack region is
+            // megabytes, its live pages a few).
+            let lo = written.first().map(|w| w.0).into_iter().chain(kept_pages.first().copied()).min();
+            let hi = written.last().map(|w| w.1).into_iter().chain(kept_pages.last().map(|a| a + PAGE)).max();
+            let (Some(lo), Some(hi)) = (lo, hi) else { continue };
+            let entries = store.entries(lo, hi)?;
+            let present = |at: u64| entries[((at - lo) / PAGE) as usize] & (PM_PRESENT | PM_SWAPPED) != 0;
+            let mut visit = |at: u64, runs: &mut Vec<(u64, u64)>| -> Result<(), SnapshotError> {
+                let here = present(at);
                 match snap.pages.get(&at) {
                     Some(&off) => {
                         let want = &snap.data[off..off + PAGE as usize];
-                        if !present || page(at) != want {
+                        if !here || page(at) != want {
                             put_page(at, want);
                             done.dirty_pages += 1;
+                            match runs.last_mut() {
+                                Some(r) if r.1 == at => r.1 = at + PAGE,
+                                _ => runs.push((at, at + PAGE)),
+                            }
                         }
                     }
-                    None if present => {
+                    None if here => {
                         drop_page(at)?;
                         done.dirty_pages += 1;
                     }
@@ -419,28 +458,29 @@ impl Process {
                 }
                 Ok(())
             };
-            let index = |at: u64| ((at - start) / PAGE) as usize;
-            if full || fresh {
-                for (i, e) in entries.iter().enumerate() {
-                    visit(start + i as u64 * PAGE, *e)?;
-                }
-            } else {
-                for &(ws, we) in &written {
-                    for at in (ws..we).step_by(PAGE as usize) {
-                        visit(at, entries[index(at)])?;
-                    }
-                }
-                // Pages the snapshot had that went away without a write (dropped, remapped).
-                for (&at, _) in snap.pages.range(start..end) {
-                    if entries[index(at)] & (PM_PRESENT | PM_SWAPPED) == 0 {
-                        visit(at, 0)?;
-                    }
+            for &(ws, we) in &written {
+                for at in (ws..we).step_by(PAGE as usize) {
+                    visit(at, &mut runs)?;
                 }
             }
-            touched.push((start, end));
+            if full || fresh {
+                whole.push((start, end));
+            } else {
+                // Pages the snapshot had that went away without a write (dropped, remapped).
+                for at in kept_pages.into_iter().filter(|a| !present(*a)) {
+                    visit(at, &mut runs)?;
+                }
+                // What the guest wrote is protected again (what was copied back is in `runs`).
+                for &(ws, we) in &written {
+                    store.reprotect(ws, we)?;
+                }
+            }
         }
-        for (start, end) in touched {
+        for (start, end) in whole {
             store.protect(start, end)?;
+        }
+        for (start, end) in runs {
+            store.reprotect(start, end)?;
         }
         store.clean_at = Some(id.0);
         Ok(done)

@@ -201,8 +201,6 @@ pub struct Restored {
     pub dirty_pages: u64,
     /// Mappings made, removed or re-protected since that were undone.
     pub remapped: u64,
-    /// Descriptors opened since that were closed.
-    pub closed_fds: u64,
 }
 
 /// Why a snapshot could not be taken or restored.

@@ -1,0 +1,60 @@
+/* fuzz_file: a file-reading parser with a planted bug, for `trapbox fuzz` in file mode.
+ * `fuzz_file FILE` learns the file's size with stat, then opens and reads it; without an
+ * argument it reads stdin. "FUZZ!" reaches a write through a null pointer through five nested
+ * comparisons; a static counter aborts if a reset missed it. Prints what it read. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int runs;
+
+__attribute__((noinline)) static void parse(const unsigned char *d, size_t n) {
+    if (n >= 5 && d[0] == 'F') {
+        __asm__ volatile("" ::: "memory");
+        if (d[1] == 'U') {
+            __asm__ volatile("" ::: "memory");
+            if (d[2] == 'Z') {
+                __asm__ volatile("" ::: "memory");
+                if (d[3] == 'Z') {
+                    __asm__ volatile("" ::: "memory");
+                    if (d[4] == '!') {
+                        volatile int *p = 0;
+                        *p = 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    static unsigned char buf[4096];
+    size_t n = 0;
+    if (++runs != 1)
+        abort();
+    if (argc > 1) {
+        struct stat st;
+        if (stat(argv[1], &st) != 0)
+            return 2;
+        int fd = open(argv[1], O_RDONLY);
+        if (fd < 0)
+            return 2;
+        size_t want = (size_t)st.st_size < sizeof buf ? (size_t)st.st_size : sizeof buf;
+        while (n < want) {
+            ssize_t r = read(fd, buf + n, want - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+        }
+        close(fd);
+    } else {
+        ssize_t r;
+        while (n < sizeof buf && (r = read(0, buf + n, sizeof buf - n)) > 0)
+            n += (size_t)r;
+    }
+    parse(buf, n);
+    printf("read %zu bytes\n", n);
+    return 0;
+}

@@ -71,7 +71,7 @@ struct Target {
     plain: PathBuf,
     /// gcc with the file driver (AFL++ `-n`).
     plain_driver: PathBuf,
-    /// afl-gcc-fast with the file driver (forkserver), and persistent.
+    /// afl-clang-fast with the file driver (forkserver), and persistent.
     afl_fork: Option<PathBuf>,
     afl_persistent: Option<PathBuf>,
 }
@@ -95,12 +95,32 @@ fn cc(compiler: &str, out: &Path, srcs: &[&Path], defs: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `src` compiled alone to an object by `compiler`, its own `main` renamed away (the drivers
+/// bring theirs).
+fn object(compiler: &str, src: &Path, tag: &str) -> Option<PathBuf> {
+    let out = dir().join(format!("{tag}.o"));
+    let ok = Command::new(compiler)
+        .args(["-O2", "-w", "-c", "-Dmain=target_own_main", "-o"])
+        .arg(&out)
+        .arg(src)
+        .env("AFL_QUIET", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(out)
+}
+
 fn build(name: &'static str, src: &Path, has_main: bool, afl: bool) -> Target {
     let d = dir();
     let driver = d.join("driver.c");
     std::fs::write(&driver, DRIVER).expect("write driver");
-    // The parser has a main of its own; the drivers replace it.
-    let renamed: &[&str] = if has_main { &["-Dmain=target_own_main"] } else { &[] };
+    let plain_obj = object("gcc", src, &format!("{name}-plain"));
+    // afl-clang-fast: Debian's afl-gcc-fast plugin refuses Debian's gcc ("incompatible
+    // versions") on these machines.
+    let afl_obj = if afl { object("afl-clang-fast", src, &format!("{name}-afl")) } else { None };
+    let src_plain = plain_obj.as_deref().unwrap_or(src);
+    let src_afl = afl_obj.as_deref().unwrap_or(src);
     let plain = d.join(format!("{name}-plain"));
     if has_main {
         assert!(cc("gcc", &plain, &[src], &[]), "gcc {}", src.display());
@@ -111,16 +131,15 @@ fn build(name: &'static str, src: &Path, has_main: bool, afl: bool) -> Target {
         assert!(cc("gcc", &plain, &[src, &m], &[]), "gcc {}", src.display());
     }
     let plain_driver = d.join(format!("{name}-driver"));
-    assert!(cc("gcc", &plain_driver, &[src, &driver], renamed), "gcc driver");
+    assert!(cc("gcc", &plain_driver, &[src_plain, &driver], &[]), "gcc driver");
     let (mut afl_fork, mut afl_persistent) = (None, None);
     if afl {
         let f = d.join(format!("{name}-afl"));
-        if cc("afl-gcc-fast", &f, &[src, &driver], renamed) {
+        if afl_obj.is_some() && cc("afl-clang-fast", &f, &[src_afl, &driver], &[]) {
             afl_fork = Some(f);
         }
         let p = d.join(format!("{name}-afl-persistent"));
-        let defs: Vec<&str> = renamed.iter().copied().chain(["-DPERSISTENT"]).collect();
-        if cc("afl-gcc-fast", &p, &[src, &driver], &defs) {
+        if afl_obj.is_some() && cc("afl-clang-fast", &p, &[src_afl, &driver], &["-DPERSISTENT"]) {
             afl_persistent = Some(p);
         }
     }
@@ -169,14 +188,26 @@ fn afl(mode: &str, exe: &Path, secs: u64, until_crash: bool) -> Result<Outcome, 
     let t = Instant::now();
     let st = c.stdout(Stdio::null()).stderr(Stdio::null()).status().map_err(|e| format!("afl-fuzz: {e}"))?;
     let secs = t.elapsed().as_secs_f64();
-    let stats = std::fs::read_to_string(out.join("default/fuzzer_stats"))
-        .map_err(|_| format!("afl-fuzz {mode} wrote no stats (status {st})"))?;
-    let field = |k: &str| {
-        stats.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim_start_matches([' ', ':']).trim().to_string())
-    };
-    let execs = field("execs_done").and_then(|v| v.parse().ok()).unwrap_or(0);
+    // plot_data's last line, by its header's names (AFL++ 4.04c writes it directly in OUT on a
+    // short run, without fuzzer_stats; newer ones under OUT/default).
+    let plot = ["plot_data", "default/plot_data"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(out.join(p)).ok())
+        .ok_or_else(|| format!("afl-fuzz {mode} wrote no plot_data (status {st})"))?;
+    let header: Vec<&str> =
+        plot.lines().next().unwrap_or("").trim_start_matches('#').split(',').map(str::trim).collect();
+    let last: Vec<&str> = plot.lines().rfind(|l| !l.starts_with('#')).unwrap_or("").split(',').map(str::trim).collect();
+    let field = |k: &str| header.iter().position(|h| *h == k).and_then(|i| last.get(i)).map(|v| v.to_string());
+    let execs = field("total_execs").and_then(|v| v.parse().ok()).unwrap_or(0);
     let crashed = field("saved_crashes").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > 0;
     let _ = std::fs::remove_dir_all(&out);
+    if execs == 0 {
+        return Err(if mode == "persistent" {
+            "ran nothing: a seed crashed (persistent mode keeps the target's state from call to call; this one checks that each call starts fresh)".into()
+        } else {
+            format!("ran nothing (status {st})")
+        });
+    }
     Ok(Outcome { execs, secs, crashed })
 }
 
@@ -235,7 +266,7 @@ fn main() {
         let mut rows: Vec<Row> = Vec::new();
         if let Some(f) = &t.afl_fork {
             rows.push((
-                "AFL++ forkserver (afl-gcc-fast)",
+                "AFL++ forkserver (afl-clang-fast)",
                 Box::new(move |s, u| afl("fork", f, s, u).map(|o| (o, "fork".into()))),
             ));
         }

@@ -8,26 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "planted.h"
+
 static int runs;
 
 __attribute__((noinline)) static void parse(const unsigned char *d, size_t n) {
-    if (n >= 5 && d[0] == 'F') {
-        __asm__ volatile("" ::: "memory");
-        if (d[1] == 'U') {
-            __asm__ volatile("" ::: "memory");
-            if (d[2] == 'Z') {
-                __asm__ volatile("" ::: "memory");
-                if (d[3] == 'Z') {
-                    __asm__ volatile("" ::: "memory");
-                    if (d[4] == '!') {
-                        volatile int *p = 0;
-                        *p = 1;
-                    }
-                }
-            }
-        }
-    }
+    planted(d, n);
 }
+
 
 int main(int argc, char **argv) {
     static unsigned char buf[4096];

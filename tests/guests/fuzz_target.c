@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "planted.h"
+
 static int calls;
 static char *keep;
 
@@ -32,25 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (fd >= 0)
             close(fd);
     }
-    /* The barriers keep the compiler from merging the comparisons into one. */
-    if (size >= 5 && data[0] == 'F') {
-        __asm__ volatile("" ::: "memory");
-        if (data[1] == 'U') {
-            __asm__ volatile("" ::: "memory");
-            if (data[2] == 'Z') {
-                __asm__ volatile("" ::: "memory");
-                if (data[3] == 'Z') {
-                    __asm__ volatile("" ::: "memory");
-                    if (data[4] == '!') {
-                        volatile int *p = 0;
-                        *p = 1;
-                    }
-                }
-            }
-        }
-    }
+    planted(data, size);
     return 0;
 }
+
 
 int main(int argc, char **argv) {
     if (argc < 2)

@@ -212,7 +212,7 @@ fn afl(mode: &str, exe: &Path, secs: u64, until_crash: bool) -> Result<Outcome, 
 }
 
 /// trapbox fuzz for `secs` (or until the first crash); also its reset figures.
-fn trapbox(engine: &str, exe: &Path, secs: u64, until_crash: bool) -> Result<(Outcome, String), String> {
+fn trapbox(engine: &str, jobs: u32, exe: &Path, secs: u64, until_crash: bool) -> Result<(Outcome, String), String> {
     let out = dir().join(format!("tb-out-{engine}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut c = Command::new(env!("CARGO_BIN_EXE_trapbox"));
@@ -220,7 +220,7 @@ fn trapbox(engine: &str, exe: &Path, secs: u64, until_crash: bool) -> Result<(Ou
         .arg(seeds())
         .arg("-o")
         .arg(&out)
-        .args(["--time", &secs.to_string()]);
+        .args(["--time", &secs.to_string(), "--jobs", &jobs.to_string()]);
     if until_crash {
         c.arg("--until-crash");
     }
@@ -230,8 +230,10 @@ fn trapbox(engine: &str, exe: &Path, secs: u64, until_crash: bool) -> Result<(Ou
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let line = text.lines().next().ok_or("trapbox fuzz printed nothing")?.to_string();
-    let execs = line
-        .strip_prefix("trapbox fuzz: ")
+    // With several jobs, the total line counts them all.
+    let total = text.lines().find(|l| l.contains(" jobs: ")).map(|l| l.split(" jobs: ").nth(1).unwrap_or(""));
+    let execs = total
+        .or_else(|| line.strip_prefix("trapbox fuzz: "))
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("no summary: {line}"))?;
@@ -284,8 +286,9 @@ fn main() {
             ));
         }
         let p = &t.plain;
-        rows.push(("trapbox fuzz (kvm), plain gcc", Box::new(move |s, u| trapbox("kvm", p, s, u))));
-        rows.push(("trapbox fuzz (inproc), plain gcc", Box::new(move |s, u| trapbox("inproc", p, s, u))));
+        rows.push(("trapbox fuzz (kvm), plain gcc", Box::new(move |s, u| trapbox("kvm", 1, p, s, u))));
+        rows.push(("trapbox fuzz (inproc), plain gcc", Box::new(move |s, u| trapbox("inproc", 1, p, s, u))));
+        rows.push(("trapbox fuzz (inproc) --jobs 2", Box::new(move |s, u| trapbox("inproc", 2, p, s, u))));
         for (name, run) in &rows {
             let (rate, reset) = match run(secs, false) {
                 Ok((o, reset)) => (format!("{:.0}", o.execs as f64 / o.secs), reset),

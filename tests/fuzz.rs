@@ -231,3 +231,26 @@ mod file_mode {
         assert!(run.stderr_str().contains("before reaching its first use of the input"), "{}", run.stderr_str());
     }
 }
+
+/// `--jobs 2`: two trapboxes fuzz side by side; the first crash stops both, and the total
+/// line counts both jobs' executions.
+#[test]
+fn two_jobs_find_the_crash() {
+    common::with_backend(common::Backend::InProc, || {
+        let exe = guest("fuzz_target", Form::Dynamic);
+        let dict = pieces(&tempdir("fuzz-dict"));
+        let opts = ["--jobs", "2", "--runs", "200000", "--until-crash", "--dict", &dict];
+        let (run, out) = fuzz(&exe, &[b"A"], &opts);
+        assert_eq!(run.status, 1, "{}\n{}", run.stdout_str(), run.stderr_str());
+        let total = run.stdout_str().lines().find(|l| l.starts_with("trapbox fuzz: 2 jobs: ")).map(str::to_string);
+        assert!(total.is_some(), "{}", run.stdout_str());
+        let crashes = saved(&out, "crashes");
+        assert!(!crashes.is_empty() && crashes.len() <= 2, "{crashes:?}");
+        for (input, line) in &crashes {
+            assert!(std::fs::read(input).unwrap().starts_with(b"FUZZ!"), "{input:?}");
+            assert!(line.starts_with("SIGSEGV"), "{line}");
+            let name = input.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("job0-") || name.starts_with("job1-"), "{name}");
+        }
+    })
+}

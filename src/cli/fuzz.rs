@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 
 use crate::args::BackendArg;
@@ -45,6 +48,14 @@ pub struct FuzzArgs {
     /// Stop at the first distinct crash.
     #[arg(long)]
     until_crash: bool,
+    /// Run N jobs side by side, each a trapbox of its own (its own VM) on its own random
+    /// seed; each saves what it finds under OUT with its number (no corpus is exchanged
+    /// between jobs yet). With --until-crash, the first crash found stops them all.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// This process is job K of a --jobs run (set by the first job for the others).
+    #[arg(long, hide = true)]
+    job: Option<u32>,
     /// The engine (default: kvm: the target runs untrusted input).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
@@ -61,7 +72,10 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     std::fs::create_dir_all(&f.out).with_context(|| format!("cannot make {}", f.out.display()))?;
     let file_arg = f.command.iter().skip(1).any(|a| a == "@@");
     // The file each input is written to (file mode), absolute: the program may change directory.
-    let input = std::path::absolute(f.out.join(".cur_input")).context("cannot name the input file")?;
+    let name = f.job.map(|j| format!(".cur_input.{j}")).unwrap_or_else(|| ".cur_input".into());
+    let input = std::path::absolute(f.out.join(name)).context("cannot name the input file")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let others = if f.jobs > 1 { Some(Jobs::start(&f, stop.clone())?) } else { None };
     let mut command = f.command.clone();
     let (harness, link) = match &f.entry {
         Some(_) if file_arg => bail!("--entry calls a function with the input: drop @@ (or --entry for file mode)"),
@@ -84,6 +98,8 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         seed: f.seed,
         quiet: f.quiet,
         until_crash: f.until_crash,
+        stop: Some(stop.clone()),
+        job: if f.jobs > 1 { Some(0) } else { f.job },
     };
     let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true);
     builder = builder.engine(f.backend.unwrap_or(BackendArg::Kvm).engine());
@@ -129,5 +145,112 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     for (path, line) in &s.crashes {
         println!("  {}: {line}", path.display());
     }
-    Ok(if s.crashes.is_empty() { 0 } else { 1 })
+    let mut found = !s.crashes.is_empty();
+    if let Some(jobs) = others {
+        let (mut execs, mut saved) = (s.executions, s.crashes.len());
+        for out in jobs.finish(f.until_crash && (found || stop.load(Ordering::SeqCst))) {
+            print!("{out}");
+            execs += summary_executions(&out).unwrap_or(0);
+            saved += out.lines().filter(|l| l.starts_with("  ")).count();
+        }
+        found |= saved > 0;
+        println!(
+            "trapbox fuzz: {} jobs: {execs} executions in {secs:.1} s ({:.0}/s); {saved} distinct crashes and hangs",
+            f.jobs,
+            execs as f64 / secs
+        );
+    }
+    Ok(if found { 1 } else { 0 })
+}
+
+/// The executions a job's summary line counts.
+fn summary_executions(out: &str) -> Option<u64> {
+    out.lines().next()?.strip_prefix("trapbox fuzz: ")?.split_whitespace().next()?.parse().ok()
+}
+
+/// The other jobs of a `--jobs N` run: trapbox processes of their own, started with the same
+/// arguments as this one (job 0) but their number, and seed + number if a seed was given.
+struct Jobs {
+    children: Arc<std::sync::Mutex<Vec<std::process::Child>>>,
+    watcher: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Jobs {
+    fn start(f: &FuzzArgs, stop: Arc<AtomicBool>) -> Result<Jobs> {
+        let own: Vec<String> = std::env::args().skip(1).collect();
+        let mut children = Vec::new();
+        for k in 1..f.jobs {
+            let mut args: Vec<String> = Vec::new();
+            let mut it = own.iter().peekable();
+            let mut before_program = true;
+            while let Some(a) = it.next() {
+                if before_program && a == "--" {
+                    before_program = false;
+                } else if before_program && (a == "--jobs" || a == "--seed") {
+                    let v = it.next().cloned().unwrap_or_default();
+                    if a == "--seed" {
+                        let n: u64 = v.parse().unwrap_or(0);
+                        args.extend(["--seed".into(), (n + u64::from(k)).to_string()]);
+                    }
+                    continue;
+                } else if before_program && (a.starts_with("--jobs=") || a.starts_with("--seed=")) {
+                    if let Some(v) = a.strip_prefix("--seed=") {
+                        let n: u64 = v.parse().unwrap_or(0);
+                        args.push(format!("--seed={}", n + u64::from(k)));
+                    }
+                    continue;
+                }
+                args.push(a.clone());
+                if args.len() == 1 {
+                    args.extend(["--job".into(), k.to_string()]);
+                }
+            }
+            let child = std::process::Command::new(std::env::current_exe().context("cannot find trapbox's own path")?)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot start job {k}"))?;
+            children.push(child);
+        }
+        let children = Arc::new(std::sync::Mutex::new(children));
+        let (watched, until_crash, stopping) = (children.clone(), f.until_crash, stop.clone());
+        // A job that found a crash (exit status 1) stops the others when --until-crash asks.
+        let watcher = std::thread::spawn(move || loop {
+            let mut all_done = true;
+            for c in watched.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+                match c.try_wait() {
+                    Ok(Some(st)) if st.code() == Some(1) && until_crash => stopping.store(true, Ordering::SeqCst),
+                    Ok(Some(_)) => {}
+                    _ => all_done = false,
+                }
+            }
+            if all_done || stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
+        Ok(Jobs { children, watcher, stop })
+    }
+
+    /// Waits for the jobs (ending them first if `stop`: they stop as on Ctrl-C, with their
+    /// summary), and gives what each printed.
+    fn finish(self, stop: bool) -> Vec<String> {
+        if stop {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        let _ = self.watcher.join();
+        let children = std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        children
+            .into_iter()
+            .map(|c| {
+                if stop {
+                    // SAFETY: kill(2) on a child this process started and has not reaped.
+                    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                }
+                c.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+            })
+            .collect()
+    }
 }

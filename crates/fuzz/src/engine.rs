@@ -140,6 +140,8 @@ struct Distinct {
     saved: Vec<(PathBuf, String)>,
     /// Of them, crashes (not hangs).
     crashes: usize,
+    /// The job's number, which names its files.
+    job: Option<u32>,
 }
 
 impl Named for Distinct {
@@ -165,7 +167,8 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         }
         let dir = self.out.join(f.dir);
         std::fs::create_dir_all(&dir)?;
-        let id = format!("id-{:06}-sig-{}-rip-{:x}", self.seen.len() - 1, f.key.0, f.key.1);
+        let job = self.job.map(|j| format!("job{j}-")).unwrap_or_default();
+        let id = format!("{job}id-{:06}-sig-{}-rip-{:x}", self.seen.len() - 1, f.key.0, f.key.1);
         let path = dir.join(&id);
         std::fs::write(&path, &*input.target_bytes())?;
         std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;
@@ -192,6 +195,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         name: "distinct".into(),
         saved: vec![],
         crashes: 0,
+        job: opts.job,
     };
     let rand = StdRand::with_seed(opts.seed.unwrap_or_else(current_nanos));
     let mut state = StdState::new(rand, InMemoryCorpus::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
@@ -232,7 +236,8 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         opts.time.is_some_and(|t| started.elapsed() >= t) || opts.runs.is_some_and(|n| *s.executions() >= n)
     };
     let found_one = |f: &StdFuzzer<_, _, _, _, Distinct>| opts.until_crash && f.objective().crashes > 0;
-    while !time_up(&state) && !found_one(&fuzzer) {
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+    while !time_up(&state) && !found_one(&fuzzer) && !stopped() {
         mgr.maybe_report_progress(&mut state, Duration::from_secs(5))?;
         match fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr) {
             Ok(_) => {}

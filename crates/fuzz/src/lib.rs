@@ -41,6 +41,10 @@ pub struct Options {
     pub quiet: bool,
     /// Stop at the first distinct crash.
     pub until_crash: bool,
+    /// Set from outside to end the campaign (another job found the crash).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// This job's number among `--jobs`: its saved files' names start with it.
+    pub job: Option<u32>,
 }
 
 /// What a campaign did.

@@ -409,8 +409,11 @@ impl Process {
             }
             for (rs, re, rprot) in self.aspace.overlapping(s, e) {
                 if rprot != prot || remade.iter().any(|&(a, b)| a < re && rs < b) {
-                    // Writable for the copy below when the snapshot's rights are.
-                    self.sys_mprotect(mem, rs, re - rs, prot);
+                    // Writable for the copy below when the snapshot's rights are. The guest can
+                    // refuse it (sealed since): then the pages cannot be put back.
+                    if self.sys_mprotect(mem, rs, re - rs, prot) != 0 {
+                        return Err(SnapshotError::Unrestorable(rs));
+                    }
                     if rprot != prot {
                         done.remapped += 1;
                     }

@@ -212,8 +212,9 @@ pub enum SnapshotError {
     /// The id names no snapshot (never taken, or discarded).
     #[error("there is no snapshot {0:?}")]
     Unknown(SnapshotId),
-    /// A mapping the snapshot had cannot be made again (a file mapping removed since).
-    #[error("the mapping at {0:#x} was removed and was not anonymous memory")]
+    /// A mapping the snapshot had cannot be made again, or given its rights back (sealed
+    /// since).
+    #[error("the mapping at {0:#x} cannot be made as the snapshot had it again (removed or sealed since)")]
     Unrestorable(u64),
     /// The host refused what a snapshot needs (reading the page map, copying memory).
     #[error("{what}: {source}")]

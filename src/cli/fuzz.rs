@@ -48,8 +48,8 @@ pub struct FuzzArgs {
     /// Stop at the first distinct crash.
     #[arg(long)]
     until_crash: bool,
-    /// Run N jobs side by side, each a trapbox of its own (its own VM) on its own random
-    /// seed; each saves what it finds under OUT with its number (no corpus is exchanged
+    /// Run N jobs side by side, each a trapbox of its own (its own VM) with a seed of its own
+    /// (random, or --seed plus its number); each saves what it finds under OUT with its number (no corpus is exchanged
     /// between jobs yet). With --until-crash, the first crash found stops them all.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
@@ -75,7 +75,9 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     let name = f.job.map(|j| format!(".cur_input.{j}")).unwrap_or_else(|| ".cur_input".into());
     let input = std::path::absolute(f.out.join(name)).context("cannot name the input file")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let others = if f.jobs > 1 { Some(Jobs::start(&f, stop.clone())?) } else { None };
+    // Job 0 starts the others; they are told their number (and start none).
+    let job = f.job.or((f.jobs > 1).then_some(0));
+    let others = if job == Some(0) { Some(Jobs::start(&f, stop.clone())?) } else { None };
     let mut command = f.command.clone();
     let (harness, link) = match &f.entry {
         Some(_) if file_arg => bail!("--entry calls a function with the input: drop @@ (or --entry for file mode)"),
@@ -95,11 +97,12 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         timeout: Duration::from_millis(f.timeout),
         dict: f.dict.clone(),
         max_len: f.max_len,
-        seed: f.seed,
+        // Each job its own seed: job K fuzzes with seed + K.
+        seed: f.seed.map(|s| s + u64::from(job.unwrap_or(0))),
         quiet: f.quiet,
         until_crash: f.until_crash,
         stop: Some(stop.clone()),
-        job: if f.jobs > 1 { Some(0) } else { f.job },
+        job,
     };
     let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true);
     builder = builder.engine(f.backend.unwrap_or(BackendArg::Kvm).engine());
@@ -168,8 +171,8 @@ fn summary_executions(out: &str) -> Option<u64> {
     out.lines().next()?.strip_prefix("trapbox fuzz: ")?.split_whitespace().next()?.parse().ok()
 }
 
-/// The other jobs of a `--jobs N` run: trapbox processes of their own, started with the same
-/// arguments as this one (job 0) but their number, and seed + number if a seed was given.
+/// The other jobs of a `--jobs N` run: trapbox processes of their own, started with this
+/// one's arguments (job 0's) and `--job K`, from which each derives its files and seed.
 struct Jobs {
     children: Arc<std::sync::Mutex<Vec<std::process::Child>>>,
     watcher: std::thread::JoinHandle<()>,
@@ -178,36 +181,13 @@ struct Jobs {
 
 impl Jobs {
     fn start(f: &FuzzArgs, stop: Arc<AtomicBool>) -> Result<Jobs> {
-        let own: Vec<String> = std::env::args().skip(1).collect();
+        // `trapbox fuzz ARGS...` (the command has no options before its tool's name).
+        let own: Vec<String> = std::env::args().skip(2).collect();
         let mut children = Vec::new();
         for k in 1..f.jobs {
-            let mut args: Vec<String> = Vec::new();
-            let mut it = own.iter().peekable();
-            let mut before_program = true;
-            while let Some(a) = it.next() {
-                if before_program && a == "--" {
-                    before_program = false;
-                } else if before_program && (a == "--jobs" || a == "--seed") {
-                    let v = it.next().cloned().unwrap_or_default();
-                    if a == "--seed" {
-                        let n: u64 = v.parse().unwrap_or(0);
-                        args.extend(["--seed".into(), (n + u64::from(k)).to_string()]);
-                    }
-                    continue;
-                } else if before_program && (a.starts_with("--jobs=") || a.starts_with("--seed=")) {
-                    if let Some(v) = a.strip_prefix("--seed=") {
-                        let n: u64 = v.parse().unwrap_or(0);
-                        args.push(format!("--seed={}", n + u64::from(k)));
-                    }
-                    continue;
-                }
-                args.push(a.clone());
-                if args.len() == 1 {
-                    args.extend(["--job".into(), k.to_string()]);
-                }
-            }
+            let args = ["fuzz".to_string(), "--job".into(), k.to_string()].into_iter().chain(own.iter().cloned());
             let child = std::process::Command::new(std::env::current_exe().context("cannot find trapbox's own path")?)
-                .args(&args)
+                .args(args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .spawn()

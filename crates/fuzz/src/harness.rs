@@ -204,8 +204,7 @@ impl Harness {
     /// At `main`: the snapshot, then every block's breakpoint.
     fn start_fuzzing(&mut self, g: &mut dyn Guest) -> Result<SnapshotId, String> {
         let bias = self.bias(g);
-        let blocks = std::mem::take(&mut self.blocks);
-        for (slot, b) in blocks.iter().enumerate() {
+        for (slot, b) in self.blocks.iter().enumerate() {
             let at = b.wrapping_add(bias);
             let mut byte = [0u8];
             if g.read(GuestAddr(at), &mut byte).is_err() {
@@ -221,9 +220,8 @@ impl Harness {
         let snaps = g.snapshots().ok_or("the engine cannot take snapshots")?;
         let id = snaps.take().map_err(|e| format!("cannot take the snapshot at main: {e}"))?;
         if let Some(tx) = self.setup.take() {
-            let _ = tx.send(Setup { blocks: blocks.len(), kicker });
+            let _ = tx.send(Setup { blocks: self.blocks.len(), kicker });
         }
-        self.blocks = blocks;
         Ok(id)
     }
 
@@ -304,7 +302,7 @@ impl Harness {
 
     fn ended(&mut self, g: &mut dyn Guest, end: End) -> Action {
         match self.phase {
-            Phase::Fuzzing { snapshot, .. } => self.next(g, snapshot, Some(end)),
+            Phase::Fuzzing { snapshot } => self.next(g, snapshot, Some(end)),
             Phase::Starting => Action::Exit(1),
         }
     }

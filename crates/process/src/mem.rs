@@ -292,6 +292,11 @@ impl AddressSpace {
         self.regions.iter().map(|(s, r)| (*s, *r))
     }
 
+    /// All regions as (start, end, PROT_* bits), in address order.
+    pub fn listing(&self) -> Vec<(u64, u64, i32)> {
+        self.regions.iter().map(|(s, r)| (*s, r.end, r.prot)).collect()
+    }
+
     /// Reads guest memory after checking it.
     pub fn read(&self, addr: GuestAddr, buf: &mut [u8]) -> Result<(), MemError> {
         self.check(addr.0, buf.len() as u64, Access::Read).map_err(MemError::Fault)?;

@@ -284,6 +284,11 @@ fn drop_page(addr: u64) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Whether a page-map entry's page holds data (in memory or swapped out).
+fn resident(entry: u64) -> bool {
+    entry & (PM_PRESENT | PM_SWAPPED) != 0
+}
+
 fn writable(prot: i32) -> bool {
     prot & libc::PROT_WRITE != 0
 }
@@ -327,14 +332,13 @@ impl Process {
         if self.snapshots.is_none() {
             self.snapshots = Some(Store::open()?);
         }
-        let regions: Vec<(u64, u64, i32)> = self.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect();
+        let regions = self.aspace.listing();
         let fds = self.guest_fds();
         let store = self.snapshots.as_mut().expect("opened above");
         let (mut pages, mut data) = (BTreeMap::new(), Vec::new());
-        for &(start, end, prot) in regions.iter().filter(|r| writable(r.2)) {
-            let _ = prot;
+        for &(start, end, _) in regions.iter().filter(|r| writable(r.2)) {
             for (i, e) in store.entries(start, end)?.into_iter().enumerate() {
-                if e & (PM_PRESENT | PM_SWAPPED) != 0 {
+                if resident(e) {
                     let at = start + i as u64 * PAGE;
                     pages.insert(at, data.len());
                     data.extend_from_slice(page(at));
@@ -388,7 +392,7 @@ impl Process {
         // Then every other difference in the map: what is mapped now and was not goes, what
         // was mapped and is not comes back (anonymous, its pages copied below), rights that
         // changed change back.
-        let now: Vec<(u64, u64, i32)> = self.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect();
+        let now = self.aspace.listing();
         let mut remade: Vec<(u64, u64)> = Vec::new();
         for &(s, e, _) in &now {
             for (gs, ge) in uncovered(s, e, &snap.regions) {
@@ -421,16 +425,16 @@ impl Process {
             }
         }
         // Pages: with the map as the snapshot's, each writable region's pages that differ.
-        let now: Vec<(u64, u64, i32)> = self.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect();
+        let now = self.aspace.listing();
         store.forget_registrations(&now);
         let full = store.clean_at != Some(id.0) || !store.tracks_writes();
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
-        // Regions visited whole (protected whole after), and runs of pages written back.
-        let mut whole: Vec<(u64, u64)> = Vec::new();
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+        // Regions visited whole, protected whole after (registering them needs the store).
+        let mut visited_whole: Vec<(u64, u64)> = Vec::new();
         for &(start, end, _) in snap.regions.iter().filter(|r| writable(r.2)) {
             let fresh = remade.iter().any(|&(a, b)| a < end && start < b);
-            let written = if full || fresh { vec![(start, end)] } else { store.written(start, end)? };
+            let whole = full || fresh;
+            let written = if whole { vec![(start, end)] } else { store.written(start, end)? };
             let kept_pages: Vec<u64> = snap.pages.range(start..end).map(|(a, _)| *a).collect();
             // The page map is read over the span that matters only (a stack region is
             // megabytes, its live pages a few).
@@ -438,8 +442,9 @@ impl Process {
             let hi = written.last().map(|w| w.1).into_iter().chain(kept_pages.last().map(|a| a + PAGE)).max();
             let (Some(lo), Some(hi)) = (lo, hi) else { continue };
             let entries = store.entries(lo, hi)?;
-            let present = |at: u64| entries[((at - lo) / PAGE) as usize] & (PM_PRESENT | PM_SWAPPED) != 0;
-            let mut visit = |at: u64, runs: &mut Vec<(u64, u64)>| -> Result<(), SnapshotError> {
+            let present = |at: u64| resident(entries[((at - lo) / PAGE) as usize]);
+            // Puts page `at` back as the snapshot had it; says whether it wrote it.
+            let mut visit = |at: u64| -> Result<bool, SnapshotError> {
                 let here = present(at);
                 match snap.pages.get(&at) {
                     Some(&off) => {
@@ -447,10 +452,7 @@ impl Process {
                         if !here || page(at) != want {
                             put_page(at, want);
                             done.dirty_pages += 1;
-                            match runs.last_mut() {
-                                Some(r) if r.1 == at => r.1 = at + PAGE,
-                                _ => runs.push((at, at + PAGE)),
-                            }
+                            return Ok(true);
                         }
                     }
                     None if here => {
@@ -459,31 +461,30 @@ impl Process {
                     }
                     None => {}
                 }
-                Ok(())
+                Ok(false)
             };
             for &(ws, we) in &written {
                 for at in (ws..we).step_by(PAGE as usize) {
-                    visit(at, &mut runs)?;
+                    visit(at)?;
                 }
             }
-            if full || fresh {
-                whole.push((start, end));
-            } else {
-                // Pages the snapshot had that went away without a write (dropped, remapped).
-                for at in kept_pages.into_iter().filter(|a| !present(*a)) {
-                    visit(at, &mut runs)?;
+            if whole {
+                visited_whole.push((start, end));
+                continue;
+            }
+            // Pages the snapshot had that went away without a write (dropped, remapped): the
+            // copy back writes them, so they are protected again with what the guest wrote.
+            for at in kept_pages.into_iter().filter(|a| !present(*a)) {
+                if visit(at)? {
+                    store.reprotect(at, at + PAGE)?;
                 }
-                // What the guest wrote is protected again (what was copied back is in `runs`).
-                for &(ws, we) in &written {
-                    store.reprotect(ws, we)?;
-                }
+            }
+            for &(ws, we) in &written {
+                store.reprotect(ws, we)?;
             }
         }
-        for (start, end) in whole {
+        for (start, end) in visited_whole {
             store.protect(start, end)?;
-        }
-        for (start, end) in runs {
-            store.reprotect(start, end)?;
         }
         store.clean_at = Some(id.0);
         Ok(done)

@@ -335,10 +335,9 @@ impl trapbox_trap::Snapshots for KvmGuest<'_, '_> {
         trapbox_vm::arch::xsave::set_xsave_bytes(&mut fpu, &cpu.xsave);
         machine.set_fpu(&fpu).map_err(|e| vm_error("cannot set the vector state", e))?;
         machine.set_fs_base(cpu.fs_base).map_err(|e| vm_error("cannot set the FS base", e))?;
+        // The mappings' changes reach the vCPUs when this thread lets go of the shared state
+        // before it runs again (`Shared::leave`), as after any memory syscall.
         machine.set_gs_base(cpu.gs_base).map_err(|e| vm_error("cannot set the GS base", e))?;
-        if let Err(e) = machine.prepare_run() {
-            return Err(vm_error("cannot flush guest translations", e));
-        }
         self.regs = cpu.regs;
         self.dirty = true;
         self.replaced = true;
@@ -356,7 +355,7 @@ fn vm_error(what: &'static str, e: trapbox_vm::VmError) -> SnapshotError {
 /// Both engines run the whole Linux process model.
 impl trapbox_trap::Process for KvmGuest<'_, '_> {
     fn mappings(&self) -> Vec<(u64, u64, i32)> {
-        self.cpu.sr().process.aspace.regions().map(|(s, r)| (s, r.end, r.prot)).collect()
+        self.cpu.sr().process.aspace.listing()
     }
     fn patch_code(&mut self, addr: GuestAddr, bytes: &[u8]) -> Result<(), MemError> {
         let Shared { machine, process, .. } = self.cpu.s();

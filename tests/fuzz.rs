@@ -105,6 +105,26 @@ fn check_crash(exe: &Path, run: &common::Run, out: &Path, func: &str) {
     assert_eq!(boxed.status, 128 + libc::SIGSEGV);
 }
 
+/// The one crash under OUT has a trace beside it, named in its summary, that `trapbox replay`
+/// reproduces standalone: the saved input moved away, the replay still crashes the same way,
+/// at the same instruction.
+fn check_trace(out: &Path) {
+    let (input, line) = saved(out, "crashes").remove(0);
+    let trace = input.with_extension("trace");
+    assert!(line.contains(&format!("trace {}", trace.display())), "{line}");
+    let dir = tempdir("fuzz-replay");
+    std::fs::rename(&input, dir.join("moved")).unwrap();
+    let t = trace.to_string_lossy().into_owned();
+    let replay = trapbox(&["replay", &t], b"", &dir);
+    assert_eq!(replay.status, 128 + libc::SIGSEGV, "{}", replay.stderr_str());
+    let rip = input.to_string_lossy().rsplit("-rip-").next().unwrap().to_string();
+    let events = trapbox(&["inspect", "--events", &t], b"", &dir).stdout_str();
+    let end = format!("killed by signal {}, a fault at 0x{rip}", libc::SIGSEGV);
+    assert!(events.lines().last().is_some_and(|l| l.contains(&end)), "{events}");
+    let line = replay.stderr_str();
+    assert!(line.contains("SIGSEGV: page fault: write at 0x0") && line.contains(&format!("rip 0x{rip}")), "{line}");
+}
+
 mod resets {
     use super::*;
 
@@ -199,6 +219,7 @@ mod file_mode {
         let opts = ["--runs", "1000000", "--until-crash", "--dict", &dict_path];
         let (run, out) = fuzz_command(&command, &[b"A"], &opts, &[]);
         check_crash(&exe, &run, &out, "parse");
+        check_trace(&out);
     }
 
     #[test]

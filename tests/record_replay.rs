@@ -94,6 +94,32 @@ fn crash_and_exit_status_replay() {
     let rep = replay(&d, &trace);
     assert_eq!(rep.status, 139, "{}", rep.stderr_str());
     assert_eq!(rep.stdout, rec.stdout);
+    // A replay runs on to the recorded fault and says the same of it, past a fault the program
+    // handled on the way.
+    let prog = guest("fault_twice", Form::Dynamic).to_string_lossy().into_owned();
+    let rec = record(&d, &trace, std::slice::from_ref(&prog), b"");
+    assert_eq!((rec.status, rec.stdout_str().as_str()), (139, "handled the first fault\n"), "{}", rec.stderr_str());
+    let crash = rec.stderr_str().lines().find(|l| l.contains("killed by SIGSEGV")).map(str::to_string);
+    let crash = crash.unwrap_or_else(|| panic!("no crash line: {}", rec.stderr_str()));
+    assert!(crash.contains("write at 0x10"), "{crash}");
+    let rep = replay(&d, &trace);
+    assert_eq!((rep.status, rep.stdout.as_slice()), (139, rec.stdout.as_slice()), "{}", rep.stderr_str());
+    assert!(rep.stderr_str().contains(&crash), "{}\nwant {crash}", rep.stderr_str());
+    // A fault elsewhere than the recorded one is a divergence.
+    rewrite_trace(&trace, "faulted end", |e| match e {
+        Event::End(trapbox::tools::record::EndEvent::Faulted { rip, .. }) => {
+            *rip += 1;
+            true
+        }
+        _ => false,
+    });
+    let rep = replay(&d, &trace);
+    assert_eq!(rep.status, 127, "{}", rep.stderr_str());
+    assert!(
+        rep.stderr_str().contains("diverged") && rep.stderr_str().contains("from a fault at"),
+        "{}",
+        rep.stderr_str()
+    );
     let rec = record(&d, &trace, &[guest("exitcode", Form::Dynamic).to_string_lossy().into_owned(), "42".into()], b"");
     assert_eq!(rec.status, 42);
     let rep = replay(&d, &trace);
@@ -278,7 +304,7 @@ fn inspect_summarises_a_trace() {
     let r = trapbox(&["inspect".as_ref(), trace.as_os_str()], b"", &d);
     let out = r.stdout_str();
     assert_eq!(r.status, 0, "{out}");
-    assert!(out.contains("kind: trapbox trace (format version 9)"), "{out}");
+    assert!(out.contains("kind: trapbox trace (format version 10)"), "{out}");
     assert!(out.contains(&format!("engine: {}", common::backend().name())), "{out}");
     assert!(out.contains(&format!("program: {}", argv[0])), "{out}");
     assert!(out.contains("end: exited with 0"), "{out}");

@@ -1,6 +1,7 @@
 //! `trapbox fuzz`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +147,11 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         s.crashes.len()
     );
     for (path, line) in &s.crashes {
-        println!("  {}: {line}", path.display());
+        let traced = match f.entry {
+            None if is_crash(path) => format!("; {}", trace_crash(&f, path, !file_arg)),
+            _ => String::new(),
+        };
+        println!("  {}: {line}{traced}", path.display());
     }
     let mut found = !s.crashes.is_empty();
     if let Some(jobs) = others {
@@ -164,6 +169,71 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         );
     }
     Ok(if found { 1 } else { 0 })
+}
+
+/// Whether `saved` is a crash (not a hang): it is under OUT/crashes.
+fn is_crash(saved: &Path) -> bool {
+    saved.parent().and_then(Path::file_name).is_some_and(|d| d == "crashes")
+}
+
+/// Records the program's run from its start on the crashing input `saved` (file mode) into
+/// `saved.trace`, which `trapbox replay` reproduces standalone; says how it went in a few
+/// words, which also go to the crash's summary file.
+///
+/// The recording is a `trapbox record` of its own: a fresh process whose guest starts as the
+/// program would natively, whose output is not mixed with this one's, and whose failure cannot
+/// end the campaign's summary.
+fn trace_crash(f: &FuzzArgs, saved: &Path, stdin: bool) -> String {
+    let trace = saved.with_extension("trace");
+    let said = match record_crash(f, saved, &trace, stdin) {
+        Ok(()) => format!("trace {} (trapbox replay reproduces it)", trace.display()),
+        Err(why) => {
+            let _ = std::fs::remove_file(&trace);
+            format!("no trace: {why:#}")
+        }
+    };
+    let summary = saved.with_extension("txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&summary) {
+        let _ = writeln!(file, "{said}");
+    }
+    said
+}
+
+fn record_crash(f: &FuzzArgs, saved: &Path, trace: &Path, stdin: bool) -> Result<()> {
+    let input = std::path::absolute(saved)?;
+    let mut command = f.command.clone();
+    for a in command.iter_mut().skip(1).filter(|a| *a == "@@") {
+        *a = input.to_string_lossy().into_owned();
+    }
+    // Ten times the fuzzing limit: the run from the start does more than one execution did.
+    let limit = (f.timeout as f64 / 1000.0 * 10.0).max(10.0);
+    let mut cmd = std::process::Command::new(std::env::current_exe().context("cannot find trapbox's own path")?);
+    cmd.args(["record", "-q", "-o"]).arg(trace).args(["--timeout", &limit.to_string()]);
+    // The campaign's engine (KVM unless told otherwise).
+    let backend = clap::ValueEnum::to_possible_value(&f.backend.unwrap_or(BackendArg::Kvm));
+    cmd.args(["--backend", backend.as_ref().map_or("kvm", |v| v.get_name())]);
+    cmd.arg("--").args(&command);
+    let stdin = if stdin { std::fs::File::open(&input)?.into() } else { std::process::Stdio::null() };
+    let status = cmd
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("cannot start the recording")?;
+    // The saved name carries the signal it crashed with: `...-sig-S-...`.
+    let signal: Option<i32> = saved.file_name().and_then(|n| n.to_str()).and_then(|n| {
+        let rest = n.split("-sig-").nth(1)?;
+        rest.split('-').next()?.parse().ok()
+    });
+    match (status.code(), signal) {
+        (Some(code), Some(sig)) if code == 128 + sig => Ok(()),
+        (Some(124), _) => bail!("the run from the start did not end within {limit} s"),
+        (Some(code), Some(sig)) if code > 128 && code < 128 + 65 => {
+            bail!("the run from the start crashed with signal {} instead of {sig}", code - 128)
+        }
+        (Some(code), _) => bail!("the run from the start did not crash (exit status {code})"),
+        (None, _) => bail!("the recording was killed"),
+    }
 }
 
 /// The executions a job's summary line counts.

@@ -226,6 +226,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
     match (end, r.tail()) {
         (Some(EndEvent::Exited(c)), _) => println!("  end: exited with {c}"),
         (Some(EndEvent::Killed(s)), _) => println!("  end: killed by signal {s}"),
+        (Some(EndEvent::Faulted { signal, rip }), _) => {
+            println!("  end: killed by signal {signal}, a fault at {rip:#x}")
+        }
         (None, Some(Tail::Truncated { .. })) => {
             println!("  end: none recorded — the trace was cut short; its complete prefix replays")
         }

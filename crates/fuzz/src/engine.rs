@@ -172,7 +172,8 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         let path = dir.join(&id);
         std::fs::write(&path, &*input.target_bytes())?;
         std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;
-        eprintln!("trapbox fuzz: new {}: {} -> {}", &f.dir[..f.dir.len() - 1], f.line, path.display());
+        let kind = if f.dir == "crashes" { "crash" } else { "hang" };
+        eprintln!("trapbox fuzz: new {kind}: {} -> {}", f.line, path.display());
         self.saved.push((path, f.line));
         self.crashes += usize::from(f.dir == "crashes");
         Ok(true)

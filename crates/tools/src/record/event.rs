@@ -150,8 +150,17 @@ pub struct InsnEvent {
 pub enum EndEvent {
     /// exit or exit_group with this status.
     Exited(i32),
-    /// Killed by this signal.
+    /// Killed by this signal, sent to it (by itself or another process) or a time limit:
+    /// where the preceding event left it.
     Killed(i32),
+    /// Killed by the signal of a fault at this instruction (format version 10 on): a replay
+    /// runs on from the last event to the same fault.
+    Faulted {
+        /// The signal.
+        signal: i32,
+        /// The faulting instruction.
+        rip: u64,
+    },
 }
 
 /// Tag of the File event (the trace writer encodes those itself, see `file::push_file`).
@@ -390,9 +399,13 @@ impl Event {
                 let (k, v) = match e {
                     EndEvent::Exited(c) => (0, *c),
                     EndEvent::Killed(s) => (1, *s),
+                    EndEvent::Faulted { signal, .. } => (2, *signal),
                 };
                 b.push(k);
                 b.extend_from_slice(&v.to_le_bytes());
+                if let EndEvent::Faulted { rip, .. } = e {
+                    put_u64(b, *rip);
+                }
             }
         }
     }
@@ -476,6 +489,7 @@ impl Event {
                 match k {
                     0 => Event::End(EndEvent::Exited(v)),
                     1 => Event::End(EndEvent::Killed(v)),
+                    2 => Event::End(EndEvent::Faulted { signal: v, rip: d.u64()? }),
                     t => return Err(format!("bad end kind {t}")),
                 }
             }
@@ -501,6 +515,9 @@ impl Event {
             Event::Insn(i) => format!("{:?} at {:#x}", i.insn, i.rip).to_lowercase(),
             Event::End(EndEvent::Exited(c)) => format!("the end of the run (exit {c})"),
             Event::End(EndEvent::Killed(s)) => format!("the end of the run (killed by signal {s})"),
+            Event::End(EndEvent::Faulted { signal, rip }) => {
+                format!("the end of the run (killed by signal {signal}, a fault at {rip:#x})")
+            }
             Event::File(f) => format!("stored file {}", f.id),
             Event::Signal(sg) => format!("signal {} delivered to a handler", trapbox_trap::signal_name(sg.sig)),
             Event::TimeCalls(c) => format!("{} time calls in the vDSO", c.len()),

@@ -8,12 +8,13 @@ use super::event::{Decoder, Event, StartEvent};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"TRAPBOXR";
-/// Format version written. Version 9 adds the signals the program started with ignored to
+/// Format version written. Version 10 tells a fault's end from a signal's (the Faulted
+/// end), version 9 adds the signals the program started with ignored to
 /// Start, version 8 adds the engine that recorded to Start, version 7 adds the CPU view to Start, version 6 the Preempt event, version 5 the Switch event
 /// (threads); version 4 lets the recorded process exec (a Start event after a
 /// successful execve), version 3 added trapbox's vDSO (its base in Start, TimeCalls events),
 /// version 2 the Signal event; older traces are read as they are.
-pub const VERSION: u16 = 9;
+pub const VERSION: u16 = 10;
 /// The oldest version read.
 const OLDEST: u16 = 1;
 /// Chunk magic.

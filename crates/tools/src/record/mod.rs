@@ -680,7 +680,8 @@ impl<H: TrapHandler, W: Write + Send + 'static> TrapHandler for Recorder<H, W> {
         self.inner.on_end(g, outcome);
         let end = match outcome {
             Outcome::Exited(c) => Some(EndEvent::Exited(*c)),
-            Outcome::Killed { signal, .. } => Some(EndEvent::Killed(*signal)),
+            Outcome::Killed { signal, fault: Some(f) } => Some(EndEvent::Faulted { signal: *signal, rip: f.rip }),
+            Outcome::Killed { signal, fault: None } => Some(EndEvent::Killed(*signal)),
             Outcome::TimedOut => Some(EndEvent::Killed(libc::SIGKILL)),
             Outcome::Stopped => None,
         };
@@ -1407,7 +1408,8 @@ impl Replay {
             }
         }
         self.queue_signals(g);
-        // A syscall after which the recording ended (a signal the guest sent itself).
+        // A syscall after which the recording ended (a signal the guest sent itself, or one
+        // from outside). After a Faulted end the guest runs on to its fault instead.
         if let Some(Event::End(EndEvent::Killed(sig))) = self.peek() {
             let sig = *sig;
             if matches!(action, Action::Return(_)) {
@@ -1680,6 +1682,28 @@ impl TrapHandler for Replayer {
             .or_else(|| st.armed.as_ref().and_then(|a| a.point.original(addr)))
             // The time breaks are int3s of trapbox's vDSO image itself.
             .or_else(|| st.time_breaks.filter(|b| b.contains(&addr)).map(|_| 0xcc))
+    }
+
+    fn on_end(&mut self, _g: &mut dyn Guest, outcome: &Outcome) {
+        // A recording that ended with a fault ends the replay at the same one, or it diverged
+        // (a fault the program handles on the way is no end, so only the last one counts).
+        let st = &mut *self.shared.lock();
+        if st.stop.is_some() {
+            return;
+        }
+        if let (Some(&Event::End(EndEvent::Faulted { signal, rip })), Outcome::Killed { signal: s, fault }) =
+            (st.peek(), outcome)
+        {
+            let at = fault.as_ref().map(|f| f.rip);
+            if at != Some(rip) || *s != signal {
+                let index = st.position();
+                let got = match at {
+                    Some(a) => format!("signal {s} from a fault at {a:#x}"),
+                    None => format!("signal {s}"),
+                };
+                st.diverged(index, format!("signal {signal} from a fault at {rip:#x}"), got);
+            }
+        }
     }
 
     fn on_start(&mut self, g: &mut dyn Guest, _start: &Start) {

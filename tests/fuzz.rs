@@ -1,5 +1,6 @@
 //! `trapbox fuzz` in harness mode on a target with planted bugs (tests/guests/fuzz_target.c):
-//! the crash is found from a seed that does not reach it and reproduces with `trapbox run`;
+//! the crash is found from a seed that does not reach it, reproduces with `trapbox run`, and
+//! its trace with `trapbox replay`;
 //! resets restore memory exactly; a hang and a refused call are reported. Both engines.
 
 #[macro_use]
@@ -73,6 +74,8 @@ fn finds_the_planted_crash(form: Form) {
     let limits = ["--runs", "200000", "--until-crash", "--timeout", "2000", "--dict", &dict];
     let (run, out) = fuzz(&exe, &[b"A"], &limits);
     check_crash(&exe, &run, &out, "LLVMFuzzerTestOneInput");
+    // Its trace: the program from its start, called at main on the input as the fuzzer did.
+    check_trace(&out);
 }
 
 each_form_each_backend!(finds_the_planted_crash);

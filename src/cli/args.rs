@@ -143,6 +143,13 @@ pub struct RecordArgs {
     /// Where to write the trace.
     #[arg(short = 'o', value_name = "TRACE", required = true)]
     pub output: PathBuf,
+    /// At `main`, call this function on the bytes of --harness-input as `trapbox fuzz
+    /// --entry` does (how the fuzzer records a crash's trace).
+    #[arg(long, hide = true, value_name = "SYMBOL", requires = "harness_input")]
+    pub harness_entry: Option<String>,
+    /// The input for --harness-entry.
+    #[arg(long, hide = true, value_name = "FILE", requires = "harness_entry")]
+    pub harness_input: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -147,10 +147,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         s.crashes.len()
     );
     for (path, line) in &s.crashes {
-        let traced = match f.entry {
-            None if is_crash(path) => format!("; {}", trace_crash(&f, path, !file_arg)),
-            _ => String::new(),
-        };
+        let traced = if is_crash(path) { format!("; {}", trace_crash(&f, path, !file_arg)) } else { String::new() };
         println!("  {}: {line}{traced}", path.display());
     }
     let mut found = !s.crashes.is_empty();
@@ -176,9 +173,11 @@ fn is_crash(saved: &Path) -> bool {
     saved.parent().and_then(Path::file_name).is_some_and(|d| d == "crashes")
 }
 
-/// Records the program's run from its start on the crashing input `saved` (file mode) into
-/// `saved.trace`, which `trapbox replay` reproduces standalone; says how it went in a few
-/// words, which also go to the crash's summary file.
+/// Records the program's run from its start on the crashing input `saved` into `saved.trace`,
+/// which `trapbox replay` reproduces standalone; says how it went in a few words, which also
+/// go to the crash's summary file. In file mode the program reads the input as it did when
+/// fuzzed (its `@@` path or stdin); in harness mode it is called at `main` on the input, as
+/// the fuzzer called it, and the trace holds that call.
 ///
 /// The recording is a `trapbox record` of its own: a fresh process whose guest starts as the
 /// program would natively, whose output is not mixed with this one's, and whose failure cannot
@@ -212,8 +211,12 @@ fn record_crash(f: &FuzzArgs, saved: &Path, trace: &Path, stdin: bool) -> Result
     // The campaign's engine (KVM unless told otherwise).
     let backend = clap::ValueEnum::to_possible_value(&f.backend.unwrap_or(BackendArg::Kvm));
     cmd.args(["--backend", backend.as_ref().map_or("kvm", |v| v.get_name())]);
+    if let Some(entry) = &f.entry {
+        cmd.args(["--harness-entry", entry]).arg("--harness-input").arg(&input);
+    }
     cmd.arg("--").args(&command);
-    let stdin = if stdin { std::fs::File::open(&input)?.into() } else { std::process::Stdio::null() };
+    let stdin =
+        if stdin && f.entry.is_none() { std::fs::File::open(&input)?.into() } else { std::process::Stdio::null() };
     let status = cmd
         .stdin(stdin)
         .stdout(std::process::Stdio::null())

@@ -18,7 +18,19 @@ pub fn record(r: RecordArgs) -> Result<i32> {
         rec.close_later(old);
     }
     let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record, Some(crate::args::BackendArg::Auto))?;
-    let report = sandbox.run(&mut rec)?;
+    let (report, rec) = match (&r.harness_entry, &r.harness_input) {
+        (Some(entry), Some(input)) => {
+            let bytes = std::fs::read(input).with_context(|| format!("{}", input.display()))?;
+            let program = std::path::Path::new(&r.run.command[0]);
+            let mut calling = trapbox::fuzz::CallRecording::new(rec, program, entry, bytes)?;
+            let report = sandbox.run(&mut calling)?;
+            if let Some(why) = calling.failure.take() {
+                bail!("{why}");
+            }
+            (report, calling.into_recorder())
+        }
+        _ => (sandbox.run(&mut rec)?, rec),
+    };
     if let Some(e) = rec.error() {
         eprintln!("trapbox: writing {} failed: {e} (the trace is incomplete)", r.output.display());
     }
@@ -186,6 +198,9 @@ pub fn inspect_trace(path: &Path) -> Result<i32> {
                     Event::Console(c) => console += c.data.len() as u64,
                     Event::ConsoleWrite(_) => console_writes += 1,
                     Event::Preempt(_) => preempts += 1,
+                    Event::Call(c) => {
+                        println!("  call (event {}): {:#x}, made at {:#x}", events - 1, c.regs[16], c.at[16])
+                    }
                     Event::Switch(t) => {
                         switches += 1;
                         threads = threads.max(t + 1);

@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
 use trapbox_abi::Sysno;
-use trapbox_trap::{Action, Guest, GuestAddr, Kicker, SnapshotId, Syscall, Trap, TrapHandler};
+use trapbox_trap::{Action, Guest, GuestAddr, Kicker, Regs, SnapshotId, Syscall, Trap, TrapHandler};
 
 /// How one execution ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,13 +175,8 @@ impl Harness {
         (h, Link { jobs: jobs_tx, reports: reports_rx, setup, timed_out })
     }
 
-    /// The load bias, known from the first trap on.
     fn bias(&self, g: &mut dyn Guest) -> u64 {
-        if !self.pie {
-            return 0;
-        }
-        let base = g.process().and_then(|p| p.image()).and_then(|s| s.placement.exe_base).unwrap_or(0);
-        base.wrapping_sub(self.lowest & !0xfff)
+        load_bias(g, self.pie, self.lowest)
     }
 
     /// Ends the campaign with `why`.
@@ -284,19 +279,11 @@ impl Harness {
     /// Harness mode: the input on the stack, and a call of the function returning to `main`.
     fn call(&mut self, g: &mut dyn Guest, input: &[u8]) -> Action {
         let (main, entry) = self.rt.expect("set at the first trap");
-        let mut r = g.regs();
-        // The input goes below main's frame and its red zone; the call's frame below it.
-        let buf = (r.rsp - 256 - input.len() as u64) & !15;
-        let sp = (buf - 64) & !15;
-        if g.write(GuestAddr(buf), input).is_err() || g.write(GuestAddr(sp - 8), &main.to_le_bytes()).is_err() {
+        let (writes, regs) = call_frame(&g.regs(), main, entry, input);
+        if writes.iter().any(|(at, data)| g.write(GuestAddr(*at), data).is_err()) {
             return self.fail(format!("the stack cannot hold a {}-byte input", input.len()));
         }
-        r.rsp = sp - 8;
-        r.rip = entry;
-        r.rdi = buf;
-        r.rsi = input.len() as u64;
-        r.rax = 0;
-        g.set_regs(&r);
+        g.set_regs(&regs);
         Action::Resume
     }
 
@@ -409,6 +396,32 @@ impl Harness {
             }
         }
     }
+}
+
+/// How far the program was moved from its link-time addresses (known from the first trap on):
+/// `lowest` is its lowest link-time address, `pie` whether it moves at all.
+pub(crate) fn load_bias(g: &mut dyn Guest, pie: bool, lowest: u64) -> u64 {
+    if !pie {
+        return 0;
+    }
+    let base = g.process().and_then(|p| p.image()).and_then(|s| s.placement.exe_base).unwrap_or(0);
+    base.wrapping_sub(lowest & !0xfff)
+}
+
+/// The call of the function at `entry` on `input`, made at `main`'s first instruction with
+/// registers `r`: the input goes below main's frame and its red zone, the call's frame below
+/// that, returning to `main` (where an `int3` ends an execution). The memory to write, and the
+/// registers to go on with.
+pub(crate) fn call_frame(r: &Regs, main: u64, entry: u64, input: &[u8]) -> (Vec<(u64, Vec<u8>)>, Regs) {
+    let buf = (r.rsp - 256 - input.len() as u64) & !15;
+    let sp = (buf - 64) & !15;
+    let mut regs = *r;
+    regs.rsp = sp - 8;
+    regs.rip = entry;
+    regs.rdi = buf;
+    regs.rsi = input.len() as u64;
+    regs.rax = 0;
+    (vec![(buf, input.to_vec()), (sp - 8, main.to_le_bytes().to_vec())], regs)
 }
 
 /// Whether open flags `flags` only read.

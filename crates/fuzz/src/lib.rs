@@ -7,6 +7,7 @@
 //! on the trap API only: the snapshot is the engine's [`trapbox_trap::Snapshots`] capability,
 //! breakpoints are [`trapbox_trap::Process::patch_code`].
 
+pub mod crash_trace;
 pub mod engine;
 pub mod harness;
 mod host;
@@ -15,6 +16,7 @@ pub mod target;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crash_trace::CallRecording;
 pub use harness::{Harness, Link, Mode};
 pub use target::{Target, TargetError};
 

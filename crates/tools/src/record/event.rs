@@ -38,6 +38,23 @@ pub enum Event {
     /// order, as in [`SignalEvent::interrupted`]) describe, a point it reached again and again
     /// while spinning; a Switch to the thread that takes the turn follows (format version 6 on).
     Preempt([u64; 18]),
+    /// The tool that recorded stopped the running thread at a point and made it call a
+    /// function of the program from there (format version 10 on): `trapbox fuzz`'s harness,
+    /// calling its entry with a crash's input. A replay stops at the same point and does the
+    /// same.
+    Call(Box<CallEvent>),
+}
+
+/// A call the recording tool made the guest make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallEvent {
+    /// Where the thread was stopped: its registers in signal-frame order (see
+    /// [`SignalEvent::interrupted`]).
+    pub at: [u64; 18],
+    /// The guest memory written there (the call's arguments and return address).
+    pub writes: Vec<(u64, Vec<u8>)>,
+    /// The registers the thread went on with (the call's), in the same order.
+    pub regs: [u64; 18],
 }
 
 /// Bytes a child wrote to the console.
@@ -389,6 +406,16 @@ impl Event {
                 b.push(11);
                 regs.iter().for_each(|r| put_u64(b, *r));
             }
+            Event::Call(c) => {
+                b.push(12);
+                c.at.iter().for_each(|r| put_u64(b, *r));
+                b.extend_from_slice(&(c.writes.len() as u32).to_le_bytes());
+                for (a, d) in &c.writes {
+                    put_u64(b, *a);
+                    put_bytes(b, d);
+                }
+                c.regs.iter().for_each(|r| put_u64(b, *r));
+            }
             Event::Console(c) => {
                 b.push(8);
                 b.push(c.fd);
@@ -454,6 +481,11 @@ impl Event {
             }
             10 => Event::Switch(d.u32()?),
             11 => Event::Preempt(d.u64s()?),
+            12 => {
+                let at = d.u64s()?;
+                let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
+                Event::Call(Box::new(CallEvent { at, writes, regs: d.u64s()? }))
+            }
             9 => match d.u8()? {
                 fd @ (1 | 2) => Event::ConsoleWrite(fd),
                 fd => return Err(format!("bad console descriptor {fd}")),
@@ -525,6 +557,7 @@ impl Event {
             Event::ConsoleWrite(fd) => format!("a write to descriptor {fd}"),
             Event::Switch(t) => format!("a switch to guest thread {t}"),
             Event::Preempt(c) => format!("a preemption of the running thread at {:#x}", c[16]),
+            Event::Call(c) => format!("a call of {:#x} made at {:#x}", c.regs[16], c.at[16]),
         }
     }
 }
@@ -582,7 +615,13 @@ mod tests {
             Event::ConsoleWrite(1),
             Event::Switch(3),
             Event::Preempt(std::array::from_fn(|i| i as u64 * 5 + 1)),
+            Event::Call(Box::new(CallEvent {
+                at: std::array::from_fn(|i| i as u64 + 40),
+                writes: vec![(0x7000, b"input".to_vec()), (0x6ff8, vec![1; 8])],
+                regs: std::array::from_fn(|i| i as u64 * 7),
+            })),
             Event::End(EndEvent::Killed(11)),
+            Event::End(EndEvent::Faulted { signal: 11, rip: 0x401234 }),
         ];
         let mut b = Vec::new();
         events.iter().for_each(|e| e.encode(&mut b));

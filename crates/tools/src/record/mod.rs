@@ -309,6 +309,27 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
         }
     }
 
+    /// Makes the thread `g` call a function of the program: `writes` into its memory, then
+    /// `regs`. Recorded as a Call event at the registers it has now, so that a replay makes the
+    /// same call at the same point (a tool that drives the program, like the fuzzer's harness).
+    pub fn call(
+        &mut self,
+        g: &mut dyn Guest,
+        writes: Vec<(u64, Vec<u8>)>,
+        regs: &trapbox_trap::Regs,
+    ) -> Result<(), MemError> {
+        for (addr, data) in &writes {
+            g.write(GuestAddr(*addr), data)?;
+        }
+        let at = sigframe::gregs(&g.regs());
+        let st = &mut *self.shared.lock();
+        // Time calls made before it are its past (as for a preemption).
+        st.drain_time_calls();
+        st.push(&Event::Call(Box::new(event::CallEvent { at, writes, regs: sigframe::gregs(regs) })));
+        g.set_regs(regs);
+        Ok(())
+    }
+
     /// Machine-dependent instructions patched into breakpoints.
     pub fn patched_sites(&self) -> usize {
         self.shared.lock().patcher.sites()
@@ -1049,6 +1070,15 @@ struct Armed {
     signals: Vec<(i32, [u8; 128])>,
     /// The thread was preempted there.
     preempt: bool,
+    /// The recording tool made the thread call a function there.
+    call: Option<event::CallEvent>,
+}
+
+impl Armed {
+    /// Whether the thread must get there before its next event (it is no signal's point).
+    fn before_next_event(&self) -> bool {
+        self.preempt || self.call.is_some()
+    }
 }
 
 /// How many times a replay steps over an armed point reached with other registers before it
@@ -1457,7 +1487,7 @@ impl Replay {
         if self.patcher.site_at_breakpoint(context[16] + 1).is_some() {
             return None;
         }
-        Some(Armed { point: Point::arm(g, context)?, signals: Vec::new(), preempt: false })
+        Some(Armed { point: Point::arm(g, context)?, signals: Vec::new(), preempt: false, call: None })
     }
 
     /// When the trace's next event is a preemption of this thread: armed at its point. (Not
@@ -1468,7 +1498,12 @@ impl Replay {
     /// registers after fewer of them, so while calls are still to come the breakpoint waits:
     /// the vDSO stops at the last one ([`vdso::TimeBuffer::break_at`]) and it goes in then.
     fn arm_preempt(&mut self, g: &mut dyn Guest) {
-        let Some(&Event::Preempt(context)) = self.peek() else { return };
+        let (context, call) = match self.peek() {
+            Some(&Event::Preempt(context)) => (context, None),
+            // A call the recording tool made there is found the same way.
+            Some(Event::Call(c)) => (c.at, Some((**c).clone())),
+            _ => return,
+        };
         if self.armed.is_some() {
             return;
         }
@@ -1485,7 +1520,7 @@ impl Replay {
         };
         if let Some(point) = point {
             let _ = self.next();
-            self.armed = Some(Armed { point, signals: Vec::new(), preempt: true });
+            self.armed = Some(Armed { point, signals: Vec::new(), preempt: call.is_none(), call });
         }
     }
 
@@ -1511,7 +1546,15 @@ impl Replay {
         match a.point.hit(g, MAX_PASSES) {
             Hit::Found => {
                 let preempt = a.preempt;
+                let call = a.call.take();
                 self.fire(g);
+                if let Some(c) = call {
+                    for (addr, data) in &c.writes {
+                        let _ = g.write(GuestAddr(*addr), data);
+                    }
+                    g.set_regs(&sigframe::from_gregs(&c.regs));
+                    self.arm_preempt(g);
+                }
                 Ok(if preempt { Reached::Preempted } else { Reached::Resume })
             }
             Hit::Passed => Ok(Reached::Resume),
@@ -1535,6 +1578,7 @@ impl Replay {
     fn armed_what(&self) -> String {
         match &self.armed {
             Some(a) if a.preempt => format!("a preemption of the running thread at {:#x}", a.point.addr()),
+            Some(Armed { call: Some(c), .. }) => Event::Call(Box::new(c.clone())).describe(),
             Some(a) => format!(
                 "signal {} interrupting {:#x}",
                 trapbox_trap::signal_name(a.signals.first().map_or(0, |s| s.0)),
@@ -1753,7 +1797,7 @@ impl TrapHandler for Replayer {
             Trap::Breakpoint { rip } => st.patcher.site_at_breakpoint(*rip).is_some(),
             _ => false,
         };
-        if at_event && st.armed.as_ref().is_some_and(|a| a.preempt) {
+        if at_event && st.armed.as_ref().is_some_and(Armed::before_next_event) {
             // The thread got to an event before the point the recording preempted it at.
             let what = st.armed_what();
             st.fire(g);

@@ -128,6 +128,42 @@ fn check_trace(out: &Path) {
     assert!(line.contains("SIGSEGV: page fault: write at 0x0") && line.contains(&format!("rip 0x{rip}")), "{line}");
 }
 
+/// Crashes are told apart by their stacks: two aborts from two functions die at one
+/// instruction (in libc) but are two crashes; a second input down the same path is none.
+mod buckets {
+    use super::*;
+
+    fn crashes_are_bucketed_by_stack(form: Form) {
+        if common::backend() == common::Backend::Kvm {
+            common::require_kvm();
+        }
+        let exe = guest("fuzz_stacks", form);
+        let (run, out) = fuzz(&exe, &[b"A", b"B", b"AA", b"BBB", b"C"], &["--runs", "20"]);
+        let mut crashes = saved(&out, "crashes");
+        crashes.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(crashes.len(), 2, "{crashes:#?}\n{}", run.stderr_str());
+        let at = |c: &(PathBuf, String)| c.0.to_string_lossy().rsplit("-rip-").next().unwrap().to_string();
+        assert_eq!(at(&crashes[0]), at(&crashes[1]), "one faulting instruction: {crashes:#?}");
+        let stacks: Vec<&str> = crashes
+            .iter()
+            .map(|(_, line)| {
+                assert!(line.starts_with("SIGABRT: the program raised SIGABRT"), "{line}");
+                let stack = line.lines().next().unwrap().split("; stack ").nth(1).unwrap_or_default();
+                // The five innermost frames: libc's abort, the check that called it, the entry.
+                assert_eq!(stack.split(" < ").count(), 5, "{line}");
+                assert!(
+                    stack.ends_with(" < LLVMFuzzerTestOneInput+0x1c") || stack.contains("< LLVMFuzzerTestOneInput+"),
+                    "{line}"
+                );
+                stack
+            })
+            .collect();
+        assert_ne!(stacks[0], stacks[1]);
+    }
+
+    each_form_each_backend!(crashes_are_bucketed_by_stack);
+}
+
 mod resets {
     use super::*;
 

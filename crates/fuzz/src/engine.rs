@@ -39,8 +39,8 @@ type CovObs = StdMapObserver<'static, u8, false>;
 /// A crash or hang the last execution ended with, for the objective.
 #[derive(Clone, Debug)]
 struct Found {
-    /// Bucket: signal and faulting instruction (0 for a hang).
-    key: (i32, u64),
+    /// Bucket: signal, faulting instruction and stack hash (all 0 for a hang).
+    key: (i32, u64, u32),
     /// One line for the summary file.
     line: String,
     /// "crashes" or "hangs".
@@ -114,14 +114,14 @@ impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
         self.covered += report.new_blocks.len();
         let (kind, found) = match report.end {
             End::Returned | End::Exited(_) => (ExitKind::Ok, None),
-            End::Crashed { signal, rip, addr, what } => {
+            End::Crashed { signal, rip, addr, what, stack, frames } => {
                 let at = addr.map(|a| format!(", address {a:#x}")).unwrap_or_default();
-                let line = format!("{}: {what} (rip {rip:#x}{at})", trapbox_trap::signal_name(signal));
-                (ExitKind::Crash, Some(Found { key: (signal, rip), line, dir: "crashes" }))
+                let line = format!("{}: {what} (rip {rip:#x}{at}); stack {frames}", trapbox_trap::signal_name(signal));
+                (ExitKind::Crash, Some(Found { key: (signal, rip, stack), line, dir: "crashes" }))
             }
             End::TimedOut => {
                 let line = format!("hang: still running after {:?}", self.timeout);
-                (ExitKind::Timeout, Some(Found { key: (0, 0), line, dir: "hangs" }))
+                (ExitKind::Timeout, Some(Found { key: (0, 0, 0), line, dir: "hangs" }))
             }
         };
         *self.found.borrow_mut() = found;
@@ -129,12 +129,12 @@ impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
     }
 }
 
-/// The objective: a crash or hang not seen before (by signal and faulting instruction; every
-/// hang is one bucket). Each is written to OUT/crashes (or OUT/hangs) as the input and a
+/// The objective: a crash or hang not seen before (by signal, faulting instruction and the
+/// hash of its stack's frames; every hang is one bucket). Each is written to OUT/crashes (or OUT/hangs) as the input and a
 /// one-line summary beside it.
 struct Distinct {
     found: Rc<RefCell<Option<Found>>>,
-    seen: HashSet<(i32, u64)>,
+    seen: HashSet<(i32, u64, u32)>,
     out: PathBuf,
     name: Cow<'static, str>,
     saved: Vec<(PathBuf, String)>,
@@ -168,7 +168,8 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         let dir = self.out.join(f.dir);
         std::fs::create_dir_all(&dir)?;
         let job = self.job.map(|j| format!("job{j}-")).unwrap_or_default();
-        let id = format!("{job}id-{:06}-sig-{}-rip-{:x}", self.seen.len() - 1, f.key.0, f.key.1);
+        let (n, (signal, rip, stack)) = (self.seen.len() - 1, f.key);
+        let id = format!("{job}id-{n:06}-sig-{signal}-stack-{stack:08x}-rip-{rip:x}");
         let path = dir.join(&id);
         std::fs::write(&path, &*input.target_bytes())?;
         std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;

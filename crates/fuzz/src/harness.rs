@@ -45,6 +45,10 @@ pub enum End {
         addr: Option<u64>,
         /// One line saying what happened.
         what: String,
+        /// A hash of the stack's frames ([`crate::unwind::Stack::hash`]).
+        stack: u32,
+        /// The frames, innermost first, as `symbol+off` or `object+off`, joined by " < ".
+        frames: String,
     },
     /// The time limit passed.
     TimedOut,
@@ -123,6 +127,7 @@ pub struct Harness {
     reset: std::time::Duration,
     refused_once: BTreeSet<&'static str>,
     refused: Vec<&'static str>,
+    unwind: crate::unwind::Unwind,
     /// Why the campaign could not start, if it could not.
     pub failure: Option<String>,
 }
@@ -170,6 +175,7 @@ impl Harness {
             reset: std::time::Duration::ZERO,
             refused_once: BTreeSet::new(),
             refused: Vec::new(),
+            unwind: Default::default(),
             failure: None,
         };
         (h, Link { jobs: jobs_tx, reports: reports_rx, setup, timed_out })
@@ -287,6 +293,29 @@ impl Harness {
         Action::Resume
     }
 
+    /// A crash with `signal` at the thread's registers: its stack found, then the execution ends.
+    fn crashed(&mut self, g: &mut dyn Guest, signal: i32, rip: u64, addr: Option<u64>, what: String) -> Action {
+        let mut r = g.regs();
+        r.rip = rip;
+        let program = g.process().and_then(|p| p.image()).map(|s| s.program);
+        let bias = self.bias(g);
+        let stack = match &program {
+            Some(path) => self.unwind.stack(g, &r, (path, bias)),
+            None => Default::default(),
+        };
+        let frames: Vec<String> = stack
+            .frames
+            .iter()
+            .map(|f| match (g.symbolize(f.addr), &f.place) {
+                (Some(s), _) => s,
+                (None, Some((object, off))) => format!("{object}+{off:#x}"),
+                (None, None) => format!("{:#x}", f.addr),
+            })
+            .collect();
+        let end = End::Crashed { signal, rip, addr, what, stack: stack.hash(), frames: frames.join(" < ") };
+        self.ended(g, end)
+    }
+
     fn ended(&mut self, g: &mut dyn Guest, end: End) -> Action {
         match self.phase {
             Phase::Fuzzing { snapshot } => self.next(g, snapshot, Some(end)),
@@ -340,7 +369,7 @@ impl Harness {
                 }
                 let what = format!("the program raised {}", trapbox_trap::signal_name(sig));
                 let rip = g.regs().rip;
-                self.ended(g, End::Crashed { signal: sig, rip, addr: None, what })
+                self.crashed(g, sig, rip, None, what)
             }
             // Output is swallowed: the next execution must not see it, nor the terminal.
             Some(Sysno::write) if a[0] == 1 || a[0] == 2 => Action::Return(a[2] as i64),
@@ -459,7 +488,7 @@ impl TrapHandler for Harness {
                     return Action::Resume;
                 }
                 let what = format!("int3 at {at:#x}");
-                self.ended(g, End::Crashed { signal: libc::SIGTRAP, rip: at, addr: None, what })
+                self.crashed(g, libc::SIGTRAP, at, None, what)
             }
             Trap::Fault(f) => {
                 let info = f.siginfo();
@@ -467,7 +496,7 @@ impl TrapHandler for Harness {
                     Some(s) => format!("{} in {s}", f.describe()),
                     None => f.describe(),
                 };
-                self.ended(g, End::Crashed { signal: info.signo, rip: f.rip, addr: f.addr, what })
+                self.crashed(g, info.signo, f.rip, f.addr, what)
             }
             Trap::Preempt if self.timed_out.load(Ordering::SeqCst) => self.ended(g, End::TimedOut),
             Trap::Preempt | Trap::SingleStep { .. } => Action::Resume,

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod harness;
 mod host;
 pub mod target;
+pub mod unwind;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -164,6 +164,67 @@ mod buckets {
     each_form_each_backend!(crashes_are_bucketed_by_stack);
 }
 
+/// Without -q and with stderr not a terminal, a plain status line every five seconds; and
+/// OUT/stats.json with the campaign's figures, the last ones at the end.
+#[test]
+fn progress_is_shown_and_written_to_stats_json() {
+    common::with_backend(common::Backend::InProc, || {
+        let exe = guest("fuzz_stacks", Form::Dynamic);
+        let dir = tempdir("fuzz-progress");
+        let (inputs, out) = (dir.join("seeds"), dir.join("out"));
+        std::fs::create_dir_all(&inputs).unwrap();
+        std::fs::write(inputs.join("a"), b"A").unwrap();
+        let (i, o, e) = (inputs.to_string_lossy(), out.to_string_lossy(), exe.to_string_lossy());
+        let args = ["fuzz", "--time", "6", "-i", &i, "-o", &o, "--entry", "LLVMFuzzerTestOneInput", "--", &e];
+        let run = trapbox(&args, b"", &dir);
+        assert_eq!(run.status, 1, "{}", run.stderr_str());
+        let err = run.stderr_str();
+        let status = err.lines().find(|l| l.starts_with("trapbox fuzz: 5 s: ")).unwrap_or_else(|| panic!("{err}"));
+        for part in [" execs (", "/s), corpus ", ", blocks ", " crashes, ", " hangs, last new block "] {
+            assert!(status.contains(part), "{status}");
+        }
+        let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+        let summary = run.stdout_str();
+        let execs: u64 =
+            summary.strip_prefix("trapbox fuzz: ").and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+        assert_eq!(stats["execs"], execs, "{stats}\n{summary}");
+        assert_eq!(stats["unique_crashes"], 2, "{stats}");
+        assert!(stats["elapsed_s"].as_f64().unwrap() >= 6.0, "{stats}");
+        for key in
+            ["execs_per_sec", "corpus_count", "covered_blocks", "total_blocks", "unique_hangs", "last_new_block_s"]
+        {
+            assert!(stats[key].is_number(), "{key}: {stats}");
+        }
+    })
+}
+
+/// On a terminal (script(1) gives it one) the status line is rewritten in place each second.
+#[test]
+fn on_a_terminal_the_status_line_is_rewritten_in_place() {
+    common::with_backend(common::Backend::InProc, || {
+        let exe = guest("fuzz_stacks", Form::Dynamic);
+        let dir = tempdir("fuzz-tty");
+        let out = dir.join("out");
+        let cmd = format!(
+            "{} fuzz --backend inproc --time 3 -o {} --entry LLVMFuzzerTestOneInput -- {}",
+            env!("CARGO_BIN_EXE_trapbox"),
+            out.display(),
+            exe.display()
+        );
+        let child = common::spawn_grouped(
+            std::process::Command::new("script")
+                .args(["-qefc", &cmd, "/dev/null"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped()),
+        );
+        let done = common::wait_within(child, "script(1) running trapbox fuzz");
+        let text = String::from_utf8_lossy(&done.stdout);
+        assert!(text.contains("\r\x1b[Ktrapbox fuzz: 1 s: "), "{text:?}");
+        assert!(text.contains("\r\x1b[Ktrapbox fuzz: 2 s: "), "{text:?}");
+    })
+}
+
 mod resets {
     use super::*;
 

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libafl::corpus::{Corpus, InMemoryCorpus};
-use libafl::events::{ProgressReporter, SimpleEventManager};
+use libafl::events::SimpleEventManager;
 use libafl::executors::{Executor, ExitKind, HasObservers};
 use libafl::feedbacks::{CrashFeedback, Feedback, MaxMapFeedback, StateInitializer, TimeoutFeedback};
 use libafl::fuzzer::HasObjective;
@@ -32,6 +32,7 @@ use libafl_bolts::tuples::{tuple_list, Merge, RefIndexable};
 use libafl_bolts::{current_nanos, Named};
 
 use crate::harness::{End, Link, Report};
+use crate::progress::{Figures, Progress};
 use crate::{FuzzError, Options, Summary};
 
 type CovObs = StdMapObserver<'static, u8, false>;
@@ -142,6 +143,8 @@ struct Distinct {
     crashes: usize,
     /// The job's number, which names its files.
     job: Option<u32>,
+    /// The status line, cleared before a message.
+    progress: Rc<RefCell<Progress>>,
 }
 
 impl Named for Distinct {
@@ -174,6 +177,7 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         std::fs::write(&path, &*input.target_bytes())?;
         std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;
         let kind = if f.dir == "crashes" { "crash" } else { "hang" };
+        self.progress.borrow_mut().clear();
         eprintln!("trapbox fuzz: new {kind}: {} -> {}", f.line, path.display());
         self.saved.push((path, f.line));
         self.crashes += usize::from(f.dir == "crashes");
@@ -190,7 +194,13 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         MaxMapFeedback::new(&observer)
     );
     let found = Rc::new(RefCell::new(None));
+    let stats = match opts.job {
+        Some(j) => opts.out.join(format!("stats.job{j}.json")),
+        None => opts.out.join("stats.json"),
+    };
+    let progress = Rc::new(RefCell::new(Progress::new(stats, opts.quiet)));
     let mut objective = Distinct {
+        progress: progress.clone(),
         found: found.clone(),
         seen: HashSet::new(),
         out: opts.out.clone(),
@@ -207,12 +217,8 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         state.add_metadata(tokens);
     }
     let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
-    let quiet = opts.quiet;
-    let mut mgr = SimpleEventManager::new(SimpleMonitor::new(move |line: &str| {
-        if !quiet {
-            eprintln!("trapbox fuzz: {line}");
-        }
-    }));
+    // The progress shown is trapbox's own ([`Progress`]), with the figures it adds.
+    let mut mgr = SimpleEventManager::new(SimpleMonitor::new(|_: &str| {}));
     let mut executor = VmExecutor {
         link,
         kicker: setup.kicker,
@@ -225,6 +231,19 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         runs: 0,
     };
     let started = Instant::now();
+    let figures = |(execs, corpus): (u64, usize), executor: &VmExecutor, objective: &Distinct| {
+        let runs = executor.runs.max(1) as f64;
+        Figures {
+            execs,
+            corpus,
+            covered: executor.covered,
+            blocks: setup.blocks,
+            crashes: objective.crashes,
+            hangs: objective.saved.len() - objective.crashes,
+            reset_us: executor.reset.as_secs_f64() * 1e6 / runs,
+            pages: executor.dirty_pages as f64 / runs,
+        }
+    };
     if let Some(dir) = &opts.inputs {
         state.load_initial_inputs_forced(&mut fuzzer, &mut executor, &mut mgr, std::slice::from_ref(dir))?;
     }
@@ -240,7 +259,11 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let found_one = |f: &StdFuzzer<_, _, _, _, Distinct>| opts.until_crash && f.objective().crashes > 0;
     let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
     while !time_up(&state) && !found_one(&fuzzer) && !stopped() {
-        mgr.maybe_report_progress(&mut state, Duration::from_secs(5))?;
+        progress.borrow_mut().tick(&figures(
+            (*state.executions(), state.corpus().count()),
+            &executor,
+            fuzzer.objective(),
+        ));
         match fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr) {
             Ok(_) => {}
             Err(libafl::Error::ShuttingDown) => break,
@@ -248,6 +271,11 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         }
     }
     let elapsed = started.elapsed();
+    progress.borrow_mut().finish(&figures(
+        (*state.executions(), state.corpus().count()),
+        &executor,
+        fuzzer.objective(),
+    ));
     let objective = fuzzer.objective_mut();
     Ok(Summary {
         executions: *state.executions(),

@@ -11,6 +11,7 @@ pub mod crash_trace;
 pub mod engine;
 pub mod harness;
 mod host;
+pub mod progress;
 pub mod target;
 pub mod unwind;
 

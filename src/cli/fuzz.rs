@@ -50,8 +50,9 @@ pub struct FuzzArgs {
     #[arg(long)]
     until_crash: bool,
     /// Run N jobs side by side, each a trapbox of its own (its own VM) with a seed of its own
-    /// (random, or --seed plus its number); each saves what it finds under OUT with its number (no corpus is exchanged
-    /// between jobs yet). With --until-crash, the first crash found stops them all.
+    /// (random, or --seed plus its number); each saves what it finds under OUT with its number,
+    /// writes the inputs it keeps to OUT/queue/jobK, and every 2 s runs the other jobs' new
+    /// ones. With --until-crash, the first crash found stops them all.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
     /// This process is job K of a --jobs run (set by the first job for the others).
@@ -146,6 +147,9 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         s.dirty_pages_per_reset,
         s.crashes.len()
     );
+    if let Some((taken, kept)) = s.imported {
+        println!("  took {taken} inputs from the other jobs, kept {kept} for new blocks");
+    }
     for (path, line) in &s.crashes {
         let traced = if is_crash(path) { format!("; {}", trace_crash(&f, path, !file_arg)) } else { String::new() };
         println!("  {}: {line}{traced}", path.display());
@@ -156,7 +160,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         for out in jobs.finish(f.until_crash && (found || stop.load(Ordering::SeqCst))) {
             print!("{out}");
             execs += summary_executions(&out).unwrap_or(0);
-            saved += out.lines().filter(|l| l.starts_with("  ")).count();
+            saved += summary_saved(&out).unwrap_or(0);
         }
         found |= saved > 0;
         println!(
@@ -237,6 +241,12 @@ fn record_crash(f: &FuzzArgs, saved: &Path, trace: &Path, stdin: bool) -> Result
         (Some(code), _) => bail!("the run from the start did not crash (exit status {code})"),
         (None, _) => bail!("the recording was killed"),
     }
+}
+
+/// The distinct crashes and hangs a job's summary line counts.
+fn summary_saved(out: &str) -> Option<usize> {
+    let line = out.lines().next()?;
+    line.strip_suffix(" distinct crashes and hangs")?.rsplit("; ").next()?.parse().ok()
 }
 
 /// The executions a job's summary line counts.

@@ -31,6 +31,7 @@ use libafl_bolts::rands::StdRand;
 use libafl_bolts::tuples::{tuple_list, Merge, RefIndexable};
 use libafl_bolts::{current_nanos, Named};
 
+use crate::exchange::Exchange;
 use crate::harness::{End, Link, Report};
 use crate::progress::{Figures, Progress};
 use crate::{FuzzError, Options, Summary};
@@ -185,6 +186,34 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
     }
 }
 
+/// The exchange with the other jobs: this job's new corpus inputs written out, and when it is
+/// time, the others' new ones run (kept if they reach new blocks).
+fn swap<S, F, EM>(
+    x: &mut Exchange,
+    fuzzer: &mut F,
+    state: &mut S,
+    executor: &mut VmExecutor,
+    mgr: &mut EM,
+) -> Result<(), libafl::Error>
+where
+    S: HasCorpus<BytesInput>,
+    F: Evaluator<VmExecutor, EM, BytesInput, S>,
+{
+    let ids: Vec<_> = state.corpus().ids().skip(x.written).collect();
+    for id in ids {
+        let input = state.corpus().cloned_input_for_id(id)?;
+        x.publish(&input.target_bytes())?;
+    }
+    if x.due() {
+        for bytes in x.collect() {
+            let (_, kept) = fuzzer.evaluate_input(state, executor, mgr, &BytesInput::new(bytes))?;
+            x.imported.0 += 1;
+            x.imported.1 += u64::from(kept.is_some());
+        }
+    }
+    Ok(())
+}
+
 /// The loop, on the calling thread, until the time or run limit; `link` reaches the guest.
 pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedSnapshot)?;
@@ -251,6 +280,10 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         // No seeds (or only crashing ones): start from one empty-ish input.
         fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(vec![b'\n']))?;
     }
+    let mut exchange = match opts.job {
+        Some(j) => Some(Exchange::new(&opts.out, j)?),
+        None => None,
+    };
     let mutator = HavocScheduledMutator::new(havoc_mutations().merge(tokens_mutations()));
     let mut stages = tuple_list!(StdMutationalStage::new(mutator));
     let time_up = |s: &StdState<_, _, _, _>| {
@@ -264,8 +297,13 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
             &executor,
             fuzzer.objective(),
         ));
-        match fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr) {
-            Ok(_) => {}
+        let step = match exchange.as_mut() {
+            Some(x) => swap(x, &mut fuzzer, &mut state, &mut executor, &mut mgr),
+            None => Ok(()),
+        };
+        let step = step.and_then(|()| fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr).map(drop));
+        match step {
+            Ok(()) => {}
             Err(libafl::Error::ShuttingDown) => break,
             Err(e) => return Err(e.into()),
         }
@@ -278,6 +316,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     ));
     let objective = fuzzer.objective_mut();
     Ok(Summary {
+        imported: exchange.map(|x| x.imported),
         executions: *state.executions(),
         elapsed,
         corpus: state.corpus().count(),

@@ -9,6 +9,7 @@
 
 pub mod crash_trace;
 pub mod engine;
+pub mod exchange;
 pub mod harness;
 mod host;
 pub mod progress;
@@ -72,6 +73,8 @@ pub struct Summary {
     pub reset_per_execution: Duration,
     /// Distinct crashes and hangs.
     pub solutions: usize,
+    /// A job of `--jobs`: inputs taken from the other jobs, and of them kept.
+    pub imported: Option<(u64, u64)>,
 }
 
 /// Why a campaign failed.
@@ -92,6 +95,9 @@ pub enum FuzzError {
         /// LibAFL's reason.
         source: libafl::Error,
     },
+    /// The exchange directory cannot be written.
+    #[error("cannot write OUT/queue: {0}")]
+    Exchange(#[from] std::io::Error),
     /// LibAFL failed.
     #[error("fuzzer: {0}")]
     Libafl(#[from] libafl::Error),

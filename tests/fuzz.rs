@@ -164,6 +164,52 @@ mod buckets {
     each_form_each_backend!(crashes_are_bucketed_by_stack);
 }
 
+/// `--cover` takes the blocks of the objects it names: libc's join the program's (and are
+/// reached: the program calls into libc on every input), `all` adds the dynamic linker's too,
+/// and a name no loaded object has is one clear line.
+fn cover_names_the_objects(runs: &str) {
+    if common::backend() == common::Backend::Kvm {
+        common::require_kvm();
+    }
+    let exe = guest("fuzz_file", Form::Dynamic);
+    let e = exe.to_string_lossy().into_owned();
+    let blocks = |cover: &str| {
+        let (run, _) = fuzz_command(&[&e, "@@"], &[b"A"], &["--runs", runs, "--cover", cover], &[]);
+        assert_eq!(run.status, 0, "{}", run.stderr_str());
+        let summary = run.stdout_str();
+        let figures = summary.split("; blocks ").nth(1).and_then(|s| s.split(';').next()).map(str::to_string);
+        let figures = figures.unwrap_or_else(|| panic!("{summary}"));
+        let (hit, all) = figures.split_once('/').unwrap();
+        (hit.parse::<usize>().unwrap(), all.parse::<usize>().unwrap())
+    };
+    let (main_hit, main_all) = blocks("main");
+    let (libc_hit, libc_all) = blocks("main,libc");
+    let (all_hit, all_all) = blocks("all");
+    assert!(
+        libc_all > main_all * 100 && libc_hit > main_hit,
+        "main {main_hit}/{main_all}, main,libc {libc_hit}/{libc_all}"
+    );
+    assert!(all_all > libc_all && all_hit >= libc_hit, "main,libc {libc_hit}/{libc_all}, all {all_hit}/{all_all}");
+    let (run, _) = fuzz_command(&[&e, "@@"], &[b"A"], &["--runs", "10", "--cover", "libnothere"], &[]);
+    assert_eq!(run.status, 127);
+    let err = run.stderr_str();
+    assert!(
+        err.contains("--cover libnothere: no object loaded at the snapshot is named so (loaded: libc.so.6"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn cover_names_the_objects_kvm() {
+    cover_names_the_objects("200")
+}
+
+#[test]
+fn cover_names_the_objects_inproc() {
+    common::with_backend(common::Backend::InProc, || cover_names_the_objects("2000"))
+}
+
 /// Jobs exchange inputs through OUT/queue: a job runs what another job kept (here the
 /// crashing input, placed in job 1's queue by hand), and writes what it keeps to its own.
 /// Without the exchange, 3,000 executions from "A" without a dictionary do not find it.

@@ -40,6 +40,11 @@ pub struct FuzzArgs {
     /// Longest input, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     max_len: usize,
+    /// Whose basic blocks are the coverage: main (the program file, the default), all (every
+    /// object loaded at the snapshot, libraries and the dynamic linker too), or a list such as
+    /// main,libc (a library by the start of its file name).
+    #[arg(long, value_name = "all|main|LIB,...", default_value = "main")]
+    cover: trapbox::fuzz::Cover,
     /// The random seed (repeats a campaign's choices).
     #[arg(long)]
     seed: Option<u64>,
@@ -114,7 +119,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         .name("trapbox-fuzzer".into())
         .spawn(move || trapbox::fuzz::engine::run(&opts, link))
         .context("cannot start the fuzzer's thread")?;
-    let mut harness = harness;
+    let mut harness = harness.cover(f.cover.clone());
     let report = sandbox.run(&mut harness);
     // The handler's ends of the link go first: a fuzzer still waiting for the snapshot (the
     // program ended before it) then hears that it never comes.

@@ -104,9 +104,57 @@ pub enum Mode {
     },
 }
 
+/// Which objects' blocks are the coverage map's slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cover {
+    /// The program file (the default).
+    Program,
+    /// Every object loaded at the snapshot: the program, the dynamic linker, the libraries.
+    All,
+    /// These: `main` for the program, any other by the start of its file name (`libc` is
+    /// `libc.so.6`).
+    Only(Vec<String>),
+}
+
+impl Cover {
+    fn takes_program(&self) -> bool {
+        match self {
+            Cover::Program | Cover::All => true,
+            Cover::Only(names) => names.iter().any(|n| n == "main"),
+        }
+    }
+
+    fn takes_object(&self, file_name: &str) -> bool {
+        match self {
+            Cover::Program => false,
+            Cover::All => true,
+            Cover::Only(names) => names.iter().any(|n| n != "main" && file_name.starts_with(n.as_str())),
+        }
+    }
+}
+
+impl std::str::FromStr for Cover {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cover, String> {
+        match s {
+            "main" => Ok(Cover::Program),
+            "all" => Ok(Cover::All),
+            _ => {
+                let names: Vec<String> =
+                    s.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect();
+                if names.is_empty() {
+                    return Err("name objects to cover: all, main, or names such as main,libc".into());
+                }
+                Ok(Cover::Only(names))
+            }
+        }
+    }
+}
+
 /// The handler.
 pub struct Harness {
     mode: Mode,
+    cover: Cover,
     /// File mode: the call the snapshot was taken before.
     pending: Option<Syscall>,
     /// Block leaders, link-time.
@@ -159,6 +207,7 @@ impl Harness {
         let blocks = blocks.into_iter().filter(|b| Some(*b) != main).collect();
         let h = Harness {
             mode,
+            cover: Cover::Program,
             pending: None,
             blocks,
             pie,
@@ -181,6 +230,13 @@ impl Harness {
         (h, Link { jobs: jobs_tx, reports: reports_rx, setup, timed_out })
     }
 
+    /// Coverage on the blocks of the objects `cover` names (default: the program's).
+    pub fn cover(mut self, cover: Cover) -> Harness {
+        self.cover = cover;
+        self
+    }
+
+    /// The load bias, known from the first trap on.
     fn bias(&self, g: &mut dyn Guest) -> u64 {
         load_bias(g, self.pie, self.lowest)
     }
@@ -204,9 +260,11 @@ impl Harness {
 
     /// At `main`: the snapshot, then every block's breakpoint.
     fn start_fuzzing(&mut self, g: &mut dyn Guest) -> Result<SnapshotId, String> {
-        let bias = self.bias(g);
-        for (slot, b) in self.blocks.iter().enumerate() {
-            let at = b.wrapping_add(bias);
+        let blocks = self.covered_blocks(g)?;
+        for (slot, at) in blocks.iter().copied().enumerate() {
+            if Some(at) == self.rt.map(|r| r.0) {
+                continue;
+            }
             let mut byte = [0u8];
             if g.read(GuestAddr(at), &mut byte).is_err() {
                 continue;
@@ -221,9 +279,44 @@ impl Harness {
         let snaps = g.snapshots().ok_or("the engine cannot take snapshots")?;
         let id = snaps.take().map_err(|e| format!("cannot take the snapshot at main: {e}"))?;
         if let Some(tx) = self.setup.take() {
-            let _ = tx.send(Setup { blocks: self.blocks.len(), kicker });
+            let _ = tx.send(Setup { blocks: blocks.len(), kicker });
         }
         Ok(id)
+    }
+
+    /// The run-time addresses of the blocks `--cover` names: the program's, and those of the
+    /// objects loaded now that it names.
+    fn covered_blocks(&mut self, g: &mut dyn Guest) -> Result<Vec<u64>, String> {
+        let bias = self.bias(g);
+        let mut blocks = Vec::new();
+        if self.cover.takes_program() {
+            blocks.extend(self.blocks.iter().map(|b| b.wrapping_add(bias)));
+        }
+        if self.cover == Cover::Program {
+            return Ok(blocks);
+        }
+        let program = g.process().and_then(|p| p.image()).map(|s| s.program).ok_or("no program image")?;
+        let loaded = crate::objects::Objects::default().list(g, &program, bias);
+        let names: Vec<String> =
+            loaded.iter().skip(1).filter_map(|(p, _)| Some(p.file_name()?.to_string_lossy().into_owned())).collect();
+        if let Cover::Only(wanted) = &self.cover {
+            for w in wanted.iter().filter(|w| *w != "main") {
+                if !names.iter().any(|n| n.starts_with(w.as_str())) {
+                    return Err(format!(
+                        "--cover {w}: no object loaded at the snapshot is named so (loaded: {})",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        for ((path, object_bias), name) in loaded.iter().skip(1).zip(&names) {
+            if !self.cover.takes_object(name) {
+                continue;
+            }
+            let t = crate::Target::read(path).map_err(|e| e.to_string())?;
+            blocks.extend(t.blocks.iter().map(|b| b.wrapping_add(*object_bias)));
+        }
+        Ok(blocks)
     }
 
     /// Reports the execution that ended (if one ran), then starts the next: restore, place the

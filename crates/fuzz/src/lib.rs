@@ -12,6 +12,7 @@ pub mod engine;
 pub mod exchange;
 pub mod harness;
 mod host;
+pub mod objects;
 pub mod progress;
 pub mod target;
 pub mod unwind;
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crash_trace::CallRecording;
-pub use harness::{Harness, Link, Mode};
+pub use harness::{Cover, Harness, Link, Mode};
 pub use target::{Target, TargetError};
 
 /// What a campaign is told.

@@ -2,27 +2,22 @@
 //! addresses above it, found by CFI unwinding (the `.eh_frame` tables every x86-64 ELF file
 //! carries, read by `framehop`), so a program built without frame pointers unwinds too.
 //!
-//! The modules are the program file and, in a dynamic program, every object on the dynamic
-//! linker's list (`r_debug`'s link maps, found through the program's `DT_DEBUG`) — read from
-//! guest memory the way a debugger does, so it holds on either engine. The guest is hostile:
-//! every read may fail, the list is walked a bounded number of steps, and a stack that
-//! cannot be unwound just has fewer frames.
+//! The modules are the objects loaded ([`Objects`]). The guest is hostile: every read may
+//! fail, and a stack that cannot be unwound just has fewer frames.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
-use goblin::elf::program_header::{PT_DYNAMIC, PT_LOAD};
+use goblin::elf::program_header::PT_LOAD;
 use goblin::elf::Elf;
 use trapbox_trap::{Guest, GuestAddr, Regs};
 
+use crate::objects::Objects;
+
 /// Frames that make a crash's identity: the faulting instruction and four callers.
 pub const FRAMES: usize = 5;
-/// Link maps walked at most (a guest can make the list a cycle).
-const MAX_OBJECTS: usize = 512;
-/// DT_DEBUG: the dynamic entry the dynamic linker points at its `r_debug`.
-const DT_DEBUG: u64 = 21;
 
 /// One frame: the code address, and where it is (`object+offset`, or a symbol).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +66,7 @@ pub struct Unwind {
     modules: HashMap<u64, (u64, String)>,
     /// Objects seen (path, bias), read or not.
     seen: HashSet<(PathBuf, u64)>,
-    /// Each program's dynamic section (link-time address and size), read once: a campaign of
-    /// crashing inputs unwinds at every execution.
-    dynamic: HashMap<PathBuf, Option<(u64, u64)>>,
+    objects: Objects,
 }
 
 impl Default for Unwind {
@@ -83,7 +76,7 @@ impl Default for Unwind {
             cache: CacheX86_64::new(),
             modules: HashMap::new(),
             seen: HashSet::new(),
-            dynamic: HashMap::new(),
+            objects: Objects::default(),
         }
     }
 }
@@ -120,11 +113,7 @@ impl Unwind {
     /// Adds the objects loaded now that are not known yet: the program (its path and load
     /// bias), and those on the dynamic linker's list.
     fn learn(&mut self, g: &mut dyn Guest, (program, bias): (&Path, u64)) {
-        let mut objects = vec![(program.to_path_buf(), bias)];
-        if let Some(list) = self.link_maps(g, program, bias) {
-            objects.extend(list);
-        }
-        for (path, bias) in objects {
+        for (path, bias) in self.objects.list(g, program, bias) {
             if !self.seen.insert((path.clone(), bias)) {
                 continue;
             }
@@ -135,47 +124,6 @@ impl Unwind {
                 self.unwinder.add_module(m);
             }
         }
-    }
-
-    /// The dynamic linker's objects (path, load bias), from the program's `DT_DEBUG`; None for
-    /// a static program or one whose list cannot be read.
-    fn link_maps(&mut self, g: &mut dyn Guest, program: &Path, bias: u64) -> Option<Vec<(PathBuf, u64)>> {
-        let (vaddr, size) = (*self.dynamic.entry(program.to_path_buf()).or_insert_with(|| {
-            let bytes = std::fs::read(program).ok()?;
-            let elf = Elf::parse(&bytes).ok()?;
-            elf.program_headers.iter().find(|p| p.p_type == PT_DYNAMIC).map(|d| (d.p_vaddr, d.p_memsz))
-        }))?;
-        let read = |g: &mut dyn Guest, at: u64| {
-            let mut b = [0u8; 8];
-            g.read(GuestAddr(at), &mut b).ok().map(|_| u64::from_le_bytes(b))
-        };
-        // The dynamic section in guest memory (the linker wrote DT_DEBUG's value there).
-        let table = bias.wrapping_add(vaddr);
-        let entries = (size / 16).min(1024);
-        let r_debug = (0..entries).find_map(|i| {
-            let tag = read(g, table + i * 16)?;
-            (tag == DT_DEBUG).then(|| read(g, table + i * 16 + 8)).flatten()
-        })?;
-        // r_debug: { int r_version; struct link_map *r_map; ... }; link_map: { l_addr,
-        // l_name, l_ld, l_next, l_prev }.
-        let mut map = read(g, r_debug.checked_add(8)?)?;
-        let mut out = Vec::new();
-        for _ in 0..MAX_OBJECTS {
-            if map == 0 {
-                break;
-            }
-            let l_addr = read(g, map)?;
-            let name = read(g, map.checked_add(8)?)?;
-            if let Ok(path) = g.read_cstr(GuestAddr(name), 4096) {
-                // The program itself has an empty name; the vDSO's is no file.
-                let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(path));
-                if path.is_absolute() && path.is_file() {
-                    out.push((path, l_addr));
-                }
-            }
-            map = read(g, map.checked_add(24)?)?;
-        }
-        Some(out)
     }
 }
 

@@ -56,6 +56,14 @@ fn saved(out: &Path, kind: &str) -> Vec<(PathBuf, String)> {
     found
 }
 
+/// A dictionary whose tokens are the single bytes of `letters`: from the one-byte seed "C",
+/// a token replacing it gives each of them in a few executions.
+fn letters(dir: &Path, letters: &str) -> String {
+    let dict = dir.join("letters.dict");
+    std::fs::write(&dict, letters.chars().map(|c| format!("\"{c}\"\n")).collect::<String>()).unwrap();
+    dict.to_string_lossy().into_owned()
+}
+
 /// A dictionary of pieces of the crashing input: the fuzzer still has to put them together in
 /// order, led there by coverage (a few hundred executions instead of ~170,000 without, which on
 /// PVM's KVM, at ~750 executions a second, would be minutes per test).
@@ -138,7 +146,8 @@ mod buckets {
             common::require_kvm();
         }
         let exe = guest("fuzz_stacks", form);
-        let (run, out) = fuzz(&exe, &[b"A", b"B", b"AA", b"BBB", b"C"], &["--runs", "20"]);
+        let dict = letters(&tempdir("fuzz-dict"), "AB");
+        let (run, out) = fuzz(&exe, &[b"C"], &["--runs", "2000", "--timeout", "200", "--dict", &dict]);
         let mut crashes = saved(&out, "crashes");
         crashes.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(crashes.len(), 2, "{crashes:#?}\n{}", run.stderr_str());
@@ -245,13 +254,17 @@ fn progress_is_shown_and_written_to_stats_json() {
         let dir = tempdir("fuzz-progress");
         let (inputs, out) = (dir.join("seeds"), dir.join("out"));
         std::fs::create_dir_all(&inputs).unwrap();
-        std::fs::write(inputs.join("a"), b"A").unwrap();
+        std::fs::write(inputs.join("c"), b"C").unwrap();
+        let dict = letters(&dir, "AB");
         let (i, o, e) = (inputs.to_string_lossy(), out.to_string_lossy(), exe.to_string_lossy());
-        let args = ["fuzz", "--time", "6", "-i", &i, "-o", &o, "--entry", "LLVMFuzzerTestOneInput", "--", &e];
+        let entry = "LLVMFuzzerTestOneInput";
+        let args = ["fuzz", "--time", "6", "--dict", &dict, "-i", &i, "-o", &o, "--entry", entry, "--", &e];
         let run = trapbox(&args, b"", &dir);
         assert_eq!(run.status, 1, "{}", run.stderr_str());
         let err = run.stderr_str();
-        let status = err.lines().find(|l| l.starts_with("trapbox fuzz: 5 s: ")).unwrap_or_else(|| panic!("{err}"));
+        // Every 5 s, between two rounds of mutations (a hang on the way can delay one).
+        let shown = |l: &&str| l.starts_with("trapbox fuzz: ") && l.contains(" s: ") && l.contains(" execs (");
+        let status = err.lines().find(shown).unwrap_or_else(|| panic!("{err}"));
         for part in [" execs (", "/s), corpus ", ", blocks ", " crashes, ", " hangs, last new block "] {
             assert!(status.contains(part), "{status}");
         }
@@ -342,11 +355,12 @@ mod resets {
 #[test]
 fn a_hang_is_saved_once() {
     common::require_kvm();
-    let exe = guest("fuzz_target", Form::Dynamic);
-    let (run, out) = fuzz(&exe, &[b"HANG"], &["--runs", "4", "--timeout", "200"]);
+    let exe = guest("fuzz_stacks", Form::Dynamic);
+    let dict = letters(&tempdir("fuzz-dict"), "H");
+    let (run, out) = fuzz(&exe, &[b"C"], &["--runs", "60", "--timeout", "200", "--dict", &dict]);
     let hangs = saved(&out, "hangs");
     assert_eq!(hangs.len(), 1, "{hangs:?}\n{}", run.stderr_str());
-    assert_eq!(std::fs::read(&hangs[0].0).unwrap(), b"HANG");
+    assert!(std::fs::read(&hangs[0].0).unwrap().starts_with(b"H"));
     assert!(hangs[0].1.contains("still running after 200ms"), "{}", hangs[0].1);
 }
 
@@ -373,6 +387,27 @@ fn bad_input_gets_one_line() {
     assert_eq!(no_symbol.status, 127);
     assert!(no_symbol.stderr_str().contains("has no function symbol nope"), "{}", no_symbol.stderr_str());
     assert_eq!(no_symbol.stderr_str().lines().count(), 1, "{}", no_symbol.stderr_str());
+    // Seeds: a missing directory, an empty one, and a seed that crashes the program.
+    let (missing, empty, crashing) = (dir.join("missing"), dir.join("empty"), dir.join("crashing"));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(&crashing).unwrap();
+    std::fs::write(crashing.join("fuzz"), b"FUZZ!").unwrap();
+    let cases = [
+        (&missing, "No such file or directory"),
+        (&empty, "no seed inputs in it"),
+        (&crashing, "already fails: SIGSEGV"),
+    ];
+    for (seeds, says) in cases {
+        let i = seeds.to_string_lossy();
+        let run = trapbox(
+            &["fuzz", "-i", &i, "-o", &out, "--runs", "5", "--entry", "LLVMFuzzerTestOneInput", "--", &e],
+            b"",
+            &dir,
+        );
+        assert_eq!(run.status, 127, "{}", run.stderr_str());
+        assert!(run.stderr_str().contains(says), "{}", run.stderr_str());
+        assert_eq!(run.stderr_str().lines().count(), 1, "{}", run.stderr_str());
+    }
 }
 
 /// File mode: the program opens its input by the path `@@` becomes (after a `stat` of it: the

@@ -60,6 +60,8 @@ struct VmExecutor {
     dirty_pages: u64,
     reset: Duration,
     runs: u64,
+    /// How the last execution went wrong, if it did.
+    last: Option<Found>,
 }
 
 impl HasObservers for VmExecutor {
@@ -122,10 +124,11 @@ impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
                 (ExitKind::Crash, Some(Found { key: (signal, rip, stack), line, dir: "crashes" }))
             }
             End::TimedOut => {
-                let line = format!("hang: still running after {:?}", self.timeout);
+                let line = format!("still running after {:?}", self.timeout);
                 (ExitKind::Timeout, Some(Found { key: (0, 0, 0), line, dir: "hangs" }))
             }
         };
+        self.last.clone_from(&found);
         *self.found.borrow_mut() = found;
         Ok(kind)
     }
@@ -146,6 +149,8 @@ struct Distinct {
     job: Option<u32>,
     /// The status line, cleared before a message.
     progress: Rc<RefCell<Progress>>,
+    /// The seeds are running: a failure ends the campaign instead of being saved.
+    seeding: bool,
 }
 
 impl Named for Distinct {
@@ -166,6 +171,9 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         _exit: &ExitKind,
     ) -> Result<bool, libafl::Error> {
         let Some(f) = self.found.borrow_mut().take() else { return Ok(false) };
+        if self.seeding {
+            return Ok(false);
+        }
         if !self.seen.insert(f.key) {
             return Ok(false);
         }
@@ -184,6 +192,19 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         self.crashes += usize::from(f.dir == "crashes");
         Ok(true)
     }
+}
+
+/// The seed files: those in `dir`, in name order (none without a directory). A missing or
+/// empty directory is an error: a campaign told to start from seeds must have some.
+fn seeds(dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>, FuzzError> {
+    let Some(dir) = dir else { return Ok(Vec::new()) };
+    let entries = std::fs::read_dir(dir).map_err(|e| FuzzError::Seeds(dir.into(), e))?;
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(FuzzError::NoSeeds(dir.into()));
+    }
+    Ok(files)
 }
 
 /// The exchange with the other jobs: this job's new corpus inputs written out, and when it is
@@ -230,6 +251,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let progress = Rc::new(RefCell::new(Progress::new(stats, opts.quiet)));
     let mut objective = Distinct {
         progress: progress.clone(),
+        seeding: true,
         found: found.clone(),
         seen: HashSet::new(),
         out: opts.out.clone(),
@@ -258,6 +280,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         dirty_pages: 0,
         reset: Duration::ZERO,
         runs: 0,
+        last: None,
     };
     let started = Instant::now();
     let figures = |(execs, corpus): (u64, usize), executor: &VmExecutor, objective: &Distinct| {
@@ -273,13 +296,21 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
             pages: executor.dirty_pages as f64 / runs,
         }
     };
-    if let Some(dir) = &opts.inputs {
-        state.load_initial_inputs_forced(&mut fuzzer, &mut executor, &mut mgr, std::slice::from_ref(dir))?;
+    // Every seed is kept, and must run: a seed that crashes or hangs ends the campaign (the
+    // fuzzer would only rediscover it, and a seed meant to run cleanly that does not means the
+    // set-up is wrong).
+    for seed in seeds(opts.inputs.as_deref())? {
+        let bytes = std::fs::read(&seed).map_err(|e| FuzzError::Seeds(seed.clone(), e))?;
+        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(bytes))?;
+        if let Some(f) = executor.last.take() {
+            return Err(FuzzError::BadSeed { seed, line: f.line });
+        }
     }
     if state.corpus().count() == 0 {
-        // No seeds (or only crashing ones): start from one empty-ish input.
+        // No seeds: start from one empty-ish input.
         fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(vec![b'\n']))?;
     }
+    fuzzer.objective_mut().seeding = false;
     let mut exchange = match opts.job {
         Some(j) => Some(Exchange::new(&opts.out, j)?),
         None => None,

@@ -96,6 +96,20 @@ pub enum FuzzError {
         /// LibAFL's reason.
         source: libafl::Error,
     },
+    /// The seed directory or a seed cannot be read.
+    #[error("-i {0}: {1}")]
+    Seeds(PathBuf, std::io::Error),
+    /// The seed directory has no files.
+    #[error("-i {0}: no seed inputs in it")]
+    NoSeeds(PathBuf),
+    /// A seed crashes or hangs the program.
+    #[error("the seed {seed} already fails: {line} (take it out of the seeds: the campaign needs inputs that run)")]
+    BadSeed {
+        /// The seed.
+        seed: PathBuf,
+        /// How it failed.
+        line: String,
+    },
     /// The exchange directory cannot be written.
     #[error("cannot write OUT/queue: {0}")]
     Exchange(#[from] std::io::Error),

@@ -3,10 +3,12 @@
  *     byte comparisons (each its own block, so coverage guides the fuzzer there);
  *   - "HANG" spins forever;
  *   - "OPEN" opens a file after the snapshot (the fuzzer must refuse it);
- *   - every call counts itself in a global and allocates: a reset that missed a page would
- *     see the count at 2 and abort.
+ *   - every call counts itself in a global, allocates, and blocks SIGUSR1: a reset that
+ *     missed a page would see the count at 2, and one that missed the signal mask SIGUSR1
+ *     blocked; either aborts.
  * `fuzz_target FILE` runs the function once on FILE's bytes (how a saved crash reproduces). */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,11 @@ static char *keep;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (++calls != 1)
+        abort();
+    sigset_t usr1, before;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &usr1, &before) != 0 || sigismember(&before, SIGUSR1))
         abort();
     /* A fresh allocation each time: the heap must come back as it was. */
     keep = malloc(64 + size);

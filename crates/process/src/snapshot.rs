@@ -1,4 +1,5 @@
-//! Snapshots of a guest process's memory, mappings, program break and descriptors (the
+//! Snapshots of a guest process's memory, mappings, program break, descriptors and signal
+//! state (the
 //! engine-neutral part of [`trapbox_trap::Snapshots`]; registers and vector state are the
 //! run loop's, see `sandbox::guest`).
 //!
@@ -138,6 +139,9 @@ struct MemSnapshot {
     data: Vec<u8>,
     /// The guest's descriptors.
     fds: BTreeSet<RawFd>,
+    /// Dispositions, the mask, the alternate stack and pending signals: a program that blocks
+    /// a signal after the snapshot must not leave it blocked for the next run.
+    signals: crate::signals::SignalState,
 }
 
 fn host(what: &'static str) -> impl FnOnce(std::io::Error) -> SnapshotError {
@@ -353,7 +357,8 @@ impl Process {
             }
         }
         store.fds_touched = false;
-        store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds });
+        let signals = self.signals.clone();
+        store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds, signals });
         store.clean_at = Some(id);
         Ok(SnapshotId(id))
     }
@@ -384,6 +389,10 @@ impl Process {
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
         let mut done = Restored::default();
         self.close_fds_since(&snap.fds, std::mem::take(&mut store.fds_touched));
+        if self.signals.mask != snap.signals.mask {
+            crate::signals::mirror_mask(snap.signals.mask);
+        }
+        self.signals.clone_from(&snap.signals);
         // The break first: the heap's pages come and go with it.
         if self.brk != snap.brk {
             self.sys_brk(mem, snap.brk);

@@ -1,7 +1,10 @@
 /* fuzz_file: a file-reading parser with a planted bug, for `trapbox fuzz` in file mode.
  * `fuzz_file FILE` learns the file's size with stat, then opens and reads it; without an
  * argument it reads stdin. "FUZZ!" reaches a write through a null pointer through five nested
- * comparisons; a static counter aborts if a reset missed it. Prints what it read. */
+ * comparisons; a static counter aborts if a reset missed it. Before it names its input (the
+ * fuzzer's snapshot) it opens its own executable; after reading the input it reads that
+ * file's first bytes and closes it: a reset that missed the descriptor or its offset aborts
+ * the next run. Prints what it read. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,9 @@ int main(int argc, char **argv) {
     size_t n = 0;
     if (++runs != 1)
         abort();
+    int self = open("/proc/self/exe", O_RDONLY);
+    if (self < 0)
+        return 2;
     if (argc > 1) {
         struct stat st;
         if (stat(argv[1], &st) != 0)
@@ -42,6 +48,10 @@ int main(int argc, char **argv) {
         while (n < sizeof buf && (r = read(0, buf + n, sizeof buf - n)) > 0)
             n += (size_t)r;
     }
+    char magic[4];
+    if (read(self, magic, 4) != 4 || magic[0] != 0x7f || magic[1] != 'E')
+        abort();
+    close(self);
     parse(buf, n);
     printf("read %zu bytes\n", n);
     return 0;

@@ -113,6 +113,8 @@ pub struct Store {
     clean_at: Option<u32>,
     /// A call since the last take or restore may have made guest descriptors.
     fds_touched: bool,
+    /// A call since the last take or restore may have moved a descriptor's offset.
+    offsets_moved: bool,
 }
 
 /// The trapping thread's CPU state at a snapshot (the run loop takes and sets it).
@@ -128,6 +130,8 @@ pub struct CpuSnapshot {
     pub gs_base: u64,
 }
 
+mod fds;
+
 /// One snapshot.
 struct MemSnapshot {
     cpu: CpuSnapshot,
@@ -139,6 +143,8 @@ struct MemSnapshot {
     data: Vec<u8>,
     /// The guest's descriptors.
     fds: BTreeSet<RawFd>,
+    /// Each one's duplicate and offset.
+    kept: Vec<fds::Kept>,
     /// Dispositions, the mask, the alternate stack and pending signals: a program that blocks
     /// a signal after the snapshot must not leave it blocked for the next run.
     signals: crate::signals::SignalState,
@@ -159,7 +165,15 @@ impl Store {
             Some(uffd) => Tracker::Written { uffd, registered: BTreeSet::new() },
             None => Tracker::Compare,
         };
-        Ok(Store { pagemap, tracker, snaps: BTreeMap::new(), next: 1, clean_at: None, fds_touched: false })
+        Ok(Store {
+            pagemap,
+            tracker,
+            snaps: BTreeMap::new(),
+            next: 1,
+            clean_at: None,
+            fds_touched: false,
+            offsets_moved: false,
+        })
     }
 
     /// Whether written pages are tracked (else restores compare).
@@ -324,7 +338,15 @@ impl Process {
         use trapbox_abi::Sysno as S;
         let makes = matches!(desc.ret, trapbox_abi::Ret::Fd)
             || matches!(desc.sysno, S::pipe | S::pipe2 | S::socketpair | S::recvmsg | S::recvmmsg | S::fcntl);
-        store.fds_touched |= makes;
+        // Closing one (or replacing it, which returns a descriptor) changes the set too.
+        store.fds_touched |= makes || matches!(desc.sysno, S::close | S::close_range);
+        // A call on a descriptor may move its offset, but for those that name the offset.
+        let on_fd = desc.args.first().is_some_and(|a| matches!(a.kind, trapbox_abi::ArgKind::Fd));
+        let positioned = matches!(
+            desc.sysno,
+            S::pread64 | S::pwrite64 | S::preadv | S::pwritev | S::preadv2 | S::pwritev2 | S::fstat | S::close
+        );
+        store.offsets_moved |= on_fd && !positioned;
     }
 
     /// Takes the memory side of a snapshot: a copy of every present page of the writable
@@ -358,7 +380,9 @@ impl Process {
         }
         store.fds_touched = false;
         let signals = self.signals.clone();
-        store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds, signals });
+        let kept = fds::keep(&fds);
+        store.offsets_moved = false;
+        store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds, kept, signals });
         store.clean_at = Some(id);
         Ok(SnapshotId(id))
     }
@@ -388,7 +412,9 @@ impl Process {
     ) -> Result<Restored, SnapshotError> {
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
         let mut done = Restored::default();
-        self.close_fds_since(&snap.fds, std::mem::take(&mut store.fds_touched));
+        let touched = std::mem::take(&mut store.fds_touched);
+        self.close_fds_since(&snap.fds, touched);
+        fds::put_back(&snap.kept, touched, std::mem::take(&mut store.offsets_moved));
         if self.signals.mask != snap.signals.mask {
             crate::signals::mirror_mask(snap.signals.mask);
         }

@@ -33,6 +33,7 @@ use libafl_bolts::{current_nanos, Named};
 
 use crate::exchange::Exchange;
 use crate::harness::{End, Link, Report};
+use crate::host::files;
 use crate::progress::{Figures, Progress};
 use crate::{FuzzError, Options, Summary};
 
@@ -178,13 +179,15 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
             return Ok(false);
         }
         let dir = self.out.join(f.dir);
-        std::fs::create_dir_all(&dir)?;
         let job = self.job.map(|j| format!("job{j}-")).unwrap_or_default();
         let (n, (signal, rip, stack)) = (self.seen.len() - 1, f.key);
         let id = format!("{job}id-{n:06}-sig-{signal}-stack-{stack:08x}-rip-{rip:x}");
         let path = dir.join(&id);
-        std::fs::write(&path, &*input.target_bytes())?;
-        std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))?;
+        files(|| {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&path, &*input.target_bytes())?;
+            std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))
+        })?;
         let kind = if f.dir == "crashes" { "crash" } else { "hang" };
         self.progress.borrow_mut().clear();
         eprintln!("trapbox fuzz: new {kind}: {} -> {}", f.line, path.display());
@@ -198,13 +201,15 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
 /// empty directory is an error: a campaign told to start from seeds must have some.
 fn seeds(dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>, FuzzError> {
     let Some(dir) = dir else { return Ok(Vec::new()) };
-    let entries = std::fs::read_dir(dir).map_err(|e| FuzzError::Seeds(dir.into(), e))?;
-    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
-    files.sort();
-    if files.is_empty() {
+    let mut found: Vec<PathBuf> = files(|| {
+        let entries = std::fs::read_dir(dir).map_err(|e| FuzzError::Seeds(dir.into(), e))?;
+        Ok::<_, FuzzError>(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+    })?;
+    found.sort();
+    if found.is_empty() {
         return Err(FuzzError::NoSeeds(dir.into()));
     }
-    Ok(files)
+    Ok(found)
 }
 
 /// The exchange with the other jobs: this job's new corpus inputs written out, and when it is
@@ -264,7 +269,8 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let mut state = StdState::new(rand, InMemoryCorpus::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
     state.set_max_size(opts.max_len);
     if let Some(dict) = &opts.dict {
-        let tokens = Tokens::from_file(dict).map_err(|source| FuzzError::Dict { path: dict.clone(), source })?;
+        let tokens =
+            files(|| Tokens::from_file(dict)).map_err(|source| FuzzError::Dict { path: dict.clone(), source })?;
         state.add_metadata(tokens);
     }
     let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
@@ -300,7 +306,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     // fuzzer would only rediscover it, and a seed meant to run cleanly that does not means the
     // set-up is wrong).
     for seed in seeds(opts.inputs.as_deref())? {
-        let bytes = std::fs::read(&seed).map_err(|e| FuzzError::Seeds(seed.clone(), e))?;
+        let bytes = files(|| std::fs::read(&seed)).map_err(|e| FuzzError::Seeds(seed.clone(), e))?;
         fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(bytes))?;
         if let Some(f) = executor.last.take() {
             return Err(FuzzError::BadSeed { seed, line: f.line });

@@ -1,10 +1,22 @@
-//! The one host call the fuzzer makes on the guest's behalf outside the trap API: in stdin
-//! file mode, descriptor 0 (the guest's stdin: guest descriptors are trapbox's at the same
-//! numbers) becomes a fresh descriptor of the input file before each execution, so the
-//! program reads it from the start whatever the last execution read.
+//! Where the fuzzer meets the host's descriptors, which are the guest's at the same numbers.
+//!
+//! In stdin file mode, descriptor 0 becomes a fresh descriptor of the input file before each
+//! execution, so the program reads it from the start whatever the last execution read.
+//!
+//! The fuzzer's own thread opens files (seeds, crashes, stats, the queues) while the guest
+//! runs, and each would take the lowest free number — which a reset on the guest's thread,
+//! listing the guest's descriptors to close those made since the snapshot, would take for the
+//! guest's. So it opens, uses and closes every file under [`files`], the lock a reset's
+//! listing also holds.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
+
+/// Runs `f`, which opens and closes files, where no reset lists the guest's descriptors.
+pub fn files<T>(f: impl FnOnce() -> T) -> T {
+    let _stock = trapbox_host::fds::stocktaking();
+    f()
+}
 
 /// Makes descriptor 0 a new descriptor of `path`.
 pub fn stdin_from(path: &Path) -> std::io::Result<()> {

@@ -11,7 +11,7 @@ pub mod crash_trace;
 pub mod engine;
 pub mod exchange;
 pub mod harness;
-mod host;
+pub(crate) mod host;
 pub mod objects;
 pub mod progress;
 pub mod target;

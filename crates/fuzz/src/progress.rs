@@ -134,9 +134,11 @@ impl Progress {
             "dirty_pages_per_reset": (f.pages * 10.0).round() / 10.0,
         });
         let tmp = self.stats.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        writeln!(file, "{stats:#}")?;
-        drop(file);
-        std::fs::rename(&tmp, &self.stats)
+        crate::host::files(|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            writeln!(file, "{stats:#}")?;
+            drop(file);
+            std::fs::rename(&tmp, &self.stats)
+        })
     }
 }

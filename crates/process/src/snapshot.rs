@@ -359,7 +359,10 @@ impl Process {
             self.snapshots = Some(Store::open()?);
         }
         let regions = self.aspace.listing();
+        let stock = crate::fds::stocktaking();
         let fds = self.guest_fds();
+        drop(stock);
+        let kept = fds::keep(&fds);
         let store = self.snapshots.as_mut().expect("opened above");
         let (mut pages, mut data) = (BTreeMap::new(), Vec::new());
         for &(start, end, _) in regions.iter().filter(|r| writable(r.2)) {
@@ -380,7 +383,6 @@ impl Process {
         }
         store.fds_touched = false;
         let signals = self.signals.clone();
-        let kept = fds::keep(&fds);
         store.offsets_moved = false;
         store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds, kept, signals });
         store.clean_at = Some(id);
@@ -412,9 +414,13 @@ impl Process {
     ) -> Result<Restored, SnapshotError> {
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
         let mut done = Restored::default();
+        // A thread of trapbox's opening a file now would take a number this takes for the
+        // guest's (see `fds::stocktaking`).
+        let stock = crate::fds::stocktaking();
         let touched = std::mem::take(&mut store.fds_touched);
         self.close_fds_since(&snap.fds, touched);
         fds::put_back(&snap.kept, touched, std::mem::take(&mut store.offsets_moved));
+        drop(stock);
         if self.signals.mask != snap.signals.mask {
             crate::signals::mirror_mask(snap.signals.mask);
         }

@@ -25,22 +25,21 @@ pub(super) struct Kept {
 pub(super) fn keep(fds: &BTreeSet<RawFd>) -> Vec<Kept> {
     fds.iter()
         .map(|&fd| {
-            // SAFETY: fcntl and lseek on a descriptor number only query it (F_DUPFD_CLOEXEC
-            // makes a new descriptor, owned below); a failure is an answer.
-            let (flags, offset, copy) = unsafe {
-                (
-                    libc::fcntl(fd, libc::F_GETFD),
-                    libc::lseek(fd, 0, libc::SEEK_CUR),
-                    libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0),
-                )
-            };
-            let dup = (copy >= 0)
-                .then(|| {
-                    // SAFETY: `copy` is a fresh descriptor nothing else owns.
-                    let f = unsafe { File::from_raw_fd(copy) };
-                    trapbox_host::fds::private_of_guest_file(|| Ok(f)).ok()
-                })
-                .flatten();
+            // SAFETY: fcntl and lseek on a descriptor number only query it; a failure is an
+            // answer.
+            let (flags, offset) = unsafe { (libc::fcntl(fd, libc::F_GETFD), libc::lseek(fd, 0, libc::SEEK_CUR)) };
+            // The copy is made and moved to the private range under the descriptor lock, so
+            // no listing of the guest's descriptors sees it at a low number.
+            let dup = trapbox_host::fds::private_of_guest_file(|| {
+                // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned by the File.
+                let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+                if copy < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: `copy` is a fresh descriptor nothing else owns.
+                Ok(unsafe { File::from_raw_fd(copy) })
+            })
+            .ok();
             Kept {
                 fd,
                 dup,

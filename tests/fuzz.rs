@@ -449,6 +449,32 @@ mod file_mode {
         common::with_backend(common::Backend::InProc, || finds_the_crash(true))
     }
 
+    /// `--snapshot-at main`: the snapshot before the program's own start (its stat, open and
+    /// read of the input each execution, and the descriptor it opens before them): the crash
+    /// is found, resets leave nothing behind (the program aborts otherwise), and a point the
+    /// program never reaches, or no such symbol, is one line.
+    #[test]
+    fn snapshot_at_a_symbol() {
+        common::with_backend(common::Backend::InProc, || {
+            let exe = guest("fuzz_file", Form::Dynamic);
+            let e = exe.to_string_lossy().into_owned();
+            let dict_path = pieces(&tempdir("fuzz-dict"));
+            let opts = ["--runs", "100000", "--until-crash", "--dict", &dict_path, "--snapshot-at", "main"];
+            let (run, out) = fuzz_command(&[&e, "@@"], &[b"A"], &opts, &[]);
+            check_crash(&exe, &run, &out, "parse");
+            // fuzz_target without an argument returns from main without calling its entry.
+            let target = guest("fuzz_target", Form::Dynamic).to_string_lossy().into_owned();
+            let entry = ["--runs", "5", "--snapshot-at", "LLVMFuzzerTestOneInput"];
+            let (never, _) = fuzz_command(&[&target], &[b"A"], &entry, &[]);
+            assert_eq!(never.status, 127, "{}", never.stderr_str());
+            let err = never.stderr_str();
+            assert!(err.contains("ended before reaching LLVMFuzzerTestOneInput"), "{err}");
+            let (none, _) = fuzz_command(&[&e, "@@"], &[b"A"], &["--runs", "5", "--snapshot-at", "nope"], &[]);
+            assert!(none.stderr_str().contains("has no function symbol nope"), "{}", none.stderr_str());
+            assert_eq!(none.stderr_str().lines().count(), 1, "{}", none.stderr_str());
+        })
+    }
+
     /// A program that never names its input ends before the snapshot: one line says so.
     #[test]
     fn a_program_that_ignores_its_input_is_refused_with_a_line() {

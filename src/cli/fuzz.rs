@@ -25,6 +25,12 @@ pub struct FuzzArgs {
     /// stdin; the snapshot is at the program's first call that mentions it.
     #[arg(long, value_name = "SYMBOL")]
     entry: Option<String>,
+    /// File mode: take the snapshot when the program first gets to SYMBOL (a function) or ADDR
+    /// (0x..., a link-time address of the program), instead of at its first mention of the
+    /// input: each execution restores it and goes on from there with the new input in place.
+    /// The program must not have read its input before that point.
+    #[arg(long, value_name = "SYMBOL|ADDR", conflicts_with = "entry")]
+    snapshot_at: Option<String>,
     /// Stop after SECS seconds.
     #[arg(long, value_name = "SECS")]
     time: Option<f64>,
@@ -93,7 +99,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
             for a in command.iter_mut().skip(1).filter(|a| *a == "@@") {
                 *a = input.to_string_lossy().into_owned();
             }
-            trapbox::fuzz::file_mode(&program, &input, !file_arg)?
+            trapbox::fuzz::file_mode(&program, &input, !file_arg, f.snapshot_at.as_deref())?
         }
     };
     let opts = trapbox::fuzz::Options {
@@ -134,7 +140,11 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         Ok(s) => s,
         Err(trapbox::fuzz::FuzzError::NeverReachedSnapshot) => {
             let how = report.crash_line().unwrap_or_else(|| format!("{:?}", report.outcome));
-            let point = if f.entry.is_some() { "main" } else { "its first use of the input" };
+            let point = match (&f.entry, &f.snapshot_at) {
+                (Some(_), _) => "main".to_string(),
+                (None, Some(at)) => at.clone(),
+                (None, None) => "its first use of the input".to_string(),
+            };
             bail!("the program ended before reaching {point}, where the snapshot is taken ({how})");
         }
         Err(e) => return Err(e.into()),

@@ -101,6 +101,9 @@ pub enum Mode {
         input: std::path::PathBuf,
         /// The program reads its stdin (a fresh descriptor of `input` each time) instead.
         stdin: bool,
+        /// Where the snapshot is taken (link-time address): the first time the program gets
+        /// there, instead of at its first mention of the input.
+        at: Option<u64>,
     },
 }
 
@@ -163,6 +166,9 @@ pub struct Harness {
     lowest: u64,
     /// Harness mode's runtime addresses once known: main and the function.
     rt: Option<(u64, u64)>,
+    /// File mode's --snapshot-at point (run-time address, the byte its `int3` replaced) while
+    /// the program runs towards it.
+    point: Option<(u64, u8)>,
     /// Runtime block address -> (slot, original byte) while its breakpoint is in.
     armed: HashMap<u64, (u32, u8)>,
     phase: Phase,
@@ -213,6 +219,7 @@ impl Harness {
             pie,
             lowest,
             rt: None,
+            point: None,
             armed: HashMap::new(),
             phase: Phase::Starting,
             jobs,
@@ -256,6 +263,35 @@ impl Harness {
         p.patch_code(GuestAddr(main), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at main: {e}"))?;
         self.rt = Some((main, entry));
         Ok(())
+    }
+
+    /// The first trap, with --snapshot-at: the point gets its `int3`.
+    fn arm_point(&mut self, g: &mut dyn Guest, at: u64) -> Result<(), String> {
+        let at = at.wrapping_add(self.bias(g));
+        let mut byte = [0u8];
+        g.read(GuestAddr(at), &mut byte)
+            .map_err(|_| format!("the snapshot point {at:#x} is not the program's code"))?;
+        let p = g.process().ok_or("the engine does not run the process model")?;
+        p.patch_code(GuestAddr(at), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at {at:#x}: {e}"))?;
+        self.point = Some((at, byte[0]));
+        Ok(())
+    }
+
+    /// At the --snapshot-at point: its byte back, the thread back on it, then the snapshot.
+    fn at_point(&mut self, g: &mut dyn Guest, at: u64, byte: u8) -> Action {
+        self.point = None;
+        if let Some(p) = g.process() {
+            if let Err(e) = p.patch_code(GuestAddr(at), &[byte]) {
+                return self.fail(format!("cannot remove the breakpoint at {at:#x}: {e}"));
+            }
+        }
+        let mut r = g.regs();
+        r.rip = at;
+        g.set_regs(&r);
+        match self.start_fuzzing(g) {
+            Ok(snapshot) => self.next(g, snapshot, None),
+            Err(e) => self.fail(e),
+        }
     }
 
     /// At `main`: the snapshot, then every block's breakpoint.
@@ -349,7 +385,7 @@ impl Harness {
         self.phase = Phase::Fuzzing { snapshot };
         match self.mode.clone() {
             Mode::Call { .. } => self.call(g, &input),
-            Mode::File { input: path, stdin } => self.perform_pending(g, &input, &path, stdin),
+            Mode::File { input: path, stdin, .. } => self.perform_pending(g, &input, &path, stdin),
         }
     }
 
@@ -363,7 +399,8 @@ impl Harness {
                 return self.fail(format!("cannot give the input to stdin: {e}"));
             }
         }
-        let Some(call) = self.pending else { return self.fail("no pending call at the snapshot".into()) };
+        // A snapshot at a point (--snapshot-at) has no call pending: the program goes on there.
+        let Some(call) = self.pending else { return Action::Resume };
         match g.passthrough(&call) {
             Action::Return(v) => {
                 let mut r = g.regs();
@@ -418,7 +455,7 @@ impl Harness {
 
     /// File mode: whether `call` is the program's first mention of its input.
     fn mentions_input(&self, g: &mut dyn Guest, call: &Syscall) -> bool {
-        let Mode::File { input, stdin } = &self.mode else { return false };
+        let Mode::File { input, stdin, at: None } = &self.mode else { return false };
         let Some(desc) = call.desc() else { return false };
         if *stdin {
             let reads_fd0 = matches!(
@@ -439,6 +476,12 @@ impl Harness {
             if let Mode::Call { main, entry } = self.mode {
                 if self.rt.is_none() {
                     if let Err(e) = self.arm_main(g, main, entry) {
+                        return self.fail(e);
+                    }
+                }
+            } else if let Mode::File { at: Some(at), .. } = self.mode {
+                if self.point.is_none() {
+                    if let Err(e) = self.arm_point(g, at) {
                         return self.fail(e);
                     }
                 }
@@ -558,6 +601,9 @@ impl TrapHandler for Harness {
             Trap::Syscall(call) => self.on_syscall(g, call),
             Trap::Breakpoint { rip } => {
                 let at = rip - 1;
+                if let Some((point, byte)) = self.point.filter(|p| p.0 == at) {
+                    return self.at_point(g, point, byte);
+                }
                 let main = self.rt.map(|r| r.0);
                 if Some(at) == main {
                     return match self.phase {

@@ -96,6 +96,9 @@ pub enum FuzzError {
         /// LibAFL's reason.
         source: libafl::Error,
     },
+    /// `--snapshot-at 0x...` is not a hex address.
+    #[error("--snapshot-at {0}: not a hex address (0x...) or a symbol")]
+    BadAddress(String),
     /// The seed directory or a seed cannot be read.
     #[error("-i {0}: {1}")]
     Seeds(PathBuf, std::io::Error),
@@ -127,8 +130,17 @@ pub fn harness(program: &Path, entry: &str) -> Result<(Harness, Link), FuzzError
 }
 
 /// File mode for `program`: inputs written to `input`, which the program opens by that path
-/// (its `@@` argument), or reads as its stdin.
-pub fn file_mode(program: &Path, input: &Path, stdin: bool) -> Result<(Harness, Link), FuzzError> {
+/// (its `@@` argument), or reads as its stdin; the snapshot at its first mention of the input,
+/// or at `at` (a function symbol, or a link-time address in hex) when given.
+pub fn file_mode(program: &Path, input: &Path, stdin: bool, at: Option<&str>) -> Result<(Harness, Link), FuzzError> {
     let t = Target::read(program)?;
-    Ok(Harness::new(Mode::File { input: input.into(), stdin }, t.blocks, t.pie, t.lowest))
+    let at = match at {
+        None => None,
+        Some(a) => match a.strip_prefix("0x").map(|h| u64::from_str_radix(h, 16)) {
+            Some(Ok(addr)) => Some(addr),
+            Some(Err(_)) => return Err(FuzzError::BadAddress(a.into())),
+            None => Some(t.require(program, a)?),
+        },
+    };
+    Ok(Harness::new(Mode::File { input: input.into(), stdin, at }, t.blocks, t.pie, t.lowest))
 }

@@ -358,7 +358,51 @@ fn reverse_stepping() {
     assert!(g.contains(" in main () at ") || g.contains("main ()"), "reverse-finish returns to main:\n{g}");
 }
 
+/// A write watchpoint, answered by stepping and comparing: each write to a global the
+/// program makes (old and new value, the line after the write), and a buffer the kernel
+/// fills (a read from a pipe: the stop right after the call, with its result); on a live run
+/// and on a replay alike.
+fn watchpoints_stop_at_writes() {
+    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
+    let dir = tempdir("gdb-watch");
+    let trace = dir.join("t.trace");
+    let rec =
+        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let commands = [
+        "break main",
+        "continue",
+        "watch counter",
+        "continue",
+        "continue",
+        "continue",
+        "print counter",
+        "delete",
+        "watch buf",
+        "continue",
+        "print $rax",
+        "print buf",
+        "delete",
+        "continue",
+    ];
+    let live = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
+    let replay = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    for (tool, last) in [(&live[..], &prog), (&replay[..], &trace)] {
+        let s = debug_with(tool, &prog, Some(last), &commands, None);
+        let g = &s.gdb;
+        for (old, new) in [(0, 1), (1, 3), (3, 6)] {
+            assert!(g.contains(&format!("Old value = {old}\nNew value = {new}\n")), "{g}");
+        }
+        assert!(g.contains("$1 = 6\n"), "{g}");
+        assert!(g.contains("$2 = 4\n"), "read's result at the stop:\n{g}");
+        assert!(g.contains("$3 = \"wxyz\\000\\000\\000\"\n") && g.contains(" in read ()"), "{g}");
+        assert!(g.contains("exited normally]"), "{g}");
+        assert_eq!(s.stdout, "wxyz 6\n");
+    }
+}
+
 each_backend!(
+    watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,
     other_threads_pass_breakpoints,

@@ -8,10 +8,14 @@
 //! talk over channels. Breakpoints are `int3`s placed with the `Process` capability; memory
 //! reads show the program's own bytes under them.
 //!
+//! Write watchpoints are answered in software, on any engine: a continue with one set runs
+//! the guest a step at a time (the trap flag) and compares the watched bytes after each step
+//! and after each syscall (the kernel writes for the guest too); reads cannot be seen so, and
+//! are refused.
+//!
 //! On a replay, gdb can go back ([`rewind`]: the replay run again from its start). Not yet:
 //! checkpoints, threads other than the first (they run with the
-//! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]),
-//! hardware watchpoints.
+//! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]).
 
 pub mod arch;
 mod rewind;
@@ -106,6 +110,11 @@ pub struct Debugger<H> {
     /// `until` with the arrivals seen so far.
     counting: Option<u64>,
     count_until: Option<(BTreeSet<u64>, u64, u64)>,
+    /// gdb's write watchpoints: address → its bytes as they were when the guest last
+    /// resumed (or last changed).
+    watches: BTreeMap<u64, Vec<u8>>,
+    /// A continue with watchpoints set: the guest runs a step at a time, compared after each.
+    watching: bool,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -177,6 +186,8 @@ pub fn attach<H>(
         until: None,
         counting: None,
         count_until: None,
+        watches: BTreeMap::new(),
+        watching: false,
     };
     (d, thread)
 }
@@ -230,6 +241,8 @@ impl<H> Debugger<H> {
             until: None,
             counting: None,
             count_until: None,
+            watches: BTreeMap::new(),
+            watching: false,
         }
     }
 }
@@ -244,6 +257,7 @@ impl<H: TrapHandler> Debugger<H> {
     fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
         let idx = self.stop_index;
         self.stop_index += 1;
+        self.watching = false;
         let rip = g.regs().rip;
         if idx == 0 {
             let addrs: Vec<u64> = self.survey.as_ref().map(|s| s.addrs.iter().copied().collect()).unwrap_or_default();
@@ -312,6 +326,14 @@ impl<H: TrapHandler> Debugger<H> {
                     self.log.push((idx, Logged::RemoveBreak(addr)));
                     let _ = tx.send(self.remove_break(g, addr));
                 }
+                Request::AddWatch(addr, len, tx) => {
+                    self.log.push((idx, Logged::AddWatch(addr, len)));
+                    let _ = tx.send(self.add_watch(g, addr, len));
+                }
+                Request::RemoveWatch(addr, tx) => {
+                    self.log.push((idx, Logged::RemoveWatch(addr)));
+                    let _ = tx.send(self.watches.remove(&addr).is_some());
+                }
                 Request::Auxv(tx) => {
                     let _ = tx.send(self.auxv.clone());
                 }
@@ -367,6 +389,14 @@ impl<H: TrapHandler> Debugger<H> {
             }
         }
         let mut r = g.regs();
+        if !self.watches.is_empty() {
+            // Changes are counted from here; a continue goes a step at a time.
+            self.rebase_watches(g);
+            if !step {
+                self.watching = true;
+                r.rflags |= TF;
+            }
+        }
         if let Some(orig) = self.breaks.get(&r.rip).or(self.internal.get(&r.rip)).copied() {
             // Off the breakpoint first: the program's byte back for one step.
             patch(g, r.rip, orig);
@@ -385,6 +415,38 @@ impl<H: TrapHandler> Debugger<H> {
     /// runs again.
     fn publish(&self) {
         *self.shared_breaks.lock().unwrap_or_else(|e| e.into_inner()) = self.breaks.clone();
+    }
+
+    /// A write watchpoint on `len` bytes at `addr`: readable memory, at most a page.
+    fn add_watch(&mut self, g: &mut dyn Guest, addr: u64, len: u64) -> bool {
+        let mut bytes = vec![0u8; len.clamp(1, 4096) as usize];
+        if g.read(GuestAddr(addr), &mut bytes).is_err() {
+            return false;
+        }
+        self.watches.insert(addr, bytes);
+        true
+    }
+
+    /// Every watchpoint's bytes as they are now.
+    fn rebase_watches(&mut self, g: &mut dyn Guest) {
+        for (addr, bytes) in self.watches.iter_mut() {
+            let _ = g.read(GuestAddr(*addr), bytes);
+        }
+    }
+
+    /// The first watchpoint whose bytes changed since it was last looked at (all of them
+    /// taken as they are now): the software answer to a write watchpoint, asked after every
+    /// single step of a continue and after every syscall, which may write for the guest.
+    fn watch_hit(&mut self, g: &mut dyn Guest) -> Option<u64> {
+        let mut hit = None;
+        for (addr, bytes) in self.watches.iter_mut() {
+            let mut now = vec![0u8; bytes.len()];
+            if g.read(GuestAddr(*addr), &mut now).is_ok() && now != *bytes {
+                *bytes = now;
+                hit = hit.or(Some(*addr));
+            }
+        }
+        hit
     }
 
     fn add_break(&mut self, g: &mut dyn Guest, addr: u64) -> bool {
@@ -461,6 +523,12 @@ impl<H: TrapHandler> Debugger<H> {
                 self.write(g, a, &d);
             }
             Logged::Catch(c) => self.catch = c,
+            Logged::AddWatch(a, len) => {
+                self.add_watch(g, a, len);
+            }
+            Logged::RemoveWatch(a) => {
+                self.watches.remove(&a);
+            }
             Logged::Resume { step, signal, until } => {
                 if let Some((addrs, m)) = until {
                     for a in &addrs {
@@ -483,6 +551,10 @@ impl<H: TrapHandler> Debugger<H> {
         }
         if self.irreproducible {
             eprintln!("trapbox: gdb: cannot go back across a Ctrl-C stop (where it landed cannot be reproduced)");
+            return None;
+        }
+        if !step && !self.watches.is_empty() {
+            eprintln!("trapbox: gdb: reverse-continue to a watchpoint is not built yet: delete the watchpoint, or go back to a breakpoint");
             return None;
         }
         let plan = if step {
@@ -785,6 +857,21 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 if let Some((addr, _)) = over {
                     self.reinsert(g, addr);
                 }
+                if self.watching {
+                    // The call may have written a watched byte (a read into it): a stop right
+                    // after it, with its result. Otherwise the steps go on.
+                    let mut r = g.regs();
+                    if let (Action::Return(v), Some(at)) = (&action, self.watch_hit(g)) {
+                        r.rax = *v as u64;
+                        r.rflags &= !TF;
+                        g.set_regs(&r);
+                        self.stopped_by = None;
+                        return self.stop(g, Some(Stop::Watch(at)));
+                    }
+                    r.rflags |= TF;
+                    g.set_regs(&r);
+                    return action;
+                }
                 if over.is_none() && !self.stepping {
                     return action;
                 }
@@ -839,9 +926,19 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 g.set_regs(&r);
                 if let Some((addr, cont)) = self.step_over.take() {
                     self.reinsert(g, addr);
-                    if cont && !self.stepping {
+                    if cont && !self.stepping && !self.watching {
                         return Action::Resume;
                     }
+                }
+                if self.watching {
+                    if let Some(at) = self.watch_hit(g) {
+                        self.stopped_by = None;
+                        return self.stop(g, Some(Stop::Watch(at)));
+                    }
+                    let mut r = g.regs();
+                    r.rflags |= TF;
+                    g.set_regs(&r);
+                    return Action::Resume;
                 }
                 self.stopped_by = None;
                 if std::mem::take(&mut self.stepping) {

@@ -28,6 +28,8 @@ pub(crate) enum Logged {
     WriteRegs(Box<GdbRegs>),
     WriteMem(u64, Vec<u8>),
     Catch(Option<Option<Vec<u64>>>),
+    AddWatch(u64, u64),
+    RemoveWatch(u64),
     /// A resume; `until` stops it at the m-th arrival at one of these addresses (a position
     /// `reverse-continue` found).
     Resume {

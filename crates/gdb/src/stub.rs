@@ -19,7 +19,9 @@ use gdbstub::target::ext::base::singlethread::{
     SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
-use gdbstub::target::ext::breakpoints::{Breakpoints, BreakpointsOps, SwBreakpoint, SwBreakpointOps};
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind,
+};
 use gdbstub::target::ext::catch_syscalls::{CatchSyscallPosition, CatchSyscalls, CatchSyscallsOps, SyscallNumbers};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
@@ -33,6 +35,9 @@ pub(crate) enum Request {
     WriteMem(u64, Vec<u8>, Sender<bool>),
     AddBreak(u64, Sender<bool>),
     RemoveBreak(u64, Sender<bool>),
+    /// A write watchpoint on `len` bytes at the address (false: not placed).
+    AddWatch(u64, u64, Sender<bool>),
+    RemoveWatch(u64, Sender<bool>),
     Auxv(Sender<Vec<u8>>),
     /// `catch syscall`: stop at the entry and return of these calls (None: every call), or
     /// of none.
@@ -58,6 +63,8 @@ pub(crate) enum Stop {
     Killed(u8),
     SyscallEntry(u64),
     SyscallReturn(u64),
+    /// A write watchpoint's bytes changed (its address).
+    Watch(u64),
     /// Going back reached the start of the replay.
     ReplayBegin,
 }
@@ -191,6 +198,23 @@ impl Breakpoints for Proxy {
     fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
         Some(self)
     }
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// Watchpoints, answered by single-stepping and comparing (see `Debugger::watch_hit`): writes
+/// only, as a comparison cannot see a read.
+impl HwWatchpoint for Proxy {
+    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        if kind != WatchKind::Write {
+            return Ok(false);
+        }
+        self.ask(|tx| Request::AddWatch(addr, len, tx)).map_err(lost)
+    }
+    fn remove_hw_watchpoint(&mut self, addr: u64, _len: u64, _kind: WatchKind) -> TargetResult<bool, Self> {
+        self.ask(|tx| Request::RemoveWatch(addr, tx)).map_err(lost)
+    }
 }
 
 impl SwBreakpoint for Proxy {
@@ -232,6 +256,7 @@ fn stop_reason(s: Stop) -> SingleThreadStopReason<u64> {
             SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Return }
         }
         Stop::Break => SingleThreadStopReason::SwBreak(()),
+        Stop::Watch(addr) => SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr },
         Stop::Step => SingleThreadStopReason::DoneStep,
         Stop::Signal(n) => SingleThreadStopReason::Signal(Signal(n)),
         Stop::Exited(c) => SingleThreadStopReason::Exited(c),

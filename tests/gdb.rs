@@ -401,7 +401,55 @@ fn watchpoints_stop_at_writes() {
     }
 }
 
+/// reverse-continue to a write watchpoint on a replay: back over each write the program made,
+/// every stop at the writing instruction with the value as it was before it, then the start
+/// of the replay, and forward again to the first write; a buffer the kernel filled goes back
+/// to before the call that filled it.
+fn reverse_continue_to_watchpoints() {
+    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
+    let dir = tempdir("gdb-rwatch");
+    let trace = dir.join("t.trace");
+    let rec =
+        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let commands = [
+        "break 17",
+        "continue",
+        "watch buf",
+        "reverse-continue",
+        "print buf",
+        "delete",
+        "watch counter",
+        "reverse-continue",
+        "print counter",
+        "reverse-continue",
+        "print counter",
+        "reverse-continue",
+        "print counter",
+        "reverse-continue",
+        "continue",
+        "print counter",
+        "delete",
+        "continue",
+    ];
+    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let g = &s.gdb;
+    let zeros = "\"\\000\\000\\000\\000\\000\\000\\000\"";
+    assert!(g.contains(&format!("Old value = \"wxyz\\000\\000\\000\"\nNew value = {zeros}\n")), "{g}");
+    assert!(g.contains(" in read ()") && g.contains(&format!("$1 = {zeros}\n")), "{g}");
+    for (old, new) in [(6, 3), (3, 1), (1, 0)] {
+        assert!(g.contains(&format!("Old value = {old}\nNew value = {new}\n")), "{g}");
+    }
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).skip(1).collect();
+    assert_eq!(values, ["$2 = 3", "$3 = 1", "$4 = 0", "$5 = 1"], "{g}");
+    assert!(g.contains("No more reverse-execution history."), "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "wxyz 6\n");
+}
+
 each_backend!(
+    reverse_continue_to_watchpoints,
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,

@@ -115,6 +115,9 @@ pub struct Debugger<H> {
     watches: BTreeMap<u64, Vec<u8>>,
     /// A continue with watchpoints set: the guest runs a step at a time, compared after each.
     watching: bool,
+    /// A continue in a survey run with watchpoints: a step at a time, each counted and the
+    /// surveyed bytes compared after it.
+    surveying: bool,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -188,6 +191,7 @@ pub fn attach<H>(
         count_until: None,
         watches: BTreeMap::new(),
         watching: false,
+        surveying: false,
     };
     (d, thread)
 }
@@ -204,7 +208,7 @@ impl<H> Debugger<H> {
         let (log, script, then, survey) = match plan {
             Some(p) => {
                 let survey = match &p.then {
-                    Then::Survey(addrs) => Some(Survey { addrs: addrs.clone(), hits: Vec::new(), nth: 0 }),
+                    Then::Survey(addrs, watches) => Some(Survey::new(addrs.clone(), watches)),
                     _ => None,
                 };
                 (Vec::new(), p.script.into(), p.then, survey)
@@ -243,6 +247,7 @@ impl<H> Debugger<H> {
             count_until: None,
             watches: BTreeMap::new(),
             watching: false,
+            surveying: false,
         }
     }
 }
@@ -258,17 +263,24 @@ impl<H: TrapHandler> Debugger<H> {
         let idx = self.stop_index;
         self.stop_index += 1;
         self.watching = false;
+        self.surveying = false;
         let rip = g.regs().rip;
         if idx == 0 {
             let addrs: Vec<u64> = self.survey.as_ref().map(|s| s.addrs.iter().copied().collect()).unwrap_or_default();
             for a in addrs {
                 self.add_internal(g, a);
             }
+            if let Some(s) = self.survey.as_mut() {
+                for (addr, len, seen) in s.watches.iter_mut() {
+                    let mut bytes = vec![0u8; *len as usize];
+                    *seen = g.read(GuestAddr(*addr), &mut bytes).ok().map(|_| bytes);
+                }
+            }
         }
         if let Some(s) = self.survey.as_mut() {
             if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: Some(idx) });
+                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: Some(idx), step: s.steps });
             }
         }
         if let Some(n) = self.counting {
@@ -285,9 +297,9 @@ impl<H: TrapHandler> Debugger<H> {
         let why = match std::mem::replace(&mut self.then, Then::Live) {
             Then::Live => why,
             Then::Report(s) => Some(s),
-            Then::Steps(0) => Some(Stop::Step),
-            Then::Steps(n) => {
-                self.then = Then::Steps(n - 1);
+            Then::Steps(0, stop) => Some(stop),
+            Then::Steps(n, stop) => {
+                self.then = Then::Steps(n - 1, stop);
                 self.log.push((idx, Logged::Resume { step: true, signal: None, until: None }));
                 return self.resume(g, true, None);
             }
@@ -296,7 +308,7 @@ impl<H: TrapHandler> Debugger<H> {
                 self.count_until = until.map(|(a, m)| (a, m, 0));
                 return self.resume(g, true, None);
             }
-            Then::Survey(_) => return self.end_survey(idx),
+            Then::Survey(..) => return self.end_survey(idx),
         };
         if self.detached || why.is_some_and(|w| self.stops.send(w).is_err()) {
             return self.detach(g);
@@ -377,8 +389,11 @@ impl<H: TrapHandler> Debugger<H> {
 
     fn resume(&mut self, g: &mut dyn Guest, step: bool, signal: Option<u8>) -> Action {
         self.resumed_at = self.stop_index.saturating_sub(1);
+        let mut survey_steps = false;
         if let Some(s) = self.survey.as_mut() {
             s.nth = 0;
+            s.steps = 0;
+            survey_steps = s.steps();
         }
         if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.stopped_by.take()) {
             if sig == signo {
@@ -396,6 +411,10 @@ impl<H: TrapHandler> Debugger<H> {
                 self.watching = true;
                 r.rflags |= TF;
             }
+        }
+        if survey_steps && !step {
+            self.surveying = true;
+            r.rflags |= TF;
         }
         if let Some(orig) = self.breaks.get(&r.rip).or(self.internal.get(&r.rip)).copied() {
             // Off the breakpoint first: the program's byte back for one step.
@@ -425,6 +444,27 @@ impl<H: TrapHandler> Debugger<H> {
         }
         self.watches.insert(addr, bytes);
         true
+    }
+
+    /// A step of a survey run that compares watchpoints: counted, and each surveyed range that
+    /// changed noted with the step that changed it.
+    fn survey_step(&mut self, g: &mut dyn Guest) {
+        let resumed_at = self.resumed_at;
+        let Some(s) = self.survey.as_mut().filter(|s| s.steps()) else { return };
+        s.steps += 1;
+        for (addr, len, seen) in s.watches.iter_mut() {
+            let mut now = vec![0u8; *len as usize];
+            let now = g.read(GuestAddr(*addr), &mut now).ok().map(|_| now);
+            match (&*seen, &now) {
+                (Some(before), Some(after)) if before != after => {
+                    s.changes.push(rewind::Change { resumed_at, step: s.steps, addr: *addr });
+                }
+                _ => {}
+            }
+            if now.is_some() {
+                *seen = now;
+            }
+        }
     }
 
     /// Every watchpoint's bytes as they are now.
@@ -553,10 +593,6 @@ impl<H: TrapHandler> Debugger<H> {
             eprintln!("trapbox: gdb: cannot go back across a Ctrl-C stop (where it landed cannot be reproduced)");
             return None;
         }
-        if !step && !self.watches.is_empty() {
-            eprintln!("trapbox: gdb: reverse-continue to a watchpoint is not built yet: delete the watchpoint, or go back to a breakpoint");
-            return None;
-        }
         let plan = if step {
             match rewind::resume_at(&self.log, idx - 1) {
                 Some(Logged::Resume { step: true, .. }) => {
@@ -571,7 +607,8 @@ impl<H: TrapHandler> Debugger<H> {
                 }
             }
         } else {
-            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect()) }
+            let watches = self.watches.iter().map(|(a, b)| (*a, b.len() as u64)).collect();
+            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect(), watches) }
         };
         self.restart = Some(plan);
         Some(Action::Stop)
@@ -599,7 +636,7 @@ impl<H: TrapHandler> Debugger<H> {
             return self.resume(g, true, None);
         }
         self.counting = None;
-        let then = if n == 0 { Then::Report(Stop::Step) } else { Then::Steps(n - 1) };
+        let then = if n == 0 { Then::Report(Stop::Step) } else { Then::Steps(n - 1, Stop::Step) };
         self.restart = Some(Plan { script: self.log.clone(), then });
         Action::Stop
     }
@@ -624,7 +661,7 @@ impl<H: TrapHandler> Debugger<H> {
         if let Some(s) = self.survey.as_mut() {
             if s.addrs.contains(&at) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: None });
+                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: None, step: s.steps });
             }
         }
         // On: the program's byte back for one step, the int3 again after it.
@@ -640,13 +677,41 @@ impl<H: TrapHandler> Debugger<H> {
     /// The end of a survey run: go to the last arrival before this stop, or to the start.
     fn end_survey(&mut self, idx: usize) -> Action {
         let s = self.survey.take().expect("a survey run");
+        if s.steps() {
+            // Positions are (the stop a resume was made at, steps into it); the last write
+            // before here is reached at the step before it.
+            let here = (self.resumed_at, s.steps);
+            let last_hit =
+                s.hits.iter().filter(|h| (h.resumed_at, h.step) < here).max_by_key(|h| (h.resumed_at, h.step));
+            let last_change =
+                s.changes.iter().filter(|c| (c.resumed_at, c.step - 1) < here).max_by_key(|c| (c.resumed_at, c.step));
+            if let Some(c) =
+                last_change.filter(|c| last_hit.is_none_or(|h| (h.resumed_at, h.step) < (c.resumed_at, c.step - 1)))
+            {
+                let plan = match rewind::resume_at(&self.log, c.resumed_at) {
+                    Some(Logged::Resume { signal: None, .. }) => {
+                        let then = match c.step - 1 {
+                            0 => Then::Report(Stop::Watch(c.addr)),
+                            n => Then::Steps(n, Stop::Watch(c.addr)),
+                        };
+                        Plan { script: rewind::upto(&self.log, c.resumed_at), then }
+                    }
+                    _ => {
+                        eprintln!("trapbox: gdb: cannot go back into a continue that passed a signal on");
+                        return Action::Stop;
+                    }
+                };
+                self.restart = Some(plan);
+                return Action::Stop;
+            }
+        }
         let last = s.hits.iter().rev().find(|h| h.stop != Some(idx)).copied();
         let plan = match last {
             None => Plan { script: Vec::new(), then: Then::Report(Stop::ReplayBegin) },
             Some(Hit { stop: Some(at), .. }) => {
                 Plan { script: rewind::before(&self.log, at), then: Then::Report(Stop::Break) }
             }
-            Some(Hit { resumed_at, nth, stop: None }) => {
+            Some(Hit { resumed_at, nth, stop: None, .. }) => {
                 let mut script = rewind::upto(&self.log, resumed_at);
                 match rewind::resume_at(&self.log, resumed_at) {
                     Some(Logged::Resume { step, signal, .. }) => script.push((
@@ -857,6 +922,10 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 if let Some((addr, _)) = over {
                     self.reinsert(g, addr);
                 }
+                if over.is_some() || self.stepping || self.watching || self.surveying {
+                    // The instruction stepped was this `syscall`.
+                    self.survey_step(g);
+                }
                 if self.watching {
                     // The call may have written a watched byte (a read into it): a stop right
                     // after it, with its result. Otherwise the steps go on.
@@ -868,6 +937,12 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         self.stopped_by = None;
                         return self.stop(g, Some(Stop::Watch(at)));
                     }
+                    r.rflags |= TF;
+                    g.set_regs(&r);
+                    return action;
+                }
+                if self.surveying {
+                    let mut r = g.regs();
                     r.rflags |= TF;
                     g.set_regs(&r);
                     return action;
@@ -924,9 +999,12 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 let mut r = g.regs();
                 r.rflags &= !TF;
                 g.set_regs(&r);
+                if self.stepping || self.watching || self.surveying || self.step_over.is_some() {
+                    self.survey_step(g);
+                }
                 if let Some((addr, cont)) = self.step_over.take() {
                     self.reinsert(g, addr);
-                    if cont && !self.stepping && !self.watching {
+                    if cont && !self.stepping && !self.watching && !self.surveying {
                         return Action::Resume;
                     }
                 }
@@ -935,6 +1013,12 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         self.stopped_by = None;
                         return self.stop(g, Some(Stop::Watch(at)));
                     }
+                    let mut r = g.regs();
+                    r.rflags |= TF;
+                    g.set_regs(&r);
+                    return Action::Resume;
+                }
+                if self.surveying && !self.stepping {
                     let mut r = g.regs();
                     r.rflags |= TF;
                     g.set_regs(&r);

@@ -9,7 +9,11 @@
 //! - `reverse-stepi` after a continue: the stop before it, then as many single steps, less
 //!   one, as the continue took to reach this stop (a first replay counts them);
 //! - `reverse-continue`: a first replay, with gdb's breakpoints placed from the start,
-//!   notes every arrival at one of them up to this stop; a second stops at the last.
+//!   notes every arrival at one of them up to this stop; a second stops at the last. With
+//!   write watchpoints set, that first replay also runs a step at a time from the start and
+//!   notes every change of the watched bytes (the resume and the step it came in); if the
+//!   last change is later than the last arrival, the second replay goes to the step before
+//!   it — the writing instruction not yet run, the value as it was before the write.
 //!
 //! A Ctrl-C stop cannot be reproduced (the kick lands anywhere), so going back across one
 //! is refused. Each step back costs a replay from the start: fine for short replays;
@@ -46,13 +50,14 @@ pub(crate) enum Then {
     Live,
     /// Tell gdb this stop.
     Report(Stop),
-    /// Single-step this many times, then tell gdb a step.
-    Steps(u64),
+    /// Single-step this many times, then tell gdb this stop.
+    Steps(u64, Stop),
     /// Single-step, counting, until the stop the logged continue reached (with its `until`,
     /// the m-th arrival at those addresses); then go back to one step less.
     Count(Option<(BTreeSet<u64>, u64)>),
-    /// Note the arrivals at these addresses up to the end of the log; then go to the last.
-    Survey(BTreeSet<u64>),
+    /// Note the arrivals at these addresses (and the changes of these watched ranges,
+    /// address and length) up to the end of the log; then go to the last.
+    Survey(BTreeSet<u64>, Vec<(u64, u64)>),
 }
 
 /// Where a new run of the replay goes.
@@ -84,6 +89,17 @@ pub(crate) struct Hit {
     pub resumed_at: usize,
     pub nth: u64,
     pub stop: Option<usize>,
+    /// Steps into that resume when it came (counted only when watchpoints are surveyed).
+    pub step: u64,
+}
+
+/// A change of a surveyed watchpoint's bytes: in the resume made at stop `resumed_at`, by its
+/// `step`-th step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Change {
+    pub resumed_at: usize,
+    pub step: u64,
+    pub addr: u64,
 }
 
 /// A survey run's notes.
@@ -93,4 +109,21 @@ pub(crate) struct Survey {
     pub hits: Vec<Hit>,
     /// Arrivals in the running resume so far.
     pub nth: u64,
+    /// Watched ranges: address → bytes as last seen (None: not readable yet).
+    pub watches: Vec<(u64, u64, Option<Vec<u8>>)>,
+    pub changes: Vec<Change>,
+    /// Steps in the running resume so far.
+    pub steps: u64,
+}
+
+impl Survey {
+    pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)]) -> Survey {
+        let watches = watches.iter().map(|&(a, l)| (a, l, None)).collect();
+        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0 }
+    }
+
+    /// Whether the survey steps (it has watchpoints to compare).
+    pub fn steps(&self) -> bool {
+        !self.watches.is_empty()
+    }
 }

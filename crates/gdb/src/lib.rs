@@ -118,6 +118,12 @@ pub struct Debugger<H> {
     /// A continue in a survey run with watchpoints: a step at a time, each counted and the
     /// surveyed bytes compared after it.
     surveying: bool,
+    /// The replay's event index at each stop of this run (the inner handler's).
+    stop_events: Vec<Option<u64>>,
+    /// The running resume ends at the first syscall after which the event index is this.
+    anchor: Option<u64>,
+    /// Arrivals counted for `until` before the anchor was reached (a count goes on from them).
+    anchor_seen: u64,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -192,6 +198,9 @@ pub fn attach<H>(
         watches: BTreeMap::new(),
         watching: false,
         surveying: false,
+        stop_events: Vec::new(),
+        anchor: None,
+        anchor_seen: 0,
     };
     (d, thread)
 }
@@ -248,6 +257,9 @@ impl<H> Debugger<H> {
             watches: BTreeMap::new(),
             watching: false,
             surveying: false,
+            stop_events: Vec::new(),
+            anchor: None,
+            anchor_seen: 0,
         }
     }
 }
@@ -264,6 +276,8 @@ impl<H: TrapHandler> Debugger<H> {
         self.stop_index += 1;
         self.watching = false;
         self.surveying = false;
+        self.anchor = None;
+        self.stop_events.push(self.inner.event_index());
         let rip = g.regs().rip;
         if idx == 0 {
             let addrs: Vec<u64> = self.survey.as_ref().map(|s| s.addrs.iter().copied().collect()).unwrap_or_default();
@@ -300,12 +314,13 @@ impl<H: TrapHandler> Debugger<H> {
             Then::Steps(0, stop) => Some(stop),
             Then::Steps(n, stop) => {
                 self.then = Then::Steps(n - 1, stop);
-                self.log.push((idx, Logged::Resume { step: true, signal: None, until: None }));
+                self.log.push((idx, Logged::Resume { step: true, signal: None, until: None, anchor: None }));
                 return self.resume(g, true, None);
             }
             Then::Count(until) => {
                 self.counting = Some(0);
-                self.count_until = until.map(|(a, m)| (a, m, 0));
+                let seen = std::mem::take(&mut self.anchor_seen);
+                self.count_until = until.map(|(a, m)| (a, m, seen));
                 return self.resume(g, true, None);
             }
             Then::Survey(..) => return self.end_survey(idx),
@@ -354,7 +369,7 @@ impl<H: TrapHandler> Debugger<H> {
                     self.catch = which;
                 }
                 Request::Resume { step, signal } => {
-                    self.log.push((idx, Logged::Resume { step, signal, until: None }));
+                    self.log.push((idx, Logged::Resume { step, signal, until: None, anchor: None }));
                     self.publish();
                     return self.resume(g, step, signal);
                 }
@@ -569,7 +584,8 @@ impl<H: TrapHandler> Debugger<H> {
             Logged::RemoveWatch(a) => {
                 self.watches.remove(&a);
             }
-            Logged::Resume { step, signal, until } => {
+            Logged::Resume { step, signal, until, anchor } => {
+                self.anchor = anchor;
                 if let Some((addrs, m)) = until {
                     for a in &addrs {
                         self.add_internal(g, *a);
@@ -598,8 +614,18 @@ impl<H: TrapHandler> Debugger<H> {
                 Some(Logged::Resume { step: true, .. }) => {
                     Plan { script: rewind::before(&self.log, idx - 1), then: Then::Report(Stop::Step) }
                 }
-                Some(Logged::Resume { step: false, signal: None, until }) => {
-                    Plan { script: rewind::upto(&self.log, idx - 1), then: Then::Count(until.clone()) }
+                Some(Logged::Resume { step: false, signal: None, until, .. }) => {
+                    let mut script = rewind::upto(&self.log, idx - 1);
+                    // Steps from the last events before here, not from the stop before.
+                    let events = |i: usize| self.stop_events.get(i).copied().flatten();
+                    if let (Some(from), Some(to)) = (events(idx - 1), events(idx)) {
+                        if to >= from + 2 {
+                            let anchor = Some(to - 1);
+                            let resume = Logged::Resume { step: false, signal: None, until: until.clone(), anchor };
+                            script.push((idx - 1, resume));
+                        }
+                    }
+                    Plan { script, then: Then::Count(until.clone()) }
                 }
                 _ => {
                     eprintln!("trapbox: gdb: cannot step back across a continue that passed a signal on");
@@ -716,7 +742,12 @@ impl<H: TrapHandler> Debugger<H> {
                 match rewind::resume_at(&self.log, resumed_at) {
                     Some(Logged::Resume { step, signal, .. }) => script.push((
                         resumed_at,
-                        Logged::Resume { step: *step, signal: *signal, until: Some((s.addrs.clone(), nth)) },
+                        Logged::Resume {
+                            step: *step,
+                            signal: *signal,
+                            until: Some((s.addrs.clone(), nth)),
+                            anchor: None,
+                        },
                     )),
                     _ => return Action::Stop,
                 }
@@ -921,6 +952,20 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 let over = self.step_over.take();
                 if let Some((addr, _)) = over {
                     self.reinsert(g, addr);
+                }
+                if let (Some(e), Action::Return(v)) = (self.anchor, &action) {
+                    if self.inner.event_index().is_some_and(|p| p >= e) {
+                        // The anchor: a stop of its own, right after this call, where the
+                        // single steps of a step back start.
+                        self.anchor_seen = self.until.take().map_or(0, |(_, _, n)| n);
+                        self.remove_internals(g);
+                        let mut r = g.regs();
+                        r.rax = *v as u64;
+                        r.rflags &= !TF;
+                        g.set_regs(&r);
+                        self.stopped_by = None;
+                        return self.stop(g, Some(Stop::Step));
+                    }
                 }
                 if over.is_some() || self.stepping || self.watching || self.surveying {
                     // The instruction stepped was this `syscall`.

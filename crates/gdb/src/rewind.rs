@@ -7,7 +7,11 @@
 //!
 //! - `reverse-stepi` after a step: the stop before it;
 //! - `reverse-stepi` after a continue: the stop before it, then as many single steps, less
-//!   one, as the continue took to reach this stop (a first replay counts them);
+//!   one, as the continue took to reach this stop (a first replay counts them). The steps
+//!   start at an anchor, not at the stop before, when the replay's trace has events between
+//!   the two: the continue is run to the syscall that brought the event index to the one
+//!   before this stop's (a stop of its own), and stepped from there — so a step back costs the
+//!   instructions since the last events, not all since the stop before;
 //! - `reverse-continue`: a first replay, with gdb's breakpoints placed from the start,
 //!   notes every arrival at one of them up to this stop; a second stops at the last. With
 //!   write watchpoints set, that first replay also runs a step at a time from the start and
@@ -35,11 +39,14 @@ pub(crate) enum Logged {
     AddWatch(u64, u64),
     RemoveWatch(u64),
     /// A resume; `until` stops it at the m-th arrival at one of these addresses (a position
-    /// `reverse-continue` found).
+    /// `reverse-continue` found); `anchor` stops it (before `until`) at the first syscall after
+    /// which the replay's event index has reached this one (where a step back across a
+    /// continue starts its single steps: see [`Then::Count`]).
     Resume {
         step: bool,
         signal: Option<u8>,
         until: Option<(BTreeSet<u64>, u64)>,
+        anchor: Option<u64>,
     },
 }
 

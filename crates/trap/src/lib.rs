@@ -384,6 +384,14 @@ pub trait TrapHandler {
         None
     }
 
+    /// How far a run that repeats itself has got, where the handler knows: a count that only
+    /// grows and is the same at the same point of every run (a replay's event index). A
+    /// debugger anchors positions on it, to single-step only from the last event before one
+    /// instead of from the start. None elsewhere.
+    fn event_index(&self) -> Option<u64> {
+        None
+    }
+
     /// Called on a new thread's handler (from [`TrapHandler::new_thread`]) on its own host
     /// thread, before the thread's first instruction.
     fn on_thread_start(&mut self, _guest: &mut dyn Guest) {}
@@ -419,6 +427,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for &mut H {
     fn patched_byte(&self, addr: u64) -> Option<u8> {
         (**self).patched_byte(addr)
     }
+    fn event_index(&self) -> Option<u64> {
+        (**self).event_index()
+    }
 }
 
 impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
@@ -445,6 +456,9 @@ impl<H: TrapHandler + ?Sized> TrapHandler for Box<H> {
     }
     fn patched_byte(&self, addr: u64) -> Option<u8> {
         (**self).patched_byte(addr)
+    }
+    fn event_index(&self) -> Option<u64> {
+        (**self).event_index()
     }
 }
 

@@ -1719,6 +1719,9 @@ impl Replay {
 }
 
 impl TrapHandler for Replayer {
+    fn event_index(&self) -> Option<u64> {
+        Some(self.shared.lock().position())
+    }
     fn patched_byte(&self, addr: u64) -> Option<u8> {
         let st = self.shared.lock();
         st.patcher

@@ -469,6 +469,9 @@ impl<H: TrapHandler> TrapHandler for Tracer<H> {
     fn patched_byte(&self, addr: u64) -> Option<u8> {
         self.inner.patched_byte(addr)
     }
+    fn event_index(&self) -> Option<u64> {
+        self.inner.event_index()
+    }
 }
 
 /// strace's line for a delivered signal: `--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED,

@@ -448,7 +448,52 @@ fn reverse_continue_to_watchpoints() {
     assert_eq!(s.stdout, "wxyz 6\n");
 }
 
+/// `monitor when` names the replay's event, `monitor checkpoint` keeps the position and
+/// `monitor restart N` takes the next continue back to it, memory as it was; a live run has
+/// no checkpoints, and says so.
+fn monitor_when_checkpoint_restart() {
+    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
+    let dir = tempdir("gdb-monitor");
+    let trace = dir.join("t.trace");
+    let rec =
+        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let commands = [
+        "break 14",
+        "continue",
+        "continue",
+        "print counter",
+        "monitor when",
+        "monitor checkpoint",
+        "continue",
+        "print counter",
+        "monitor restart 1",
+        "continue",
+        "print counter",
+        "monitor when",
+        "monitor restart 7",
+        "delete",
+        "continue",
+    ];
+    let replay = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(&replay, &prog, Some(&trace), &commands, None);
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(values, ["$1 = 1", "$2 = 3", "$3 = 1"], "{g}");
+    let events: Vec<&str> = g.lines().filter_map(|l| l.strip_prefix("Current event: ")).collect();
+    assert_eq!(events.len(), 2, "{g}");
+    let event = events[0].split(' ').next().unwrap();
+    assert_eq!(events[1].split(' ').next(), Some(event), "back at the checkpoint's event:\n{g}");
+    assert!(g.contains(&format!("Checkpoint 1 at event {event}\n")), "{g}");
+    assert!(g.contains("no checkpoint 7 (1 taken)"), "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    let live = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
+    let s = debug_with(&live, &prog, Some(&prog), &["monitor checkpoint", "continue"], None);
+    assert!(s.gdb.contains("checkpoints need a replay"), "{}", s.gdb);
+}
+
 each_backend!(
+    monitor_when_checkpoint_restart,
     reverse_continue_to_watchpoints,
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,

@@ -13,8 +13,9 @@
 //! and after each syscall (the kernel writes for the guest too); reads cannot be seen so, and
 //! are refused.
 //!
-//! On a replay, gdb can go back ([`rewind`]: the replay run again from its start). Not yet:
-//! checkpoints, threads other than the first (they run with the
+//! On a replay, gdb can go back ([`rewind`]: the replay run again from its start), and
+//! `monitor checkpoint` / `restart N` name positions to go to. Not yet: threads other than
+//! the first (they run with the
 //! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]).
 
 pub mod arch;
@@ -124,6 +125,10 @@ pub struct Debugger<H> {
     anchor: Option<u64>,
     /// Arrivals counted for `until` before the anchor was reached (a count goes on from them).
     anchor_seen: u64,
+    /// `monitor checkpoint`: positions (the requests that lead there from the start).
+    checkpoints: Vec<Vec<(usize, Logged)>>,
+    /// `monitor restart N`: where the next resume goes instead.
+    going_to: Option<Plan>,
 }
 
 /// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
@@ -201,6 +206,8 @@ pub fn attach<H>(
         stop_events: Vec::new(),
         anchor: None,
         anchor_seen: 0,
+        checkpoints: Vec::new(),
+        going_to: None,
     };
     (d, thread)
 }
@@ -260,6 +267,8 @@ impl<H> Debugger<H> {
             stop_events: Vec::new(),
             anchor: None,
             anchor_seen: 0,
+            checkpoints: self.checkpoints,
+            going_to: None,
         }
     }
 }
@@ -368,6 +377,14 @@ impl<H: TrapHandler> Debugger<H> {
                     self.log.push((idx, Logged::Catch(which.clone())));
                     self.catch = which;
                 }
+                Request::Monitor(cmd, tx) => {
+                    let _ = tx.send(self.monitor(idx, cmd.trim()));
+                }
+                Request::Resume { .. } | Request::Reverse { .. } if self.going_to.is_some() => {
+                    // `monitor restart N`: the run ends, and the next goes to the checkpoint.
+                    self.restart = self.going_to.take();
+                    return Action::Stop;
+                }
                 Request::Resume { step, signal } => {
                     self.log.push((idx, Logged::Resume { step, signal, until: None, anchor: None }));
                     self.publish();
@@ -382,6 +399,39 @@ impl<H: TrapHandler> Debugger<H> {
                     }
                 },
             }
+        }
+    }
+
+    /// A `monitor` command at stop `idx`: rr's `when`, `checkpoint` and `restart N`, on
+    /// positions — a checkpoint is the requests that lead to it from the start, and going to
+    /// one runs the replay again from its start (nothing is kept in memory).
+    fn monitor(&mut self, idx: usize, cmd: &str) -> String {
+        let event = self.stop_events.get(idx).copied().flatten();
+        let mut words = cmd.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("when"), None) => match event {
+                Some(e) => format!("Current event: {e} (stop {idx} of this run)"),
+                None => format!("Current event: unknown (not a replay); stop {idx}"),
+            },
+            (Some("checkpoint"), None) if self.reversible => {
+                self.checkpoints.push(rewind::upto(&self.log, idx));
+                let at = event.map(|e| format!(" at event {e}")).unwrap_or_default();
+                format!("Checkpoint {}{at}", self.checkpoints.len())
+            }
+            (Some("checkpoint" | "restart"), _) if !self.reversible => {
+                "checkpoints need a replay: trapbox replay --gdb PORT TRACE".into()
+            }
+            (Some("restart"), Some(n)) => {
+                match n.parse::<usize>().ok().filter(|n| (1..=self.checkpoints.len()).contains(n)) {
+                    Some(n) => {
+                        let plan = Plan { script: self.checkpoints[n - 1].clone(), then: Then::Report(Stop::Step) };
+                        self.going_to = Some(plan);
+                        format!("Going to checkpoint {n}: the next continue or step stops there")
+                    }
+                    None => format!("no checkpoint {n} ({} taken)", self.checkpoints.len()),
+                }
+            }
+            _ => "trapbox monitor commands: when | checkpoint | restart N".into(),
         }
     }
 

@@ -23,6 +23,7 @@ use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::ext::catch_syscalls::{CatchSyscallPosition, CatchSyscalls, CatchSyscallsOps, SyscallNumbers};
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 
 use crate::arch::{GdbRegs, X86_64Linux};
@@ -47,6 +48,8 @@ pub(crate) enum Request {
         step: bool,
         signal: Option<u8>,
     },
+    /// A `monitor` command; the answer is its output.
+    Monitor(String, Sender<String>),
     /// Go back: to the previous instruction (`step`) or breakpoint hit (a replay only).
     Reverse {
         step: bool,
@@ -118,6 +121,9 @@ impl Target for Proxy {
         Some(self)
     }
     fn support_catch_syscalls(&mut self) -> Option<CatchSyscallsOps<'_, Self>> {
+        Some(self)
+    }
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
         Some(self)
     }
     // gdb's own breakpoints are trapbox's (software, through the Process capability).
@@ -223,6 +229,16 @@ impl SwBreakpoint for Proxy {
     }
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.ask(|tx| Request::RemoveBreak(addr, tx)).map_err(lost)
+    }
+}
+
+/// `monitor when`, `monitor checkpoint`, `monitor restart N` (see `Debugger::monitor`).
+impl MonitorCmd for Proxy {
+    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Gone> {
+        let cmd = String::from_utf8_lossy(cmd).into_owned();
+        let answer = self.ask(|tx| Request::Monitor(cmd, tx))?;
+        gdbstub::outputln!(out, "{answer}");
+        Ok(())
     }
 }
 

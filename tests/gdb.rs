@@ -492,7 +492,21 @@ fn monitor_when_checkpoint_restart() {
     assert!(s.gdb.contains("checkpoints need a replay"), "{}", s.gdb);
 }
 
+/// A fork under gdb: gdb follows the parent (its breakpoint hit once, the parent's) and says
+/// so; the child runs on without the debugger and ends normally.
+fn a_forked_child_runs_without_the_debugger() {
+    let prog = guest_with_flags("gdb_fork", Form::Static, "debug", &["-O0", "-g"]);
+    let s = debug(&prog, &["break work", "continue", "print x", "continue"], None);
+    let g = &s.gdb;
+    assert!(g.contains("Breakpoint 1, work (x=3)"), "the parent's call:\n{g}");
+    assert!(!g.contains("x=2"), "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "child 4\nparent 6\n");
+    assert!(s.stderr.contains("gdb follows the parent; the forked child"), "{}", s.stderr);
+}
+
 each_backend!(
+    a_forked_child_runs_without_the_debugger,
     monitor_when_checkpoint_restart,
     reverse_continue_to_watchpoints,
     watchpoints_stop_at_writes,

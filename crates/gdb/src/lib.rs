@@ -435,6 +435,24 @@ impl<H: TrapHandler> Debugger<H> {
         }
     }
 
+    /// In a process the guest just forked (this handler is the parent's, copied): gdb follows
+    /// the parent, as its default `follow-fork-mode parent` does, so the child's copy of the
+    /// breakpoints goes and it runs on without the debugger (it has no connection to gdb).
+    fn leave_forked_child(&mut self, g: &mut dyn Guest, action: Action) -> Action {
+        eprintln!("trapbox: gdb follows the parent; the forked child {} runs without the debugger", g.tid());
+        self.detached = true;
+        let own = std::mem::take(&mut self.breaks).into_iter().chain(std::mem::take(&mut self.internal));
+        for (addr, b) in own.chain(self.entry.take()) {
+            patch(g, addr, b);
+        }
+        self.watches.clear();
+        self.catch = None;
+        let mut r = g.regs();
+        r.rflags &= !TF;
+        g.set_regs(&r);
+        action
+    }
+
     /// gdb went away: its breakpoints go, and the program runs on — or ends, if gdb's last
     /// word was `kill`.
     fn detach(&mut self, g: &mut dyn Guest) -> Action {
@@ -974,6 +992,9 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                     }
                 }
                 let action = self.inner.on_trap(g, trap);
+                if call.creates_process() && matches!(action, Action::Return(0)) {
+                    return self.leave_forked_child(g, action);
+                }
                 let action = match (caught, action) {
                     (true, Action::Return(v)) => {
                         let mut r = g.regs();

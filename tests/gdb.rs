@@ -282,8 +282,22 @@ fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
 /// reverse-continue on a replay goes back to the previous breakpoint hit, with the memory
 /// of then (the global counter), and to the start, where forward execution takes up again.
 fn reverse_continue_rewinds_memory_and_registers() {
-    let (prog, trace) = recorded(Form::Static);
+    reverse_continue_in(Form::Static)
+}
+
+/// The same on a dynamic PIE: gdb's own breakpoint in the dynamic linker (its shared-library
+/// events) is passed going back too, a step back over it costing the steps since the last
+/// events only.
+fn reverse_continue_through_the_dynamic_linker() {
+    reverse_continue_in(Form::Dynamic)
+}
+
+fn reverse_continue_in(form: Form) {
+    let (prog, trace) = recorded(form);
     let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    // `print (int)counter` at the start: gone back to before the dynamic linker ran, gdb (13)
+    // shows a dynamic program's variables without their debug types, though it did at the
+    // same point on the way forward (its symbol state after the libraries it knew went).
     let s = debug_with(
         &tool,
         &prog,
@@ -301,7 +315,7 @@ fn reverse_continue_rewinds_memory_and_registers() {
             "reverse-continue",
             "print x",
             "reverse-continue",
-            "print counter",
+            "print (int)counter",
             "continue",
             "print x",
             "delete",
@@ -506,6 +520,7 @@ fn a_forked_child_runs_without_the_debugger() {
 }
 
 each_backend!(
+    reverse_continue_through_the_dynamic_linker,
     a_forked_child_runs_without_the_debugger,
     monitor_when_checkpoint_restart,
     reverse_continue_to_watchpoints,

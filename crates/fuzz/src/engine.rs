@@ -63,6 +63,29 @@ struct VmExecutor {
     runs: u64,
     /// How the last execution went wrong, if it did.
     last: Option<Found>,
+    /// Coverage slots (for the progress figures).
+    blocks: usize,
+    progress: Rc<RefCell<Progress>>,
+    /// The campaign ends at this time (--time), or when this is set (another job found the
+    /// crash, or trapbox was told to stop): checked before every execution, so a round of
+    /// mutations with hangs in it does not run past it.
+    deadline: Option<Instant>,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl VmExecutor {
+    /// The progress figures now.
+    fn figures(&self, execs: u64, corpus: usize) -> Figures {
+        let runs = self.runs.max(1) as f64;
+        Figures {
+            execs,
+            corpus,
+            covered: self.covered,
+            blocks: self.blocks,
+            reset_us: self.reset.as_secs_f64() * 1e6 / runs,
+            pages: self.dirty_pages as f64 / runs,
+        }
+    }
 }
 
 impl HasObservers for VmExecutor {
@@ -94,7 +117,7 @@ impl VmExecutor {
     }
 }
 
-impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
+impl<EM, S: HasExecutions + HasCorpus<BytesInput>, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
     fn run_target(
         &mut self,
         _fuzzer: &mut Z,
@@ -102,6 +125,12 @@ impl<EM, S: HasExecutions, Z> Executor<EM, BytesInput, S, Z> for VmExecutor {
         _mgr: &mut EM,
         input: &BytesInput,
     ) -> Result<ExitKind, libafl::Error> {
+        let stopped = self.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+        if stopped || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(libafl::Error::shutting_down());
+        }
+        let figures = self.figures(*state.executions(), state.corpus().count());
+        self.progress.borrow_mut().tick(&figures);
         *state.executions_mut() += 1;
         let report = self.run(&input.target_bytes())?;
         self.runs += 1;
@@ -189,7 +218,10 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
             std::fs::write(dir.join(format!("{id}.txt")), format!("{}\n", f.line))
         })?;
         let kind = if f.dir == "crashes" { "crash" } else { "hang" };
-        self.progress.borrow_mut().clear();
+        let mut progress = self.progress.borrow_mut();
+        progress.clear();
+        progress.saved(f.dir == "crashes");
+        drop(progress);
         eprintln!("trapbox fuzz: new {kind}: {} -> {}", f.line, path.display());
         self.saved.push((path, f.line));
         self.crashes += usize::from(f.dir == "crashes");
@@ -287,34 +319,33 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         reset: Duration::ZERO,
         runs: 0,
         last: None,
+        blocks: setup.blocks,
+        progress: progress.clone(),
+        deadline: opts.time.map(|t| Instant::now() + t),
+        stop: opts.stop.clone(),
     };
     let started = Instant::now();
-    let figures = |(execs, corpus): (u64, usize), executor: &VmExecutor, objective: &Distinct| {
-        let runs = executor.runs.max(1) as f64;
-        Figures {
-            execs,
-            corpus,
-            covered: executor.covered,
-            blocks: setup.blocks,
-            crashes: objective.crashes,
-            hangs: objective.saved.len() - objective.crashes,
-            reset_us: executor.reset.as_secs_f64() * 1e6 / runs,
-            pages: executor.dirty_pages as f64 / runs,
-        }
-    };
     // Every seed is kept, and must run: a seed that crashes or hangs ends the campaign (the
     // fuzzer would only rediscover it, and a seed meant to run cleanly that does not means the
     // set-up is wrong).
     for seed in seeds(opts.inputs.as_deref())? {
         let bytes = files(|| std::fs::read(&seed)).map_err(|e| FuzzError::Seeds(seed.clone(), e))?;
-        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(bytes))?;
+        match fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(bytes)) {
+            Ok(_) => {}
+            // The time is up before the seeds are all run.
+            Err(libafl::Error::ShuttingDown) => break,
+            Err(e) => return Err(e.into()),
+        }
         if let Some(f) = executor.last.take() {
             return Err(FuzzError::BadSeed { seed, line: f.line });
         }
     }
     if state.corpus().count() == 0 {
         // No seeds: start from one empty-ish input.
-        fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(vec![b'\n']))?;
+        match fuzzer.add_input(&mut state, &mut executor, &mut mgr, BytesInput::new(vec![b'\n'])) {
+            Ok(_) | Err(libafl::Error::ShuttingDown) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     fuzzer.objective_mut().seeding = false;
     let mut exchange = match opts.job {
@@ -329,11 +360,6 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let found_one = |f: &StdFuzzer<_, _, _, _, Distinct>| opts.until_crash && f.objective().crashes > 0;
     let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
     while !time_up(&state) && !found_one(&fuzzer) && !stopped() {
-        progress.borrow_mut().tick(&figures(
-            (*state.executions(), state.corpus().count()),
-            &executor,
-            fuzzer.objective(),
-        ));
         let step = match exchange.as_mut() {
             Some(x) => swap(x, &mut fuzzer, &mut state, &mut executor, &mut mgr),
             None => Ok(()),
@@ -346,11 +372,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         }
     }
     let elapsed = started.elapsed();
-    progress.borrow_mut().finish(&figures(
-        (*state.executions(), state.corpus().count()),
-        &executor,
-        fuzzer.objective(),
-    ));
+    progress.borrow_mut().finish(&executor.figures(*state.executions(), state.corpus().count()));
     let objective = fuzzer.objective_mut();
     Ok(Summary {
         imported: exchange.map(|x| x.imported),

@@ -436,7 +436,7 @@ impl Harness {
         let frames: Vec<String> = stack
             .frames
             .iter()
-            .map(|f| match (g.symbolize(f.addr), &f.place) {
+            .map(|f| match (g.symbolize(f.addr).or_else(|| f.symbol.clone()), &f.place) {
                 (Some(s), _) => s,
                 (None, Some((object, off))) => format!("{object}+{off:#x}"),
                 (None, None) => format!("{:#x}", f.addr),

@@ -17,10 +17,6 @@ pub struct Figures {
     pub covered: usize,
     /// Coverage slots.
     pub blocks: usize,
-    /// Distinct crashes, and hangs.
-    pub crashes: usize,
-    /// Distinct hangs.
-    pub hangs: usize,
     /// Reset time and dirty pages per execution, on average.
     pub reset_us: f64,
     /// Pages per reset.
@@ -40,6 +36,9 @@ pub struct Progress {
     stats: PathBuf,
     /// The status line is on screen (a message must clear it first).
     showing: bool,
+    /// Distinct crashes and hangs saved.
+    crashes: usize,
+    hangs: usize,
 }
 
 impl Progress {
@@ -56,6 +55,8 @@ impl Progress {
             quiet,
             stats,
             showing: false,
+            crashes: 0,
+            hangs: 0,
         }
     }
 
@@ -87,6 +88,15 @@ impl Progress {
         }
     }
 
+    /// A distinct crash (or hang) was saved.
+    pub fn saved(&mut self, crash: bool) {
+        if crash {
+            self.crashes += 1;
+        } else {
+            self.hangs += 1;
+        }
+    }
+
     /// Before a message of its own on stderr: the status line goes (on a terminal).
     pub fn clear(&mut self) {
         if self.showing {
@@ -111,8 +121,8 @@ impl Progress {
             f.corpus,
             f.covered,
             f.blocks,
-            f.crashes,
-            f.hangs,
+            self.crashes,
+            self.hangs,
             self.last_new.elapsed().as_secs_f64()
         )
     }
@@ -126,8 +136,8 @@ impl Progress {
             "corpus_count": f.corpus,
             "covered_blocks": f.covered,
             "total_blocks": f.blocks,
-            "unique_crashes": f.crashes,
-            "unique_hangs": f.hangs,
+            "unique_crashes": self.crashes,
+            "unique_hangs": self.hangs,
             "elapsed_s": (secs * 10.0).round() / 10.0,
             "last_new_block_s": (self.last_new.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "reset_us": (f.reset_us * 10.0).round() / 10.0,

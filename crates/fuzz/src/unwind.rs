@@ -26,6 +26,8 @@ pub struct Frame {
     pub addr: u64,
     /// Its object's file name and the offset in it, the same wherever the object was loaded.
     pub place: Option<(String, u64)>,
+    /// The function around it, from its object's symbol table (`symbol+0xoff`).
+    pub symbol: Option<String>,
 }
 
 /// A crash's stack.
@@ -58,12 +60,34 @@ impl Stack {
     }
 }
 
+/// Function symbols: link-time start, size, name; sorted by start.
+type Funcs = Vec<(u64, u64, String)>;
+
+/// An object the unwinder knows.
+struct Loaded {
+    end: u64,
+    /// Its file name.
+    name: String,
+    bias: u64,
+    funcs: Funcs,
+}
+
+impl Loaded {
+    /// `addr`'s function, as `name+0xoff`.
+    fn symbol(&self, addr: u64) -> Option<String> {
+        let at = addr.wrapping_sub(self.bias);
+        let i = self.funcs.partition_point(|f| f.0 <= at).checked_sub(1)?;
+        let (start, size, name) = &self.funcs[i];
+        (size == &0 || at < start + size).then(|| format!("{name}+{:#x}", at - start))
+    }
+}
+
 /// The unwinder, with the modules it has read.
 pub struct Unwind {
     unwinder: UnwinderX86_64<Vec<u8>>,
     cache: CacheX86_64,
-    /// Modules added: start -> (end, file name).
-    modules: HashMap<u64, (u64, String)>,
+    /// Modules added, by start address.
+    modules: HashMap<u64, Loaded>,
     /// Objects seen (path, bias), read or not.
     seen: HashSet<(PathBuf, u64)>,
     objects: Objects,
@@ -99,12 +123,10 @@ impl Unwind {
         let frames = frames
             .into_iter()
             .map(|addr| {
-                let place = self
-                    .modules
-                    .iter()
-                    .find(|(start, (end, _))| (**start..*end).contains(&addr))
-                    .map(|(start, (_, name))| (name.clone(), addr - start));
-                Frame { addr, place }
+                let module = self.modules.iter().find(|(start, m)| (**start..m.end).contains(&addr));
+                let place = module.map(|(start, m)| (m.name.clone(), addr - start));
+                let symbol = module.and_then(|(_, m)| m.symbol(addr));
+                Frame { addr, place, symbol }
             })
             .collect();
         Stack { frames }
@@ -117,20 +139,30 @@ impl Unwind {
             if !self.seen.insert((path.clone(), bias)) {
                 continue;
             }
-            if let Some(m) = module(&path, bias) {
+            if let Some((m, funcs)) = module(&path, bias) {
                 let range = m.avma_range();
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                self.modules.insert(range.start, (range.end, name));
+                self.modules.insert(range.start, Loaded { end: range.end, name, bias, funcs });
                 self.unwinder.add_module(m);
             }
         }
     }
 }
 
-/// The unwind tables of the ELF file at `path` loaded at `bias`.
-fn module(path: &Path, bias: u64) -> Option<Module<Vec<u8>>> {
+/// The unwind tables of the ELF file at `path` loaded at `bias`, and its function symbols.
+fn module(path: &Path, bias: u64) -> Option<(Module<Vec<u8>>, Funcs)> {
     let bytes = std::fs::read(path).ok()?;
     let elf = Elf::parse(&bytes).ok()?;
+    let mut funcs: Funcs = Vec::new();
+    for (syms, strs) in [(&elf.syms, &elf.strtab), (&elf.dynsyms, &elf.dynstrtab)] {
+        for s in syms.iter().filter(|s| s.st_type() == goblin::elf::sym::STT_FUNC && s.st_value != 0) {
+            if let Some(name) = strs.get_at(s.st_name) {
+                funcs.push((s.st_value, s.st_size, name.to_string()));
+            }
+        }
+    }
+    funcs.sort();
+    funcs.dedup_by_key(|f| f.0);
     let loads = elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD);
     let lo = loads.clone().map(|p| p.p_vaddr).min()?;
     let hi = loads.map(|p| p.p_vaddr + p.p_memsz).max()?;
@@ -155,5 +187,5 @@ fn module(path: &Path, bias: u64) -> Option<Module<Vec<u8>>> {
         ..Default::default()
     };
     let name = path.to_string_lossy().into_owned();
-    Some(Module::new(name, bias.wrapping_add(lo)..bias.wrapping_add(hi), bias, info))
+    Some((Module::new(name, bias.wrapping_add(lo)..bias.wrapping_add(hi), bias, info), funcs))
 }

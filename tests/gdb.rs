@@ -264,10 +264,15 @@ fn other_threads_pass_breakpoints() {
 
 /// Records the debug target on this thread's engine; returns the program and the trace.
 fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
+    recorded_guest("gdb_target", form)
+}
+
+/// Guest `name` built for debugging, and a trace of its run.
+fn recorded_guest(name: &str, form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
     if backend() == Backend::Kvm {
         require_kvm();
     }
-    let prog = target(form);
+    let prog = guest_with_flags(name, form, "debug", &["-O0", "-g"]);
     let dir = tempdir("gdb-rec");
     let trace = dir.join("t.trace");
     let rec = trapbox(
@@ -377,12 +382,7 @@ fn reverse_stepping() {
 /// fills (a read from a pipe: the stop right after the call, with its result); on a live run
 /// and on a replay alike.
 fn watchpoints_stop_at_writes() {
-    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
-    let dir = tempdir("gdb-watch");
-    let trace = dir.join("t.trace");
-    let rec =
-        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
-    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let (prog, trace) = recorded_guest("gdb_pipe", Form::Static);
     let commands = [
         "break main",
         "continue",
@@ -420,12 +420,7 @@ fn watchpoints_stop_at_writes() {
 /// of the replay, and forward again to the first write; a buffer the kernel filled goes back
 /// to before the call that filled it.
 fn reverse_continue_to_watchpoints() {
-    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
-    let dir = tempdir("gdb-rwatch");
-    let trace = dir.join("t.trace");
-    let rec =
-        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
-    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let (prog, trace) = recorded_guest("gdb_pipe", Form::Static);
     let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let commands = [
         "break 17",
@@ -466,12 +461,7 @@ fn reverse_continue_to_watchpoints() {
 /// `monitor restart N` takes the next continue back to it, memory as it was; a live run has
 /// no checkpoints, and says so.
 fn monitor_when_checkpoint_restart() {
-    let prog = guest_with_flags("gdb_pipe", Form::Static, "debug", &["-O0", "-g"]);
-    let dir = tempdir("gdb-monitor");
-    let trace = dir.join("t.trace");
-    let rec =
-        trapbox(&["record".as_ref(), "-o".as_ref(), trace.as_os_str(), "--".as_ref(), prog.as_os_str()], b"", &dir);
-    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    let (prog, trace) = recorded_guest("gdb_pipe", Form::Static);
     let commands = [
         "break 14",
         "continue",

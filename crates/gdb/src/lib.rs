@@ -170,49 +170,88 @@ pub fn attach<H>(
             end
         })
         .expect("a thread for the gdb connection");
-    let d = Debugger {
-        inner,
+    let carried = Carried {
         requests: req_rx,
         stops: stop_tx,
         kicker,
-        breaks: BTreeMap::new(),
         shared_breaks: Arc::default(),
-        entry: None,
-        step_over: None,
-        stepping: false,
-        auxv: Vec::new(),
-        stopped_by: None,
-        detached: false,
         killed,
         interrupted,
-        catch: None,
-        in_syscall: None,
         reversible,
-        log: Vec::new(),
-        stop_index: 0,
-        resumed_at: 0,
-        script: VecDeque::new(),
-        then: Then::Live,
+        detached: false,
         irreproducible: false,
-        restart: None,
-        internal: BTreeMap::new(),
-        survey: None,
-        until: None,
-        counting: None,
-        count_until: None,
-        watches: BTreeMap::new(),
-        watching: false,
-        surveying: false,
-        stop_events: Vec::new(),
-        anchor: None,
-        anchor_seen: 0,
         checkpoints: Vec::new(),
-        going_to: None,
     };
+    let d = Debugger::assemble(inner, carried, Vec::new(), VecDeque::new(), Then::Live, None);
     (d, thread)
 }
 
+/// What a debugger keeps from one run of a replay to the next: gdb's connection, and what
+/// holds for the whole session.
+struct Carried {
+    requests: Receiver<Request>,
+    stops: Sender<Stop>,
+    kicker: Arc<Mutex<Option<Kicker>>>,
+    shared_breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
+    killed: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
+    reversible: bool,
+    detached: bool,
+    irreproducible: bool,
+    checkpoints: Vec<Vec<(usize, Logged)>>,
+}
+
 impl<H> Debugger<H> {
+    /// A debugger for a run starting now: `carried` from the session, the rest fresh.
+    fn assemble(
+        inner: H,
+        c: Carried,
+        log: Vec<(usize, Logged)>,
+        script: VecDeque<(usize, Logged)>,
+        then: Then,
+        survey: Option<Survey>,
+    ) -> Debugger<H> {
+        Debugger {
+            inner,
+            requests: c.requests,
+            stops: c.stops,
+            kicker: c.kicker,
+            breaks: BTreeMap::new(),
+            shared_breaks: c.shared_breaks,
+            entry: None,
+            step_over: None,
+            stepping: false,
+            auxv: Vec::new(),
+            stopped_by: None,
+            detached: c.detached,
+            killed: c.killed,
+            interrupted: c.interrupted,
+            catch: None,
+            in_syscall: None,
+            reversible: c.reversible,
+            log,
+            stop_index: 0,
+            resumed_at: 0,
+            script,
+            then,
+            irreproducible: c.irreproducible,
+            restart: None,
+            internal: BTreeMap::new(),
+            survey,
+            until: None,
+            counting: None,
+            count_until: None,
+            watches: BTreeMap::new(),
+            watching: false,
+            surveying: false,
+            stop_events: Vec::new(),
+            anchor: None,
+            anchor_seen: 0,
+            checkpoints: c.checkpoints,
+            going_to: None,
+        }
+    }
+
     /// Where the next run of the replay must go, if this one ended to go back.
     pub fn take_restart(&mut self) -> Option<Plan> {
         self.restart.take()
@@ -231,45 +270,19 @@ impl<H> Debugger<H> {
             }
             None => (self.log, VecDeque::new(), Then::Live, None),
         };
-        Debugger {
-            inner,
+        let carried = Carried {
             requests: self.requests,
             stops: self.stops,
             kicker: self.kicker,
-            breaks: BTreeMap::new(),
             shared_breaks: self.shared_breaks,
-            entry: None,
-            step_over: None,
-            stepping: false,
-            auxv: Vec::new(),
-            stopped_by: None,
-            detached: self.detached,
             killed: self.killed,
             interrupted: self.interrupted,
-            catch: None,
-            in_syscall: None,
             reversible: self.reversible,
-            log,
-            stop_index: 0,
-            resumed_at: 0,
-            script,
-            then,
+            detached: self.detached,
             irreproducible: self.irreproducible,
-            restart: None,
-            internal: BTreeMap::new(),
-            survey,
-            until: None,
-            counting: None,
-            count_until: None,
-            watches: BTreeMap::new(),
-            watching: false,
-            surveying: false,
-            stop_events: Vec::new(),
-            anchor: None,
-            anchor_seen: 0,
             checkpoints: self.checkpoints,
-            going_to: None,
-        }
+        };
+        Debugger::assemble(inner, carried, log, script, then, survey)
     }
 }
 

@@ -151,7 +151,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     };
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; blocks {}/{}; reset {:.1} µs, {:.1} pages; {} distinct crashes and hangs",
+        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; blocks {}/{}; reset {:.1} µs, {:.1} pages{}; {} distinct crashes and hangs",
         s.executions,
         secs,
         s.executions as f64 / secs,
@@ -160,6 +160,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         s.blocks,
         s.reset_per_execution.as_secs_f64() * 1e6,
         s.dirty_pages_per_reset,
+        if s.writes_tracked { " (written pages tracked)" } else { " (pages compared)" },
         s.crashes.len()
     );
     if let Some((taken, kept)) = s.imported {

@@ -61,6 +61,8 @@ struct VmExecutor {
     dirty_pages: u64,
     reset: Duration,
     runs: u64,
+    /// A reset knew the written pages from the kernel's tracking.
+    tracked: bool,
     /// How the last execution went wrong, if it did.
     last: Option<Found>,
     /// Coverage slots (for the progress figures).
@@ -136,6 +138,7 @@ impl<EM, S: HasExecutions + HasCorpus<BytesInput>, Z> Executor<EM, BytesInput, S
         self.runs += 1;
         self.dirty_pages += report.dirty_pages;
         self.reset += report.reset;
+        self.tracked |= report.tracked;
         for name in &report.refused {
             eprintln!("trapbox fuzz: the target called {name} after the snapshot: refused (ENOSYS); its effects could not be undone");
         }
@@ -318,6 +321,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         dirty_pages: 0,
         reset: Duration::ZERO,
         runs: 0,
+        tracked: false,
         last: None,
         blocks: setup.blocks,
         progress: progress.clone(),
@@ -375,6 +379,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     progress.borrow_mut().finish(&executor.figures(*state.executions(), state.corpus().count()));
     let objective = fuzzer.objective_mut();
     Ok(Summary {
+        writes_tracked: executor.tracked,
         imported: exchange.map(|x| x.imported),
         executions: *state.executions(),
         elapsed,

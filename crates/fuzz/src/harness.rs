@@ -65,6 +65,8 @@ pub struct Report {
     pub dirty_pages: u64,
     /// How long that reset took.
     pub reset: std::time::Duration,
+    /// Whether that reset knew the written pages from the kernel (else it compared).
+    pub tracked: bool,
     /// Syscalls refused during it, by name (each reported once per campaign).
     pub refused: Vec<&'static str>,
 }
@@ -178,6 +180,7 @@ pub struct Harness {
     timed_out: Arc<AtomicBool>,
     hit: Vec<u32>,
     dirty: u64,
+    tracked: bool,
     reset: std::time::Duration,
     refused_once: BTreeSet<&'static str>,
     refused: Vec<&'static str>,
@@ -228,6 +231,7 @@ impl Harness {
             timed_out: timed_out.clone(),
             hit: Vec::new(),
             dirty: 0,
+            tracked: false,
             reset: std::time::Duration::ZERO,
             refused_once: BTreeSet::new(),
             refused: Vec::new(),
@@ -364,6 +368,7 @@ impl Harness {
                 new_blocks: std::mem::take(&mut self.hit),
                 dirty_pages: self.dirty,
                 reset: self.reset,
+                tracked: self.tracked,
                 refused: std::mem::take(&mut self.refused),
             };
             if self.reports.send(report).is_err() {
@@ -374,7 +379,7 @@ impl Harness {
             let restored = snaps.restore(snapshot);
             self.reset = t.elapsed();
             match restored {
-                Ok(r) => self.dirty = r.dirty_pages,
+                Ok(r) => (self.dirty, self.tracked) = (r.dirty_pages, r.tracked),
                 Err(e) => return self.fail(format!("cannot restore the snapshot: {e}")),
             }
         }

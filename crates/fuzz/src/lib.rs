@@ -72,6 +72,8 @@ pub struct Summary {
     pub dirty_pages_per_reset: f64,
     /// How long a reset took, on average.
     pub reset_per_execution: Duration,
+    /// Resets knew the written pages from the kernel's tracking (else they compared pages).
+    pub writes_tracked: bool,
     /// Distinct crashes and hangs.
     pub solutions: usize,
     /// A job of `--jobs`: inputs taken from the other jobs, and of them kept.

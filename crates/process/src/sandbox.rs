@@ -231,6 +231,7 @@ impl SandboxBuilder {
         process.use_arena(crate::arena::Arena::reserve().map_err(SandboxError::Arena)?);
         // Before the guest runs (and before the KVM fds' numbers are lent to anything), with
         // everything trapbox needs already open.
+        crate::snapshot::prepare_write_tracking();
         for (what, errno) in harden::harden().failed {
             let e = std::io::Error::from_raw_os_error(errno);
             process.warn_once(what, format_args!("defense in depth: {what} failed ({e}); running without it"));

@@ -50,6 +50,8 @@ mod uffd {
     /// PAGEMAP_SCAN on /proc/self/pagemap (linux/fs.h), and its flags and categories.
     pub const IOC_PAGEMAP_SCAN: u64 = 0xc060_6610;
     pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+    pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+    pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 
     #[repr(C)]
     pub struct Api {
@@ -160,7 +162,7 @@ impl Store {
             .map_err(host("cannot open /proc/self/pagemap"))?;
         // TRAPBOX_NO_WRITE_TRACKING makes restores compare, as on kernels without the
         // tracking (the tests use it to run that path here).
-        let tracking = std::env::var_os("TRAPBOX_NO_WRITE_TRACKING").is_none().then(write_tracking).flatten();
+        let tracking = std::env::var_os("TRAPBOX_NO_WRITE_TRACKING").is_none().then(tracking_fd).flatten();
         let tracker = match tracking {
             Some(uffd) => Tracker::Written { uffd, registered: BTreeSet::new() },
             None => Tracker::Compare,
@@ -225,7 +227,10 @@ impl Store {
                 max_pages: 0,
                 category_inverted: 0,
                 category_mask: uffd::PAGE_IS_WRITTEN,
-                category_anyof_mask: 0,
+                // Only pages that hold data: the kernel counts a hole in a tracked region as
+                // written, and a stack region is megabytes of holes. (A page the snapshot had
+                // that is a hole now is found through the page map below.)
+                category_anyof_mask: uffd::PAGE_IS_PRESENT | uffd::PAGE_IS_SWAPPED,
                 return_mask: uffd::PAGE_IS_WRITTEN,
             };
             let n = ioctl(self.pagemap.as_raw_fd(), uffd::IOC_PAGEMAP_SCAN, &mut arg)
@@ -245,6 +250,22 @@ impl Store {
             registered.retain(|&(s, e)| regions.iter().any(|&(rs, re, p)| rs == s && re == e && writable(p)));
         }
     }
+}
+
+/// The process's userfaultfd for write tracking, opened before trapbox hardens itself: the
+/// seccomp filter refuses `userfaultfd` (the ABI table says it reaches outside the box), so a
+/// snapshot taken later could not open one, and restores fell back to comparing every page.
+static TRACKING: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+
+/// Opens the write-tracking userfaultfd now, if it can be (called before hardening).
+pub(crate) fn prepare_write_tracking() {
+    TRACKING.get_or_init(write_tracking);
+}
+
+/// A descriptor of the process's write-tracking userfaultfd, if there is one.
+fn tracking_fd() -> Option<File> {
+    let f = TRACKING.get()?.as_ref()?;
+    trapbox_host::fds::private(|| f.try_clone()).ok()
 }
 
 /// A userfaultfd with asynchronous write-protection, where the kernel has it (6.7+).
@@ -413,7 +434,7 @@ impl Process {
         id: SnapshotId,
     ) -> Result<Restored, SnapshotError> {
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
-        let mut done = Restored::default();
+        let mut done = Restored { tracked: store.tracks_writes(), ..Restored::default() };
         // A thread of trapbox's opening a file now would take a number this takes for the
         // guest's (see `fds::stocktaking`).
         let stock = crate::fds::stocktaking();

@@ -201,6 +201,9 @@ pub struct Restored {
     pub dirty_pages: u64,
     /// Mappings made, removed or re-protected since that were undone.
     pub remapped: u64,
+    /// The pages written were known from the kernel's write tracking (else every page was
+    /// compared with the snapshot's copy).
+    pub tracked: bool,
 }
 
 /// Why a snapshot could not be taken or restored.

@@ -91,16 +91,11 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     // Job 0 starts the others; they are told their number (and start none).
     let job = f.job.or((f.jobs > 1).then_some(0));
     let others = if job == Some(0) { Some(Jobs::start(&f, stop.clone())?) } else { None };
-    let mut command = f.command.clone();
+    let command = with_input(&f.command, &input);
     let (harness, link) = match &f.entry {
         Some(_) if file_arg => bail!("--entry calls a function with the input: drop @@ (or --entry for file mode)"),
         Some(entry) => trapbox::fuzz::harness(&program, entry)?,
-        None => {
-            for a in command.iter_mut().skip(1).filter(|a| *a == "@@") {
-                *a = input.to_string_lossy().into_owned();
-            }
-            trapbox::fuzz::file_mode(&program, &input, !file_arg, f.snapshot_at.as_deref())?
-        }
+        None => trapbox::fuzz::file_mode(&program, &input, !file_arg, f.snapshot_at.as_deref())?,
     };
     let opts = trapbox::fuzz::Options {
         inputs: f.inputs.clone(),
@@ -188,6 +183,13 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     Ok(if found { 1 } else { 0 })
 }
 
+/// `command` with each `@@` argument (AFL's convention) replaced by `input`'s path.
+fn with_input(command: &[String], input: &Path) -> Vec<String> {
+    let path = input.to_string_lossy();
+    let args = command.iter().skip(1).map(|a| if a == "@@" { path.to_string() } else { a.clone() });
+    command.iter().take(1).cloned().chain(args).collect()
+}
+
 /// Whether `saved` is a crash (not a hang): it is under OUT/crashes.
 fn is_crash(saved: &Path) -> bool {
     saved.parent().and_then(Path::file_name).is_some_and(|d| d == "crashes")
@@ -220,10 +222,7 @@ fn trace_crash(f: &FuzzArgs, saved: &Path, stdin: bool) -> String {
 
 fn record_crash(f: &FuzzArgs, saved: &Path, trace: &Path, stdin: bool) -> Result<()> {
     let input = std::path::absolute(saved)?;
-    let mut command = f.command.clone();
-    for a in command.iter_mut().skip(1).filter(|a| *a == "@@") {
-        *a = input.to_string_lossy().into_owned();
-    }
+    let command = with_input(&f.command, &input);
     // Ten times the fuzzing limit: the run from the start does more than one execution did.
     let limit = (f.timeout as f64 / 1000.0 * 10.0).max(10.0);
     let mut cmd = std::process::Command::new(std::env::current_exe().context("cannot find trapbox's own path")?);

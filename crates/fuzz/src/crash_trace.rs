@@ -6,9 +6,9 @@
 use std::io::Write;
 
 use trapbox_tools::record::Recorder;
-use trapbox_trap::{Action, Guest, GuestAddr, Outcome, Passthrough, Start, Trap, TrapHandler};
+use trapbox_trap::{Action, Guest, Outcome, Passthrough, Start, Trap, TrapHandler};
 
-use crate::harness::{call_frame, load_bias};
+use crate::harness::{call_frame, load_bias, place_int3, take_int3};
 use crate::{FuzzError, Target};
 
 /// The recorder, calling the entry once at `main`.
@@ -58,16 +58,13 @@ impl<W: Write + Send + 'static> CallRecording<W> {
 
     /// At the first trap: `main` gets its `int3` (as the fuzzer's harness puts it there).
     fn arm(&mut self, g: &mut dyn Guest) {
-        self.done = true;
         let at = self.main.wrapping_add(load_bias(g, self.pie, self.lowest));
-        let mut byte = [0u8];
-        let armed = g.read(GuestAddr(at), &mut byte).is_ok()
-            && g.process().is_some_and(|p| p.patch_code(GuestAddr(at), &[0xcc]).is_ok());
-        if armed {
-            self.armed = Some((at, byte[0]));
-            self.done = false;
-        } else {
-            self.failure = Some(format!("cannot set a breakpoint at main ({at:#x})"));
+        match place_int3(g, at) {
+            Ok(byte) => self.armed = Some((at, byte)),
+            Err(e) => {
+                self.done = true;
+                self.failure = Some(format!("main: {e}"));
+            }
         }
     }
 
@@ -75,15 +72,11 @@ impl<W: Write + Send + 'static> CallRecording<W> {
     fn call(&mut self, g: &mut dyn Guest, at: u64, byte: u8) -> Action {
         self.done = true;
         self.armed = None;
-        if let Some(p) = g.process() {
-            if let Err(e) = p.patch_code(GuestAddr(at), &[byte]) {
-                self.failure = Some(format!("cannot remove the breakpoint at main: {e}"));
-                return Action::Exit(1);
-            }
+        if let Err(e) = take_int3(g, at, byte) {
+            self.failure = Some(format!("main: {e}"));
+            return Action::Exit(1);
         }
-        let mut r = g.regs();
-        r.rip = at;
-        g.set_regs(&r);
+        let r = g.regs();
         let entry = self.entry.wrapping_add(load_bias(g, self.pie, self.lowest));
         let (writes, regs) = call_frame(&r, at, entry, &self.input);
         match self.rec.call(g, writes, &regs) {

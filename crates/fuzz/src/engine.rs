@@ -175,9 +175,8 @@ struct Distinct {
     seen: HashSet<(i32, u64, u32)>,
     out: PathBuf,
     name: Cow<'static, str>,
+    /// Saved so far (the crashes among them are counted by `progress`).
     saved: Vec<(PathBuf, String)>,
-    /// Of them, crashes (not hangs).
-    crashes: usize,
     /// The job's number, which names its files.
     job: Option<u32>,
     /// The status line, cleared before a message.
@@ -227,7 +226,6 @@ impl<EM, OT, S> Feedback<EM, BytesInput, OT, S> for Distinct {
         drop(progress);
         eprintln!("trapbox fuzz: new {kind}: {} -> {}", f.line, path.display());
         self.saved.push((path, f.line));
-        self.crashes += usize::from(f.dir == "crashes");
         Ok(true)
     }
 }
@@ -297,7 +295,6 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         out: opts.out.clone(),
         name: "distinct".into(),
         saved: vec![],
-        crashes: 0,
         job: opts.job,
     };
     let rand = StdRand::with_seed(opts.seed.unwrap_or_else(current_nanos));
@@ -358,12 +355,11 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     };
     let mutator = HavocScheduledMutator::new(havoc_mutations().merge(tokens_mutations()));
     let mut stages = tuple_list!(StdMutationalStage::new(mutator));
-    let time_up = |s: &StdState<_, _, _, _>| {
-        opts.time.is_some_and(|t| started.elapsed() >= t) || opts.runs.is_some_and(|n| *s.executions() >= n)
-    };
-    let found_one = |f: &StdFuzzer<_, _, _, _, Distinct>| opts.until_crash && f.objective().crashes > 0;
-    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
-    while !time_up(&state) && !found_one(&fuzzer) && !stopped() {
+    // The time limit and a stop end the loop through the executor (it refuses the next
+    // execution); the run limit and --until-crash here.
+    let runs_done = |s: &StdState<_, _, _, _>| opts.runs.is_some_and(|n| *s.executions() >= n);
+    let found_one = || opts.until_crash && progress.borrow().crashes() > 0;
+    while !runs_done(&state) && !found_one() {
         let step = match exchange.as_mut() {
             Some(x) => swap(x, &mut fuzzer, &mut state, &mut executor, &mut mgr),
             None => Ok(()),

@@ -272,26 +272,17 @@ impl Harness {
     /// The first trap, with --snapshot-at: the point gets its `int3`.
     fn arm_point(&mut self, g: &mut dyn Guest, at: u64) -> Result<(), String> {
         let at = at.wrapping_add(self.bias(g));
-        let mut byte = [0u8];
-        g.read(GuestAddr(at), &mut byte)
-            .map_err(|_| format!("the snapshot point {at:#x} is not the program's code"))?;
-        let p = g.process().ok_or("the engine does not run the process model")?;
-        p.patch_code(GuestAddr(at), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at {at:#x}: {e}"))?;
-        self.point = Some((at, byte[0]));
+        let byte = place_int3(g, at).map_err(|e| format!("the snapshot point: {e}"))?;
+        self.point = Some((at, byte));
         Ok(())
     }
 
     /// At the --snapshot-at point: its byte back, the thread back on it, then the snapshot.
     fn at_point(&mut self, g: &mut dyn Guest, at: u64, byte: u8) -> Action {
         self.point = None;
-        if let Some(p) = g.process() {
-            if let Err(e) = p.patch_code(GuestAddr(at), &[byte]) {
-                return self.fail(format!("cannot remove the breakpoint at {at:#x}: {e}"));
-            }
+        if let Err(e) = take_int3(g, at, byte) {
+            return self.fail(e);
         }
-        let mut r = g.regs();
-        r.rip = at;
-        g.set_regs(&r);
         match self.start_fuzzing(g) {
             Ok(snapshot) => self.next(g, snapshot, None),
             Err(e) => self.fail(e),
@@ -566,6 +557,27 @@ impl Harness {
             }
         }
     }
+}
+
+/// An `int3` placed at `at`: the byte it replaced.
+pub(crate) fn place_int3(g: &mut dyn Guest, at: u64) -> Result<u8, String> {
+    let mut byte = [0u8];
+    g.read(GuestAddr(at), &mut byte).map_err(|_| format!("{at:#x} is not the program's code"))?;
+    let p = g.process().ok_or("the engine does not run the process model")?;
+    p.patch_code(GuestAddr(at), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at {at:#x}: {e}"))?;
+    Ok(byte[0])
+}
+
+/// At the `int3` [`place_int3`] put at `at`: the program's `byte` back, and the thread back on
+/// it, to run what was there.
+pub(crate) fn take_int3(g: &mut dyn Guest, at: u64, byte: u8) -> Result<(), String> {
+    if let Some(p) = g.process() {
+        p.patch_code(GuestAddr(at), &[byte]).map_err(|e| format!("cannot remove the breakpoint at {at:#x}: {e}"))?;
+    }
+    let mut r = g.regs();
+    r.rip = at;
+    g.set_regs(&r);
+    Ok(())
 }
 
 /// How far the program was moved from its link-time addresses (known from the first trap on):

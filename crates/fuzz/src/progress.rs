@@ -97,6 +97,11 @@ impl Progress {
         }
     }
 
+    /// Distinct crashes saved so far.
+    pub fn crashes(&self) -> usize {
+        self.crashes
+    }
+
     /// Before a message of its own on stderr: the status line goes (on a terminal).
     pub fn clear(&mut self) {
         if self.showing {

@@ -286,6 +286,17 @@ impl<H> Debugger<H> {
     }
 }
 
+/// Sets or clears the thread's trap flag (single-stepping).
+fn trap_flag(g: &mut dyn Guest, on: bool) {
+    let mut r = g.regs();
+    if on {
+        r.rflags |= TF;
+    } else {
+        r.rflags &= !TF;
+    }
+    g.set_regs(&r);
+}
+
 fn patch(g: &mut dyn Guest, addr: u64, byte: u8) -> bool {
     g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &[byte]).is_ok())
 }
@@ -460,9 +471,7 @@ impl<H: TrapHandler> Debugger<H> {
         }
         self.watches.clear();
         self.catch = None;
-        let mut r = g.regs();
-        r.rflags &= !TF;
-        g.set_regs(&r);
+        trap_flag(g, false);
         action
     }
 
@@ -477,9 +486,7 @@ impl<H: TrapHandler> Debugger<H> {
             patch(g, addr, b);
         }
         self.publish();
-        let mut r = g.regs();
-        r.rflags &= !TF;
-        g.set_regs(&r);
+        trap_flag(g, false);
         Action::Resume
     }
 
@@ -561,6 +568,17 @@ impl<H: TrapHandler> Debugger<H> {
                 *seen = now;
             }
         }
+    }
+
+    /// A stop right after a syscall the inner handler answered with `v`: the result in RAX,
+    /// the trap flag off.
+    fn stop_after_call(&mut self, g: &mut dyn Guest, v: i64, why: Stop) -> Action {
+        let mut r = g.regs();
+        r.rax = v as u64;
+        r.rflags &= !TF;
+        g.set_regs(&r);
+        self.stopped_by = None;
+        self.stop(g, Some(why))
     }
 
     /// Every watchpoint's bytes as they are now.
@@ -1043,12 +1061,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         // single steps of a step back start.
                         self.anchor_seen = self.until.take().map_or(0, |(_, _, n)| n);
                         self.remove_internals(g);
-                        let mut r = g.regs();
-                        r.rax = *v as u64;
-                        r.rflags &= !TF;
-                        g.set_regs(&r);
-                        self.stopped_by = None;
-                        return self.stop(g, Some(Stop::Step));
+                        return self.stop_after_call(g, *v, Stop::Step);
                     }
                 }
                 if over.is_some() || self.stepping || self.watching || self.surveying {
@@ -1057,23 +1070,14 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 }
                 if self.watching {
                     // The call may have written a watched byte (a read into it): a stop right
-                    // after it, with its result. Otherwise the steps go on.
-                    let mut r = g.regs();
+                    // after it, with its result.
                     if let (Action::Return(v), Some(at)) = (&action, self.watch_hit(g)) {
-                        r.rax = *v as u64;
-                        r.rflags &= !TF;
-                        g.set_regs(&r);
-                        self.stopped_by = None;
-                        return self.stop(g, Some(Stop::Watch(at)));
+                        return self.stop_after_call(g, *v, Stop::Watch(at));
                     }
-                    r.rflags |= TF;
-                    g.set_regs(&r);
-                    return action;
                 }
-                if self.surveying {
-                    let mut r = g.regs();
-                    r.rflags |= TF;
-                    g.set_regs(&r);
+                if self.watching || self.surveying {
+                    // The steps go on.
+                    trap_flag(g, true);
                     return action;
                 }
                 if over.is_none() && !self.stepping {
@@ -1083,17 +1087,12 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 // flag goes, and a step stops here, at the return address, not one instruction
                 // later where the flag would stop it. A continue goes on with the inner
                 // handler's own answer.
-                let mut r = g.regs();
-                r.rflags &= !TF;
-                g.set_regs(&r);
+                trap_flag(g, false);
                 if !std::mem::take(&mut self.stepping) {
                     return action;
                 }
                 let Action::Return(v) = action else { return action };
-                r.rax = v as u64;
-                g.set_regs(&r);
-                self.stopped_by = None;
-                self.stop(g, Some(Stop::Step))
+                self.stop_after_call(g, v, Stop::Step)
             }
             Trap::Breakpoint { rip } => {
                 let at = rip - 1;
@@ -1125,9 +1124,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 }
             }
             Trap::SingleStep { .. } => {
-                let mut r = g.regs();
-                r.rflags &= !TF;
-                g.set_regs(&r);
+                trap_flag(g, false);
                 if self.stepping || self.watching || self.surveying || self.step_over.is_some() {
                     self.survey_step(g);
                 }
@@ -1142,15 +1139,10 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         self.stopped_by = None;
                         return self.stop(g, Some(Stop::Watch(at)));
                     }
-                    let mut r = g.regs();
-                    r.rflags |= TF;
-                    g.set_regs(&r);
-                    return Action::Resume;
                 }
-                if self.surveying && !self.stepping {
-                    let mut r = g.regs();
-                    r.rflags |= TF;
-                    g.set_regs(&r);
+                if self.watching || (self.surveying && !self.stepping) {
+                    // A continue a step at a time goes on.
+                    trap_flag(g, true);
                     return Action::Resume;
                 }
                 self.stopped_by = None;
@@ -1239,9 +1231,7 @@ impl TrapHandler for Follower {
                 if self.breaks.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&at) {
                     patch(g, at, 0xcc);
                 }
-                let mut r = g.regs();
-                r.rflags &= !TF;
-                g.set_regs(&r);
+                trap_flag(g, false);
                 Action::Resume
             }
             _ => self.inner.on_trap(g, trap),

@@ -192,6 +192,15 @@ fn put_bytes(b: &mut Vec<u8>, v: &[u8]) {
     b.extend_from_slice(v);
 }
 
+/// Guest memory written: a count, then each address and its bytes.
+fn put_writes(b: &mut Vec<u8>, writes: &[(u64, Vec<u8>)]) {
+    b.extend_from_slice(&(writes.len() as u32).to_le_bytes());
+    for (a, d) in writes {
+        put_u64(b, *a);
+        put_bytes(b, d);
+    }
+}
+
 fn put_opt(b: &mut Vec<u8>, v: Option<u64>) {
     match v {
         Some(x) => {
@@ -257,6 +266,11 @@ impl<'a> Decoder<'a> {
     fn bytes(&mut self) -> Result<Vec<u8>, String> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
+    }
+
+    /// What [`put_writes`] encoded.
+    fn writes(&mut self) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        self.list(|d| Ok((d.u64()?, d.bytes()?)))
     }
 
     fn opt(&mut self) -> Result<Option<u64>, String> {
@@ -344,11 +358,7 @@ impl Event {
                 put_u64(b, s.nr);
                 s.args.iter().for_each(|a| put_u64(b, *a));
                 put_u64(b, s.ret as u64);
-                b.extend_from_slice(&(s.writes.len() as u32).to_le_bytes());
-                for (a, d) in &s.writes {
-                    put_u64(b, *a);
-                    put_bytes(b, d);
-                }
+                put_writes(b, &s.writes);
                 put_opt(b, s.file.map(|(id, _)| id as u64));
                 if let Some((_, off)) = s.file {
                     put_u64(b, off);
@@ -409,11 +419,7 @@ impl Event {
             Event::Call(c) => {
                 b.push(12);
                 c.at.iter().for_each(|r| put_u64(b, *r));
-                b.extend_from_slice(&(c.writes.len() as u32).to_le_bytes());
-                for (a, d) in &c.writes {
-                    put_u64(b, *a);
-                    put_bytes(b, d);
-                }
+                put_writes(b, &c.writes);
                 c.regs.iter().for_each(|r| put_u64(b, *r));
             }
             Event::Console(c) => {
@@ -464,7 +470,7 @@ impl Event {
                 let nr = d.u64()?;
                 let args = d.u64s()?;
                 let ret = d.u64()? as i64;
-                let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
+                let writes = d.writes()?;
                 let file = match d.opt()? {
                     Some(id) => Some((u32::try_from(id).map_err(|_| "file id out of range")?, d.u64()?)),
                     None => None,
@@ -483,7 +489,7 @@ impl Event {
             11 => Event::Preempt(d.u64s()?),
             12 => {
                 let at = d.u64s()?;
-                let writes = d.list(|d| Ok((d.u64()?, d.bytes()?)))?;
+                let writes = d.writes()?;
                 Event::Call(Box::new(CallEvent { at, writes, regs: d.u64s()? }))
             }
             9 => match d.u8()? {

@@ -1,6 +1,7 @@
 //! The tracer benchmark, both engines side by side: native, `strace -f` (unpinned, and pinned
 //! with tracer and program on one CPU and on two, to show its spread), `trapbox trace` on KVM
-//! and in-process, and `trapbox run` on both; per `getppid`, and on python3, sha256sum of a
+//! and in-process (with and without its rewriting of hot syscall sites), and `trapbox run` on
+//! both; per `getppid`, and on python3, sha256sum of a
 //! large file, `/bin/true` start-up and `make -j2`. The exit floor (the cheapest VM exit from
 //! CPL3) bounds what any KVM trap path can do.
 //!
@@ -42,6 +43,12 @@ fn main() {
         ("trace inproc", vec![tb, "trace", "--backend", "inproc", "-o", "/dev/null", "--"]),
         ("run kvm", vec![tb, "run", "--backend", "kvm", "--"]),
         ("run inproc", vec![tb, "run", "--backend", "inproc", "--"]),
+        // Every syscall through SUD's signal: what rewriting the hot sites saves.
+        (
+            "trace inproc --no-rewrite",
+            vec![tb, "trace", "--backend", "inproc", "--no-rewrite", "-o", "/dev/null", "--"],
+        ),
+        ("run inproc --no-rewrite", vec![tb, "run", "--backend", "inproc", "--no-rewrite", "--"]),
     ];
     let col = |name: &str| variants.iter().position(|v| v.0 == name).expect("variant");
     let n: u64 = if quick { 20_000 } else { 50_000 };
@@ -92,7 +99,7 @@ fn main() {
         println!("| {name} | {} |", t.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(" | "));
         let r = |a: &str, b: &str| t[col(a)].as_secs_f64() / t[col(b)].as_secs_f64();
         println!(
-            "| ↳ ratios | | strace ÷ trace inproc {:.1}× | strace ÷ trace kvm {:.1}× | | trace inproc ÷ native {:.2}× | trace kvm ÷ native {:.2}× | trace inproc − native {:.1} ms | |",
+            "| ↳ ratios | | strace ÷ trace inproc {:.1}× | strace ÷ trace kvm {:.1}× | | trace inproc ÷ native {:.2}× | trace kvm ÷ native {:.2}× | trace inproc − native {:.1} ms | | | |",
             r("strace -f", "trace inproc"),
             r("strace -f", "trace kvm"),
             r("trace inproc", "native"),

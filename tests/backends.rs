@@ -159,3 +159,46 @@ fn both_engines_print_the_same_strace_lines() {
         }
     }
 }
+
+/// The number in `trapbox: ... N syscall sites rewritten` (from `-v`).
+fn sites_rewritten(stderr: &str) -> usize {
+    let line = stderr.lines().find(|l| l.ends_with("syscall sites rewritten")).unwrap_or_else(|| panic!("{stderr}"));
+    let n = line.rsplit(", ").next().and_then(|p| p.split(' ').next()).and_then(|n| n.parse().ok());
+    n.unwrap_or_else(|| panic!("{line}"))
+}
+
+#[test]
+fn hot_syscall_sites_are_rewritten_and_keep_every_register() {
+    common::require_sud();
+    let d = tempdir("rewrite");
+    for form in [Form::Static, Form::Dynamic] {
+        let prog = guest("rewrite_check", form);
+        let r = plain(&["run", "-v", "--backend", "inproc", "--", prog.to_str().unwrap()], &d);
+        assert_eq!(r.status, 0, "{form:?}: {}", r.stderr_str());
+        assert!(
+            r.stdout_str().starts_with("ok: 0 bad, with signals"),
+            "{form:?}: {}{}",
+            r.stdout_str(),
+            r.stderr_str()
+        );
+        assert!(sites_rewritten(&r.stderr_str()) >= 1, "{form:?}: {}", r.stderr_str());
+        let kept = plain(&["run", "-v", "--backend", "inproc", "--no-rewrite", "--", prog.to_str().unwrap()], &d);
+        assert!(kept.stdout_str().starts_with("ok: 0 bad"), "{}", kept.stderr_str());
+        assert_eq!(sites_rewritten(&kept.stderr_str()), 0, "{}", kept.stderr_str());
+        // Traced, the same (the tracer sees every call, rewritten or not).
+        let traced = plain(&["trace", "-v", "-c", "--backend", "inproc", "--", prog.to_str().unwrap()], &d);
+        assert!(traced.stdout_str().starts_with("ok: "), "{}", traced.stderr_str());
+        assert!(sites_rewritten(&traced.stderr_str()) >= 1, "{}", traced.stderr_str());
+    }
+}
+
+#[test]
+fn a_program_that_takes_gs_gets_its_syscall_sites_back() {
+    common::require_sud();
+    let d = tempdir("rewrite-gs");
+    let prog = guest("rewrite_gs", Form::Dynamic);
+    let r = plain(&["run", "-v", "--backend", "inproc", "--", prog.to_str().unwrap()], &d);
+    assert_eq!(r.status, 0, "{}", r.stderr_str());
+    assert_eq!(r.stdout_str(), "ok: 0 wrong, gs:[40] is the program's, area kept\n", "{}", r.stderr_str());
+    assert_eq!(sites_rewritten(&r.stderr_str()), 0, "{}", r.stderr_str());
+}

@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// one, else in-process). Default: `kvm` for run, `auto` for trace and record.
     #[arg(long, value_enum, value_name = "BACKEND", conflicts_with = "trap_path")]
     pub backend: Option<BackendArg>,
+    /// In-process: leave the program's syscall sites as they are (by default a site that is
+    /// hot is rewritten to reach trapbox without a signal). For a program that reads its own
+    /// code or loads GS with `wrgsbase` itself.
+    #[arg(long)]
+    pub no_rewrite: bool,
     /// Print the trap path at start, and at the end the exit count and what the box refused
     /// the program (syscalls, ioctl requests, fcntl commands, socket options).
     #[arg(short, long)]

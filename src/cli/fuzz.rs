@@ -112,7 +112,8 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         stop: Some(stop.clone()),
         job,
     };
-    let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true);
+    // Snapshots put code pages back: the code stays as the program has it.
+    let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true).rewrite_syscalls(false);
     builder = builder.engine(f.backend.unwrap_or(BackendArg::Kvm).engine());
     let mut sandbox = builder.build()?;
     // LibAFL on its own thread; the guest on this one (the engine's thread).

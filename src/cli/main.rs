@@ -61,11 +61,13 @@ fn run(cli: args::Cli) -> Result<i32> {
     }
 }
 
-/// Builds the sandbox `run`, `trace` and `record` share (`vdso`: which vDSO the guest gets).
+/// Builds the sandbox `run`, `trace` and `record` share (`vdso`: which vDSO the guest gets;
+/// `debugged`: gdb will look at the program's code, which stays as the program has it).
 pub fn build(
     r: &args::RunArgs,
     vdso: trapbox::VdsoMode,
     default_backend: Option<args::BackendArg>,
+    debugged: bool,
 ) -> Result<trapbox::Sandbox> {
     let program = r.command.first().expect("clap requires PROGRAM").clone();
     let mut builder = trapbox::Sandbox::builder(&program)
@@ -73,7 +75,8 @@ pub fn build(
         .args(r.command.iter().cloned())
         .timeout(r.timeout.map(std::time::Duration::from_secs_f64))
         .memory_limit(r.memory_limit)
-        .quiet(r.quiet);
+        .quiet(r.quiet)
+        .rewrite_syscalls(!debugged && !r.no_rewrite);
     if let Some(p) = r.trap_path {
         builder = builder.trap_path(p.into());
     }
@@ -98,7 +101,12 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
         eprintln!("trapbox: guest timed out after {} s", r.timeout.unwrap_or_default());
     }
     if r.verbose {
-        eprintln!("trapbox: {} VM exits, {} syscalls", report.exits, report.syscalls);
+        let rewritten = if report.trap_path == trapbox::vm::TrapPath::InProcess {
+            format!(", {} syscall sites rewritten", report.rewritten_sites)
+        } else {
+            String::new()
+        };
+        eprintln!("trapbox: {} VM exits, {} syscalls{rewritten}", report.exits, report.syscalls);
         let none = "trapbox: refused: nothing".to_string();
         eprintln!("{}", trapbox::process::refusals::summary_line(&report.refusals).unwrap_or(none));
     }
@@ -108,7 +116,7 @@ pub fn finish(r: &args::RunArgs, report: &trapbox::Report) -> i32 {
 fn run_program(cmd: args::RunCmd) -> Result<i32> {
     let r = &cmd.run;
     let gdb = cmd.gdb.as_deref().map(gdb::listen).transpose()?;
-    let mut sandbox = build(r, trapbox::VdsoMode::Host, None)?;
+    let mut sandbox = build(r, trapbox::VdsoMode::Host, None, gdb.is_some())?;
     let report = match gdb {
         Some(l) => l.run(std::path::Path::new(&r.command[0]), &mut sandbox, trapbox::Passthrough)?,
         None => sandbox.run(trapbox::Passthrough)?,

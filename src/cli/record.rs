@@ -17,7 +17,7 @@ pub fn record(r: RecordArgs) -> Result<i32> {
     if let Some(old) = replaced {
         rec.close_later(old);
     }
-    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record, Some(crate::args::BackendArg::Auto))?;
+    let mut sandbox = crate::build(&r.run, trapbox::VdsoMode::Record, Some(crate::args::BackendArg::Auto), false)?;
     let (report, rec) = match (&r.harness_entry, &r.harness_input) {
         (Some(entry), Some(input)) => {
             let bytes = std::fs::read(input).with_context(|| format!("{}", input.display()))?;
@@ -95,7 +95,8 @@ fn open_replay(r: &ReplayArgs) -> Result<(std::path::PathBuf, (trapbox::Sandbox,
         (None, Some(e)) => e,
         (None, None) => trapbox::vm::Engine::Kvm(trapbox::vm::TrapPath::detect()),
     };
-    let sandbox = trapbox::Sandbox::replaying(start.image()).engine(engine).build()?;
+    let sandbox =
+        trapbox::Sandbox::replaying(start.image()).engine(engine).rewrite_syscalls(r.gdb.is_none()).build()?;
     if let Err(why) = start.check_cpu(sandbox.cpu_view()) {
         bail!("{}: cannot replay on this CPU: {why}", r.trace.display());
     }

@@ -32,7 +32,9 @@ pub fn repl(r: ReplArgs) -> Result<i32> {
 
 fn session(r: &ReplArgs, dir: &std::path::Path) -> Result<i32> {
     let program = trapbox::repl::program(dir).context("cannot write the REPL's guest program")?;
-    let mut builder = trapbox::Sandbox::builder(&program).args(["trapbox-repl-guest"]).quiet(true);
+    // The session shows and undoes the guest's code: it stays as written.
+    let mut builder =
+        trapbox::Sandbox::builder(&program).args(["trapbox-repl-guest"]).quiet(true).rewrite_syscalls(false);
     if let Some(b) = r.backend {
         builder = builder.engine(b.engine());
     }

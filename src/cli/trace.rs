@@ -45,7 +45,8 @@ pub fn trace(t: TraceArgs) -> Result<i32> {
         None => (Box::new(std::io::stderr()), Flush::SharedWithProgram),
     };
     let gdb = t.gdb.as_deref().map(crate::gdb::listen).transpose()?;
-    let mut sandbox = crate::build(&t.run, trapbox::VdsoMode::Host, Some(crate::args::BackendArg::Auto))?;
+    let mut sandbox =
+        crate::build(&t.run, trapbox::VdsoMode::Host, Some(crate::args::BackendArg::Auto), gdb.is_some())?;
     let mut tracer = Tracer::new(trapbox::Passthrough, opts, out, flush);
     let report = match gdb {
         Some(l) => l.run(std::path::Path::new(&t.run.command[0]), &mut sandbox, &mut tracer)?,

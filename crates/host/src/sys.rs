@@ -264,6 +264,43 @@ pub unsafe fn park(addr: u64, len: u64) {
     let _ = unsafe { mmap(addr, len, libc::PROT_NONE, flags, -1, 0) };
 }
 
+/// trapbox's own `/proc/self/mem`, opened once per process (one opened before a fork names
+/// the parent's memory).
+fn own_memory<T>(f: impl FnOnce(&std::fs::File) -> std::io::Result<T>) -> std::io::Result<T> {
+    static PROC_MEM: std::sync::Mutex<Option<(libc::pid_t, std::fs::File)>> = std::sync::Mutex::new(None);
+    let mut slot = PROC_MEM.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if slot.as_ref().is_none_or(|(p, _)| *p != pid) {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem")?;
+        *slot = Some((pid, super::fds::privatize(file)?));
+    }
+    let (_, file) = slot.as_ref().ok_or_else(|| std::io::Error::other("no /proc/self/mem"))?;
+    f(file)
+}
+
+/// Writes `data` at `addr` in trapbox's own address space through `/proc/self/mem`, which may
+/// write read-only pages (a private mapping takes its own copy of the page, as under a
+/// debugger's breakpoint) without touching the mapping's rights. The kernel does the access:
+/// a page that is not mapped is an error, not a signal. Refused where the kernel forbids it
+/// (`proc_mem.force_override=never`).
+///
+/// # Safety
+///
+/// `[addr, addr + len)` must hold nothing trapbox's code relies on that the write would break
+/// (the caller decides where code may be patched).
+pub unsafe fn write_own_memory(addr: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    own_memory(|f| f.write_all_at(data, addr))
+}
+
+/// Reads what lies at `addr` in trapbox's own address space into `buf`, the kernel doing the
+/// access (an unmapped or unreadable page is an error, not a signal); how many bytes it read.
+pub fn read_own_memory(addr: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    own_memory(|f| f.read_at(buf, addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,9 @@ pub struct Process {
     pub brk_start: u64,
     /// How far it may grow.
     pub brk_limit: u64,
+    /// The in-process engine's syscall stub pages, held in the arena (see
+    /// [`Process::rewrite_syscall_site`]).
+    stub_pages: Vec<u64>,
     /// `--memory-limit`: most bytes of accessible guest memory.
     pub memory_limit: Option<u64>,
     /// Function symbols of the loaded images.
@@ -236,6 +239,7 @@ impl Process {
             brk: 0,
             brk_start: 0,
             brk_limit: 0,
+            stub_pages: Vec::new(),
             memory_limit: None,
             symbols: symbols::Symbols::default(),
             diag,
@@ -338,6 +342,35 @@ impl Process {
         self.symbols = symbols::Symbols::load(&images);
     }
 
+    /// Rewrites a hot syscall site of the in-process engine (see
+    /// `trapbox_vm::inproc::rewrite`); its stub page, if it needs a new one, is placed in the
+    /// arena as guest memory would be, and held out of the guest's reach. A site that cannot
+    /// be rewritten stays with Syscall User Dispatch.
+    pub fn rewrite_syscall_site(&mut self, site: u64) {
+        // A rel32 jump's reach, less the page itself.
+        const PAGE: u64 = 4096;
+        const REACH: u64 = (1 << 31) - 2 * PAGE;
+        let (aspace, pages) = (&mut self.aspace, &mut self.stub_pages);
+        let mut place = |near: u64| -> Option<u64> {
+            // Near the far end of the reach below the code: guest mappings grow down from the
+            // arena's top, and a page taken among them would move every later one (the
+            // guest's addresses must not depend on the engine).
+            let hint = (near.saturating_sub(REACH) + (1 << 20)) & !(PAGE - 1);
+            let at = aspace.find_free(PAGE, PAGE, hint, hint + (64 << 20))?;
+            if at.abs_diff(near) > REACH {
+                return None;
+            }
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+            // SAFETY: a free page of the arena (a placeholder), which MAP_FIXED replaces; it
+            // is held below, so no guest mapping goes there.
+            unsafe { host::mmap(at, PAGE, libc::PROT_READ | libc::PROT_EXEC, flags, -1, 0) }.ok()?;
+            aspace.hold(at, at + PAGE);
+            pages.push(at);
+            Some(at)
+        };
+        let _ = trapbox_vm::inproc::rewrite::rewrite(site, &mut place);
+    }
+
     /// Takes `a` as the place for all guest memory from now on.
     pub fn use_arena(&mut self, a: arena::Arena) {
         self.aspace.set_arena(a.start, a.end, &a.held);
@@ -356,6 +389,12 @@ impl Process {
         self.aspace.set_brk_room(0, 0);
         self.brk_limit = (self.brk + 0xfff) & !0xfff;
         self.shm.clear();
+        trapbox_vm::inproc::rewrite::forget();
+        for page in std::mem::take(&mut self.stub_pages) {
+            self.aspace.unhold(page);
+            // SAFETY: a stub page of the image just given up: no site jumps there any more.
+            unsafe { arena::park(page, 4096) };
+        }
         // What execve resets: seals and locks go with the memory, a new image is dumpable.
         self.view.sealed.clear();
         self.view.lock_future = false;

@@ -91,6 +91,17 @@ impl AddressSpace {
         self.brk_room = (start, end.max(start));
     }
 
+    /// Keeps `[start, end)` out of placement and MAP_FIXED's reach: trapbox's own memory in
+    /// the arena (the in-process engine's syscall stubs).
+    pub fn hold(&mut self, start: u64, end: u64) {
+        self.held.insert(start, end);
+    }
+
+    /// Gives back a range [`AddressSpace::hold`] took.
+    pub fn unhold(&mut self, start: u64) {
+        self.held.remove(&start);
+    }
+
     /// Whether `[start, end)` meets a held range or the brk room.
     fn meets_held(&self, start: u64, end: u64) -> bool {
         let (bs, be) = self.brk_room;
@@ -380,24 +391,11 @@ pub(crate) fn copy_into_guest(addr: u64, data: &[u8]) -> std::io::Result<()> {
 /// are the pages made writable for the copy and given their rights back, at the cost of two
 /// mprotects, each splitting the mapping and making KVM drop what it maps there.
 pub(crate) fn write_code(pieces: &[(u64, u64, i32)], addr: u64, data: &[u8]) -> std::io::Result<()> {
-    match write_through_proc_mem(addr, data) {
+    // SAFETY: guest memory, as the caller says.
+    match unsafe { trapbox_host::write_own_memory(addr, data) } {
         Ok(()) => Ok(()),
         Err(_) => write_unprotected(pieces, addr, data),
     }
-}
-
-fn write_through_proc_mem(addr: u64, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    // One descriptor per process: one opened before a fork names the parent's memory.
-    static PROC_MEM: std::sync::Mutex<Option<(libc::pid_t, std::fs::File)>> = std::sync::Mutex::new(None);
-    let mut slot = PROC_MEM.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = own_pid();
-    if slot.as_ref().is_none_or(|(p, _)| *p != pid) {
-        let f = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem")?;
-        *slot = Some((pid, super::fds::privatize(f)?));
-    }
-    let (_, f) = slot.as_ref().ok_or_else(|| std::io::Error::other("no /proc/self/mem"))?;
-    f.write_all_at(data, addr)
 }
 
 fn write_unprotected(pieces: &[(u64, u64, i32)], addr: u64, data: &[u8]) -> std::io::Result<()> {
@@ -528,7 +526,9 @@ mod tests {
     #[test]
     fn code_is_written_into_read_only_pages_which_stay_read_only() {
         type WriteWay = fn(&[(u64, u64, i32)], u64, &[u8]) -> std::io::Result<()>;
-        let write_ways: [WriteWay; 2] = [|_, a, d| write_through_proc_mem(a, d), write_unprotected];
+        // SAFETY: the test's own page, which nothing runs.
+        let through_proc_mem: WriteWay = |_, a, d| unsafe { trapbox_host::write_own_memory(a, d) };
+        let write_ways: [WriteWay; 2] = [through_proc_mem, write_unprotected];
         for write in write_ways {
             let (at, rights) = code_page();
             assert_eq!(rights(), "r-xp");

@@ -96,6 +96,9 @@ pub struct Report {
     /// What the box refused the guest in the whole run (its forked processes too), most
     /// frequent first.
     pub refusals: Vec<crate::refusals::Refused>,
+    /// Syscall sites the in-process engine rewrote and still had rewritten at the end (of
+    /// the first process).
+    pub rewritten_sites: usize,
 }
 
 impl Report {
@@ -145,6 +148,8 @@ pub struct SandboxBuilder {
     /// The signals the guest starts with ignored; None: those trapbox itself was started
     /// with ignored (as a program inherits them across exec).
     ignored_signals: Option<u64>,
+    /// Whether the in-process engine rewrites hot syscall sites.
+    rewrite_syscalls: bool,
 }
 
 impl SandboxBuilder {
@@ -210,6 +215,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// Whether the in-process engine rewrites hot syscall sites to reach trapbox without a
+    /// signal (default: yes; see `trapbox_vm::inproc::rewrite`). A debugger, which shows the
+    /// program's code and steps through it, and snapshots, which put code pages back, want
+    /// the code as the program has it: off.
+    pub fn rewrite_syscalls(mut self, on: bool) -> Self {
+        self.rewrite_syscalls = on;
+        self
+    }
+
     /// Creates the VM and loads the program.
     pub fn build(self) -> Result<Sandbox, SandboxError> {
         // Until the guest's descriptors are told from trapbox's (FdGuard, below).
@@ -218,6 +232,9 @@ impl SandboxBuilder {
         let base = fds::private_fd_base();
         let engine = self.engine.unwrap_or_else(|| Engine::Kvm(TrapPath::detect()));
         let mut machine = Machine::new(engine, base)?;
+        if engine == Engine::InProcess {
+            trapbox_vm::inproc::rewrite::set_enabled(self.rewrite_syscalls);
+        }
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) on stderr only creates a new descriptor.
         let diag_fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, base) };
         if diag_fd < 0 {
@@ -467,6 +484,7 @@ impl Sandbox {
             vdso: VdsoMode::Host,
             ignored_signals: None,
             quiet: false,
+            rewrite_syscalls: true,
         }
     }
 
@@ -543,7 +561,8 @@ impl Sandbox {
         if forked {
             end_forked_child(&outcome);
         }
-        Ok(Report { outcome, exits, syscalls, trap_path: self.path, crash_site, refusals })
+        let rewritten_sites = trapbox_vm::inproc::rewrite::rewritten();
+        Ok(Report { outcome, exits, syscalls, trap_path: self.path, crash_site, refusals, rewritten_sites })
     }
 }
 
@@ -570,6 +589,7 @@ mod tests {
             trap_path: TrapPath::Pvm,
             crash_site: Some("rip 0x401000 <main>".into()),
             refusals: Vec::new(),
+            rewritten_sites: 0,
         };
         let l = r.crash_line().unwrap();
         assert!(l.starts_with("guest killed by SIGSEGV: page fault: write at 0x0"), "{l}");

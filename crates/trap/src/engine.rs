@@ -54,7 +54,9 @@ impl TrapPath {
         match self {
             TrapPath::Hardware => "hardware KVM (syscall → CPL0 stub → out)",
             TrapPath::Pvm => "PVM (syscall → CPL3 trampoline → MMIO doorbell)",
-            TrapPath::InProcess => "in-process, no VM (syscall → Syscall User Dispatch → SIGSYS)",
+            TrapPath::InProcess => {
+                "in-process, no VM (syscall → Syscall User Dispatch → SIGSYS; hot sites rewritten to jump to trapbox)"
+            }
         }
     }
 }

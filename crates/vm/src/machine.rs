@@ -305,6 +305,15 @@ impl Machine {
         either!(self, m => m.run())
     }
 
+    /// A syscall site of the current CPU that just became hot, for rewriting (the
+    /// in-process engine's; see [`inproc::rewrite`]).
+    pub fn take_hot_site(&mut self) -> Option<u64> {
+        match self {
+            Machine::Kvm(_) => None,
+            Machine::InProc(m) => m.cpu_mut().take_hot_site(),
+        }
+    }
+
     /// General registers as of the last exit.
     pub fn regs(&mut self) -> &kvm_regs {
         match self {

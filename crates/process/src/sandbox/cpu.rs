@@ -147,7 +147,11 @@ pub(super) fn on_syscall<H: TrapHandler + ?Sized>(
         }
     }
     notify_signals(cpu, handler, &regs);
-    let m = &mut cpu.s().machine;
+    let s = cpu.s();
+    if let Some(site) = s.machine.take_hot_site() {
+        s.process.rewrite_syscall_site(site);
+    }
+    let m = &mut s.machine;
     if replaced {
         m.resume_user(ResumeFrom::Syscall, &kvm_regs_of(&regs));
     } else {

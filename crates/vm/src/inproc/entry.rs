@@ -19,6 +19,26 @@
 //! still blocked: the stub runs with a full mask and never returns through the frame). In
 //! any other case (trapbox's own code was interrupted, or the thread runs no guest) the stub
 //! jumps to trapbox's handler for the signal, as if it had been installed directly.
+//!
+//! **The crossings without a signal** (where the CPU has XSAVE and user FSGSBASE):
+//!
+//! - *In* (`trapbox_inproc_resume`): every signal blocked, trapbox loads the guest's XSAVE
+//!   image and FS base, marks the block, and unblocks the guest's mask with one
+//!   `rt_sigprocmask`; then the tail loads the general registers, RFLAGS (`popfq`, from 16
+//!   bytes written just below the guest's red zone) and jumps to RIP. A signal landing in the
+//!   tail finds `in_guest` set and brings the thread out as from guest code; the guest has not
+//!   run an instruction, so [`super::Cpu`] keeps the registers it had ([`resume_tail`]).
+//! - *Out* (`trapbox_inproc_fast`), reached from a rewritten syscall site (`rewrite.rs`) with GS
+//!   holding the thread's block (trapbox owns GS on such threads): it saves the general
+//!   registers in the block, blocks every signal with one `rt_sigprocmask`, then saves the
+//!   XSAVE image and FS base, restores trapbox's, and returns from the entry as the stub does,
+//!   saying "a syscall". Until that `rt_sigprocmask` has run a signal may bring the thread out
+//!   through the stub; the registers it finds there are rolled back to the guest's at the
+//!   site, before its syscall ([`fast_prefix`]).
+//!
+//! The three `syscall` instructions of the crossings (the entry's `rt_sigreturn`, the
+//! resume's and the fast exit's `rt_sigprocmask`) lie in one range that Syscall User
+//! Dispatch always lets through ([`allowed_range`]); nothing else in it is a syscall.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
@@ -57,7 +77,23 @@ pub struct Block {
     pub info: u64,
     /// See [`Block::sig`].
     pub uc: u64,
+    /// RCX and R11 at a rewritten site before its stub changed them (for a roll-back).
+    pub site_rcx: u64,
+    /// See [`Block::site_rcx`].
+    pub site_r11: u64,
+    /// The signal mask the resume unblocks to (the guest runs with it).
+    pub guest_mask: u64,
+    /// The XSAVE components the crossings without a signal save and load.
+    pub xfeatures: u64,
+    _reserved: u64,
+    /// The guest's registers across a crossing without a signal.
+    pub gprs: kvm_bindings::kvm_regs,
 }
+
+/// Where a thread's XSAVE image lies for the crossings without a signal: this far from the
+/// block, 64-byte aligned, at most 4 KiB (above the entry frame, far below where the kernel
+/// delivers on the alternate stack).
+pub const XSAVE_AREA: usize = 32 * 1024;
 
 const OFF_IN_GUEST: usize = 8;
 const OFF_SELECTOR: usize = 16;
@@ -67,11 +103,44 @@ const OFF_SAVED_RSP: usize = 40;
 const OFF_SIG: usize = 48;
 const OFF_INFO: usize = 56;
 const OFF_UC: usize = 64;
+pub(super) const OFF_SITE_RCX: usize = 72;
+pub(super) const OFF_SITE_R11: usize = 80;
+const OFF_GUEST_MASK: usize = 88;
+const OFF_XFEATURES: usize = 96;
+const OFF_GPRS: usize = 112;
+/// Offsets of `kvm_regs`'s fields, in its order.
+const G_RAX: usize = OFF_GPRS;
+const G_RBX: usize = OFF_GPRS + 8;
+const G_RCX: usize = OFF_GPRS + 16;
+const G_RDX: usize = OFF_GPRS + 24;
+const G_RSI: usize = OFF_GPRS + 32;
+const G_RDI: usize = OFF_GPRS + 40;
+const G_RSP: usize = OFF_GPRS + 48;
+const G_RBP: usize = OFF_GPRS + 56;
+const G_R8: usize = OFF_GPRS + 64;
+const G_R9: usize = OFF_GPRS + 72;
+const G_R10: usize = OFF_GPRS + 80;
+const G_R11: usize = OFF_GPRS + 88;
+const G_R12: usize = OFF_GPRS + 96;
+const G_R13: usize = OFF_GPRS + 104;
+const G_R14: usize = OFF_GPRS + 112;
+const G_R15: usize = OFF_GPRS + 120;
+const G_RIP: usize = OFF_GPRS + 128;
+const G_RFLAGS: usize = OFF_GPRS + 136;
+
+/// The set of every signal, which the fast exit blocks.
+#[no_mangle]
+static TRAPBOX_INPROC_ALL_SIGNALS: u64 = !0;
 
 /// Whether the CPU and kernel let user code use `rdfsbase`/`wrfsbase` (AT_HWCAP2 bit 1);
 /// without them the crossings switch FS with `arch_prctl`.
 #[no_mangle]
 static TRAPBOX_INPROC_FSGSBASE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the crossings may use `rdfsbase`/`wrfsbase` (known once [`activate`] ran).
+pub fn fsgsbase() -> bool {
+    TRAPBOX_INPROC_FSGSBASE.load(Ordering::SeqCst) != 0
+}
 
 /// trapbox's handler for each signal, which the stub calls in trapbox's context.
 static HANDLERS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
@@ -112,6 +181,119 @@ std::arch::global_asm!(
     "syscall",
     "ud2",
     ".size trapbox_inproc_enter, . - trapbox_inproc_enter",
+    "",
+    // In without a signal: the caller blocked every signal and wrote the guest's registers,
+    // mask and XSAVE image into the block.
+    ".globl trapbox_inproc_resume",
+    ".type trapbox_inproc_resume, @function",
+    "trapbox_inproc_resume:",
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "mov [rdi + {saved_rsp}], rsp",
+    "mov r12, rdi",
+    "mov eax, [r12 + {xfeatures}]",
+    "mov edx, [r12 + {xfeatures} + 4]",
+    "xrstor64 [r12 + {xsave_area}]",
+    "mov rax, [r12 + {guest_fs}]",
+    "wrfsbase rax",
+    "mov qword ptr [r12 + {in_guest}], 1",
+    "mov byte ptr [r12 + {selector}], {block}",
+    "mov eax, 14",
+    "mov edi, 2",
+    "lea rsi, [r12 + {guest_mask}]",
+    "mov edx, 0",
+    "mov r10d, 8",
+    "syscall",
+    // Signals may arrive from here on: the tail is rolled back, never resumed.
+    ".globl trapbox_inproc_resume_tail",
+    "trapbox_inproc_resume_tail:",
+    "mov rsp, [r12 + {g_rsp}]",
+    "lea rsp, [rsp - 144]",
+    "mov rax, [r12 + {g_rflags}]",
+    "mov [rsp], rax",
+    "mov rax, [r12 + {g_rip}]",
+    "mov [rsp + 8], rax",
+    "mov rax, [r12 + {g_rax}]",
+    "mov rbx, [r12 + {g_rbx}]",
+    "mov rcx, [r12 + {g_rcx}]",
+    "mov rdx, [r12 + {g_rdx}]",
+    "mov rsi, [r12 + {g_rsi}]",
+    "mov rdi, [r12 + {g_rdi}]",
+    "mov rbp, [r12 + {g_rbp}]",
+    "mov r8, [r12 + {g_r8}]",
+    "mov r9, [r12 + {g_r9}]",
+    "mov r10, [r12 + {g_r10}]",
+    "mov r11, [r12 + {g_r11}]",
+    "mov r13, [r12 + {g_r13}]",
+    "mov r14, [r12 + {g_r14}]",
+    "mov r15, [r12 + {g_r15}]",
+    "mov r12, [r12 + {g_r12}]",
+    "popfq",
+    "lea rsp, [rsp + 136]",
+    "jmp qword ptr [rsp - 136]",
+    ".globl trapbox_inproc_resume_end",
+    "trapbox_inproc_resume_end:",
+    "ud2",
+    ".size trapbox_inproc_resume, . - trapbox_inproc_resume",
+    "",
+    // Out without a signal, from a rewritten site's stub: GS is the block, RCX the address
+    // after the site (as `syscall` sets it), the site's RCX and R11 saved in the block. No
+    // flag may change before this `rt_sigprocmask`: the CPU saves RFLAGS into R11 there.
+    ".globl trapbox_inproc_fast",
+    ".type trapbox_inproc_fast, @function",
+    "trapbox_inproc_fast:",
+    "mov gs:[{g_rax}], rax",
+    "mov gs:[{g_rbx}], rbx",
+    "mov gs:[{g_rcx}], rcx",
+    "mov gs:[{g_rdx}], rdx",
+    "mov gs:[{g_rsi}], rsi",
+    "mov gs:[{g_rdi}], rdi",
+    "mov gs:[{g_rsp}], rsp",
+    "mov gs:[{g_rbp}], rbp",
+    "mov gs:[{g_r8}], r8",
+    "mov gs:[{g_r9}], r9",
+    "mov gs:[{g_r10}], r10",
+    "mov gs:[{g_r12}], r12",
+    "mov gs:[{g_r13}], r13",
+    "mov gs:[{g_r14}], r14",
+    "mov gs:[{g_r15}], r15",
+    "mov gs:[{g_rip}], rcx",
+    ".globl trapbox_inproc_fast_args",
+    "trapbox_inproc_fast_args:",
+    "mov eax, 14",
+    "mov edi, 2",
+    "lea rsi, [rip + TRAPBOX_INPROC_ALL_SIGNALS]",
+    "mov edx, 0",
+    "mov r10d, 8",
+    "syscall",
+    ".globl trapbox_inproc_fast_blocked",
+    "trapbox_inproc_fast_blocked:",
+    "mov gs:[{g_r11}], r11",
+    "mov gs:[{g_rflags}], r11",
+    "rdgsbase rcx",
+    "mov eax, [rcx + {xfeatures}]",
+    "mov edx, [rcx + {xfeatures} + 4]",
+    "xsave64 [rcx + {xsave_area}]",
+    "rdfsbase r11",
+    "mov [rcx + {guest_fs}], r11",
+    "mov r11, [rcx + {trapbox_fs}]",
+    "wrfsbase r11",
+    "mov qword ptr [rcx + {in_guest}], 0",
+    "mov byte ptr [rcx + {selector}], {allow}",
+    "mov rsp, [rcx + {saved_rsp}]",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "mov eax, 1",
+    "ret",
+    ".size trapbox_inproc_fast, . - trapbox_inproc_fast",
     "",
     ".globl trapbox_inproc_stub",
     ".type trapbox_inproc_stub, @function",
@@ -169,6 +351,27 @@ std::arch::global_asm!(
     ".size trapbox_inproc_stub, . - trapbox_inproc_stub",
     ".popsection",
     saved_rsp = const OFF_SAVED_RSP,
+    xfeatures = const OFF_XFEATURES,
+    xsave_area = const XSAVE_AREA,
+    guest_mask = const OFF_GUEST_MASK,
+    g_rax = const G_RAX,
+    g_rbx = const G_RBX,
+    g_rcx = const G_RCX,
+    g_rdx = const G_RDX,
+    g_rsi = const G_RSI,
+    g_rdi = const G_RDI,
+    g_rsp = const G_RSP,
+    g_rbp = const G_RBP,
+    g_r8 = const G_R8,
+    g_r9 = const G_R9,
+    g_r10 = const G_R10,
+    g_r11 = const G_R11,
+    g_r12 = const G_R12,
+    g_r13 = const G_R13,
+    g_r14 = const G_R14,
+    g_r15 = const G_R15,
+    g_rip = const G_RIP,
+    g_rflags = const G_RFLAGS,
     guest_fs = const OFF_GUEST_FS,
     trapbox_fs = const OFF_TRAPBOX_FS,
     in_guest = const OFF_IN_GUEST,
@@ -184,12 +387,35 @@ std::arch::global_asm!(
 
 extern "C" {
     fn trapbox_inproc_enter(block: *mut Block, frame: u64) -> u64;
+    fn trapbox_inproc_resume(block: *mut Block) -> u64;
     fn trapbox_inproc_stub(sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void);
     static trapbox_inproc_sigreturn: u8;
+    static trapbox_inproc_resume_tail: u8;
+    static trapbox_inproc_resume_end: u8;
+    static trapbox_inproc_fast: u8;
+    static trapbox_inproc_fast_args: u8;
+    static trapbox_inproc_fast_blocked: u8;
+}
+
+/// How the guest came out of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// Through the stub: a signal, whose frame the block names.
+    Signal,
+    /// Through the fast exit: a syscall at a rewritten site, the registers in the block.
+    Syscall,
+}
+
+fn out_of(r: u64) -> Out {
+    if r == 1 {
+        Out::Syscall
+    } else {
+        Out::Signal
+    }
 }
 
 /// Runs the guest from the `rt_sigreturn` frame whose ucontext is at `frame` until a signal
-/// brings it out (see the module comment).
+/// or a rewritten site brings it out (see the module comment).
 ///
 /// # Safety
 ///
@@ -197,22 +423,55 @@ extern "C" {
 /// SUD on with its selector); `frame` holds a complete frame for the kernel's rt_sigreturn
 /// whose `uc_stack` names that alternate stack and whose mask unblocks no signal trapbox does
 /// not handle through the stub.
-pub unsafe fn enter(block: *mut Block, frame: u64) {
-    // SAFETY: as the caller guarantees; the assembly returns only through the stub, with
-    // trapbox's stack pointer, callee-saved registers and FS base restored.
-    unsafe { trapbox_inproc_enter(block, frame) };
+pub unsafe fn enter(block: *mut Block, frame: u64) -> Out {
+    // SAFETY: as the caller guarantees; the assembly returns only through the stub or the
+    // fast exit, with trapbox's stack pointer, callee-saved registers and FS base restored.
+    out_of(unsafe { trapbox_inproc_enter(block, frame) })
 }
 
-/// The code range SUD always lets through: the entry's `rt_sigreturn` (the kernel compares the
-/// address after the `syscall`).
-pub fn sigreturn_range() -> (u64, u64) {
-    let at = std::ptr::addr_of!(trapbox_inproc_sigreturn) as u64;
-    (at, 3)
+/// Runs the guest from the registers, mask and XSAVE image in `block` without a signal frame
+/// (see the module comment).
+///
+/// # Safety
+///
+/// As for [`enter`], and: the CPU has user FSGSBASE; the block's XSAVE area holds an image
+/// XRSTOR accepts for its `xfeatures`; RFLAGS has neither TF nor AC (the tail's own
+/// instructions would trap); the guest mask unblocks no signal trapbox does not handle
+/// through the stub.
+pub unsafe fn resume(block: *mut Block) -> Out {
+    // SAFETY: as for `enter`.
+    out_of(unsafe { trapbox_inproc_resume(block) })
+}
+
+fn addr(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}
+
+/// The code range SUD always lets through: the crossings' own `syscall`s (the kernel compares
+/// the address after the instruction).
+pub fn allowed_range() -> (u64, u64) {
+    // SAFETY: only the symbols' addresses are taken.
+    let (start, end) = unsafe { (addr(&trapbox_inproc_sigreturn), addr(&trapbox_inproc_fast_blocked)) };
+    (start, end - start + 1)
 }
 
 /// The address execution stops at when the kernel refused the entry frame.
 pub fn sigreturn_end() -> u64 {
-    sigreturn_range().0 + 2
+    // SAFETY: only the symbol's address is taken.
+    unsafe { addr(&trapbox_inproc_sigreturn) + 2 }
+}
+
+/// The resume's tail, where a signal finds the guest about to run: `[start, end)`.
+pub fn resume_tail() -> (u64, u64) {
+    // SAFETY: only the symbols' addresses are taken.
+    unsafe { (addr(&trapbox_inproc_resume_tail), addr(&trapbox_inproc_resume_end)) }
+}
+
+/// Where the fast exit still runs with the guest's signal mask, `[start, end)`, and where in it
+/// the syscall's arguments start being loaded (over RAX, RDI, RSI, RDX, R10).
+pub fn fast_prefix() -> (u64, u64, u64) {
+    // SAFETY: only the symbols' addresses are taken.
+    unsafe { (addr(&trapbox_inproc_fast), addr(&trapbox_inproc_fast_blocked), addr(&trapbox_inproc_fast_args)) }
 }
 
 fn stub_address() -> usize {
@@ -293,5 +552,13 @@ mod tests {
         assert_eq!(std::mem::offset_of!(Block, sig), OFF_SIG);
         assert_eq!(std::mem::offset_of!(Block, info), OFF_INFO);
         assert_eq!(std::mem::offset_of!(Block, uc), OFF_UC);
+        assert_eq!(std::mem::offset_of!(Block, site_rcx), OFF_SITE_RCX);
+        assert_eq!(std::mem::offset_of!(Block, site_r11), OFF_SITE_R11);
+        assert_eq!(std::mem::offset_of!(Block, guest_mask), OFF_GUEST_MASK);
+        assert_eq!(std::mem::offset_of!(Block, xfeatures), OFF_XFEATURES);
+        assert_eq!(std::mem::offset_of!(Block, gprs), OFF_GPRS);
+        assert_eq!(std::mem::offset_of!(kvm_bindings::kvm_regs, rflags), G_RFLAGS - OFF_GPRS);
+        assert_eq!(std::mem::offset_of!(kvm_bindings::kvm_regs, r12), G_R12 - OFF_GPRS);
+        assert!(std::mem::size_of::<Block>() <= XSAVE_AREA);
     }
 }

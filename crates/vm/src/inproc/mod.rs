@@ -17,6 +17,7 @@
 //! re-arms ([`Machine::rebuild_after_fork`]).
 
 mod entry;
+pub mod rewrite;
 
 use kvm_bindings::{kvm_regs, kvm_xsave};
 
@@ -54,6 +55,10 @@ const TRAP_SIGNALS: u64 = 1 << (libc::SIGSYS - 1)
     | 1 << (libc::SIGILL - 1)
     | 1 << (libc::SIGFPE - 1)
     | 1 << (libc::SIGTRAP - 1);
+/// RFLAGS' trap and alignment-check flags: with either set, the resume's own instructions
+/// after `popfq` would trap, so the entry goes through a signal frame.
+const TF: u64 = 1 << 8;
+const AC: u64 = 1 << 18;
 /// si_code of a SIGSYS from SUD.
 const SYS_USER_DISPATCH: i32 = 2;
 /// si_arch of a 64-bit syscall.
@@ -187,6 +192,15 @@ pub struct Cpu {
     previous_altstack: Option<libc::stack_t>,
     /// The last exit's fault details: error code, trap number, CR2.
     fault: (u64, u64, u64),
+    /// The crossings without a signal can run here (user FSGSBASE and XSAVE).
+    fast: bool,
+    /// trapbox holds GS on this thread (the block's address, for rewritten sites); the guest's
+    /// own GS base is `gs_base`, zero.
+    owns_gs: bool,
+    /// The next entry goes through a signal frame (the last fast one faulted in its tail).
+    slow_next: bool,
+    /// A syscall site that just became hot, for the process layer to rewrite.
+    hot: Option<u64>,
 }
 
 // SAFETY: the region is owned by the Cpu alone; a Cpu moves to the host thread that runs it
@@ -225,11 +239,18 @@ impl Cpu {
             armed: false,
             previous_altstack: None,
             fault: (0, 0, 0),
+            fast: view.osxsave() && entry::fsgsbase(),
+            owns_gs: false,
+            slow_next: false,
+            hot: None,
         };
         c.reset_fpu();
         let b = c.block();
         b.magic = entry::MAGIC;
         b.selector = entry::ALLOW;
+        // PKRU stays trapbox's across the crossings without a signal, as it is across a
+        // signal handler's.
+        b.xfeatures = fpu_features & !(1 << 9);
         Ok(c)
     }
 
@@ -272,7 +293,7 @@ impl Cpu {
         // SAFETY: ARCH_GET_FS writes the FS base into `fs`.
         unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1003, &mut fs as *mut u64) };
         self.block().trapbox_fs = fs;
-        let (at, len) = entry::sigreturn_range();
+        let (at, len) = entry::allowed_range();
         let selector: *mut u8 = &mut self.block().selector;
         // SAFETY: the selector byte lives in the region for as long as SUD is on for this
         // thread (the Cpu turns it off when dropped on it).
@@ -282,7 +303,14 @@ impl Cpu {
             self.restore_altstack();
             return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", e));
         }
-        self.load_gs();
+        self.owns_gs = self.fast && self.gs_base == 0 && rewrite::enabled();
+        if self.owns_gs {
+            // SAFETY: ARCH_SET_GS changes only the GS base of this thread; the block lives as
+            // long as the thread is armed with it.
+            unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1001, region as u64) };
+        } else {
+            self.load_gs();
+        }
         ARMED.with(|a| a.set(region));
         self.armed = true;
         Ok(())
@@ -333,20 +361,59 @@ impl Cpu {
         // The signals that bring guest code out are never blocked while it runs (a blocked
         // SIGSYS or fault signal would make the kernel kill the process).
         let mask = old & !TRAP_SIGNALS;
-        let Some(frame) = self.entry_frame(mask) else {
-            set_mask(&old, std::ptr::null_mut());
-            return Ok(Exit::Exception(13));
+        let out = if self.fast && !std::mem::take(&mut self.slow_next) && self.regs.rflags & (TF | AC) == 0 {
+            self.load_block(mask);
+            let block: *mut entry::Block = self.block();
+            // SAFETY: every signal is blocked; the block is this thread's, armed above, and
+            // holds the guest's registers, its mask (which leaves trapbox's stub-handled
+            // signals unblocked) and an XSAVE image from a frame or a checked set_xsave; the
+            // CPU has FSGSBASE and XSAVE (`fast`); RFLAGS has neither TF nor AC.
+            unsafe { entry::resume(block) }
+        } else {
+            let Some(frame) = self.entry_frame(mask) else {
+                set_mask(&old, std::ptr::null_mut());
+                return Ok(Exit::Exception(13));
+            };
+            let block: *mut entry::Block = self.block();
+            // SAFETY: every signal is blocked; the block is this thread's, armed above; the
+            // frame was just written below ENTRY_TOP in the region and names the region as the
+            // alternate stack; its mask is the thread's own (which leaves trapbox's
+            // stub-handled signals unblocked).
+            unsafe { entry::enter(block, frame) }
         };
-        let block: *mut entry::Block = self.block();
-        // SAFETY: every signal is blocked; the block is this thread's, armed above; the frame
-        // was just written below ENTRY_TOP in the region and names the region as the
-        // alternate stack; its mask is the thread's own (which leaves trapbox's stub-handled
-        // signals unblocked).
-        unsafe { entry::enter(block, frame) };
-        let exit = self.take_exit();
+        let exit = match out {
+            entry::Out::Signal => self.take_exit(),
+            entry::Out::Syscall => self.take_fast_exit(),
+        };
         self.block().kick = 0;
         set_mask(&old, std::ptr::null_mut());
         Ok(exit)
+    }
+
+    /// Writes what the resume loads into the block: registers, mask, XSAVE image.
+    fn load_block(&mut self, mask: u64) {
+        let (regs, len) = (self.regs, self.fpu.bytes.len());
+        let b = self.block();
+        b.gprs = regs;
+        b.guest_mask = mask;
+        // SAFETY: the XSAVE area lies in the region past the block, 4 KiB long (the image is
+        // at most that: Cpu::new), and nothing else uses it while every signal is blocked.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.fpu.bytes.as_ptr(), self.region.add(entry::XSAVE_AREA), len);
+        }
+    }
+
+    /// A syscall at a rewritten site: the fast exit left the registers, FS base and XSAVE
+    /// image in the block, as `syscall` leaves them (RCX the address after it, R11 RFLAGS).
+    fn take_fast_exit(&mut self) -> Exit {
+        self.regs = self.block().gprs;
+        let len = self.fpu.bytes.len();
+        // SAFETY: the fast exit's XSAVE wrote the image into the area (see load_block).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.region.add(entry::XSAVE_AREA), self.fpu.bytes.as_mut_ptr(), len);
+        }
+        self.fault = (0, 0, 0);
+        Exit::Syscall
     }
 
     /// Writes the entry frame into the region; the address of its ucontext.
@@ -385,6 +452,20 @@ impl Cpu {
         }
         let g = sigframe::saved_gregs(&uc);
         let code = i32::from_le_bytes(info[8..12].try_into().expect("4 bytes"));
+        let fault_signal =
+            matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0;
+        let (tail_start, tail_end) = entry::resume_tail();
+        if (tail_start..tail_end).contains(&g[16]) {
+            // The resume's tail: the guest has not run an instruction and its state is still
+            // the Cpu's. A fault there (the 16 bytes below the red zone) sends the next entry
+            // through a frame.
+            if fault_signal {
+                self.slow_next = true;
+            } else {
+                self.run_trapbox_handler(sig, info_at, uc_at);
+            }
+            return Exit::Interrupted;
+        }
         if g[16] == entry::sigreturn_end() {
             // The kernel refused the entry frame before loading the guest's registers (XSAVE
             // images are checked when set, so this is trapbox's own frame gone wrong): the
@@ -402,11 +483,29 @@ impl Cpu {
             // layout trapbox's CPU view measured) at `fp`, on the alternate stack.
             unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), bytes.len()) };
         }
-        let fault_signal =
-            matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP) && code > 0;
+        if let Some(site) = self.roll_back_to_site() {
+            if fault_signal {
+                // The way to the fast exit faulted: GS is not the block (the guest wrote it
+                // itself). The site's syscall is taken as SUD would have taken it.
+                self.regs.rip = site + 2;
+                self.regs.rcx = site + 2;
+                self.regs.r11 = self.regs.rflags;
+                return Exit::Syscall;
+            }
+            self.run_trapbox_handler(sig, info_at, uc_at);
+            return Exit::Interrupted;
+        }
+        if sig == libc::SIGTRAP && trapno == 3 && rewrite::transient_int3(self.regs.rip.wrapping_sub(1)) {
+            // A site caught while it was being rewritten or put back: it runs again.
+            self.regs.rip -= 1;
+            return Exit::Interrupted;
+        }
         if sig == libc::SIGSYS && code == SYS_USER_DISPATCH {
             let arch = u32::from_le_bytes(info[28..32].try_into().expect("4 bytes"));
             if arch == AUDIT_ARCH_X86_64 {
+                if self.owns_gs && rewrite::seen(self.regs.rip - 2) {
+                    self.hot = Some(self.regs.rip - 2);
+                }
                 return Exit::Syscall;
             }
             // `int 0x80`: the 32-bit ABI, which the KVM engine meets as a #GP at the
@@ -421,8 +520,14 @@ impl Cpu {
             }
             return Exit::Exception(trapno as u8);
         }
-        // A signal for trapbox's handler, which would have run had trapbox's code been
-        // interrupted: it runs now, in trapbox's context, and the guest stops as after a kick.
+        self.run_trapbox_handler(sig, info_at, uc_at);
+        Exit::Interrupted
+    }
+
+    /// Runs trapbox's handler for a signal that brought the guest out: it would have run had
+    /// trapbox's code been interrupted; it runs now, in trapbox's context, and the guest
+    /// stops as after a kick.
+    fn run_trapbox_handler(&self, sig: i32, info_at: u64, uc_at: u64) {
         let h = entry::handler(sig);
         if h > 1 {
             // SAFETY: `h` is the SA_SIGINFO-compatible handler trapbox installed for `sig`
@@ -431,7 +536,22 @@ impl Cpu {
             let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
             f(sig, info_at as *mut libc::siginfo_t, uc_at as *mut libc::c_void);
         }
-        Exit::Interrupted
+    }
+
+    /// If the guest stopped on its way from a rewritten site to the fast exit (the padding's
+    /// jump, the stub, the fast exit before it blocked signals), puts it back at the site with
+    /// the registers it had there (those the way changed are in the block); the site.
+    fn roll_back_to_site(&mut self) -> Option<u64> {
+        let way = Way::of(self.regs.rip, self.regs.rcx, entry::fast_prefix(), rewrite::locate)?;
+        let b = self.block_ref();
+        let (site_rcx, site_r11, saved) = (b.site_rcx, b.site_r11, b.gprs);
+        way.roll_back(&mut self.regs, site_rcx, site_r11, &saved);
+        Some(way.site)
+    }
+
+    /// A syscall site that just became hot (once per site), for the process layer to rewrite.
+    pub fn take_hot_site(&mut self) -> Option<u64> {
+        self.hot.take()
     }
 
     /// General registers as of the last exit.
@@ -461,7 +581,7 @@ impl Cpu {
 
     /// The guest's GS base.
     pub fn gs_base(&self) -> u64 {
-        if !self.on_this_thread() {
+        if !self.on_this_thread() || self.owns_gs {
             return self.gs_base;
         }
         // Guest code may set GS itself (wrgsbase); trapbox's code never touches it.
@@ -471,10 +591,15 @@ impl Cpu {
         gs
     }
 
-    /// Sets the guest's GS base (loaded at once when this thread runs the CPU).
+    /// Sets the guest's GS base (loaded at once when this thread runs the CPU). A guest that
+    /// takes GS from trapbox gets every rewritten site back first (`rewrite::withdraw`).
     pub fn set_gs_base(&mut self, v: u64) {
         self.gs_base = v;
-        if self.on_this_thread() {
+        if self.owns_gs && v != 0 {
+            rewrite::withdraw();
+            self.owns_gs = false;
+        }
+        if self.on_this_thread() && !self.owns_gs {
             self.load_gs();
         }
     }
@@ -532,6 +657,47 @@ impl Cpu {
     }
 }
 
+/// Where a thread stood on its way from a rewritten site to the fast exit.
+#[derive(Debug, PartialEq, Eq)]
+struct Way {
+    site: u64,
+    /// The stub has saved RCX and R11 in the block and changed them.
+    rcx_r11_saved: bool,
+    /// The fast exit has loaded its syscall's arguments over RAX, RDI, RSI, RDX, R10 (saved
+    /// in the block before).
+    args_loaded: bool,
+}
+
+impl Way {
+    /// Where `rip` is on the way (`fast`: the fast exit's prefix, see `entry::fast_prefix`;
+    /// `rcx`: the register, which holds the address after the site from the stub on).
+    fn of(rip: u64, rcx: u64, fast: (u64, u64, u64), locate: impl Fn(u64) -> Option<rewrite::Place>) -> Option<Way> {
+        let (start, blocked, args) = fast;
+        if (start..blocked).contains(&rip) {
+            return Some(Way { site: rcx.wrapping_sub(2), rcx_r11_saved: true, args_loaded: rip >= args });
+        }
+        Some(match locate(rip)? {
+            rewrite::Place::Pad(site) => Way { site, rcx_r11_saved: false, args_loaded: false },
+            rewrite::Place::Stub(site, off) => {
+                Way { site, rcx_r11_saved: off >= rewrite::STUB_SAVED, args_loaded: false }
+            }
+        })
+    }
+
+    /// Puts `regs` back as they were at the site, before its syscall.
+    fn roll_back(&self, regs: &mut kvm_regs, site_rcx: u64, site_r11: u64, saved: &kvm_regs) {
+        if self.rcx_r11_saved {
+            regs.rcx = site_rcx;
+            regs.r11 = site_r11;
+        }
+        if self.args_loaded {
+            (regs.rax, regs.rdi, regs.rsi, regs.rdx, regs.r10) =
+                (saved.rax, saved.rdi, saved.rsi, saved.rdx, saved.r10);
+        }
+        regs.rip = self.site;
+    }
+}
+
 impl Drop for Cpu {
     fn drop(&mut self) {
         if self.armed && !self.on_this_thread() {
@@ -550,5 +716,56 @@ impl Drop for Cpu {
         // SAFETY: the region was mapped in Cpu::new with REGION bytes and nothing refers to it
         // any more.
         unsafe { libc::munmap(self.region.cast(), REGION) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: (u64, u64, u64) = (0x7000, 0x7080, 0x7050);
+    const SITE: u64 = 0x40_1000;
+
+    fn locate(rip: u64) -> Option<rewrite::Place> {
+        match rip {
+            0x40_1040 => Some(rewrite::Place::Pad(SITE)),
+            0x10_0000..0x10_0030 => Some(rewrite::Place::Stub(SITE, rip - 0x10_0000)),
+            _ => None,
+        }
+    }
+
+    /// The guest's registers at the site.
+    fn at_site() -> kvm_regs {
+        kvm_regs { rax: 39, rcx: 0xc0, r11: 0x11, rdi: 1, rsi: 2, rdx: 3, r10: 4, rip: SITE, ..Default::default() }
+    }
+
+    /// The registers of a thread stopped at `rip` after the way `changed` them, rolled back.
+    fn rolled_back(rip: u64, changed: impl Fn(&mut kvm_regs)) -> Option<kvm_regs> {
+        let mut regs = at_site();
+        changed(&mut regs);
+        regs.rip = rip;
+        let way = Way::of(rip, regs.rcx, FAST, locate)?;
+        assert_eq!(way.site, SITE);
+        way.roll_back(&mut regs, 0xc0, 0x11, &at_site());
+        Some(regs)
+    }
+
+    #[test]
+    fn a_thread_stopped_on_the_way_to_the_fast_exit_is_put_back_at_its_site() {
+        let stub_changed = |r: &mut kvm_regs| (r.rcx, r.r11) = (SITE + 2, 0x246);
+        let args_loaded = |r: &mut kvm_regs| {
+            stub_changed(r);
+            (r.rax, r.rdi, r.rsi, r.rdx, r.r10) = (14, 2, 0x9999, 0, 8);
+        };
+        // The padding's jump, the stub before and after it saved RCX and R11, the fast exit
+        // before and after it loaded its arguments: every register as at the site.
+        assert_eq!(rolled_back(0x40_1040, |_| {}), Some(at_site()));
+        assert_eq!(rolled_back(0x10_0009, |_| {}), Some(at_site()));
+        assert_eq!(rolled_back(0x10_0019, stub_changed), Some(at_site()));
+        assert_eq!(rolled_back(0x7010, stub_changed), Some(at_site()));
+        assert_eq!(rolled_back(0x7060, args_loaded), Some(at_site()));
+        // Past the fast exit's rt_sigprocmask (signals blocked) and elsewhere: not on the way.
+        assert_eq!(rolled_back(0x7080, args_loaded), None);
+        assert_eq!(rolled_back(0x40_2000, |_| {}), None);
     }
 }

@@ -33,8 +33,10 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
 
 use super::entry;
 
-/// SUD exits at a site before it is rewritten.
-pub const HOT: u32 = 3;
+/// SUD exits at a site before it is rewritten: a rewrite costs about as much as ten SIGSYS
+/// crossings (its writes through /proc/self/mem, the page copy), so a site is rewritten once it
+/// has shown it will repay that.
+pub const HOT: u32 = 16;
 /// Bytes of a stub.
 const SLOT: u64 = 48;
 const PAGE: u64 = 4096;

@@ -19,7 +19,8 @@
 //!   `trapbox-vdso`: the time vDSO recorded and replayed runs use;
 //! - [`trap`] (`trapbox-trap`): the backend-neutral API — [`Trap`], [`Action`], [`Guest`],
 //!   [`TrapHandler`], the [`trap::Process`] capability and a scripted engine for tests;
-//! - [`vm`] (`trapbox-vm`): the engines — KVM (hardware and PVM trap paths) and in-process;
+//! - [`vm`] (`trapbox-vm`): the engine chosen at start-up, over `trapbox-kvm` (the KVM
+//!   engine: hardware and PVM trap paths) and `trapbox-inproc` (the in-process engine);
 //! - [`process`] (`trapbox-process`): the Linux process model on either engine, and
 //!   [`Sandbox`], the run loop;
 //! - [`tools`] (`trapbox-tools`): the tracer and record/replay, on the trap API alone;

@@ -5,6 +5,7 @@
 //! where these may act.
 
 pub mod fds;
+pub mod kick;
 mod sys;
 mod thread;
 

@@ -67,10 +67,14 @@ impl Process {
         } else {
             None
         };
+        // The in-process engine's rewrite table is taken by other guest threads' exits, outside
+        // the process lock: held here, no other thread is inside it when the child is made.
+        let rewrites = trapbox_vm::inproc::rewrite::hold_across_fork();
         // SAFETY: fork in a process whose other threads (watchdog, trace compressor) hold no
         // lock the child needs: the child only makes syscalls, allocates, and starts its own
         // threads afresh.
         let pid = unsafe { libc::fork() };
+        drop(rewrites);
         if pid < 0 {
             return Action::Return(neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)));
         }

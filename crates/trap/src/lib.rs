@@ -16,11 +16,13 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod exit;
 mod fault;
 pub mod script;
 
 /// The CPU a guest's user code sees (pure data: no KVM type).
 pub use engine::{Engine, TrapPath};
+pub use exit::{Exit, RawExit};
 pub use fault::{siginfo_bytes, signal_name, Fault, FaultKind, SigInfo, SIGNAL_NAMES};
 pub use trapbox_abi::arch::cpuview::{CpuView, ViewMismatch};
 pub use trapbox_abi::{GuestAddr, Regs, Syscall};

@@ -1,14 +1,16 @@
 //! The machine a guest runs on, chosen once at start-up: a KVM virtual machine, or trapbox's
-//! own process ([`inproc`](super::inproc)). Both give the run loop the same exits, registers
-//! and state; what only one of them has is said where it is asked for.
+//! own process ([`inproc`]).
 
 use kvm_bindings::{kvm_regs, kvm_xsave};
 
-use super::arch::cpuview::CpuView;
-use super::exit::Exit;
-use super::vcpu::{CpuState, KvmVcpu};
-use super::{inproc, ExceptionFrame, KvmMachine, KvmRunner, MemoryMirror, ResumeFrom, VmError};
-use trapbox_trap::{Engine, TrapPath};
+use trapbox_abi::arch::cpustate::CpuState;
+use trapbox_abi::arch::cpuview::CpuView;
+use trapbox_inproc as inproc;
+use trapbox_kvm::vcpu::KvmVcpu;
+use trapbox_kvm::{ExceptionFrame, KvmMachine, KvmRunner, MemoryMirror, NoMirror, ResumeFrom};
+use trapbox_trap::{Engine, Exit, TrapPath};
+
+use super::VmError;
 
 /// The engine to use when the user leaves the choice to trapbox (`--backend auto`):
 /// hardware KVM where there is one; the in-process engine where `/dev/kvm` is missing or
@@ -55,8 +57,8 @@ impl Runner {
     /// Runs `vcpu` to its next exit.
     pub fn run(&self, vcpu: &mut Vcpu) -> Result<Exit, VmError> {
         match (self, vcpu) {
-            (Runner::Kvm(r), Vcpu::Kvm(v)) => r.run(v),
-            (Runner::InProc, Vcpu::InProc(c)) => c.run(),
+            (Runner::Kvm(r), Vcpu::Kvm(v)) => r.run(v).map_err(VmError::from),
+            (Runner::InProc, Vcpu::InProc(c)) => c.run().map_err(VmError::from),
             _ => unreachable!("a machine's CPUs are all of its engine"),
         }
     }
@@ -82,7 +84,7 @@ impl Vcpu {
     /// The state a copy of this CPU needs.
     pub fn save_state(&mut self) -> Result<CpuState, VmError> {
         match self {
-            Vcpu::Kvm(v) => v.save_state(),
+            Vcpu::Kvm(v) => v.save_state().map_err(VmError::from),
             Vcpu::InProc(c) => Ok(c.save_state()),
         }
     }
@@ -90,7 +92,7 @@ impl Vcpu {
     /// Loads `state`.
     pub fn restore_state(&mut self, state: &CpuState) -> Result<(), VmError> {
         match self {
-            Vcpu::Kvm(v) => v.restore_state(state),
+            Vcpu::Kvm(v) => v.restore_state(state).map_err(VmError::from),
             Vcpu::InProc(c) => {
                 c.restore_state(state);
                 Ok(())
@@ -138,7 +140,9 @@ impl Machine {
     pub fn mem(&mut self) -> &mut dyn MemoryMirror {
         match self {
             Machine::Kvm(m) => &mut m.mem,
-            Machine::InProc(m) => m.mem(),
+            // The in-process engine has no copy of the address space: nothing to mirror (a
+            // zero-sized value, so leaking it allocates nothing).
+            Machine::InProc(_) => Box::leak(Box::new(NoMirror)),
         }
     }
 
@@ -146,7 +150,7 @@ impl Machine {
     /// process that made them; SUD is not inherited). Returns descriptors trapbox now owns.
     pub fn rebuild_after_fork(&mut self, state: CpuState) -> Result<Vec<std::os::fd::RawFd>, VmError> {
         match self {
-            Machine::Kvm(m) => m.rebuild_after_fork(state),
+            Machine::Kvm(m) => m.rebuild_after_fork(state).map_err(VmError::from),
             Machine::InProc(m) => {
                 m.rebuild_after_fork();
                 Ok(Vec::new())
@@ -158,7 +162,7 @@ impl Machine {
     /// [`KvmMachine::at_user_instruction`]); an in-process guest is only ever stopped there.
     pub fn at_user_instruction(&self) -> Result<bool, VmError> {
         match self {
-            Machine::Kvm(m) => m.at_user_instruction(),
+            Machine::Kvm(m) => m.at_user_instruction().map_err(VmError::from),
             Machine::InProc(_) => Ok(true),
         }
     }
@@ -166,7 +170,7 @@ impl Machine {
     /// The current CPU's state, for another CPU to start from.
     pub fn save_cpu_state(&mut self) -> Result<CpuState, VmError> {
         match self {
-            Machine::Kvm(m) => m.save_cpu_state(),
+            Machine::Kvm(m) => m.save_cpu_state().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.cpu_mut().save_state()),
         }
     }
@@ -174,7 +178,7 @@ impl Machine {
     /// Gives the guest a freshly started program's FPU state.
     pub fn reset_fpu(&mut self) -> Result<(), VmError> {
         match self {
-            Machine::Kvm(m) => m.reset_fpu(),
+            Machine::Kvm(m) => m.reset_fpu().map_err(VmError::from),
             Machine::InProc(m) => {
                 m.cpu_mut().reset_fpu();
                 Ok(())
@@ -185,7 +189,7 @@ impl Machine {
     /// The guest's x87/SSE/AVX state (XSAVE standard form).
     pub fn fpu(&self) -> Result<kvm_xsave, VmError> {
         match self {
-            Machine::Kvm(m) => m.fpu(),
+            Machine::Kvm(m) => m.fpu().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.cpu().xsave()),
         }
     }
@@ -193,8 +197,8 @@ impl Machine {
     /// Replaces the guest's x87/SSE/AVX state.
     pub fn set_fpu(&mut self, x: &kvm_xsave) -> Result<(), VmError> {
         match self {
-            Machine::Kvm(m) => m.set_fpu(x),
-            Machine::InProc(m) => m.cpu_mut().set_xsave(x),
+            Machine::Kvm(m) => m.set_fpu(x).map_err(VmError::from),
+            Machine::InProc(m) => m.cpu_mut().set_xsave(x).map_err(VmError::from),
         }
     }
 
@@ -226,8 +230,8 @@ impl Machine {
     /// A CPU for a new guest thread, starting from `state`.
     pub fn new_vcpu(&mut self, id: u64, state: &CpuState) -> Result<Vcpu, VmError> {
         match self {
-            Machine::Kvm(m) => m.new_vcpu(id, state).map(Vcpu::Kvm),
-            Machine::InProc(m) => m.new_cpu(state).map(|c| Vcpu::InProc(Box::new(c))),
+            Machine::Kvm(m) => m.new_vcpu(id, state).map(Vcpu::Kvm).map_err(VmError::from),
+            Machine::InProc(m) => m.new_cpu(state).map(|c| Vcpu::InProc(Box::new(c))).map_err(VmError::from),
         }
     }
 
@@ -242,7 +246,7 @@ impl Machine {
     /// Makes pending page-table changes visible before any CPU runs again.
     pub fn prepare_run(&mut self) -> Result<(), VmError> {
         match self {
-            Machine::Kvm(m) => m.prepare_run(),
+            Machine::Kvm(m) => m.prepare_run().map_err(VmError::from),
             Machine::InProc(_) => Ok(()),
         }
     }
@@ -269,7 +273,9 @@ impl Machine {
         match self {
             Machine::Kvm(m) => m.cpuid(leaf, subleaf),
             Machine::InProc(m) => Some(
-                m.cpu_view().cpuid(leaf, subleaf).unwrap_or_else(|| super::arch::cpuview::host_cpuid(leaf, subleaf)),
+                m.cpu_view()
+                    .cpuid(leaf, subleaf)
+                    .unwrap_or_else(|| trapbox_abi::arch::cpuview::host_cpuid(leaf, subleaf)),
             ),
         }
     }
@@ -282,7 +288,7 @@ impl Machine {
     /// The host's vDSO, shared with the guest (see [`KvmMachine::share_vdso`]).
     pub fn share_vdso(&mut self) -> Result<Option<u64>, VmError> {
         match self {
-            Machine::Kvm(m) => m.share_vdso(),
+            Machine::Kvm(m) => m.share_vdso().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.share_vdso()),
         }
     }
@@ -302,7 +308,10 @@ impl Machine {
 
     /// Runs the current CPU to its next exit.
     pub fn run(&mut self) -> Result<Exit, VmError> {
-        either!(self, m => m.run())
+        match self {
+            Machine::Kvm(m) => m.run().map_err(VmError::from),
+            Machine::InProc(m) => m.run().map_err(VmError::from),
+        }
     }
 
     /// A syscall site of the current CPU that just became hot, for rewriting (the
@@ -364,7 +373,7 @@ impl Machine {
                 ExceptionFrame {
                     error_code,
                     rip: r.rip,
-                    cs: u64::from(super::arch::USER_CS),
+                    cs: u64::from(trapbox_abi::arch::USER_CS),
                     rflags: r.rflags,
                     rsp: r.rsp,
                 }
@@ -388,7 +397,7 @@ impl Machine {
     /// The faulting address of the last page fault.
     pub fn cr2(&self) -> Result<u64, VmError> {
         match self {
-            Machine::Kvm(m) => m.cr2(),
+            Machine::Kvm(m) => m.cr2().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.cpu().fault().2),
         }
     }
@@ -396,7 +405,7 @@ impl Machine {
     /// The guest's FS base.
     pub fn fs_base(&self) -> Result<u64, VmError> {
         match self {
-            Machine::Kvm(m) => m.fs_base(),
+            Machine::Kvm(m) => m.fs_base().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.cpu().fs_base()),
         }
     }
@@ -404,7 +413,7 @@ impl Machine {
     /// Sets the guest's FS base.
     pub fn set_fs_base(&mut self, base: u64) -> Result<(), VmError> {
         match self {
-            Machine::Kvm(m) => m.set_fs_base(base),
+            Machine::Kvm(m) => m.set_fs_base(base).map_err(VmError::from),
             Machine::InProc(m) => {
                 m.cpu_mut().set_fs_base(base);
                 Ok(())
@@ -415,7 +424,7 @@ impl Machine {
     /// The guest's GS base.
     pub fn gs_base(&self) -> Result<u64, VmError> {
         match self {
-            Machine::Kvm(m) => m.gs_base(),
+            Machine::Kvm(m) => m.gs_base().map_err(VmError::from),
             Machine::InProc(m) => Ok(m.cpu().gs_base()),
         }
     }
@@ -423,7 +432,7 @@ impl Machine {
     /// Sets the guest's GS base.
     pub fn set_gs_base(&mut self, base: u64) -> Result<(), VmError> {
         match self {
-            Machine::Kvm(m) => m.set_gs_base(base),
+            Machine::Kvm(m) => m.set_gs_base(base).map_err(VmError::from),
             Machine::InProc(m) => {
                 m.cpu_mut().set_gs_base(base);
                 Ok(())

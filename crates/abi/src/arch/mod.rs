@@ -5,7 +5,9 @@
 //! kinds of KVM accept and which makes `syscall`/`sysret` work with Linux's STAR value.
 
 pub mod cpuid;
+pub mod cpustate;
 pub mod cpuview;
+pub mod regs;
 pub mod sigframe;
 pub mod xsave;
 

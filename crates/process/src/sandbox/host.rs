@@ -17,7 +17,7 @@ static MAIN_THREAD: AtomicU64 = AtomicU64::new(0);
 pub(super) extern "C" fn on_host_signal(sig: libc::c_int) {
     HOST_SIGNAL.store(sig, Ordering::SeqCst);
     signals::note_trapbox_wakeup();
-    trapbox_vm::vcpu::kick_from_signal_handler();
+    trapbox_host::kick::from_signal_handler();
     let main = MAIN_THREAD.load(Ordering::SeqCst);
     if main != 0 {
         // SAFETY: pthread_kill is async-signal-safe; `main` is the run loop's thread, alive
@@ -33,7 +33,7 @@ extern "C" fn on_kick(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         return;
     }
     signals::note_trapbox_wakeup();
-    trapbox_vm::vcpu::kick_from_signal_handler();
+    trapbox_host::kick::from_signal_handler();
 }
 
 /// Whether a signal came from another process rather than from trapbox's own threads (which
@@ -70,7 +70,7 @@ extern "C" fn on_preempt(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         return;
     }
     PREEMPT_ASKED.with(|p| p.set(true));
-    trapbox_vm::vcpu::kick_from_signal_handler();
+    trapbox_host::kick::from_signal_handler();
 }
 
 /// Whether a preemption was asked of the calling thread since the last call (which clears it).
@@ -111,7 +111,7 @@ impl KickTarget {
 }
 
 fn kick_vcpu() {
-    trapbox_vm::vcpu::kick_from_signal_handler();
+    trapbox_host::kick::from_signal_handler();
 }
 
 /// Makes the calling thread the one that reacts to a clean end (the run's first thread, or a

@@ -5,47 +5,12 @@
 //! with ioctls only when needed (FS base, CR2 of a page fault, the CR3 toggle that flushes the
 //! guest TLB).
 
-use std::cell::Cell;
-
 use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_segment, kvm_xcrs, Msrs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::arch::{self, msr};
 use super::exit::RawExit;
-use super::VmError;
-
-thread_local! {
-    /// The `kvm_run.immediate_exit` of the vCPU this host thread runs, for the kick signal
-    /// handler (each guest thread has its own vCPU on its own host thread). Const-initialised
-    /// with no destructor, so reading it from a signal handler is sound.
-    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-/// Makes this host thread's vCPU leave (or not enter) guest mode soon. Async-signal-safe: it
-/// is one store.
-pub fn kick_from_signal_handler() {
-    let p = IMMEDIATE_EXIT.with(Cell::get);
-    if !p.is_null() {
-        // SAFETY: p points at the immediate_exit byte of the kvm_run mapping of the vCPU that
-        // registered it; the mapping lives until the vCPU is dropped, which clears the pointer
-        // first. A volatile byte store cannot tear.
-        unsafe { p.write_volatile(1) };
-    }
-}
-
-/// Makes kicks on the calling host thread set `p` (the in-process engine's kick byte).
-pub(crate) fn claim_kick_byte(p: *mut u8) {
-    IMMEDIATE_EXIT.with(|c| c.set(p));
-}
-
-/// Forgets `p` as the calling thread's kick target, if it is (its owner goes away).
-pub(crate) fn release_kick_byte(p: *mut u8) {
-    IMMEDIATE_EXIT.with(|c| {
-        if c.get() == p {
-            c.set(std::ptr::null_mut())
-        }
-    });
-}
+use super::KvmError;
 
 /// Static description of the ring-0 environment the vCPU starts with.
 #[derive(Clone, Copy, Debug)]
@@ -100,9 +65,9 @@ fn null_segment() -> kvm_segment {
 
 impl KvmVcpu {
     /// Configures `fd`: CPUID, long mode at CPL3, XCR0, syscall MSRs, sync regs.
-    pub fn new(fd: VcpuFd, cpuid: &kvm_bindings::CpuId, setup: &CpuSetup) -> Result<KvmVcpu, VmError> {
-        fd.set_cpuid2(cpuid).map_err(|e| VmError::Ioctl("KVM_SET_CPUID2", e))?;
-        let mut s = fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?;
+    pub fn new(fd: VcpuFd, cpuid: &kvm_bindings::CpuId, setup: &CpuSetup) -> Result<KvmVcpu, KvmError> {
+        fd.set_cpuid2(cpuid).map_err(|e| KvmError::Ioctl("KVM_SET_CPUID2", e))?;
+        let mut s = fd.get_sregs().map_err(|e| KvmError::Ioctl("KVM_GET_SREGS", e))?;
         s.cr0 = arch::CR0;
         s.cr3 = setup.cr3;
         s.cr4 = arch::CR4_BASE | arch::CR4_OSXSAVE | if setup.umip { arch::CR4_UMIP } else { 0 };
@@ -135,7 +100,7 @@ impl KvmVcpu {
             // without it (its sgdt then reads trapbox's GDT address, as on a CPU without UMIP).
             s.cr4 &= !arch::CR4_UMIP;
         }
-        fd.set_sregs(&s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
+        fd.set_sregs(&s).map_err(|e| KvmError::Ioctl("KVM_SET_SREGS", e))?;
         if let Some(xcr0) = setup.xcr0 {
             let mut x = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
             x.xcrs[0].xcr = 0;
@@ -143,7 +108,7 @@ impl KvmVcpu {
             // KVM refuses an XCR0 its CPUID table does not list: the table and this value
             // come from the same choice (Machine::new), so a refusal is a trapbox bug worth
             // stopping for rather than a guest that saves less state than it was told of.
-            fd.set_xcrs(&x).map_err(|e| VmError::Ioctl("KVM_SET_XCRS", e))?;
+            fd.set_xcrs(&x).map_err(|e| KvmError::Ioctl("KVM_SET_XCRS", e))?;
         }
         let entries = [
             (msr::STAR, arch::star()),
@@ -156,9 +121,9 @@ impl KvmVcpu {
         ]
         .map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() });
         let msrs = Msrs::from_entries(&entries).expect("seven MSRs fit");
-        let n = fd.set_msrs(&msrs).map_err(|e| VmError::Ioctl("KVM_SET_MSRS", e))?;
+        let n = fd.set_msrs(&msrs).map_err(|e| KvmError::Ioctl("KVM_SET_MSRS", e))?;
         if n != entries.len() {
-            return Err(VmError::MsrRejected(entries[n].index));
+            return Err(KvmError::MsrRejected(entries[n].index));
         }
         Ok(KvmVcpu { fd, osxsave: setup.xcr0.is_some(), regs_dirty: false })
     }
@@ -166,13 +131,13 @@ impl KvmVcpu {
     /// Makes kicks on the calling host thread reach this vCPU (call on the thread that runs it).
     pub fn claim_kicks(&mut self) {
         let p: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
-        IMMEDIATE_EXIT.with(|c| c.set(p));
+        trapbox_host::kick::claim(p);
     }
 
     /// The state a copy of this vCPU needs: general registers, FS/GS bases, FPU/vector state.
-    pub fn save_state(&mut self) -> Result<CpuState, VmError> {
+    pub fn save_state(&mut self) -> Result<CpuState, KvmError> {
         Ok(CpuState {
-            sregs: Some(self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?),
+            sregs: Some(self.fd.get_sregs().map_err(|e| KvmError::Ioctl("KVM_GET_SREGS", e))?),
             regs: *self.regs(),
             fs_base: self.get_msr(msr::FS_BASE)?,
             gs_base: self.get_msr(msr::GS_BASE)?,
@@ -181,9 +146,9 @@ impl KvmVcpu {
     }
 
     /// Loads `state` (from [`KvmVcpu::save_state`], possibly of another vCPU).
-    pub fn restore_state(&mut self, state: &CpuState) -> Result<(), VmError> {
+    pub fn restore_state(&mut self, state: &CpuState) -> Result<(), KvmError> {
         if let Some(s) = &state.sregs {
-            self.fd.set_sregs(s).map_err(|e| VmError::Ioctl("KVM_SET_SREGS", e))?;
+            self.fd.set_sregs(s).map_err(|e| KvmError::Ioctl("KVM_SET_SREGS", e))?;
         }
         *self.regs_mut() = state.regs;
         self.set_msr(msr::FS_BASE, state.fs_base)?;
@@ -192,14 +157,14 @@ impl KvmVcpu {
     }
 
     /// The FPU/SSE/AVX state in the XSAVE layout (standard form).
-    pub fn get_xsave(&self) -> Result<kvm_bindings::kvm_xsave, VmError> {
-        self.fd.get_xsave().map_err(|e| VmError::Ioctl("KVM_GET_XSAVE", e))
+    pub fn get_xsave(&self) -> Result<kvm_bindings::kvm_xsave, KvmError> {
+        self.fd.get_xsave().map_err(|e| KvmError::Ioctl("KVM_GET_XSAVE", e))
     }
 
     /// Replaces the FPU/SSE/AVX state.
-    pub fn set_xsave(&self, x: &kvm_bindings::kvm_xsave) -> Result<(), VmError> {
+    pub fn set_xsave(&self, x: &kvm_bindings::kvm_xsave) -> Result<(), KvmError> {
         // SAFETY: `x` is a whole kvm_xsave (4 KiB region); KVM reads only that structure.
-        unsafe { self.fd.set_xsave(x) }.map_err(|e| VmError::Ioctl("KVM_SET_XSAVE", e))
+        unsafe { self.fd.set_xsave(x) }.map_err(|e| KvmError::Ioctl("KVM_SET_XSAVE", e))
     }
 
     /// Whether the guest runs with CR4.OSXSAVE (XCR0 as [`CpuSetup::xcr0`]).
@@ -208,7 +173,7 @@ impl KvmVcpu {
     }
 
     /// Runs until the next exit.
-    pub fn run(&mut self) -> Result<RawExit, VmError> {
+    pub fn run(&mut self) -> Result<RawExit, KvmError> {
         {
             // Which state KVM copies in and out is set outright at every entry, never OR-ed
             // into what the run page holds: whoever else could write that page (nothing
@@ -243,7 +208,7 @@ impl KvmVcpu {
             Ok(_) => RawExit::Other(self.fd.get_kvm_run().exit_reason),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => RawExit::Interrupted,
             Err(e) if e.errno() == libc::EFAULT => RawExit::HostMemoryFault,
-            Err(e) => return Err(VmError::Ioctl("KVM_RUN", e)),
+            Err(e) => return Err(KvmError::Ioctl("KVM_RUN", e)),
         };
         if exit == RawExit::Interrupted {
             self.fd.set_kvm_immediate_exit(0);
@@ -264,7 +229,7 @@ impl KvmVcpu {
 
     /// Makes the guest's TSC equal the host's (KVM_SET_DEVICE_ATTR, KVM_VCPU_TSC_OFFSET = 0),
     /// so host time data (the vDSO's) is valid in the guest.
-    pub fn zero_tsc_offset(&self) -> Result<(), VmError> {
+    pub fn zero_tsc_offset(&self) -> Result<(), KvmError> {
         let offset: u64 = 0;
         let attr = kvm_bindings::kvm_device_attr {
             group: kvm_bindings::KVM_VCPU_TSC_CTRL,
@@ -279,31 +244,31 @@ impl KvmVcpu {
         // u64 `offset`, both alive for the call; it touches no other memory of ours.
         let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.fd), KVM_SET_DEVICE_ATTR, &attr) };
         if r != 0 {
-            return Err(VmError::Ioctl("KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)", kvm_ioctls::Error::last()));
+            return Err(KvmError::Ioctl("KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)", kvm_ioctls::Error::last()));
         }
         Ok(())
     }
 
     /// Reads an MSR.
-    pub fn get_msr(&self, index: u32) -> Result<u64, VmError> {
+    pub fn get_msr(&self, index: u32) -> Result<u64, KvmError> {
         let mut m = Msrs::from_entries(&[kvm_msr_entry { index, ..Default::default() }]).expect("one MSR fits");
-        self.fd.get_msrs(&mut m).map_err(|e| VmError::Ioctl("KVM_GET_MSRS", e))?;
+        self.fd.get_msrs(&mut m).map_err(|e| KvmError::Ioctl("KVM_GET_MSRS", e))?;
         Ok(m.as_slice()[0].data)
     }
 
     /// Writes an MSR.
-    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VmError> {
+    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), KvmError> {
         let m = Msrs::from_entries(&[kvm_msr_entry { index, data, ..Default::default() }]).expect("one MSR fits");
         match self.fd.set_msrs(&m) {
             Ok(1) => Ok(()),
-            Ok(_) => Err(VmError::MsrRejected(index)),
-            Err(e) => Err(VmError::Ioctl("KVM_SET_MSRS", e)),
+            Ok(_) => Err(KvmError::MsrRejected(index)),
+            Err(e) => Err(KvmError::Ioctl("KVM_SET_MSRS", e)),
         }
     }
 
     /// CR2: the address of the last page fault.
-    pub fn cr2(&self) -> Result<u64, VmError> {
-        Ok(self.fd.get_sregs().map_err(|e| VmError::Ioctl("KVM_GET_SREGS", e))?.cr2)
+    pub fn cr2(&self) -> Result<u64, KvmError> {
+        Ok(self.fd.get_sregs().map_err(|e| KvmError::Ioctl("KVM_GET_SREGS", e))?.cr2)
     }
 
     /// The underlying vCPU fd (for capabilities not wrapped here).
@@ -315,25 +280,8 @@ impl KvmVcpu {
 impl Drop for KvmVcpu {
     fn drop(&mut self) {
         let mine: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
-        IMMEDIATE_EXIT.with(|c| {
-            if c.get() == mine {
-                c.set(std::ptr::null_mut())
-            }
-        });
+        trapbox_host::kick::release(mine);
     }
 }
 
-/// A vCPU's user-visible state, to start another vCPU (a thread, a forked child) from it.
-pub struct CpuState {
-    /// Segment and control registers: where the vCPU stands (a forked child resumes in the
-    /// same ring-0 stub as its parent on hardware KVM). None: a fresh vCPU's, at CPL3.
-    pub sregs: Option<kvm_bindings::kvm_sregs>,
-    /// General registers, RIP and RFLAGS.
-    pub regs: kvm_regs,
-    /// FS base (TLS).
-    pub fs_base: u64,
-    /// GS base.
-    pub gs_base: u64,
-    /// x87/SSE/AVX state.
-    pub xsave: kvm_bindings::kvm_xsave,
-}
+pub use trapbox_abi::arch::cpustate::CpuState;

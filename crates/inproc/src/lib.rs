@@ -9,25 +9,30 @@
 //! code is not stopped by anything. It is for tracing and recording programs one trusts.
 //!
 //! How a guest thread runs ([`Cpu::run`], crossings in `entry.rs`): its registers, FS/GS bases
-//! and XSAVE state live in the [`Cpu`]; entering builds an `rt_sigreturn` frame from them and
-//! returns into the guest through the kernel; leaving is a signal caught on trapbox's
-//! alternate stack, whose frame holds the guest's registers and XSAVE state as the kernel
-//! saved them. SUD, the alternate stack and FS are per host thread, and SUD is not inherited
+//! and XSAVE state live in the [`Cpu`]; entering loads them itself (or, where the CPU lacks
+//! user FSGSBASE or XSAVE, or RFLAGS has TF or AC, builds an `rt_sigreturn` frame and returns
+//! into the guest through the kernel); leaving is either the fast exit from a rewritten
+//! syscall site ([`rewrite`]), which leaves the state in the thread's block, or a signal caught
+//! on trapbox's alternate stack, whose frame holds the guest's registers and XSAVE state as the
+//! kernel saved them. SUD, the alternate stack and FS are per host thread, and SUD is not inherited
 //! by clone or fork, so a [`Cpu`] arms its thread on its first run and a forked child
 //! re-arms ([`Machine::rebuild_after_fork`]).
+//!
+//! The crate knows nothing of KVM: it sits on `trapbox-abi` (the x86 structures, signal
+//! frames, the CPU view), `trapbox-trap` (exits, registers) and `trapbox-host` (kicks, writes
+//! to its own memory); `trapbox-vm` puts it beside the KVM engine.
 
 mod entry;
 pub mod rewrite;
 
 use kvm_bindings::{kvm_regs, kvm_xsave};
 
-use super::arch::cpuview::CpuView;
-use super::arch::sigframe::{self, FpuImage, FrameInput};
-use super::arch::xsave::{set_xsave_bytes, xsave_bytes};
-use super::exit::Exit;
-use super::regs::{kvm_regs_of, user_regs};
-use super::vcpu::CpuState;
-use super::{NoMirror, VmError};
+use trapbox_abi::arch::cpustate::CpuState;
+use trapbox_abi::arch::cpuview::CpuView;
+use trapbox_abi::arch::regs::{kvm_regs_of, user_regs};
+use trapbox_abi::arch::sigframe::{self, FpuImage, FrameInput};
+use trapbox_abi::arch::xsave::{set_xsave_bytes, xsave_bytes};
+use trapbox_trap::Exit;
 
 pub use entry::{active, handler_of, wrap};
 
@@ -64,6 +69,20 @@ const SYS_USER_DISPATCH: i32 = 2;
 /// si_arch of a 64-bit syscall.
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
+/// Errors of the in-process engine.
+#[derive(Debug, thiserror::Error)]
+pub enum InProcError {
+    /// The engine cannot run on this host.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// A thread could not be armed for guest code.
+    #[error("cannot prepare a thread for in-process guest code ({0}): {1}")]
+    Arm(&'static str, std::io::Error),
+    /// A CPU's region (its block, entry frame and alternate stack) could not be mapped.
+    #[error("cannot map an in-process CPU's region: {0}")]
+    Region(std::io::Error),
+}
+
 /// Why the in-process engine cannot run here.
 #[derive(Debug, thiserror::Error)]
 pub enum Unavailable {
@@ -89,25 +108,19 @@ pub fn available() -> Result<(), Unavailable> {
 pub struct Machine {
     view: CpuView,
     vcpu: Option<Cpu>,
-    mirror: NoMirror,
     exits: u64,
 }
 
 impl Machine {
     /// Turns the engine on in this process and makes the first thread's CPU (claimed by the
     /// calling thread).
-    pub fn new() -> Result<Machine, VmError> {
-        available().map_err(VmError::InProc)?;
+    pub fn new() -> Result<Machine, InProcError> {
+        available()?;
         entry::activate();
         let view = CpuView::host();
         let mut cpu = Cpu::new(&view)?;
         cpu.claim_kicks();
-        Ok(Machine { view, vcpu: Some(cpu), mirror: NoMirror, exits: 0 })
-    }
-
-    /// The address-space mirror (none).
-    pub fn mem(&mut self) -> &mut NoMirror {
-        &mut self.mirror
+        Ok(Machine { view, vcpu: Some(cpu), exits: 0 })
     }
 
     /// The CPU view: the host's own.
@@ -136,7 +149,7 @@ impl Machine {
     }
 
     /// A CPU for a new guest thread, starting from `state` (armed on its thread's first run).
-    pub fn new_cpu(&self, state: &CpuState) -> Result<Cpu, VmError> {
+    pub fn new_cpu(&self, state: &CpuState) -> Result<Cpu, InProcError> {
         let mut c = Cpu::new(&self.view)?;
         c.restore_state(state);
         Ok(c)
@@ -151,7 +164,7 @@ impl Machine {
     }
 
     /// Runs the current CPU to its next exit.
-    pub fn run(&mut self) -> Result<Exit, VmError> {
+    pub fn run(&mut self) -> Result<Exit, InProcError> {
         self.exits += 1;
         self.cpu_mut().run()
     }
@@ -208,7 +221,7 @@ pub struct Cpu {
 unsafe impl Send for Cpu {}
 
 impl Cpu {
-    fn new(view: &CpuView) -> Result<Cpu, VmError> {
+    fn new(view: &CpuView) -> Result<Cpu, InProcError> {
         // SAFETY: a fresh private anonymous mapping that only this Cpu uses.
         let p = unsafe {
             libc::mmap(
@@ -221,12 +234,12 @@ impl Cpu {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(VmError::SysRegion(std::io::Error::last_os_error()));
+            return Err(InProcError::Region(std::io::Error::last_os_error()));
         }
         let (fpu_len, fpu_features) =
             if view.osxsave() { (view.frame_xsave_size() as usize, view.frame_features()) } else { (512, 0) };
         if fpu_len > std::mem::size_of::<kvm_xsave>() {
-            return Err(VmError::InProcArm(
+            return Err(InProcError::Arm(
                 "a signal frame's XSAVE image is larger than 4 KiB",
                 std::io::Error::from_raw_os_error(libc::E2BIG),
             ));
@@ -267,16 +280,16 @@ impl Cpu {
     /// Makes kicks on the calling host thread reach this CPU.
     pub fn claim_kicks(&mut self) {
         let p: *mut u8 = &mut self.block().kick;
-        super::vcpu::claim_kick_byte(p);
+        trapbox_host::kick::claim(p);
     }
 
     /// Arms the calling host thread: the alternate stack, trapbox's FS base, SUD.
-    fn arm(&mut self) -> Result<(), VmError> {
+    fn arm(&mut self) -> Result<(), InProcError> {
         let region = self.region;
         if self.armed {
             // SUD and the alternate stack belong to the thread that armed them, which cannot be
             // disarmed from here.
-            return Err(VmError::InProcArm(
+            return Err(InProcError::Arm(
                 "the CPU is armed on another thread",
                 std::io::Error::from_raw_os_error(libc::EBUSY),
             ));
@@ -286,7 +299,7 @@ impl Cpu {
         // SAFETY: the region is REGION bytes of this Cpu's memory, alive while it is armed;
         // the previous setting is written into a local.
         if unsafe { libc::sigaltstack(&st, &mut previous) } != 0 {
-            return Err(VmError::InProcArm("sigaltstack", std::io::Error::last_os_error()));
+            return Err(InProcError::Arm("sigaltstack", std::io::Error::last_os_error()));
         }
         self.previous_altstack = Some(previous);
         let mut fs = 0u64;
@@ -301,7 +314,7 @@ impl Cpu {
         if r != 0 {
             let e = std::io::Error::last_os_error();
             self.restore_altstack();
-            return Err(VmError::InProcArm("PR_SET_SYSCALL_USER_DISPATCH", e));
+            return Err(InProcError::Arm("PR_SET_SYSCALL_USER_DISPATCH", e));
         }
         self.owns_gs = self.fast && self.gs_base == 0 && rewrite::enabled();
         if self.owns_gs {
@@ -341,7 +354,7 @@ impl Cpu {
     }
 
     /// Runs the guest until the next trap, signal or kick.
-    pub fn run(&mut self) -> Result<Exit, VmError> {
+    pub fn run(&mut self) -> Result<Exit, InProcError> {
         if !self.on_this_thread() {
             self.arm()?;
         }
@@ -615,14 +628,14 @@ impl Cpu {
     /// XSAVE header in standard form naming only the frame's components (what KVM_SET_XSAVE
     /// checks; an image the kernel refuses at the entry would stop the guest at trapbox's
     /// `rt_sigreturn` instead of where it was).
-    pub fn set_xsave(&mut self, x: &kvm_xsave) -> Result<(), VmError> {
+    pub fn set_xsave(&mut self, x: &kvm_xsave) -> Result<(), InProcError> {
         let b = xsave_bytes(x);
         let word = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let mxcsr = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
         let header_ok = self.fpu.xfeatures == 0
             || (word(512) & !self.fpu.xfeatures == 0 && word(520) == 0 && b[528..576].iter().all(|&v| v == 0));
         if mxcsr & !0xffff != 0 || !header_ok {
-            return Err(VmError::InProcArm(
+            return Err(InProcError::Arm(
                 "an XSAVE image the kernel would refuse",
                 std::io::Error::from_raw_os_error(libc::EINVAL),
             ));
@@ -712,7 +725,7 @@ impl Drop for Cpu {
             self.restore_altstack();
         }
         let kick: *mut u8 = &mut self.block().kick;
-        super::vcpu::release_kick_byte(kick);
+        trapbox_host::kick::release(kick);
         // SAFETY: the region was mapped in Cpu::new with REGION bytes and nothing refers to it
         // any more.
         unsafe { libc::munmap(self.region.cast(), REGION) };

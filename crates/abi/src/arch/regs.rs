@@ -1,7 +1,8 @@
-//! The neutral register set ([`Regs`]) and the engines' own (`kvm_regs`, which the
-//! in-process engine keeps too), converted in one place.
+//! The neutral register set ([`Regs`]) and the x86 structure the engines keep registers in
+//! (`kvm_regs`: KVM's ioctls and sync regs take it, the in-process engine keeps the same),
+//! converted in one place.
 
-use trapbox_trap::Regs;
+use crate::Regs;
 
 /// The neutral registers of KVM's register set.
 pub fn user_regs(k: &kvm_bindings::kvm_regs) -> Regs {

@@ -16,9 +16,9 @@
 //!
 //! No thread ever sees a half-written site: the stub and the padding are written first (no
 //! thread runs them yet), then the site goes `int3`, its second byte, its first byte — a
-//! thread that reaches the transient `int3` is put back at the site ([`transient_int3`]).
+//! thread that reaches the transient `int3` is put back at the site (`transient_int3`).
 //! A signal that lands on the way (padding, stub, the fast exit before it blocks signals) puts
-//! the thread back at the site with its registers as they were ([`locate`]).
+//! the thread back at the site with its registers as they were (`locate`).
 //!
 //! SUD stays the net for every site that cannot be rewritten (no padding in reach, code that
 //! cannot be written), for JIT code and for everything before a site is hot. A guest that
@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
 
-use super::entry;
+use crate::entry;
 
 /// SUD exits at a site before it is rewritten: a rewrite costs about as much as ten SIGSYS
 /// crossings (its writes through /proc/self/mem, the page copy), so a site is rewritten once it
@@ -58,7 +58,8 @@ struct Site {
     live: bool,
 }
 
-struct Table {
+/// Every rewrite of the process, and the counts that lead to them.
+pub struct Table {
     counts: Option<HashMap<u64, u32>>,
     sites: BTreeMap<u64, Site>,
     /// Padding jump → its site.
@@ -322,6 +323,15 @@ pub fn withdraw() {
         };
         s.live = r.is_err();
     }
+}
+
+/// The table held while the process forks, so that no other thread holds it then: a child
+/// would find it locked for ever. Dropped after the fork, in the parent and in the child.
+pub struct ForkGuard(#[allow(dead_code)] std::sync::MutexGuard<'static, Table>);
+
+/// Holds the table across a fork (see [`ForkGuard`]).
+pub fn hold_across_fork() -> ForkGuard {
+    ForkGuard(table())
 }
 
 /// Forgets every site and stub page: the guest's image was replaced (exec), and the stub pages

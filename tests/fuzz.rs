@@ -99,6 +99,39 @@ fn coverage_alone_finds_the_planted_crash() {
     })
 }
 
+/// A program built with edge counters (AFL++'s `afl-cc`, clang's SanitizerCoverage inline 8-bit
+/// counters) is covered by them: its edges are the slots, read after each execution, and no
+/// block gets a breakpoint; the edges lead to the crash (the pieces of it in a dictionary, as for
+/// blocks).
+#[test]
+fn a_program_with_edge_counters_is_covered_by_them() {
+    common::with_backend(common::Backend::InProc, || {
+        let builds = [
+            ("afl-cc", "install afl++", "afl", &[][..], "edges (AFL++ counters)"),
+            (
+                "clang",
+                "install clang",
+                "sancov",
+                // No sanitizer runtime: its crash report would differ from run to run.
+                &["-fsanitize-coverage=inline-8bit-counters", "-fno-sanitize-link-runtime", "sancov_init.c"][..],
+                "edges (SanitizerCoverage counters)",
+            ),
+        ];
+        for (compiler, install, tag, flags, slots) in builds {
+            let exe = common::guest_built_by(compiler, install, "fuzz_target", tag, flags);
+            let dict = pieces(&tempdir("fuzz-dict"));
+            let (run, out) = fuzz(&exe, &[b"A"], &["--runs", "1000000", "--until-crash", "--dict", &dict]);
+            check_crash(&exe, &run, &out, "LLVMFuzzerTestOneInput");
+            let summary = run.stdout_str();
+            assert!(summary.contains(&format!("; {slots} ")), "{tag}: {summary}");
+        }
+        // The same program built without counters is covered by its blocks.
+        let plain = guest("fuzz_target", Form::Dynamic);
+        let (run, _) = fuzz(&plain, &[b"A"], &["--runs", "10"]);
+        assert!(run.stdout_str().contains("; blocks "), "{}", run.stdout_str());
+    })
+}
+
 /// One crash was saved, is the planted one (in function `func`), and reproduces natively and in
 /// the box.
 fn check_crash(exe: &Path, run: &common::Run, out: &Path, func: &str) {

@@ -48,7 +48,9 @@ pub struct FuzzArgs {
     max_len: usize,
     /// Whose basic blocks are the coverage: main (the program file, the default), all (every
     /// object loaded at the snapshot, libraries and the dynamic linker too), or a list such as
-    /// main,libc (a library by the start of its file name).
+    /// main,libc (a library by the start of its file name). A program built with edge counters
+    /// (AFL++'s afl-cc, SanitizerCoverage's inline-8bit-counters) is covered by its edges
+    /// instead, when the coverage is main.
     #[arg(long, value_name = "all|main|LIB,...", default_value = "main")]
     cover: trapbox::fuzz::Cover,
     /// The random seed (repeats a campaign's choices).
@@ -147,11 +149,12 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     };
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; blocks {}/{}; reset {:.1} µs, {:.1} pages{}; {} distinct crashes and hangs",
+        "trapbox fuzz: {} executions in {:.1} s ({:.0}/s); corpus {}; {} {}/{}; reset {:.1} µs, {:.1} pages{}; {} distinct crashes and hangs",
         s.executions,
         secs,
         s.executions as f64 / secs,
         s.corpus,
+        s.slots,
         s.covered,
         s.blocks,
         s.reset_per_execution.as_secs_f64() * 1e6,

@@ -393,6 +393,13 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// The guest program `name` built by `compiler` (`install`: how to get it) with `flags`,
+/// dynamically linked, cached as NAME-TAG.
+#[allow(dead_code)]
+pub fn guest_built_by(compiler: &str, install: &str, name: &str, tag: &str, flags: &[&str]) -> PathBuf {
+    build_with(compiler, install, name, &[], &format!("{name}-{tag}"), flags)
+}
+
 /// The guest program `name` built in `form` with extra gcc `flags` (e.g. `-include` of a
 /// header beside it), cached as NAME-TAG-FORM. `guest` has no flags; this is for variants of
 /// one source.

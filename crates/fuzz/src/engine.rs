@@ -382,6 +382,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         corpus: state.corpus().count(),
         crashes: std::mem::take(&mut objective.saved),
         blocks: setup.blocks,
+        slots: setup.slots,
         covered: executor.covered,
         dirty_pages_per_reset: executor.dirty_pages as f64 / executor.runs.max(1) as f64,
         reset_per_execution: Duration::from_secs_f64(executor.reset.as_secs_f64() / executor.runs.max(1) as f64),

@@ -75,6 +75,8 @@ pub struct Report {
 pub struct Setup {
     /// Number of coverage slots.
     pub blocks: usize,
+    /// What the slots are: "blocks", or the edges of the program's own counters.
+    pub slots: &'static str,
     /// Breaks a spinning execution (the fuzzer's time limit).
     pub kicker: Option<Kicker>,
 }
@@ -185,8 +187,39 @@ pub struct Harness {
     refused_once: BTreeSet<&'static str>,
     refused: Vec<&'static str>,
     unwind: crate::unwind::Unwind,
+    /// The program's edge counters (link-time), used instead of block breakpoints when it
+    /// has them and the coverage is the program's.
+    counters: Option<crate::target::Counters>,
+    /// Once fuzzing with them: the map.
+    edges: Option<Edges>,
     /// Why the campaign could not start, if it could not.
     pub failure: Option<String>,
+}
+
+/// The program's own edge counters, read after each execution: an edge is a slot, first hit
+/// when its counter is first seen non-zero (the map is zero in the snapshot).
+struct Edges {
+    /// Run-time address of the map.
+    map: u64,
+    /// This execution's counters.
+    now: Vec<u8>,
+    /// Edges seen in any execution so far.
+    seen: Vec<bool>,
+}
+
+impl Edges {
+    /// Adds the edges this execution hit for the first time to `hit`.
+    fn collect(&mut self, g: &mut dyn Guest, hit: &mut Vec<u32>) {
+        if g.read(GuestAddr(self.map), &mut self.now).is_err() {
+            return;
+        }
+        for (i, (&c, seen)) in self.now.iter().zip(self.seen.iter_mut()).enumerate() {
+            if c != 0 && !*seen {
+                *seen = true;
+                hit.push(i as u32);
+            }
+        }
+    }
 }
 
 /// The channel ends the fuzzer keeps.
@@ -236,6 +269,8 @@ impl Harness {
             refused_once: BTreeSet::new(),
             refused: Vec::new(),
             unwind: Default::default(),
+            counters: None,
+            edges: None,
             failure: None,
         };
         (h, Link { jobs: jobs_tx, reports: reports_rx, setup, timed_out })
@@ -245,6 +280,39 @@ impl Harness {
     pub fn cover(mut self, cover: Cover) -> Harness {
         self.cover = cover;
         self
+    }
+
+    /// The program's edge counters, which are the coverage instead of its blocks when the
+    /// coverage is the program's alone.
+    pub fn counters(mut self, counters: Option<crate::target::Counters>) -> Harness {
+        self.counters = counters;
+        self
+    }
+
+    /// The program's edge counters at run time, zeroed for the snapshot; None where it has
+    /// none (or the coverage is not the program's alone), or they are not set up.
+    fn edges(&self, g: &mut dyn Guest) -> Option<Edges> {
+        use crate::target::Counters;
+        if self.cover != Cover::Program {
+            return None;
+        }
+        let bias = self.bias(g);
+        let (map, len) = match self.counters? {
+            Counters::Afl { area_ptr, final_loc } => {
+                let mut p = [0u8; 8];
+                let mut n = [0u8; 4];
+                g.read(GuestAddr(area_ptr.wrapping_add(bias)), &mut p).ok()?;
+                g.read(GuestAddr(final_loc.wrapping_add(bias)), &mut n).ok()?;
+                // Edges are numbered from 1 to the last one.
+                (u64::from_le_bytes(p), u32::from_le_bytes(n) as usize + 1)
+            }
+            Counters::Sancov { start, len } => (start.wrapping_add(bias), len as usize),
+        };
+        if !(2..=1 << 24).contains(&len) {
+            return None;
+        }
+        g.write(GuestAddr(map), &vec![0u8; len]).ok()?;
+        Some(Edges { map, now: vec![0; len], seen: vec![false; len] })
     }
 
     /// The load bias, known from the first trap on.
@@ -289,8 +357,26 @@ impl Harness {
         }
     }
 
-    /// At `main`: the snapshot, then every block's breakpoint.
+    /// At `main`: the snapshot, with the program's edge counters zeroed or every block's
+    /// breakpoint in.
     fn start_fuzzing(&mut self, g: &mut dyn Guest) -> Result<SnapshotId, String> {
+        self.edges = self.edges(g);
+        let (slots, name) = match &self.edges {
+            Some(e) => (e.seen.len(), self.counters.map_or("edges", |c| c.name())),
+            None => (self.arm_blocks(g)?, "blocks"),
+        };
+        let p = g.process().ok_or("the engine does not run the process model")?;
+        let kicker = Some(p.kicker());
+        let snaps = g.snapshots().ok_or("the engine cannot take snapshots")?;
+        let id = snaps.take().map_err(|e| format!("cannot take the snapshot at main: {e}"))?;
+        if let Some(tx) = self.setup.take() {
+            let _ = tx.send(Setup { blocks: slots, slots: name, kicker });
+        }
+        Ok(id)
+    }
+
+    /// Every covered block's one-shot breakpoint; how many blocks are covered.
+    fn arm_blocks(&mut self, g: &mut dyn Guest) -> Result<usize, String> {
         let blocks = self.covered_blocks(g)?;
         for (slot, at) in blocks.iter().copied().enumerate() {
             if Some(at) == self.rt.map(|r| r.0) {
@@ -306,13 +392,7 @@ impl Harness {
         for at in self.armed.keys() {
             p.patch_code(GuestAddr(*at), &[0xcc]).map_err(|e| format!("cannot set a breakpoint at {at:#x}: {e}"))?;
         }
-        let kicker = Some(p.kicker());
-        let snaps = g.snapshots().ok_or("the engine cannot take snapshots")?;
-        let id = snaps.take().map_err(|e| format!("cannot take the snapshot at main: {e}"))?;
-        if let Some(tx) = self.setup.take() {
-            let _ = tx.send(Setup { blocks: blocks.len(), kicker });
-        }
-        Ok(id)
+        Ok(blocks.len())
     }
 
     /// The run-time addresses of the blocks `--cover` names: the program's, and those of the
@@ -354,6 +434,9 @@ impl Harness {
     /// input, call the function. No next input ends the run.
     fn next(&mut self, g: &mut dyn Guest, snapshot: SnapshotId, ended: Option<End>) -> Action {
         if let Some(end) = ended {
+            if let Some(e) = self.edges.as_mut() {
+                e.collect(g, &mut self.hit);
+            }
             let report = Report {
                 end,
                 new_blocks: std::mem::take(&mut self.hit),

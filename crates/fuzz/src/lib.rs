@@ -64,8 +64,10 @@ pub struct Summary {
     pub corpus: usize,
     /// Crashes and hangs saved: the input's path and one line.
     pub crashes: Vec<(PathBuf, String)>,
-    /// Coverage slots (basic blocks).
+    /// Coverage slots (basic blocks, or the program's counted edges).
     pub blocks: usize,
+    /// What the slots are, in words ("blocks", "edges (AFL++ counters)", ...).
+    pub slots: &'static str,
     /// Blocks reached.
     pub covered: usize,
     /// Pages a reset put back, on average.
@@ -128,7 +130,8 @@ pub fn harness(program: &Path, entry: &str) -> Result<(Harness, Link), FuzzError
     let t = Target::read(program)?;
     let main = t.require(program, "main")?;
     let entry = t.require(program, entry)?;
-    Ok(Harness::new(Mode::Call { main, entry }, t.blocks, t.pie, t.lowest))
+    let (h, link) = Harness::new(Mode::Call { main, entry }, t.blocks, t.pie, t.lowest);
+    Ok((h.counters(t.counters), link))
 }
 
 /// File mode for `program`: inputs written to `input`, which the program opens by that path
@@ -144,5 +147,6 @@ pub fn file_mode(program: &Path, input: &Path, stdin: bool, at: Option<&str>) ->
             None => Some(t.require(program, a)?),
         },
     };
-    Ok(Harness::new(Mode::File { input: input.into(), stdin, at }, t.blocks, t.pie, t.lowest))
+    let (h, link) = Harness::new(Mode::File { input: input.into(), stdin, at }, t.blocks, t.pie, t.lowest);
+    Ok((h.counters(t.counters), link))
 }

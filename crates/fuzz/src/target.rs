@@ -46,6 +46,54 @@ pub struct Target {
     pub pie: bool,
     /// The lowest PT_LOAD address: where a PIE's bias is counted from.
     pub lowest: u64,
+    /// Edge counters the compiler put in the program, if it was built with them.
+    pub counters: Option<Counters>,
+}
+
+/// Edge counters a compiler put in a program, which coverage reads after each execution
+/// instead of setting a breakpoint on every block (link-time addresses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counters {
+    /// AFL++'s (`afl-cc`, `afl-clang-fast`, `afl-gcc-fast`): a byte per edge in the map
+    /// `__afl_area_ptr` points at, edges numbered from 1 to `__afl_final_loc` at start-up.
+    Afl {
+        /// `__afl_area_ptr`.
+        area_ptr: u64,
+        /// `__afl_final_loc`.
+        final_loc: u64,
+    },
+    /// SanitizerCoverage's inline 8-bit counters (`-fsanitize-coverage=inline-8bit-counters`):
+    /// the `__sancov_cntrs` section, a byte per edge.
+    Sancov {
+        /// The section's address.
+        start: u64,
+        /// Its length.
+        len: u64,
+    },
+}
+
+impl Counters {
+    /// What the coverage's slots are, in words.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Counters::Afl { .. } => "edges (AFL++ counters)",
+            Counters::Sancov { .. } => "edges (SanitizerCoverage counters)",
+        }
+    }
+}
+
+/// The program's edge counters: AFL++'s map symbols, or SanitizerCoverage's section.
+fn counters(elf: &Elf<'_>) -> Option<Counters> {
+    let symbol = |want: &str| {
+        [(&elf.syms, &elf.strtab), (&elf.dynsyms, &elf.dynstrtab)].into_iter().find_map(|(syms, strs)| {
+            syms.iter().find(|s| s.st_value != 0 && strs.get_at(s.st_name) == Some(want)).map(|s| s.st_value)
+        })
+    };
+    if let (Some(area_ptr), Some(final_loc)) = (symbol("__afl_area_ptr"), symbol("__afl_final_loc")) {
+        return Some(Counters::Afl { area_ptr, final_loc });
+    }
+    let sh = elf.section_headers.iter().find(|s| elf.shdr_strtab.get_at(s.sh_name) == Some("__sancov_cntrs"))?;
+    (sh.sh_size > 0).then_some(Counters::Sancov { start: sh.sh_addr, len: sh.sh_size })
 }
 
 impl Target {
@@ -95,7 +143,8 @@ impl Target {
         leaders.sort_unstable();
         leaders.dedup();
         let lowest = elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD).map(|p| p.p_vaddr).min().unwrap_or(0);
-        Ok(Target { blocks: leaders, funcs, pie: elf.header.e_type == goblin::elf::header::ET_DYN, lowest })
+        let counters = counters(&elf);
+        Ok(Target { blocks: leaders, funcs, pie: elf.header.e_type == goblin::elf::header::ET_DYN, lowest, counters })
     }
 
     /// The link-time address of function `name`.

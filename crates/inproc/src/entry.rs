@@ -52,7 +52,7 @@ pub const ALLOW: u8 = 0;
 pub const BLOCK: u8 = 1;
 
 /// What the crossings share with Rust, at the base of a thread's alternate stack. The
-/// offsets are the assembly's (checked by a test).
+/// assembly takes its offsets from the fields.
 #[repr(C)]
 pub struct Block {
     /// [`MAGIC`].
@@ -95,38 +95,38 @@ pub struct Block {
 /// delivers on the alternate stack).
 pub const XSAVE_AREA: usize = 32 * 1024;
 
-const OFF_IN_GUEST: usize = 8;
-const OFF_SELECTOR: usize = 16;
-const OFF_TRAPBOX_FS: usize = 24;
-const OFF_GUEST_FS: usize = 32;
-const OFF_SAVED_RSP: usize = 40;
-const OFF_SIG: usize = 48;
-const OFF_INFO: usize = 56;
-const OFF_UC: usize = 64;
-pub(super) const OFF_SITE_RCX: usize = 72;
-pub(super) const OFF_SITE_R11: usize = 80;
-const OFF_GUEST_MASK: usize = 88;
-const OFF_XFEATURES: usize = 96;
-const OFF_GPRS: usize = 112;
-/// Offsets of `kvm_regs`'s fields, in its order.
-const G_RAX: usize = OFF_GPRS;
-const G_RBX: usize = OFF_GPRS + 8;
-const G_RCX: usize = OFF_GPRS + 16;
-const G_RDX: usize = OFF_GPRS + 24;
-const G_RSI: usize = OFF_GPRS + 32;
-const G_RDI: usize = OFF_GPRS + 40;
-const G_RSP: usize = OFF_GPRS + 48;
-const G_RBP: usize = OFF_GPRS + 56;
-const G_R8: usize = OFF_GPRS + 64;
-const G_R9: usize = OFF_GPRS + 72;
-const G_R10: usize = OFF_GPRS + 80;
-const G_R11: usize = OFF_GPRS + 88;
-const G_R12: usize = OFF_GPRS + 96;
-const G_R13: usize = OFF_GPRS + 104;
-const G_R14: usize = OFF_GPRS + 112;
-const G_R15: usize = OFF_GPRS + 120;
-const G_RIP: usize = OFF_GPRS + 128;
-const G_RFLAGS: usize = OFF_GPRS + 136;
+const OFF_IN_GUEST: usize = std::mem::offset_of!(Block, in_guest);
+const OFF_SELECTOR: usize = std::mem::offset_of!(Block, selector);
+const OFF_TRAPBOX_FS: usize = std::mem::offset_of!(Block, trapbox_fs);
+const OFF_GUEST_FS: usize = std::mem::offset_of!(Block, guest_fs);
+const OFF_SAVED_RSP: usize = std::mem::offset_of!(Block, saved_rsp);
+const OFF_SIG: usize = std::mem::offset_of!(Block, sig);
+const OFF_INFO: usize = std::mem::offset_of!(Block, info);
+const OFF_UC: usize = std::mem::offset_of!(Block, uc);
+pub(super) const OFF_SITE_RCX: usize = std::mem::offset_of!(Block, site_rcx);
+pub(super) const OFF_SITE_R11: usize = std::mem::offset_of!(Block, site_r11);
+const OFF_GUEST_MASK: usize = std::mem::offset_of!(Block, guest_mask);
+const OFF_XFEATURES: usize = std::mem::offset_of!(Block, xfeatures);
+const OFF_GPRS: usize = std::mem::offset_of!(Block, gprs);
+/// Offsets of the guest's registers in the block.
+const G_RAX: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rax);
+const G_RBX: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rbx);
+const G_RCX: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rcx);
+const G_RDX: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rdx);
+const G_RSI: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rsi);
+const G_RDI: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rdi);
+const G_RSP: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rsp);
+const G_RBP: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rbp);
+const G_R8: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r8);
+const G_R9: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r9);
+const G_R10: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r10);
+const G_R11: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r11);
+const G_R12: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r12);
+const G_R13: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r13);
+const G_R14: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r14);
+const G_R15: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r15);
+const G_RIP: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rip);
+const G_RFLAGS: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rflags);
 
 /// The set of every signal, which the fast exit blocks.
 #[no_mangle]
@@ -148,10 +148,10 @@ static HANDLERS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
 std::arch::global_asm!(
-    ".pushsection .text.trapbox_inproc, \"ax\", @progbits",
-    ".globl trapbox_inproc_enter",
-    ".type trapbox_inproc_enter, @function",
-    "trapbox_inproc_enter:",
+    // Both entries save trapbox's callee-saved registers and stack pointer in the block (RDI);
+    // both exits (the stub, the fast exit) put them back from the block (`base`) and return
+    // from the entry with `out` (see [`Out`]).
+    ".macro trapbox_inproc_save_trapbox",
     "push rbp",
     "push rbx",
     "push r12",
@@ -159,6 +159,24 @@ std::arch::global_asm!(
     "push r14",
     "push r15",
     "mov [rdi + {saved_rsp}], rsp",
+    ".endm",
+    ".macro trapbox_inproc_back_to_trapbox base, out",
+    "mov rsp, [\\base + {saved_rsp}]",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "mov eax, \\out",
+    "ret",
+    ".endm",
+    "",
+    ".pushsection .text.trapbox_inproc, \"ax\", @progbits",
+    ".globl trapbox_inproc_enter",
+    ".type trapbox_inproc_enter, @function",
+    "trapbox_inproc_enter:",
+    "trapbox_inproc_save_trapbox",
     "mov r12, rdi",
     "mov r13, rsi",
     "cmp byte ptr [rip + TRAPBOX_INPROC_FSGSBASE], 0",
@@ -187,13 +205,7 @@ std::arch::global_asm!(
     ".globl trapbox_inproc_resume",
     ".type trapbox_inproc_resume, @function",
     "trapbox_inproc_resume:",
-    "push rbp",
-    "push rbx",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "mov [rdi + {saved_rsp}], rsp",
+    "trapbox_inproc_save_trapbox",
     "mov r12, rdi",
     "mov eax, [r12 + {xfeatures}]",
     "mov edx, [r12 + {xfeatures} + 4]",
@@ -284,15 +296,7 @@ std::arch::global_asm!(
     "wrfsbase r11",
     "mov qword ptr [rcx + {in_guest}], 0",
     "mov byte ptr [rcx + {selector}], {allow}",
-    "mov rsp, [rcx + {saved_rsp}]",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbx",
-    "pop rbp",
-    "mov eax, 1",
-    "ret",
+    "trapbox_inproc_back_to_trapbox rcx, 1",
     ".size trapbox_inproc_fast, . - trapbox_inproc_fast",
     "",
     ".globl trapbox_inproc_stub",
@@ -330,15 +334,7 @@ std::arch::global_asm!(
     "syscall",
     "mov rax, r12",
     "5:",
-    "mov rsp, [rax + {saved_rsp}]",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbx",
-    "pop rbp",
-    "xor eax, eax",
-    "ret",
+    "trapbox_inproc_back_to_trapbox rax, 0",
     // trapbox's own context: its handler, entered as the kernel would have entered it.
     "3:",
     "lea rax, [rip + {handlers}]",
@@ -543,22 +539,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn block_offsets_match_the_assembly() {
-        assert_eq!(std::mem::offset_of!(Block, in_guest), OFF_IN_GUEST);
-        assert_eq!(std::mem::offset_of!(Block, selector), OFF_SELECTOR);
-        assert_eq!(std::mem::offset_of!(Block, trapbox_fs), OFF_TRAPBOX_FS);
-        assert_eq!(std::mem::offset_of!(Block, guest_fs), OFF_GUEST_FS);
-        assert_eq!(std::mem::offset_of!(Block, saved_rsp), OFF_SAVED_RSP);
-        assert_eq!(std::mem::offset_of!(Block, sig), OFF_SIG);
-        assert_eq!(std::mem::offset_of!(Block, info), OFF_INFO);
-        assert_eq!(std::mem::offset_of!(Block, uc), OFF_UC);
-        assert_eq!(std::mem::offset_of!(Block, site_rcx), OFF_SITE_RCX);
-        assert_eq!(std::mem::offset_of!(Block, site_r11), OFF_SITE_R11);
-        assert_eq!(std::mem::offset_of!(Block, guest_mask), OFF_GUEST_MASK);
-        assert_eq!(std::mem::offset_of!(Block, xfeatures), OFF_XFEATURES);
-        assert_eq!(std::mem::offset_of!(Block, gprs), OFF_GPRS);
-        assert_eq!(std::mem::offset_of!(kvm_bindings::kvm_regs, rflags), G_RFLAGS - OFF_GPRS);
-        assert_eq!(std::mem::offset_of!(kvm_bindings::kvm_regs, r12), G_R12 - OFF_GPRS);
+    fn the_block_fits_below_the_xsave_area() {
         assert!(std::mem::size_of::<Block>() <= XSAVE_AREA);
+        assert_eq!(XSAVE_AREA % 64, 0, "XSAVE needs a 64-byte aligned area");
     }
 }

@@ -351,8 +351,9 @@ mod tests {
         let mut dec = Decoder::with_ip(64, &code[..31], at, DecoderOptions::NONE);
         let i: Vec<iced_x86::Instruction> = (0..4).map(|_| dec.decode()).collect();
         use iced_x86::Register::{GS, R11, RCX, RIP};
-        // mov gs:[0x48], rcx; mov gs:[0x50], r11
-        for (insn, (disp, reg)) in i[..2].iter().zip([(0x48, RCX), (0x50, R11)]) {
+        // mov gs:[site_rcx], rcx; mov gs:[site_r11], r11
+        let slots = [(entry::OFF_SITE_RCX as u64, RCX), (entry::OFF_SITE_R11 as u64, R11)];
+        for (insn, (disp, reg)) in i[..2].iter().zip(slots) {
             assert_eq!(insn.mnemonic(), Mnemonic::Mov);
             assert_eq!((insn.segment_prefix(), insn.memory_displacement64(), insn.op1_register()), (GS, disp, reg));
         }

@@ -113,7 +113,7 @@ fn a_program_with_edge_counters_is_covered_by_them() {
                 "install clang",
                 "sancov",
                 // No sanitizer runtime: its crash report would differ from run to run.
-                &["-fsanitize-coverage=inline-8bit-counters", "-fno-sanitize-link-runtime", "sancov_init.c"][..],
+                &["-fsanitize-coverage=inline-8bit-counters", "-fno-sanitize-link-runtime", "support/sancov_init.c"][..],
                 "edges (SanitizerCoverage counters)",
             ),
         ];

@@ -212,6 +212,10 @@ pub struct Cpu {
     owns_gs: bool,
     /// The next entry goes through a signal frame (the last fast one faulted in its tail).
     slow_next: bool,
+    /// The current XSAVE image is the one in the block's area (the fast exit saved it there,
+    /// or the resume loaded it from there), not `fpu`: it is copied only when something else
+    /// needs it, not at every crossing.
+    fpu_in_area: bool,
     /// A syscall site that just became hot, for the process layer to rewrite.
     hot: Option<u64>,
 }
@@ -255,6 +259,7 @@ impl Cpu {
             fast: view.osxsave() && entry::fsgsbase(),
             owns_gs: false,
             slow_next: false,
+            fpu_in_area: false,
             hot: None,
         };
         c.reset_fpu();
@@ -405,14 +410,18 @@ impl Cpu {
 
     /// Writes what the resume loads into the block: registers, mask, XSAVE image.
     fn load_block(&mut self, mask: u64) {
-        let (regs, len) = (self.regs, self.fpu.bytes.len());
+        let regs = self.regs;
         let b = self.block();
         b.gprs = regs;
         b.guest_mask = mask;
-        // SAFETY: the XSAVE area lies in the region past the block, 4 KiB long (the image is
-        // at most that: Cpu::new), and nothing else uses it while every signal is blocked.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.fpu.bytes.as_ptr(), self.region.add(entry::XSAVE_AREA), len);
+        if !std::mem::replace(&mut self.fpu_in_area, true) {
+            // SAFETY: the XSAVE area lies in the region past the block, 4 KiB long (the image
+            // is at most that: Cpu::new), and nothing else uses it while every signal is
+            // blocked.
+            unsafe {
+                let len = self.fpu.bytes.len();
+                std::ptr::copy_nonoverlapping(self.fpu.bytes.as_ptr(), self.region.add(entry::XSAVE_AREA), len);
+            }
         }
     }
 
@@ -420,17 +429,34 @@ impl Cpu {
     /// image in the block, as `syscall` leaves them (RCX the address after it, R11 RFLAGS).
     fn take_fast_exit(&mut self) -> Exit {
         self.regs = self.block().gprs;
-        let len = self.fpu.bytes.len();
-        // SAFETY: the fast exit's XSAVE wrote the image into the area (see load_block).
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.region.add(entry::XSAVE_AREA), self.fpu.bytes.as_mut_ptr(), len);
-        }
+        self.fpu_in_area = true;
         self.fault = (0, 0, 0);
         Exit::Syscall
     }
 
+    /// The XSAVE image's bytes, wherever they are current.
+    fn fpu_bytes(&self) -> &[u8] {
+        if self.fpu_in_area {
+            // SAFETY: the area holds an image of `fpu`'s length (load_block, the fast exit's
+            // XSAVE), in the region, which lives as long as self.
+            unsafe { std::slice::from_raw_parts(self.region.add(entry::XSAVE_AREA), self.fpu.bytes.len()) }
+        } else {
+            &self.fpu.bytes
+        }
+    }
+
+    /// Makes `fpu` the current XSAVE image.
+    fn sync_fpu(&mut self) {
+        if self.fpu_in_area {
+            let area = self.fpu_bytes().to_vec();
+            self.fpu.bytes.copy_from_slice(&area);
+            self.fpu_in_area = false;
+        }
+    }
+
     /// Writes the entry frame into the region; the address of its ucontext.
     fn entry_frame(&mut self, mask: u64) -> Option<u64> {
+        self.sync_fpu();
         let regs = user_regs(&self.regs);
         let mut altstack = [0u8; 24];
         altstack[0..8].copy_from_slice(&(self.region as u64).to_le_bytes());
@@ -495,6 +521,7 @@ impl Cpu {
             // SAFETY: the kernel wrote at least the frame's XSAVE image (this many bytes, the
             // layout trapbox's CPU view measured) at `fp`, on the alternate stack.
             unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), bytes.len()) };
+            self.fpu_in_area = false;
         }
         if let Some(site) = self.roll_back_to_site() {
             if fault_signal {
@@ -620,7 +647,7 @@ impl Cpu {
     /// The XSAVE state (standard form).
     pub fn xsave(&self) -> kvm_xsave {
         let mut x = kvm_xsave::default();
-        set_xsave_bytes(&mut x, &self.fpu.bytes);
+        set_xsave_bytes(&mut x, self.fpu_bytes());
         x
     }
 
@@ -642,12 +669,14 @@ impl Cpu {
         }
         let n = self.fpu.bytes.len();
         self.fpu.bytes.copy_from_slice(&b[..n]);
+        self.fpu_in_area = false;
         Ok(())
     }
 
     /// The state of a program that has just started: x87 control word 0x37f, MXCSR 0x1f80,
     /// every XSAVE component at its initial configuration.
     pub fn reset_fpu(&mut self) {
+        self.fpu_in_area = false;
         let b = &mut self.fpu.bytes;
         b.fill(0);
         b[0..2].copy_from_slice(&0x37fu16.to_le_bytes());

@@ -132,6 +132,42 @@ fn a_program_with_edge_counters_is_covered_by_them() {
     })
 }
 
+/// With edge counters the counts count, in AFL's buckets: inputs that take the same edges as
+/// the seed, only more often ("AA", "AAA", ... against "A"), are new coverage and kept; with
+/// block breakpoints, which see a block once, they are not. (Another job's queue hands them
+/// over deterministically: they run right after the seed, before any mutation.) And the counts
+/// lead to a crash that needs 32 'A's.
+#[test]
+fn edge_counts_are_coverage_in_buckets() {
+    common::with_backend(common::Backend::InProc, || {
+        let afl = common::guest_built_by("afl-cc", "install afl++", "fuzz_counts", "afl", &[]);
+        let plain = guest("fuzz_counts", Form::Dynamic);
+        for (exe, kept) in [(&afl, 4), (&plain, 0)] {
+            let dir = tempdir("fuzz-counts");
+            let (inputs, out) = (dir.join("seeds"), dir.join("out"));
+            std::fs::create_dir_all(&inputs).unwrap();
+            std::fs::create_dir_all(out.join("queue/job1")).unwrap();
+            std::fs::write(inputs.join("a"), b"A").unwrap();
+            // Counts 2, 3, 5 and 9: the buckets 2, 3, 4-7 and 8-15.
+            for (k, n) in [2, 3, 5, 9].into_iter().enumerate() {
+                std::fs::write(out.join(format!("queue/job1/id-{k:06}")), vec![b'A'; n]).unwrap();
+            }
+            let (i, o, e) = (inputs.to_string_lossy(), out.to_string_lossy(), exe.to_string_lossy());
+            let entry = "LLVMFuzzerTestOneInput";
+            let args = ["fuzz", "-q", "--job", "0", "--runs", "2", "-i", &i, "-o", &o, "--entry", entry, "--", &e];
+            let run = trapbox(&args, b"", &dir);
+            let want = format!("took 4 inputs from the other jobs, kept {kept} for new coverage");
+            assert!(run.stdout_str().contains(&want), "{}: {}\n{}", e, run.stdout_str(), run.stderr_str());
+        }
+        let (run, out) = fuzz(&afl, &[b"A"], &["--runs", "300000", "--until-crash"]);
+        assert_eq!(run.status, 1, "no crash found:\n{}\n{}", run.stdout_str(), run.stderr_str());
+        let crashes = saved(&out, "crashes");
+        assert_eq!(crashes.len(), 1, "{crashes:?}");
+        let input = std::fs::read(&crashes[0].0).unwrap();
+        assert!(input.iter().filter(|&&b| b == b'A').count() >= 32, "{input:?}");
+    })
+}
+
 /// One crash was saved, is the planted one (in function `func`), and reproduces natively and in
 /// the box.
 fn check_crash(exe: &Path, run: &common::Run, out: &Path, func: &str) {

@@ -163,7 +163,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         s.crashes.len()
     );
     if let Some((taken, kept)) = s.imported {
-        println!("  took {taken} inputs from the other jobs, kept {kept} for new blocks");
+        println!("  took {taken} inputs from the other jobs, kept {kept} for new coverage");
     }
     for (path, line) in &s.crashes {
         let traced = if is_crash(path) { format!("; {}", trace_crash(&f, path, !file_arg)) } else { String::new() };

@@ -23,7 +23,8 @@ use libafl::mutators::havoc_mutations::havoc_mutations;
 use libafl::mutators::scheduled::{tokens_mutations, HavocScheduledMutator};
 use libafl::mutators::token_mutations::Tokens;
 use libafl::observers::StdMapObserver;
-use libafl::schedulers::QueueScheduler;
+use libafl::observers::{CanTrack, ExplicitTracking};
+use libafl::schedulers::{IndexesLenTimeMinimizerScheduler, QueueScheduler};
 use libafl::stages::mutational::StdMutationalStage;
 use libafl::state::{HasCorpus, HasExecutions, HasMaxSize, HasSolutions, StdState};
 use libafl::{feedback_and_fast, feedback_not, feedback_or_fast, Evaluator, Fuzzer, HasMetadata, StdFuzzer};
@@ -37,7 +38,9 @@ use crate::host::files;
 use crate::progress::{Figures, Progress};
 use crate::{FuzzError, Options, Summary};
 
-type CovObs = StdMapObserver<'static, u8, false>;
+/// The coverage map: a slot per block or edge. Its indices are tracked, for the minimising
+/// scheduler (each slot's smallest and fastest input is favoured).
+type CovObs = ExplicitTracking<StdMapObserver<'static, u8, false>, true, false>;
 
 /// A crash or hang the last execution ended with, for the objective.
 #[derive(Clone, Debug)]
@@ -142,10 +145,19 @@ impl<EM, S: HasExecutions + HasCorpus<BytesInput>, Z> Executor<EM, BytesInput, S
         for name in &report.refused {
             eprintln!("trapbox fuzz: the target called {name} after the snapshot: refused (ENOSYS); its effects could not be undone");
         }
-        let map = &mut self.observers.0;
-        for slot in &report.new_blocks {
-            if let Some(b) = map.get_mut(*slot as usize) {
-                *b = 1;
+        let map = self.observers.0.as_mut();
+        if report.counts.is_empty() {
+            // Blocks: each reported once, when first hit (its breakpoint is gone after).
+            for slot in &report.new_blocks {
+                if let Some(b) = map.get_mut(*slot as usize) {
+                    *b = 1;
+                }
+            }
+        } else {
+            // The program's edge counters, whole, in AFL's buckets: a count that reaches a
+            // new bucket is new coverage, as in AFL.
+            for (b, &c) in map.iter_mut().zip(&report.counts) {
+                *b = bucket(c);
             }
         }
         self.covered += report.new_blocks.len();
@@ -276,7 +288,7 @@ where
 /// The loop, on the calling thread, until the time or run limit; `link` reaches the guest.
 pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedSnapshot)?;
-    let observer: CovObs = StdMapObserver::owned("blocks", vec![0u8; setup.blocks.max(1)]);
+    let observer: CovObs = StdMapObserver::owned("coverage", vec![0u8; setup.blocks.max(1)]).track_indices();
     let mut feedback = feedback_and_fast!(
         feedback_not!(feedback_or_fast!(CrashFeedback::new(), TimeoutFeedback::new())),
         MaxMapFeedback::new(&observer)
@@ -305,7 +317,9 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
             files(|| Tokens::from_file(dict)).map_err(|source| FuzzError::Dict { path: dict.clone(), source })?;
         state.add_metadata(tokens);
     }
-    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+    let scheduler: IndexesLenTimeMinimizerScheduler<_, BytesInput, _> =
+        IndexesLenTimeMinimizerScheduler::new(&observer, QueueScheduler::new());
+    let mut fuzzer = StdFuzzer::new(scheduler, feedback, objective);
     // The progress shown is trapbox's own ([`Progress`]), with the figures it adds.
     let mut mgr = SimpleEventManager::new(SimpleMonitor::new(|_: &str| {}));
     let mut executor = VmExecutor {
@@ -388,4 +402,30 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         reset_per_execution: Duration::from_secs_f64(executor.reset.as_secs_f64() / executor.runs.max(1) as f64),
         solutions: state.solutions().count(),
     })
+}
+
+/// AFL's bucket of an edge's hit count: 1, 2, 3, 4–7, 8–15, 16–31, 32–127, 128+.
+fn bucket(count: u8) -> u8 {
+    match count {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        3 => 4,
+        4..=7 => 8,
+        8..=15 => 16,
+        16..=31 => 32,
+        32..=127 => 64,
+        _ => 128,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn counts_fall_in_afl_buckets() {
+        let buckets: Vec<u8> = [0u8, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 127, 128, 255].map(bucket).to_vec();
+        assert_eq!(buckets, [0, 1, 2, 4, 8, 8, 16, 16, 32, 32, 64, 64, 128, 128]);
+    }
 }

@@ -61,6 +61,9 @@ pub struct Report {
     pub end: End,
     /// Slots (indexes into [`Setup::blocks`]) first hit by this execution.
     pub new_blocks: Vec<u32>,
+    /// With the program's edge counters: each edge's count in this execution (empty with
+    /// block breakpoints, which say only a block's first hit).
+    pub counts: Vec<u8>,
     /// Pages the reset before it put back.
     pub dirty_pages: u64,
     /// How long that reset took.
@@ -208,10 +211,10 @@ struct Edges {
 }
 
 impl Edges {
-    /// Adds the edges this execution hit for the first time to `hit`.
-    fn collect(&mut self, g: &mut dyn Guest, hit: &mut Vec<u32>) {
+    /// Adds the edges this execution hit for the first time to `hit`; the execution's counts.
+    fn collect(&mut self, g: &mut dyn Guest, hit: &mut Vec<u32>) -> Vec<u8> {
         if g.read(GuestAddr(self.map), &mut self.now).is_err() {
-            return;
+            return Vec::new();
         }
         for (i, (&c, seen)) in self.now.iter().zip(self.seen.iter_mut()).enumerate() {
             if c != 0 && !*seen {
@@ -219,6 +222,7 @@ impl Edges {
                 hit.push(i as u32);
             }
         }
+        self.now.clone()
     }
 }
 
@@ -434,12 +438,11 @@ impl Harness {
     /// input, call the function. No next input ends the run.
     fn next(&mut self, g: &mut dyn Guest, snapshot: SnapshotId, ended: Option<End>) -> Action {
         if let Some(end) = ended {
-            if let Some(e) = self.edges.as_mut() {
-                e.collect(g, &mut self.hit);
-            }
+            let counts = self.edges.as_mut().map(|e| e.collect(g, &mut self.hit)).unwrap_or_default();
             let report = Report {
                 end,
                 new_blocks: std::mem::take(&mut self.hit),
+                counts,
                 dirty_pages: self.dirty,
                 reset: self.reset,
                 tracked: self.tracked,

@@ -352,10 +352,11 @@ impl Process {
         const REACH: u64 = (1 << 31) - 2 * PAGE;
         let (aspace, pages) = (&mut self.aspace, &mut self.stub_pages);
         let mut place = |near: u64| -> Option<u64> {
-            // Near the far end of the reach below the code: guest mappings grow down from the
-            // arena's top, and a page taken among them would move every later one (the
-            // guest's addresses must not depend on the engine).
-            let hint = (near.saturating_sub(REACH) + (1 << 20)) & !(PAGE - 1);
+            // 1 GiB below the code: out of the way of guest mappings, which grow down from the
+            // arena's top (a page taken among them would move every later one, and the guest's
+            // addresses must not depend on the engine), and within reach of code up to 1 GiB
+            // above and below it, so that one page serves a whole library.
+            let hint = near.saturating_sub(1 << 30) & !(PAGE - 1);
             let at = aspace.find_free(PAGE, PAGE, hint, hint + (64 << 20))?;
             if at.abs_diff(near) > REACH {
                 return None;

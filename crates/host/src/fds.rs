@@ -95,6 +95,22 @@ pub fn stocktaking() -> std::sync::MutexGuard<'static, ()> {
     STOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The descriptor bookkeeping's locks, held while the process forks: a helper thread may hold
+/// one at that moment (the trace writer checksums the program under [`stocktaking`]), and the
+/// child, which has only the forking thread, would find it locked for ever.
+pub struct ForkHold {
+    _stock: std::sync::MutexGuard<'static, ()>,
+    _private: std::sync::MutexGuard<'static, BTreeSet<RawFd>>,
+}
+
+/// Takes the locks a forked child needs free (see [`ForkHold`]); drop it after the fork, in
+/// the parent and in the child.
+pub fn hold_across_fork() -> ForkHold {
+    // The order every other path takes them in: stocktaking, then the private set.
+    let stock = stocktaking();
+    ForkHold { _stock: stock, _private: privatized() }
+}
+
 /// The file `make` opens, moved straight into the private range under [`stocktaking`]: the
 /// way to get a descriptor that a helper thread keeps (or that the guest's thread hands to
 /// one). It fails when the range's few numbers are all taken.

@@ -67,14 +67,18 @@ impl Process {
         } else {
             None
         };
-        // The in-process engine's rewrite table is taken by other guest threads' exits, outside
-        // the process lock: held here, no other thread is inside it when the child is made.
+        // Locks other threads take outside the process lock (the in-process engine's rewrite
+        // table at guest threads' exits, the descriptor bookkeeping in the trace writer's
+        // thread): held here, no other thread is inside them when the child is made, which
+        // would find them locked for ever.
+        let descriptors = super::fds::hold_across_fork();
         let rewrites = trapbox_vm::inproc::rewrite::hold_across_fork();
         // SAFETY: fork in a process whose other threads (watchdog, trace compressor) hold no
         // lock the child needs: the child only makes syscalls, allocates, and starts its own
         // threads afresh.
         let pid = unsafe { libc::fork() };
         drop(rewrites);
+        drop(descriptors);
         if pid < 0 {
             return Action::Return(neg(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)));
         }

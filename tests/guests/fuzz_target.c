@@ -45,19 +45,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
 }
 
-
-int main(int argc, char **argv) {
-    if (argc < 2)
-        return 0;
-    static uint8_t buf[1 << 16];
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) {
-        perror(argv[1]);
-        return 2;
-    }
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, n);
-    puts("no crash");
-    return 0;
-}
+#include "fuzz_main.h"

@@ -447,10 +447,13 @@ impl Cpu {
 
     /// Makes `fpu` the current XSAVE image.
     fn sync_fpu(&mut self) {
-        if self.fpu_in_area {
-            let area = self.fpu_bytes().to_vec();
-            self.fpu.bytes.copy_from_slice(&area);
-            self.fpu_in_area = false;
+        if std::mem::take(&mut self.fpu_in_area) {
+            let len = self.fpu.bytes.len();
+            // SAFETY: the area holds the current image, `len` bytes (see fpu_bytes), in the
+            // region, apart from `fpu`'s own buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.region.add(entry::XSAVE_AREA), self.fpu.bytes.as_mut_ptr(), len)
+            };
         }
     }
 
@@ -523,6 +526,22 @@ impl Cpu {
             unsafe { std::ptr::copy_nonoverlapping(fp as *const u8, bytes.as_mut_ptr(), bytes.len()) };
             self.fpu_in_area = false;
         }
+        // First, as the most frequent exit: a SIGSYS from SUD comes from a `syscall` the
+        // guest ran, never from the way to the fast exit (which has none SUD stops).
+        if sig == libc::SIGSYS && code == SYS_USER_DISPATCH {
+            let arch = u32::from_le_bytes(info[28..32].try_into().expect("4 bytes"));
+            if arch == AUDIT_ARCH_X86_64 {
+                if self.owns_gs && rewrite::seen(self.regs.rip - 2) {
+                    self.hot = Some(self.regs.rip - 2);
+                }
+                return Exit::Syscall;
+            }
+            // `int 0x80`: the 32-bit ABI, which the KVM engine meets as a #GP at the
+            // instruction; the same here.
+            self.regs.rip = self.regs.rip.wrapping_sub(2);
+            self.fault = (0, 13, 0);
+            return Exit::Exception(13);
+        }
         if let Some(site) = self.roll_back_to_site() {
             if fault_signal {
                 // The way to the fast exit faulted: GS is not the block (the guest wrote it
@@ -539,20 +558,6 @@ impl Cpu {
             // A site caught while it was being rewritten or put back: it runs again.
             self.regs.rip -= 1;
             return Exit::Interrupted;
-        }
-        if sig == libc::SIGSYS && code == SYS_USER_DISPATCH {
-            let arch = u32::from_le_bytes(info[28..32].try_into().expect("4 bytes"));
-            if arch == AUDIT_ARCH_X86_64 {
-                if self.owns_gs && rewrite::seen(self.regs.rip - 2) {
-                    self.hot = Some(self.regs.rip - 2);
-                }
-                return Exit::Syscall;
-            }
-            // `int 0x80`: the 32-bit ABI, which the KVM engine meets as a #GP at the
-            // instruction; the same here.
-            self.regs.rip = self.regs.rip.wrapping_sub(2);
-            self.fault = (0, 13, 0);
-            return Exit::Exception(13);
         }
         if fault_signal {
             if sig == libc::SIGBUS && trapno == 14 {

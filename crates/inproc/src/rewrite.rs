@@ -25,7 +25,7 @@
 //! loads GS itself through `arch_prctl` gets every site back first ([`withdraw`]); one that
 //! writes it with `wrgsbase` (no libc does) is not seen, and must run without rewriting.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -60,7 +60,8 @@ struct Site {
 
 /// Every rewrite of the process, and the counts that lead to them.
 pub struct Table {
-    counts: Option<HashMap<u64, u32>>,
+    /// SUD exits at each site not (yet) rewritten.
+    counts: BTreeMap<u64, u32>,
     sites: BTreeMap<u64, Site>,
     /// Padding jump → its site.
     pads: BTreeMap<u64, u64>,
@@ -69,18 +70,18 @@ pub struct Table {
     /// Stub pages and how many of their slots are used.
     pages: Vec<(u64, u64)>,
     /// Sites that cannot be rewritten (not asked about again).
-    refused: Option<HashSet<u64>>,
+    refused: BTreeSet<u64>,
 }
 
 impl Table {
     const fn new() -> Table {
         Table {
-            counts: None,
+            counts: BTreeMap::new(),
             sites: BTreeMap::new(),
             pads: BTreeMap::new(),
             stubs: BTreeMap::new(),
             pages: Vec::new(),
-            refused: None,
+            refused: BTreeSet::new(),
         }
     }
 }
@@ -127,10 +128,10 @@ pub fn rewritten() -> usize {
 /// Counts a SUD exit at `site`; true when that makes it hot (once per site).
 pub(super) fn seen(site: u64) -> bool {
     let mut t = table();
-    if t.sites.contains_key(&site) || t.refused.as_ref().is_some_and(|r| r.contains(&site)) {
+    if t.sites.contains_key(&site) || t.refused.contains(&site) {
         return false;
     }
-    let n = t.counts.get_or_insert_with(HashMap::new).entry(site).or_insert(0);
+    let n = t.counts.entry(site).or_insert(0);
     *n += 1;
     *n == HOT
 }
@@ -173,7 +174,7 @@ pub fn rewrite(site: u64, stub_pages: &mut StubPages<'_>) -> Result<(), NotRewri
     let mut t = table();
     let r = rewrite_locked(&mut t, site, stub_pages);
     if r.is_err() {
-        t.refused.get_or_insert_with(HashSet::new).insert(site);
+        t.refused.insert(site);
     }
     r
 }

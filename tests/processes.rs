@@ -183,6 +183,9 @@ forms!(thread_fork, &[], "thread: exec'd child exited 0\n", 0);
 forms!(thread_outlives_main, &[], "worker: main is gone, the process is not\n", 7);
 forms!(thread_create, &["40"], "created and joined 40 threads, sum 780\n", 0);
 forms!(futex_pingpong, &["200"], "ping-pong 200 rounds, partner saw 200\n", 0);
+// Two threads taking exceptions at the same time: each resumes from its own (on KVM, each
+// vCPU has its own ring-0 stack for the exception frames).
+forms!(threads_trap, &["3000"], "2 threads, 3000 traps each, 0 lost\n", 0);
 // Two threads doing pure CPU work: same checksum as natively.
 forms!(cpu_threads, &["2", "2000000"], "threads 2 iterations 2000000 checksum ", 0);
 // Processes: fork, exec (through /proc/self/exe and argv[0]), wait4/waitid, pipes, pgid/sid,

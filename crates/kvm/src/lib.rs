@@ -108,13 +108,19 @@ mod layout {
     pub const HW_SYSCALL: u64 = 0x2400;
     pub const TRAMPOLINE: u64 = 0x3000;
     pub const DOORBELL: u64 = 0x4000;
-    pub const STACK: u64 = 0x5000;
-    pub const STACK_TOP: u64 = 0x9000;
     pub const ZAP: u64 = 0xa000;
     /// The start-up probe's code and output: user-visible only while it runs.
     pub const PROBE: u64 = 0xb000;
     pub const PROBE_OUT: u64 = 0xc000;
-    pub const TABLES: u64 = 0x10000;
+    /// Each vCPU's TSS and ring-0 stack, [`CPU_SLOT`] bytes per vCPU id: the CPU pushes an
+    /// exception's frame on the ring-0 stack and trapbox edits it there while the thread is
+    /// out, so two vCPUs must never share one (a thread held at an exception would resume
+    /// through the other's frame). The stubs need one frame (six words) at a time.
+    pub const CPUS: u64 = 0x10000;
+    pub const CPU_SLOT: u64 = 256;
+    /// vCPU ids KVM accepts stay below this (KVM_MAX_VCPU_IDS on x86).
+    pub const CPU_SLOTS: u64 = 4096;
+    pub const TABLES: u64 = CPUS + CPU_SLOT * CPU_SLOTS;
 }
 
 /// The interrupt frame an exception stub leaves on the ring-0 stack.
@@ -257,7 +263,7 @@ impl KvmMachine {
         map(&mut tables, layout::GDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
         map(&mut tables, layout::IDT, 0x1000, sup_rw).map_err(MemoryError::from)?;
         map(&mut tables, layout::STUBS, 0x1000, sup_x).map_err(MemoryError::from)?;
-        map(&mut tables, layout::STACK, layout::STACK_TOP - layout::STACK, sup_rw).map_err(MemoryError::from)?;
+        map(&mut tables, layout::CPUS, layout::CPU_SLOT * layout::CPU_SLOTS, sup_rw).map_err(MemoryError::from)?;
         // The trampoline page (PVM's syscall entry) and the doorbell are user-visible on both
         // paths; on hardware KVM the doorbell only ever sees the start-up probe.
         map(&mut tables, layout::TRAMPOLINE, 0x1000, user_x).map_err(MemoryError::from)?;
@@ -277,7 +283,6 @@ impl KvmMachine {
         };
         let gdt = arch::gdt(base + layout::TSS, 103);
         write(layout::GDT, &gdt.map(u64::to_le_bytes).concat());
-        write(layout::TSS, &arch::tss(base + layout::STACK_TOP));
         let stubs = entry::exception_stubs();
         write(layout::STUBS, &stubs);
         let mut idt = Vec::with_capacity(arch::IDT_ENTRIES * 16);
@@ -296,7 +301,8 @@ impl KvmMachine {
         let setup = vcpu::CpuSetup {
             gdt: (base + layout::GDT, (gdt.len() * 8 - 1) as u16),
             idt: (base + layout::IDT, (arch::IDT_ENTRIES * 16 - 1) as u16),
-            tss: base + layout::TSS,
+            tss: 0,
+            ring0_stack: (0, 0),
             cr3: tables.root(),
             lstar,
             xcr0,
@@ -307,7 +313,7 @@ impl KvmMachine {
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(rehome(vcpu_fd.as_raw_fd(), fd_base)?) }
             .map_err(|e| KvmError::Ioctl("mmap kvm_run", e))?;
-        let mut vcpu = vcpu::KvmVcpu::new(vcpu_fd, &cpuid, &setup)?;
+        let mut vcpu = vcpu::KvmVcpu::new(vcpu_fd, &cpuid, &ring0_slot(sys, base, &setup, 0))?;
         // The creating thread runs the first vCPU.
         vcpu.claim_kicks();
         let initial_fpu = vcpu.get_xsave()?;
@@ -392,7 +398,8 @@ impl KvmMachine {
         let vcpu_fd = unsafe { vm.create_vcpu_from_rawfd(cpu_fd) }.map_err(|e| KvmError::Ioctl("mmap kvm_run", e))?;
         drop(std::mem::replace(&mut self._kvm, kvm));
         self.mem.rebind(vm)?;
-        let mut vcpu = vcpu::KvmVcpu::new(vcpu_fd, &self.cpuid, &self.setup)?;
+        let mut vcpu =
+            vcpu::KvmVcpu::new(vcpu_fd, &self.cpuid, &ring0_slot(self.sys, self.sys as u64, &self.setup, 0))?;
         if self.zero_tsc {
             vcpu.zero_tsc_offset()?;
         }
@@ -471,7 +478,7 @@ impl KvmMachine {
             }
             (TrapPath::InProcess, _) => unreachable!("a KvmMachine has a KVM trap path"),
             (TrapPath::Hardware, ResumeFrom::Syscall) => {
-                let top = self.sys as u64 + layout::STACK_TOP;
+                let top = self.cpu().ring0_stack().1;
                 let frame = [r.rip, arch::USER_CS as u64, rflags, r.rsp, arch::USER_DS as u64];
                 let p = self.frame_ptr(top - 40, 5);
                 for (i, w) in frame.iter().enumerate() {
@@ -512,7 +519,7 @@ impl KvmMachine {
         let n = rehome(fd.as_raw_fd(), self.fd_base)?;
         // SAFETY: the rehomed fd is a fresh duplicate of the vCPU fd that nothing else owns.
         let fd = unsafe { self.mem.vm().create_vcpu_from_rawfd(n) }.map_err(|e| KvmError::Ioctl("mmap kvm_run", e))?;
-        let mut v = vcpu::KvmVcpu::new(fd, &self.cpuid, &self.setup)?;
+        let mut v = vcpu::KvmVcpu::new(fd, &self.cpuid, &ring0_slot(self.sys, self.sys as u64, &self.setup, id))?;
         if self.zero_tsc {
             v.zero_tsc_offset()?;
         }
@@ -692,10 +699,10 @@ impl KvmMachine {
         }
     }
 
-    /// Where a frame of `words` u64s starts: at `rsp` when it fits in the ring-0 stack
-    /// (it always does, since only the stubs run there), else at the top of that stack.
+    /// Where a frame of `words` u64s starts: at `rsp` when it fits in the current vCPU's
+    /// ring-0 stack (it always does, since only the stubs run there), else at the top of it.
     fn frame_ptr(&self, rsp: u64, words: u64) -> *mut u64 {
-        let (lo, hi) = (self.sys as u64 + layout::STACK, self.sys as u64 + layout::STACK_TOP);
+        let (lo, hi) = self.cpu().ring0_stack();
         let rsp = if rsp >= lo && rsp + words * 8 <= hi { rsp } else { hi - words * 8 };
         rsp as *mut u64
     }
@@ -757,6 +764,21 @@ impl KvmRunner {
 /// (`xgetbv` only where the guest has CR4.OSXSAVE) and the leaves that describe the state
 /// components in `components`. The probe's two pages are mapped user-visible here; the caller
 /// unmaps them before the guest runs.
+/// The ring-0 environment of vCPU `id`: `setup` with the vCPU's own TSS and ring-0 stack in
+/// its slot of the system region (mapped at `base`, held by trapbox at `sys`), the TSS
+/// written there.
+fn ring0_slot(sys: *mut u8, base: u64, setup: &vcpu::CpuSetup, id: u64) -> vcpu::CpuSetup {
+    let off = layout::CPUS + (id % layout::CPU_SLOTS) * layout::CPU_SLOT;
+    let top = base + off + layout::CPU_SLOT;
+    let tss = arch::tss(top);
+    assert!(tss.len() as u64 + 64 <= layout::CPU_SLOT, "a slot holds the TSS and a frame");
+    // SAFETY: the slot lies in the per-vCPU area of the system region (id is reduced to a
+    // slot index), which is mapped read/write for the KvmMachine's lifetime; no vCPU has
+    // this id's slot while it is being set up.
+    unsafe { std::ptr::copy_nonoverlapping(tss.as_ptr(), sys.add(off as usize), tss.len()) };
+    vcpu::CpuSetup { tss: base + off, ring0_stack: (base + off + tss.len() as u64, top), ..*setup }
+}
+
 fn probe_view(
     vcpu: &mut vcpu::KvmVcpu,
     tables: &mut PageTables,

@@ -19,8 +19,10 @@ pub struct CpuSetup {
     pub gdt: (u64, u16),
     /// IDT guest-virtual address and limit.
     pub idt: (u64, u16),
-    /// TSS guest-virtual address.
+    /// TSS guest-virtual address (the vCPU's own).
     pub tss: u64,
+    /// The vCPU's own ring-0 stack: lowest and one past the highest address.
+    pub ring0_stack: (u64, u64),
     /// Page-table root (guest-physical).
     pub cr3: u64,
     /// LSTAR: where `syscall` goes.
@@ -36,6 +38,9 @@ pub struct CpuSetup {
 pub struct KvmVcpu {
     fd: VcpuFd,
     osxsave: bool,
+    /// This vCPU's task register (its own TSS): kept across a restored state.
+    tr: kvm_segment,
+    ring0_stack: (u64, u64),
     /// The general registers were changed since the last exit (KVM loads them at entry).
     regs_dirty: bool,
 }
@@ -125,7 +130,7 @@ impl KvmVcpu {
         if n != entries.len() {
             return Err(KvmError::MsrRejected(entries[n].index));
         }
-        Ok(KvmVcpu { fd, osxsave: setup.xcr0.is_some(), regs_dirty: false })
+        Ok(KvmVcpu { fd, osxsave: setup.xcr0.is_some(), tr: s.tr, ring0_stack: setup.ring0_stack, regs_dirty: false })
     }
 
     /// Makes kicks on the calling host thread reach this vCPU (call on the thread that runs it).
@@ -148,7 +153,10 @@ impl KvmVcpu {
     /// Loads `state` (from [`KvmVcpu::save_state`], possibly of another vCPU).
     pub fn restore_state(&mut self, state: &CpuState) -> Result<(), KvmError> {
         if let Some(s) = &state.sregs {
-            self.fd.set_sregs(s).map_err(|e| KvmError::Ioctl("KVM_SET_SREGS", e))?;
+            // The state is another vCPU's (a new thread's parent, a forked process): this one
+            // keeps its own TSS and ring-0 stack.
+            let s = kvm_bindings::kvm_sregs { tr: self.tr, ..*s };
+            self.fd.set_sregs(&s).map_err(|e| KvmError::Ioctl("KVM_SET_SREGS", e))?;
         }
         *self.regs_mut() = state.regs;
         self.set_msr(msr::FS_BASE, state.fs_base)?;
@@ -165,6 +173,11 @@ impl KvmVcpu {
     pub fn set_xsave(&self, x: &kvm_bindings::kvm_xsave) -> Result<(), KvmError> {
         // SAFETY: `x` is a whole kvm_xsave (4 KiB region); KVM reads only that structure.
         unsafe { self.fd.set_xsave(x) }.map_err(|e| KvmError::Ioctl("KVM_SET_XSAVE", e))
+    }
+
+    /// This vCPU's ring-0 stack (where its exception frames are).
+    pub fn ring0_stack(&self) -> (u64, u64) {
+        self.ring0_stack
     }
 
     /// Whether the guest runs with CR4.OSXSAVE (XCR0 as [`CpuSetup::xcr0`]).

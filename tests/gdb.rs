@@ -247,19 +247,63 @@ fn catch_syscall_stops_at_entry_and_return() {
     assert_eq!(s.stdout, "total 14 counter 6\n");
 }
 
-/// Threads other than the first run through gdb's breakpoints without stopping (gdb follows
-/// the first thread) and without dying of them.
-fn other_threads_pass_breakpoints() {
+/// Every thread stops at gdb's breakpoints, not only the first: each of 100 threads made one
+/// after another reaches `body`, and after `delete` the program runs to its end.
+fn other_threads_stop_at_breakpoints() {
     let prog = guest_with_flags("thread_create", Form::Dynamic, "debug", &["-O0", "-g"]);
-    let s = debug_with(
-        &["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from),
+    let s = debug(
         &prog,
-        Some(&prog),
-        &["break body", "continue"],
+        &["break body", "continue", "print (long) arg", "continue", "print (long) arg", "delete", "continue"],
         None,
     );
-    assert!(s.gdb.contains("exited normally]"), "{}", s.gdb);
+    let g = &s.gdb;
+    assert!(g.contains("hit Breakpoint 1, body (arg=0x0)"), "{g}");
+    assert!(g.contains("$1 = 0\n") && g.contains("$2 = 1\n"), "the first two threads, in order:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
     assert_eq!(s.stdout, "created and joined 100 threads, sum 4950\n", "{}", s.stderr);
+}
+
+/// All-stop with one gdb thread per guest thread: a worker stops at a breakpoint while the
+/// main thread waits in `pthread_join` and the other worker runs or waits; `info threads`
+/// lists all three, `thread apply all bt` unwinds each (the waiting main thread through
+/// libc into `main`), `next` with the scheduler locked steps the stopped worker alone, and
+/// the other worker then stops at the same breakpoint.
+fn threads_stop_together() {
+    let prog = guest_with_flags("gdb_threads", Form::Dynamic, "debug", &["-O0", "-g"]);
+    let s = debug(
+        &prog,
+        &[
+            "break work",
+            "continue",
+            "info threads",
+            "thread apply all bt",
+            "print id",
+            "set scheduler-locking step",
+            "next",
+            "print v",
+            "continue",
+            "print id",
+            "delete",
+            "continue",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    let hits: Vec<&str> = g.lines().filter(|l| l.contains("hit Breakpoint 1, work (id=")).collect();
+    assert_eq!(hits.len(), 2, "each worker stops once:\n{g}");
+    let ids: Vec<bool> = ["work (id=1)", "work (id=2)"].iter().map(|w| hits.iter().any(|h| h.contains(w))).collect();
+    assert_eq!(ids, [true, true], "both workers:\n{g}");
+    // gdb lists three threads: the stopped one marked current.
+    let listed = g
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c == '*' || c.is_ascii_digit()) && l.contains("Thread "))
+        .count();
+    assert_eq!(listed, 3, "three threads in info threads:\n{g}");
+    assert!(g.contains(" in main () at "), "the main thread unwinds to main:\n{g}");
+    assert!(g.matches(" in worker (").count() >= 1 || g.matches("worker (arg=").count() >= 1, "a worker frame:\n{g}");
+    assert!(g.contains("$2 = 10\n") || g.contains("$2 = 20\n"), "next steps the stopped worker to v:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
 }
 
 /// Records the debug target on this thread's engine; returns the program and the trace.
@@ -517,7 +561,8 @@ each_backend!(
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,
-    other_threads_pass_breakpoints,
+    other_threads_stop_at_breakpoints,
+    threads_stop_together,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,

@@ -1,12 +1,19 @@
 //! `trapbox run --gdb`, `replay --gdb`, `trace --stop-on … --gdb`: a GDB remote stub on the
 //! trap API. The [`Debugger`] is a [`TrapHandler`] wrapped around the tool's own (the
-//! passthrough, the replayer, the tracer), which keeps answering syscalls and its own
-//! breakpoints; at every stop (the program's first instruction, a breakpoint, a single
-//! step, a fault, Ctrl-C) it tells the gdb side why, then answers gdb's requests — registers,
-//! memory, breakpoints — from inside the trap, until gdb resumes the guest. The gdb side
-//! ([`stub`]) runs `gdbstub` on a thread of its own and never touches the guest; the two
-//! talk over channels. Breakpoints are `int3`s placed with the `Process` capability; memory
-//! reads show the program's own bytes under them.
+//! passthrough, the replayer, the tracer) on every guest thread, which keeps answering
+//! syscalls and its own breakpoints; at every stop (the program's first instruction, a
+//! breakpoint, a single step, a fault, Ctrl-C) the thread that stopped tells the gdb side
+//! why, then answers gdb's requests — registers, memory, breakpoints — from inside its trap,
+//! until gdb resumes the guest. The gdb side ([`stub`]) runs `gdbstub` on a thread of its
+//! own and never touches the guest; the two talk over channels. Breakpoints are `int3`s
+//! placed with the `Process` capability; memory reads show the program's own bytes under
+//! them.
+//!
+//! Threads stop together ([`threads`]): one gdb thread per guest thread, the one that
+//! stopped serving gdb while the others are held at their traps and answer for their own
+//! registers. What gdb set (breakpoints, watchpoints, the log of a replay) is shared by
+//! every thread's handler ([`Core`], taken by the thread that serves, never across a call
+//! that may block); what a thread is doing (a step, a breakpoint it steps over) is its own.
 //!
 //! Write watchpoints are answered in software, on any engine: a continue with one set runs
 //! the guest a step at a time (the trap flag) and compares the watched bytes after each step
@@ -14,27 +21,31 @@
 //! are refused.
 //!
 //! On a replay, gdb can go back ([`rewind`]: the replay run again from its start), and
-//! `monitor checkpoint` / `restart N` name positions to go to. Not yet: threads other than
-//! the first (they run with the
-//! inner handler's thread handler and pass gdb's breakpoints without stopping: [`Follower`]).
+//! `monitor checkpoint` / `restart N` name positions to go to — as long as every stop so far
+//! was the first thread's (a position on another thread is not one a run again reaches by
+//! the first thread's steps).
 
 pub mod arch;
 mod rewind;
 mod stub;
+mod threads;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
 use trapbox_abi::arch::cpuview::CpuView;
-use trapbox_trap::{siginfo_bytes, Action, Guest, GuestAddr, Kicker, Outcome, Regs, Start, Trap, TrapHandler};
+use trapbox_trap::{siginfo_bytes, Action, Guest, GuestAddr, Outcome, Regs, Start, Trap, TrapHandler};
 
 use arch::GdbRegs;
 pub use rewind::Plan;
 use rewind::{Hit, Logged, Survey, Then};
 use stub::{Proxy, Request, Stop};
+use threads::{Go, Hub, Msg, ThreadReq};
 
 pub use gdbstub::stub::DisconnectReason;
 
@@ -58,35 +69,72 @@ fn from_gdb(g: u8) -> Option<i32> {
 }
 const TF: u64 = 1 << 8;
 
-/// The debugging handler for the guest's first thread, around `inner`.
+/// The debugging handler of one guest thread, around `inner` (the tool's handler for it).
 pub struct Debugger<H> {
     inner: H,
-    requests: Receiver<Request>,
-    stops: Sender<Stop>,
-    kicker: Arc<Mutex<Option<Kicker>>>,
-    /// gdb's breakpoints: address → the program's byte under the `int3`.
-    breaks: BTreeMap<u64, u8>,
-    /// The same, for the other threads' handlers ([`Follower`]).
+    me: Thread,
+    core: Arc<Mutex<Core>>,
+    hub: Arc<Hub>,
+    /// gdb's breakpoints as [`TrapHandler::patched_byte`] tells them, updated at every
+    /// resume (a copy, so that it never waits for the thread that serves gdb).
     shared_breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
-    /// The `int3` at the first instruction that gives gdb its first stop.
-    entry: Option<(u64, u8)>,
+    /// The guest's first thread: the one whose positions a replay can go back to.
+    lead: bool,
+}
+
+/// What one thread is doing for gdb.
+struct Thread {
+    tid: i32,
+    /// Questions about this thread while it is parked, and the end of the stop.
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
     /// A breakpoint being stepped over: its address, and whether to continue after.
     step_over: Option<(u64, bool)>,
     /// gdb asked for a single step.
     stepping: bool,
-    auxv: Vec<u8>,
     /// The signal and fault of the last stop, for gdb passing the signal on.
     stopped_by: Option<(i32, i32, u64)>,
-    /// gdb is gone: the program runs on undisturbed.
-    detached: bool,
+    /// The syscall stopped at, while gdb looks at its entry (`orig_rax`).
+    in_syscall: Option<u64>,
+    /// A continue with watchpoints set: the thread runs a step at a time, compared after each.
+    watching: bool,
+    /// A continue in a survey run with watchpoints: a step at a time, each counted and the
+    /// surveyed bytes compared after it.
+    surveying: bool,
+}
+
+impl Thread {
+    fn new() -> Thread {
+        let (tx, rx) = mpsc::channel();
+        Thread {
+            tid: 0,
+            rx,
+            tx,
+            step_over: None,
+            stepping: false,
+            stopped_by: None,
+            in_syscall: None,
+            watching: false,
+            surveying: false,
+        }
+    }
+}
+
+/// What gdb set, shared by every thread's handler.
+struct Core {
+    requests: Receiver<Request>,
+    stops: Sender<(i32, Stop)>,
+    /// gdb's breakpoints: address → the program's byte under the `int3`.
+    breaks: BTreeMap<u64, u8>,
+    /// The `int3` at the first instruction that gives gdb its first stop.
+    entry: Option<(u64, u8)>,
+    auxv: Vec<u8>,
     /// gdb's last word was `kill`.
     killed: Arc<AtomicBool>,
     /// gdb asked for the running guest to stop (the kick is gdb's, not the inner handler's).
     interrupted: Arc<AtomicBool>,
     /// `catch syscall`: None when off; Some(None) for every call, Some(Some(numbers)) for those.
     catch: Option<Option<Vec<u64>>>,
-    /// The syscall stopped at, while gdb looks at its entry (`orig_rax`).
-    in_syscall: Option<u64>,
     /// The guest is a replay that can be run again from its start ([`rewind`]).
     reversible: bool,
     /// Every request that changed something, with the stop it was made at.
@@ -100,6 +148,9 @@ pub struct Debugger<H> {
     then: Then,
     /// A Ctrl-C stop is in the log: no position after it can be reached again.
     irreproducible: bool,
+    /// A stop of a thread other than the first, or a change to one, is in the log: going back
+    /// is refused.
+    threaded: bool,
     /// Where the next run goes, when this one ends to go back.
     restart: Option<Plan>,
     /// `int3`s of the debugger's own (survey, `until`): address → the program's byte.
@@ -114,11 +165,6 @@ pub struct Debugger<H> {
     /// gdb's write watchpoints: address → its bytes as they were when the guest last
     /// resumed (or last changed).
     watches: BTreeMap<u64, Vec<u8>>,
-    /// A continue with watchpoints set: the guest runs a step at a time, compared after each.
-    watching: bool,
-    /// A continue in a survey run with watchpoints: a step at a time, each counted and the
-    /// surveyed bytes compared after it.
-    surveying: bool,
     /// The replay's event index at each stop of this run (the inner handler's).
     stop_events: Vec<Option<u64>>,
     /// The running resume ends at the first syscall after which the event index is this.
@@ -129,10 +175,56 @@ pub struct Debugger<H> {
     checkpoints: Vec<Vec<(usize, Logged)>>,
     /// `monitor restart N`: where the next resume goes instead.
     going_to: Option<Plan>,
+    /// What the last resume asked of the threads other than the one that served it, and
+    /// whether those it did not name stay stopped.
+    gos: BTreeMap<i32, Go>,
+    locked: bool,
+    /// The thread that served it stays stopped too.
+    held_me: bool,
 }
 
-/// Starts the gdb side on `conn`; returns the handler for the guest (around `inner`) and the
-/// gdb side's thread, which ends when gdb detaches, kills or the guest ends.
+impl Core {
+    /// A core with nothing set and no connection.
+    fn empty() -> Core {
+        Core {
+            requests: mpsc::channel().1,
+            stops: mpsc::channel().0,
+            breaks: BTreeMap::new(),
+            entry: None,
+            auxv: Vec::new(),
+            killed: Arc::default(),
+            interrupted: Arc::default(),
+            catch: None,
+            reversible: false,
+            log: Vec::new(),
+            stop_index: 0,
+            resumed_at: 0,
+            script: VecDeque::new(),
+            then: Then::Live,
+            irreproducible: false,
+            threaded: false,
+            restart: None,
+            internal: BTreeMap::new(),
+            survey: None,
+            until: None,
+            counting: None,
+            count_until: None,
+            watches: BTreeMap::new(),
+            stop_events: Vec::new(),
+            anchor: None,
+            anchor_seen: 0,
+            checkpoints: Vec::new(),
+            going_to: None,
+            gos: BTreeMap::new(),
+            locked: false,
+            held_me: false,
+        }
+    }
+}
+
+/// Starts the gdb side on `conn`; returns the handler for the guest's first thread (around
+/// `inner`; it makes the other threads' handlers) and the gdb side's thread, which ends when
+/// gdb detaches, kills or the guest ends.
 /// `reversible`: the guest is a replay the caller runs again from its start whenever a run
 /// ends with [`Debugger::take_restart`] saying where to go ([`Debugger::rebind`]).
 pub fn attach<H>(
@@ -142,17 +234,19 @@ pub fn attach<H>(
 ) -> (Debugger<H>, std::thread::JoinHandle<Result<DisconnectReason, String>>) {
     let (req_tx, req_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel();
-    let kicker = Arc::new(Mutex::new(None));
+    let hub = Arc::new(Hub::default());
     let killed = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     let mut proxy = Proxy {
         requests: req_tx,
         stops: stop_rx,
-        kicker: kicker.clone(),
+        hub: hub.clone(),
         interrupted: interrupted.clone(),
         reversible,
+        gos: BTreeMap::new(),
+        locked: false,
     };
-    let (kick, kill) = (kicker.clone(), killed.clone());
+    let (kick, kill) = (hub.clone(), killed.clone());
     let thread = std::thread::Builder::new()
         .name("trapbox-gdb".into())
         .spawn(move || {
@@ -164,21 +258,18 @@ pub fn attach<H>(
                 kill.store(true, Ordering::SeqCst);
             }
             drop(proxy);
-            if let Some(k) = kick.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                k.kick();
-            }
+            kick.kick_all();
             end
         })
         .expect("a thread for the gdb connection");
     let carried = Carried {
         requests: req_rx,
         stops: stop_tx,
-        kicker,
+        hub,
         shared_breaks: Arc::default(),
         killed,
         interrupted,
         reversible,
-        detached: false,
         irreproducible: false,
         checkpoints: Vec::new(),
     };
@@ -190,13 +281,12 @@ pub fn attach<H>(
 /// holds for the whole session.
 struct Carried {
     requests: Receiver<Request>,
-    stops: Sender<Stop>,
-    kicker: Arc<Mutex<Option<Kicker>>>,
+    stops: Sender<(i32, Stop)>,
+    hub: Arc<Hub>,
     shared_breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
     killed: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
     reversible: bool,
-    detached: bool,
     irreproducible: bool,
     checkpoints: Vec<Vec<(usize, Logged)>>,
 }
@@ -211,55 +301,59 @@ impl<H> Debugger<H> {
         then: Then,
         survey: Option<Survey>,
     ) -> Debugger<H> {
-        Debugger {
-            inner,
+        c.hub.reset();
+        let core = Core {
             requests: c.requests,
             stops: c.stops,
-            kicker: c.kicker,
-            breaks: BTreeMap::new(),
-            shared_breaks: c.shared_breaks,
-            entry: None,
-            step_over: None,
-            stepping: false,
-            auxv: Vec::new(),
-            stopped_by: None,
-            detached: c.detached,
             killed: c.killed,
             interrupted: c.interrupted,
-            catch: None,
-            in_syscall: None,
             reversible: c.reversible,
             log,
-            stop_index: 0,
-            resumed_at: 0,
             script,
             then,
             irreproducible: c.irreproducible,
-            restart: None,
-            internal: BTreeMap::new(),
             survey,
-            until: None,
-            counting: None,
-            count_until: None,
-            watches: BTreeMap::new(),
-            watching: false,
-            surveying: false,
-            stop_events: Vec::new(),
-            anchor: None,
-            anchor_seen: 0,
             checkpoints: c.checkpoints,
-            going_to: None,
+            ..Core::empty()
+        };
+        Debugger {
+            inner,
+            me: Thread::new(),
+            core: Arc::new(Mutex::new(core)),
+            hub: c.hub,
+            shared_breaks: c.shared_breaks,
+            lead: true,
         }
+    }
+
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Where the next run of the replay must go, if this one ended to go back.
     pub fn take_restart(&mut self) -> Option<Plan> {
-        self.restart.take()
+        self.core().restart.take()
     }
 
     /// The same debugger (gdb's connection, its log) around `inner`, for a new run of the
-    /// replay from its start, going where `plan` says.
+    /// replay from its start, going where `plan` says. The run's threads are all gone.
     pub fn rebind<H2>(self, inner: H2, plan: Option<Plan>) -> Debugger<H2> {
+        // The run's threads are gone; a handler of theirs that the engine still keeps holds
+        // an empty core from here on.
+        let mut held = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        let c = &mut *held;
+        let core = Core {
+            requests: std::mem::replace(&mut c.requests, mpsc::channel().1),
+            stops: std::mem::replace(&mut c.stops, mpsc::channel().0),
+            log: std::mem::take(&mut c.log),
+            checkpoints: std::mem::take(&mut c.checkpoints),
+            killed: c.killed.clone(),
+            interrupted: c.interrupted.clone(),
+            reversible: c.reversible,
+            irreproducible: c.irreproducible,
+            ..Core::empty()
+        };
+        drop(held);
         let (log, script, then, survey) = match plan {
             Some(p) => {
                 let survey = match &p.then {
@@ -268,21 +362,108 @@ impl<H> Debugger<H> {
                 };
                 (Vec::new(), p.script.into(), p.then, survey)
             }
-            None => (self.log, VecDeque::new(), Then::Live, None),
+            None => (core.log, VecDeque::new(), Then::Live, None),
         };
         let carried = Carried {
-            requests: self.requests,
-            stops: self.stops,
-            kicker: self.kicker,
+            requests: core.requests,
+            stops: core.stops,
+            hub: self.hub,
             shared_breaks: self.shared_breaks,
-            killed: self.killed,
-            interrupted: self.interrupted,
-            reversible: self.reversible,
-            detached: self.detached,
-            irreproducible: self.irreproducible,
-            checkpoints: self.checkpoints,
+            killed: core.killed,
+            interrupted: core.interrupted,
+            reversible: core.reversible,
+            irreproducible: core.irreproducible,
+            checkpoints: core.checkpoints,
         };
         Debugger::assemble(inner, carried, log, script, then, survey)
+    }
+
+    /// This thread's view of the debugger, with the shared part held ([`At::relock`]).
+    fn at<'a>(&'a mut self, g: &mut dyn Guest) -> At<'a, H> {
+        let mut at = At {
+            inner: &mut self.inner,
+            me: &mut self.me,
+            hub: &self.hub,
+            shared_breaks: &self.shared_breaks,
+            core: &self.core,
+            guard: None,
+            lead: self.lead,
+        };
+        at.relock(g);
+        at
+    }
+
+    /// Parks this thread while another serves gdb (see [`threads`]).
+    fn park(&mut self, g: &mut dyn Guest) {
+        let in_syscall = self.me.in_syscall;
+        self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+    }
+}
+
+/// A parked thread answers a question about its own state.
+fn answer(g: &mut dyn Guest, req: ThreadReq, in_syscall: Option<u64>) {
+    match req {
+        ThreadReq::ReadRegs(tx) => {
+            let _ = tx.send(regs_of(g, in_syscall));
+        }
+        ThreadReq::WriteRegs(r, tx) => {
+            let _ = tx.send(set_regs(g, &r));
+        }
+    }
+}
+
+/// One thread's handler at one trap: its own state, the shared [`Core`] (while held), and
+/// the inner handler.
+struct At<'a, H: ?Sized> {
+    inner: &'a mut H,
+    me: &'a mut Thread,
+    hub: &'a Hub,
+    shared_breaks: &'a Mutex<BTreeMap<u64, u8>>,
+    core: &'a Mutex<Core>,
+    guard: Option<MutexGuard<'a, Core>>,
+    lead: bool,
+}
+
+impl<H: ?Sized> Deref for At<'_, H> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.guard.as_ref().expect("the core is held between traps of the inner handler")
+    }
+}
+
+impl<H: ?Sized> DerefMut for At<'_, H> {
+    fn deref_mut(&mut self) -> &mut Core {
+        self.guard.as_mut().expect("the core is held between traps of the inner handler")
+    }
+}
+
+impl<H: ?Sized> At<'_, H> {
+    /// Takes the shared core, never by blocking while the guest's shared state is held
+    /// (the thread that holds the core may be serving gdb, and needs that state to let
+    /// parked threads answer): parked while another thread serves gdb, briefly let go else.
+    fn relock(&mut self, g: &mut dyn Guest) {
+        loop {
+            match self.core.try_lock() {
+                Ok(guard) => {
+                    self.guard = Some(guard);
+                    return;
+                }
+                Err(TryLockError::Poisoned(p)) => {
+                    self.guard = Some(p.into_inner());
+                    return;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if self.hub.stopped_by_other(self.me.tid) {
+                let in_syscall = self.me.in_syscall;
+                self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+            } else {
+                threads::wait(g, &mut || {
+                    std::thread::sleep(Duration::from_micros(100));
+                    true
+                });
+            }
+        }
     }
 }
 
@@ -301,16 +482,46 @@ fn patch(g: &mut dyn Guest, addr: u64, byte: u8) -> bool {
     g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &[byte]).is_ok())
 }
 
-impl<H: TrapHandler> Debugger<H> {
+impl<H: TrapHandler + ?Sized> At<'_, H> {
+    /// Stops every thread, with this one serving gdb ([`At::serve`]); the others go on as gdb
+    /// said when it resumes this one.
+    fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
+        let me = self.me.tid;
+        if !self.hub.try_claim(me) {
+            // Another thread serves gdb: this one's stop comes after that one's.
+            self.guard = None;
+            let in_syscall = self.me.in_syscall;
+            self.hub.claim(me, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+            self.relock(g);
+        }
+        if self.hub.detached.load(Ordering::SeqCst) {
+            self.hub.release(me, &BTreeMap::new(), false, false);
+            return self.detach(g);
+        }
+        // What an earlier resume asked of this thread is overtaken by this stop.
+        self.hub.take_go(me);
+        if !self.lead {
+            self.threaded = true;
+        }
+        self.hub.stop_others(me, g);
+        let action = self.serve(g, why);
+        let gos = std::mem::take(&mut self.gos);
+        let held_me = std::mem::take(&mut self.held_me);
+        self.hub.release(me, &gos, std::mem::take(&mut self.locked), held_me);
+        action
+    }
+
     /// Tells gdb why the guest stopped and answers its requests until it resumes the guest.
     /// The first stop (`why` None) is not told: gdb takes a target it connects to as stopped.
-    fn stop(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
+    fn serve(&mut self, g: &mut dyn Guest, why: Option<Stop>) -> Action {
         let idx = self.stop_index;
+        let me = self.me.tid;
         self.stop_index += 1;
-        self.watching = false;
-        self.surveying = false;
+        self.me.watching = false;
+        self.me.surveying = false;
         self.anchor = None;
-        self.stop_events.push(self.inner.event_index());
+        let event = self.inner.event_index();
+        self.stop_events.push(event);
         let rip = g.regs().rip;
         if idx == 0 {
             let addrs: Vec<u64> = self.survey.as_ref().map(|s| s.addrs.iter().copied().collect()).unwrap_or_default();
@@ -324,10 +535,11 @@ impl<H: TrapHandler> Debugger<H> {
                 }
             }
         }
+        let resumed_at = self.resumed_at;
         if let Some(s) = self.survey.as_mut() {
             if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: Some(idx), step: s.steps });
+                s.hits.push(Hit { resumed_at, nth: s.nth, stop: Some(idx), step: s.steps });
             }
         }
         if let Some(n) = self.counting {
@@ -358,18 +570,36 @@ impl<H: TrapHandler> Debugger<H> {
             }
             Then::Survey(..) => return self.end_survey(idx),
         };
-        if self.detached || why.is_some_and(|w| self.stops.send(w).is_err()) {
+        if self.hub.detached.load(Ordering::SeqCst) || why.is_some_and(|w| self.stops.send((me, w)).is_err()) {
             return self.detach(g);
         }
         loop {
-            let Ok(req) = self.requests.recv() else { return self.detach(g) };
-            match req {
-                Request::ReadRegs(tx) => {
-                    let _ = tx.send(self.regs_of(g));
+            // gdb's next request, waited for with the guest's shared state let go: parked
+            // threads take it to answer for their registers.
+            let mut next = None;
+            let rx = &self.guard.as_ref().expect("held while serving").requests;
+            threads::wait(g, &mut || match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(r) => {
+                    next = Some(r);
+                    true
                 }
-                Request::WriteRegs(r, tx) => {
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            });
+            let Some(req) = next else { return self.detach(g) };
+            match req {
+                Request::ReadRegs(tid, tx) if tid == me => {
+                    let _ = tx.send(regs_of(g, self.me.in_syscall));
+                }
+                Request::ReadRegs(tid, tx) => self.hub.ask(tid, ThreadReq::ReadRegs(tx)),
+                Request::WriteRegs(tid, r, tx) if tid == me => {
                     self.log.push((idx, Logged::WriteRegs(r.clone())));
-                    let _ = tx.send(self.set_regs(g, &r));
+                    let _ = tx.send(set_regs(g, &r));
+                }
+                Request::WriteRegs(tid, r, tx) => {
+                    // Not a change a run again from the start can make.
+                    self.threaded = true;
+                    self.hub.ask(tid, ThreadReq::WriteRegs(r, tx));
                 }
                 Request::ReadMem(addr, len, tx) => {
                     let _ = tx.send(self.read(g, addr, len));
@@ -404,12 +634,23 @@ impl<H: TrapHandler> Debugger<H> {
                 Request::Monitor(cmd, tx) => {
                     let _ = tx.send(self.monitor(idx, cmd.trim()));
                 }
-                Request::Resume { .. } | Request::Reverse { .. } if self.going_to.is_some() => {
+                Request::Resume(..) | Request::Reverse { .. } if self.going_to.is_some() => {
                     // `monitor restart N`: the run ends, and the next goes to the checkpoint.
                     self.restart = self.going_to.take();
                     return Action::Stop;
                 }
-                Request::Resume { step, signal } => {
+                Request::Resume(mut gos, locked) => {
+                    let mine = gos.remove(&me);
+                    self.gos = gos;
+                    self.locked = locked;
+                    let Some(Go { step, signal }) = mine.or((!locked).then(Go::default)) else {
+                        // gdb runs another thread only: this one stays stopped (parked when
+                        // its trap ends) until a resume names it.
+                        self.threaded = true;
+                        self.held_me = true;
+                        self.publish();
+                        return Action::Resume;
+                    };
                     self.log.push((idx, Logged::Resume { step, signal, until: None, anchor: None }));
                     self.publish();
                     return self.resume(g, step, signal);
@@ -417,7 +658,8 @@ impl<H: TrapHandler> Debugger<H> {
                 Request::Reverse { step } => match self.go_back(idx, step) {
                     Some(action) => return action,
                     None => {
-                        if self.stops.send(if idx == 0 { Stop::ReplayBegin } else { Stop::Signal(SIGTRAP) }).is_err() {
+                        let stop = if idx == 0 { Stop::ReplayBegin } else { Stop::Signal(SIGTRAP) };
+                        if self.stops.send((me, stop)).is_err() {
                             return self.detach(g);
                         }
                     }
@@ -438,7 +680,8 @@ impl<H: TrapHandler> Debugger<H> {
                 None => format!("Current event: unknown (not a replay); stop {idx}"),
             },
             (Some("checkpoint"), None) if self.reversible => {
-                self.checkpoints.push(rewind::upto(&self.log, idx));
+                let position = rewind::upto(&self.log, idx);
+                self.checkpoints.push(position);
                 let at = event.map(|e| format!(" at event {e}")).unwrap_or_default();
                 format!("Checkpoint {}{at}", self.checkpoints.len())
             }
@@ -464,7 +707,7 @@ impl<H: TrapHandler> Debugger<H> {
     /// breakpoints goes and it runs on without the debugger (it has no connection to gdb).
     fn leave_forked_child(&mut self, g: &mut dyn Guest, action: Action) -> Action {
         eprintln!("trapbox: gdb follows the parent; the forked child {} runs without the debugger", g.tid());
-        self.detached = true;
+        self.hub.detached.store(true, Ordering::SeqCst);
         let own = std::mem::take(&mut self.breaks).into_iter().chain(std::mem::take(&mut self.internal));
         for (addr, b) in own.chain(self.entry.take()) {
             patch(g, addr, b);
@@ -481,7 +724,7 @@ impl<H: TrapHandler> Debugger<H> {
         if self.killed.load(Ordering::SeqCst) {
             return Action::Kill { signal: libc::SIGKILL, fault: None };
         }
-        self.detached = true;
+        self.hub.detached.store(true, Ordering::SeqCst);
         for (addr, b) in std::mem::take(&mut self.breaks) {
             patch(g, addr, b);
         }
@@ -491,14 +734,17 @@ impl<H: TrapHandler> Debugger<H> {
     }
 
     fn resume(&mut self, g: &mut dyn Guest, step: bool, signal: Option<u8>) -> Action {
-        self.resumed_at = self.stop_index.saturating_sub(1);
         let mut survey_steps = false;
-        if let Some(s) = self.survey.as_mut() {
-            s.nth = 0;
-            s.steps = 0;
-            survey_steps = s.steps();
+        if self.lead {
+            // Positions (and a survey's counts) are the first thread's.
+            self.resumed_at = self.stop_index.saturating_sub(1);
+            if let Some(s) = self.survey.as_mut() {
+                s.nth = 0;
+                s.steps = 0;
+                survey_steps = s.steps();
+            }
         }
-        if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.stopped_by.take()) {
+        if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.me.stopped_by.take()) {
             if sig == signo {
                 // gdb passes the fault's signal on: the guest's handler runs, or it dies.
                 if let Some(p) = g.process() {
@@ -511,22 +757,22 @@ impl<H: TrapHandler> Debugger<H> {
             // Changes are counted from here; a continue goes a step at a time.
             self.rebase_watches(g);
             if !step {
-                self.watching = true;
+                self.me.watching = true;
                 r.rflags |= TF;
             }
         }
         if survey_steps && !step {
-            self.surveying = true;
+            self.me.surveying = true;
             r.rflags |= TF;
         }
         if let Some(orig) = self.breaks.get(&r.rip).or(self.internal.get(&r.rip)).copied() {
             // Off the breakpoint first: the program's byte back for one step.
             patch(g, r.rip, orig);
-            self.step_over = Some((r.rip, !step));
+            self.me.step_over = Some((r.rip, !step));
             r.rflags |= TF;
         }
         if step {
-            self.stepping = true;
+            self.me.stepping = true;
             r.rflags |= TF;
         }
         g.set_regs(&r);
@@ -553,7 +799,8 @@ impl<H: TrapHandler> Debugger<H> {
     /// changed noted with the step that changed it.
     fn survey_step(&mut self, g: &mut dyn Guest) {
         let resumed_at = self.resumed_at;
-        let Some(s) = self.survey.as_mut().filter(|s| s.steps()) else { return };
+        let lead = self.lead;
+        let Some(s) = self.survey.as_mut().filter(|s| s.steps() && lead) else { return };
         s.steps += 1;
         for (addr, len, seen) in s.watches.iter_mut() {
             let mut now = vec![0u8; *len as usize];
@@ -577,7 +824,7 @@ impl<H: TrapHandler> Debugger<H> {
         r.rax = v as u64;
         r.rflags &= !TF;
         g.set_regs(&r);
-        self.stopped_by = None;
+        self.me.stopped_by = None;
         self.stop(g, Some(why))
     }
 
@@ -671,7 +918,7 @@ impl<H: TrapHandler> Debugger<H> {
                 self.remove_break(g, a);
             }
             Logged::WriteRegs(r) => {
-                self.set_regs(g, &r);
+                set_regs(g, &r);
             }
             Logged::WriteMem(a, d) => {
                 self.write(g, a, &d);
@@ -706,6 +953,10 @@ impl<H: TrapHandler> Debugger<H> {
         }
         if self.irreproducible {
             eprintln!("trapbox: gdb: cannot go back across a Ctrl-C stop (where it landed cannot be reproduced)");
+            return None;
+        }
+        if self.threaded {
+            eprintln!("trapbox: gdb: cannot go back across a stop of a thread other than the first");
             return None;
         }
         let plan = if step {
@@ -772,21 +1023,23 @@ impl<H: TrapHandler> Debugger<H> {
         let mut r = g.regs();
         r.rip = at;
         g.set_regs(&r);
-        if let Some((addrs, m, n)) = self.until.as_mut() {
+        let lead = self.lead;
+        if let Some((addrs, m, n)) = self.until.as_mut().filter(|_| lead) {
             if addrs.contains(&at) {
                 *n += 1;
                 if *n == *m {
                     self.until = None;
                     self.remove_internals(g);
-                    self.stopped_by = None;
+                    self.me.stopped_by = None;
                     return self.stop(g, Some(Stop::Break));
                 }
             }
         }
-        if let Some(s) = self.survey.as_mut() {
+        let resumed_at = self.resumed_at;
+        if let Some(s) = self.survey.as_mut().filter(|_| lead) {
             if s.addrs.contains(&at) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at: self.resumed_at, nth: s.nth, stop: None, step: s.steps });
+                s.hits.push(Hit { resumed_at, nth: s.nth, stop: None, step: s.steps });
             }
         }
         // On: the program's byte back for one step, the int3 again after it.
@@ -795,7 +1048,7 @@ impl<H: TrapHandler> Debugger<H> {
         }
         r.rflags |= TF;
         g.set_regs(&r);
-        self.step_over = Some((at, true));
+        self.me.step_over = Some((at, true));
         Action::Resume
     }
 
@@ -896,72 +1149,6 @@ impl<H: TrapHandler> Debugger<H> {
         g.write(GuestAddr(addr), &data).is_ok()
             || g.process().is_some_and(|p| p.patch_code(GuestAddr(addr), &data).is_ok())
     }
-
-    fn regs_of(&self, g: &mut dyn Guest) -> GdbRegs {
-        let r = g.regs();
-        let mut out = GdbRegs {
-            gpr: [
-                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
-                r.r15,
-            ],
-            rip: r.rip,
-            eflags: r.rflags as u32,
-            seg: [0x33, 0x2b, 0, 0, 0, 0],
-            orig_rax: self.in_syscall.unwrap_or(u64::MAX),
-            ..GdbRegs::default()
-        };
-        let Some(p) = g.process() else { return out };
-        (out.fs_base, out.gs_base) = p.segment_bases();
-        let view = p.cpu_view();
-        let Some(x) = p.xsave() else { return out };
-        let u16_ = |o: usize| u16::from_le_bytes([x[o], x[o + 1]]) as u32;
-        let u32_ = |o: usize| u32::from_le_bytes(x[o..o + 4].try_into().unwrap());
-        // The FXSAVE area's abridged tag (a bit per register) as the full tag word gdb
-        // shows: empty (3) or valid (0).
-        let abridged = x[4];
-        let ftag = (0..8).fold(0u32, |t, i| t | if abridged >> i & 1 == 0 { 3 << (2 * i) } else { 0 });
-        out.fpu = [u16_(0), u16_(2), ftag, u16_(12), u32_(8), u16_(20), u32_(16), u16_(6) & 0x7ff];
-        for i in 0..8 {
-            out.st[i].copy_from_slice(&x[32 + 16 * i..42 + 16 * i]);
-        }
-        for i in 0..16 {
-            out.xmm[i].copy_from_slice(&x[160 + 16 * i..176 + 16 * i]);
-        }
-        out.mxcsr = u32_(24);
-        if let Some(o) = avx_offset(&view, &x) {
-            for i in 0..16 {
-                out.ymmh[i].copy_from_slice(&x[o + 16 * i..o + 16 * (i + 1)]);
-            }
-        }
-        out
-    }
-
-    fn set_regs(&self, g: &mut dyn Guest, n: &GdbRegs) -> bool {
-        let [rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15] = n.gpr;
-        let old = g.regs();
-        let rflags = (old.rflags & !0xffff_ffff) | n.eflags as u64;
-        let r =
-            Regs { rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip: n.rip, rflags };
-        g.set_regs(&r);
-        let Some(p) = g.process() else { return true };
-        let view = p.cpu_view();
-        let Some(mut x) = p.xsave() else { return true };
-        x[0..2].copy_from_slice(&(n.fpu[0] as u16).to_le_bytes());
-        x[2..4].copy_from_slice(&(n.fpu[1] as u16).to_le_bytes());
-        for i in 0..8 {
-            x[32 + 16 * i..42 + 16 * i].copy_from_slice(&n.st[i]);
-        }
-        for i in 0..16 {
-            x[160 + 16 * i..176 + 16 * i].copy_from_slice(&n.xmm[i]);
-        }
-        x[24..28].copy_from_slice(&n.mxcsr.to_le_bytes());
-        if let Some(o) = avx_offset(&view, &x) {
-            for i in 0..16 {
-                x[o + 16 * i..o + 16 * (i + 1)].copy_from_slice(&n.ymmh[i]);
-            }
-        }
-        p.set_xsave(&x)
-    }
 }
 
 /// Where the AVX upper halves are in a standard-form XSAVE image, if the CPU view enables
@@ -992,37 +1179,43 @@ fn auxv_of(g: &mut dyn Guest, start: &Start) -> Vec<u8> {
     out
 }
 
-impl<H: TrapHandler> TrapHandler for Debugger<H> {
-    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
-        self.inner.on_start(g, start);
-        self.auxv = auxv_of(g, start);
-        // The first stop is at the first instruction: an int3 there, taken out at the stop.
-        let rip = g.regs().rip;
-        let mut b = [0u8; 1];
-        if g.read(GuestAddr(rip), &mut b).is_ok() && patch(g, rip, 0xcc) {
-            self.entry = Some((rip, b[0]));
+impl<H: TrapHandler + ?Sized> At<'_, H> {
+    /// The inner handler's answer to `trap`, asked without the core held: it may block (a
+    /// join, a read), and the thread that stops next must be able to serve gdb meanwhile.
+    fn inner_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if matches!(trap, Trap::Syscall(c) if c.creates_process()) {
+            // A fork keeps the core held: the child's copy of it must not be held by a
+            // thread that does not exist there. (No stop is on: the core would be the
+            // serving thread's.)
+            return self.inner.on_trap(g, trap);
         }
-        *self.kicker.lock().unwrap_or_else(|e| e.into_inner()) = g.process().map(|p| p.kicker());
+        self.guard = None;
+        let call = match trap {
+            Trap::Syscall(c) => Some(c.nr),
+            _ => None,
+        };
+        self.hub.in_call(self.me.tid, g.regs(), call);
+        let action = self.inner.on_trap(g, trap);
+        self.hub.busy(self.me.tid);
+        self.relock(g);
+        action
     }
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
-        if self.detached {
-            return self.inner.on_trap(g, trap);
-        }
         match trap {
             Trap::Syscall(call) => {
                 let caught = self.catch.as_ref().is_some_and(|w| w.as_ref().is_none_or(|w| w.contains(&call.nr)));
                 if caught {
                     // `catch syscall`: a stop before the call and one after it, as ptrace gives.
-                    self.in_syscall = Some(call.nr);
-                    self.stopped_by = None;
+                    self.me.in_syscall = Some(call.nr);
+                    self.me.stopped_by = None;
                     let held = self.stop(g, Some(Stop::SyscallEntry(call.nr)));
-                    self.in_syscall = None;
-                    if !matches!(held, Action::Resume) || self.detached {
+                    self.me.in_syscall = None;
+                    if !matches!(held, Action::Resume) || self.hub.detached.load(Ordering::SeqCst) {
                         return held;
                     }
                 }
-                let action = self.inner.on_trap(g, trap);
+                let action = self.inner_trap(g, trap);
                 if call.creates_process() && matches!(action, Action::Return(0)) {
                     return self.leave_forked_child(g, action);
                 }
@@ -1046,12 +1239,12 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         let mut r = g.regs();
                         r.rax = v as u64;
                         g.set_regs(&r);
-                        self.stopped_by = None;
+                        self.me.stopped_by = None;
                         return self.stop(g, Some(Stop::Signal(SIGTRAP)));
                     }
                     a => a,
                 };
-                let over = self.step_over.take();
+                let over = self.me.step_over.take();
                 if let Some((addr, _)) = over {
                     self.reinsert(g, addr);
                 }
@@ -1064,23 +1257,23 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         return self.stop_after_call(g, *v, Stop::Step);
                     }
                 }
-                if over.is_some() || self.stepping || self.watching || self.surveying {
+                if over.is_some() || self.me.stepping || self.me.watching || self.me.surveying {
                     // The instruction stepped was this `syscall`.
                     self.survey_step(g);
                 }
-                if self.watching {
+                if self.me.watching {
                     // The call may have written a watched byte (a read into it): a stop right
                     // after it, with its result.
                     if let (Action::Return(v), Some(at)) = (&action, self.watch_hit(g)) {
                         return self.stop_after_call(g, *v, Stop::Watch(at));
                     }
                 }
-                if self.watching || self.surveying {
+                if self.me.watching || self.me.surveying {
                     // The steps go on.
                     trap_flag(g, true);
                     return action;
                 }
-                if over.is_none() && !self.stepping {
+                if over.is_none() && !self.me.stepping {
                     return action;
                 }
                 // The step (or the step off a breakpoint) ended with this `syscall`: the trap
@@ -1088,7 +1281,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                 // later where the flag would stop it. A continue goes on with the inner
                 // handler's own answer.
                 trap_flag(g, false);
-                if !std::mem::take(&mut self.stepping) {
+                if !std::mem::take(&mut self.me.stepping) {
                     return action;
                 }
                 let Action::Return(v) = action else { return action };
@@ -1105,7 +1298,15 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                     _ if self.breaks.contains_key(&at) => Some(Some(Stop::Break)),
                     _ if self.internal.contains_key(&at) => return self.internal_hit(g, at),
                     // The inner handler's own (a replay's patches): its business.
-                    _ if self.inner.patched_byte(at).is_some() => return self.inner.on_trap(g, trap),
+                    _ if self.inner.patched_byte(at).is_some() => return self.inner_trap(g, trap),
+                    // A breakpoint gdb took out while this thread was on its way to it: the
+                    // program's byte is back, and the thread goes on from it.
+                    _ if !int3_at(g, at) => {
+                        let mut r = g.regs();
+                        r.rip = at;
+                        g.set_regs(&r);
+                        return Action::Resume;
+                    }
                     _ => None,
                 };
                 match ours {
@@ -1113,62 +1314,61 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
                         let mut r = g.regs();
                         r.rip = at;
                         g.set_regs(&r);
-                        self.stopped_by = None;
+                        self.me.stopped_by = None;
                         self.stop(g, why)
                     }
                     // The program's own int3: a SIGTRAP stop after it, as on Linux.
                     None => {
-                        self.stopped_by = Some((libc::SIGTRAP, 0x80, 0));
+                        self.me.stopped_by = Some((libc::SIGTRAP, 0x80, 0));
                         self.stop(g, Some(Stop::Signal(SIGTRAP)))
                     }
                 }
             }
             Trap::SingleStep { .. } => {
                 trap_flag(g, false);
-                if self.stepping || self.watching || self.surveying || self.step_over.is_some() {
+                if self.me.stepping || self.me.watching || self.me.surveying || self.me.step_over.is_some() {
                     self.survey_step(g);
                 }
-                if let Some((addr, cont)) = self.step_over.take() {
+                if let Some((addr, cont)) = self.me.step_over.take() {
                     self.reinsert(g, addr);
-                    if cont && !self.stepping && !self.watching && !self.surveying {
+                    if cont && !self.me.stepping && !self.me.watching && !self.me.surveying {
                         return Action::Resume;
                     }
                 }
-                if self.watching {
+                if self.me.watching {
                     if let Some(at) = self.watch_hit(g) {
-                        self.stopped_by = None;
+                        self.me.stopped_by = None;
                         return self.stop(g, Some(Stop::Watch(at)));
                     }
                 }
-                if self.watching || (self.surveying && !self.stepping) {
+                if self.me.watching || (self.me.surveying && !self.me.stepping) {
                     // A continue a step at a time goes on.
                     trap_flag(g, true);
                     return Action::Resume;
                 }
-                self.stopped_by = None;
-                if std::mem::take(&mut self.stepping) {
+                self.me.stopped_by = None;
+                if std::mem::take(&mut self.me.stepping) {
                     self.stop(g, Some(Stop::Step))
                 } else {
                     // Not gdb's step: the inner handler's (a replay steps over its points).
-                    self.inner.on_trap(g, trap)
+                    self.inner_trap(g, trap)
                 }
             }
             Trap::Fault(f) => {
                 let si = f.siginfo();
-                self.stopped_by = Some((si.signo, si.code, si.addr));
+                self.me.stopped_by = Some((si.signo, si.code, si.addr));
                 self.stop(g, Some(Stop::Signal(to_gdb(si.signo))))
             }
             Trap::Preempt if self.interrupted.swap(false, Ordering::SeqCst) || self.killed.load(Ordering::SeqCst) => {
-                self.stopped_by = None;
+                self.me.stopped_by = None;
                 self.irreproducible = true;
                 self.stop(g, Some(Stop::Signal(SIGINT)))
             }
-            Trap::Preempt | Trap::HostSignal(_) | Trap::Timeout => self.inner.on_trap(g, trap),
+            Trap::Preempt | Trap::HostSignal(_) | Trap::Timeout => self.inner_trap(g, trap),
         }
     }
 
-    fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
-        self.inner.on_end(g, outcome);
+    fn on_end(&mut self, outcome: &Outcome) {
         if self.counting.take().is_some() {
             // The continue ended the program: step back to the stop it was made at.
             self.restart = Some(Plan { script: self.log.clone(), then: Then::Report(Stop::Step) });
@@ -1183,75 +1383,209 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
             Outcome::TimedOut => Stop::Killed(to_gdb(libc::SIGKILL)),
             Outcome::Stopped => return,
         };
-        let _ = self.stops.send(stop);
-    }
-
-    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
-        let inner = self.inner.new_thread()?;
-        Some(Box::new(Follower { inner, breaks: self.shared_breaks.clone(), over: None }))
-    }
-
-    fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
-        self.inner.on_signal(g, sig, siginfo)
-    }
-
-    fn patched_byte(&self, addr: u64) -> Option<u8> {
-        self.breaks.get(&addr).copied().or_else(|| self.inner.patched_byte(addr))
+        let _ = self.stops.send((self.me.tid, stop));
     }
 }
 
-/// The handler of a thread other than the first: gdb follows only the first, so another
-/// thread that reaches one of gdb's breakpoints passes it without stopping (the program's
-/// byte put back for one step, then the `int3` again) instead of dying of its SIGTRAP.
-/// While that byte is back, the first thread could pass the same address unseen.
-struct Follower {
-    inner: Box<dyn TrapHandler + Send>,
-    breaks: Arc<Mutex<BTreeMap<u64, u8>>>,
-    /// The breakpoint being stepped over.
-    over: Option<u64>,
+/// Whether an `int3` is at `addr` (or its byte cannot be read).
+fn int3_at(g: &mut dyn Guest, addr: u64) -> bool {
+    let mut b = [0u8; 1];
+    g.read(GuestAddr(addr), &mut b).is_err() || b[0] == 0xcc
 }
 
-impl TrapHandler for Follower {
-    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
-        match trap {
-            Trap::Breakpoint { rip } => {
-                let at = rip - 1;
-                let orig = self.breaks.lock().unwrap_or_else(|e| e.into_inner()).get(&at).copied();
-                let Some(orig) = orig else { return self.inner.on_trap(g, trap) };
-                patch(g, at, orig);
-                let mut r = g.regs();
-                r.rip = at;
-                r.rflags |= TF;
-                g.set_regs(&r);
-                self.over = Some(at);
-                Action::Resume
-            }
-            Trap::SingleStep { .. } if self.over.is_some() => {
-                let at = self.over.take().unwrap_or_default();
-                if self.breaks.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&at) {
-                    patch(g, at, 0xcc);
-                }
-                trap_flag(g, false);
-                Action::Resume
-            }
-            _ => self.inner.on_trap(g, trap),
+/// The general registers `r` as gdb has them (`orig_rax`: the syscall stopped in, or -1).
+fn gdb_regs(r: &Regs, orig_rax: u64) -> GdbRegs {
+    GdbRegs {
+        gpr: [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+            r.r15,
+        ],
+        rip: r.rip,
+        eflags: r.rflags as u32,
+        seg: [0x33, 0x2b, 0, 0, 0, 0],
+        orig_rax,
+        ..GdbRegs::default()
+    }
+}
+
+/// The trapping thread's registers as gdb has them: the general ones, the segment bases,
+/// x87, SSE and the AVX upper halves.
+fn regs_of(g: &mut dyn Guest, in_syscall: Option<u64>) -> GdbRegs {
+    let mut out = gdb_regs(&g.regs(), in_syscall.unwrap_or(u64::MAX));
+    let Some(p) = g.process() else { return out };
+    (out.fs_base, out.gs_base) = p.segment_bases();
+    let view = p.cpu_view();
+    let Some(x) = p.xsave() else { return out };
+    let u16_ = |o: usize| u16::from_le_bytes([x[o], x[o + 1]]) as u32;
+    let u32_ = |o: usize| u32::from_le_bytes(x[o..o + 4].try_into().unwrap());
+    // The FXSAVE area's abridged tag (a bit per register) as the full tag word gdb
+    // shows: empty (3) or valid (0).
+    let abridged = x[4];
+    let ftag = (0..8).fold(0u32, |t, i| t | if abridged >> i & 1 == 0 { 3 << (2 * i) } else { 0 });
+    out.fpu = [u16_(0), u16_(2), ftag, u16_(12), u32_(8), u16_(20), u32_(16), u16_(6) & 0x7ff];
+    for i in 0..8 {
+        out.st[i].copy_from_slice(&x[32 + 16 * i..42 + 16 * i]);
+    }
+    for i in 0..16 {
+        out.xmm[i].copy_from_slice(&x[160 + 16 * i..176 + 16 * i]);
+    }
+    out.mxcsr = u32_(24);
+    if let Some(o) = avx_offset(&view, &x) {
+        for i in 0..16 {
+            out.ymmh[i].copy_from_slice(&x[o + 16 * i..o + 16 * (i + 1)]);
         }
     }
-    fn on_thread_start(&mut self, g: &mut dyn Guest) {
-        self.inner.on_thread_start(g)
+    out
+}
+
+/// Writes the trapping thread's registers from gdb's; false if the engine refuses the FPU part.
+fn set_regs(g: &mut dyn Guest, n: &GdbRegs) -> bool {
+    let [rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15] = n.gpr;
+    let old = g.regs();
+    let rflags = (old.rflags & !0xffff_ffff) | n.eflags as u64;
+    let r = Regs { rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp, r8, r9, r10, r11, r12, r13, r14, r15, rip: n.rip, rflags };
+    g.set_regs(&r);
+    let Some(p) = g.process() else { return true };
+    let view = p.cpu_view();
+    let Some(mut x) = p.xsave() else { return true };
+    x[0..2].copy_from_slice(&(n.fpu[0] as u16).to_le_bytes());
+    x[2..4].copy_from_slice(&(n.fpu[1] as u16).to_le_bytes());
+    for i in 0..8 {
+        x[32 + 16 * i..42 + 16 * i].copy_from_slice(&n.st[i]);
     }
+    for i in 0..16 {
+        x[160 + 16 * i..176 + 16 * i].copy_from_slice(&n.xmm[i]);
+    }
+    x[24..28].copy_from_slice(&n.mxcsr.to_le_bytes());
+    if let Some(o) = avx_offset(&view, &x) {
+        for i in 0..16 {
+            x[o + 16 * i..o + 16 * (i + 1)].copy_from_slice(&n.ymmh[i]);
+        }
+    }
+    p.set_xsave(&x)
+}
+
+impl<H: TrapHandler> Debugger<H> {
+    /// At a trap's start: parked first if another thread serves gdb. A single step of this
+    /// thread's that gdb gave up meanwhile (it resumed the thread with a continue) is moot:
+    /// the trap is taken in (Some), and the thread goes on as that resume said.
+    fn arrive(&mut self, g: &mut dyn Guest, trap: &Trap) -> Option<Action> {
+        self.hub.busy(self.me.tid);
+        if !self.hub.stopped_by_other(self.me.tid) {
+            return None;
+        }
+        if let Trap::Breakpoint { rip } = trap {
+            if self.shared_breaks.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&(rip - 1)) {
+                // At one of gdb's breakpoints, not yet told: gdb sees the thread there, as it
+                // sees a thread that stopped at one.
+                let mut r = g.regs();
+                r.rip = rip - 1;
+                g.set_regs(&r);
+            }
+        }
+        self.park(g);
+        let moot = matches!(trap, Trap::SingleStep { .. }) && self.me.stepping && self.me.step_over.is_none();
+        if moot && self.hub.peek_go(self.me.tid).is_some_and(|go| !go.step) {
+            self.me.stepping = false;
+            trap_flag(g, false);
+            self.depart(g);
+            return Some(Action::Resume);
+        }
+        None
+    }
+
+    /// At a trap's end: parked if another thread serves gdb; then on as the last resume
+    /// asked of this thread (a step, or a continue that may step off a breakpoint or
+    /// compare watchpoints; a step it was making is given up), back in user code as the
+    /// stops see it.
+    fn depart(&mut self, g: &mut dyn Guest) {
+        if self.hub.stopped_by_other(self.me.tid) {
+            self.park(g);
+        }
+        if let Some(go) = self.hub.take_go(self.me.tid) {
+            if !go.step && self.me.stepping {
+                self.me.stepping = false;
+                trap_flag(g, false);
+            }
+            let mut at = self.at(g);
+            at.resume(g, go.step, None);
+        }
+        self.hub.running(self.me.tid);
+    }
+}
+
+impl<H: TrapHandler> TrapHandler for Debugger<H> {
+    fn on_start(&mut self, g: &mut dyn Guest, start: &Start) {
+        self.inner.on_start(g, start);
+        self.me.tid = g.tid();
+        self.hub.join(self.me.tid, g.process().map(|p| p.kicker()), self.me.tx.clone());
+        let mut at = self.at(g);
+        at.auxv = auxv_of(g, start);
+        // The first stop is at the first instruction: an int3 there, taken out at the stop.
+        let rip = g.regs().rip;
+        let mut b = [0u8; 1];
+        if g.read(GuestAddr(rip), &mut b).is_ok() && patch(g, rip, 0xcc) {
+            at.entry = Some((rip, b[0]));
+        }
+        drop(at);
+        self.hub.running(self.me.tid);
+    }
+
+    fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        if self.hub.detached.load(Ordering::SeqCst) {
+            return self.inner.on_trap(g, trap);
+        }
+        if let Some(action) = self.arrive(g, trap) {
+            return action;
+        }
+        let action = self.at(g).on_trap(g, trap);
+        if !self.hub.detached.load(Ordering::SeqCst) && matches!(action, Action::Resume | Action::Return(_)) {
+            self.depart(g);
+        }
+        action
+    }
+
+    fn on_end(&mut self, g: &mut dyn Guest, outcome: &Outcome) {
+        self.inner.on_end(g, outcome);
+        // The run's end is told once, by the first thread's handler.
+        if self.lead {
+            self.at(g).on_end(outcome);
+        }
+    }
+
+    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
+        let inner = self.inner.new_thread()?;
+        Some(Box::new(Debugger {
+            inner,
+            me: Thread::new(),
+            core: self.core.clone(),
+            hub: self.hub.clone(),
+            shared_breaks: self.shared_breaks.clone(),
+            lead: false,
+        }))
+    }
+
+    fn on_thread_start(&mut self, g: &mut dyn Guest) {
+        self.inner.on_thread_start(g);
+        self.me.tid = g.tid();
+        self.hub.join(self.me.tid, g.process().map(|p| p.kicker()), self.me.tx.clone());
+        // Made during a stop (by the thread a clone parked): stopped before it runs.
+        if !self.hub.detached.load(Ordering::SeqCst) {
+            self.depart(g);
+        }
+    }
+
     fn on_thread_exit(&mut self, g: &mut dyn Guest) {
+        self.hub.leave(self.me.tid);
         self.inner.on_thread_exit(g)
     }
+
     fn on_signal(&mut self, g: &mut dyn Guest, sig: i32, siginfo: &[u8; 128]) {
         self.inner.on_signal(g, sig, siginfo)
     }
-    fn new_thread(&mut self) -> Option<Box<dyn TrapHandler + Send>> {
-        let inner = self.inner.new_thread()?;
-        Some(Box::new(Follower { inner, breaks: self.breaks.clone(), over: None }))
-    }
+
     fn patched_byte(&self, addr: u64) -> Option<u8> {
-        let orig = self.breaks.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).copied();
-        orig.or_else(|| self.inner.patched_byte(addr))
+        let ours = self.shared_breaks.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).copied();
+        ours.or_else(|| self.inner.patched_byte(addr))
     }
 }

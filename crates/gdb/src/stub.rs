@@ -1,22 +1,29 @@
 //! The gdb side: a `gdbstub` target that runs on a thread of its own, serving gdb's
-//! connection, and turns each of gdb's requests into a message to the guest's thread, where
-//! the [`Debugger`](crate::Debugger) handler answers it at a stop. The guest's state is only
-//! ever touched by the guest's own thread, inside a trap; this side holds none of it.
+//! connection, and turns each of gdb's requests into a message to the guest thread that
+//! serves the stop, where its [`Debugger`](crate::Debugger) handler answers it (or passes a
+//! question about another thread's registers to that thread). The guest's state is only ever
+//! touched by the guest's own threads, inside traps; this side holds none of it. gdb numbers
+//! threads by their guest thread ids.
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::num::NonZeroUsize;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gdbstub::common::Signal;
+use gdbstub::common::Tid;
 use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
+use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
 use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+};
 use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
-};
-use gdbstub::target::ext::base::singlethread::{
-    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep, SingleThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -27,11 +34,13 @@ use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps
 use gdbstub::target::{Target, TargetError, TargetResult};
 
 use crate::arch::{GdbRegs, X86_64Linux};
+use crate::threads::{Go, Hub};
 
-/// A request from gdb, answered by the guest's thread at a stop.
+/// A request from gdb, answered by the guest thread that serves the stop.
 pub(crate) enum Request {
-    ReadRegs(Sender<GdbRegs>),
-    WriteRegs(Box<GdbRegs>, Sender<bool>),
+    /// A thread's registers (its guest thread id).
+    ReadRegs(i32, Sender<GdbRegs>),
+    WriteRegs(i32, Box<GdbRegs>, Sender<bool>),
     ReadMem(u64, usize, Sender<Vec<u8>>),
     WriteMem(u64, Vec<u8>, Sender<bool>),
     AddBreak(u64, Sender<bool>),
@@ -43,11 +52,10 @@ pub(crate) enum Request {
     /// `catch syscall`: stop at the entry and return of these calls (None: every call), or
     /// of none.
     CatchSyscalls(Option<Option<Vec<u64>>>),
-    /// Continue (or single-step), delivering `signal` if gdb passes one.
-    Resume {
-        step: bool,
-        signal: Option<u8>,
-    },
+    /// Resume: what gdb asked of each thread it named (a step, a signal to pass on); every
+    /// other thread continues, or stays stopped if gdb locked the scheduler (as it does to
+    /// step one thread off a breakpoint).
+    Resume(BTreeMap<i32, Go>, bool),
     /// A `monitor` command; the answer is its output.
     Monitor(String, Sender<String>),
     /// Go back: to the previous instruction (`step`) or breakpoint hit (a replay only).
@@ -72,16 +80,20 @@ pub(crate) enum Stop {
     ReplayBegin,
 }
 
-/// gdb's view of the guest: requests out, stops in.
+/// gdb's view of the guest: requests out, stops (and the thread that made each) in.
 pub(crate) struct Proxy {
     pub requests: Sender<Request>,
-    pub stops: Receiver<Stop>,
-    /// A way to interrupt the running guest: its kicker, given at the first stop.
-    pub kicker: std::sync::Arc<std::sync::Mutex<Option<trapbox_trap::Kicker>>>,
+    pub stops: Receiver<(i32, Stop)>,
+    /// The guest's threads, and a way to interrupt them.
+    pub hub: Arc<Hub>,
     /// Set before the kick, so that the guest tells gdb's stop from its other kicks.
     pub interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The guest is a replay: gdb may go back.
     pub reversible: bool,
+    /// What gdb asks of each thread at the resume it is making, and whether the threads it
+    /// does not name stay stopped.
+    pub gos: BTreeMap<i32, Go>,
+    pub locked: bool,
 }
 
 /// The guest went away (the run ended, or its thread is gone).
@@ -112,7 +124,7 @@ impl Target for Proxy {
     type Error = Gone;
 
     fn base_ops(&mut self) -> BaseOps<'_, X86_64Linux, Gone> {
-        BaseOps::SingleThread(self)
+        BaseOps::MultiThread(self)
     }
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
         Some(self)
@@ -132,48 +144,85 @@ impl Target for Proxy {
     }
 }
 
-impl SingleThreadBase for Proxy {
-    fn read_registers(&mut self, regs: &mut GdbRegs) -> TargetResult<(), Self> {
-        *regs = self.ask(Request::ReadRegs).map_err(lost)?;
+/// A guest thread id as gdb names it.
+fn tid_of(t: Tid) -> i32 {
+    t.get() as i32
+}
+
+fn gdb_tid(t: i32) -> Tid {
+    NonZeroUsize::new(t.max(1) as usize).expect("at least 1")
+}
+
+impl MultiThreadBase for Proxy {
+    fn read_registers(&mut self, regs: &mut GdbRegs, tid: Tid) -> TargetResult<(), Self> {
+        *regs = self.ask(|tx| Request::ReadRegs(tid_of(tid), tx)).map_err(lost)?;
         Ok(())
     }
-    fn write_registers(&mut self, regs: &GdbRegs) -> TargetResult<(), Self> {
-        match self.ask(|tx| Request::WriteRegs(Box::new(regs.clone()), tx)) {
+    fn write_registers(&mut self, regs: &GdbRegs, tid: Tid) -> TargetResult<(), Self> {
+        match self.ask(|tx| Request::WriteRegs(tid_of(tid), Box::new(regs.clone()), tx)) {
             Ok(true) => Ok(()),
             _ => Err(TargetError::NonFatal),
         }
     }
-    fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {
+    // The threads share one address space.
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], _tid: Tid) -> TargetResult<usize, Self> {
         let got = self.ask(|tx| Request::ReadMem(start, data.len(), tx)).map_err(lost)?;
         data[..got.len()].copy_from_slice(&got);
         Ok(got.len())
     }
-    fn write_addrs(&mut self, start: u64, data: &[u8]) -> TargetResult<(), Self> {
+    fn write_addrs(&mut self, start: u64, data: &[u8], _tid: Tid) -> TargetResult<(), Self> {
         match self.ask(|tx| Request::WriteMem(start, data.to_vec(), tx)) {
             Ok(true) => Ok(()),
             _ => Err(TargetError::NonFatal),
         }
     }
-    fn support_resume(&mut self) -> Option<SingleThreadResumeOps<'_, Self>> {
+    fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Gone> {
+        // Before the guest's first thread has come to its first stop (or a replay's run again
+        // to its start), there is none yet: gdb waits for it.
+        let mut tids = self.hub.tids();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tids.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            tids = self.hub.tids();
+        }
+        for t in tids {
+            thread_is_active(gdb_tid(t));
+        }
+        Ok(())
+    }
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
         Some(self)
     }
 }
 
-impl SingleThreadResume for Proxy {
-    fn resume(&mut self, signal: Option<Signal>) -> Result<(), Gone> {
-        self.requests.send(Request::Resume { step: false, signal: signal.map(|s| s.0) }).map_err(|_| Gone)
+impl MultiThreadResume for Proxy {
+    fn resume(&mut self) -> Result<(), Gone> {
+        let gos = std::mem::take(&mut self.gos);
+        self.requests.send(Request::Resume(gos, std::mem::take(&mut self.locked))).map_err(|_| Gone)
     }
-    fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
+    fn clear_resume_actions(&mut self) -> Result<(), Gone> {
+        self.gos.clear();
+        self.locked = false;
+        Ok(())
+    }
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
         Some(self)
     }
-    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
+    fn set_resume_action_continue(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Gone> {
+        self.gos.insert(tid_of(tid), Go { step: false, signal: signal.map(|s| s.0) });
+        Ok(())
+    }
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, Tid, Self>> {
         if self.reversible {
             Some(self)
         } else {
             None
         }
     }
-    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, Tid, Self>> {
         if self.reversible {
             Some(self)
         } else {
@@ -182,21 +231,29 @@ impl SingleThreadResume for Proxy {
     }
 }
 
-impl ReverseCont<()> for Proxy {
+impl ReverseCont<Tid> for Proxy {
     fn reverse_cont(&mut self) -> Result<(), Gone> {
         self.requests.send(Request::Reverse { step: false }).map_err(|_| Gone)
     }
 }
 
-impl ReverseStep<()> for Proxy {
-    fn reverse_step(&mut self, _tid: ()) -> Result<(), Gone> {
+impl ReverseStep<Tid> for Proxy {
+    fn reverse_step(&mut self, _tid: Tid) -> Result<(), Gone> {
         self.requests.send(Request::Reverse { step: true }).map_err(|_| Gone)
     }
 }
 
-impl SingleThreadSingleStep for Proxy {
-    fn step(&mut self, signal: Option<Signal>) -> Result<(), Gone> {
-        self.requests.send(Request::Resume { step: true, signal: signal.map(|s| s.0) }).map_err(|_| Gone)
+impl MultiThreadSchedulerLocking for Proxy {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Gone> {
+        self.locked = true;
+        Ok(())
+    }
+}
+
+impl MultiThreadSingleStep for Proxy {
+    fn set_resume_action_step(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Gone> {
+        self.gos.insert(tid_of(tid), Go { step: true, signal: signal.map(|s| s.0) });
+        Ok(())
     }
 }
 
@@ -262,21 +319,24 @@ impl CatchSyscalls for Proxy {
     }
 }
 
-fn stop_reason(s: Stop) -> SingleThreadStopReason<u64> {
+/// Stop `s` of thread `tid` as gdb hears it: every stop names its thread, a step's as a
+/// SIGTRAP of that thread.
+fn stop_reason(tid: i32, s: Stop) -> MultiThreadStopReason<u64> {
+    let tid = gdb_tid(tid);
     match s {
-        Stop::ReplayBegin => SingleThreadStopReason::ReplayLog { tid: None, pos: ReplayLogPosition::Begin },
+        Stop::ReplayBegin => MultiThreadStopReason::ReplayLog { tid: Some(tid), pos: ReplayLogPosition::Begin },
         Stop::SyscallEntry(n) => {
-            SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Entry }
+            MultiThreadStopReason::CatchSyscall { tid: Some(tid), number: n, position: CatchSyscallPosition::Entry }
         }
         Stop::SyscallReturn(n) => {
-            SingleThreadStopReason::CatchSyscall { tid: None, number: n, position: CatchSyscallPosition::Return }
+            MultiThreadStopReason::CatchSyscall { tid: Some(tid), number: n, position: CatchSyscallPosition::Return }
         }
-        Stop::Break => SingleThreadStopReason::SwBreak(()),
-        Stop::Watch(addr) => SingleThreadStopReason::Watch { tid: (), kind: WatchKind::Write, addr },
-        Stop::Step => SingleThreadStopReason::DoneStep,
-        Stop::Signal(n) => SingleThreadStopReason::Signal(Signal(n)),
-        Stop::Exited(c) => SingleThreadStopReason::Exited(c),
-        Stop::Killed(n) => SingleThreadStopReason::Terminated(Signal(n)),
+        Stop::Break => MultiThreadStopReason::SwBreak(tid),
+        Stop::Watch(addr) => MultiThreadStopReason::Watch { tid, kind: WatchKind::Write, addr },
+        Stop::Step => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
+        Stop::Signal(n) => MultiThreadStopReason::SignalWithThread { tid, signal: Signal(n) },
+        Stop::Exited(c) => MultiThreadStopReason::Exited(c),
+        Stop::Killed(n) => MultiThreadStopReason::Terminated(Signal(n)),
     }
 }
 
@@ -287,7 +347,7 @@ enum Loop {}
 impl BlockingEventLoop for Loop {
     type Target = Proxy;
     type Connection = TcpStream;
-    type StopReason = SingleThreadStopReason<u64>;
+    type StopReason = MultiThreadStopReason<u64>;
 
     #[allow(clippy::type_complexity)]
     fn wait_for_stop_reason(
@@ -296,7 +356,7 @@ impl BlockingEventLoop for Loop {
     ) -> Result<Event<Self::StopReason>, WaitForStopReasonError<Gone, std::io::Error>> {
         loop {
             match target.stops.recv_timeout(Duration::from_millis(20)) {
-                Ok(s) => return Ok(Event::TargetStopped(stop_reason(s))),
+                Ok((tid, s)) => return Ok(Event::TargetStopped(stop_reason(tid, s))),
                 Err(RecvTimeoutError::Disconnected) => return Err(WaitForStopReasonError::Target(Gone)),
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -308,11 +368,10 @@ impl BlockingEventLoop for Loop {
     }
 
     fn on_interrupt(target: &mut Proxy) -> Result<Option<Self::StopReason>, Gone> {
-        // The guest stops at its next instruction and reports SIGINT like any stop.
+        // The first thread to reach its next instruction stops and reports SIGINT like any
+        // stop; the others stop with it.
         target.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(k) = target.kicker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            k.kick();
-        }
+        target.hub.kick_all();
         Ok(None)
     }
 }

@@ -174,6 +174,27 @@ fn ctrl_c_interrupts_a_spinning_guest() {
     assert_eq!(s.status, 137, "{}", s.stderr);
 }
 
+/// Ctrl-C stops every thread of a program whose threads all spin (no syscalls): gdb lists
+/// them, each in the loop, and `kill` ends the program.
+fn ctrl_c_stops_every_spinning_thread() {
+    let prog = guest_with_flags("cpu_threads", Form::Static, "debug", &["-O0", "-g"]);
+    let interrupt = |gdb_pid: u32| {
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: kill(2) on gdb's own pid, which this test started.
+        unsafe { libc::kill(gdb_pid as i32, libc::SIGINT) };
+    };
+    let tool = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
+    let mut args: Vec<std::ffi::OsString> = tool.to_vec();
+    args.push(prog.clone().into());
+    args.extend(["2", "4000000000"].map(std::ffi::OsString::from));
+    let s = debug_with(&args, &prog, None, &["continue", "info threads", "kill"], Some(&interrupt));
+    let g = &s.gdb;
+    assert!(g.contains("received signal SIGINT"), "{g}");
+    let spinning = g.lines().filter(|l| l.contains("Thread ") && l.contains("spin (arg=")).count();
+    assert_eq!(spinning, 2, "both workers stopped in their loop:\n{g}");
+    assert_eq!(s.status, 137, "{}", s.stderr);
+}
+
 /// A single step over `syscall` ends right after it, with the call's result in RAX.
 fn stepi_over_a_syscall() {
     let prog = target(Form::Static);
@@ -214,6 +235,32 @@ fn a_replay_under_gdb() {
     assert!(g.contains("$1 = 2\n") && g.contains("$2 = 3\n"), "{g}");
     assert!(g.contains("exited normally]"), "{g}");
     assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
+/// A replay of a threaded program under gdb: its threads stop together as on a live run,
+/// and going back from a stop of a thread other than the first is refused with a line.
+fn a_threaded_replay_stops_together() {
+    let (prog, trace) = recorded_guest("gdb_threads", Form::Dynamic);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &["break work", "continue", "info threads", "reverse-continue", "continue", "print id", "delete", "continue"],
+        None,
+    );
+    let g = &s.gdb;
+    // The refused reverse-continue is a stop where the thread was (gdb tells it as the
+    // breakpoint again).
+    assert!(g.contains("hit Breakpoint 1, work (id=1)") && g.contains("hit Breakpoint 1, work (id=2)"), "{g}");
+    let listed = g
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c == '*' || c.is_ascii_digit()) && l.contains("Thread "))
+        .count();
+    assert_eq!(listed, 3, "three threads in info threads:\n{g}");
+    assert!(s.stderr.contains("cannot go back across a stop of a thread other than the first"), "{}", s.stderr);
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
 }
 
 /// `trace --stop-on … --gdb`: the matching call is a stop in gdb, the traced lines before it
@@ -563,6 +610,7 @@ each_backend!(
     reverse_stepping,
     other_threads_stop_at_breakpoints,
     threads_stop_together,
+    a_threaded_replay_stops_together,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,
@@ -572,6 +620,7 @@ each_backend!(
     stepi_and_registers,
     faults_are_signal_stops_and_continue_passes_them,
     ctrl_c_interrupts_a_spinning_guest,
+    ctrl_c_stops_every_spinning_thread,
 );
 
 each_form!(breakpoint_print_backtrace_finish_next);

@@ -307,6 +307,12 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
         // Linux turns into SIGSEGV.
         (reported, reported_code) = (13, 0);
     }
+    if vector == 6 && s.machine.trap_path() == TrapPath::Pvm && is_sysenter(s, regs.rip) && intel(s) {
+        // `sysenter` in 64-bit mode: Intel CPUs execute it, and with SYSENTER_CS zero (as
+        // trapbox leaves it) it raises #GP(0), SIGSEGV natively; AMD's raise #UD. PVM injects
+        // #UD on both.
+        (reported, reported_code) = (13, 0);
+    }
     if reported == 13 && emulate_umip(cpu, &mut regs) {
         cpu.s().machine.resume_user(ResumeFrom::Exception(vector), &kvm_regs_of(&regs));
         return Ok(Next::Continue);
@@ -402,6 +408,17 @@ fn emulate_umip(cpu: &mut Cpu<'_>, regs: &mut Regs) -> bool {
     }
     regs.rip += u.len;
     true
+}
+
+/// Whether the guest's instruction at `rip` is `sysenter`.
+fn is_sysenter(s: &mut Shared, rip: u64) -> bool {
+    let mut insn = [0u8; 2];
+    s.process.aspace.read(GuestAddr(rip), &mut insn).is_ok() && insn == [0x0f, 0x34]
+}
+
+/// Whether the guest's CPU is an Intel one (CPUID leaf 0's vendor, as the guest sees it).
+fn intel(s: &mut Shared) -> bool {
+    s.machine.cpuid(0, 0).is_some_and(|[_, ebx, ecx, edx]| [ebx, edx, ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e])
 }
 
 /// `int 0x80` and `sysenter` are the 32-bit syscall ABI: say so instead of leaving the user

@@ -314,6 +314,108 @@ fn a_job_runs_the_inputs_another_job_kept() {
     })
 }
 
+/// Machines exchange inputs over TCP: the fuzzer with `--connect` sends what its queues hold
+/// (here the crashing input, placed there by hand) to the one with `--broker`, whose job runs
+/// it and finds the crash. Without it, "A" without a dictionary does not lead there.
+#[test]
+fn machines_exchange_inputs_through_a_broker() {
+    common::with_backend(common::Backend::InProc, || {
+        let exe = guest("fuzz_target", Form::Dynamic);
+        let dir = tempdir("fuzz-net");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let at = format!("127.0.0.1:{port}");
+        let (e, entry) = (exe.to_string_lossy().into_owned(), "LLVMFuzzerTestOneInput");
+        let side = |name: &str| {
+            let (seeds, out) = (dir.join(name).join("seeds"), dir.join(name).join("out"));
+            std::fs::create_dir_all(&seeds).unwrap();
+            std::fs::write(seeds.join("a"), b"A").unwrap();
+            (seeds.to_string_lossy().into_owned(), out)
+        };
+        let (a_seeds, a_out) = side("broker");
+        let (b_seeds, b_out) = side("other");
+        std::fs::create_dir_all(b_out.join("queue/job7")).unwrap();
+        std::fs::write(b_out.join("queue/job7/id-000000"), b"FUZZ!").unwrap();
+        let a_o = a_out.to_string_lossy().into_owned();
+        let broker = common::spawn_grouped(
+            common::trapbox_command(&[
+                "fuzz",
+                "-q",
+                "--broker",
+                &at,
+                "--time",
+                "30",
+                "--until-crash",
+                "-i",
+                &a_seeds,
+                "-o",
+                &a_o,
+                "--entry",
+                entry,
+                "--",
+                &e,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        );
+        let b_o = b_out.to_string_lossy().into_owned();
+        let args =
+            ["fuzz", "-q", "--connect", &at, "--time", "6", "-i", &b_seeds, "-o", &b_o, "--entry", entry, "--", &e];
+        let other = trapbox(&args, b"", &dir);
+        assert!(
+            other.stdout_str().contains("network: sent 1 inputs"),
+            "{}\n{}",
+            other.stdout_str(),
+            other.stderr_str()
+        );
+        let a = common::wait_within(broker, "the broker");
+        let (a_stdout, a_stderr) = (String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&a.stderr));
+        assert_eq!(a.status.code(), Some(1), "{a_stdout}\n{a_stderr}");
+        assert!(a_stdout.contains("received 1\n"), "{a_stdout}");
+        let crashes = saved(&a_out, "crashes");
+        assert_eq!(crashes.len(), 1, "{crashes:?}");
+        assert_eq!(std::fs::read(&crashes[0].0).unwrap(), b"FUZZ!");
+    })
+}
+
+/// A `--connect` to something that is not a trapbox fuzzer is one line and a failure.
+#[test]
+fn connect_to_a_stranger_is_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut c, _)) = listener.accept() {
+            let _ = c.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    let exe = guest("fuzz_target", Form::Dynamic);
+    let dir = tempdir("fuzz-stranger");
+    std::fs::create_dir_all(dir.join("seeds")).unwrap();
+    std::fs::write(dir.join("seeds/a"), b"A").unwrap();
+    let (i, o, e) = (dir.join("seeds"), dir.join("out"), exe);
+    let args = [
+        "fuzz".as_ref(),
+        "--connect".as_ref(),
+        at.as_ref(),
+        "--runs".as_ref(),
+        "10".as_ref(),
+        "-i".as_ref(),
+        i.as_os_str(),
+        "-o".as_ref(),
+        o.as_os_str(),
+        "--entry".as_ref(),
+        "LLVMFuzzerTestOneInput".as_ref(),
+        "--".as_ref(),
+        e.as_os_str(),
+    ];
+    let run = trapbox::<&std::ffi::OsStr>(&args, b"", &dir);
+    let _ = server.join();
+    assert_ne!(run.status, 0);
+    let err = run.stderr_str();
+    assert!(err.contains("the peer is not a trapbox fuzzer"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 /// Without -q and with stderr not a terminal, a plain status line every five seconds; and
 /// OUT/stats.json with the campaign's figures, the last ones at the end.
 #[test]

@@ -68,6 +68,14 @@ pub struct FuzzArgs {
     /// ones. With --until-crash, the first crash found stops them all.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     jobs: u32,
+    /// Serve other machines' fuzzers ([HOST:]PORT; port 0 picks one): every input one keeps
+    /// reaches the others (OUT/queue/net), and the inputs this machine's jobs keep reach them.
+    #[arg(long, value_name = "[HOST:]PORT", conflicts_with = "connect")]
+    broker: Option<String>,
+    /// Join the fuzzers of a broker (another machine's `--broker`), exchanging kept inputs
+    /// with them.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
     /// This process is job K of a --jobs run (set by the first job for the others).
     #[arg(long, hide = true)]
     job: Option<u32>,
@@ -93,6 +101,19 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     // Job 0 starts the others; they are told their number (and start none).
     let job = f.job.or((f.jobs > 1).then_some(0));
     let others = if job == Some(0) { Some(Jobs::start(&f, stop.clone())?) } else { None };
+    // Other machines: the first job's process bridges this machine's queues with them.
+    let bridge = match (&f.broker, &f.connect) {
+        _ if f.job.is_some() => None,
+        (Some(at), _) => {
+            let b = trapbox::fuzz::net::Bridge::broker(&f.out, at)?;
+            if let Some(a) = b.listening {
+                eprintln!("trapbox fuzz: broker on {a}: other machines join with --connect HOST:{}", a.port());
+            }
+            Some(b)
+        }
+        (None, Some(to)) => Some(trapbox::fuzz::net::Bridge::connect(&f.out, to, Duration::from_secs(30))?),
+        (None, None) => None,
+    };
     let command = with_input(&f.command, &input);
     let (harness, link) = match &f.entry {
         Some(_) if file_arg => bail!("--entry calls a function with the input: drop @@ (or --entry for file mode)"),
@@ -113,6 +134,7 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         until_crash: f.until_crash,
         stop: Some(stop.clone()),
         job,
+        exchange: job.is_some() || f.broker.is_some() || f.connect.is_some(),
     };
     // Snapshots put code pages back: the code stays as the program has it.
     let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true).rewrite_syscalls(false);
@@ -164,6 +186,10 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
     );
     if let Some((taken, kept)) = s.imported {
         println!("  took {taken} inputs from the other jobs, kept {kept} for new coverage");
+    }
+    if let Some(b) = bridge {
+        let (sent, received) = b.counts();
+        println!("  network: sent {sent} inputs to other machines, received {received}");
     }
     for (path, line) in &s.crashes {
         let traced = if is_crash(path) { format!("; {}", trace_crash(&f, path, !file_arg)) } else { String::new() };

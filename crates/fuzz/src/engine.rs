@@ -363,10 +363,7 @@ pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
         }
     }
     fuzzer.objective_mut().seeding = false;
-    let mut exchange = match opts.job {
-        Some(j) => Some(Exchange::new(&opts.out, j)?),
-        None => None,
-    };
+    let mut exchange = if opts.exchange { Some(Exchange::new(&opts.out, opts.job.unwrap_or(0))?) } else { None };
     let mutator = HavocScheduledMutator::new(havoc_mutations().merge(tokens_mutations()));
     let mut stages = tuple_list!(StdMutationalStage::new(mutator));
     // The time limit and a stop end the loop through the executor (it refuses the next

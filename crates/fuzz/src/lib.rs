@@ -12,6 +12,7 @@ pub mod engine;
 pub mod exchange;
 pub mod harness;
 pub(crate) mod host;
+pub mod net;
 pub mod objects;
 pub mod progress;
 pub mod target;
@@ -51,6 +52,9 @@ pub struct Options {
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// This job's number among `--jobs`: its saved files' names start with it.
     pub job: Option<u32>,
+    /// Run the inputs other jobs (or machines, through OUT/queue/net) keep, and write out
+    /// the ones this job keeps ([`exchange`]).
+    pub exchange: bool,
 }
 
 /// What a campaign did.

@@ -1,0 +1,319 @@
+//! Fuzzing on several machines: `--broker [HOST:]PORT` on one, `--connect HOST:PORT` on the
+//! others. A bridge between this machine's queues ([`crate::exchange`]) and a TCP connection:
+//! the inputs the local jobs keep (OUT/queue/jobK/) go out, and the inputs other machines
+//! kept come in as files of OUT/queue/net/, which the local jobs run as they run each
+//! other's. The broker passes what one machine sends to every other. Each input crosses
+//! once: a bridge remembers what it sent and received (by content) and sends neither again.
+//!
+//! The wire: each side first sends [`HELLO`]; then every input is a frame, its length (4
+//! bytes, little-endian, at most [`MAX_INPUT`]) and its bytes. A peer that says something
+//! else is dropped with a line. The bridge's sockets live in trapbox's private descriptor
+//! range, out of the guest's numbers (which a reset lists and closes).
+//!
+//! This is trapbox's own exchange, not LibAFL's LLMP broker: the queues are already how the
+//! jobs of one machine meet, and a bridge keeps the one format on both sides.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What each side says first.
+pub const HELLO: &[u8; 16] = b"trapbox-fuzz 1\n\0";
+/// Longest input a frame may carry (as the local exchange takes).
+pub const MAX_INPUT: u32 = 1 << 20;
+/// How often the local queues are looked at for inputs to send.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The broker's address cannot be listened on.
+    #[error("--broker {0}: {1}")]
+    Listen(String, std::io::Error),
+    /// The broker cannot be reached.
+    #[error("--connect {0}: {1}")]
+    Connect(String, std::io::Error),
+    /// The peer is not a trapbox fuzzer.
+    #[error("--connect {0}: the peer is not a trapbox fuzzer (it did not greet as one)")]
+    NotAPeer(String),
+    /// OUT/queue/net cannot be made.
+    #[error("cannot make {0}: {1}")]
+    Queue(PathBuf, std::io::Error),
+}
+
+/// A peer's connection: the side that writes to it.
+struct Peer {
+    id: u64,
+    out: Mutex<TcpStream>,
+}
+
+/// What the bridge's threads share.
+struct Shared {
+    /// OUT/queue.
+    queue: PathBuf,
+    peers: Mutex<Vec<Arc<Peer>>>,
+    /// Inputs sent or received, by content.
+    seen: Mutex<HashSet<u64>>,
+    /// Inputs sent (to each peer counted once) and received.
+    sent: AtomicU64,
+    received: AtomicU64,
+    /// Names for the received inputs' files.
+    next: AtomicU64,
+    /// The campaign ended: the threads stop.
+    done: AtomicBool,
+    /// This side passes what one peer sends to the others.
+    relay: bool,
+}
+
+/// This machine's end of the network exchange; the threads stop when it is dropped.
+pub struct Bridge {
+    shared: Arc<Shared>,
+    /// Where a broker listens (its port chosen by the system for port 0).
+    pub listening: Option<std::net::SocketAddr>,
+}
+
+impl Bridge {
+    /// Listens on `addr` (`PORT` or `HOST:PORT`; every address for a bare port) and serves
+    /// every fuzzer that connects, with this machine's queues under `out`.
+    pub fn broker(out: &Path, addr: &str) -> Result<Bridge, NetError> {
+        let at = if addr.contains(':') { addr.to_string() } else { format!("0.0.0.0:{addr}") };
+        let listen = || -> std::io::Result<TcpListener> {
+            let l = TcpListener::from(private(|| TcpListener::bind(&at).map(OwnedFd::from))?);
+            l.set_nonblocking(true)?;
+            Ok(l)
+        };
+        let listener = listen().map_err(|e| NetError::Listen(addr.into(), e))?;
+        let local = listener.local_addr().map_err(|e| NetError::Listen(addr.into(), e))?;
+        let shared = Shared::new(out, true)?;
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("trapbox-fuzz-broker".into())
+            .spawn(move || accept_loop(&s, listener))
+            .map_err(|e| NetError::Listen(addr.into(), e))?;
+        watch(&shared);
+        Ok(Bridge { shared, listening: Some(local) })
+    }
+
+    /// Connects to the broker at `addr` (trying for up to `patience`, as the broker may start
+    /// later) and exchanges this machine's queues under `out` with it.
+    pub fn connect(out: &Path, addr: &str, patience: Duration) -> Result<Bridge, NetError> {
+        let deadline = Instant::now() + patience;
+        let stream = loop {
+            let tried = addr
+                .to_socket_addrs()
+                .and_then(|mut a| a.next().ok_or_else(|| std::io::Error::other("no address")))
+                .and_then(|a| private(|| TcpStream::connect_timeout(&a, Duration::from_secs(2)).map(OwnedFd::from)));
+            match tried {
+                Ok(fd) => break TcpStream::from(fd),
+                Err(e) if Instant::now() >= deadline => return Err(NetError::Connect(addr.into(), e)),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        let mut stream = stream;
+        greet(&mut stream).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => NetError::NotAPeer(addr.into()),
+            _ => NetError::Connect(addr.into(), e),
+        })?;
+        let shared = Shared::new(out, false)?;
+        shared.add(stream, addr.to_string());
+        watch(&shared);
+        Ok(Bridge { shared, listening: None })
+    }
+
+    /// Inputs sent to peers and received from them so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.shared.sent.load(Ordering::SeqCst), self.shared.received.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.shared.done.store(true, Ordering::SeqCst);
+        for p in self.shared.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = p.out.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A socket `make` opens, moved into trapbox's private descriptor range.
+fn private(make: impl FnOnce() -> std::io::Result<OwnedFd>) -> std::io::Result<OwnedFd> {
+    trapbox_host::fds::private(|| make().map(std::fs::File::from)).map(OwnedFd::from)
+}
+
+/// Sends [`HELLO`] and checks the peer's.
+fn greet(s: &mut TcpStream) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(HELLO)?;
+    let mut theirs = [0u8; 16];
+    s.read_exact(&mut theirs)?;
+    s.set_read_timeout(None)?;
+    if &theirs != HELLO {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a trapbox fuzzer"));
+    }
+    Ok(())
+}
+
+fn digest(input: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    input.hash(&mut h);
+    h.finish()
+}
+
+impl Shared {
+    fn new(out: &Path, relay: bool) -> Result<Arc<Shared>, NetError> {
+        let queue = out.join("queue");
+        let net = queue.join("net");
+        crate::host::files(|| std::fs::create_dir_all(&net)).map_err(|e| NetError::Queue(net, e))?;
+        Ok(Arc::new(Shared {
+            queue,
+            peers: Mutex::default(),
+            seen: Mutex::default(),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            relay,
+        }))
+    }
+
+    /// A greeted peer: its inputs are read on a thread of their own.
+    fn add(self: &Arc<Shared>, stream: TcpStream, name: String) {
+        let Ok(reader) = stream.try_clone_private() else { return };
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let peer = Arc::new(Peer { id: IDS.fetch_add(1, Ordering::SeqCst), out: Mutex::new(stream) });
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).push(peer.clone());
+        let s = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("trapbox-fuzz-peer".into())
+            .spawn(move || s.read_peer(reader, &peer, &name));
+    }
+
+    /// Inputs from one peer until it goes: each kept as a file of OUT/queue/net (once), and
+    /// on a broker passed to the other peers.
+    fn read_peer(&self, mut r: TcpStream, from: &Peer, name: &str) {
+        loop {
+            let mut len = [0u8; 4];
+            if r.read_exact(&mut len).is_err() {
+                break;
+            }
+            let len = u32::from_le_bytes(len);
+            if len > MAX_INPUT {
+                eprintln!("trapbox fuzz: {name}: an input of {len} bytes (more than {MAX_INPUT}); dropping the peer");
+                break;
+            }
+            let mut input = vec![0u8; len as usize];
+            if r.read_exact(&mut input).is_err() {
+                break;
+            }
+            if !self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(digest(&input)) {
+                continue;
+            }
+            self.received.fetch_add(1, Ordering::SeqCst);
+            let n = self.next.fetch_add(1, Ordering::SeqCst);
+            let dir = self.queue.join("net");
+            let (tmp, file) = (dir.join(format!(".id-{n:06}.tmp")), dir.join(format!("id-{n:06}")));
+            let _ = crate::host::files(|| std::fs::write(&tmp, &input).and_then(|_| std::fs::rename(&tmp, &file)));
+            if self.relay {
+                self.send(&input, Some(from.id));
+            }
+        }
+        if !self.done.load(Ordering::SeqCst) {
+            eprintln!("trapbox fuzz: {name} left the exchange");
+        }
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != from.id);
+    }
+
+    /// Sends `input` to every peer but `except`.
+    fn send(&self, input: &[u8], except: Option<u64>) {
+        let peers: Vec<Arc<Peer>> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for p in peers.iter().filter(|p| Some(p.id) != except) {
+            let mut out = p.out.lock().unwrap_or_else(|e| e.into_inner());
+            let frame = (input.len() as u32).to_le_bytes();
+            if out.write_all(&frame).and_then(|_| out.write_all(input)).is_ok() {
+                self.sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// A clone of a socket whose number is in the private range too.
+trait PrivateClone: Sized {
+    fn try_clone_private(&self) -> std::io::Result<Self>;
+}
+
+impl PrivateClone for TcpStream {
+    fn try_clone_private(&self) -> std::io::Result<TcpStream> {
+        private(|| self.try_clone().map(OwnedFd::from)).map(TcpStream::from)
+    }
+}
+
+/// The broker's accepting loop: every greeted peer joins.
+fn accept_loop(s: &Arc<Shared>, listener: TcpListener) {
+    while !s.done.load(Ordering::SeqCst) {
+        match private(|| listener.accept().map(|(c, _)| OwnedFd::from(c))) {
+            Ok(fd) => {
+                let mut c = TcpStream::from(fd);
+                let name = c.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "a peer".into());
+                let _ = c.set_nonblocking(false);
+                match greet(&mut c) {
+                    Ok(()) => s.add(c, name),
+                    Err(_) => eprintln!("trapbox fuzz: {name} is not a trapbox fuzzer; dropped"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Sends the local jobs' kept inputs as they appear (every [`EVERY`]): each file of
+/// OUT/queue/jobK/ once.
+fn watch(s: &Arc<Shared>) {
+    let s = s.clone();
+    let _ = std::thread::Builder::new().name("trapbox-fuzz-watch".into()).spawn(move || {
+        let mut done_files: HashSet<PathBuf> = HashSet::new();
+        while !s.done.load(Ordering::SeqCst) {
+            for input in crate::host::files(|| local_inputs(&s.queue, &mut done_files)) {
+                if s.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(digest(&input)) {
+                    s.send(&input, None);
+                }
+            }
+            std::thread::sleep(EVERY);
+        }
+    });
+}
+
+/// The local jobs' queue files not looked at yet (not the network's own).
+fn local_inputs(queue: &Path, done: &mut HashSet<PathBuf>) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(queue) else { return found };
+    let jobs = dirs
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("job")));
+    for dir in jobs {
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<PathBuf> = files
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+            .collect();
+        files.sort();
+        for f in files {
+            if !done.insert(f.clone()) {
+                continue;
+            }
+            let small = std::fs::metadata(&f).is_ok_and(|m| m.is_file() && m.len() <= u64::from(MAX_INPUT));
+            if let Some(bytes) = small.then(|| std::fs::read(&f).ok()).flatten() {
+                found.push(bytes);
+            }
+        }
+    }
+    found
+}

@@ -263,6 +263,26 @@ fn a_threaded_replay_stops_together() {
     assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
 }
 
+/// A write watchpoint in a threaded program stops the thread that writes, where it writes:
+/// every thread runs a step at a time, the ones made after the watchpoint was set included.
+fn watchpoints_see_every_thread() {
+    let prog = guest_with_flags("gdb_threads", Form::Dynamic, "debug", &["-O0", "-g"]);
+    let mut args: Vec<std::ffi::OsString> = ["run", "--gdb", "127.0.0.1:0", "--"].map(Into::into).to_vec();
+    args.extend([prog.clone().into_os_string(), "100".into()]);
+    let s = debug_with(
+        &args,
+        &prog,
+        None,
+        &["break main", "continue", "watch done[2]", "continue", "bt 1", "delete", "continue"],
+        None,
+    );
+    let g = &s.gdb;
+    assert!(g.contains("Old value = 0\nNew value = 20\n"), "{g}");
+    assert!(g.contains("#0  work (id=2) at "), "the writing thread, in work:\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
+}
+
 /// `trace --stop-on … --gdb`: the matching call is a stop in gdb, the traced lines before it
 /// are out, and the program goes on to its end from there.
 fn a_trace_stop_is_a_gdb_stop() {
@@ -346,7 +366,7 @@ fn threads_stop_together() {
         .filter(|l| l.trim_start().starts_with(|c: char| c == '*' || c.is_ascii_digit()) && l.contains("Thread "))
         .count();
     assert_eq!(listed, 3, "three threads in info threads:\n{g}");
-    assert!(g.contains(" in main () at "), "the main thread unwinds to main:\n{g}");
+    assert!(g.contains(" in main (argc="), "the main thread unwinds to main:\n{g}");
     assert!(g.matches(" in worker (").count() >= 1 || g.matches("worker (arg=").count() >= 1, "a worker frame:\n{g}");
     assert!(g.contains("$2 = 10\n") || g.contains("$2 = 20\n"), "next steps the stopped worker to v:\n{g}");
     assert!(g.contains("exited normally]"), "{g}");
@@ -611,6 +631,7 @@ each_backend!(
     other_threads_stop_at_breakpoints,
     threads_stop_together,
     a_threaded_replay_stops_together,
+    watchpoints_see_every_thread,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,

@@ -1,20 +1,22 @@
 /*
- * gdb_threads.c - two workers meet the main thread at a barrier, then each calls work(id)
- * once (a breakpoint for gdb while the main thread waits in pthread_join); work spins a
- * while, so that a worker stopped there has a sibling that is running or waiting. Prints
- * "work 1 work 2 total 30". Used by the gdb tests for threads.
+ * gdb_threads.c [SPINS] - two workers meet the main thread at a barrier, then each calls
+ * work(id) once (a breakpoint for gdb while the main thread waits in pthread_join); work
+ * spins SPINS times (default 1000000), so that a worker stopped there has a sibling that is
+ * running or waiting. Prints "work 1 work 2 total 30". Used by the gdb tests for threads.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static pthread_barrier_t meet;
 static volatile int done[3];
+static long spins = 1000000;
 
 int work(int id)
 {
     int v = id * 10;
-    for (volatile int i = 0; i < 1000000; i++) {
+    for (volatile long i = 0; i < spins; i++) {
     }
     done[id] = v;
     return v;
@@ -27,8 +29,10 @@ static void *worker(void *arg)
     return (void *)(intptr_t)work(id);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1)
+        spins = atol(argv[1]);
     pthread_t t[2];
     pthread_barrier_init(&meet, NULL, 3);
     for (int i = 0; i < 2; i++)

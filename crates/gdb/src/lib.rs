@@ -101,6 +101,10 @@ struct Thread {
     /// A continue in a survey run with watchpoints: a step at a time, each counted and the
     /// surveyed bytes compared after it.
     surveying: bool,
+    /// The watched bytes as this thread last saw them.
+    seen: BTreeMap<u64, Vec<u8>>,
+    /// The registers this thread's running single step began with.
+    step_from: Option<Regs>,
 }
 
 impl Thread {
@@ -116,6 +120,8 @@ impl Thread {
             in_syscall: None,
             watching: false,
             surveying: false,
+            seen: BTreeMap::new(),
+            step_from: None,
         }
     }
 }
@@ -828,25 +834,42 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         self.stop(g, Some(why))
     }
 
-    /// Every watchpoint's bytes as they are now.
+    /// Every watchpoint's bytes as they are now, as this thread compares them, and the next
+    /// step starting where the thread is.
     fn rebase_watches(&mut self, g: &mut dyn Guest) {
-        for (addr, bytes) in self.watches.iter_mut() {
-            let _ = g.read(GuestAddr(*addr), bytes);
-        }
-    }
-
-    /// The first watchpoint whose bytes changed since it was last looked at (all of them
-    /// taken as they are now): the software answer to a write watchpoint, asked after every
-    /// single step of a continue and after every syscall, which may write for the guest.
-    fn watch_hit(&mut self, g: &mut dyn Guest) -> Option<u64> {
-        let mut hit = None;
-        for (addr, bytes) in self.watches.iter_mut() {
-            let mut now = vec![0u8; bytes.len()];
-            if g.read(GuestAddr(*addr), &mut now).is_ok() && now != *bytes {
-                *bytes = now;
-                hit = hit.or(Some(*addr));
+        self.me.seen.clear();
+        let lens: Vec<(u64, usize)> = self.watches.iter().map(|(a, b)| (*a, b.len())).collect();
+        for (addr, len) in lens {
+            let mut bytes = vec![0u8; len];
+            if g.read(GuestAddr(addr), &mut bytes).is_ok() {
+                self.me.seen.insert(addr, bytes);
             }
         }
+        self.me.step_from = Some(g.regs());
+    }
+
+    /// The first watchpoint whose bytes changed since this thread last looked at them (all
+    /// of them taken as they are now): the software answer to a write watchpoint, asked
+    /// after every single step of a continue (`by_call` false) and after every syscall, which
+    /// may write for the guest. Other threads run meanwhile: a change is this thread's only
+    /// if the instruction it stepped writes to the watched bytes (the thread that wrote sees
+    /// it at its own step); a call is taken as writing them.
+    fn watch_hit(&mut self, g: &mut dyn Guest, by_call: bool) -> Option<u64> {
+        let mut hit = None;
+        let from = self.me.step_from.take();
+        let lens: Vec<(u64, usize)> = self.watches.iter().map(|(a, b)| (*a, b.len())).collect();
+        for (addr, len) in lens {
+            let mut now = vec![0u8; len];
+            if g.read(GuestAddr(addr), &mut now).is_err() {
+                continue;
+            }
+            let before = self.me.seen.insert(addr, now.clone());
+            let mine = by_call || from.as_ref().is_none_or(|r| writes_to(g, r, addr, len as u64));
+            if before.is_some_and(|b| b != now) && mine {
+                hit = hit.or(Some(addr));
+            }
+        }
+        self.me.step_from = Some(g.regs());
         hit
     }
 
@@ -1264,7 +1287,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 if self.me.watching {
                     // The call may have written a watched byte (a read into it): a stop right
                     // after it, with its result.
-                    if let (Action::Return(v), Some(at)) = (&action, self.watch_hit(g)) {
+                    if let (Action::Return(v), Some(at)) = (&action, self.watch_hit(g, true)) {
                         return self.stop_after_call(g, *v, Stop::Watch(at));
                     }
                 }
@@ -1336,7 +1359,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     }
                 }
                 if self.me.watching {
-                    if let Some(at) = self.watch_hit(g) {
+                    if let Some(at) = self.watch_hit(g, false) {
                         self.me.stopped_by = None;
                         return self.stop(g, Some(Stop::Watch(at)));
                     }
@@ -1385,6 +1408,65 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         };
         let _ = self.stops.send((self.me.tid, stop));
     }
+}
+
+/// Whether the instruction a thread was at with registers `r` writes memory in
+/// `addr..addr + len` (what cannot be read or decoded counts as writing there).
+fn writes_to(g: &mut dyn Guest, r: &Regs, addr: u64, len: u64) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
+    let mut code = [0u8; 15];
+    let n = (1..=15).rev().find(|n| g.read(GuestAddr(r.rip), &mut code[..*n]).is_ok()).unwrap_or(0);
+    if n == 0 {
+        return true;
+    }
+    let insn = Decoder::with_ip(64, &code[..n], r.rip, DecoderOptions::NONE).decode();
+    if insn.is_invalid() {
+        return true;
+    }
+    let (fs, gs) = g.process().map(|p| p.segment_bases()).unwrap_or((0, 0));
+    let value = |reg: Register, _: usize, _: usize| -> Option<u64> {
+        let full = reg.full_register();
+        let v = match full {
+            Register::RAX => r.rax,
+            Register::RBX => r.rbx,
+            Register::RCX => r.rcx,
+            Register::RDX => r.rdx,
+            Register::RSI => r.rsi,
+            Register::RDI => r.rdi,
+            Register::RBP => r.rbp,
+            Register::RSP => r.rsp,
+            Register::R8 => r.r8,
+            Register::R9 => r.r9,
+            Register::R10 => r.r10,
+            Register::R11 => r.r11,
+            Register::R12 => r.r12,
+            Register::R13 => r.r13,
+            Register::R14 => r.r14,
+            Register::R15 => r.r15,
+            Register::RIP => r.rip,
+            Register::FS => fs,
+            Register::GS => gs,
+            Register::ES | Register::CS | Register::SS | Register::DS => 0,
+            // A vector index (a scatter) or anything else: unknown.
+            _ => return None,
+        };
+        // A 32-bit address register: its low half.
+        Some(if reg.is_gpr32() { v & 0xffff_ffff } else { v })
+    };
+    let mut f = InstructionInfoFactory::new();
+    let info = f.info(&insn);
+    info.used_memory().iter().any(|m| {
+        let writes =
+            matches!(m.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
+        if !writes {
+            return false;
+        }
+        let size = m.memory_size().size().max(1) as u64;
+        match m.virtual_address(0, value) {
+            Some(va) => va < addr.saturating_add(len) && addr < va.saturating_add(size),
+            None => true,
+        }
+    })
 }
 
 /// Whether an `int3` is at `addr` (or its byte cannot be read).
@@ -1569,10 +1651,20 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
         self.inner.on_thread_start(g);
         self.me.tid = g.tid();
         self.hub.join(self.me.tid, g.process().map(|p| p.kicker()), self.me.tx.clone());
-        // Made during a stop (by the thread a clone parked): stopped before it runs.
-        if !self.hub.detached.load(Ordering::SeqCst) {
-            self.depart(g);
+        if self.hub.detached.load(Ordering::SeqCst) {
+            return;
         }
+        // The new thread's registers are its parent's at the clone: a trap flag there was the
+        // debugger's (a step, a watch), not this thread's. With watchpoints set, it runs a
+        // step at a time and compares, as every thread does.
+        trap_flag(g, false);
+        let mut at = self.at(g);
+        if !at.watches.is_empty() {
+            at.resume(g, false, None);
+        }
+        drop(at);
+        // Made during a stop (by the thread a clone parked): stopped before it runs.
+        self.depart(g);
     }
 
     fn on_thread_exit(&mut self, g: &mut dyn Guest) {

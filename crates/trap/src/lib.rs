@@ -398,7 +398,8 @@ pub trait TrapHandler {
     }
 
     /// Called on a new thread's handler (from [`TrapHandler::new_thread`]) on its own host
-    /// thread, before the thread's first instruction.
+    /// thread, before the thread's first instruction; registers it sets are the ones the
+    /// thread starts with.
     fn on_thread_start(&mut self, _guest: &mut dyn Guest) {}
 
     /// Called when a thread has left: after its `exit` and what the kernel does then (the

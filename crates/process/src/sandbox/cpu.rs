@@ -505,7 +505,17 @@ fn thread_main(
         }
         shared.process.generation
     };
-    handler.on_thread_start(&mut KvmGuest::current(&mut Cpu::lock(core, &mut ctx)));
+    {
+        // The handler may change the new thread's registers before it runs (a debugger takes
+        // out a trap flag it inherited from its parent's step).
+        let mut cpu = Cpu::lock(core, &mut ctx);
+        let mut g = KvmGuest::current(&mut cpu);
+        handler.on_thread_start(&mut g);
+        let (regs, dirty) = (g.regs, g.dirty);
+        if dirty {
+            cpu.s().machine.resume_user(ResumeFrom::Running, &kvm_regs_of(&regs));
+        }
+    }
     let code = loop {
         if core.group.ending() {
             break None;

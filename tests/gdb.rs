@@ -283,6 +283,18 @@ fn watchpoints_see_every_thread() {
     assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
 }
 
+/// A detach while every thread steps for a watchpoint: the steps end with gdb, and the
+/// program runs on to its end (a thread's left-over step is not the program's SIGTRAP).
+fn detach_with_a_watchpoint_lets_every_thread_run_on() {
+    let prog = guest_with_flags("gdb_threads", Form::Dynamic, "debug", &["-O0", "-g"]);
+    let mut args: Vec<std::ffi::OsString> = ["run", "--gdb", "127.0.0.1:0", "--"].map(Into::into).to_vec();
+    args.extend([prog.clone().into_os_string(), "100".into()]);
+    let s = debug_with(&args, &prog, None, &["break main", "continue", "watch done[1]", "continue", "detach"], None);
+    assert!(s.gdb.contains("New value = 10\n"), "{}", s.gdb);
+    assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
+    assert_eq!(s.status, 0, "{}", s.stderr);
+}
+
 /// `trace --stop-on … --gdb`: the matching call is a stop in gdb, the traced lines before it
 /// are out, and the program goes on to its end from there.
 fn a_trace_stop_is_a_gdb_stop() {
@@ -632,6 +644,7 @@ each_backend!(
     threads_stop_together,
     a_threaded_replay_stops_together,
     watchpoints_see_every_thread,
+    detach_with_a_watchpoint_lets_every_thread_run_on,
     catch_syscall_stops_at_entry_and_return,
     a_replay_under_gdb,
     a_trace_stop_is_a_gdb_stop,

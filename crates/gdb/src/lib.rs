@@ -731,9 +731,12 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             return Action::Kill { signal: libc::SIGKILL, fault: None };
         }
         self.hub.detached.store(true, Ordering::SeqCst);
-        for (addr, b) in std::mem::take(&mut self.breaks) {
+        let internal = std::mem::take(&mut self.internal);
+        for (addr, b) in std::mem::take(&mut self.breaks).into_iter().chain(internal) {
             patch(g, addr, b);
         }
+        self.watches.clear();
+        self.catch = None;
         self.publish();
         trap_flag(g, false);
         Action::Resume
@@ -864,7 +867,12 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 continue;
             }
             let before = self.me.seen.insert(addr, now.clone());
-            let mine = by_call || from.as_ref().is_none_or(|r| writes_to(g, r, addr, len as u64));
+            let mine = by_call
+                || from.as_ref().is_none_or(|r| {
+                    // The program's bytes, not a breakpoint's int3 put back after the step.
+                    let code = self.read(g, r.rip, 15);
+                    writes_to(g, &code, r, addr, len as u64)
+                });
             if before.is_some_and(|b| b != now) && mine {
                 hit = hit.or(Some(addr));
             }
@@ -1347,6 +1355,17 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     }
                 }
             }
+            Trap::SingleStep { .. }
+                if self.me.stepping
+                    && self.me.step_over.is_none()
+                    && self.hub.peek_go(self.me.tid).is_some_and(|go| !go.step) =>
+            {
+                // A step gdb gave up while this thread was parked on its way here: it was
+                // resumed with a continue, which its trap's end applies.
+                self.me.stepping = false;
+                trap_flag(g, false);
+                Action::Resume
+            }
             Trap::SingleStep { .. } => {
                 trap_flag(g, false);
                 if self.me.stepping || self.me.watching || self.me.surveying || self.me.step_over.is_some() {
@@ -1410,16 +1429,14 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
     }
 }
 
-/// Whether the instruction a thread was at with registers `r` writes memory in
+/// Whether the instruction `code` a thread was at with registers `r` writes memory in
 /// `addr..addr + len` (what cannot be read or decoded counts as writing there).
-fn writes_to(g: &mut dyn Guest, r: &Regs, addr: u64, len: u64) -> bool {
+fn writes_to(g: &mut dyn Guest, code: &[u8], r: &Regs, addr: u64, len: u64) -> bool {
     use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
-    let mut code = [0u8; 15];
-    let n = (1..=15).rev().find(|n| g.read(GuestAddr(r.rip), &mut code[..*n]).is_ok()).unwrap_or(0);
-    if n == 0 {
+    if code.is_empty() {
         return true;
     }
-    let insn = Decoder::with_ip(64, &code[..n], r.rip, DecoderOptions::NONE).decode();
+    let insn = Decoder::with_ip(64, code, r.rip, DecoderOptions::NONE).decode();
     if insn.is_invalid() {
         return true;
     }
@@ -1548,22 +1565,43 @@ fn set_regs(g: &mut dyn Guest, n: &GdbRegs) -> bool {
 }
 
 impl<H: TrapHandler> Debugger<H> {
+    /// A trap after gdb went away: the debugger's own leftovers on this thread (a step it
+    /// began, a breakpoint taken out while the thread was on its way to it) end here; the
+    /// rest is the inner handler's.
+    fn after_detach(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
+        let me = &mut self.me;
+        match trap {
+            Trap::SingleStep { .. } if me.stepping || me.watching || me.surveying || me.step_over.is_some() => {
+                (me.stepping, me.watching, me.surveying, me.step_over) = (false, false, false, None);
+                trap_flag(g, false);
+                Action::Resume
+            }
+            Trap::Breakpoint { rip } if !int3_at(g, rip - 1) => {
+                let mut r = g.regs();
+                r.rip = rip - 1;
+                g.set_regs(&r);
+                Action::Resume
+            }
+            _ => self.inner.on_trap(g, trap),
+        }
+    }
+
     /// At a trap's start: parked first if another thread serves gdb. A single step of this
     /// thread's that gdb gave up meanwhile (it resumed the thread with a continue) is moot:
     /// the trap is taken in (Some), and the thread goes on as that resume said.
     fn arrive(&mut self, g: &mut dyn Guest, trap: &Trap) -> Option<Action> {
         self.hub.busy(self.me.tid);
-        if !self.hub.stopped_by_other(self.me.tid) {
-            return None;
-        }
         if let Trap::Breakpoint { rip } = trap {
             if self.shared_breaks.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&(rip - 1)) {
-                // At one of gdb's breakpoints, not yet told: gdb sees the thread there, as it
-                // sees a thread that stopped at one.
+                // At one of gdb's breakpoints, not yet told: wherever this thread parks
+                // before it tells, gdb sees it there, as it sees a thread that stopped at one.
                 let mut r = g.regs();
                 r.rip = rip - 1;
                 g.set_regs(&r);
             }
+        }
+        if !self.hub.stopped_by_other(self.me.tid) {
+            return None;
         }
         self.park(g);
         let moot = matches!(trap, Trap::SingleStep { .. }) && self.me.stepping && self.me.step_over.is_none();
@@ -1615,7 +1653,7 @@ impl<H: TrapHandler> TrapHandler for Debugger<H> {
 
     fn on_trap(&mut self, g: &mut dyn Guest, trap: &Trap) -> Action {
         if self.hub.detached.load(Ordering::SeqCst) {
-            return self.inner.on_trap(g, trap);
+            return self.after_detach(g, trap);
         }
         if let Some(action) = self.arrive(g, trap) {
             return action;

@@ -29,6 +29,10 @@ pub const HELLO: &[u8; 16] = b"trapbox-fuzz 1\n\0";
 pub const MAX_INPUT: u32 = 1 << 20;
 /// How often the local queues are looked at for inputs to send.
 const EVERY: Duration = Duration::from_secs(1);
+/// How long a peer may take to greet, or to take a frame, before it is dropped.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Most peers a broker serves at once (each holds a descriptor of the private range).
+const MAX_PEERS: usize = 64;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +51,11 @@ pub enum NetError {
     Queue(PathBuf, std::io::Error),
 }
 
-/// A peer's connection: the side that writes to it.
+/// A peer's connection: read by its own thread, written under `writing` (a frame at a time).
 struct Peer {
     id: u64,
-    out: Mutex<TcpStream>,
+    stream: TcpStream,
+    writing: Mutex<()>,
 }
 
 /// What the bridge's threads share.
@@ -69,6 +74,8 @@ struct Shared {
     done: AtomicBool,
     /// This side passes what one peer sends to the others.
     relay: bool,
+    /// Connections accepted and still greeting.
+    greeting: std::sync::atomic::AtomicUsize,
 }
 
 /// This machine's end of the network exchange; the threads stop when it is dropped.
@@ -104,18 +111,25 @@ impl Bridge {
     /// later) and exchanges this machine's queues under `out` with it.
     pub fn connect(out: &Path, addr: &str, patience: Duration) -> Result<Bridge, NetError> {
         let deadline = Instant::now() + patience;
-        let stream = loop {
-            let tried = addr
-                .to_socket_addrs()
-                .and_then(|mut a| a.next().ok_or_else(|| std::io::Error::other("no address")))
-                .and_then(|a| private(|| TcpStream::connect_timeout(&a, Duration::from_secs(2)).map(OwnedFd::from)));
-            match tried {
-                Ok(fd) => break TcpStream::from(fd),
+        // Each of the name's addresses in turn (a name may give IPv6 first and the broker
+        // listen on IPv4). No guest runs yet: the socket may take a low number until it moves.
+        let connect_any = || -> std::io::Result<TcpStream> {
+            let mut last = std::io::Error::other("the name has no address");
+            for a in addr.to_socket_addrs()? {
+                match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                    Ok(s) => return private(|| Ok(OwnedFd::from(s))).map(TcpStream::from),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let mut stream = loop {
+            match connect_any() {
+                Ok(s) => break s,
                 Err(e) if Instant::now() >= deadline => return Err(NetError::Connect(addr.into(), e)),
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         };
-        let mut stream = stream;
         greet(&mut stream).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => NetError::NotAPeer(addr.into()),
             _ => NetError::Connect(addr.into(), e),
@@ -136,7 +150,8 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         self.shared.done.store(true, Ordering::SeqCst);
         for p in self.shared.peers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = p.out.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+            // Not under the writing lock: a write stuck on a peer ends with it.
+            let _ = p.stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -146,12 +161,25 @@ fn private(make: impl FnOnce() -> std::io::Result<OwnedFd>) -> std::io::Result<O
     trapbox_host::fds::private(|| make().map(std::fs::File::from)).map(OwnedFd::from)
 }
 
-/// Sends [`HELLO`] and checks the peer's.
+/// Sends [`HELLO`] and checks the peer's, which must come whole within [`PATIENCE`]; from
+/// then on a write that waits that long drops the peer.
 fn greet(s: &mut TcpStream) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let deadline = Instant::now() + PATIENCE;
+    s.set_write_timeout(Some(PATIENCE))?;
     s.write_all(HELLO)?;
     let mut theirs = [0u8; 16];
-    s.read_exact(&mut theirs)?;
+    let mut got = 0;
+    while got < theirs.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no greeting"));
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut theirs[got..])? {
+            0 => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "closed before greeting")),
+            n => got += n,
+        }
+    }
     s.set_read_timeout(None)?;
     if &theirs != HELLO {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a trapbox fuzzer"));
@@ -179,24 +207,23 @@ impl Shared {
             next: AtomicU64::new(0),
             done: AtomicBool::new(false),
             relay,
+            greeting: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
     /// A greeted peer: its inputs are read on a thread of their own.
     fn add(self: &Arc<Shared>, stream: TcpStream, name: String) {
-        let Ok(reader) = stream.try_clone_private() else { return };
         static IDS: AtomicU64 = AtomicU64::new(0);
-        let peer = Arc::new(Peer { id: IDS.fetch_add(1, Ordering::SeqCst), out: Mutex::new(stream) });
+        let peer = Arc::new(Peer { id: IDS.fetch_add(1, Ordering::SeqCst), stream, writing: Mutex::new(()) });
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).push(peer.clone());
         let s = self.clone();
-        let _ = std::thread::Builder::new()
-            .name("trapbox-fuzz-peer".into())
-            .spawn(move || s.read_peer(reader, &peer, &name));
+        let _ = std::thread::Builder::new().name("trapbox-fuzz-peer".into()).spawn(move || s.read_peer(&peer, &name));
     }
 
     /// Inputs from one peer until it goes: each kept as a file of OUT/queue/net (once), and
     /// on a broker passed to the other peers.
-    fn read_peer(&self, mut r: TcpStream, from: &Peer, name: &str) {
+    fn read_peer(&self, from: &Peer, name: &str) {
+        let mut r = &from.stream;
         loop {
             let mut len = [0u8; 4];
             if r.read_exact(&mut len).is_err() {
@@ -226,45 +253,61 @@ impl Shared {
         if !self.done.load(Ordering::SeqCst) {
             eprintln!("trapbox fuzz: {name} left the exchange");
         }
-        self.peers.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p.id != from.id);
+        self.drop_peer(from.id);
     }
 
-    /// Sends `input` to every peer but `except`.
+    /// Forgets peer `id` and ends its connection.
+    fn drop_peer(&self, id: u64) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = peers.iter().find(|p| p.id == id) {
+            let _ = p.stream.shutdown(std::net::Shutdown::Both);
+        }
+        peers.retain(|p| p.id != id);
+    }
+
+    /// Sends `input` to every peer but `except`. A peer that does not take a frame within
+    /// [`PATIENCE`] (its writes time out) is dropped: a frame cut short leaves the stream
+    /// out of step.
     fn send(&self, input: &[u8], except: Option<u64>) {
         let peers: Vec<Arc<Peer>> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for p in peers.iter().filter(|p| Some(p.id) != except) {
-            let mut out = p.out.lock().unwrap_or_else(|e| e.into_inner());
-            let frame = (input.len() as u32).to_le_bytes();
-            if out.write_all(&frame).and_then(|_| out.write_all(input)).is_ok() {
+            let _frame = p.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = &p.stream;
+            let len = (input.len() as u32).to_le_bytes();
+            if out.write_all(&len).and_then(|_| out.write_all(input)).is_ok() {
                 self.sent.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.drop_peer(p.id);
             }
         }
     }
 }
 
-/// A clone of a socket whose number is in the private range too.
-trait PrivateClone: Sized {
-    fn try_clone_private(&self) -> std::io::Result<Self>;
-}
-
-impl PrivateClone for TcpStream {
-    fn try_clone_private(&self) -> std::io::Result<TcpStream> {
-        private(|| self.try_clone().map(OwnedFd::from)).map(TcpStream::from)
-    }
-}
-
-/// The broker's accepting loop: every greeted peer joins.
+/// The broker's accepting loop: each connection greeted on a thread of its own, joining if it
+/// is a trapbox fuzzer and there is room.
 fn accept_loop(s: &Arc<Shared>, listener: TcpListener) {
     while !s.done.load(Ordering::SeqCst) {
         match private(|| listener.accept().map(|(c, _)| OwnedFd::from(c))) {
             Ok(fd) => {
                 let mut c = TcpStream::from(fd);
                 let name = c.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "a peer".into());
-                let _ = c.set_nonblocking(false);
-                match greet(&mut c) {
-                    Ok(()) => s.add(c, name),
-                    Err(_) => eprintln!("trapbox fuzz: {name} is not a trapbox fuzzer; dropped"),
+                // Peers and connections still greeting: each holds a private descriptor.
+                let busy = s.peers.lock().unwrap_or_else(|e| e.into_inner()).len() + s.greeting.load(Ordering::SeqCst);
+                if busy >= MAX_PEERS {
+                    eprintln!("trapbox fuzz: {name}: the broker serves {MAX_PEERS} peers already; dropped");
+                    continue;
                 }
+                let _ = c.set_nonblocking(false);
+                s.greeting.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                let _ = std::thread::Builder::new().name("trapbox-fuzz-greet".into()).spawn(move || {
+                    let greeted = greet(&mut c);
+                    s.greeting.fetch_sub(1, Ordering::SeqCst);
+                    match greeted {
+                        Ok(()) => s.add(c, name),
+                        Err(_) => eprintln!("trapbox fuzz: {name} is not a trapbox fuzzer; dropped"),
+                    }
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// How often a job looks at the others' queues.
 const EVERY: Duration = Duration::from_secs(2);
 /// Longest input taken from another job (a queue file is not trusted to be an input).
-const MAX_INPUT: u64 = 1 << 20;
+pub(crate) const MAX_INPUT: u64 = 1 << 20;
 
 /// One job's end of the exchange.
 pub struct Exchange {
@@ -61,27 +61,35 @@ impl Exchange {
     }
 
     fn read_new(&mut self) -> Vec<Vec<u8>> {
-        let mut found = Vec::new();
-        let Ok(jobs) = std::fs::read_dir(&self.root) else { return found };
-        for dir in jobs.flatten().map(|e| e.path()).filter(|p| *p != self.own && p.is_dir()) {
-            let Ok(files) = std::fs::read_dir(&dir) else { continue };
-            let mut files: Vec<PathBuf> = files
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
-                .collect();
-            files.sort();
-            for f in files {
-                if self.seen.contains(&f) {
-                    continue;
-                }
-                let small = std::fs::metadata(&f).is_ok_and(|m| m.is_file() && m.len() <= MAX_INPUT);
-                if let Some(bytes) = small.then(|| std::fs::read(&f).ok()).flatten() {
-                    found.push(bytes);
-                }
-                self.seen.insert(f);
+        let own = self.own.clone();
+        new_inputs(&self.root, |d| *d != own, &mut self.seen)
+    }
+}
+
+/// The inputs in the queues under `root` that `which` picks (by directory) and that are not
+/// in `seen` yet, each queue's in its order; every file looked at goes into `seen`. A file
+/// being written (its name starts with a dot), one that is not a regular file or one longer
+/// than [`MAX_INPUT`] is not an input.
+pub(crate) fn new_inputs(root: &Path, which: impl Fn(&Path) -> bool, seen: &mut HashSet<PathBuf>) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root) else { return found };
+    for dir in dirs.flatten().map(|e| e.path()).filter(|p| p.is_dir() && which(p)) {
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<PathBuf> = files
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+            .collect();
+        files.sort();
+        for f in files {
+            if !seen.insert(f.clone()) {
+                continue;
+            }
+            let small = std::fs::metadata(&f).is_ok_and(|m| m.is_file() && m.len() <= MAX_INPUT);
+            if let Some(bytes) = small.then(|| std::fs::read(&f).ok()).flatten() {
+                found.push(bytes);
             }
         }
-        found
     }
+    found
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// What each side says first.
 pub const HELLO: &[u8; 16] = b"trapbox-fuzz 1\n\0";
 /// Longest input a frame may carry (as the local exchange takes).
-pub const MAX_INPUT: u32 = 1 << 20;
+pub const MAX_INPUT: u32 = crate::exchange::MAX_INPUT as u32;
 /// How often the local queues are looked at for inputs to send.
 const EVERY: Duration = Duration::from_secs(1);
 /// How long a peer may take to greet, or to take a frame, before it is dropped.
@@ -334,29 +334,6 @@ fn watch(s: &Arc<Shared>) {
 
 /// The local jobs' queue files not looked at yet (not the network's own).
 fn local_inputs(queue: &Path, done: &mut HashSet<PathBuf>) -> Vec<Vec<u8>> {
-    let mut found = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(queue) else { return found };
-    let jobs = dirs
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("job")));
-    for dir in jobs {
-        let Ok(files) = std::fs::read_dir(&dir) else { continue };
-        let mut files: Vec<PathBuf> = files
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
-            .collect();
-        files.sort();
-        for f in files {
-            if !done.insert(f.clone()) {
-                continue;
-            }
-            let small = std::fs::metadata(&f).is_ok_and(|m| m.is_file() && m.len() <= u64::from(MAX_INPUT));
-            if let Some(bytes) = small.then(|| std::fs::read(&f).ok()).flatten() {
-                found.push(bytes);
-            }
-        }
-    }
-    found
+    let job = |d: &Path| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("job"));
+    crate::exchange::new_inputs(queue, job, done)
 }

@@ -1241,10 +1241,19 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     self.me.in_syscall = Some(call.nr);
                     self.me.stopped_by = None;
                     let held = self.stop(g, Some(Stop::SyscallEntry(call.nr)));
-                    self.me.in_syscall = None;
                     if !matches!(held, Action::Resume) || self.hub.detached.load(Ordering::SeqCst) {
+                        self.me.in_syscall = None;
                         return held;
                     }
+                    if self.hub.stopped_by_other(self.me.tid) {
+                        // gdb resumed other threads only (a locked scheduler): this one stays
+                        // before its call, parked, until a resume names it.
+                        self.guard = None;
+                        let in_syscall = self.me.in_syscall;
+                        self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+                        self.relock(g);
+                    }
+                    self.me.in_syscall = None;
                 }
                 let action = self.inner_trap(g, trap);
                 if call.creates_process() && matches!(action, Action::Return(0)) {

@@ -8,9 +8,10 @@
 //! until the resume releases it with what gdb asked of it ([`Go`]). A thread that waits inside
 //! a trap (a blocking call: a join, a read) cannot be brought out of it; it counts as stopped
 //! there, its registers as they were when the call began (read-only), and parks when the call
-//! returns if the stop is still on.
+//! returns if the stop is still on. When gdb locks the scheduler (it does to step one thread
+//! off a breakpoint), the threads it does not name stay parked through the resume (`held`).
 //!
-//! Every wait here lets the guest's shared state go ([`Guest::wait_for`]), so that the
+//! Every wait here lets the guest's shared state go (`Process::wait_for`), so that the
 //! thread holding the claim and the parked threads take turns at it.
 
 use std::collections::BTreeMap;

@@ -22,8 +22,15 @@ struct Session {
 /// Runs `program` under `trapbox run --gdb` and gdb with `commands`; `during`, if given,
 /// runs while gdb does (to interrupt it).
 fn debug(program: &Path, commands: &[&str], during: Option<&dyn Fn(u32)>) -> Session {
-    let tool = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
-    debug_with(&tool, program, Some(program), commands, during)
+    debug_args(program, &[], commands, during)
+}
+
+/// [`debug`] with the program's arguments.
+fn debug_args(program: &Path, args: &[&str], commands: &[&str], during: Option<&dyn Fn(u32)>) -> Session {
+    let mut tool: Vec<std::ffi::OsString> = ["run", "--gdb", "127.0.0.1:0", "--"].map(Into::into).to_vec();
+    tool.push(program.into());
+    tool.extend(args.iter().map(Into::into));
+    debug_with(&tool, program, None, commands, during)
 }
 
 /// `trapbox TOOL...` (ending in `--gdb 127.0.0.1:0` and what the tool takes), with gdb on
@@ -183,11 +190,7 @@ fn ctrl_c_stops_every_spinning_thread() {
         // SAFETY: kill(2) on gdb's own pid, which this test started.
         unsafe { libc::kill(gdb_pid as i32, libc::SIGINT) };
     };
-    let tool = ["run", "--gdb", "127.0.0.1:0", "--"].map(std::ffi::OsString::from);
-    let mut args: Vec<std::ffi::OsString> = tool.to_vec();
-    args.push(prog.clone().into());
-    args.extend(["2", "4000000000"].map(std::ffi::OsString::from));
-    let s = debug_with(&args, &prog, None, &["continue", "info threads", "kill"], Some(&interrupt));
+    let s = debug_args(&prog, &["2", "4000000000"], &["continue", "info threads", "kill"], Some(&interrupt));
     let g = &s.gdb;
     assert!(g.contains("received signal SIGINT"), "{g}");
     let spinning = g.lines().filter(|l| l.contains("Thread ") && l.contains("spin (arg=")).count();
@@ -267,15 +270,8 @@ fn a_threaded_replay_stops_together() {
 /// every thread runs a step at a time, the ones made after the watchpoint was set included.
 fn watchpoints_see_every_thread() {
     let prog = guest_with_flags("gdb_threads", Form::Dynamic, "debug", &["-O0", "-g"]);
-    let mut args: Vec<std::ffi::OsString> = ["run", "--gdb", "127.0.0.1:0", "--"].map(Into::into).to_vec();
-    args.extend([prog.clone().into_os_string(), "100".into()]);
-    let s = debug_with(
-        &args,
-        &prog,
-        None,
-        &["break main", "continue", "watch done[2]", "continue", "bt 1", "delete", "continue"],
-        None,
-    );
+    let commands = ["break main", "continue", "watch done[2]", "continue", "bt 1", "delete", "continue"];
+    let s = debug_args(&prog, &["100"], &commands, None);
     let g = &s.gdb;
     assert!(g.contains("Old value = 0\nNew value = 20\n"), "{g}");
     assert!(g.contains("#0  work (id=2) at "), "the writing thread, in work:\n{g}");
@@ -287,9 +283,7 @@ fn watchpoints_see_every_thread() {
 /// program runs on to its end (a thread's left-over step is not the program's SIGTRAP).
 fn detach_with_a_watchpoint_lets_every_thread_run_on() {
     let prog = guest_with_flags("gdb_threads", Form::Dynamic, "debug", &["-O0", "-g"]);
-    let mut args: Vec<std::ffi::OsString> = ["run", "--gdb", "127.0.0.1:0", "--"].map(Into::into).to_vec();
-    args.extend([prog.clone().into_os_string(), "100".into()]);
-    let s = debug_with(&args, &prog, None, &["break main", "continue", "watch done[1]", "continue", "detach"], None);
+    let s = debug_args(&prog, &["100"], &["break main", "continue", "watch done[1]", "continue", "detach"], None);
     assert!(s.gdb.contains("New value = 10\n"), "{}", s.gdb);
     assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
     assert_eq!(s.status, 0, "{}", s.stderr);

@@ -108,6 +108,19 @@ struct Thread {
 }
 
 impl Thread {
+    /// Parks this thread while another serves gdb, or gdb left it stopped, answering for its
+    /// own registers (see [`threads`]).
+    fn park(&self, hub: &Hub, g: &mut dyn Guest) {
+        let in_syscall = self.in_syscall;
+        hub.park(self.tid, g, &self.rx, &mut |g, req| answer(g, req, in_syscall));
+    }
+
+    /// Claims the stop for this thread, parked meanwhile as [`Thread::park`].
+    fn claim(&self, hub: &Hub, g: &mut dyn Guest) {
+        let in_syscall = self.in_syscall;
+        hub.claim(self.tid, g, &self.rx, &mut |g, req| answer(g, req, in_syscall));
+    }
+
     fn new() -> Thread {
         let (tx, rx) = mpsc::channel();
         Thread {
@@ -345,21 +358,9 @@ impl<H> Debugger<H> {
     /// replay from its start, going where `plan` says. The run's threads are all gone.
     pub fn rebind<H2>(self, inner: H2, plan: Option<Plan>) -> Debugger<H2> {
         // The run's threads are gone; a handler of theirs that the engine still keeps holds
-        // an empty core from here on.
+        // a core without a connection from here on.
         let mut held = self.core.lock().unwrap_or_else(|e| e.into_inner());
         let c = &mut *held;
-        let core = Core {
-            requests: std::mem::replace(&mut c.requests, mpsc::channel().1),
-            stops: std::mem::replace(&mut c.stops, mpsc::channel().0),
-            log: std::mem::take(&mut c.log),
-            checkpoints: std::mem::take(&mut c.checkpoints),
-            killed: c.killed.clone(),
-            interrupted: c.interrupted.clone(),
-            reversible: c.reversible,
-            irreproducible: c.irreproducible,
-            ..Core::empty()
-        };
-        drop(held);
         let (log, script, then, survey) = match plan {
             Some(p) => {
                 let survey = match &p.then {
@@ -368,19 +369,20 @@ impl<H> Debugger<H> {
                 };
                 (Vec::new(), p.script.into(), p.then, survey)
             }
-            None => (core.log, VecDeque::new(), Then::Live, None),
+            None => (std::mem::take(&mut c.log), VecDeque::new(), Then::Live, None),
         };
         let carried = Carried {
-            requests: core.requests,
-            stops: core.stops,
-            hub: self.hub,
-            shared_breaks: self.shared_breaks,
-            killed: core.killed,
-            interrupted: core.interrupted,
-            reversible: core.reversible,
-            irreproducible: core.irreproducible,
-            checkpoints: core.checkpoints,
+            requests: std::mem::replace(&mut c.requests, mpsc::channel().1),
+            stops: std::mem::replace(&mut c.stops, mpsc::channel().0),
+            hub: self.hub.clone(),
+            shared_breaks: self.shared_breaks.clone(),
+            killed: c.killed.clone(),
+            interrupted: c.interrupted.clone(),
+            reversible: c.reversible,
+            irreproducible: c.irreproducible,
+            checkpoints: std::mem::take(&mut c.checkpoints),
         };
+        drop(held);
         Debugger::assemble(inner, carried, log, script, then, survey)
     }
 
@@ -397,12 +399,6 @@ impl<H> Debugger<H> {
         };
         at.relock(g);
         at
-    }
-
-    /// Parks this thread while another serves gdb (see [`threads`]).
-    fn park(&mut self, g: &mut dyn Guest) {
-        let in_syscall = self.me.in_syscall;
-        self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
     }
 }
 
@@ -461,8 +457,7 @@ impl<H: ?Sized> At<'_, H> {
                 Err(TryLockError::WouldBlock) => {}
             }
             if self.hub.stopped_by_other(self.me.tid) {
-                let in_syscall = self.me.in_syscall;
-                self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+                self.me.park(self.hub, g);
             } else {
                 threads::wait(g, &mut || {
                     std::thread::sleep(Duration::from_micros(100));
@@ -496,8 +491,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         if !self.hub.try_claim(me) {
             // Another thread serves gdb: this one's stop comes after that one's.
             self.guard = None;
-            let in_syscall = self.me.in_syscall;
-            self.hub.claim(me, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+            self.me.claim(self.hub, g);
             self.relock(g);
         }
         if self.hub.detached.load(Ordering::SeqCst) {
@@ -1249,8 +1243,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                         // gdb resumed other threads only (a locked scheduler): this one stays
                         // before its call, parked, until a resume names it.
                         self.guard = None;
-                        let in_syscall = self.me.in_syscall;
-                        self.hub.park(self.me.tid, g, &self.me.rx, &mut |g, req| answer(g, req, in_syscall));
+                        self.me.park(self.hub, g);
                         self.relock(g);
                     }
                     self.me.in_syscall = None;
@@ -1612,7 +1605,7 @@ impl<H: TrapHandler> Debugger<H> {
         if !self.hub.stopped_by_other(self.me.tid) {
             return None;
         }
-        self.park(g);
+        self.me.park(&self.hub, g);
         let moot = matches!(trap, Trap::SingleStep { .. }) && self.me.stepping && self.me.step_over.is_none();
         if moot && self.hub.peek_go(self.me.tid).is_some_and(|go| !go.step) {
             self.me.stepping = false;
@@ -1629,7 +1622,7 @@ impl<H: TrapHandler> Debugger<H> {
     /// stops see it.
     fn depart(&mut self, g: &mut dyn Guest) {
         if self.hub.stopped_by_other(self.me.tid) {
-            self.park(g);
+            self.me.park(&self.hub, g);
         }
         if let Some(go) = self.hub.take_go(self.me.tid) {
             if !go.step && self.me.stepping {

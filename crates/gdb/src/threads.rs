@@ -96,6 +96,14 @@ pub(crate) struct Hub {
     pub detached: AtomicBool,
 }
 
+impl State {
+    /// Whether thread `tid` must stay stopped: another thread holds a stop, or gdb left
+    /// `tid` stopped.
+    fn stops(&self, tid: i32) -> bool {
+        self.server.is_some_and(|s| s != tid) || self.held.contains(&tid)
+    }
+}
+
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -138,8 +146,7 @@ impl Hub {
 
     /// Another thread than `tid` holds a stop, or gdb left `tid` stopped.
     pub fn stopped_by_other(&self, tid: i32) -> bool {
-        let s = self.lock();
-        s.server.is_some_and(|s| s != tid) || s.held.contains(&tid)
+        self.lock().stops(tid)
     }
 
     /// Makes `tid` the thread that serves gdb, unless another already is.
@@ -254,7 +261,7 @@ impl Hub {
     ) {
         {
             let mut s = self.lock();
-            if s.server.is_none_or(|t| t == me) && !s.held.contains(&me) {
+            if !s.stops(me) {
                 return;
             }
             if let Some(slot) = s.threads.get_mut(&me) {

@@ -39,12 +39,7 @@ impl Exchange {
 
     /// Writes an input this job kept.
     pub fn publish(&mut self, input: &[u8]) -> std::io::Result<()> {
-        let name = format!("id-{:06}", self.written);
-        let tmp = self.own.join(format!(".{name}.tmp"));
-        crate::host::files(|| {
-            std::fs::write(&tmp, input)?;
-            std::fs::rename(&tmp, self.own.join(name))
-        })?;
+        put(&self.own, self.written as u64, input)?;
         self.written += 1;
         Ok(())
     }
@@ -64,6 +59,17 @@ impl Exchange {
         let own = self.own.clone();
         new_inputs(&self.root, |d| *d != own, &mut self.seen)
     }
+}
+
+/// Writes input number `n` of the queue `dir` (`id-NNNNNN`), beside its final name first and
+/// then renamed, so that a reader never sees half of it.
+pub(crate) fn put(dir: &Path, n: u64, input: &[u8]) -> std::io::Result<()> {
+    let name = format!("id-{n:06}");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    crate::host::files(|| {
+        std::fs::write(&tmp, input)?;
+        std::fs::rename(&tmp, dir.join(name))
+    })
 }
 
 /// The inputs in the queues under `root` that `which` picks (by directory) and that are not

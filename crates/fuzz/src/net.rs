@@ -243,9 +243,7 @@ impl Shared {
             }
             self.received.fetch_add(1, Ordering::SeqCst);
             let n = self.next.fetch_add(1, Ordering::SeqCst);
-            let dir = self.queue.join("net");
-            let (tmp, file) = (dir.join(format!(".id-{n:06}.tmp")), dir.join(format!("id-{n:06}")));
-            let _ = crate::host::files(|| std::fs::write(&tmp, &input).and_then(|_| std::fs::rename(&tmp, &file)));
+            let _ = crate::exchange::put(&self.queue.join("net"), n, &input);
             if self.relay {
                 self.send(&input, Some(from.id));
             }

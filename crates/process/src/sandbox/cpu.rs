@@ -307,7 +307,11 @@ pub(super) fn on_exception<H: TrapHandler + ?Sized>(
         // Linux turns into SIGSEGV.
         (reported, reported_code) = (13, 0);
     }
-    if vector == 6 && s.machine.trap_path() == TrapPath::Pvm && is_sysenter(s, regs.rip) && intel(s) {
+    if vector == 6
+        && s.machine.trap_path() == TrapPath::Pvm
+        && legacy_syscall_at(&s.process, regs.rip) == Some("sysenter")
+        && intel(s)
+    {
         // `sysenter` in 64-bit mode: Intel CPUs execute it, and with SYSENTER_CS zero (as
         // trapbox leaves it) it raises #GP(0), SIGSEGV natively; AMD's raise #UD. PVM injects
         // #UD on both.
@@ -410,10 +414,16 @@ fn emulate_umip(cpu: &mut Cpu<'_>, regs: &mut Regs) -> bool {
     true
 }
 
-/// Whether the guest's instruction at `rip` is `sysenter`.
-fn is_sysenter(s: &mut Shared, rip: u64) -> bool {
+/// The 32-bit syscall instruction at `rip` (`int 0x80`, `sysenter`), if the guest's code
+/// there is one.
+fn legacy_syscall_at(p: &crate::Process, rip: u64) -> Option<&'static str> {
     let mut insn = [0u8; 2];
-    s.process.aspace.read(GuestAddr(rip), &mut insn).is_ok() && insn == [0x0f, 0x34]
+    p.aspace.read(GuestAddr(rip), &mut insn).ok()?;
+    match insn {
+        [0xcd, 0x80] => Some("int 0x80"),
+        [0x0f, 0x34] => Some("sysenter"),
+        _ => None,
+    }
 }
 
 /// Whether the guest's CPU is an Intel one (CPUID leaf 0's vendor, as the guest sees it).
@@ -425,15 +435,7 @@ fn intel(s: &mut Shared) -> bool {
 /// with a bare SIGSEGV/SIGILL.
 fn explain_legacy_syscall(cpu: &mut Cpu<'_>, f: &Fault) {
     let p = &mut cpu.s().process;
-    let mut insn = [0u8; 2];
-    if p.aspace.read(GuestAddr(f.rip), &mut insn).is_err() {
-        return;
-    }
-    let what = match insn {
-        [0xcd, 0x80] => "int 0x80",
-        [0x0f, 0x34] => "sysenter",
-        _ => return,
-    };
+    let Some(what) = legacy_syscall_at(p, f.rip) else { return };
     p.warn_once(
         "legacy-syscall",
         format_args!("{what} at {:#x}: the 32-bit syscall ABI is not supported (only `syscall`)", f.rip),

@@ -38,8 +38,7 @@ impl Memory for AddressSpace {
 /// The signals no signal set the kernel gets for the guest may hold (see
 /// [`signals::host_owned`]).
 pub fn policy() -> Policy {
-    let reserved = (1..=signals::NSIG as i32).filter(|s| signals::host_owned(*s)).fold(0, |m, s| m | signals::bit(s));
-    Policy { reserved_signals: reserved }
+    Policy { reserved_signals: signals::host_owned_mask() }
 }
 
 /// What staging concluded.

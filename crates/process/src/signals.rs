@@ -221,15 +221,17 @@ impl SignalState {
         self.pending.iter().filter(|(t, _)| mine(*t)).fold(0, |m, (_, (s, _))| m | bit(*s))
     }
 
-    /// The other threads with a signal pending for them alone (they are kicked until they
-    /// take it: one may have arrived just before its thread blocked in a host call).
-    pub fn waiting_elsewhere(&self) -> Vec<i32> {
+    /// The other threads with a signal pending for them alone, with the signal (they are
+    /// kicked until they take it: one may have arrived just before its thread blocked in a
+    /// host call).
+    pub fn waiting_elsewhere(&self) -> Vec<(i32, i32)> {
         // Asked at every trap: most of the time nothing is pending, and gettid is not needed.
         if self.pending.iter().all(|(t, _)| t.is_none()) {
             return Vec::new();
         }
         let me = this_thread();
-        let mut out: Vec<i32> = self.pending.iter().filter_map(|(t, _)| t.filter(|t| *t != me)).collect();
+        let mut out: Vec<(i32, i32)> =
+            self.pending.iter().filter_map(|(t, (s, _))| t.filter(|t| *t != me).map(|t| (t, *s))).collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -512,11 +514,30 @@ pub fn kick_guest_thread(tid: i32) {
 /// Signals whose host disposition and mask stay trapbox's: its own faults, the vCPU kick and
 /// preemption, and the two that cannot be caught.
 pub fn host_owned(sig: i32) -> bool {
-    matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS)
-        || sig == kick_signal()
-        || sig == sigrtmin() + 3
+    (1..=NSIG as i32).contains(&sig) && host_owned_mask() & bit(sig) != 0
+}
+
+/// [`host_owned`]'s signals as one set (bit `sig - 1`), worked out once: every checked
+/// syscall that takes a signal set consults it.
+pub fn host_owned_mask() -> u64 {
+    static MASK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MASK.get_or_init(|| {
+        [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ]
+        .into_iter()
+        .chain([kick_signal(), sigrtmin() + 3])
         // glibc's own (thread cancellation, set*id across threads) in trapbox's process.
-        || sig == 32 || sig == 33
+        .chain([32, 33])
+        .fold(0, |m, s| m | bit(s))
+    })
 }
 
 /// Fills a handler's mask: every signal is blocked while one of trapbox's handlers runs, 32

@@ -117,6 +117,7 @@ impl Process {
         // Only the forking thread exists in the child, and nothing is pending for it.
         self.thread_ids.clear();
         self.signals.forked();
+        self.kicks.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
         self.clear_child_tid = if f & flag::CHILD_CLEARTID != 0 { args.child_tid } else { 0 };
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };

@@ -156,6 +156,9 @@ pub struct Process {
     pub forked: bool,
     /// The host thread ids of the guest's threads other than the first.
     pub thread_ids: Vec<i32>,
+    /// The kicks sent for signals pending for other threads (thread, signal) and when (see
+    /// [`Process::kick_waiting_threads`]).
+    kicks: std::sync::Mutex<Vec<((i32, i32), std::time::Instant)>>,
     /// How many forks led to this process (0 for the first one).
     pub generation: u32,
     /// A vfork child's end of the pipe its parent waits on; closed at exec or exit.
@@ -251,6 +254,7 @@ impl Process {
             forked: false,
             generation: 0,
             thread_ids: Vec::new(),
+            kicks: std::sync::Mutex::new(Vec::new()),
             vfork_done: None,
             saved_mask: None,
             delivered: Vec::new(),
@@ -1078,10 +1082,24 @@ impl Process {
 
     /// Kicks every other thread a signal is pending for alone: one can arrive just before its
     /// thread blocks in a host call, too late to interrupt it, and only a kick brings it out
-    /// to take it. Done at every trap while the signal waits.
+    /// to take it. Asked at every trap while the signal waits, but a thread is kicked once for
+    /// a signal and again only if it has not taken it a millisecond later: a thread that
+    /// traps every microsecond would otherwise kick the other out of guest code faster than
+    /// it can run, and a program that keeps signalling a thread would stop it for good.
     fn kick_waiting_threads(&self) {
-        for t in self.signals.waiting_elsewhere() {
-            signals::kick_guest_thread(t);
+        let waiting = self.signals.waiting_elsewhere();
+        if waiting.is_empty() {
+            return;
+        }
+        const AGAIN: std::time::Duration = std::time::Duration::from_millis(1);
+        let now = std::time::Instant::now();
+        let mut kicks = self.kicks.lock().unwrap_or_else(|e| e.into_inner());
+        kicks.retain(|(w, at)| waiting.contains(w) && now.duration_since(*at) < AGAIN);
+        for w in waiting {
+            if !kicks.iter().any(|(k, _)| *k == w) {
+                signals::kick_guest_thread(w.0);
+                kicks.push((w, now));
+            }
         }
     }
 

@@ -62,6 +62,7 @@ impl Drop for Cpu<'_> {
     fn drop(&mut self) {
         if let Some(mut g) = self.guard.take() {
             g.leave(self.ctx);
+            self.core.release(g);
         }
     }
 }

@@ -12,9 +12,9 @@
 //! A process ends as a group: exit_group, a fatal signal or the time limit record the outcome
 //! and kick every thread out of guest mode and out of blocking host calls.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use crate::{Process, ThreadState};
 use trapbox_trap::Outcome;
@@ -150,6 +150,10 @@ impl Shared {
 /// The shared state, how to run a vCPU, and the thread group.
 pub(super) struct Core {
     shared: Mutex<Shared>,
+    /// Threads blocked in [`Core::lock`] (see [`Core::release`]).
+    waiting: AtomicU32,
+    /// Bumped by each thread that got the lock after blocking for it.
+    served: AtomicU64,
     /// Decodes exits of a vCPU run outside the lock.
     pub runner: Runner,
     /// The thread group.
@@ -167,6 +171,8 @@ impl Core {
         let runner = shared.machine.runner();
         Core {
             shared: Mutex::new(shared),
+            waiting: AtomicU32::new(0),
+            served: AtomicU64::new(0),
             runner,
             group: Group::default(),
             next_vcpu: AtomicU64::new(1),
@@ -179,13 +185,40 @@ impl Core {
     /// threads, running or waiting, are not here.
     pub fn forked_child(&self) {
         self.group.reset_after_fork();
+        self.waiting.store(0, Ordering::SeqCst);
         self.lock().forget_idle();
     }
 
     /// Takes the lock. A thread that panicked while holding it left the state as consistent as
     /// any trap in progress leaves it; going on is better than taking trapbox down.
     pub fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        match self.shared.try_lock() {
+            Ok(g) => return g,
+            Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.served.fetch_add(1, Ordering::SeqCst);
+        g
+    }
+
+    /// Lets go of the lock on the way back to guest code. The mutex is not fair: a thread
+    /// whose guest traps every microsecond (the in-process engine's rewritten syscalls) takes
+    /// it again before a waiter the unlock woke has been scheduled, and the waiter can starve
+    /// for good. So when a thread waits, it gets in first; the wait is bounded, for a waiter
+    /// that was itself stopped on the way.
+    pub fn release(&self, g: MutexGuard<'_, Shared>) {
+        let waited = self.waiting.load(Ordering::SeqCst) != 0;
+        let served = self.served.load(Ordering::SeqCst);
+        drop(g);
+        if waited {
+            let until = Instant::now() + Duration::from_micros(200);
+            while self.served.load(Ordering::SeqCst) == served && Instant::now() < until {
+                std::thread::yield_now();
+            }
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 // register but RAX, RCX and R11 kept, vector registers included (the upper halves of YMM and,
 // on AVX-512 machines, ZMM16-31); RCX the address after the instruction, R11 the flags; the
 // flags themselves kept. From three threads at once, under a storm of signals sent to them,
-// and again in a forked child under a fast interval timer.
+// and again in a forked child under a fast interval timer. The direction flag, MXCSR and the x87
+// control word a program sets before a hot syscall are its own after it, and trapbox's code never
+// runs with them (with DF set, its copies would run backwards).
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -71,11 +73,40 @@ ONE(one_avx, 32, "vmovdqu %[vin], %%ymm9", "vmovdqu %%ymm9, %[vout]", "xmm9", __
 ONE(one_avx512, 64, "vmovdqu64 %[vin], %%zmm25", "vmovdqu64 %%zmm25, %[vout]", "xmm25",
     __attribute__((target("avx512f"))))
 
+static void one_state(long i) {
+    unsigned mx_in = 0x7f80, mx_out = 0, mx_def = 0x1f80; /* round toward zero */
+    unsigned short cw_in = 0x27f, cw_out = 0, cw_def = 0x37f; /* double precision */
+    long rax = SYS_getppid, fl;
+    asm volatile("ldmxcsr %[mxin]\n\t"
+                 "fldcw %[cwin]\n\t"
+                 "std\n\t"
+                 "syscall\n\t"
+                 "lea -128(%%rsp), %%rsp\n\t"
+                 "pushfq\n\t"
+                 "popq %[fl]\n\t"
+                 "lea 128(%%rsp), %%rsp\n\t"
+                 "cld\n\t"
+                 "stmxcsr %[mxout]\n\t"
+                 "fnstcw %[cwout]\n\t"
+                 "ldmxcsr %[mxdef]\n\t"
+                 "fldcw %[cwdef]"
+                 : "+a"(rax), [fl] "=r"(fl), [mxout] "=m"(mx_out), [cwout] "=m"(cw_out)
+                 : [mxin] "m"(mx_in), [cwin] "m"(cw_in), [mxdef] "m"(mx_def), [cwdef] "m"(cw_def)
+                 : "rcx", "r11", "memory");
+    if (rax != parent) report("rax (with DF set)", i, rax, parent);
+    if (!(fl & 0x400)) report("DF after the syscall", i, fl, fl | 0x400);
+    if (mx_out != mx_in) report("MXCSR", i, mx_out, mx_in);
+    if (cw_out != cw_in) report("the x87 control word", i, cw_out, cw_in);
+}
+
 static void (*one)(long);
 
 static void *worker(void *arg) {
     long base = (long)arg * ROUNDS;
-    for (long i = 0; i < ROUNDS; i++) one(base + i);
+    for (long i = 0; i < ROUNDS; i++) {
+        one(base + i);
+        one_state(base + i);
+    }
     atomic_fetch_add(&done, 1);
     return NULL;
 }
@@ -103,7 +134,10 @@ int main(void) {
         atomic_store(&bad, 0);
         struct itimerval it = {{0, 50}, {0, 50}};
         setitimer(ITIMER_REAL, &it, NULL);
-        for (long i = 0; i < ROUNDS; i++) one(i);
+        for (long i = 0; i < ROUNDS; i++) {
+            one(i);
+            one_state(i);
+        }
         struct itimerval off = {{0, 0}, {0, 0}};
         setitimer(ITIMER_REAL, &off, NULL);
         _exit(atomic_load(&bad) == 0 && atomic_load(&signals_seen) > threaded ? 0 : 1);

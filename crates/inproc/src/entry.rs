@@ -6,7 +6,7 @@
 //! base, sets the Syscall User Dispatch selector to BLOCK and issues `rt_sigreturn` on a frame
 //! it built (the guest's registers, FPU state, signal mask and trapbox's alternate stack): one
 //! instruction switches every register and unblocks signals atomically. That `syscall` is the
-//! only address SUD lets through ([`SIGRETURN_RANGE`]).
+//! only address SUD lets through ([`allowed_range`]).
 //!
 //! **Out of the guest** (`trapbox_inproc_stub`): every signal handler trapbox installs is this
 //! stub while the engine is on ([`wrap`]). The kernel delivers on trapbox's alternate stack,
@@ -16,29 +16,36 @@
 //! selector to ALLOW, records the signal, its siginfo and ucontext, saves the guest's FS base
 //! and restores trapbox's, and returns from `trapbox_inproc_enter` on trapbox's stack: the
 //! kernel's frame stays on the alternate stack for [`super::Cpu`] to read (every signal is
-//! still blocked: the stub runs with a full mask and never returns through the frame). In
-//! any other case (trapbox's own code was interrupted, or the thread runs no guest) the stub
-//! jumps to trapbox's handler for the signal, as if it had been installed directly.
+//! still blocked: the stub runs with a full mask and never returns through the frame; the run
+//! loop puts the mask back). In any other case (trapbox's own code was interrupted, or the
+//! thread runs no guest) the stub jumps to trapbox's handler for the signal, as if it had been
+//! installed directly.
 //!
-//! **The crossings without a signal** (where the CPU has XSAVE and user FSGSBASE):
+//! **The crossings without a signal** (where the CPU has XSAVE and user FSGSBASE) make no
+//! system call at all: the guest runs with the thread's own signal mask (which never blocks
+//! the trap signals or trapbox's own), and one store to `in_guest` is each crossing's commit
+//! point. Before the commit a signal runs trapbox's handler in trapbox's context; after it the
+//! stub brings the thread out as from guest code, and the labels in the assembly tell
+//! [`super::Cpu`] how far the crossing had come:
 //!
-//! - *In* (`trapbox_inproc_resume`): every signal blocked, trapbox loads the guest's XSAVE
-//!   image and FS base, marks the block, and unblocks the guest's mask with one
-//!   `rt_sigprocmask`; then the tail loads the general registers, RFLAGS (`popfq`, from 16
-//!   bytes written just below the guest's red zone) and jumps to RIP. A signal landing in the
-//!   tail finds `in_guest` set and brings the thread out as from guest code; the guest has not
-//!   run an instruction, so [`super::Cpu`] keeps the registers it had ([`resume_tail`]).
+//! - *In* (`trapbox_inproc_resume`): sets `in_guest`, then checks the kick byte (a kick whose
+//!   handler ran before the commit returns at once), loads the guest's XSAVE image and FS
+//!   base, and the tail loads the general registers, RFLAGS (`popfq`, from 16 bytes written
+//!   just below the guest's red zone) and jumps to RIP. A signal anywhere after the commit
+//!   finds the guest not yet run: [`super::Cpu`] keeps the registers it had ([`resume_tail`]).
 //! - *Out* (`trapbox_inproc_fast`), reached from a rewritten syscall site (`rewrite.rs`) with GS
-//!   holding the thread's block (trapbox owns GS on such threads): it saves the general
-//!   registers in the block, blocks every signal with one `rt_sigprocmask`, then saves the
-//!   XSAVE image and FS base, restores trapbox's, and returns from the entry as the stub does,
-//!   saying "a syscall". Until that `rt_sigprocmask` has run a signal may bring the thread out
-//!   through the stub; the registers it finds there are rolled back to the guest's at the
-//!   site, before its syscall ([`fast_prefix`]).
+//!   holding the thread's block (trapbox owns GS on such threads): it stores the general
+//!   registers in the block, then RFLAGS (through trapbox's stack) and the XSAVE image, gives
+//!   trapbox's code the state the ABI promises it (DF, AC, TF clear, default MXCSR and x87
+//!   control word), saves the guest's FS base and loads trapbox's, and clears `in_guest`. A
+//!   signal before that puts the thread back at its site with the registers it had there
+//!   ([`FastExit`]); the site's syscall runs when it resumes.
 //!
-//! The three `syscall` instructions of the crossings (the entry's `rt_sigreturn`, the
-//! resume's and the fast exit's `rt_sigprocmask`) lie in one range that Syscall User
-//! Dispatch always lets through ([`allowed_range`]); nothing else in it is a syscall.
+//! The stub saves the guest's FS base only where FS still holds it: in the resume's tail and
+//! in the fast exit past its `fs` label the block already has it.
+//!
+//! The one `syscall` a crossing makes with the selector at BLOCK, the entry's `rt_sigreturn`,
+//! is the range Syscall User Dispatch always lets through ([`allowed_range`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
@@ -81,8 +88,6 @@ pub struct Block {
     pub site_rcx: u64,
     /// See [`Block::site_rcx`].
     pub site_r11: u64,
-    /// The signal mask the resume unblocks to (the guest runs with it).
-    pub guest_mask: u64,
     /// The XSAVE components the crossings without a signal save and load.
     pub xfeatures: u64,
     _reserved: u64,
@@ -105,7 +110,10 @@ const OFF_INFO: usize = std::mem::offset_of!(Block, info);
 const OFF_UC: usize = std::mem::offset_of!(Block, uc);
 pub(super) const OFF_SITE_RCX: usize = std::mem::offset_of!(Block, site_rcx);
 pub(super) const OFF_SITE_R11: usize = std::mem::offset_of!(Block, site_r11);
-const OFF_GUEST_MASK: usize = std::mem::offset_of!(Block, guest_mask);
+const OFF_KICK: usize = std::mem::offset_of!(Block, kick);
+/// Where a kernel ucontext holds the interrupted RIP: after uc_flags, uc_link and uc_stack
+/// (40 bytes), `gregs[REG_RIP]` (16).
+const UC_RIP: usize = 40 + 16 * 8;
 const OFF_XFEATURES: usize = std::mem::offset_of!(Block, xfeatures);
 const OFF_GPRS: usize = std::mem::offset_of!(Block, gprs);
 /// Offsets of the guest's registers in the block.
@@ -128,9 +136,13 @@ const G_R15: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, r15
 const G_RIP: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rip);
 const G_RFLAGS: usize = OFF_GPRS + std::mem::offset_of!(kvm_bindings::kvm_regs, rflags);
 
-/// The set of every signal, which the fast exit blocks.
+/// The MXCSR and x87 control word the ABI promises trapbox's code (the fast exit loads them:
+/// the guest may have changed its own).
 #[no_mangle]
-static TRAPBOX_INPROC_ALL_SIGNALS: u64 = !0;
+static TRAPBOX_INPROC_MXCSR: u32 = 0x1f80;
+/// See [`TRAPBOX_INPROC_MXCSR`].
+#[no_mangle]
+static TRAPBOX_INPROC_FCW: u16 = 0x37f;
 
 /// Whether the CPU and kernel let user code use `rdfsbase`/`wrfsbase` (AT_HWCAP2 bit 1);
 /// without them the crossings switch FS with `arch_prctl`.
@@ -200,29 +212,31 @@ std::arch::global_asm!(
     "ud2",
     ".size trapbox_inproc_enter, . - trapbox_inproc_enter",
     "",
-    // In without a signal: the caller blocked every signal and wrote the guest's registers,
-    // mask and XSAVE image into the block.
+    // In without a signal, and without touching the signal mask: the guest runs with the
+    // thread's own. The caller wrote the guest's registers and XSAVE image into the block.
+    // Setting `in_guest` is the commit: before it a signal runs trapbox's handler in trapbox's
+    // context; after it, until the guest's first instruction, the stub brings the thread out
+    // and the guest is found not to have run (the tail).
     ".globl trapbox_inproc_resume",
     ".type trapbox_inproc_resume, @function",
     "trapbox_inproc_resume:",
     "trapbox_inproc_save_trapbox",
     "mov r12, rdi",
+    "mov qword ptr [r12 + {in_guest}], 1",
+    ".globl trapbox_inproc_resume_tail",
+    "trapbox_inproc_resume_tail:",
+    // A kick that came before the commit (its handler set the byte in trapbox's context).
+    "cmp byte ptr [r12 + {kick}], 0",
+    "je 7f",
+    "mov qword ptr [r12 + {in_guest}], 0",
+    "trapbox_inproc_back_to_trapbox r12, 2",
+    "7:",
     "mov eax, [r12 + {xfeatures}]",
     "mov edx, [r12 + {xfeatures} + 4]",
     "xrstor64 [r12 + {xsave_area}]",
     "mov rax, [r12 + {guest_fs}]",
     "wrfsbase rax",
-    "mov qword ptr [r12 + {in_guest}], 1",
     "mov byte ptr [r12 + {selector}], {block}",
-    "mov eax, 14",
-    "mov edi, 2",
-    "lea rsi, [r12 + {guest_mask}]",
-    "mov edx, 0",
-    "mov r10d, 8",
-    "syscall",
-    // Signals may arrive from here on: the tail is rolled back, never resumed.
-    ".globl trapbox_inproc_resume_tail",
-    "trapbox_inproc_resume_tail:",
     "mov rsp, [r12 + {g_rsp}]",
     "lea rsp, [rsp - 144]",
     "mov rax, [r12 + {g_rflags}]",
@@ -253,8 +267,10 @@ std::arch::global_asm!(
     ".size trapbox_inproc_resume, . - trapbox_inproc_resume",
     "",
     // Out without a signal, from a rewritten site's stub: GS is the block, RCX the address
-    // after the site (as `syscall` sets it), the site's RCX and R11 saved in the block. No
-    // flag may change before this `rt_sigprocmask`: the CPU saves RFLAGS into R11 there.
+    // after the site (as `syscall` sets it), the site's RCX and R11 saved in the block. The
+    // signal mask stays the guest's, so a signal may come at any instruction until
+    // `in_guest` is cleared (the commit); the labels below tell [`super::Way`] what the block
+    // holds by then, to put the thread back at its site.
     ".globl trapbox_inproc_fast",
     ".type trapbox_inproc_fast, @function",
     "trapbox_inproc_fast:",
@@ -274,28 +290,45 @@ std::arch::global_asm!(
     "mov gs:[{g_r14}], r14",
     "mov gs:[{g_r15}], r15",
     "mov gs:[{g_rip}], rcx",
-    ".globl trapbox_inproc_fast_args",
-    "trapbox_inproc_fast_args:",
-    "mov eax, 14",
-    "mov edi, 2",
-    "lea rsi, [rip + TRAPBOX_INPROC_ALL_SIGNALS]",
-    "mov edx, 0",
-    "mov r10d, 8",
-    "syscall",
-    ".globl trapbox_inproc_fast_blocked",
-    "trapbox_inproc_fast_blocked:",
-    "mov gs:[{g_r11}], r11",
-    "mov gs:[{g_rflags}], r11",
+    // Every general register is in the block; from here they change. RFLAGS is read through
+    // trapbox's stack (the guest's may have no room below its red zone); `syscall` would have
+    // put it in R11 too.
+    ".globl trapbox_inproc_fast_stored",
+    "trapbox_inproc_fast_stored:",
+    "mov rsp, gs:[{saved_rsp}]",
+    "pushfq",
+    "pop rax",
+    "mov gs:[{g_rflags}], rax",
+    "mov gs:[{g_r11}], rax",
     "rdgsbase rcx",
     "mov eax, [rcx + {xfeatures}]",
     "mov edx, [rcx + {xfeatures} + 4]",
     "xsave64 [rcx + {xsave_area}]",
+    // RFLAGS and the XSAVE image are in the block too; from here trapbox's code gets the
+    // state the ABI promises it: DF, AC and TF clear, the default MXCSR and x87 control word,
+    // clean upper vector halves (SSE code runs without transition stalls).
+    ".globl trapbox_inproc_fast_kept",
+    "trapbox_inproc_fast_kept:",
+    "push 2",
+    "popfq",
+    "ldmxcsr [rip + TRAPBOX_INPROC_MXCSR]",
+    "fldcw [rip + TRAPBOX_INPROC_FCW]",
+    "test byte ptr [rcx + {xfeatures}], 4",
+    "jz 8f",
+    "vzeroupper",
+    "8:",
     "rdfsbase r11",
     "mov [rcx + {guest_fs}], r11",
+    // The guest's FS base is in the block; FS may be trapbox's from here (the stub keeps the
+    // saved one).
+    ".globl trapbox_inproc_fast_fs",
+    "trapbox_inproc_fast_fs:",
     "mov r11, [rcx + {trapbox_fs}]",
     "wrfsbase r11",
-    "mov qword ptr [rcx + {in_guest}], 0",
     "mov byte ptr [rcx + {selector}], {allow}",
+    "mov qword ptr [rcx + {in_guest}], 0",
+    ".globl trapbox_inproc_fast_end",
+    "trapbox_inproc_fast_end:",
     "trapbox_inproc_back_to_trapbox rcx, 1",
     ".size trapbox_inproc_fast, . - trapbox_inproc_fast",
     "",
@@ -321,8 +354,26 @@ std::arch::global_asm!(
     "mov [rax + {uc}], rdx",
     "cmp byte ptr [rip + TRAPBOX_INPROC_FSGSBASE], 0",
     "je 4f",
+    // Interrupted inside a crossing where FS may already (still) be trapbox's: the block
+    // holds the guest's FS base (the resume's tail, the fast exit from its `fs` label on).
+    "mov rcx, [rdx + {uc_rip}]",
+    "lea r8, [rip + trapbox_inproc_resume_tail]",
+    "cmp rcx, r8",
+    "jb 9f",
+    "lea r8, [rip + trapbox_inproc_resume_end]",
+    "cmp rcx, r8",
+    "jb 10f",
+    "9:",
+    "lea r8, [rip + trapbox_inproc_fast_fs]",
+    "cmp rcx, r8",
+    "jb 11f",
+    "lea r8, [rip + trapbox_inproc_fast_end]",
+    "cmp rcx, r8",
+    "jb 10f",
+    "11:",
     "rdfsbase rcx",
     "mov [rax + {guest_fs}], rcx",
+    "10:",
     "mov rcx, [rax + {trapbox_fs}]",
     "wrfsbase rcx",
     "jmp 5f",
@@ -349,7 +400,8 @@ std::arch::global_asm!(
     saved_rsp = const OFF_SAVED_RSP,
     xfeatures = const OFF_XFEATURES,
     xsave_area = const XSAVE_AREA,
-    guest_mask = const OFF_GUEST_MASK,
+    kick = const OFF_KICK,
+    uc_rip = const UC_RIP,
     g_rax = const G_RAX,
     g_rbx = const G_RBX,
     g_rcx = const G_RCX,
@@ -389,8 +441,9 @@ extern "C" {
     static trapbox_inproc_resume_tail: u8;
     static trapbox_inproc_resume_end: u8;
     static trapbox_inproc_fast: u8;
-    static trapbox_inproc_fast_args: u8;
-    static trapbox_inproc_fast_blocked: u8;
+    static trapbox_inproc_fast_stored: u8;
+    static trapbox_inproc_fast_kept: u8;
+    static trapbox_inproc_fast_end: u8;
 }
 
 /// How the guest came out of an entry.
@@ -400,13 +453,15 @@ pub enum Out {
     Signal,
     /// Through the fast exit: a syscall at a rewritten site, the registers in the block.
     Syscall,
+    /// Not in: the resume found the kick byte set (it is still set).
+    Kicked,
 }
 
 fn out_of(r: u64) -> Out {
-    if r == 1 {
-        Out::Syscall
-    } else {
-        Out::Signal
+    match r {
+        1 => Out::Syscall,
+        2 => Out::Kicked,
+        _ => Out::Signal,
     }
 }
 
@@ -425,17 +480,19 @@ pub unsafe fn enter(block: *mut Block, frame: u64) -> Out {
     out_of(unsafe { trapbox_inproc_enter(block, frame) })
 }
 
-/// Runs the guest from the registers, mask and XSAVE image in `block` without a signal frame
-/// (see the module comment).
+/// Runs the guest from the registers and XSAVE image in `block` without a signal frame and
+/// with the calling thread's signal mask (see the module comment).
 ///
 /// # Safety
 ///
-/// As for [`enter`], and: the CPU has user FSGSBASE; the block's XSAVE area holds an image
-/// XRSTOR accepts for its `xfeatures`; RFLAGS has neither TF nor AC (the tail's own
-/// instructions would trap); the guest mask unblocks no signal trapbox does not handle
-/// through the stub.
+/// `block` is the calling thread's armed block (its alternate stack, SUD on with its
+/// selector); the CPU has user FSGSBASE; the block's XSAVE area holds an image XRSTOR accepts
+/// for its `xfeatures`; RFLAGS has neither TF nor AC (the tail's own instructions would trap);
+/// the thread's signal mask leaves every signal trapbox handles through the stub unblocked,
+/// and the signals that bring guest code out too (a blocked fault signal kills).
 pub unsafe fn resume(block: *mut Block) -> Out {
-    // SAFETY: as for `enter`.
+    // SAFETY: as the caller guarantees; the assembly returns through the stub, the fast exit
+    // or the kicked path, with trapbox's stack pointer, callee-saved registers and FS base.
     out_of(unsafe { trapbox_inproc_resume(block) })
 }
 
@@ -443,12 +500,12 @@ fn addr(sym: &u8) -> u64 {
     sym as *const u8 as u64
 }
 
-/// The code range SUD always lets through: the crossings' own `syscall`s (the kernel compares
-/// the address after the instruction).
+/// The code range SUD always lets through: the entry's `rt_sigreturn` (the kernel compares
+/// the address after the instruction), the one `syscall` a crossing makes with the selector
+/// at BLOCK.
 pub fn allowed_range() -> (u64, u64) {
-    // SAFETY: only the symbols' addresses are taken.
-    let (start, end) = unsafe { (addr(&trapbox_inproc_sigreturn), addr(&trapbox_inproc_fast_blocked)) };
-    (start, end - start + 1)
+    // SAFETY: only the symbol's address is taken.
+    (unsafe { addr(&trapbox_inproc_sigreturn) }, 3)
 }
 
 /// The address execution stops at when the kernel refused the entry frame.
@@ -463,11 +520,31 @@ pub fn resume_tail() -> (u64, u64) {
     unsafe { (addr(&trapbox_inproc_resume_tail), addr(&trapbox_inproc_resume_end)) }
 }
 
-/// Where the fast exit still runs with the guest's signal mask, `[start, end)`, and where in it
-/// the syscall's arguments start being loaded (over RAX, RDI, RSI, RDX, R10).
-pub fn fast_prefix() -> (u64, u64, u64) {
+/// The fast exit's stretches, for putting a thread that a signal caught in it back at its
+/// site (see the labels in the assembly).
+#[derive(Clone, Copy, Debug)]
+pub struct FastExit {
+    /// Its first instruction: from here RCX and R11 are the stub's.
+    pub start: u64,
+    /// From here every general register is in the block (and may have changed since).
+    pub stored: u64,
+    /// From here RFLAGS and the XSAVE image are in the block too (and changed since).
+    pub kept: u64,
+    /// trapbox's own from here: the guest is out.
+    pub end: u64,
+}
+
+/// See [`FastExit`].
+pub fn fast_exit() -> FastExit {
     // SAFETY: only the symbols' addresses are taken.
-    unsafe { (addr(&trapbox_inproc_fast), addr(&trapbox_inproc_fast_blocked), addr(&trapbox_inproc_fast_args)) }
+    unsafe {
+        FastExit {
+            start: addr(&trapbox_inproc_fast),
+            stored: addr(&trapbox_inproc_fast_stored),
+            kept: addr(&trapbox_inproc_fast_kept),
+            end: addr(&trapbox_inproc_fast_end),
+        }
+    }
 }
 
 fn stub_address() -> usize {

@@ -359,18 +359,42 @@ impl Cpu {
     }
 
     /// Runs the guest until the next trap, signal or kick.
+    ///
+    /// The calling thread's signal mask never blocks a signal that brings guest code out
+    /// (trapbox's own mask mirrors the guest's without them: `signals::host_owned` in the
+    /// process layer); the crossings without a signal run the guest with that mask as it is.
     pub fn run(&mut self) -> Result<Exit, InProcError> {
         if !self.on_this_thread() {
             self.arm()?;
         }
+        if self.fast && !self.slow_next && self.regs.rflags & (TF | AC) == 0 {
+            self.load_block();
+            let block: *mut entry::Block = self.block();
+            // SAFETY: the block is this thread's, armed above, and holds the guest's registers
+            // and an XSAVE image from a frame or a checked set_xsave; the CPU has FSGSBASE
+            // and XSAVE (`fast`); RFLAGS has neither TF nor AC; the thread's mask leaves the
+            // trap signals and trapbox's own unblocked (this function's invariant).
+            let out = unsafe { entry::resume(block) };
+            return Ok(match out {
+                entry::Out::Syscall => self.take_fast_exit(),
+                entry::Out::Kicked => {
+                    self.block().kick = 0;
+                    Exit::Interrupted
+                }
+                entry::Out::Signal => {
+                    let exit = self.take_exit();
+                    self.block().kick = 0;
+                    // The stub came back with every signal blocked (its handler mask); the
+                    // thread's own mask is the one the frame saved.
+                    set_mask(&sigframe::saved_mask(&self.frame_ucontext()), std::ptr::null_mut());
+                    exit
+                }
+            });
+        }
+        self.slow_next = false;
         // Every signal blocked, glibc's own 32 and 33 included (which its sigfillset leaves
         // out): the kernel's call, not libc's.
         let mut old = 0u64;
-        let set_mask = |new: &u64, old: *mut u64| {
-            // SAFETY: rt_sigprocmask reads an 8-byte set and writes the previous one into `old`
-            // (or nowhere, when null).
-            unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, new as *const u64, old, 8) };
-        };
         set_mask(&!0u64, &mut old);
         if std::mem::replace(&mut self.block().kick, 0) != 0 {
             set_mask(&old, std::ptr::null_mut());
@@ -379,50 +403,45 @@ impl Cpu {
         // The signals that bring guest code out are never blocked while it runs (a blocked
         // SIGSYS or fault signal would make the kernel kill the process).
         let mask = old & !TRAP_SIGNALS;
-        let out = if self.fast && !std::mem::take(&mut self.slow_next) && self.regs.rflags & (TF | AC) == 0 {
-            self.load_block(mask);
-            let block: *mut entry::Block = self.block();
-            // SAFETY: every signal is blocked; the block is this thread's, armed above, and
-            // holds the guest's registers, its mask (which leaves trapbox's stub-handled
-            // signals unblocked) and an XSAVE image from a frame or a checked set_xsave; the
-            // CPU has FSGSBASE and XSAVE (`fast`); RFLAGS has neither TF nor AC.
-            unsafe { entry::resume(block) }
-        } else {
-            let Some(frame) = self.entry_frame(mask) else {
-                set_mask(&old, std::ptr::null_mut());
-                return Ok(Exit::Exception(13));
-            };
-            let block: *mut entry::Block = self.block();
-            // SAFETY: every signal is blocked; the block is this thread's, armed above; the
-            // frame was just written below ENTRY_TOP in the region and names the region as the
-            // alternate stack; its mask is the thread's own (which leaves trapbox's
-            // stub-handled signals unblocked).
-            unsafe { entry::enter(block, frame) }
+        let Some(frame) = self.entry_frame(mask) else {
+            set_mask(&old, std::ptr::null_mut());
+            return Ok(Exit::Exception(13));
         };
-        let exit = match out {
-            entry::Out::Signal => self.take_exit(),
-            entry::Out::Syscall => self.take_fast_exit(),
-        };
+        let block: *mut entry::Block = self.block();
+        // SAFETY: every signal is blocked; the block is this thread's, armed above; the frame
+        // was just written below ENTRY_TOP in the region and names the region as the
+        // alternate stack; its mask is the thread's own (which leaves trapbox's stub-handled
+        // signals unblocked).
+        let out = unsafe { entry::enter(block, frame) };
+        debug_assert_eq!(out, entry::Out::Signal, "a frame entry leaves only through the stub");
+        let exit = self.take_exit();
         self.block().kick = 0;
         set_mask(&old, std::ptr::null_mut());
         Ok(exit)
     }
 
-    /// Writes what the resume loads into the block: registers, mask, XSAVE image.
-    fn load_block(&mut self, mask: u64) {
+    /// Writes what the resume loads into the block: registers and XSAVE image.
+    fn load_block(&mut self) {
         let regs = self.regs;
         let b = self.block();
         b.gprs = regs;
-        b.guest_mask = mask;
         if !std::mem::replace(&mut self.fpu_in_area, true) {
             // SAFETY: the XSAVE area lies in the region past the block, 4 KiB long (the image
-            // is at most that: Cpu::new), and nothing else uses it while every signal is
-            // blocked.
+            // is at most that: Cpu::new), and nothing else uses it while the guest is out.
             unsafe {
                 let len = self.fpu.bytes.len();
                 std::ptr::copy_nonoverlapping(self.fpu.bytes.as_ptr(), self.region.add(entry::XSAVE_AREA), len);
             }
         }
+    }
+
+    /// The ucontext of the frame the stub left on the alternate stack.
+    fn frame_ucontext(&self) -> [u8; sigframe::UCONTEXT_SIZE_PUB] {
+        let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
+        // SAFETY: the kernel wrote the ucontext of the frame it delivered on the alternate
+        // stack; nothing has been delivered since (every signal is blocked).
+        unsafe { std::ptr::copy_nonoverlapping(self.block_ref().uc as *const u8, uc.as_mut_ptr(), uc.len()) };
+        uc
     }
 
     /// A syscall at a rewritten site: the fast exit left the registers, FS base and XSAVE
@@ -484,14 +503,11 @@ impl Cpu {
     fn take_exit(&mut self) -> Exit {
         let b = self.block();
         let (sig, info_at, uc_at) = (b.sig as i32, b.info, b.uc);
-        let mut uc = [0u8; sigframe::UCONTEXT_SIZE_PUB];
+        let uc = self.frame_ucontext();
         let mut info = [0u8; sigframe::SIGINFO_SIZE];
-        // SAFETY: the kernel wrote the siginfo and ucontext of the frame it delivered on the
-        // alternate stack; nothing has been delivered since (every signal is blocked).
-        unsafe {
-            std::ptr::copy_nonoverlapping(uc_at as *const u8, uc.as_mut_ptr(), uc.len());
-            std::ptr::copy_nonoverlapping(info_at as *const u8, info.as_mut_ptr(), info.len());
-        }
+        // SAFETY: the kernel wrote the siginfo of the frame it delivered on the alternate
+        // stack; nothing has been delivered since (every signal is blocked).
+        unsafe { std::ptr::copy_nonoverlapping(info_at as *const u8, info.as_mut_ptr(), info.len()) };
         let g = sigframe::saved_gregs(&uc);
         let code = i32::from_le_bytes(info[8..12].try_into().expect("4 bytes"));
         let fault_signal =
@@ -584,13 +600,18 @@ impl Cpu {
     }
 
     /// If the guest stopped on its way from a rewritten site to the fast exit (the padding's
-    /// jump, the stub, the fast exit before it blocked signals), puts it back at the site with
+    /// jump, the stub, the fast exit before the guest was out), puts it back at the site with
     /// the registers it had there (those the way changed are in the block); the site.
     fn roll_back_to_site(&mut self) -> Option<u64> {
-        let way = Way::of(self.regs.rip, self.regs.rcx, entry::fast_prefix(), rewrite::locate)?;
         let b = self.block_ref();
         let (site_rcx, site_r11, saved) = (b.site_rcx, b.site_r11, b.gprs);
+        let way = Way::of(self.regs.rip, self.regs.rcx, saved.rip, entry::fast_exit(), rewrite::locate)?;
         way.roll_back(&mut self.regs, site_rcx, site_r11, &saved);
+        if way.state_kept {
+            // The fast exit saved the guest's XSAVE image before it changed the control words:
+            // the area is current, not the frame.
+            self.fpu_in_area = true;
+        }
         Some(way.site)
     }
 
@@ -704,42 +725,61 @@ impl Cpu {
     }
 }
 
+/// Sets the calling thread's signal mask (and reads the previous one into `old`, unless null):
+/// the kernel's call, so that glibc's own 32 and 33 are covered too.
+fn set_mask(new: &u64, old: *mut u64) {
+    // SAFETY: rt_sigprocmask reads an 8-byte set and writes the previous one into `old` (or
+    // nowhere, when null).
+    unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, new as *const u64, old, 8) };
+}
+
 /// Where a thread stood on its way from a rewritten site to the fast exit.
 #[derive(Debug, PartialEq, Eq)]
 struct Way {
     site: u64,
     /// The stub has saved RCX and R11 in the block and changed them.
     rcx_r11_saved: bool,
-    /// The fast exit has loaded its syscall's arguments over RAX, RDI, RSI, RDX, R10 (saved
-    /// in the block before).
-    args_loaded: bool,
+    /// The fast exit has stored every general register in the block (and changed some).
+    regs_stored: bool,
+    /// ... and RFLAGS and the XSAVE image too (and changed them).
+    state_kept: bool,
 }
 
 impl Way {
-    /// Where `rip` is on the way (`fast`: the fast exit's prefix, see `entry::fast_prefix`;
-    /// `rcx`: the register, which holds the address after the site from the stub on).
-    fn of(rip: u64, rcx: u64, fast: (u64, u64, u64), locate: impl Fn(u64) -> Option<rewrite::Place>) -> Option<Way> {
-        let (start, blocked, args) = fast;
-        if (start..blocked).contains(&rip) {
-            return Some(Way { site: rcx.wrapping_sub(2), rcx_r11_saved: true, args_loaded: rip >= args });
+    /// Where `rip` is on the way (`rcx`: the register, which holds the address after the site
+    /// from the stub on; `saved_rip`: the block's, which the fast exit sets from RCX before it
+    /// changes it).
+    fn of(
+        rip: u64,
+        rcx: u64,
+        saved_rip: u64,
+        fast: entry::FastExit,
+        locate: impl Fn(u64) -> Option<rewrite::Place>,
+    ) -> Option<Way> {
+        let on_way =
+            |site: u64, rcx_r11_saved: bool| Way { site, rcx_r11_saved, regs_stored: false, state_kept: false };
+        if (fast.start..fast.stored).contains(&rip) {
+            return Some(on_way(rcx.wrapping_sub(2), true));
+        }
+        if (fast.stored..fast.end).contains(&rip) {
+            let state_kept = rip >= fast.kept;
+            return Some(Way { regs_stored: true, state_kept, ..on_way(saved_rip.wrapping_sub(2), true) });
         }
         Some(match locate(rip)? {
-            rewrite::Place::Pad(site) => Way { site, rcx_r11_saved: false, args_loaded: false },
-            rewrite::Place::Stub(site, off) => {
-                Way { site, rcx_r11_saved: off >= rewrite::STUB_SAVED, args_loaded: false }
-            }
+            rewrite::Place::Pad(site) => on_way(site, false),
+            rewrite::Place::Stub(site, off) => on_way(site, off >= rewrite::STUB_SAVED),
         })
     }
 
     /// Puts `regs` back as they were at the site, before its syscall.
     fn roll_back(&self, regs: &mut kvm_regs, site_rcx: u64, site_r11: u64, saved: &kvm_regs) {
+        if self.regs_stored {
+            let rflags = if self.state_kept { saved.rflags } else { regs.rflags };
+            *regs = kvm_regs { rflags, ..*saved };
+        }
         if self.rcx_r11_saved {
             regs.rcx = site_rcx;
             regs.r11 = site_r11;
-        }
-        if self.args_loaded {
-            (regs.rax, regs.rdi, regs.rsi, regs.rdx, regs.r10) =
-                (saved.rax, saved.rdi, saved.rsi, saved.rdx, saved.r10);
         }
         regs.rip = self.site;
     }
@@ -770,7 +810,7 @@ impl Drop for Cpu {
 mod tests {
     use super::*;
 
-    const FAST: (u64, u64, u64) = (0x7000, 0x7080, 0x7050);
+    const FAST: entry::FastExit = entry::FastExit { start: 0x7000, stored: 0x7050, kept: 0x7070, end: 0x7090 };
     const SITE: u64 = 0x40_1000;
 
     fn locate(rip: u64) -> Option<rewrite::Place> {
@@ -783,36 +823,58 @@ mod tests {
 
     /// The guest's registers at the site.
     fn at_site() -> kvm_regs {
-        kvm_regs { rax: 39, rcx: 0xc0, r11: 0x11, rdi: 1, rsi: 2, rdx: 3, r10: 4, rip: SITE, ..Default::default() }
+        kvm_regs {
+            rax: 39,
+            rcx: 0xc0,
+            r11: 0x11,
+            rdi: 1,
+            rsi: 2,
+            rdx: 3,
+            r10: 4,
+            rip: SITE,
+            rflags: 0x246,
+            ..Default::default()
+        }
     }
 
-    /// The registers of a thread stopped at `rip` after the way `changed` them, rolled back.
+    /// The registers of a thread stopped at `rip` after the way `changed` them, rolled back
+    /// (the block holds what the fast exit stored: the site's registers, RCX the address after
+    /// it, R11 and RFLAGS the flags).
     fn rolled_back(rip: u64, changed: impl Fn(&mut kvm_regs)) -> Option<kvm_regs> {
         let mut regs = at_site();
         changed(&mut regs);
         regs.rip = rip;
-        let way = Way::of(rip, regs.rcx, FAST, locate)?;
+        let stored = kvm_regs { rcx: SITE + 2, r11: 0x246, rflags: 0x246, rip: SITE + 2, ..at_site() };
+        let way = Way::of(rip, regs.rcx, stored.rip, FAST, locate)?;
         assert_eq!(way.site, SITE);
-        way.roll_back(&mut regs, 0xc0, 0x11, &at_site());
+        way.roll_back(&mut regs, 0xc0, 0x11, &stored);
         Some(regs)
     }
 
     #[test]
     fn a_thread_stopped_on_the_way_to_the_fast_exit_is_put_back_at_its_site() {
         let stub_changed = |r: &mut kvm_regs| (r.rcx, r.r11) = (SITE + 2, 0x246);
-        let args_loaded = |r: &mut kvm_regs| {
+        // Past `stored`: the fast exit moved to trapbox's stack and used RAX, RCX, RDX, R11;
+        // past `kept` it cleared RFLAGS too.
+        let exit_changed = |r: &mut kvm_regs| {
             stub_changed(r);
-            (r.rax, r.rdi, r.rsi, r.rdx, r.r10) = (14, 2, 0x9999, 0, 8);
+            (r.rax, r.rcx, r.rdx, r.r11, r.rsp) = (0x246, 0x7f00_0000, 0x2e7, 0x7f00_1000, 0x7ffe_0000);
+        };
+        let flags_cleared = |r: &mut kvm_regs| {
+            exit_changed(r);
+            r.rflags = 2;
         };
         // The padding's jump, the stub before and after it saved RCX and R11, the fast exit
-        // before and after it loaded its arguments: every register as at the site.
+        // while it stores the registers, after, and after it changed the flags: every register
+        // as at the site.
         assert_eq!(rolled_back(0x40_1040, |_| {}), Some(at_site()));
         assert_eq!(rolled_back(0x10_0009, |_| {}), Some(at_site()));
         assert_eq!(rolled_back(0x10_0019, stub_changed), Some(at_site()));
         assert_eq!(rolled_back(0x7010, stub_changed), Some(at_site()));
-        assert_eq!(rolled_back(0x7060, args_loaded), Some(at_site()));
-        // Past the fast exit's rt_sigprocmask (signals blocked) and elsewhere: not on the way.
-        assert_eq!(rolled_back(0x7080, args_loaded), None);
+        assert_eq!(rolled_back(0x7060, exit_changed), Some(at_site()));
+        assert_eq!(rolled_back(0x7080, flags_cleared), Some(at_site()));
+        // Past the commit (the guest is out) and elsewhere: not on the way.
+        assert_eq!(rolled_back(0x7090, flags_cleared), None);
         assert_eq!(rolled_back(0x40_2000, |_| {}), None);
     }
 }

@@ -17,7 +17,7 @@
 //! No thread ever sees a half-written site: the stub and the padding are written first (no
 //! thread runs them yet), then the site goes `int3`, its second byte, its first byte — a
 //! thread that reaches the transient `int3` is put back at the site (`transient_int3`).
-//! A signal that lands on the way (padding, stub, the fast exit before it blocks signals) puts
+//! A signal that lands on the way (padding, stub, the fast exit until the guest is out) puts
 //! the thread back at the site with its registers as they were (`locate`).
 //!
 //! SUD stays the net for every site that cannot be rewritten (no padding in reach, code that
@@ -187,7 +187,7 @@ fn rewrite_locked(t: &mut Table, site: u64, stub_pages: &mut StubPages<'_>) -> R
     }
     let pad = find_padding(site, &code[2..n]).ok_or(NotRewritten::NoPadding)?;
     let stub = take_slot(t, pad, stub_pages).ok_or(NotRewritten::NoStubPage)?;
-    let fast = entry::fast_prefix().0;
+    let fast = entry::fast_exit().start;
     let write = |at: u64, bytes: &[u8]| {
         // SAFETY: the stub slot is trapbox's, unused; the padding is dead code; the site is
         // written one byte at a time through a transient int3 (module comment).

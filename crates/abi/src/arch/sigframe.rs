@@ -202,6 +202,11 @@ pub fn fault_words(uc: &[u8; UCONTEXT_SIZE_PUB]) -> (u64, u64, u64) {
     (w(SC_ERR), w(SC_TRAPNO), w(SC_CR2))
 }
 
+/// The signal mask a ucontext saved (what the thread had when the signal came).
+pub fn saved_mask(uc: &[u8; UCONTEXT_SIZE_PUB]) -> u64 {
+    uc_word(uc, SIGMASK - UC)
+}
+
 /// Where a ucontext's FPU area is, if it has one.
 pub fn fpstate(uc: &[u8; UCONTEXT_SIZE_PUB]) -> Option<u64> {
     Some(uc_word(uc, MCONTEXT - UC + SC_FPSTATE)).filter(|fp| *fp != 0)

@@ -107,7 +107,8 @@ pub fn available() -> Result<(), Unavailable> {
 /// the page tables, and the thread that holds it has its [`Cpu`] entered.
 pub struct Machine {
     view: CpuView,
-    vcpu: Option<Cpu>,
+    /// Boxed: it moves in and out at every trap (twice around a host call), as a pointer.
+    vcpu: Option<Box<Cpu>>,
     exits: u64,
 }
 
@@ -120,7 +121,7 @@ impl Machine {
         let view = CpuView::host();
         let mut cpu = Cpu::new(&view)?;
         cpu.claim_kicks();
-        Ok(Machine { view, vcpu: Some(cpu), exits: 0 })
+        Ok(Machine { view, vcpu: Some(Box::new(cpu)), exits: 0 })
     }
 
     /// The CPU view: the host's own.
@@ -139,18 +140,18 @@ impl Machine {
     }
 
     /// Takes the current CPU out: its thread runs it without holding the machine.
-    pub fn leave(&mut self) -> Option<Cpu> {
+    pub fn leave(&mut self) -> Option<Box<Cpu>> {
         self.vcpu.take()
     }
 
     /// Makes `c` the current CPU.
-    pub fn enter(&mut self, c: Cpu) {
+    pub fn enter(&mut self, c: Box<Cpu>) {
         self.vcpu = Some(c);
     }
 
     /// A CPU for a new guest thread, starting from `state` (armed on its thread's first run).
-    pub fn new_cpu(&self, state: &CpuState) -> Result<Cpu, InProcError> {
-        let mut c = Cpu::new(&self.view)?;
+    pub fn new_cpu(&self, state: &CpuState) -> Result<Box<Cpu>, InProcError> {
+        let mut c = Box::new(Cpu::new(&self.view)?);
         c.restore_state(state);
         Ok(c)
     }

@@ -214,7 +214,7 @@ impl Machine {
     pub fn leave(&mut self) -> Option<Vcpu> {
         match self {
             Machine::Kvm(m) => m.leave().map(Vcpu::Kvm),
-            Machine::InProc(m) => m.leave().map(|c| Vcpu::InProc(Box::new(c))),
+            Machine::InProc(m) => m.leave().map(Vcpu::InProc),
         }
     }
 
@@ -222,7 +222,7 @@ impl Machine {
     pub fn enter(&mut self, v: Vcpu) {
         match (self, v) {
             (Machine::Kvm(m), Vcpu::Kvm(v)) => m.enter(v),
-            (Machine::InProc(m), Vcpu::InProc(c)) => m.enter(*c),
+            (Machine::InProc(m), Vcpu::InProc(c)) => m.enter(c),
             _ => unreachable!("a machine's CPUs are all of its engine"),
         }
     }
@@ -231,7 +231,7 @@ impl Machine {
     pub fn new_vcpu(&mut self, id: u64, state: &CpuState) -> Result<Vcpu, VmError> {
         match self {
             Machine::Kvm(m) => m.new_vcpu(id, state).map(Vcpu::Kvm).map_err(VmError::from),
-            Machine::InProc(m) => m.new_cpu(state).map(|c| Vcpu::InProc(Box::new(c))).map_err(VmError::from),
+            Machine::InProc(m) => m.new_cpu(state).map(Vcpu::InProc).map_err(VmError::from),
         }
     }
 

@@ -87,10 +87,11 @@ impl<'c, 'a> KvmGuest<'c, 'a> {
     /// a signal the thread cannot take yet, a preemption ending a call the kernel does not
     /// restart) is never the guest's to see. A guest signal, or the run ending, ends it.
     fn until_not_kicked(&mut self, mut call: impl FnMut() -> i64) -> i64 {
-        let core = self.cpu.core.clone();
+        // The reference, not a clone of the Arc: two atomic operations per host call saved.
+        let core: &Arc<Core> = self.cpu.core;
         loop {
             let ret = self.cpu.unlocked(&mut call);
-            if ret != -(libc::EINTR as i64) || self.cpu.s().process.signals_waiting() || run_ending(&core) {
+            if ret != -(libc::EINTR as i64) || self.cpu.s().process.signals_waiting() || run_ending(core) {
                 return ret;
             }
         }

@@ -526,16 +526,32 @@ pub fn result(desc: Option<&SyscallDesc>, ret: i64, st: &Style) -> String {
 
 /// Joins a call and its result at strace's column 40.
 pub fn line(call: &str, result: &str) -> String {
+    // strace's column 40, padded by hand: a formatter pads one character at a time.
+    const SPACES: &str = "                                        ";
+    let mut l = String::with_capacity(call.len().max(40) + 3 + result.len());
+    l.push_str(call);
     if call.len() < 40 {
-        format!("{call:<40}= {result}")
+        l.push_str(&SPACES[call.chars().count()..]);
     } else {
-        format!("{call} = {result}")
+        l.push(' ');
     }
+    l.push_str("= ");
+    l.push_str(result);
+    l
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_puts_the_result_at_column_40_like_strace() {
+        assert_eq!(line("getppid()", "1"), format!("getppid(){}= 1", " ".repeat(31)));
+        let long = format!("write(1, \"{}\", 40)", "x".repeat(40));
+        assert_eq!(line(&long, "40"), format!("{long} = 40"));
+        let l = line("é()", "0");
+        assert_eq!(l.chars().position(|c| c == '='), Some(40), "padded by characters: {l}");
+    }
 
     #[test]
     fn quote_escapes_like_strace() {

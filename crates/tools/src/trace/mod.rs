@@ -246,9 +246,11 @@ impl<H: TrapHandler> Tracer<H> {
             _ => Vec::new(),
         };
         self.flush_before(call);
-        let t0 = Instant::now();
+        // Timed only for what shows the time (two clock reads per call otherwise spent).
+        let summed = traced && self.opts.summary != SummaryMode::Off;
+        let t0 = (summed || self.opts.timing || self.opts.json).then(Instant::now);
         let action = self.inner.on_trap(g, trap);
-        let took = t0.elapsed();
+        let took = t0.map(|t| t.elapsed()).unwrap_or_default();
         let ret = match &action {
             Action::Return(r) => Some(*r),
             Action::Resume => Some(g.regs().rax as i64),
@@ -263,7 +265,7 @@ impl<H: TrapHandler> Tracer<H> {
             self.child_process = true;
             return action;
         }
-        if traced {
+        if summed {
             self.summary.lock().unwrap_or_else(|e| e.into_inner()).add(&name, ret.is_some_and(is_error), took);
         }
         let failed = ret.is_some_and(is_error);

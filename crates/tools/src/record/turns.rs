@@ -270,7 +270,8 @@ impl<T> Shared<T> {
             return Some(false);
         }
         let mut switched = false;
-        let since = Instant::now();
+        // Read the first time the turn is not free (at most calls it is: no clock read).
+        let mut first_miss: Option<Instant> = None;
         let mut warned = false;
         self.turns().waiting.insert(me);
         let mut ready = || {
@@ -282,6 +283,7 @@ impl<T> Shared<T> {
                 switched = t.take(me);
                 return true;
             }
+            let since = *first_miss.get_or_insert_with(Instant::now);
             // Recording only (a replay's holder has no kicker): a replay's turns follow the
             // trace, and waiting for one is never a recording's hang.
             if !warned && since.elapsed() >= PATIENCE {

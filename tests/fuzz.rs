@@ -645,7 +645,7 @@ mod file_mode {
 
     /// `--snapshot-at main`: the snapshot before the program's own start (its stat, open and
     /// read of the input each execution, and the descriptor it opens before them): the crash
-    /// is found, resets leave nothing behind (the program aborts otherwise), and a point the
+    /// is found, resets leave nothing behind (the program crashes otherwise), and a point the
     /// program never reaches, or no such symbol, is one line.
     #[test]
     fn snapshot_at_a_symbol() {

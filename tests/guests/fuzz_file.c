@@ -1,10 +1,12 @@
 /* fuzz_file: a file-reading parser with a planted bug, for `trapbox fuzz` in file mode.
  * `fuzz_file FILE` learns the file's size with stat, then opens and reads it; without an
  * argument it reads stdin. "FUZZ!" reaches a write through a null pointer through five nested
- * comparisons; a static counter aborts if a reset missed it. Before it names its input (the
- * fuzzer's snapshot) it opens its own executable; after reading the input it reads that
- * file's first bytes and closes it: a reset that missed the descriptor or its offset aborts
- * the next run. Prints what it read. */
+ * comparisons; a static counter traps (SIGILL) if a reset missed its page. Before it names its
+ * input (the fuzzer's snapshot) it opens its own executable; after reading the input it reads
+ * that file's first bytes and closes it: a reset that missed the descriptor aborts the next run
+ * (SIGABRT), one that missed its offset raises SIGBUS. Distinct signals, so that a saved crash
+ * says which part of the reset went wrong. Prints what it read. */
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +26,7 @@ int main(int argc, char **argv) {
     static unsigned char buf[4096];
     size_t n = 0;
     if (++runs != 1)
-        abort();
+        __builtin_trap();
     int self = open("/proc/self/exe", O_RDONLY);
     if (self < 0)
         return 2;
@@ -49,8 +51,10 @@ int main(int argc, char **argv) {
             n += (size_t)r;
     }
     char magic[4];
-    if (read(self, magic, 4) != 4 || magic[0] != 0x7f || magic[1] != 'E')
+    if (read(self, magic, 4) != 4)
         abort();
+    if (magic[0] != 0x7f || magic[1] != 'E')
+        raise(SIGBUS);
     close(self);
     parse(buf, n);
     printf("read %zu bytes\n", n);

@@ -136,15 +136,13 @@ pub fn fuzz(f: FuzzArgs) -> Result<i32> {
         job,
         exchange: job.is_some() || f.broker.is_some() || f.connect.is_some(),
     };
+    // LibAFL on its own thread, started before the sandbox (whose hardening forbids the
+    // thread its own descriptor table); the guest on this one (the engine's thread).
+    let fuzzer = trapbox::fuzz::engine::spawn(opts, link)?;
     // Snapshots put code pages back: the code stays as the program has it.
     let mut builder = trapbox::Sandbox::builder(&program).args(command).quiet(true).rewrite_syscalls(false);
     builder = builder.engine(f.backend.unwrap_or(BackendArg::Kvm).engine());
     let mut sandbox = builder.build()?;
-    // LibAFL on its own thread; the guest on this one (the engine's thread).
-    let fuzzer = std::thread::Builder::new()
-        .name("trapbox-fuzzer".into())
-        .spawn(move || trapbox::fuzz::engine::run(&opts, link))
-        .context("cannot start the fuzzer's thread")?;
     let mut harness = harness.cover(f.cover.clone());
     let report = sandbox.run(&mut harness);
     // The handler's ends of the link go first: a fuzzer still waiting for the snapshot (the

@@ -285,7 +285,33 @@ where
     Ok(())
 }
 
+/// Starts [`run`] on a thread of its own beside the guest's, with a descriptor table of its own
+/// (see [`crate::host`]). Call it before the sandbox is built: the sandbox's hardening forbids
+/// `unshare` to every thread of the process from then on.
+pub fn spawn(opts: Options, link: Link) -> Result<std::thread::JoinHandle<Result<Summary, FuzzError>>, FuzzError> {
+    let (ready, table) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("trapbox-fuzzer".into())
+        .spawn(move || {
+            let own = crate::host::own_table();
+            let failed = own.is_err();
+            let _ = ready.send(own);
+            if failed {
+                // What failed went to `spawn`'s caller; this result is never looked at.
+                return Err(FuzzError::OwnTable(std::io::Error::other("no descriptor table of its own")));
+            }
+            run(&opts, link)
+        })
+        .map_err(FuzzError::OwnTable)?;
+    match table.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(e)) => Err(FuzzError::OwnTable(e)),
+        Err(_) => Err(FuzzError::OwnTable(std::io::Error::other("the fuzzer's thread ended at once"))),
+    }
+}
+
 /// The loop, on the calling thread, until the time or run limit; `link` reaches the guest.
+/// The thread must not share the guest's descriptor table ([`spawn`] sees to it).
 pub fn run(opts: &Options, link: Link) -> Result<Summary, FuzzError> {
     let setup = link.setup.recv().map_err(|_| FuzzError::NeverReachedSnapshot)?;
     let observer: CovObs = StdMapObserver::owned("coverage", vec![0u8; setup.blocks.max(1)]).track_indices();

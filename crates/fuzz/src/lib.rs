@@ -127,6 +127,9 @@ pub enum FuzzError {
     /// LibAFL failed.
     #[error("fuzzer: {0}")]
     Libafl(#[from] libafl::Error),
+    /// The fuzzer's thread could not be started with a descriptor table of its own.
+    #[error("cannot start the fuzzer's thread with its own descriptor table: {0}")]
+    OwnTable(std::io::Error),
 }
 
 /// Harness mode for `program`: the handler to run it under, and the fuzzer's end of the link.

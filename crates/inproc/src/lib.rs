@@ -414,8 +414,12 @@ impl Cpu {
         // alternate stack; its mask is the thread's own (which leaves trapbox's stub-handled
         // signals unblocked).
         let out = unsafe { entry::enter(block, frame) };
-        debug_assert_eq!(out, entry::Out::Signal, "a frame entry leaves only through the stub");
-        let exit = self.take_exit();
+        // A guest entered through a frame may still reach a rewritten site and leave through
+        // the fast exit; never through the resume's kicked path.
+        let exit = match out {
+            entry::Out::Syscall => self.take_fast_exit(),
+            entry::Out::Signal | entry::Out::Kicked => self.take_exit(),
+        };
         self.block().kick = 0;
         set_mask(&old, std::ptr::null_mut());
         Ok(exit)

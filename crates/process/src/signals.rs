@@ -594,17 +594,15 @@ pub fn mirror_disposition(sig: i32, a: &SigAction) {
     }
 }
 
-/// The host signal mask that mirrors guest mask `mask`.
+/// The host signal mask that mirrors guest mask `mask`: the guest's without the host-owned
+/// signals, in the kernel's 64-signal word that starts a `sigset_t` (as in
+/// [`block_all_while_handling`]).
 fn host_mask(mask: u64) -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set.
+    // SAFETY: a zeroed sigset_t is the empty set; it is at least 8 bytes, the first of which
+    // hold signals 1 to 64.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in 1..=NSIG as i32 {
-            if mask & bit(sig) != 0 && !host_owned(sig) {
-                libc::sigaddset(&mut set, sig);
-            }
-        }
+        std::ptr::write_unaligned((&mut set as *mut libc::sigset_t).cast::<u64>(), mask & !host_owned_mask());
         set
     }
 }
@@ -774,6 +772,20 @@ mod tests {
             .unwrap();
             assert_eq!(h.join().unwrap(), [true; 4], "the helper could take a guest's signal");
             assert!(!blocked_here(libc::SIGTERM), "the creator's mask was not put back");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_mirrored_mask_blocks_what_the_guest_blocks_but_never_trapbox_s_own_signals() {
+        std::thread::spawn(|| {
+            let guest = bit(libc::SIGUSR1) | bit(libc::SIGTERM) | bit(libc::SIGSEGV) | bit(kick_signal()) | bit(33);
+            mirror_mask(guest);
+            assert!(blocked_here(libc::SIGUSR1) && blocked_here(libc::SIGTERM));
+            for sig in [libc::SIGSEGV, kick_signal(), 33, libc::SIGUSR2] {
+                assert!(!blocked_here(sig), "signal {sig} is blocked");
+            }
         })
         .join()
         .unwrap();

@@ -111,9 +111,6 @@ const OFF_UC: usize = std::mem::offset_of!(Block, uc);
 pub(super) const OFF_SITE_RCX: usize = std::mem::offset_of!(Block, site_rcx);
 pub(super) const OFF_SITE_R11: usize = std::mem::offset_of!(Block, site_r11);
 const OFF_KICK: usize = std::mem::offset_of!(Block, kick);
-/// Where a kernel ucontext holds the interrupted RIP: after uc_flags, uc_link and uc_stack
-/// (40 bytes), `gregs[REG_RIP]` (16).
-const UC_RIP: usize = 40 + 16 * 8;
 const OFF_XFEATURES: usize = std::mem::offset_of!(Block, xfeatures);
 const OFF_GPRS: usize = std::mem::offset_of!(Block, gprs);
 /// Offsets of the guest's registers in the block.
@@ -401,7 +398,7 @@ std::arch::global_asm!(
     xfeatures = const OFF_XFEATURES,
     xsave_area = const XSAVE_AREA,
     kick = const OFF_KICK,
-    uc_rip = const UC_RIP,
+    uc_rip = const trapbox_abi::arch::sigframe::UC_RIP,
     g_rax = const G_RAX,
     g_rbx = const G_RBX,
     g_rcx = const G_RCX,

@@ -42,6 +42,10 @@ const SW_BYTES: usize = 464;
 /// RFLAGS bits user code may set through a signal frame (the kernel's FIX_EFLAGS).
 const USER_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x20_0000;
 
+/// Where in a ucontext the interrupted RIP is (`gregs`'s entry 16), for code that reads it
+/// from a frame in place.
+pub const UC_RIP: usize = MCONTEXT - UC + 16 * 8;
+
 /// The register order of `struct sigcontext` (r8 first; RIP and RFLAGS last).
 pub fn gregs(r: &Regs) -> [u64; 18] {
     [
@@ -257,6 +261,13 @@ pub fn fpu_from_frame(area: &[u8], xfeatures: u64) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uc_rip_is_where_saved_gregs_finds_rip() {
+        let mut uc = [0u8; UCONTEXT_SIZE_PUB];
+        uc[UC_RIP..UC_RIP + 8].copy_from_slice(&0x40_1234u64.to_le_bytes());
+        assert_eq!(from_gregs(&saved_gregs(&uc)).rip, 0x40_1234);
+    }
 
     fn regs() -> Regs {
         Regs {

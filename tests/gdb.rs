@@ -494,6 +494,51 @@ fn reverse_stepping() {
     assert!(g.contains(" in main () at ") || g.contains("main ()"), "reverse-finish returns to main:\n{g}");
 }
 
+/// reverse-stepi from a function's entry a continue reached (its second arrival): the call
+/// that led there, in the caller, with the stack as it was before the call — found by
+/// breakpoints on the call and the entry, not by counting steps — and forward again.
+fn reverse_stepi_off_a_function_entry() {
+    let (prog, trace) = recorded(Form::Static);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &[
+            "break *square",
+            "continue",
+            "continue",
+            "set $entry = $pc",
+            "set $sp_in = $sp",
+            "delete",
+            "reverse-stepi",
+            "x/i $pc",
+            "set $call = $pc",
+            "p $sp == $sp_in + 8",
+            "p i",
+            "p counter",
+            "stepi",
+            "p $pc == $entry",
+            "p $sp == $sp_in",
+            "reverse-stepi",
+            "reverse-stepi",
+            "p $pc < $call",
+            "stepi",
+            "p $pc == $call",
+            "p i",
+            "continue",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(values, ["$1 = 1", "$2 = 2", "$3 = 3", "$4 = 1", "$5 = 1", "$6 = 1", "$7 = 1", "$8 = 2"], "{g}");
+    let call = g.lines().find(|l| l.starts_with("=> ")).unwrap_or_default();
+    assert!(call.contains("call") && call.contains("<square>"), "at the call of square: {call}\n{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "total 14 counter 6\n");
+}
+
 /// A write watchpoint, answered by stepping and comparing: each write to a global the
 /// program makes (old and new value, the line after the write), and a buffer the kernel
 /// fills (a read from a pipe: the stop right after the call, with its result); on a live run
@@ -634,6 +679,7 @@ each_backend!(
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,
+    reverse_stepi_off_a_function_entry,
     other_threads_stop_at_breakpoints,
     threads_stop_together,
     a_threaded_replay_stops_together,

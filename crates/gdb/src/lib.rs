@@ -364,7 +364,7 @@ impl<H> Debugger<H> {
         let (log, script, then, survey) = match plan {
             Some(p) => {
                 let survey = match &p.then {
-                    Then::Survey(addrs, watches) => Some(Survey::new(addrs.clone(), watches)),
+                    Then::Survey(addrs, watches, back) => Some(Survey::new(addrs.clone(), watches, back.clone())),
                     _ => None,
                 };
                 (Vec::new(), p.script.into(), p.then, survey)
@@ -539,7 +539,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         if let Some(s) = self.survey.as_mut() {
             if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at, nth: s.nth, stop: Some(idx), step: s.steps });
+                s.hits.push(Hit { addr: rip, next: None, resumed_at, nth: s.nth, stop: Some(idx), step: s.steps });
             }
         }
         if let Some(n) = self.counting {
@@ -655,7 +655,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     self.publish();
                     return self.resume(g, step, signal);
                 }
-                Request::Reverse { step } => match self.go_back(idx, step) {
+                Request::Reverse { step } => match self.go_back(g, idx, step) {
                     Some(action) => return action,
                     None => {
                         let stop = if idx == 0 { Stop::ReplayBegin } else { Stop::Signal(SIGTRAP) };
@@ -972,7 +972,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
 
     /// gdb asks to go back from stop `idx`: where the next run goes (this one ends), or None
     /// when it cannot (the start reached, or a position that cannot be reproduced).
-    fn go_back(&mut self, idx: usize, step: bool) -> Option<Action> {
+    fn go_back(&mut self, g: &mut dyn Guest, idx: usize, step: bool) -> Option<Action> {
         if !self.reversible || idx == 0 {
             return None;
         }
@@ -1000,7 +1000,24 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                             script.push((idx - 1, resume));
                         }
                     }
-                    Plan { script, then: Then::Count(until.clone()) }
+                    let counted = Plan { script, then: Then::Count(until.clone()) };
+                    let to = g.regs().rip;
+                    let mut ret = [0u8; 8];
+                    let call = match g.read(GuestAddr(g.regs().rsp), &mut ret) {
+                        Ok(()) => {
+                            let mut read = |a: u64, n: usize| self.read(g, a, n);
+                            rewind::call_into(to, u64::from_le_bytes(ret), &mut read)
+                        }
+                        Err(_) => None,
+                    };
+                    match call {
+                        Some(call) => {
+                            let back = rewind::Back { call, to, fallback: Box::new(counted) };
+                            let addrs = [call, to].into_iter().collect();
+                            Plan { script: self.log.clone(), then: Then::Survey(addrs, Vec::new(), Some(back)) }
+                        }
+                        None => counted,
+                    }
                 }
                 _ => {
                     eprintln!("trapbox: gdb: cannot step back across a continue that passed a signal on");
@@ -1009,7 +1026,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             }
         } else {
             let watches = self.watches.iter().map(|(a, b)| (*a, b.len() as u64)).collect();
-            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect(), watches) }
+            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect(), watches, None) }
         };
         self.restart = Some(plan);
         Some(Action::Stop)
@@ -1064,7 +1081,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         if let Some(s) = self.survey.as_mut().filter(|_| lead) {
             if s.addrs.contains(&at) {
                 s.nth += 1;
-                s.hits.push(Hit { resumed_at, nth: s.nth, stop: None, step: s.steps });
+                s.hits.push(Hit { addr: at, next: None, resumed_at, nth: s.nth, stop: None, step: s.steps });
             }
         }
         // On: the program's byte back for one step, the int3 again after it.
@@ -1079,7 +1096,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
 
     /// The end of a survey run: go to the last arrival before this stop, or to the start.
     fn end_survey(&mut self, idx: usize) -> Action {
-        let s = self.survey.take().expect("a survey run");
+        let mut s = self.survey.take().expect("a survey run");
+        if let Some(back) = s.back.take() {
+            self.restart = Some(self.step_back(&s, back, idx));
+            return Action::Stop;
+        }
         if s.steps() {
             // Positions are (the stop a resume was made at, steps into it); the last write
             // before here is reached at the step before it.
@@ -1133,6 +1154,26 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         };
         self.restart = Some(plan);
         Action::Stop
+    }
+
+    /// Where a step back's survey says the instruction before stop `idx` is (see
+    /// [`rewind::Back`]): the last arrival before it, if that was at the call and its step
+    /// landed at this stop, in the resume that reached it; else the counting plan.
+    fn step_back(&self, s: &Survey, back: rewind::Back, idx: usize) -> Plan {
+        let last = s.hits.iter().rev().find(|h| h.stop != Some(idx));
+        let found = last.filter(|h| {
+            h.stop.is_none() && h.addr == back.call && h.next == Some(back.to) && h.resumed_at == self.resumed_at
+        });
+        let resume = rewind::resume_at(&self.log, self.resumed_at);
+        match (found, resume) {
+            (Some(h), Some(Logged::Resume { step: false, signal, .. })) => {
+                let mut script = rewind::upto(&self.log, h.resumed_at);
+                let until = Some((s.addrs.clone(), h.nth));
+                script.push((h.resumed_at, Logged::Resume { step: false, signal: *signal, until, anchor: None }));
+                Plan { script, then: Then::Report(Stop::Step) }
+            }
+            _ => *back.fallback,
+        }
     }
 
     /// Guest memory as the program has it: the `int3`s under gdb's breakpoints read as the
@@ -1375,6 +1416,10 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 }
                 if let Some((addr, cont)) = self.me.step_over.take() {
                     self.reinsert(g, addr);
+                    let lead = self.lead;
+                    if let Some(s) = self.survey.as_mut().filter(|_| lead) {
+                        s.landed(addr, g.regs().rip);
+                    }
                     if cont && !self.me.stepping && !self.me.watching && !self.me.surveying {
                         return Action::Resume;
                     }

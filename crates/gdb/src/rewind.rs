@@ -11,7 +11,10 @@
 //!   start at an anchor, not at the stop before, when the replay's trace has events between
 //!   the two: the continue is run to the syscall that brought the event index to the one
 //!   before this stop's (a stop of its own), and stepped from there — so a step back costs the
-//!   instructions since the last events, not all since the stop before;
+//!   instructions since the last events, not all since the stop before. Where the stop is a
+//!   function's entry reached by a direct call (or through a PLT entry), a survey with
+//!   `int3`s on that call and the entry finds the call's last arrival instead, without single
+//!   steps (see [`Back`]);
 //! - `reverse-continue`: a first replay, with gdb's breakpoints placed from the start,
 //!   notes every arrival at one of them up to this stop; a second stops at the last. With
 //!   write watchpoints set, that first replay also runs a step at a time from the start and
@@ -63,8 +66,28 @@ pub(crate) enum Then {
     /// the m-th arrival at those addresses); then go back to one step less.
     Count(Option<(BTreeSet<u64>, u64)>),
     /// Note the arrivals at these addresses (and the changes of these watched ranges,
-    /// address and length) up to the end of the log; then go to the last.
-    Survey(BTreeSet<u64>, Vec<(u64, u64)>),
+    /// address and length) up to the end of the log; then go to the last — or, for a step
+    /// back, to the instruction before this stop (see [`Back`]).
+    Survey(BTreeSet<u64>, Vec<(u64, u64)>, Option<Back>),
+}
+
+/// A step back from a stop a continue reached at `to` (a function's entry, typically), by
+/// breakpoints rather than single steps: `call` is the instruction that most likely led there
+/// (see [`call_into`]). A survey with `int3`s on both notes every arrival and, for each at
+/// `call`, where one step from it landed. If the last arrival before this stop is one at
+/// `call` whose step landed at `to`, it is the position wanted: the next instruction run was
+/// the arrival at `to` that is this stop (any other arrival at `to` in between would be an
+/// arrival noted later). Otherwise `fallback` (counting single steps) goes there instead.
+///
+/// Why: counting steps costs one trap per instruction since the last event, and a trap from
+/// guest user code is a VM exit on PVM (~40 µs); gdb steps back off every breakpoint it
+/// passes in reverse (the dynamic linker's among them), so this was most of a
+/// reverse-continue's time.
+#[derive(Clone, Debug)]
+pub(crate) struct Back {
+    pub call: u64,
+    pub to: u64,
+    pub fallback: Box<Plan>,
 }
 
 /// Where a new run of the replay goes.
@@ -93,6 +116,10 @@ pub(crate) fn before(log: &[(usize, Logged)], at: usize) -> Vec<(usize, Logged)>
 /// resume's arrivals, and the stop it was, if it was one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hit {
+    /// Where.
+    pub addr: u64,
+    /// Where one step from it landed (noted in a step back's survey).
+    pub next: Option<u64>,
     pub resumed_at: usize,
     pub nth: u64,
     pub stop: Option<usize>,
@@ -121,16 +148,133 @@ pub(crate) struct Survey {
     pub changes: Vec<Change>,
     /// Steps in the running resume so far.
     pub steps: u64,
+    /// A step back's survey.
+    pub back: Option<Back>,
 }
 
 impl Survey {
-    pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)]) -> Survey {
+    pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)], back: Option<Back>) -> Survey {
         let watches = watches.iter().map(|&(a, l)| (a, l, None)).collect();
-        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0 }
+        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0, back }
+    }
+
+    /// A step from the arrival at `from` landed at `rip`.
+    pub fn landed(&mut self, from: u64, rip: u64) {
+        if let Some(h) = self.hits.last_mut().filter(|h| h.addr == from && h.next.is_none()) {
+            h.next = Some(rip);
+        }
     }
 
     /// Whether the survey steps (it has watchpoints to compare).
     pub fn steps(&self) -> bool {
         !self.watches.is_empty()
+    }
+}
+
+/// The call that brought a thread to `to` with `ret` on top of its stack: a direct `call` of
+/// `to` ending at `ret`, or, where that call went to a stub that jumps on (a PLT entry: an
+/// optional `endbr64`, then a direct jump or one through memory), that stub's jump. None when
+/// the bytes say neither (an indirect call, a jump from elsewhere, `to` not a function's
+/// entry): the caller then counts steps.
+///
+/// Only a direct call whose target is exactly `to` (or leads to it) is taken, so that the
+/// `int3` later put at the answer is at an instruction's start: a guess inside another
+/// instruction would change the program.
+pub(crate) fn call_into(to: u64, ret: u64, read: &mut dyn FnMut(u64, usize) -> Vec<u8>) -> Option<u64> {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic, OpKind};
+    const CALL_LEN: u64 = 5;
+    let at = ret.checked_sub(CALL_LEN)?;
+    let bytes = read(at, CALL_LEN as usize);
+    let call = Decoder::with_ip(64, &bytes, at, DecoderOptions::NONE).decode();
+    if call.is_invalid() || call.len() as u64 != CALL_LEN || call.mnemonic() != Mnemonic::Call {
+        return None;
+    }
+    if call.op0_kind() != OpKind::NearBranch64 {
+        return None;
+    }
+    let target = call.near_branch_target();
+    if target == to {
+        return Some(at);
+    }
+    // A stub: at most an endbr64 before its jump.
+    let stub = read(target, 32);
+    let mut d = Decoder::with_ip(64, &stub, target, DecoderOptions::NONE);
+    for _ in 0..2 {
+        let i = d.decode();
+        if i.is_invalid() {
+            return None;
+        }
+        if i.mnemonic() == Mnemonic::Endbr64 {
+            continue;
+        }
+        if i.flow_control() == FlowControl::UnconditionalBranch && i.op0_kind() == OpKind::NearBranch64 {
+            return (i.near_branch_target() == to).then_some(i.ip());
+        }
+        if i.flow_control() == FlowControl::IndirectBranch && i.is_ip_rel_memory_operand() {
+            let slot = read(i.ip_rel_memory_address(), 8);
+            let dest = u64::from_le_bytes(slot.try_into().ok()?);
+            return (dest == to).then_some(i.ip());
+        }
+        return None;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory of `(address, bytes)` runs; a read past them comes back short.
+    fn reader(runs: Vec<(u64, Vec<u8>)>) -> impl FnMut(u64, usize) -> Vec<u8> {
+        move |a, n| {
+            for (start, bytes) in &runs {
+                if a >= *start && a < start + bytes.len() as u64 {
+                    let from = (a - start) as usize;
+                    return bytes[from..(from + n).min(bytes.len())].to_vec();
+                }
+            }
+            Vec::new()
+        }
+    }
+
+    fn call_rel32(at: u64, to: u64) -> Vec<u8> {
+        let mut b = vec![0xe8];
+        b.extend(((to as i64 - (at as i64 + 5)) as i32).to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_direct_call_of_the_function() {
+        let mut read = reader(vec![(0x1000, call_rel32(0x1000, 0x2000))]);
+        assert_eq!(call_into(0x2000, 0x1005, &mut read), Some(0x1000));
+        // Not the function the thread is at: no guess.
+        assert_eq!(call_into(0x2100, 0x1005, &mut read), None);
+    }
+
+    #[test]
+    fn a_call_through_a_plt_entry() {
+        // call 0x3000; 0x3000: endbr64; bnd jmp [rip + 0x100] → slot 0x310b holds 0x2000.
+        let mut stub = vec![0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25];
+        stub.extend(0x100i32.to_le_bytes());
+        let slot = 0x3000 + stub.len() as u64 + 0x100;
+        let runs = vec![(0x1000, call_rel32(0x1000, 0x3000)), (0x3000, stub), (slot, 0x2000u64.to_le_bytes().to_vec())];
+        assert_eq!(call_into(0x2000, 0x1005, &mut reader(runs.clone())), Some(0x3004));
+        assert_eq!(call_into(0x2200, 0x1005, &mut reader(runs)), None, "the slot names another function");
+        // A stub that jumps directly.
+        let mut jmp = vec![0xe9];
+        jmp.extend(((0x2000i64 - 0x3005) as i32).to_le_bytes());
+        let runs = vec![(0x1000, call_rel32(0x1000, 0x3000)), (0x3000, jmp)];
+        assert_eq!(call_into(0x2000, 0x1005, &mut reader(runs)), Some(0x3000));
+    }
+
+    #[test]
+    fn no_call_no_guess() {
+        // mov eax, 1 ending at the "return address"; an indirect call (target unknown).
+        let mut read = reader(vec![(0x1000, vec![0xb8, 1, 0, 0, 0]), (0x4000, vec![0x90, 0x90, 0x90, 0xff, 0xd0])]);
+        assert_eq!(call_into(0x2000, 0x1005, &mut read), None);
+        assert_eq!(call_into(0x2000, 0x4005, &mut read), None);
+        // Unreadable.
+        assert_eq!(call_into(0x2000, 0x9005, &mut read), None);
+        assert_eq!(call_into(0x2000, 3, &mut read), None);
     }
 }

@@ -539,6 +539,50 @@ fn reverse_stepi_off_a_function_entry() {
     assert_eq!(s.stdout, "total 14 counter 6\n");
 }
 
+/// A replay run again from its start (gdb going back, the trace read once for every run
+/// after the first) maps a file the program mapped shared as the recording found it, not as
+/// the run before left it: the counter the program adds 1 to reads 1 in every run.
+fn going_back_finds_shared_files_as_recorded() {
+    if backend() == Backend::Kvm {
+        require_kvm();
+    }
+    let prog = guest_with_flags("gdb_shared_file", Form::Static, "debug", &["-O0", "-g"]);
+    let dir = tempdir("gdb-shared");
+    let trace = dir.join("t.trace");
+    let file = dir.join("counter");
+    let args = [
+        std::ffi::OsStr::new("record"),
+        "-o".as_ref(),
+        trace.as_os_str(),
+        "--".as_ref(),
+        prog.as_os_str(),
+        file.as_os_str(),
+    ];
+    let rec = trapbox(&args, b"", &dir);
+    assert_eq!(rec.status, 0, "{}", rec.stderr_str());
+    assert_eq!(rec.stdout_str(), "value 1\n");
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let commands = [
+        "break 23",
+        "continue",
+        "print *counter",
+        "reverse-continue",
+        "continue",
+        "print *counter",
+        "reverse-continue",
+        "continue",
+        "print *counter",
+        "delete",
+        "continue",
+    ];
+    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(values, ["$1 = 1", "$2 = 1", "$3 = 1"], "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "value 1\n");
+}
+
 /// A write watchpoint, answered by stepping and comparing: each write to a global the
 /// program makes (old and new value, the line after the write), and a buffer the kernel
 /// fills (a read from a pipe: the stop right after the call, with its result); on a live run
@@ -680,6 +724,7 @@ each_backend!(
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,
     reverse_stepi_off_a_function_entry,
+    going_back_finds_shared_files_as_recorded,
     other_threads_stop_at_breakpoints,
     threads_stop_together,
     a_threaded_replay_stops_together,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use trapbox::tools::record::{EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
+use trapbox::tools::record::{DecodedTrace, EndEvent, Event, Recorder, ReplayStop, Replayer, Tail, TraceReader};
 
 use crate::args::{RecordArgs, ReplayArgs};
 
@@ -51,15 +51,25 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     let (report, replayer) = match gdb {
         // Under gdb the replay may be run again from its start (gdb going back).
         Some(l) => {
-            let (program, first) = open_replay(&r)?;
+            let (program, first) = open_replay(&r, None)?;
             let mut first = Some(first);
+            // Read whole once gdb first goes back, for every run after (a damaged trace is
+            // read as it is each time).
+            let mut decoded: Option<Option<DecodedTrace>> = None;
             l.run_replay(&program, || match first.take() {
                 Some(run) => Ok(run),
-                None => open_replay(&r).map(|(_, run)| run),
+                None => {
+                    let d = decoded.get_or_insert_with(|| {
+                        let f = std::fs::File::open(&r.trace).ok()?;
+                        let f = trapbox::process::fds::privatize(f).ok()?;
+                        DecodedTrace::read(std::io::BufReader::new(f)).ok()
+                    });
+                    open_replay(&r, d.as_ref()).map(|(_, run)| run)
+                }
             })?
         }
         None => {
-            let (_, (mut sandbox, mut replayer)) = open_replay(&r)?;
+            let (_, (mut sandbox, mut replayer)) = open_replay(&r, None)?;
             (sandbox.run(&mut replayer)?, replayer)
         }
     };
@@ -76,13 +86,20 @@ pub fn replay(r: ReplayArgs) -> Result<i32> {
     Ok(report.outcome.exit_status())
 }
 
-/// Opens the trace and builds the sandbox that replays it: the recorded program's path, the
-/// sandbox and its replayer.
-fn open_replay(r: &ReplayArgs) -> Result<(std::path::PathBuf, (trapbox::Sandbox, Replayer))> {
-    let f = std::fs::File::open(&r.trace).with_context(|| format!("{}", r.trace.display()))?;
-    let f = trapbox::process::fds::privatize(f)?;
-    let (start, mut replayer) =
-        Replayer::open(std::io::BufReader::new(f)).with_context(|| format!("{}", r.trace.display()))?;
+/// Opens the trace (or takes it `decoded` already) and builds the sandbox that replays it:
+/// the recorded program's path, the sandbox and its replayer.
+fn open_replay(
+    r: &ReplayArgs,
+    decoded: Option<&DecodedTrace>,
+) -> Result<(std::path::PathBuf, (trapbox::Sandbox, Replayer))> {
+    let (start, mut replayer) = match decoded {
+        Some(d) => Replayer::open_decoded(d),
+        None => {
+            let f = std::fs::File::open(&r.trace).with_context(|| format!("{}", r.trace.display()))?;
+            let f = trapbox::process::fds::privatize(f)?;
+            Replayer::open(std::io::BufReader::new(f)).with_context(|| format!("{}", r.trace.display()))?
+        }
+    };
     if let Some(n) = r.stop_at {
         replayer = replayer.stop_at(n);
     }

@@ -455,7 +455,12 @@ impl<W: Write + Send + 'static> Recording<W> {
     /// The File event id for the file behind guest descriptor `fd`, storing its contents the
     /// first time (replay maps anonymous memory and fills it from them, so it works after the
     /// file changed or vanished). None for files too big to store whole.
-    fn file_id(&mut self, fd: u64) -> Option<u32> {
+    ///
+    /// The writer's thread reads the file later, off the guest's thread; for a `shared`
+    /// mapping its contents are copied now instead: the guest's writes through the mapping
+    /// reach the file at once (in-process they are plain stores), and the replay must start
+    /// from the bytes as they were mapped.
+    fn file_id(&mut self, fd: u64, shared: bool) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
         // A new open file description: reading it does not move the guest's file offset. It
         // goes to the writer's thread, so into the private range.
@@ -469,6 +474,7 @@ impl<W: Write + Send + 'static> Recording<W> {
         if let Some(id) = self.files.get(&key) {
             return Some(*id);
         }
+        let file = if shared { copy_now(file)? } else { file };
         let id = self.files.len() as u32;
         self.files.insert(key, id);
         if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
@@ -628,7 +634,8 @@ impl<W: Write + Send + 'static> Recording<W> {
                 }
                 let mut file = None;
                 if call.sysno() == Some(S::mmap) && ret >= 0 && call.args[3] as i32 & libc::MAP_ANONYMOUS == 0 {
-                    match self.file_id(call.args[4]) {
+                    let shared = call.args[3] as i32 & libc::MAP_TYPE != libc::MAP_PRIVATE;
+                    match self.file_id(call.args[4], shared) {
                         Some(id) => file = Some((id, call.args[5])),
                         // Too big to store whole: store what was mapped.
                         None => snapshot(g, ret as u64, call.args[1], &mut writes),
@@ -847,19 +854,70 @@ impl std::fmt::Display for ReplayStop {
 }
 
 /// What the read-ahead thread hands the replayer.
+#[derive(Clone)]
 enum Item {
     Event(Event),
-    /// A File event's contents, made ready to map.
-    File(u32, Stored),
+    /// A File event's contents, made ready to map (shared by the runs of a [`DecodedTrace`]).
+    File(u32, Arc<Stored>),
     /// The trace ended (with how).
     End(Option<Tail>),
     Err(TraceError),
 }
 
+/// What the read-ahead thread's source gives it: an item, or a stored file's bytes, which
+/// the thread puts in a memory file once the events before it are handed on.
+enum Source {
+    Ready(Item),
+    Unstored(u32, Vec<u8>),
+}
+
+/// A trace decoded once, for a session that replays it many times (a debugger going back
+/// runs the replay again from its start): every event after the start, stored files already
+/// in memory files. Runs from it skip reading, checking and decompressing the trace, and
+/// filling the memory files, which were a third of a replay's work on python3.
+#[derive(Clone)]
+pub struct DecodedTrace(Arc<Decoded>);
+
+struct Decoded {
+    start: StartEvent,
+    legacy_console: bool,
+    /// Every item after the start event, its end included.
+    items: Vec<Item>,
+}
+
+impl DecodedTrace {
+    /// Reads a whole trace. A damaged one is an error (its runs then read it as it is).
+    pub fn read<R: Read + Send + 'static>(input: R) -> Result<DecodedTrace, TraceError> {
+        let mut reader = TraceReader::new(input)?;
+        let legacy_console = reader.version() < 3;
+        let Some(Event::Start(start)) = reader.next_event()? else { return Err(no_start()) };
+        let mut items = Vec::new();
+        while let Some(e) = reader.next_event()? {
+            items.push(match e {
+                Event::File(f) => Item::File(f.id, Arc::new(Stored::new(f.data))),
+                e => Item::Event(e),
+            });
+        }
+        items.push(Item::End(reader.tail().cloned()));
+        Ok(DecodedTrace(Arc::new(Decoded { start, legacy_console, items })))
+    }
+}
+
 /// What the read-ahead thread hands on: an event, or a stored file ready to map.
 enum Ahead {
     Event(Event),
-    File(u32, Stored),
+    File(u32, Arc<Stored>),
+}
+
+/// A memory file holding `file`'s bytes as they are now, read from its start, in trapbox's
+/// private descriptor range.
+fn copy_now(mut file: std::fs::File) -> Option<std::fs::File> {
+    use std::io::Seek;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).ok()?;
+    let mut copy = trapbox_host::fds::private(|| host::memory_file("trapbox-recorded-file", &data)).ok()?;
+    copy.rewind().ok()?;
+    Some(copy)
 }
 
 /// A file the recording mapped, as the replay maps it.
@@ -944,8 +1002,26 @@ struct ReadAhead {
 }
 
 impl ReadAhead {
+    /// Reads ahead from the trace itself.
     fn start<R: Read + Send + 'static>(mut reader: TraceReader<R>) -> ReadAhead {
         let position = reader.position();
+        ReadAhead::spawn(position, move || match reader.next_event() {
+            Ok(Some(Event::File(f))) => Source::Unstored(f.id, f.data),
+            Ok(Some(e)) => Source::Ready(Item::Event(e)),
+            Ok(None) => Source::Ready(Item::End(reader.tail().cloned())),
+            Err(e) => Source::Ready(Item::Err(e)),
+        })
+    }
+
+    /// Hands on the items of a trace decoded before, from the one after its start event.
+    fn decoded(trace: &DecodedTrace) -> ReadAhead {
+        let t = trace.0.clone();
+        let mut items = (0..t.items.len()).map(move |i| t.items[i].clone());
+        ReadAhead::spawn(1, move || Source::Ready(items.next().unwrap_or(Item::End(None))))
+    }
+
+    /// The thread, handing on what `next` gives, from event `position` on.
+    fn spawn(position: u64, mut next: impl FnMut() -> Source + Send + 'static) -> ReadAhead {
         // Batches of events: one hand-over per batch, not per event. A stored file ends its
         // batch, so the queue holds more of them than it would hold full ones.
         const BATCH: usize = 256;
@@ -956,8 +1032,8 @@ impl ReadAhead {
             let hand_over = |batch: &mut Vec<Item>| tx.send(std::mem::take(batch)).is_ok();
             loop {
                 // Whether the batch goes now, whatever its size.
-                let (item, now) = match reader.next_event() {
-                    Ok(Some(Event::File(f))) => {
+                let (item, now) = match next() {
+                    Source::Unstored(id, data) => {
                         // Filling a memory file with a library takes milliseconds: the events
                         // before it go to the replay first, which may be waiting for them
                         // (at the start it always is), and the file goes on its own as soon as
@@ -965,11 +1041,12 @@ impl ReadAhead {
                         if !batch.is_empty() && !hand_over(&mut batch) {
                             break;
                         }
-                        (Item::File(f.id, Stored::new(f.data)), true)
+                        (Item::File(id, Arc::new(Stored::new(data))), true)
                     }
-                    Ok(Some(e)) => (Item::Event(e), false),
-                    Ok(None) => (Item::End(reader.tail().cloned()), true),
-                    Err(e) => (Item::Err(e), true),
+                    Source::Ready(item) => {
+                        let now = !matches!(item, Item::Event(_));
+                        (item, now)
+                    }
                 };
                 let last = matches!(item, Item::End(_) | Item::Err(_));
                 batch.push(item);
@@ -1047,7 +1124,7 @@ struct Replay {
     stop_at: Option<u64>,
     stop: Option<ReplayStop>,
     /// The files the recording mapped, by id.
-    files: std::collections::HashMap<u32, Stored>,
+    files: std::collections::HashMap<u32, Arc<Stored>>,
     /// trapbox's vDSO buffer, when the recording had it.
     time: Option<TimeBuffer>,
     /// Time calls loaded into it for the guest to make before the next event.
@@ -1155,37 +1232,43 @@ fn replay_reexecutes(sysno: Option<S>) -> bool {
     )
 }
 
+/// A trace that does not begin as every trace does.
+fn no_start() -> TraceError {
+    TraceError::Corrupt { index: 0, offset: 10, why: "the trace does not begin with a start event".into() }
+}
+
 impl Replayer {
     /// Opens a trace: its start event (to build the sandbox from) and the replayer, whose
     /// read-ahead thread starts now (see [`Recorder::new`] on why before the sandbox).
     pub fn open<R: Read + Send + 'static>(input: R) -> Result<(StartEvent, Self), TraceError> {
         let mut reader = TraceReader::new(input)?;
         let legacy_console = reader.version() < 3;
-        let first = reader.next_event()?;
-        let reader = ReadAhead::start(reader);
-        match first {
-            Some(Event::Start(s)) => {
-                let replay = Replay {
-                    reader,
-                    peeked: None,
-                    patcher: Patcher::default(),
-                    stop_at: None,
-                    stop: None,
-                    files: Default::default(),
-                    time: None,
-                    time_loaded: 0,
-                    time_breaks: None,
-                    legacy_console,
-                    armed: None,
-                };
-                Ok((s, Replayer { shared: Arc::new(Shared::new(replay)), me: 0 }))
-            }
-            _ => Err(TraceError::Corrupt {
-                index: 0,
-                offset: 10,
-                why: "the trace does not begin with a start event".into(),
-            }),
+        match reader.next_event()? {
+            Some(Event::Start(s)) => Ok((s, Replayer::with(ReadAhead::start(reader), legacy_console))),
+            _ => Err(no_start()),
         }
+    }
+
+    /// A replayer of a trace read before (see [`DecodedTrace`]), and its start event.
+    pub fn open_decoded(trace: &DecodedTrace) -> (StartEvent, Self) {
+        (trace.0.start.clone(), Replayer::with(ReadAhead::decoded(trace), trace.0.legacy_console))
+    }
+
+    fn with(reader: ReadAhead, legacy_console: bool) -> Replayer {
+        let replay = Replay {
+            reader,
+            peeked: None,
+            patcher: Patcher::default(),
+            stop_at: None,
+            stop: None,
+            files: Default::default(),
+            time: None,
+            time_loaded: 0,
+            time_breaks: None,
+            legacy_console,
+            armed: None,
+        };
+        Replayer { shared: Arc::new(Shared::new(replay)), me: 0 }
     }
 
     /// Stops the replay (Action::Stop) just before event `index` (for a debugger to take over).
@@ -1628,14 +1711,23 @@ impl Replay {
     }
 
     /// Stored file `id`, which the trace must have.
-    fn stored(&self, id: u32) -> Result<&Stored, String> {
+    fn stored(&self, id: u32) -> Result<&Arc<Stored>, String> {
         self.files.get(&id).ok_or_else(|| format!("mmap of file {id}, which the trace never stored"))
     }
 
     /// A descriptor, at the lowest free number, for the memory file holding stored file `id`;
-    /// None if it has none (the mapping is then filled by copying).
-    fn memory_file(&self, id: u32) -> Result<Option<std::fs::File>, String> {
-        Ok(match self.stored(id)? {
+    /// None if it has none (the mapping is then filled by copying). For a `shared` mapping,
+    /// a memory file other runs hold too (a [`DecodedTrace`]'s) is first copied for this run:
+    /// the guest's writes through the mapping would reach them, and each run must start from
+    /// the recorded bytes. Later mappings in this run share the copy, as the guest's mappings
+    /// of one file share its pages.
+    fn memory_file(&mut self, id: u32, shared: bool) -> Result<Option<std::fs::File>, String> {
+        let held = self.stored(id)?;
+        if shared && matches!(**held, Stored::Memory(_)) && Arc::strong_count(held) > 1 {
+            let copy = Arc::new(Stored::new(held.bytes(0, u64::MAX).into_owned()));
+            self.files.insert(id, copy);
+        }
+        Ok(match &**self.stored(id)? {
             // try_clone takes the lowest free number (from 3): a guest descriptor's number,
             // which the mmap's checks accept, closed again before the guest runs.
             Stored::Memory(f) => f.try_clone().ok(),
@@ -1665,7 +1757,9 @@ impl Replay {
                 };
                 forced.args[0] = ev.ret as u64;
                 let stored = match ev.file {
-                    Some((id, _)) if flags & libc::MAP_ANONYMOUS == 0 => self.memory_file(id)?,
+                    Some((id, _)) if flags & libc::MAP_ANONYMOUS == 0 => {
+                        self.memory_file(id, flags & libc::MAP_TYPE != libc::MAP_PRIVATE)?
+                    }
                     _ => None,
                 };
                 if let (Some(fd), Some((_, off))) = (stored, ev.file) {

@@ -2,7 +2,8 @@
 //! session timed whole from trapbox's start to gdb's exit, beside a plain replay of the same
 //! trace. Going back costs a replay from the start per step (two for a reverse-continue), and
 //! a reverse-continue with a watchpoint single-steps the replay from its start: the rows show
-//! what that is on a small static C program and on python3.
+//! what that is on a small static C program and on python3, whole sessions and, beside them,
+//! the part going back took.
 //!
 //! `cargo bench --bench gdb` (add `-- --quick` to skip python3). Sessions are capped at 120 s.
 
@@ -111,14 +112,23 @@ fn show(d: Option<Duration>) -> String {
     }
 }
 
-/// The rows for one program: a plain replay, then sessions that differ by what they ask.
+/// The rows for one program: a plain replay, then sessions that differ by what they ask. The
+/// first session is the forward part the others begin with; each other's time less it is
+/// what going back cost (the second column).
 fn program_rows(name: &str, program: &Path, trace: &Path, sessions: &[(&str, Vec<&str>, &str)]) {
     println!("\n### {name}\n");
-    println!("| what | time |");
-    println!("|---|---|");
-    println!("| plain replay | {} |", show(Some(replay(trace))));
+    println!("| what | session | going back (session less the forward one) |");
+    println!("|---|---|---|");
+    println!("| plain replay | {} | |", show(Some(replay(trace))));
+    let mut forward = None;
     for (what, commands, expect) in sessions {
-        println!("| {what} | {} |", show(session(program, trace, commands, expect)));
+        let t = session(program, trace, commands, expect);
+        let back = match (forward, t) {
+            (Some(f), Some(t)) => format!("{:.2} s", t.as_secs_f64() - f),
+            _ => String::new(),
+        };
+        forward = forward.or(t.map(|t| t.as_secs_f64()));
+        println!("| {what} | {} | {back} |", show(t));
     }
 }
 

@@ -243,6 +243,25 @@ pub fn split_cpus() -> Option<libc::cpu_set_t> {
     Some(helper)
 }
 
+/// Restricts the calling thread, and the threads it starts afterwards, to one of its CPUs:
+/// the `k`-th, counting round. Which: the CPU, or None (and nothing changed) when its CPUs
+/// cannot be read.
+///
+/// For threads that take turns and never run at once (the fuzzer's engine and its guest): on
+/// one CPU, a hand-over is a switch there rather than a wake-up sent to another CPU, and a
+/// change to the page tables (a snapshot restore write-protecting pages) flushes one TLB
+/// instead of interrupting the other CPU — both exits on a VM.
+pub fn pin_to_cpu(k: usize) -> Option<usize> {
+    let cpus = cpus_of(&thread_cpus()?);
+    let cpu = *cpus.get(k % cpus.len().max(1))?;
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET only writes the set, at an index below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    set_thread_cpus(&one);
+    Some(cpu)
+}
+
 /// In a forked child: the CPUs trapbox started with again, as the child's guest runs beside
 /// its parent's.
 pub fn restore_cpus() {
@@ -304,6 +323,21 @@ pub fn read_own_memory(addr: u64, buf: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pin_to_cpu_keeps_one_of_the_threads_cpus_counting_round() {
+        std::thread::spawn(|| {
+            let all = cpus_of(&thread_cpus().unwrap());
+            let k = all.len() + 1;
+            assert_eq!(pin_to_cpu(k), Some(all[k % all.len()]));
+            assert_eq!(cpus_of(&thread_cpus().unwrap()), [all[k % all.len()]]);
+            // A thread started now inherits it.
+            let child = std::thread::spawn(|| cpus_of(&thread_cpus().unwrap())).join().unwrap();
+            assert_eq!(child, [all[k % all.len()]]);
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn split_cpus_gives_the_helper_the_last_cpu_and_the_caller_the_others() {

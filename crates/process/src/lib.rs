@@ -461,7 +461,7 @@ impl Process {
     /// thread's registers: calls that replace the user context (execve, a child's new stack)
     /// change them and return [`Action::Resume`] or [`Action::Return`].
     pub fn syscall_staged(&mut self, m: &mut Machine, call: &Syscall, regs: &mut Regs) -> Handled {
-        self.note_descriptors(call);
+        self.note_call(call);
         self.syscall_inner(m, call, regs)
     }
 

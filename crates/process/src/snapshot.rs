@@ -49,6 +49,7 @@ mod uffd {
     pub const WRITEPROTECT_MODE_WP: u64 = 1;
     /// PAGEMAP_SCAN on /proc/self/pagemap (linux/fs.h), and its flags and categories.
     pub const IOC_PAGEMAP_SCAN: u64 = 0xc060_6610;
+    pub const PAGE_IS_WPALLOWED: u64 = 1 << 0;
     pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
     pub const PAGE_IS_PRESENT: u64 = 1 << 3;
     pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
@@ -117,6 +118,11 @@ pub struct Store {
     fds_touched: bool,
     /// A call since the last take or restore may have moved a descriptor's offset.
     offsets_moved: bool,
+    /// A call since the last take or restore may have taken pages away without writing them
+    /// (an unmap, a madvise, a truncated shared file): the page map must then be read to find
+    /// the snapshot's pages that are gone. Without one, every page is where it was or was
+    /// written, and the write tracking alone finds what to put back.
+    maps_touched: bool,
 }
 
 /// The trapping thread's CPU state at a snapshot (the run loop takes and sets it).
@@ -175,6 +181,7 @@ impl Store {
             clean_at: None,
             fds_touched: false,
             offsets_moved: false,
+            maps_touched: true,
         })
     }
 
@@ -210,7 +217,9 @@ impl Store {
         ioctl(uffd.as_raw_fd(), uffd::IOC_WRITEPROTECT, &mut wp).map(|_| ()).map_err(host("cannot write-protect"))
     }
 
-    /// The pages of `[start, end)` written since it was last protected, as ranges.
+    /// The pages of `[start, end)` written since it was last protected, as ranges: of the
+    /// tracked regions only (the others, code and trapbox's placeholders between the guest's
+    /// regions, are passed over whole, not walked), so one scan serves every region.
     fn written(&self, start: u64, end: u64) -> Result<Vec<(u64, u64)>, SnapshotError> {
         let mut out = Vec::new();
         let mut at = start;
@@ -226,7 +235,7 @@ impl Store {
                 vec_len: vec.len() as u64,
                 max_pages: 0,
                 category_inverted: 0,
-                category_mask: uffd::PAGE_IS_WRITTEN,
+                category_mask: uffd::PAGE_IS_WRITTEN | uffd::PAGE_IS_WPALLOWED,
                 // Only pages that hold data: the kernel counts a hole in a tracked region as
                 // written, and a stack region is megabytes of holes. (A page the snapshot had
                 // that is a hole now is found through the page map below.)
@@ -352,11 +361,44 @@ impl Process {
         }
     }
 
-    /// Notes a call that may give the guest new descriptors (see [`Process::close_fds_since`]).
-    pub(crate) fn note_descriptors(&mut self, call: &trapbox_abi::Syscall) {
+    /// Notes what a call may change that a restore must then look for: new descriptors (see
+    /// [`Process::close_fds_since`]), moved offsets, pages gone (see `Store::maps_touched`).
+    pub(crate) fn note_call(&mut self, call: &trapbox_abi::Syscall) {
         let Some(store) = self.snapshots.as_mut() else { return };
-        let Some(desc) = call.desc() else { return };
         use trapbox_abi::Sysno as S;
+        // The calls a harness or an input's handling makes most, none of which takes a page
+        // away; any other may.
+        let keeps_pages = matches!(
+            call.sysno(),
+            Some(
+                S::read
+                    | S::write
+                    | S::pread64
+                    | S::pwrite64
+                    | S::readv
+                    | S::writev
+                    | S::lseek
+                    | S::fstat
+                    | S::newfstatat
+                    | S::close
+                    | S::getpid
+                    | S::gettid
+                    | S::clock_gettime
+                    | S::gettimeofday
+                    | S::getrandom
+                    | S::rt_sigprocmask
+            )
+        );
+        // Nor does a break that grows or a mapping made where nothing was (which a restore
+        // finds as a region to take away); rights that change keep the pages too.
+        let grows = match call.sysno() {
+            Some(S::brk) => call.args[0] == 0 || call.args[0] >= self.brk,
+            Some(S::mmap) => call.args[3] & libc::MAP_FIXED as u64 == 0,
+            Some(S::mprotect) => true,
+            _ => false,
+        };
+        store.maps_touched |= !keeps_pages && !grows;
+        let Some(desc) = call.desc() else { return };
         let makes = matches!(desc.ret, trapbox_abi::Ret::Fd)
             || matches!(desc.sysno, S::pipe | S::pipe2 | S::socketpair | S::recvmsg | S::recvmmsg | S::fcntl);
         // Closing one (or replacing it, which returns a descriptor) changes the set too.
@@ -405,6 +447,7 @@ impl Process {
         store.fds_touched = false;
         let signals = self.signals.clone();
         store.offsets_moved = false;
+        store.maps_touched = false;
         store.snaps.insert(id, MemSnapshot { cpu, regions, brk: self.brk, pages, data, fds, kept, signals });
         store.clean_at = Some(id);
         Ok(SnapshotId(id))
@@ -490,21 +533,39 @@ impl Process {
         let now = self.aspace.listing();
         store.forget_registrations(&now);
         let full = store.clean_at != Some(id.0) || !store.tracks_writes();
+        let maps_touched = std::mem::take(&mut store.maps_touched);
         let snap = store.snaps.get(&id.0).ok_or(SnapshotError::Unknown(id))?;
         // Regions visited whole, protected whole after (registering them needs the store).
         let mut visited_whole: Vec<(u64, u64)> = Vec::new();
+        let tracked = snap.regions.iter().filter(|r| writable(r.2));
+        let span = tracked.clone().map(|r| r.0).min().zip(tracked.map(|r| r.1).max());
+        // One scan for all the regions (a scan per region cost a system call and a walk each).
+        let written_anywhere = match span {
+            Some((lo, hi)) if !full => store.written(lo, hi)?,
+            _ => Vec::new(),
+        };
         for &(start, end, _) in snap.regions.iter().filter(|r| writable(r.2)) {
             let fresh = remade.iter().any(|&(a, b)| a < end && start < b);
             let whole = full || fresh;
-            let written = if whole { vec![(start, end)] } else { store.written(start, end)? };
+            let written: Vec<(u64, u64)> = if whole {
+                vec![(start, end)]
+            } else {
+                written_anywhere
+                    .iter()
+                    .filter(|&&(a, b)| a < end && start < b)
+                    .map(|&(a, b)| (a.max(start), b.min(end)))
+                    .collect()
+            };
             let kept_pages: Vec<u64> = snap.pages.range(start..end).map(|(a, _)| *a).collect();
             // The page map is read over the span that matters only (a stack region is
             // megabytes, its live pages a few).
             let lo = written.first().map(|w| w.0).into_iter().chain(kept_pages.first().copied()).min();
             let hi = written.last().map(|w| w.1).into_iter().chain(kept_pages.last().map(|a| a + PAGE)).max();
             let (Some(lo), Some(hi)) = (lo, hi) else { continue };
-            let entries = store.entries(lo, hi)?;
-            let present = |at: u64| resident(entries[((at - lo) / PAGE) as usize]);
+            // Without a call that takes pages away, a page is present if it was written (the
+            // scan asks for present ones) or the snapshot's and not written.
+            let entries = if whole || maps_touched { Some(store.entries(lo, hi)?) } else { None };
+            let present = |at: u64| entries.as_ref().is_none_or(|e| resident(e[((at - lo) / PAGE) as usize]));
             // Puts page `at` back as the snapshot had it; says whether it wrote it.
             let mut visit = |at: u64| -> Result<bool, SnapshotError> {
                 let here = present(at);
@@ -536,7 +597,7 @@ impl Process {
             }
             // Pages the snapshot had that went away without a write (dropped, remapped): the
             // copy back writes them, so they are protected again with what the guest wrote.
-            for at in kept_pages.into_iter().filter(|a| !present(*a)) {
+            for at in kept_pages.into_iter().filter(|a| entries.is_some() && !present(*a)) {
                 if visit(at)? {
                     store.reprotect(at, at + PAGE)?;
                 }

@@ -514,6 +514,8 @@ fn reverse_stepi_off_a_function_entry() {
             "reverse-stepi",
             "x/i $pc",
             "set $call = $pc",
+            "set $rdi_at = $rdi",
+            "set $flags_at = $eflags",
             "p $sp == $sp_in + 8",
             "p i",
             "p counter",
@@ -526,17 +528,47 @@ fn reverse_stepi_off_a_function_entry() {
             "stepi",
             "p $pc == $call",
             "p i",
+            "p $rdi == $rdi_at && $eflags == $flags_at && $sp == $sp_in + 8",
             "continue",
         ],
         None,
     );
     let g = &s.gdb;
     let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
-    assert_eq!(values, ["$1 = 1", "$2 = 2", "$3 = 3", "$4 = 1", "$5 = 1", "$6 = 1", "$7 = 1", "$8 = 2"], "{g}");
+    assert_eq!(
+        values,
+        ["$1 = 1", "$2 = 2", "$3 = 3", "$4 = 1", "$5 = 1", "$6 = 1", "$7 = 1", "$8 = 2", "$9 = 1"],
+        "{g}"
+    );
     let call = g.lines().find(|l| l.starts_with("=> ")).unwrap_or_default();
     assert!(call.contains("call") && call.contains("<square>"), "at the call of square: {call}\n{g}");
     assert!(g.contains("exited normally]"), "{g}");
     assert_eq!(s.stdout, "total 14 counter 6\n");
+    // The first arrival: the stack slot the call writes holds, before it, what was there
+    // before (not the return address the call put there). (What: memory below the stack
+    // pointer, which the program does not own; the engine's own entry may leave scratch there,
+    // as a signal frame would, so it differs with how the position was reached.)
+    let s = debug_with(
+        &tool,
+        &prog,
+        Some(&trace),
+        &[
+            "break *square",
+            "continue",
+            "delete",
+            "reverse-stepi",
+            "set $call = $pc",
+            "p *(long *)($sp - 8) != (long)$pc + 5",
+            "reverse-stepi",
+            "stepi",
+            "p $pc == $call",
+            "kill",
+        ],
+        None,
+    );
+    let g = &s.gdb;
+    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(values, ["$1 = 1", "$2 = 1"], "{g}");
 }
 
 /// A replay run again from its start (gdb going back, the trace read once for every run

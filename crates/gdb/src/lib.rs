@@ -568,7 +568,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 self.count_until = until.map(|(a, m)| (a, m, seen));
                 return self.resume(g, true, None);
             }
-            Then::Survey(..) => return self.end_survey(idx),
+            Then::Survey(..) => match self.end_survey(g, idx) {
+                Some(action) => return action,
+                // Gone back to the instruction before here, in this run.
+                None => Some(Stop::Step),
+            },
         };
         if self.hub.detached.load(Ordering::SeqCst) || why.is_some_and(|w| self.stops.send((me, w)).is_err()) {
             return self.detach(g);
@@ -1078,10 +1082,22 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             }
         }
         let resumed_at = self.resumed_at;
+        let at_call = self.survey.as_ref().and_then(|s| s.back.as_ref()).is_some_and(|b| b.call == at);
+        let slot = match at_call {
+            true => {
+                let mut bytes = [0u8; 8];
+                let sp = r.rsp.wrapping_sub(8);
+                g.read(GuestAddr(sp), &mut bytes).ok().map(|_| (sp, bytes))
+            }
+            false => None,
+        };
         if let Some(s) = self.survey.as_mut().filter(|_| lead) {
             if s.addrs.contains(&at) {
                 s.nth += 1;
                 s.hits.push(Hit { addr: at, next: None, resumed_at, nth: s.nth, stop: None, step: s.steps });
+                if at_call {
+                    s.undo = Some(rewind::Undo { hit: s.hits.len() - 1, regs: r, slot });
+                }
             }
         }
         // On: the program's byte back for one step, the int3 again after it.
@@ -1094,12 +1110,18 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         Action::Resume
     }
 
-    /// The end of a survey run: go to the last arrival before this stop, or to the start.
-    fn end_survey(&mut self, idx: usize) -> Action {
+    /// The end of a survey run: go to the last arrival before this stop, or to the start
+    /// (the action that ends this run for that); None when a step back went there in this run.
+    fn end_survey(&mut self, g: &mut dyn Guest, idx: usize) -> Option<Action> {
         let mut s = self.survey.take().expect("a survey run");
         if let Some(back) = s.back.take() {
-            self.restart = Some(self.step_back(&s, back, idx));
-            return Action::Stop;
+            return match self.step_back(g, &mut s, back, idx) {
+                Some(plan) => {
+                    self.restart = Some(plan);
+                    Some(Action::Stop)
+                }
+                None => None,
+            };
         }
         if s.steps() {
             // Positions are (the stop a resume was made at, steps into it); the last write
@@ -1122,11 +1144,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     }
                     _ => {
                         eprintln!("trapbox: gdb: cannot go back into a continue that passed a signal on");
-                        return Action::Stop;
+                        return Some(Action::Stop);
                     }
                 };
                 self.restart = Some(plan);
-                return Action::Stop;
+                return Some(Action::Stop);
             }
         }
         let last = s.hits.iter().rev().find(|h| h.stop != Some(idx)).copied();
@@ -1147,32 +1169,46 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                             anchor: None,
                         },
                     )),
-                    _ => return Action::Stop,
+                    _ => return Some(Action::Stop),
                 }
                 Plan { script, then: Then::Report(Stop::Break) }
             }
         };
         self.restart = Some(plan);
-        Action::Stop
+        Some(Action::Stop)
     }
 
     /// Where a step back's survey says the instruction before stop `idx` is (see
     /// [`rewind::Back`]): the last arrival before it, if that was at the call and its step
-    /// landed at this stop, in the resume that reached it; else the counting plan.
-    fn step_back(&self, s: &Survey, back: rewind::Back, idx: usize) -> Plan {
-        let last = s.hits.iter().rev().find(|h| h.stop != Some(idx));
-        let found = last.filter(|h| {
+    /// landed at this stop, in the resume that reached it; else the counting plan. None: this
+    /// run went there (its state at that arrival put back, [`rewind::Undo`]), and the log is
+    /// the one a run to it would have.
+    fn step_back(&mut self, g: &mut dyn Guest, s: &mut Survey, back: rewind::Back, idx: usize) -> Option<Plan> {
+        let last = s.hits.iter().enumerate().rev().find(|(_, h)| h.stop != Some(idx));
+        let found = last.filter(|(_, h)| {
             h.stop.is_none() && h.addr == back.call && h.next == Some(back.to) && h.resumed_at == self.resumed_at
         });
-        let resume = rewind::resume_at(&self.log, self.resumed_at);
-        match (found, resume) {
-            (Some(h), Some(Logged::Resume { step: false, signal, .. })) => {
-                let mut script = rewind::upto(&self.log, h.resumed_at);
-                let until = Some((s.addrs.clone(), h.nth));
-                script.push((h.resumed_at, Logged::Resume { step: false, signal: *signal, until, anchor: None }));
-                Plan { script, then: Then::Report(Stop::Step) }
+        let resume = rewind::resume_at(&self.log, self.resumed_at).cloned();
+        let (Some((i, h)), Some(Logged::Resume { step: false, signal, .. })) = (found, resume) else {
+            return Some(*back.fallback);
+        };
+        let until = Some((s.addrs.clone(), h.nth));
+        let run_there = (h.resumed_at, Logged::Resume { step: false, signal, until, anchor: None });
+        let mut script = rewind::upto(&self.log, h.resumed_at);
+        script.push(run_there);
+        match s.undo.take().filter(|u| u.hit == i) {
+            Some(u) => {
+                g.set_regs(&u.regs);
+                if let Some((at, bytes)) = u.slot {
+                    self.write(g, at, &bytes);
+                }
+                self.remove_internals(g);
+                // This stop's own requests stay, made at the position gone to.
+                script.extend(self.log.iter().filter(|(at, _)| *at == idx).cloned());
+                self.log = script;
+                None
             }
-            _ => *back.fallback,
+            None => Some(Plan { script, then: Then::Report(Stop::Step) }),
         }
     }
 

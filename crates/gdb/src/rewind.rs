@@ -77,7 +77,8 @@ pub(crate) enum Then {
 /// `call`, where one step from it landed. If the last arrival before this stop is one at
 /// `call` whose step landed at `to`, it is the position wanted: the next instruction run was
 /// the arrival at `to` that is this stop (any other arrival at `to` in between would be an
-/// arrival noted later). Otherwise `fallback` (counting single steps) goes there instead.
+/// arrival noted later). The survey's run then goes back there itself (see [`Undo`]).
+/// Otherwise `fallback` (counting single steps) goes there instead.
 ///
 /// Why: counting steps costs one trap per instruction since the last event, and a trap from
 /// guest user code is a VM exit on PVM (~40 µs); gdb steps back off every breakpoint it
@@ -150,12 +151,26 @@ pub(crate) struct Survey {
     pub steps: u64,
     /// A step back's survey.
     pub back: Option<Back>,
+    /// A step back's survey: the state at the latest arrival at the call.
+    pub undo: Option<Undo>,
+}
+
+/// What a step back's survey saw at an arrival at the call (hit `hit`): the registers, and
+/// the stack slot below the stack pointer, which a `call` writes (a jump writes nothing, and
+/// its bytes put back change nothing). The one instruction between that arrival and this stop
+/// changed only those, so putting them back is the position itself, without running the
+/// replay again.
+#[derive(Clone, Debug)]
+pub(crate) struct Undo {
+    pub hit: usize,
+    pub regs: trapbox_trap::Regs,
+    pub slot: Option<(u64, [u8; 8])>,
 }
 
 impl Survey {
     pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)], back: Option<Back>) -> Survey {
         let watches = watches.iter().map(|&(a, l)| (a, l, None)).collect();
-        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0, back }
+        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0, back, undo: None }
     }
 
     /// A step from the arrival at `from` landed at `rip`.

@@ -3,7 +3,7 @@
 //! trace. Going back costs a replay from the start per step (two for a reverse-continue), and
 //! a reverse-continue with a watchpoint single-steps the replay from its start: the rows show
 //! what that is on a small static C program and on python3, whole sessions and, beside them,
-//! the part going back took.
+//! the going-back command alone.
 //!
 //! `cargo bench --bench gdb` (add `-- --quick` to skip python3). Sessions are capped at 120 s.
 
@@ -50,9 +50,10 @@ fn replay(trace: &Path) -> Duration {
     t.elapsed()
 }
 
-/// A gdb session on the replay of `trace` running `commands`: its time, or None past the cap
-/// or if gdb did not print `expect`.
-fn session(program: &Path, trace: &Path, commands: &[&str], expect: &str) -> Option<Duration> {
+/// A gdb session on the replay of `trace` running `commands`: its time and, when it goes back,
+/// the time of its first `reverse-…` command alone (gdb prints the clock before and after
+/// it); None past the cap or if gdb did not print `expect`.
+fn session(program: &Path, trace: &Path, commands: &[&str], expect: &str) -> Option<(Duration, Option<f64>)> {
     let t = Instant::now();
     let mut tbox = Command::new(tb())
         .args(["replay", "--gdb", "127.0.0.1:0"])
@@ -66,10 +67,14 @@ fn session(program: &Path, trace: &Path, commands: &[&str], expect: &str) -> Opt
     err.read_line(&mut first).expect("trapbox says where it waits");
     let port = first.split("target remote :").nth(1).and_then(|p| p.trim().trim_end_matches('\'').parse::<u16>().ok());
     let script = dir().join("commands.gdb");
-    let text: String = std::iter::once(format!("target remote :{}", port.expect("a port")))
-        .chain(commands.iter().map(|c| c.to_string()))
-        .map(|c| c + "\n")
-        .collect();
+    let back = commands.iter().position(|c| c.starts_with("reverse-"));
+    let timed = commands.iter().enumerate().flat_map(|(i, c)| {
+        let clock = || "shell date +%s.%N".to_string();
+        let around = Some(i) == back;
+        around.then(clock).into_iter().chain(std::iter::once(c.to_string())).chain(around.then(clock))
+    });
+    let text: String =
+        std::iter::once(format!("target remote :{}", port.expect("a port"))).chain(timed).map(|c| c + "\n").collect();
     std::fs::write(&script, text).expect("gdb's command file");
     let mut gdb = Command::new("gdb")
         .args(["-q", "-batch", "-nx"])
@@ -102,7 +107,12 @@ fn session(program: &Path, trace: &Path, commands: &[&str], expect: &str) -> Opt
     let _ = gdb.wait();
     let _ = tbox.wait();
     let text = out.join().unwrap_or_default();
-    (done && text.contains(expect)).then(|| t.elapsed())
+    let clocks: Vec<f64> = text.lines().filter_map(|l| l.trim().parse::<f64>().ok()).collect();
+    let going_back = match clocks[..] {
+        [before, after] => Some(after - before),
+        _ => None,
+    };
+    (done && text.contains(expect)).then(|| (t.elapsed(), going_back))
 }
 
 fn show(d: Option<Duration>) -> String {
@@ -112,23 +122,17 @@ fn show(d: Option<Duration>) -> String {
     }
 }
 
-/// The rows for one program: a plain replay, then sessions that differ by what they ask. The
-/// first session is the forward part the others begin with; each other's time less it is
-/// what going back cost (the second column).
+/// The rows for one program: a plain replay, then sessions that differ by what they ask: the
+/// whole session, and the going-back command in it alone.
 fn program_rows(name: &str, program: &Path, trace: &Path, sessions: &[(&str, Vec<&str>, &str)]) {
     println!("\n### {name}\n");
-    println!("| what | session | going back (session less the forward one) |");
+    println!("| what | session | the reverse-… command alone |");
     println!("|---|---|---|");
     println!("| plain replay | {} | |", show(Some(replay(trace))));
-    let mut forward = None;
     for (what, commands, expect) in sessions {
         let t = session(program, trace, commands, expect);
-        let back = match (forward, t) {
-            (Some(f), Some(t)) => format!("{:.2} s", t.as_secs_f64() - f),
-            _ => String::new(),
-        };
-        forward = forward.or(t.map(|t| t.as_secs_f64()));
-        println!("| {what} | {} | {back} |", show(t));
+        let back = t.and_then(|t| t.1).map(|b| format!("{b:.2} s")).unwrap_or_default();
+        println!("| {what} | {} | {back} |", show(t.map(|t| t.0)));
     }
 }
 

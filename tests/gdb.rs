@@ -379,6 +379,11 @@ fn threads_stop_together() {
     assert_eq!(s.stdout, "work 1 work 2 total 30\n", "{}", s.stderr);
 }
 
+/// The values gdb printed (its `$N = …` lines), in order.
+fn printed(gdb: &str) -> Vec<&str> {
+    gdb.lines().filter(|l| l.starts_with('$')).collect()
+}
+
 /// Records the debug target on this thread's engine; returns the program and the trace.
 fn recorded(form: Form) -> (std::path::PathBuf, std::path::PathBuf) {
     recorded_guest("gdb_target", form)
@@ -446,7 +451,7 @@ fn reverse_continue_in(form: Form) {
         None,
     );
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(
         values,
         ["$1 = 3", "$2 = 6", "$3 = 2", "$4 = 3", "$5 = 1", "$6 = 0", "$7 = 1"],
@@ -489,7 +494,7 @@ fn reverse_stepping() {
         None,
     );
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(values, ["$1 = 1", "$2 = 1", "$3 = 1", "$4 = 1", "$5 = 0"], "{g}");
     assert!(g.contains(" in main () at ") || g.contains("main ()"), "reverse-finish returns to main:\n{g}");
 }
@@ -534,7 +539,7 @@ fn reverse_stepi_off_a_function_entry() {
         None,
     );
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(
         values,
         ["$1 = 1", "$2 = 2", "$3 = 3", "$4 = 1", "$5 = 1", "$6 = 1", "$7 = 1", "$8 = 2", "$9 = 1"],
@@ -567,7 +572,7 @@ fn reverse_stepi_off_a_function_entry() {
         None,
     );
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(values, ["$1 = 1", "$2 = 1"], "{g}");
 }
 
@@ -609,7 +614,7 @@ fn going_back_finds_shared_files_as_recorded() {
     ];
     let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(values, ["$1 = 1", "$2 = 1", "$3 = 1"], "{g}");
     assert!(g.contains("exited normally]"), "{g}");
     assert_eq!(s.stdout, "value 1\n");
@@ -688,7 +693,7 @@ fn reverse_continue_to_watchpoints() {
     for (old, new) in [(6, 3), (3, 1), (1, 0)] {
         assert!(g.contains(&format!("Old value = {old}\nNew value = {new}\n")), "{g}");
     }
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).skip(1).collect();
+    let values = printed(g).get(1..).unwrap_or_default().to_vec();
     assert_eq!(values, ["$2 = 3", "$3 = 1", "$4 = 0", "$5 = 1"], "{g}");
     assert!(g.contains("No more reverse-execution history."), "{g}");
     assert!(g.contains("exited normally]"), "{g}");
@@ -720,7 +725,7 @@ fn monitor_when_checkpoint_restart() {
     let replay = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let s = debug_with(&replay, &prog, Some(&trace), &commands, None);
     let g = &s.gdb;
-    let values: Vec<&str> = g.lines().filter(|l| l.starts_with('$')).collect();
+    let values = printed(g);
     assert_eq!(values, ["$1 = 1", "$2 = 3", "$3 = 1"], "{g}");
     let events: Vec<&str> = g.lines().filter_map(|l| l.strip_prefix("Current event: ")).collect();
     assert_eq!(events.len(), 2, "{g}");

@@ -485,7 +485,8 @@ fn on_a_terminal_the_status_line_is_rewritten_in_place() {
 mod resets {
     use super::*;
 
-    /// Every call sees its global counter at 1 and a fresh heap (else it aborts, a crash).
+    /// Every call sees its global counter at 1, a fresh heap and the page an input starting
+    /// with "D" dropped (else it aborts, a crash).
     fn restore_memory_exactly() {
         restore_memory_exactly_with(&[])
     }
@@ -495,7 +496,7 @@ mod resets {
             common::require_kvm();
         }
         let exe = guest("fuzz_target", Form::Dynamic);
-        let (run, out) = fuzz_with(&exe, &[b"A", b"BB"], &["--runs", "3000"], env);
+        let (run, out) = fuzz_with(&exe, &[b"A", b"BB", b"D"], &["--runs", "3000"], env);
         let aborts: Vec<_> = saved(&out, "crashes").into_iter().filter(|c| c.1.starts_with("SIGABRT")).collect();
         assert!(aborts.is_empty(), "a reset left state behind: {aborts:?}\n{}", run.stderr_str());
         let summary = run.stdout_str();

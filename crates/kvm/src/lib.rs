@@ -742,6 +742,11 @@ impl KvmMachine {
     pub fn set_gs_base(&self, base: u64) -> Result<(), KvmError> {
         self.cpu().set_msr(arch::msr::GS_BASE, base)
     }
+
+    /// Sets the guest's FS and GS bases in one call.
+    pub fn set_bases(&self, fs: u64, gs: u64) -> Result<(), KvmError> {
+        self.cpu().set_msrs(&[(arch::msr::FS_BASE, fs), (arch::msr::GS_BASE, gs)])
+    }
 }
 
 /// Runs a vCPU and decodes its exits (what [`KvmMachine::run`] does, for a vCPU its thread holds).

@@ -271,10 +271,19 @@ impl KvmVcpu {
 
     /// Writes an MSR.
     pub fn set_msr(&self, index: u32, data: u64) -> Result<(), KvmError> {
-        let m = Msrs::from_entries(&[kvm_msr_entry { index, data, ..Default::default() }]).expect("one MSR fits");
+        self.set_msrs(&[(index, data)])
+    }
+
+    /// Sets several MSRs (index, value) in one KVM_SET_MSRS: on PVM each vCPU ioctl loads the
+    /// vCPU again, host MSRs read included, so one call costs less than one per MSR.
+    pub fn set_msrs(&self, msrs: &[(u32, u64)]) -> Result<(), KvmError> {
+        let entries: Vec<kvm_msr_entry> =
+            msrs.iter().map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() }).collect();
+        let m = Msrs::from_entries(&entries).map_err(|_| KvmError::MsrRejected(msrs.first().map_or(0, |m| m.0)))?;
         match self.fd.set_msrs(&m) {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(KvmError::MsrRejected(index)),
+            Ok(n) if n == msrs.len() => Ok(()),
+            // KVM stops at the first MSR it refuses: `n` were set.
+            Ok(n) => Err(KvmError::MsrRejected(msrs.get(n).map_or(0, |m| m.0))),
             Err(e) => Err(KvmError::Ioctl("KVM_SET_MSRS", e)),
         }
     }

@@ -439,4 +439,16 @@ impl Machine {
             }
         }
     }
+
+    /// Sets the guest's FS and GS bases (on KVM in one call).
+    pub fn set_bases(&mut self, fs: u64, gs: u64) -> Result<(), VmError> {
+        match self {
+            Machine::Kvm(m) => m.set_bases(fs, gs).map_err(VmError::from),
+            Machine::InProc(m) => {
+                m.cpu_mut().set_fs_base(fs);
+                m.cpu_mut().set_gs_base(gs);
+                Ok(())
+            }
+        }
+    }
 }

@@ -333,13 +333,15 @@ impl trapbox_trap::Snapshots for KvmGuest<'_, '_> {
     fn restore(&mut self, id: SnapshotId) -> Result<Restored, SnapshotError> {
         let Shared { machine, process, .. } = self.cpu.s();
         let (done, cpu) = process.restore_snapshot(machine.mem(), id)?;
-        let mut fpu = machine.fpu().map_err(|e| vm_error("cannot read the vector state", e))?;
+        // The snapshot's image is a whole XSAVE area (taken as one): nothing of the current
+        // one needs reading first. On KVM each vCPU call costs a vCPU load, so the bases go
+        // in one call too.
+        let mut fpu = kvm_bindings::kvm_xsave::default();
         trapbox_vm::arch::xsave::set_xsave_bytes(&mut fpu, &cpu.xsave);
         machine.set_fpu(&fpu).map_err(|e| vm_error("cannot set the vector state", e))?;
-        machine.set_fs_base(cpu.fs_base).map_err(|e| vm_error("cannot set the FS base", e))?;
         // The mappings' changes reach the vCPUs when this thread lets go of the shared state
         // before it runs again (`Shared::leave`), as after any memory syscall.
-        machine.set_gs_base(cpu.gs_base).map_err(|e| vm_error("cannot set the GS base", e))?;
+        machine.set_bases(cpu.fs_base, cpu.gs_base).map_err(|e| vm_error("cannot set the FS and GS bases", e))?;
         self.regs = cpu.regs;
         self.dirty = true;
         self.replaced = true;

@@ -368,8 +368,9 @@ impl Process {
         use trapbox_abi::Sysno as S;
         // The calls a harness or an input's handling makes most, none of which takes a page
         // away; any other may.
+        let sysno = call.sysno();
         let keeps_pages = matches!(
-            call.sysno(),
+            sysno,
             Some(
                 S::read
                     | S::write
@@ -391,7 +392,7 @@ impl Process {
         );
         // Nor does a break that grows or a mapping made where nothing was (which a restore
         // finds as a region to take away); rights that change keep the pages too.
-        let grows = match call.sysno() {
+        let grows = match sysno {
             Some(S::brk) => call.args[0] == 0 || call.args[0] >= self.brk,
             Some(S::mmap) => call.args[3] & libc::MAP_FIXED as u64 == 0,
             Some(S::mprotect) => true,

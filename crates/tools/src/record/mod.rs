@@ -457,9 +457,9 @@ impl<W: Write + Send + 'static> Recording<W> {
     /// file changed or vanished). None for files too big to store whole.
     ///
     /// The writer's thread reads the file later, off the guest's thread; for a `shared`
-    /// mapping its contents are copied now instead: the guest's writes through the mapping
-    /// reach the file at once (in-process they are plain stores), and the replay must start
-    /// from the bytes as they were mapped.
+    /// mapping its contents go into the event now instead: the guest's writes through the
+    /// mapping reach the file at once (in-process they are plain stores), and the replay must
+    /// start from the bytes as they were mapped.
     fn file_id(&mut self, fd: u64, shared: bool) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
         // A new open file description: reading it does not move the guest's file offset. It
@@ -474,12 +474,24 @@ impl<W: Write + Send + 'static> Recording<W> {
         if let Some(id) = self.files.get(&key) {
             return Some(*id);
         }
-        let file = if shared { copy_now(file)? } else { file };
+        let now = match shared {
+            true => {
+                let mut data = Vec::new();
+                (&file).read_to_end(&mut data).ok()?;
+                Some(data)
+            }
+            false => None,
+        };
         let id = self.files.len() as u32;
         self.files.insert(key, id);
-        if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
-            if let Err(err) = out.push_file(id, file) {
-                self.error = Some(err);
+        match now {
+            Some(data) => self.push(&Event::File(FileEvent { id, data })),
+            None => {
+                if let (None, Some(out)) = (&self.error, self.out.as_mut()) {
+                    if let Err(err) = out.push_file(id, file) {
+                        self.error = Some(err);
+                    }
+                }
             }
         }
         Some(id)
@@ -907,17 +919,6 @@ impl DecodedTrace {
 enum Ahead {
     Event(Event),
     File(u32, Arc<Stored>),
-}
-
-/// A memory file holding `file`'s bytes as they are now, read from its start, in trapbox's
-/// private descriptor range.
-fn copy_now(mut file: std::fs::File) -> Option<std::fs::File> {
-    use std::io::Seek;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).ok()?;
-    let mut copy = trapbox_host::fds::private(|| host::memory_file("trapbox-recorded-file", &data)).ok()?;
-    copy.rewind().ok()?;
-    Some(copy)
 }
 
 /// A file the recording mapped, as the replay maps it.

@@ -157,6 +157,28 @@ pub fn identify_other(head: &[u8]) -> ElfError {
     ElfError::NotElf("unknown format")
 }
 
+/// How many bytes from the file's start [`parse_head`] reads, as far as `first` (the file's
+/// first bytes) tells: the ELF header, the program header table and the PT_INTERP path.
+/// Loading reads that much and no more (a 7 MB python3 needs under 4 KiB). Anything the
+/// headers do not describe sanely gives what `first` has: [`parse_head`] then says what is
+/// wrong.
+pub fn header_span(first: &[u8]) -> usize {
+    if !first.starts_with(b"\x7fELF") {
+        return first.len();
+    }
+    let (Some(phoff), Some(phnum)) = (u64_at(first, 32), u16_at(first, 56)) else { return first.len() };
+    let table_end = (phoff as usize).saturating_add((phnum as usize).min(MAX_PHNUM) * PHDR_SIZE);
+    let mut span = table_end.max(64);
+    for i in 0..(phnum as usize).min(MAX_PHNUM) {
+        let o = (phoff as usize).saturating_add(i * PHDR_SIZE);
+        if u32_at(first, o) == Some(PT_INTERP) {
+            let (Some(off), Some(len)) = (u64_at(first, o + 8), u64_at(first, o + 32)) else { break };
+            span = span.max((off.saturating_add(len.min(4096))).min(usize::MAX as u64) as usize);
+        }
+    }
+    span
+}
+
 /// Parses and validates the headers of an x86-64 ELF executable held in `file`.
 pub fn parse(file: &[u8]) -> Result<ElfInfo, ElfError> {
     parse_head(file, file.len() as u64)
@@ -366,6 +388,7 @@ pub(crate) mod tests {
                 let mut f = base.clone();
                 f[i] = v;
                 let _ = parse(&f);
+                let _ = header_span(&f);
             }
         }
     }

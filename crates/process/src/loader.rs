@@ -172,10 +172,29 @@ fn read_file(path: &Path) -> Result<(File, Vec<u8>, u64), LoadError> {
         return Err(LoadError::Directory(path.to_path_buf()));
     }
     let file = File::open(path).map_err(open_err)?;
-    // Headers live at the start; a PT_INTERP or phdr table past 1 MiB is not worth supporting.
-    let mut head = vec![0u8; meta.len().min(1 << 20) as usize];
-    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(open_err)?;
-    head.truncate(n);
+    // Headers live at the start, nearly always in the first page: read that, then what the
+    // headers say lies past it. A PT_INTERP or phdr table past 1 MiB is not worth supporting.
+    let cap = meta.len().min(1 << 20) as usize;
+    let read = |len: usize| -> Result<Vec<u8>, LoadError> {
+        let mut head = vec![0u8; len];
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).map_err(open_err)?;
+        head.truncate(n);
+        Ok(head)
+    };
+    let mut head = read(cap.min(4096))?;
+    // Each read can show more of the table (a PT_INTERP past it): until nothing more is named.
+    loop {
+        let want = elf::header_span(&head).min(cap);
+        if want <= head.len() {
+            break;
+        }
+        let more = read(want)?;
+        let grew = more.len() > head.len();
+        head = more;
+        if !grew {
+            break;
+        }
+    }
     Ok((file, head, meta.len()))
 }
 
@@ -635,5 +654,38 @@ mod tests {
         assert!(resolve(Path::new("sh")).unwrap().is_absolute());
         assert!(matches!(resolve(Path::new("no-such-program-trapbox")), Err(LoadError::NotFound(_))));
         assert_eq!(resolve(Path::new("./x")).unwrap(), PathBuf::from("./x"));
+    }
+
+    /// Headers are read as far as they reach, not a fixed amount: a program header table past
+    /// the first page, and a PT_INTERP named only there and lying further still.
+    #[test]
+    fn headers_past_the_first_page_are_read() {
+        let mut f = vec![0u8; 0x3000];
+        let tiny = crate::elf::tests::tiny_elf();
+        f[..64].copy_from_slice(&tiny[..64]);
+        let (phoff, interp_at) = (0x1400usize, 0x2800usize);
+        f[32..40].copy_from_slice(&(phoff as u64).to_le_bytes());
+        f[56..58].copy_from_slice(&2u16.to_le_bytes());
+        f[phoff..phoff + 56].copy_from_slice(&tiny[64..120]);
+        f[phoff + 32..phoff + 40].copy_from_slice(&0x3000u64.to_le_bytes()); // filesz: the file
+        f[phoff + 40..phoff + 48].copy_from_slice(&0x3000u64.to_le_bytes());
+        let name = b"/lib64/ld-linux-x86-64.so.2\0";
+        let i = phoff + 56;
+        f[i..i + 4].copy_from_slice(&crate::elf::PT_INTERP.to_le_bytes());
+        f[i + 8..i + 16].copy_from_slice(&(interp_at as u64).to_le_bytes());
+        f[i + 32..i + 40].copy_from_slice(&(name.len() as u64).to_le_bytes());
+        f[interp_at..interp_at + name.len()].copy_from_slice(name);
+        let path = std::env::temp_dir().join(format!("trapbox-far-headers-{}", std::process::id()));
+        std::fs::write(&path, &f).unwrap();
+        let (_, head, len) = read_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(len, 0x3000);
+        assert_eq!(head.len(), interp_at + name.len(), "read to the PT_INTERP's end and no further");
+        let info = elf::parse_head(&head, len).unwrap();
+        assert_eq!(info.interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        // A usual program: its headers fit the first page, which is all that is read.
+        let (_, head, len) = read_file(Path::new("/bin/true")).unwrap();
+        assert!(head.len() <= 4096 && len > 4096, "{} of {len}", head.len());
+        assert!(elf::parse_head(&head, len).unwrap().interp.is_some());
     }
 }

@@ -140,7 +140,7 @@ const X32_BIT: u32 = 0x4000_0000;
 /// forwards to the host or emulates (trapbox makes those itself, for the guest and for its own
 /// work), and the two it refuses to the guest but uses itself (see the module comment).
 pub fn allowed(nr: u32) -> bool {
-    TABLE.iter().find(|d| d.nr as u32 == nr).is_some_and(|d| match d.handling {
+    crate::abi::lookup(u64::from(nr)).is_some_and(|d| match d.handling {
         Handling::Host | Handling::Emulated => true,
         Handling::Refused(_) => matches!(d.name, "process_vm_readv" | "process_vm_writev"),
     })

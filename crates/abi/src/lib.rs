@@ -459,6 +459,49 @@ impl Sysno {
     pub fn name(self) -> &'static str {
         self.desc().name
     }
+
+    /// Whether the call returns at once whatever the system's state: it reads the caller's
+    /// own attributes or the clock and never waits on anything (a descriptor, a lock, another
+    /// process, the scheduler). A call that may wait lets the other guest threads' traps be
+    /// handled meanwhile; one of these is over sooner than handing the box over and back.
+    pub fn never_waits(self) -> bool {
+        use Sysno as S;
+        matches!(
+            self,
+            S::getpid
+                | S::getppid
+                | S::gettid
+                | S::getuid
+                | S::geteuid
+                | S::getgid
+                | S::getegid
+                | S::getresuid
+                | S::getresgid
+                | S::getgroups
+                | S::getpgrp
+                | S::getpgid
+                | S::getsid
+                | S::umask
+                | S::uname
+                | S::getcpu
+                | S::getpriority
+                | S::getrusage
+                | S::times
+                | S::sysinfo
+                | S::getrlimit
+                | S::capget
+                | S::sched_getaffinity
+                | S::sched_getparam
+                | S::sched_getscheduler
+                | S::sched_get_priority_max
+                | S::sched_get_priority_min
+                | S::sched_rr_get_interval
+                | S::clock_getres
+                | S::clock_gettime
+                | S::gettimeofday
+                | S::time
+        )
+    }
 }
 
 /// Looks a syscall up by name.

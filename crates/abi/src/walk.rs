@@ -567,6 +567,20 @@ const SO_ATTACH_REUSEPORT_CBPF: i32 = 51;
 /// Walks a call's arguments (see the module comment). `a` are the guest's registers.
 pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy) -> Result<Plan, Stop> {
     let mut p = Plan::default();
+    plan_into(&mut p, desc, a, mem, policy)?;
+    Ok(p)
+}
+
+/// [`plan`] into `p`, an empty plan where its caller keeps it (passthrough's, boxed with the
+/// rest of the staged call: a plan is a few hundred bytes, and each move of it was a copy).
+pub fn plan_into(
+    p: &mut Plan,
+    desc: &SyscallDesc,
+    a: &[u64; 6],
+    mem: &dyn Memory,
+    policy: &Policy,
+) -> Result<(), Stop> {
+    debug_assert!(*p == Plan::default(), "a plan starts empty");
     let errno = |e: i32| Err(Stop::Errno(e));
     for (i, arg) in desc.args.iter().enumerate() {
         let v = a[i];
@@ -800,7 +814,7 @@ pub fn plan(desc: &SyscallDesc, a: &[u64; 6], mem: &dyn Memory, policy: &Policy)
         }
         p.args[i] = Some(value);
     }
-    Ok(p)
+    Ok(())
 }
 
 impl Plan {

@@ -86,8 +86,10 @@ pub fn stage(
     fds: &FdGuard,
     is_guest_thread: &dyn Fn(i32) -> bool,
 ) -> Checked {
-    let mut plan = match walk::plan(desc, args, mem, &policy()) {
-        Ok(p) => p,
+    let mut staged = Box::new(Staged { desc, plan: Plan::default(), regs: [0; 6], nval: Vec::new(), resolved: None });
+    let plan = &mut staged.plan;
+    match walk::plan_into(plan, desc, args, mem, &policy()) {
+        Ok(()) => {}
         Err(Stop::Errno(e)) => return Checked::Refuse(e),
         Err(Stop::Unsupported(arg)) => return Checked::Unsupported(arg),
         Err(Stop::Refused { what, errno, why }) => return Checked::Refused { what, errno, why },
@@ -138,11 +140,17 @@ pub fn stage(
             }
         }
     }
-    let regs = plan.registers(&regs_in);
-    Checked::Ok(Box::new(Staged { desc, plan, regs, nval, resolved: None }))
+    staged.regs = plan.registers(&regs_in);
+    staged.nval = nval;
+    Checked::Ok(staged)
 }
 
 impl Staged {
+    /// See [`S::never_waits`].
+    pub fn never_waits(&self) -> bool {
+        self.desc.sysno.never_waits()
+    }
+
     /// The syscall number.
     pub fn nr(&self) -> u64 {
         self.desc.nr
@@ -314,7 +322,7 @@ impl Staged {
     /// are closed (their number becomes -1 in the guest's copy of the message), what the
     /// kernel wrote in the copies goes to guest memory, descriptors trapbox stood in for read
     /// POLLNVAL. Returns the guest's result: EFAULT if guest memory for the results is gone.
-    pub fn finish(mut self, mut ret: i64, mem: &AddressSpace) -> i64 {
+    pub fn finish(mut self: Box<Self>, mut ret: i64, mem: &AddressSpace) -> i64 {
         ret = vet_new_fd(self.returns_fd(), ret);
         for &c in &self.plan.received {
             for off in walk::scm_rights_at(&self.plan.copies[c].bytes) {

@@ -271,7 +271,7 @@ impl Guest for KvmGuest<'_, '_> {
         let action = match handled {
             Handled::Done(a) => a,
             Handled::Host(mut staged) => {
-                let ret = self.until_not_kicked(|| staged.run());
+                let ret = if staged.never_waits() { staged.run() } else { self.until_not_kicked(|| staged.run()) };
                 Action::Return(self.cpu.s().process.finish_host(staged, ret))
             }
             Handled::Wait { nr, args } => Action::Return(self.until_not_kicked(|| run_host(nr, &args))),

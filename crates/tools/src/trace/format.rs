@@ -525,13 +525,15 @@ pub fn result(desc: Option<&SyscallDesc>, ret: i64, st: &Style) -> String {
 }
 
 /// Joins a call and its result at strace's column 40.
-pub fn line(call: &str, result: &str) -> String {
+/// A call's text given as a `String` becomes the line (no copy of it).
+pub fn line(call: impl Into<String>, result: &str) -> String {
     // strace's column 40, padded by hand: a formatter pads one character at a time.
     const SPACES: &str = "                                        ";
-    let mut l = String::with_capacity(call.len().max(40) + 3 + result.len());
-    l.push_str(call);
-    if call.len() < 40 {
-        l.push_str(&SPACES[call.chars().count()..]);
+    let mut l = call.into();
+    let width = l.chars().count();
+    l.reserve(40usize.saturating_sub(width) + 3 + result.len());
+    if l.len() < 40 {
+        l.push_str(&SPACES[width..]);
     } else {
         l.push(' ');
     }

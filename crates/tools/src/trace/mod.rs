@@ -154,15 +154,12 @@ impl<H: TrapHandler> Tracer<H> {
     /// Writes one line, prefixed with `[pid N]` (N: `tid`, or this thread's) once the guest has
     /// several threads or processes.
     fn emit_as(&mut self, s: &str, tid: Option<&dyn Fn() -> i32>) {
-        let mut text = String::with_capacity(s.len() + 16);
-        if self.prefix {
+        let prefix = self.prefix.then(|| {
             // Asked only when lines carry it (each ask is a syscall on some engines).
             let t = tid.map(|f| f()).filter(|t| *t > 0).map_or_else(this_tid, |t| t as u32);
-            text.push_str(&format!("[pid {t:>5}] "));
-        }
-        text.push_str(s);
-        text.push('\n');
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).line(&text);
+            format!("[pid {t:>5}] ")
+        });
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).line_parts(&[prefix.as_deref().unwrap_or(""), s, "\n"]);
     }
 
     /// Writes out held-back lines before a call that needs them out: a fork (the child's copy
@@ -210,10 +207,18 @@ impl<H: TrapHandler> Tracer<H> {
             };
             args.push(s);
         }
+        let mut text = String::with_capacity(64);
+        text.push_str(d.name);
+        text.push('(');
         // An input printed as "" means "not shown" (openat's mode without O_CREAT).
-        let shown: Vec<&String> = args.iter().filter(|a| !a.is_empty()).collect();
-        let joined: Vec<&str> = shown.iter().map(|s| s.as_str()).collect();
-        (format!("{}({})", d.name, joined.join(", ")), args)
+        for (k, a) in args.iter().filter(|a| !a.is_empty()).enumerate() {
+            if k > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(a);
+        }
+        text.push(')');
+        (text, args)
     }
 
     fn json_line(
@@ -278,7 +283,7 @@ impl<H: TrapHandler> Tracer<H> {
                 (Some(r), None) => format::result(desc, r, &self.opts.style),
                 (None, _) => "?".into(),
             };
-            let mut l = format::line(&c, &result);
+            let mut l = format::line(c, &result);
             if self.opts.timing && ret.is_some() {
                 l.push_str(&format!(" <{:.6}>", took.as_secs_f64()));
             }
@@ -376,7 +381,7 @@ fn execve_line(start: &Start, style: &Style) -> String {
         format::addr(start.envp_addr),
         start.env_count
     );
-    format::line(&call, "0")
+    format::line(call, "0")
 }
 
 impl<H: TrapHandler> TrapHandler for Tracer<H> {

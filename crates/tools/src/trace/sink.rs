@@ -38,7 +38,15 @@ impl Sink {
 
     /// Adds one line (with its newline).
     pub fn line(&mut self, text: &str) {
-        self.buf.extend_from_slice(text.as_bytes());
+        self.line_parts(&[text]);
+    }
+
+    /// Adds a line given in pieces (a thread's prefix, the text, the newline), copied straight
+    /// into the buffer.
+    pub fn line_parts(&mut self, parts: &[&str]) {
+        for p in parts {
+            self.buf.extend_from_slice(p.as_bytes());
+        }
         if self.mode == Flush::EachLine || self.buf.len() >= CAPACITY {
             self.flush();
         }

@@ -180,9 +180,15 @@ pub struct TraceWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
     events_in_buf: u32,
     next_event: u64,
-    last_flush: std::time::Instant,
+    /// Set by the writer's thread when it has waited [`FLUSH_AFTER`] for a chunk: the events
+    /// held here are then old enough to hand over. (A flag, not a clock read per event: the
+    /// read was a twentieth of a recorded call's cost.)
+    due: std::sync::Arc<std::sync::atomic::AtomicBool>,
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long events wait in the writer's buffer at most (while the guest makes calls).
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl<W: Write + Send + 'static> TraceWriter<W> {
     /// Starts a trace on `out` (writes the header).
@@ -192,13 +198,23 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         out.flush()?;
         let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(10));
         let counter = bytes.clone();
+        let due = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let due_set = due.clone();
         // A few chunks of slack: the guest runs on while the thread compresses.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(4);
         let thread = spawn_helper_thread("trapbox-trace-writer", move || {
             // The recorder's first scan would otherwise wait for the decoder's tables to be built.
             super::nondet::warm_up();
             let mut written = 10u64;
-            for mut p in rx {
+            loop {
+                let mut p = match rx.recv_timeout(FLUSH_AFTER) {
+                    Ok(p) => p,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        due_set.store(true, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 if let Some(f) = p.close.take() {
                     drop(f);
                     continue;
@@ -224,16 +240,17 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
             buf: Vec::new(),
             events_in_buf: 0,
             next_event: 0,
-            last_flush: std::time::Instant::now(),
+            due,
             bytes,
         })
     }
 
-    /// Appends an event; hands a chunk over every 256 KiB of events or 50 ms, whichever first.
+    /// Appends an event; hands a chunk over every 256 KiB of events or [`FLUSH_AFTER`],
+    /// whichever first.
     pub fn push(&mut self, e: &Event) -> std::io::Result<()> {
         e.encode(&mut self.buf);
         self.events_in_buf += 1;
-        if self.buf.len() >= 256 << 10 || self.last_flush.elapsed() >= std::time::Duration::from_millis(50) {
+        if self.buf.len() >= 256 << 10 || self.due.load(std::sync::atomic::Ordering::Relaxed) {
             self.flush()?;
         }
         Ok(())
@@ -292,7 +309,7 @@ impl<W: Write + Send + 'static> TraceWriter<W> {
         };
         self.next_event += self.events_in_buf as u64;
         self.events_in_buf = 0;
-        self.last_flush = std::time::Instant::now();
+        self.due.store(false, std::sync::atomic::Ordering::Relaxed);
         self.send(p)
     }
 

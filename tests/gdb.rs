@@ -682,6 +682,11 @@ fn reverse_continue_to_watchpoints() {
         "reverse-continue",
         "continue",
         "print counter",
+        // A step back from a stop a watchpoint made: before the write, and forward over it.
+        "reverse-stepi",
+        "print counter",
+        "stepi",
+        "print counter",
         "delete",
         "continue",
     ];
@@ -694,7 +699,7 @@ fn reverse_continue_to_watchpoints() {
         assert!(g.contains(&format!("Old value = {old}\nNew value = {new}\n")), "{g}");
     }
     let values = printed(g).get(1..).unwrap_or_default().to_vec();
-    assert_eq!(values, ["$2 = 3", "$3 = 1", "$4 = 0", "$5 = 1"], "{g}");
+    assert_eq!(values, ["$2 = 3", "$3 = 1", "$4 = 0", "$5 = 1", "$6 = 0", "$7 = 1"], "{g}");
     assert!(g.contains("No more reverse-execution history."), "{g}");
     assert!(g.contains("exited normally]"), "{g}");
     assert_eq!(s.stdout, "wxyz 6\n");

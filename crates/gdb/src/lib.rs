@@ -1037,7 +1037,8 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
     }
 
     /// Counting steps from the stop a logged continue was made at, to the stop it reached:
-    /// that one is reached again when a step arrives at one of the breakpoints, or faults.
+    /// that one is reached again when a step arrives at one of the breakpoints, changes a
+    /// watched value, or faults.
     fn count(&mut self, g: &mut dyn Guest, why: Option<Stop>, n: u64) -> Action {
         let rip = g.regs().rip;
         let (n, arrived) = match why {
@@ -1049,7 +1050,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                     }
                     _ => false,
                 };
-                (n + 1, at_until || self.breaks.contains_key(&rip))
+                // A continue that a watchpoint stopped: reached again at the step that
+                // changes the watched bytes (a replay that goes back has one thread, so a
+                // change is this step's, a syscall's write included).
+                let watched = !self.watches.is_empty() && self.watch_hit(g, true).is_some();
+                (n + 1, at_until || watched || self.breaks.contains_key(&rip))
             }
             _ => (n, true),
         };

@@ -41,17 +41,17 @@ cp "$busybox_bin" "$rootfs/bin/busybox"
 # init's stdin/stdout are /dev/console, opened by the kernel before devtmpfs is mounted.
 mknod -m 600 "$rootfs/dev/console" c 5 1
 for applet in sh mount mknod insmod poweroff cat echo cmp grep ls mkdir sleep sync uname head tail wc tr seq \
-              test [ printf rm cp diff timeout env true false sed cut sort; do
+              test [ printf rm cp diff timeout env true false sed cut sort ifconfig kill; do
   ln -sf busybox "$rootfs/bin/$applet"
 done
 
-# A binary and the shared libraries it needs, at their host paths.
+# A binary (at its host path, or at DEST) and the shared libraries it needs, at their host paths.
 add_binary() {
-  local b=$1
-  mkdir -p "$rootfs$(dirname "$b")"
+  local b=$1 dest=${2:-$1}
+  mkdir -p "$rootfs$(dirname "$dest")"
   # Remove first: the path may be a busybox applet link, which cp would write through.
-  rm -f "$rootfs$b"
-  cp -L "$b" "$rootfs$b"
+  rm -f "$rootfs$dest"
+  cp -L "$b" "$rootfs$dest"
   ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
     mkdir -p "$rootfs$(dirname "$lib")"
     rm -f "$rootfs$lib"
@@ -72,6 +72,15 @@ for src in "$root"/tests/guests/*.c; do
   gcc -O2 -static -o "$rootfs/tb/guests/$name-static" "$src"
   gcc -O2 -static-pie -fPIE -o "$rootfs/tb/guests/$name-static-pie" "$src"
   gcc -O2 -o "$rootfs/tb/guests/$name-dynamic" "$src"
+done
+# Debian's gdb for the stub's checks (its minimal build: the full one brings 70 MB of
+# libraries, Python's among them), and the debugger tests' programs built for debugging.
+gdbdir=$("$here/deb.sh" "$cache" gdb-minimal) || exit 2
+ldd "$gdbdir/usr/bin/gdb" | grep "not found" && die "gdb-minimal needs libraries this host lacks (apt-get install gdb brings them)"
+add_binary "$gdbdir/usr/bin/gdb" /bin/gdb
+for name in gdb_target gdb_pipe; do
+  gcc -O0 -g -static -o "$rootfs/tb/guests/$name-debug-static" "$root/tests/guests/$name.c"
+  gcc -O0 -g -o "$rootfs/tb/guests/$name-debug-dynamic" "$root/tests/guests/$name.c"
 done
 seq 1 20000 | sed 's/$/ trapbox hw tier line/' > "$rootfs/tb/data/lines.txt"
 

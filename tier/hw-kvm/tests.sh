@@ -188,6 +188,87 @@ done
 same "block_unblock" "" $G/block_unblock-static
 same "sig_thread" "" $G/sig_thread-static
 same "sig_after_sigreturn" "" $G/sig_after_sigreturn-static
+
+# The GDB stub on the hardware path (single steps and watchpoints through KVM's guest debug),
+# with Debian's gdb as the client: a live run, and reverse execution on a replay.
+# debug PROGRAM COMMANDS TOOL...: `trapbox TOOL --gdb 127.0.0.1:0 ...` (the port is read from
+# what trapbox says), gdb in batch mode on PROGRAM with COMMANDS (one per line). gdb's output
+# is in /tmp/g.out, the program's in /tmp/g.prog, trapbox's status in $gs.
+debug() {
+  prog=$1; cmds=$2; shift 2
+  : > /tmp/g.err
+  timeout 600 $T "$@" > /tmp/g.prog 2> /tmp/g.err < /dev/null &
+  tb=$!
+  port=""
+  for i in $(seq 1 120); do
+    port=$(sed -n 's/.*target remote :\([0-9]*\).*/\1/p' /tmp/g.err | head -1)
+    [ -n "$port" ] && break
+    sleep 1
+  done
+  printf 'target remote 127.0.0.1:%s\n%s\n' "$port" "$cmds" > /tmp/g.cmds
+  timeout 300 gdb -q -batch -nx "$prog" -x /tmp/g.cmds > /tmp/g.out 2>&1
+  # A session that went wrong may leave trapbox waiting for gdb: it gets a minute to end.
+  for i in $(seq 1 60); do kill -0 $tb 2>/dev/null || break; sleep 1; done
+  kill $tb 2>/dev/null
+  wait $tb; gs=$?
+}
+# has FILE TEXT...: every TEXT (fixed strings) is in FILE.
+has() { f=$1; shift; for t in "$@"; do grep -qF -- "$t" "$f" || { echo "     missing: $t"; return 1; }; done; }
+gdb_bad() { bad "$1 (trapbox status $gs)"; tail -8 /tmp/g.out | sed 's/^/     gdb: /'; tail -3 /tmp/g.err | sed 's/^/     trapbox: /'; }
+
+P=$G/gdb_target-debug-dynamic
+debug $P 'break square
+continue
+print x
+bt
+finish
+info sharedlibrary
+print counter
+delete
+continue' run --gdb 127.0.0.1:0 -- $P
+if [ "$gs" = 0 ] && has /tmp/g.out "Breakpoint 1, square (x=1) at" '$1 = 1' ' in main () at ' 'Value returned is $2 = 1' 'libc.so.6' '$3 = 1' 'exited normally]' \
+   && [ "$(cat /tmp/g.prog)" = "total 14 counter 6" ]; then ok "gdb: breakpoint, backtrace, finish, shared libraries (live, dynamic)"; else gdb_bad "gdb live"; fi
+
+P=$G/gdb_pipe-debug-static
+W='break main
+continue
+watch counter
+continue
+continue
+continue
+print counter
+delete
+watch buf
+continue
+print buf
+delete
+continue'
+debug $P "$W" run --gdb 127.0.0.1:0 -- $P
+if [ "$gs" = 0 ] && has /tmp/g.out 'Old value = 0' 'New value = 1' 'Old value = 1' 'New value = 3' 'Old value = 3' 'New value = 6' '$1 = 6' '$2 = "wxyz\000\000\000"' 'exited normally]' \
+   && [ "$(cat /tmp/g.prog)" = "wxyz 6" ]; then ok "gdb: watchpoints on the program's and the kernel's writes (live)"; else gdb_bad "gdb watchpoints"; fi
+
+timeout 300 $T record -o /tmp/g.trace -- $P > /dev/null 2> /tmp/b.err < /dev/null
+debug $P 'break 17
+continue
+watch counter
+reverse-continue
+print counter
+reverse-continue
+print counter
+reverse-continue
+print counter
+reverse-continue
+continue
+print counter
+delete
+reverse-stepi
+print counter
+stepi
+print counter
+continue' replay --gdb 127.0.0.1:0 /tmp/g.trace
+if [ "$gs" = 0 ] && has /tmp/g.out 'Old value = 6' 'New value = 3' '$1 = 3' 'Old value = 3' 'New value = 1' '$2 = 1' 'Old value = 1' 'New value = 0' '$3 = 0' \
+     'No more reverse-execution history.' '$4 = 1' '$5 = 0' '$6 = 1' 'exited normally]' && [ "$(cat /tmp/g.prog)" = "wxyz 6" ]; then
+  ok "gdb: reverse-continue to a watchpoint, to the start, reverse-stepi (replay)"; else gdb_bad "gdb reverse"; fi
 fi
 
 if [ "$part" != main ]; then

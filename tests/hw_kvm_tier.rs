@@ -2,8 +2,9 @@
 //! AMD SVM with nested paging) on Debian's kvm_amd, so the hardware trap path (syscall →
 //! CPL0 stub → `out` → `sysretq`) is exercised on every test run, not only on users' machines.
 //! See tier/hw-kvm/run.sh; it needs qemu-system-x86, busybox-static, cpio (.ci/run installs
-//! them) and fetches Debian's kernel package at test time. Inside the guest the tier also boots
-//! that kernel with `trapbox boot` (1 and 2 vCPUs, and a panic without initrd).
+//! them) and fetches Debian's kernel and gdb-minimal packages at test time. Inside the guest the
+//! tier also boots that kernel with `trapbox boot` (1 and 2 vCPUs, and a panic without initrd),
+//! and debugs with gdb through `trapbox run --gdb` and `trapbox replay --gdb`.
 
 use std::process::Command;
 

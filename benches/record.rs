@@ -73,5 +73,27 @@ fn main() {
             size as f64 / syscalls.max(1) as f64
         );
     }
+    per_syscall(tb, &getppid, &tmp, reps);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// What recording adds to one syscall, start-up aside: getppid × N less the same program making
+/// none, run and recorded, per engine (the table's getppid row is mostly start-up, which a
+/// recording makes longer: the re-exec without address randomisation, the trace file).
+fn per_syscall(tb: &str, getppid: &std::path::Path, tmp: &std::path::Path, reps: usize) {
+    let g = getppid.to_str().expect("utf-8");
+    println!("\n## per syscall (getppid, start-up aside)\n");
+    println!("| engine | run | record | record/run |");
+    println!("|---|---|---|---|");
+    for (engine, n) in [("kvm", 5_000u32), ("inproc", 500_000)] {
+        let t = tmp.join(format!("per-{engine}.trace"));
+        let t = t.to_str().expect("utf-8");
+        let ns = n.to_string();
+        let run = |count: &str| with(&[tb, "run", "--backend", engine, "--"], &[g, count]);
+        let rec = |count: &str| with(&[tb, "record", "--backend", engine, "-o", t, "--"], &[g, count]);
+        let times = side_by_side(&[run(&ns), run("0"), rec(&ns), rec("0")], reps);
+        let per = |a: usize| times[a].saturating_sub(times[a + 1]) / n;
+        let (r, c) = (per(0), per(2));
+        println!("| {engine} | {} | {} | {:.2}× |", us(r), us(c), c.as_secs_f64() / r.as_secs_f64().max(1e-12));
+    }
 }

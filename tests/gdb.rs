@@ -705,6 +705,47 @@ fn reverse_continue_to_watchpoints() {
     assert_eq!(s.stdout, "wxyz 6\n");
 }
 
+/// reverse-continue with a watchpoint and a breakpoint over a run with calls between the
+/// writes (found without single steps from the start: the calls bound the stretch stepped):
+/// a write comes after the arrival at the function that makes it, between the same two
+/// calls, and that arrival after the write before; each stop shows the memory of then.
+fn reverse_continue_to_a_watchpoint_between_calls() {
+    let (prog, trace) = recorded_guest("gdb_watch_calls", Form::Static);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let commands = [
+        "break 26",
+        "continue",
+        "watch value",
+        "break mark",
+        "reverse-continue",
+        "print value",
+        "reverse-continue",
+        "print value",
+        "print i",
+        "reverse-continue",
+        "print value",
+        "delete",
+        "watch slot",
+        "continue",
+        "reverse-continue",
+        "print slot",
+        "delete",
+        "continue",
+    ];
+    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let g = &s.gdb;
+    assert!(g.contains("Old value = 20\nNew value = 15\n"), "{g}");
+    assert!(g.contains("Breakpoint 3, mark (i=20)"), "the arrival at mark before the write:\n{g}");
+    assert!(g.contains("Old value = 15\nNew value = 10\n"), "{g}");
+    // Forward to the kernel's write into `slot`, and back before it.
+    let zeros = "\"\\000\\000\\000\"";
+    assert!(g.contains(&format!("Old value = {zeros}\nNew value = \"abc\"\n")), "{g}");
+    assert!(g.contains(&format!("Old value = \"abc\"\nNew value = {zeros}\n")) && g.contains(" in read ()"), "{g}");
+    assert_eq!(printed(g), ["$1 = 15", "$2 = 15", "$3 = 20", "$4 = 10", "$5 = \"\\000\\000\\000\""], "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "20 abc\n");
+}
+
 /// `monitor when` names the replay's event, `monitor checkpoint` keeps the position and
 /// `monitor restart N` takes the next continue back to it, memory as it was; a live run has
 /// no checkpoints, and says so.
@@ -762,6 +803,7 @@ each_backend!(
     a_forked_child_runs_without_the_debugger,
     monitor_when_checkpoint_restart,
     reverse_continue_to_watchpoints,
+    reverse_continue_to_a_watchpoint_between_calls,
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,

@@ -364,7 +364,9 @@ impl<H> Debugger<H> {
         let (log, script, then, survey) = match plan {
             Some(p) => {
                 let survey = match &p.then {
-                    Then::Survey(addrs, watches, back) => Some(Survey::new(addrs.clone(), watches, back.clone())),
+                    Then::Survey(addrs, watches, back, pass) => {
+                        Some(Survey::new(addrs.clone(), watches, back.clone(), *pass))
+                    }
                     _ => None,
                 };
                 (Vec::new(), p.script.into(), p.then, survey)
@@ -536,6 +538,15 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             }
         }
         let resumed_at = self.resumed_at;
+        if let Some(s) = self.survey.as_mut().filter(|_| idx > 0) {
+            // A coarse pass compares at the end of every resume too: a write since its last
+            // call lies in that resume (before an arrival that is this stop).
+            let mut read = |a: u64, n: u64| {
+                let mut b = vec![0u8; n as usize];
+                g.read(GuestAddr(a), &mut b).ok().map(|_| b)
+            };
+            s.resume_ended(resumed_at, &mut read);
+        }
         if let Some(s) = self.survey.as_mut() {
             if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
                 s.nth += 1;
@@ -745,10 +756,18 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         if self.lead {
             // Positions (and a survey's counts) are the first thread's.
             self.resumed_at = self.stop_index.saturating_sub(1);
+            let at = self.resumed_at;
             if let Some(s) = self.survey.as_mut() {
-                s.nth = 0;
-                s.steps = 0;
+                s.resumed(at);
                 survey_steps = s.steps();
+                if survey_steps {
+                    // A fine pass's stretch begins: its writes are counted from here.
+                    let mut read = |a: u64, n: u64| {
+                        let mut b = vec![0u8; n as usize];
+                        g.read(GuestAddr(a), &mut b).ok().map(|_| b)
+                    };
+                    s.changed(&mut read);
+                }
             }
         }
         if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.me.stopped_by.take()) {
@@ -802,25 +821,41 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         true
     }
 
-    /// A step of a survey run that compares watchpoints: counted, and each surveyed range that
+    /// A step of a survey run that compares watchpoints: counted, and a surveyed range that
     /// changed noted with the step that changed it.
     fn survey_step(&mut self, g: &mut dyn Guest) {
         let resumed_at = self.resumed_at;
         let lead = self.lead;
         let Some(s) = self.survey.as_mut().filter(|s| s.steps() && lead) else { return };
         s.steps += 1;
-        for (addr, len, seen) in s.watches.iter_mut() {
-            let mut now = vec![0u8; *len as usize];
-            let now = g.read(GuestAddr(*addr), &mut now).ok().map(|_| now);
-            match (&*seen, &now) {
-                (Some(before), Some(after)) if before != after => {
-                    s.changes.push(rewind::Change { resumed_at, step: s.steps, addr: *addr });
-                }
-                _ => {}
-            }
-            if now.is_some() {
-                *seen = now;
-            }
+        let mut read = |a: u64, n: u64| {
+            let mut b = vec![0u8; n as usize];
+            g.read(GuestAddr(a), &mut b).ok().map(|_| b)
+        };
+        if let Some(addr) = s.changed(&mut read) {
+            s.changes.push(rewind::Change { resumed_at, step: s.steps, addr, from: None, to: None });
+        }
+    }
+
+    /// A call returned in a survey run with watchpoints: a coarse pass compares the watched
+    /// bytes, a fine pass starts or ends its single steps here (see [`rewind::Pass`]).
+    fn survey_after_call(&mut self, g: &mut dyn Guest) {
+        let (resumed_at, event) = (self.resumed_at, self.inner.event_index());
+        let lead = self.lead;
+        let Some(s) = self.survey.as_mut().filter(|s| !s.watches.is_empty() && lead) else { return };
+        let mut read = |a: u64, n: u64| {
+            let mut b = vec![0u8; n as usize];
+            g.read(GuestAddr(a), &mut b).ok().map(|_| b)
+        };
+        let was = s.stepping;
+        let stepping = s.after_call(resumed_at, event, &mut read);
+        if stepping && !was {
+            // The stretch begins: its writes are counted from here.
+            s.changed(&mut read);
+        }
+        if stepping != self.me.surveying {
+            self.me.surveying = stepping;
+            trap_flag(g, stepping);
         }
     }
 
@@ -1018,7 +1053,8 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                         Some(call) => {
                             let back = rewind::Back { call, to, fallback: Box::new(counted) };
                             let addrs = [call, to].into_iter().collect();
-                            Plan { script: self.log.clone(), then: Then::Survey(addrs, Vec::new(), Some(back)) }
+                            let then = Then::Survey(addrs, Vec::new(), Some(back), rewind::Pass::Coarse);
+                            Plan { script: self.log.clone(), then }
                         }
                         None => counted,
                     }
@@ -1030,7 +1066,8 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             }
         } else {
             let watches = self.watches.iter().map(|(a, b)| (*a, b.len() as u64)).collect();
-            Plan { script: self.log.clone(), then: Then::Survey(self.breaks.keys().copied().collect(), watches, None) }
+            let breaks = self.breaks.keys().copied().collect();
+            Plan { script: self.log.clone(), then: Then::Survey(breaks, watches, None, rewind::Pass::Coarse) }
         };
         self.restart = Some(plan);
         Some(Action::Stop)
@@ -1128,24 +1165,50 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 None => None,
             };
         }
-        if s.steps() {
-            // Positions are (the stop a resume was made at, steps into it); the last write
-            // before here is reached at the step before it.
+        let fine = match s.pass {
+            _ if s.watches.is_empty() => None,
+            rewind::Pass::Coarse => {
+                if let Some(c) = s.coarse_end(idx) {
+                    // The last write came after the last arrival: single steps over its
+                    // stretch find the instruction.
+                    let watches: Vec<(u64, u64)> = s.watches.iter().map(|(a, l, _)| (*a, *l)).collect();
+                    let pass = rewind::Pass::Fine { resumed_at: c.resumed_at, from: c.from, to: c.to };
+                    let then = Then::Survey(s.addrs.clone(), watches, None, pass);
+                    self.restart = Some(Plan { script: self.log.clone(), then });
+                    return Some(Action::Stop);
+                }
+                None
+            }
+            rewind::Pass::Fine { from, .. } => Some(from),
+        };
+        if let Some(from) = fine {
+            // Positions are (the stop a resume was made at, steps into it — into the stretch,
+            // for its resume); the last write before here is reached at the step before it.
+            // Arrivals before the stretch came before any write in it.
             let here = (self.resumed_at, s.steps);
-            let last_hit =
-                s.hits.iter().filter(|h| (h.resumed_at, h.step) < here).max_by_key(|h| (h.resumed_at, h.step));
+            let last_hit = s.hits[s.pre_hits.min(s.hits.len())..]
+                .iter()
+                .filter(|h| (h.resumed_at, h.step) < here)
+                .max_by_key(|h| (h.resumed_at, h.step));
             let last_change =
                 s.changes.iter().filter(|c| (c.resumed_at, c.step - 1) < here).max_by_key(|c| (c.resumed_at, c.step));
             if let Some(c) =
                 last_change.filter(|c| last_hit.is_none_or(|h| (h.resumed_at, h.step) < (c.resumed_at, c.step - 1)))
             {
                 let plan = match rewind::resume_at(&self.log, c.resumed_at) {
-                    Some(Logged::Resume { signal: None, .. }) => {
+                    Some(Logged::Resume { signal: None, until, .. }) => {
+                        let mut script = rewind::upto(&self.log, c.resumed_at);
+                        if let Some(a) = from {
+                            // To the stretch's first call, a stop of its own; the steps from it.
+                            let resume =
+                                Logged::Resume { step: false, signal: None, until: until.clone(), anchor: Some(a) };
+                            script.push((c.resumed_at, resume));
+                        }
                         let then = match c.step - 1 {
                             0 => Then::Report(Stop::Watch(c.addr)),
                             n => Then::Steps(n, Stop::Watch(c.addr)),
                         };
-                        Plan { script: rewind::upto(&self.log, c.resumed_at), then }
+                        Plan { script, then }
                     }
                     _ => {
                         eprintln!("trapbox: gdb: cannot go back into a continue that passed a signal on");
@@ -1366,7 +1429,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 if let (Some(e), Action::Return(v)) = (self.anchor, &action) {
                     if self.inner.event_index().is_some_and(|p| p >= e) {
                         // The anchor: a stop of its own, right after this call, where the
-                        // single steps of a step back start.
+                        // single steps of a step back start. (A survey's step that was this
+                        // call is counted first: the call may be the write looked for.)
+                        if self.me.surveying {
+                            self.survey_step(g);
+                        }
                         self.anchor_seen = self.until.take().map_or(0, |(_, _, n)| n);
                         self.remove_internals(g);
                         return self.stop_after_call(g, *v, Stop::Step);
@@ -1375,6 +1442,9 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 if over.is_some() || self.me.stepping || self.me.watching || self.me.surveying {
                     // The instruction stepped was this `syscall`.
                     self.survey_step(g);
+                }
+                if matches!(action, Action::Return(_)) {
+                    self.survey_after_call(g);
                 }
                 if self.me.watching {
                     // The call may have written a watched byte (a read into it): a stop right

@@ -17,10 +17,12 @@
 //!   steps (see [`Back`]);
 //! - `reverse-continue`: a first replay, with gdb's breakpoints placed from the start,
 //!   notes every arrival at one of them up to this stop; a second stops at the last. With
-//!   write watchpoints set, that first replay also runs a step at a time from the start and
-//!   notes every change of the watched bytes (the resume and the step it came in); if the
-//!   last change is later than the last arrival, the second replay goes to the step before
-//!   it — the writing instruction not yet run, the value as it was before the write.
+//!   write watchpoints set, that first replay also compares the watched bytes after every
+//!   call and at every stop, at full speed ([`Pass::Coarse`]); if the last change is later
+//!   than the last arrival, a second replay single-steps over the stretch between the two
+//!   calls where it came, only ([`Pass::Fine`]), noting the step that wrote (and arrivals on
+//!   the way); the third goes to the step before it — the writing instruction not yet run,
+//!   the value as it was before the write.
 //!
 //! A Ctrl-C stop cannot be reproduced (the kick lands anywhere), so going back across one
 //! is refused. Each step back costs a replay from the start: fine for short replays;
@@ -68,7 +70,7 @@ pub(crate) enum Then {
     /// Note the arrivals at these addresses (and the changes of these watched ranges,
     /// address and length) up to the end of the log; then go to the last — or, for a step
     /// back, to the instruction before this stop (see [`Back`]).
-    Survey(BTreeSet<u64>, Vec<(u64, u64)>, Option<Back>),
+    Survey(BTreeSet<u64>, Vec<(u64, u64)>, Option<Back>, Pass),
 }
 
 /// A step back from a stop a continue reached at `to` (a function's entry, typically), by
@@ -129,12 +131,33 @@ pub(crate) struct Hit {
 }
 
 /// A change of a surveyed watchpoint's bytes: in the resume made at stop `resumed_at`, by its
-/// `step`-th step.
+/// `step`-th step (a fine pass), or seen after its `step`-th call (a coarse pass, [`Pass`]):
+/// then made after the first call that brought the replay's event index to `from` (None: the
+/// resume's start), and by its `to`-th call (None: at the survey's end, after its last call).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Change {
     pub resumed_at: usize,
     pub step: u64,
     pub addr: u64,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+}
+
+/// How a survey with watchpoints finds the last write before a stop. Single steps from the
+/// start cost a trap per instruction run (a VM exit on PVM), so it goes in two passes:
+///
+/// - `Coarse`: no single steps; the watched bytes are compared after every call the replay
+///   answers (and at the end). The last change lies in one stretch between two calls.
+/// - `Fine`: single steps over that stretch only — in the resume made at stop `resumed_at`,
+///   from the first call that brings the event index to `from` (None: the resume's start) to
+///   its `to`-th call (None: the survey's end) — noting which step wrote. A run there later
+///   stops at that first call (a resume's `anchor`, which is why the stretch starts there and
+///   not at the call before the change: calls the replay performs itself leave the index as
+///   it was) and steps from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    Coarse,
+    Fine { resumed_at: usize, from: Option<u64>, to: Option<u64> },
 }
 
 /// A survey run's notes.
@@ -153,6 +176,19 @@ pub(crate) struct Survey {
     pub back: Option<Back>,
     /// A step back's survey: the state at the latest arrival at the call.
     pub undo: Option<Undo>,
+    /// With watchpoints: which pass this is. In a coarse pass `steps` counts the calls of the
+    /// running resume (the hits' `step` too).
+    pub pass: Pass,
+    /// A fine pass: within its stretch, single-stepping.
+    pub stepping: bool,
+    /// A fine pass: its stretch has begun (and may have ended).
+    pub begun: bool,
+    /// A fine pass: the hits noted before its stretch (all earlier than any write in it).
+    pub pre_hits: usize,
+    /// A coarse pass: the event index after the running resume's last call (None: none yet).
+    pub last_event: Option<u64>,
+    /// Calls returned in the running resume.
+    pub calls: u64,
 }
 
 /// What a step back's survey saw at an arrival at the call (hit `hit`): the registers, and
@@ -168,9 +204,125 @@ pub(crate) struct Undo {
 }
 
 impl Survey {
-    pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)], back: Option<Back>) -> Survey {
+    pub fn new(addrs: BTreeSet<u64>, watches: &[(u64, u64)], back: Option<Back>, pass: Pass) -> Survey {
         let watches = watches.iter().map(|&(a, l)| (a, l, None)).collect();
-        Survey { addrs, hits: Vec::new(), nth: 0, watches, changes: Vec::new(), steps: 0, back, undo: None }
+        Survey {
+            addrs,
+            hits: Vec::new(),
+            nth: 0,
+            watches,
+            changes: Vec::new(),
+            steps: 0,
+            back,
+            undo: None,
+            pass,
+            stepping: false,
+            begun: false,
+            pre_hits: 0,
+            last_event: None,
+            calls: 0,
+        }
+    }
+
+    /// A resume made at stop `at` begins: counts start over; a fine pass whose stretch starts
+    /// with this resume steps from here.
+    pub fn resumed(&mut self, at: usize) {
+        self.nth = 0;
+        self.steps = 0;
+        self.last_event = None;
+        self.calls = 0;
+        self.stepping = false;
+        self.begun = false;
+        if matches!(self.pass, Pass::Fine { resumed_at, from: None, .. } if resumed_at == at) {
+            self.begin_stretch();
+        }
+    }
+
+    fn begin_stretch(&mut self) {
+        self.stepping = true;
+        self.begun = true;
+        self.pre_hits = self.hits.len();
+    }
+
+    /// The first watched range whose bytes differ from when last seen (all taken as they are
+    /// now); `read` gives a range's bytes, None where unreadable.
+    pub fn changed(&mut self, read: &mut dyn FnMut(u64, u64) -> Option<Vec<u8>>) -> Option<u64> {
+        let mut first = None;
+        for (addr, len, seen) in self.watches.iter_mut() {
+            let now = read(*addr, *len);
+            if let (Some(before), Some(after)) = (&*seen, &now) {
+                if before != after {
+                    first = first.or(Some(*addr));
+                }
+            }
+            if now.is_some() {
+                *seen = now;
+            }
+        }
+        first
+    }
+
+    /// A call of the resume made at stop `resumed_at` returned, the replay's event index now
+    /// `event`: a coarse pass compares; a fine pass starts or ends its stretch. Whether single
+    /// steps go on after it.
+    pub fn after_call(
+        &mut self,
+        resumed_at: usize,
+        event: Option<u64>,
+        read: &mut dyn FnMut(u64, u64) -> Option<Vec<u8>>,
+    ) -> bool {
+        match self.pass {
+            Pass::Coarse if !self.watches.is_empty() => {
+                self.steps += 1;
+                if let Some(addr) = self.changed(read) {
+                    let (step, from) = (self.steps, self.last_event);
+                    self.changes.push(Change { resumed_at, step, addr, from, to: Some(step) });
+                }
+                self.last_event = event;
+            }
+            Pass::Fine { resumed_at: r, from, to } if r == resumed_at => {
+                self.calls += 1;
+                if self.stepping && to.is_some_and(|k| self.calls >= k) {
+                    self.stepping = false;
+                } else if !self.begun && from.is_some_and(|e| event.is_some_and(|now| now >= e)) {
+                    self.begin_stretch();
+                }
+            }
+            _ => {}
+        }
+        self.stepping
+    }
+
+    /// The resume made at stop `resumed_at` ended (at a stop): a coarse pass compares, a
+    /// change since its last call lying in that resume.
+    pub fn resume_ended(&mut self, resumed_at: usize, read: &mut dyn FnMut(u64, u64) -> Option<Vec<u8>>) {
+        if self.pass != Pass::Coarse || self.watches.is_empty() {
+            return;
+        }
+        self.steps += 1;
+        if let Some(addr) = self.changed(read) {
+            let (step, from) = (self.steps, self.last_event);
+            self.changes.push(Change { resumed_at, step, addr, from, to: None });
+        }
+    }
+
+    /// The end of a coarse pass at stop `idx` (the one gone back from): the stretch of the
+    /// last change, if it came after the last arrival before this stop (else the arrival is
+    /// the answer).
+    pub fn coarse_end(&self, idx: usize) -> Option<Change> {
+        let last = *self.changes.last()?;
+        let hit_later = self
+            .hits
+            .iter()
+            .filter(|h| h.stop != Some(idx))
+            .any(|h| (h.resumed_at, h.step) >= (last.resumed_at, last.step));
+        (!hit_later).then_some(last)
+    }
+
+    /// Whether single steps are counted now: a fine pass within its stretch (a step back's
+    /// survey never steps).
+    pub fn steps(&self) -> bool {
+        !self.watches.is_empty() && self.stepping
     }
 
     /// A step from the arrival at `from` landed at `rip`.
@@ -178,11 +330,6 @@ impl Survey {
         if let Some(h) = self.hits.last_mut().filter(|h| h.addr == from && h.next.is_none()) {
             h.next = Some(rip);
         }
-    }
-
-    /// Whether the survey steps (it has watchpoints to compare).
-    pub fn steps(&self) -> bool {
-        !self.watches.is_empty()
     }
 }
 

@@ -1,9 +1,9 @@
 //! The debugger benchmark: gdb (Debian's, batch mode) against `trapbox replay --gdb`, each
 //! session timed whole from trapbox's start to gdb's exit, beside a plain replay of the same
-//! trace. Going back costs a replay from the start per step (two for a reverse-continue), and
-//! a reverse-continue with a watchpoint single-steps the replay from its start: the rows show
-//! what that is on a small static C program and on python3, whole sessions and, beside them,
-//! the going-back command alone.
+//! trace. Going back costs a replay from the start per step (two for a reverse-continue; three
+//! with a watchpoint, the second single-stepping only the stretch between two calls where the
+//! last write came): the rows show what that is on a small static C program and on python3,
+//! whole sessions and, beside them, the going-back command alone.
 //!
 //! `cargo bench --bench gdb` (add `-- --quick` to skip python3). Sessions are capped at 120 s.
 
@@ -184,6 +184,4 @@ fn main() {
         let trace = record(engine, "python3", &[py, "-c", code]);
         program_rows(&format!("python3 -c (json, hashlib), {engine}"), Path::new(py), &trace, &py_sessions);
     }
-    println!("\nA reverse-continue to a watchpoint single-steps the replay from its start: on python3");
-    println!("that is every instruction of its start-up (not run here: minutes).");
 }

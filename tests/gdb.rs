@@ -746,6 +746,21 @@ fn reverse_continue_to_a_watchpoint_between_calls() {
     assert_eq!(s.stdout, "20 abc\n");
 }
 
+/// A reverse-continue to a watchpoint that passes a library load on the way: gdb stops at
+/// the dynamic linker's event of it and goes on back by itself, without setting its
+/// watchpoint again; the watchpoint still finds the write before the load.
+fn reverse_continue_to_a_watchpoint_across_a_library_load() {
+    let (prog, trace) = recorded_guest("gdb_dlopen_watch", Form::Dynamic);
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    let commands = ["break 11", "continue", "watch value", "reverse-continue", "print value", "delete", "continue"];
+    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let g = &s.gdb;
+    assert!(g.contains("Old value = 7\nNew value = 0\n"), "{g}");
+    assert_eq!(printed(g), ["$1 = 0"], "{g}");
+    assert!(g.contains("exited normally]"), "{g}");
+    assert_eq!(s.stdout, "7 loaded\n");
+}
+
 /// `monitor when` names the replay's event, `monitor checkpoint` keeps the position and
 /// `monitor restart N` takes the next continue back to it, memory as it was; a live run has
 /// no checkpoints, and says so.
@@ -804,6 +819,7 @@ each_backend!(
     monitor_when_checkpoint_restart,
     reverse_continue_to_watchpoints,
     reverse_continue_to_a_watchpoint_between_calls,
+    reverse_continue_to_a_watchpoint_across_a_library_load,
     watchpoints_stop_at_writes,
     reverse_continue_rewinds_memory_and_registers,
     reverse_stepping,

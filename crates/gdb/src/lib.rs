@@ -194,6 +194,10 @@ struct Core {
     checkpoints: Vec<Vec<(usize, Logged)>>,
     /// `monitor restart N`: where the next resume goes instead.
     going_to: Option<Plan>,
+    /// gdb's breakpoints, watchpoints and `catch syscall` as they were when it asked to go
+    /// back: made again at the position gone to, before gdb is told it stopped there (gdb
+    /// does not insert them again; the log up to there has them as they were then).
+    standing: Option<Standing>,
     /// What the last resume asked of the threads other than the one that served it, and
     /// whether those it did not name stay stopped.
     gos: BTreeMap<i32, Go>,
@@ -234,6 +238,7 @@ impl Core {
             anchor_seen: 0,
             checkpoints: Vec::new(),
             going_to: None,
+            standing: None,
             gos: BTreeMap::new(),
             locked: false,
             held_me: false,
@@ -291,6 +296,7 @@ pub fn attach<H>(
         reversible,
         irreproducible: false,
         checkpoints: Vec::new(),
+        standing: None,
     };
     let d = Debugger::assemble(inner, carried, Vec::new(), VecDeque::new(), Then::Live, None);
     (d, thread)
@@ -308,6 +314,15 @@ struct Carried {
     reversible: bool,
     irreproducible: bool,
     checkpoints: Vec<Vec<(usize, Logged)>>,
+    standing: Option<Standing>,
+}
+
+/// What gdb has set at a stop (see `Core::standing`).
+#[derive(Clone, Debug)]
+struct Standing {
+    breaks: BTreeSet<u64>,
+    watches: Vec<(u64, u64)>,
+    catch: Option<Option<Vec<u64>>>,
 }
 
 impl<H> Debugger<H> {
@@ -333,6 +348,7 @@ impl<H> Debugger<H> {
             irreproducible: c.irreproducible,
             survey,
             checkpoints: c.checkpoints,
+            standing: c.standing,
             ..Core::empty()
         };
         Debugger {
@@ -383,6 +399,7 @@ impl<H> Debugger<H> {
             reversible: c.reversible,
             irreproducible: c.irreproducible,
             checkpoints: std::mem::take(&mut c.checkpoints),
+            standing: c.standing.take(),
         };
         drop(held);
         Debugger::assemble(inner, carried, log, script, then, survey)
@@ -585,6 +602,9 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 None => Some(Stop::Step),
             },
         };
+        if why.is_some() {
+            self.make_standing(g, idx);
+        }
         if self.hub.detached.load(Ordering::SeqCst) || why.is_some_and(|w| self.stops.send((me, w)).is_err()) {
             return self.detach(g);
         }
@@ -651,6 +671,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 }
                 Request::Resume(..) | Request::Reverse { .. } if self.going_to.is_some() => {
                     // `monitor restart N`: the run ends, and the next goes to the checkpoint.
+                    self.standing = Some(self.standing_now());
                     self.restart = self.going_to.take();
                     return Action::Stop;
                 }
@@ -1069,8 +1090,47 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             let breaks = self.breaks.keys().copied().collect();
             Plan { script: self.log.clone(), then: Then::Survey(breaks, watches, None, rewind::Pass::Coarse) }
         };
+        self.standing = Some(self.standing_now());
         self.restart = Some(plan);
         Some(Action::Stop)
+    }
+
+    /// What gdb has set now.
+    fn standing_now(&self) -> Standing {
+        Standing {
+            breaks: self.breaks.keys().copied().collect(),
+            watches: self.watches.iter().map(|(a, b)| (*a, b.len() as u64)).collect(),
+            catch: self.catch.clone(),
+        }
+    }
+
+    /// At the position gone back to (stop `idx`), before gdb hears of it: gdb's breakpoints,
+    /// watchpoints and `catch syscall` as they were when it asked, logged here like requests
+    /// of gdb's own (so that a later run to this position has them too).
+    fn make_standing(&mut self, g: &mut dyn Guest, idx: usize) {
+        let Some(st) = self.standing.take() else { return };
+        let mut changes = Vec::new();
+        for a in self.breaks.keys().filter(|a| !st.breaks.contains(a)) {
+            changes.push(Logged::RemoveBreak(*a));
+        }
+        for a in st.breaks.iter().filter(|a| !self.breaks.contains_key(a)) {
+            changes.push(Logged::AddBreak(*a));
+        }
+        for a in self.watches.keys().filter(|a| !st.watches.iter().any(|(w, _)| w == *a)) {
+            changes.push(Logged::RemoveWatch(*a));
+        }
+        for (a, len) in st.watches.iter().filter(|(a, len)| self.watches.get(a).is_none_or(|b| b.len() as u64 != *len))
+        {
+            changes.push(Logged::AddWatch(*a, *len));
+        }
+        if self.catch != st.catch {
+            changes.push(Logged::Catch(st.catch));
+        }
+        for req in changes {
+            self.log.push((idx, req.clone()));
+            self.apply(g, req);
+        }
+        self.publish();
     }
 
     /// Counting steps from the stop a logged continue was made at, to the stop it reached:

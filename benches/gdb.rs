@@ -175,10 +175,24 @@ fn main() {
         "continue",
     ];
     let py_stepi = vec!["break Py_FinalizeEx", "continue", "reverse-stepi", "delete", "continue"];
+    // `_PyRuntime.initialized` (no debug information: by its offset), set once in start-up.
+    let py_watch = vec![
+        "break Py_FinalizeEx",
+        "continue",
+        "watch *(int *)((char *)&_PyRuntime + 16)",
+        "reverse-continue",
+        "delete",
+        "continue",
+    ];
     let py_sessions = [
         ("forward: continue to Py_FinalizeEx (near the end)", late, end),
         ("… then reverse-continue to PyImport_ImportModule", back, end),
         ("… then reverse-stepi (across the continue)", py_stepi, end),
+        (
+            "… then reverse-continue to a watchpoint (`_PyRuntime.initialized`, set in start-up)",
+            py_watch,
+            "Old value = 1",
+        ),
     ];
     for engine in ["inproc", "kvm"] {
         let trace = record(engine, "python3", &[py, "-c", code]);

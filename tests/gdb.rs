@@ -85,6 +85,12 @@ fn debug_with(
     }
 }
 
+/// `trapbox replay --gdb` on `trace` (a recording of `program`), with gdb running `commands`.
+fn replayed(program: &Path, trace: &Path, commands: &[&str]) -> Session {
+    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
+    debug_with(&tool, program, Some(trace), commands, None)
+}
+
 fn target(form: Form) -> std::path::PathBuf {
     guest_with_flags("gdb_target", form, "debug", &["-O0", "-g"])
 }
@@ -224,13 +230,10 @@ fn stepi_over_a_syscall() {
 /// replayed, and the end reached normally.
 fn a_replay_under_gdb() {
     let (prog, trace) = recorded(Form::Dynamic);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &["break square", "continue", "continue", "print x", "print counter", "delete", "continue"],
-        None,
     );
     let g = &s.gdb;
     assert!(g.contains("Breakpoint 1, square (x=1)"), "{g}");
@@ -244,13 +247,10 @@ fn a_replay_under_gdb() {
 /// and going back from a stop of a thread other than the first is refused with a line.
 fn a_threaded_replay_stops_together() {
     let (prog, trace) = recorded_guest("gdb_threads", Form::Dynamic);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &["break work", "continue", "info threads", "reverse-continue", "continue", "print id", "delete", "continue"],
-        None,
     );
     let g = &s.gdb;
     // The refused reverse-continue is a stop where the thread was (gdb tells it as the
@@ -421,14 +421,12 @@ fn reverse_continue_through_the_dynamic_linker() {
 
 fn reverse_continue_in(form: Form) {
     let (prog, trace) = recorded(form);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     // `print (int)counter` at the start: gone back to before the dynamic linker ran, gdb (13)
     // shows a dynamic program's variables without their debug types, though it did at the
     // same point on the way forward (its symbol state after the libraries it knew went).
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &[
             "break square",
             "continue",
@@ -448,7 +446,6 @@ fn reverse_continue_in(form: Form) {
             "delete",
             "continue",
         ],
-        None,
     );
     let g = &s.gdb;
     let values = printed(g);
@@ -466,11 +463,9 @@ fn reverse_continue_in(form: Form) {
 /// reverse-next and reverse-finish, with a local's value as it was.
 fn reverse_stepping() {
     let (prog, trace) = recorded(Form::Static);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &[
             "break square",
             "continue",
@@ -491,7 +486,6 @@ fn reverse_stepping() {
             "reverse-finish",
             "kill",
         ],
-        None,
     );
     let g = &s.gdb;
     let values = printed(g);
@@ -504,11 +498,9 @@ fn reverse_stepping() {
 /// breakpoints on the call and the entry, not by counting steps — and forward again.
 fn reverse_stepi_off_a_function_entry() {
     let (prog, trace) = recorded(Form::Static);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &[
             "break *square",
             "continue",
@@ -536,7 +528,6 @@ fn reverse_stepi_off_a_function_entry() {
             "p $rdi == $rdi_at && $eflags == $flags_at && $sp == $sp_in + 8",
             "continue",
         ],
-        None,
     );
     let g = &s.gdb;
     let values = printed(g);
@@ -553,10 +544,9 @@ fn reverse_stepi_off_a_function_entry() {
     // before (not the return address the call put there). (What: memory below the stack
     // pointer, which the program does not own; the engine's own entry may leave scratch there,
     // as a signal frame would, so it differs with how the position was reached.)
-    let s = debug_with(
-        &tool,
+    let s = replayed(
         &prog,
-        Some(&trace),
+        &trace,
         &[
             "break *square",
             "continue",
@@ -569,7 +559,6 @@ fn reverse_stepi_off_a_function_entry() {
             "p $pc == $call",
             "kill",
         ],
-        None,
     );
     let g = &s.gdb;
     let values = printed(g);
@@ -598,7 +587,6 @@ fn going_back_finds_shared_files_as_recorded() {
     let rec = trapbox(&args, b"", &dir);
     assert_eq!(rec.status, 0, "{}", rec.stderr_str());
     assert_eq!(rec.stdout_str(), "value 1\n");
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let commands = [
         "break 23",
         "continue",
@@ -612,7 +600,7 @@ fn going_back_finds_shared_files_as_recorded() {
         "delete",
         "continue",
     ];
-    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let s = replayed(&prog, &trace, &commands);
     let g = &s.gdb;
     let values = printed(g);
     assert_eq!(values, ["$1 = 1", "$2 = 1", "$3 = 1"], "{g}");
@@ -664,7 +652,6 @@ fn watchpoints_stop_at_writes() {
 /// to before the call that filled it.
 fn reverse_continue_to_watchpoints() {
     let (prog, trace) = recorded_guest("gdb_pipe", Form::Static);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let commands = [
         "break 17",
         "continue",
@@ -690,7 +677,7 @@ fn reverse_continue_to_watchpoints() {
         "delete",
         "continue",
     ];
-    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let s = replayed(&prog, &trace, &commands);
     let g = &s.gdb;
     let zeros = "\"\\000\\000\\000\\000\\000\\000\\000\"";
     assert!(g.contains(&format!("Old value = \"wxyz\\000\\000\\000\"\nNew value = {zeros}\n")), "{g}");
@@ -711,7 +698,6 @@ fn reverse_continue_to_watchpoints() {
 /// calls, and that arrival after the write before; each stop shows the memory of then.
 fn reverse_continue_to_a_watchpoint_between_calls() {
     let (prog, trace) = recorded_guest("gdb_watch_calls", Form::Static);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let commands = [
         "break 26",
         "continue",
@@ -732,7 +718,7 @@ fn reverse_continue_to_a_watchpoint_between_calls() {
         "delete",
         "continue",
     ];
-    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let s = replayed(&prog, &trace, &commands);
     let g = &s.gdb;
     assert!(g.contains("Old value = 20\nNew value = 15\n"), "{g}");
     assert!(g.contains("Breakpoint 3, mark (i=20)"), "the arrival at mark before the write:\n{g}");
@@ -751,9 +737,8 @@ fn reverse_continue_to_a_watchpoint_between_calls() {
 /// watchpoint again; the watchpoint still finds the write before the load.
 fn reverse_continue_to_a_watchpoint_across_a_library_load() {
     let (prog, trace) = recorded_guest("gdb_dlopen_watch", Form::Dynamic);
-    let tool = ["replay", "--gdb", "127.0.0.1:0"].map(std::ffi::OsString::from);
     let commands = ["break 11", "continue", "watch value", "reverse-continue", "print value", "delete", "continue"];
-    let s = debug_with(&tool, &prog, Some(&trace), &commands, None);
+    let s = replayed(&prog, &trace, &commands);
     let g = &s.gdb;
     assert!(g.contains("Old value = 7\nNew value = 0\n"), "{g}");
     assert_eq!(printed(g), ["$1 = 0"], "{g}");

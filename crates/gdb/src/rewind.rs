@@ -133,7 +133,7 @@ pub(crate) struct Hit {
 /// A change of a surveyed watchpoint's bytes: in the resume made at stop `resumed_at`, by its
 /// `step`-th step (a fine pass), or seen after its `step`-th call (a coarse pass, [`Pass`]):
 /// then made after the first call that brought the replay's event index to `from` (None: the
-/// resume's start), and by its `to`-th call (None: at the survey's end, after its last call).
+/// resume's start), and by its `to`-th call (None: by the stop that ended the resume).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Change {
     pub resumed_at: usize,
@@ -147,10 +147,10 @@ pub(crate) struct Change {
 /// start cost a trap per instruction run (a VM exit on PVM), so it goes in two passes:
 ///
 /// - `Coarse`: no single steps; the watched bytes are compared after every call the replay
-///   answers (and at the end). The last change lies in one stretch between two calls.
+///   answers and at every stop. The last change lies in one stretch between two of those.
 /// - `Fine`: single steps over that stretch only — in the resume made at stop `resumed_at`,
 ///   from the first call that brings the event index to `from` (None: the resume's start) to
-///   its `to`-th call (None: the survey's end) — noting which step wrote. A run there later
+///   its `to`-th call (None: the resume's end) — noting which step wrote. A run there later
 ///   stops at that first call (a resume's `anchor`, which is why the stretch starts there and
 ///   not at the call before the change: calls the replay performs itself leave the index as
 ///   it was) and steps from it.
@@ -403,6 +403,63 @@ mod tests {
         let mut b = vec![0xe8];
         b.extend(((to as i64 - (at as i64 + 5)) as i32).to_le_bytes());
         b
+    }
+
+    /// Watched bytes as a replay would show them: one 4-byte range whose value the test sets.
+    fn bytes(v: u32) -> impl FnMut(u64, u64) -> Option<Vec<u8>> {
+        move |_, _| Some(v.to_le_bytes().to_vec())
+    }
+
+    fn hit(resumed_at: usize, step: u64, stop: Option<usize>) -> Hit {
+        Hit { addr: 0x10, next: None, resumed_at, nth: 1, stop, step }
+    }
+
+    #[test]
+    fn a_coarse_pass_finds_the_stretch_of_the_last_write() {
+        let mut s = Survey::new([0x10].into(), &[(0x500, 4)], None, Pass::Coarse);
+        s.changed(&mut bytes(0));
+        s.resumed(0);
+        s.after_call(0, Some(3), &mut bytes(0));
+        // An arrival between the first and the second call, then the write before the second.
+        s.hits.push(hit(0, s.steps, None));
+        s.after_call(0, Some(4), &mut bytes(7));
+        s.after_call(0, Some(4), &mut bytes(7));
+        s.resume_ended(0, &mut bytes(7));
+        s.hits.push(hit(0, s.steps, Some(1)));
+        let c = s.coarse_end(1).expect("the write came after the arrival before it");
+        assert_eq!((c.resumed_at, c.step, c.from, c.to), (0, 2, Some(3), Some(2)));
+        // An arrival after the write is the answer instead; the stop gone back from is not one.
+        s.hits.insert(1, hit(0, 2, None));
+        assert!(s.coarse_end(1).is_none());
+        // A write by the stop that ended a resume: after its last call, up to the resume's end.
+        let mut t = Survey::new([].into(), &[(0x500, 4)], None, Pass::Coarse);
+        t.changed(&mut bytes(0));
+        t.resumed(0);
+        t.after_call(0, Some(9), &mut bytes(0));
+        t.resume_ended(0, &mut bytes(5));
+        let c = t.coarse_end(1).expect("a write");
+        assert_eq!((c.step, c.from, c.to), (2, Some(9), None));
+    }
+
+    #[test]
+    fn a_fine_pass_steps_over_its_stretch_only() {
+        let pass = Pass::Fine { resumed_at: 2, from: Some(4), to: Some(3) };
+        let mut s = Survey::new([].into(), &[(0x500, 4)], None, pass);
+        s.resumed(0);
+        assert!(!s.after_call(0, Some(4), &mut bytes(0)), "another resume");
+        s.resumed(2);
+        assert!(!s.steps());
+        assert!(!s.after_call(2, Some(3), &mut bytes(0)), "the event index not reached yet");
+        assert!(s.after_call(2, Some(4), &mut bytes(0)), "the first call that reaches it");
+        assert!(s.steps());
+        assert!(!s.after_call(2, Some(4), &mut bytes(0)), "the third call ends it");
+        assert!(!s.after_call(2, Some(5), &mut bytes(0)), "once");
+        // From the resume's start, to its end.
+        let mut t = Survey::new([].into(), &[(0x500, 4)], None, Pass::Fine { resumed_at: 1, from: None, to: None });
+        t.resumed(1);
+        assert!(t.steps() && t.after_call(1, Some(8), &mut bytes(0)));
+        t.resumed(2);
+        assert!(!t.steps());
     }
 
     #[test]

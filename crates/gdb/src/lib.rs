@@ -861,9 +861,11 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
     /// A call returned in a survey run with watchpoints: a coarse pass compares the watched
     /// bytes, a fine pass starts or ends its single steps here (see [`rewind::Pass`]).
     fn survey_after_call(&mut self, g: &mut dyn Guest) {
+        if !self.lead || self.survey.as_ref().is_none_or(|s| s.watches.is_empty()) {
+            return;
+        }
         let (resumed_at, event) = (self.resumed_at, self.inner.event_index());
-        let lead = self.lead;
-        let Some(s) = self.survey.as_mut().filter(|s| !s.watches.is_empty() && lead) else { return };
+        let Some(s) = self.survey.as_mut() else { return };
         let mut read = |a: u64, n: u64| {
             let mut b = vec![0u8; n as usize];
             g.read(GuestAddr(a), &mut b).ok().map(|_| b)

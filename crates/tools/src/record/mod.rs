@@ -349,25 +349,15 @@ impl<H: TrapHandler, W: Write + Send + 'static> Recorder<H, W> {
     }
 
     fn syscall(&mut self, g: &mut dyn Guest, trap: &Trap, call: &Syscall) -> Action {
-        if call.sysno().is_some_and(S::never_waits) {
-            // Over at once: entered, made and left under one hold of the recording.
-            let mut st = self.shared.lock();
-            let kind = st.enter(g, call);
-            let action = self.inner.on_trap(g, trap);
-            let forked = st.leave(g, call, kind, &action);
-            drop(st);
-            if forked {
-                self.shared.forked(self.me);
-            }
-            return action;
-        }
         let kind = self.shared.lock().enter(g, call);
         // A call the replay answers from the trace may block (a futex wait, a read from a
         // pipe): the other threads take turns meanwhile. Those it performs itself keep the
         // turn, so that they happen in the recorded order against the other threads', and so
-        // do exec and thread and process creation (and the calls that never wait, above).
+        // do exec and thread and process creation, and calls that never wait (over sooner
+        // than a hand-over).
         let lets_go = matches!(kind, CallKind::Other { forks: false, .. })
             && !replay_reexecutes(call.sysno())
+            && !call.sysno().is_some_and(S::never_waits)
             && self.shared.let_go(self.me, None);
         let action = self.inner.on_trap(g, trap);
         if lets_go && !self.take_turn(g) {

@@ -487,6 +487,13 @@ impl<H: ?Sized> At<'_, H> {
     }
 }
 
+/// `len` bytes of guest memory at `addr` (a watched range), or None where any of them is
+/// unreadable.
+fn guest_bytes(g: &mut dyn Guest, addr: u64, len: u64) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; len as usize];
+    g.read(GuestAddr(addr), &mut b).ok().map(|_| b)
+}
+
 /// Sets or clears the thread's trap flag (single-stepping).
 fn trap_flag(g: &mut dyn Guest, on: bool) {
     let mut r = g.regs();
@@ -548,21 +555,15 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
                 self.add_internal(g, a);
             }
             if let Some(s) = self.survey.as_mut() {
-                for (addr, len, seen) in s.watches.iter_mut() {
-                    let mut bytes = vec![0u8; *len as usize];
-                    *seen = g.read(GuestAddr(*addr), &mut bytes).ok().map(|_| bytes);
-                }
+                // The watched bytes as the replay starts (nothing seen yet: no change).
+                s.changed(&mut |a, n| guest_bytes(g, a, n));
             }
         }
         let resumed_at = self.resumed_at;
         if let Some(s) = self.survey.as_mut().filter(|_| idx > 0) {
             // A coarse pass compares at the end of every resume too: a write since its last
             // call lies in that resume (before an arrival that is this stop).
-            let mut read = |a: u64, n: u64| {
-                let mut b = vec![0u8; n as usize];
-                g.read(GuestAddr(a), &mut b).ok().map(|_| b)
-            };
-            s.resume_ended(resumed_at, &mut read);
+            s.resume_ended(resumed_at, &mut |a, n| guest_bytes(g, a, n));
         }
         if let Some(s) = self.survey.as_mut() {
             if matches!(why, Some(Stop::Step | Stop::Break)) && s.addrs.contains(&rip) {
@@ -779,16 +780,8 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
             self.resumed_at = self.stop_index.saturating_sub(1);
             let at = self.resumed_at;
             if let Some(s) = self.survey.as_mut() {
-                s.resumed(at);
+                s.resumed(at, &mut |a, n| guest_bytes(g, a, n));
                 survey_steps = s.steps();
-                if survey_steps {
-                    // A fine pass's stretch begins: its writes are counted from here.
-                    let mut read = |a: u64, n: u64| {
-                        let mut b = vec![0u8; n as usize];
-                        g.read(GuestAddr(a), &mut b).ok().map(|_| b)
-                    };
-                    s.changed(&mut read);
-                }
             }
         }
         if let (Some(sig), Some((signo, code, addr))) = (signal.and_then(from_gdb), self.me.stopped_by.take()) {
@@ -834,10 +827,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
 
     /// A write watchpoint on `len` bytes at `addr`: readable memory, at most a page.
     fn add_watch(&mut self, g: &mut dyn Guest, addr: u64, len: u64) -> bool {
-        let mut bytes = vec![0u8; len.clamp(1, 4096) as usize];
-        if g.read(GuestAddr(addr), &mut bytes).is_err() {
-            return false;
-        }
+        let Some(bytes) = guest_bytes(g, addr, len.clamp(1, 4096)) else { return false };
         self.watches.insert(addr, bytes);
         true
     }
@@ -849,11 +839,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         let lead = self.lead;
         let Some(s) = self.survey.as_mut().filter(|s| s.steps() && lead) else { return };
         s.steps += 1;
-        let mut read = |a: u64, n: u64| {
-            let mut b = vec![0u8; n as usize];
-            g.read(GuestAddr(a), &mut b).ok().map(|_| b)
-        };
-        if let Some(addr) = s.changed(&mut read) {
+        if let Some(addr) = s.changed(&mut |a, n| guest_bytes(g, a, n)) {
             s.changes.push(rewind::Change { resumed_at, step: s.steps, addr, from: None, to: None });
         }
     }
@@ -866,16 +852,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         }
         let (resumed_at, event) = (self.resumed_at, self.inner.event_index());
         let Some(s) = self.survey.as_mut() else { return };
-        let mut read = |a: u64, n: u64| {
-            let mut b = vec![0u8; n as usize];
-            g.read(GuestAddr(a), &mut b).ok().map(|_| b)
-        };
-        let was = s.stepping;
-        let stepping = s.after_call(resumed_at, event, &mut read);
-        if stepping && !was {
-            // The stretch begins: its writes are counted from here.
-            s.changed(&mut read);
-        }
+        let stepping = s.after_call(resumed_at, event, &mut |a, n| guest_bytes(g, a, n));
         if stepping != self.me.surveying {
             self.me.surveying = stepping;
             trap_flag(g, stepping);
@@ -899,8 +876,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         self.me.seen.clear();
         let lens: Vec<(u64, usize)> = self.watches.iter().map(|(a, b)| (*a, b.len())).collect();
         for (addr, len) in lens {
-            let mut bytes = vec![0u8; len];
-            if g.read(GuestAddr(addr), &mut bytes).is_ok() {
+            if let Some(bytes) = guest_bytes(g, addr, len as u64) {
                 self.me.seen.insert(addr, bytes);
             }
         }
@@ -918,10 +894,7 @@ impl<H: TrapHandler + ?Sized> At<'_, H> {
         let from = self.me.step_from.take();
         let lens: Vec<(u64, usize)> = self.watches.iter().map(|(a, b)| (*a, b.len())).collect();
         for (addr, len) in lens {
-            let mut now = vec![0u8; len];
-            if g.read(GuestAddr(addr), &mut now).is_err() {
-                continue;
-            }
+            let Some(now) = guest_bytes(g, addr, len as u64) else { continue };
             let before = self.me.seen.insert(addr, now.clone());
             let mine = by_call
                 || from.as_ref().is_none_or(|r| {

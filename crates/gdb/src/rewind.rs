@@ -225,8 +225,8 @@ impl Survey {
     }
 
     /// A resume made at stop `at` begins: counts start over; a fine pass whose stretch starts
-    /// with this resume steps from here.
-    pub fn resumed(&mut self, at: usize) {
+    /// with this resume steps from here. `read` gives a watched range's bytes.
+    pub fn resumed(&mut self, at: usize, read: &mut dyn FnMut(u64, u64) -> Option<Vec<u8>>) {
         self.nth = 0;
         self.steps = 0;
         self.last_event = None;
@@ -234,14 +234,16 @@ impl Survey {
         self.stepping = false;
         self.begun = false;
         if matches!(self.pass, Pass::Fine { resumed_at, from: None, .. } if resumed_at == at) {
-            self.begin_stretch();
+            self.begin_stretch(read);
         }
     }
 
-    fn begin_stretch(&mut self) {
+    /// A fine pass's stretch begins: its writes are counted from the bytes as they are here.
+    fn begin_stretch(&mut self, read: &mut dyn FnMut(u64, u64) -> Option<Vec<u8>>) {
         self.stepping = true;
         self.begun = true;
         self.pre_hits = self.hits.len();
+        self.changed(read);
     }
 
     /// The first watched range whose bytes differ from when last seen (all taken as they are
@@ -285,7 +287,7 @@ impl Survey {
                 if self.stepping && to.is_some_and(|k| self.calls >= k) {
                     self.stepping = false;
                 } else if !self.begun && from.is_some_and(|e| event.is_some_and(|now| now >= e)) {
-                    self.begin_stretch();
+                    self.begin_stretch(read);
                 }
             }
             _ => {}
@@ -418,7 +420,7 @@ mod tests {
     fn a_coarse_pass_finds_the_stretch_of_the_last_write() {
         let mut s = Survey::new([0x10].into(), &[(0x500, 4)], None, Pass::Coarse);
         s.changed(&mut bytes(0));
-        s.resumed(0);
+        s.resumed(0, &mut bytes(0));
         s.after_call(0, Some(3), &mut bytes(0));
         // An arrival between the first and the second call, then the write before the second.
         s.hits.push(hit(0, s.steps, None));
@@ -434,7 +436,7 @@ mod tests {
         // A write by the stop that ended a resume: after its last call, up to the resume's end.
         let mut t = Survey::new([].into(), &[(0x500, 4)], None, Pass::Coarse);
         t.changed(&mut bytes(0));
-        t.resumed(0);
+        t.resumed(0, &mut bytes(0));
         t.after_call(0, Some(9), &mut bytes(0));
         t.resume_ended(0, &mut bytes(5));
         let c = t.coarse_end(1).expect("a write");
@@ -445,9 +447,9 @@ mod tests {
     fn a_fine_pass_steps_over_its_stretch_only() {
         let pass = Pass::Fine { resumed_at: 2, from: Some(4), to: Some(3) };
         let mut s = Survey::new([].into(), &[(0x500, 4)], None, pass);
-        s.resumed(0);
+        s.resumed(0, &mut bytes(0));
         assert!(!s.after_call(0, Some(4), &mut bytes(0)), "another resume");
-        s.resumed(2);
+        s.resumed(2, &mut bytes(0));
         assert!(!s.steps());
         assert!(!s.after_call(2, Some(3), &mut bytes(0)), "the event index not reached yet");
         assert!(s.after_call(2, Some(4), &mut bytes(0)), "the first call that reaches it");
@@ -456,9 +458,9 @@ mod tests {
         assert!(!s.after_call(2, Some(5), &mut bytes(0)), "once");
         // From the resume's start, to its end.
         let mut t = Survey::new([].into(), &[(0x500, 4)], None, Pass::Fine { resumed_at: 1, from: None, to: None });
-        t.resumed(1);
+        t.resumed(1, &mut bytes(0));
         assert!(t.steps() && t.after_call(1, Some(8), &mut bytes(0)));
-        t.resumed(2);
+        t.resumed(2, &mut bytes(0));
         assert!(!t.steps());
     }
 
